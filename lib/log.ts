@@ -1,0 +1,25 @@
+// pino loggers. Logs are written synchronously: lb4 logs events (start, listeners, backends,
+// errors, stop), not traffic, so the cost is nil and nothing is lost when the process exits.
+
+import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
+
+export type { Logger };
+export type LogFormat = 'json' | 'pretty';
+export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof logLevels)[number];
+
+/** A root logger writing to stderr... or to `destination` (a file descriptor) when given. */
+export function createLogger(options: { level?: LogLevel; format?: LogFormat; destination?: number } = {}): Logger {
+  const level = options.level ?? 'info';
+  const fd = options.destination ?? 2;
+  if (options.format === 'pretty') {
+    return pino({ level, base: { name: 'lb4' } }, pretty({ destination: fd, sync: true, colorize: false, translateTime: 'SYS:HH:MM:ss.l' }));
+  }
+  return pino({ level, base: { name: 'lb4' } }, pino.destination({ dest: fd, sync: true }));
+}
+
+/** A logger that drops everything: the library's default. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

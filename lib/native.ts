@@ -1,0 +1,173 @@
+// The only file that loads the native addon, and the one place its whole surface is declared.
+// Everything else in lib/ talks to the data plane through these types, so it can be tested with a
+// fake engine. Errors cross the boundary as numbers and become Node-style errors here.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorName } from 'node:util';
+import { osErrorMessage } from './os-errors.js';
+
+/** Balancing algorithms as the engine numbers them. */
+export const NativeAlgorithm = { roundrobin: 0, leastconn: 1 } as const;
+/** Backend states as the engine numbers them. */
+export const NativeBackendState = { up: 0, down: 1, draining: 2, maintenance: 3 } as const;
+
+export interface NativeListenerOptions {
+  name: string;
+  ip: string;
+  port: number;
+  dualStack: boolean;
+  backlog: number;
+  algorithm: number;
+}
+
+export interface NativeEngineOptions {
+  workers: number;
+  listeners: NativeListenerOptions[];
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  retries: number;
+  /** Pipe capacity in bytes for splice; 0 keeps the kernel default (64 KiB). */
+  pipeSize: number;
+  maxIdlePipes: number;
+}
+
+export interface NativeBackend {
+  key: number;
+  ip: string;
+  port: number;
+  weight: number;
+  state: number;
+}
+
+export interface NativeBoundAddress {
+  ip: string;
+  port: number;
+  family: 'IPv4' | 'IPv6';
+}
+
+export interface NativeStartFailure {
+  errno: number;
+  syscall: string;
+  listener: number;
+}
+
+export interface NativeFlow {
+  id: number;
+  listener: number;
+  worker: number;
+  state: 'connecting' | 'established';
+  client: string;
+  backendKey?: number;
+  backend?: string;
+  startedAt: number;
+  bytesToBackend: number;
+  bytesToClient: number;
+}
+
+export type NativeEvent =
+  | { type: 'backend-connects'; worker: number; backendKey: number; failures: number; timeouts: number; successes: number }
+  | { type: 'listener-error'; worker: number; listener: number; errno: number };
+
+export interface NativeConnectionFilter {
+  listener?: number;
+  backendKey?: number;
+  limit?: number;
+}
+
+/** The engine object the addon exports. Every method runs on the JS thread. */
+export interface NativeEngine {
+  /** Opens the listeners on every worker and starts the workers. */
+  start(tables: NativeBackend[][]): NativeBoundAddress[] | NativeStartFailure;
+  /** Replaces every listener's backend table; resolves once every worker runs the new one. */
+  applyBackends(tables: NativeBackend[][]): Promise<void>;
+  /** Sums counters into `into` (listeners, then backend keys); returns the length needed. */
+  readStats(into: Float64Array): number;
+  /** Backend keys with counters are 0 .. backendKeyLimit() - 1. */
+  backendKeyLimit(): number;
+  connections(filter?: NativeConnectionFilter): Promise<NativeFlow[]>;
+  onEvents(callback: (events: NativeEvent[]) => void): void;
+  droppedEvents(): number;
+  /** Stops accepting, drains up to `drainMs`, joins the workers. Idempotent. */
+  close(drainMs: number): Promise<void>;
+}
+
+/**
+ * The data plane's counter names (native/core/counters.h is the source; the addon exports the
+ * list and loading fails if this declaration and the addon ever disagree).
+ */
+export const counterNames = [
+  'flows_active', 'flows_total', 'bytes_to_backend', 'bytes_to_client', 'spliced_bytes', 'copied_bytes',
+  'connect_failures', 'connect_timeouts', 'retries', 'no_backend', 'resets', 'idle_timeouts', 'drain_closed',
+  'accept_shed', 'accept_errors',
+] as const;
+export type CounterName = (typeof counterNames)[number];
+
+export interface CounterInfo {
+  name: CounterName;
+  kind: 'gauge' | 'counter';
+  help: string;
+}
+
+interface Addon {
+  Engine: new (options: NativeEngineOptions) => NativeEngine;
+  counters: CounterInfo[];
+}
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest) && JSON.parse(readFileSync(manifest, 'utf8')).name === 'lb4') return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('lb4: cannot find the lb4 package root');
+    dir = parent;
+  }
+}
+
+function loadAddon(): Addon {
+  const root = packageRoot();
+  const candidates = ['build/Release/lb4.node', 'build/Debug/lb4.node'].map((p) => join(root, p));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    throw new Error(`lb4: the native addon is not built (looked for ${candidates.join(', ')}); run "npm run build"`);
+  }
+  return createRequire(import.meta.url)(found) as Addon;
+}
+
+const addon = loadAddon();
+
+/** Creates a data-plane engine. Options must already be validated (lib/config.ts). */
+export function createEngine(options: NativeEngineOptions): NativeEngine {
+  return new addon.Engine(options);
+}
+
+if (addon.counters.length !== counterNames.length || addon.counters.some((c, i) => c.name !== counterNames[i])) {
+  throw new Error(`lb4: the native addon's counters (${addon.counters.map((c) => c.name).join(', ')}) do not match lib/native.ts; rebuild the addon`);
+}
+
+/** The data plane's counters, in the order readStats() writes them. */
+export const counters: readonly CounterInfo[] = Object.freeze(addon.counters.map((c) => Object.freeze({ ...c })));
+
+/** Turns an errno from the data plane into an error shaped like Node's own system errors. */
+export function systemError(
+  errno: number,
+  syscall: string,
+  where?: { address?: string; port?: number },
+): NodeJS.ErrnoException & { address?: string; port?: number } {
+  const code = getSystemErrorName(-errno);
+  let message = `${syscall} ${code}`;
+  if (where?.address !== undefined) message += ` ${where.address}${where.port !== undefined ? `:${where.port}` : ''}`;
+  const err = new Error(`${message} (${osErrorMessage(errno)})`) as NodeJS.ErrnoException & {
+    address?: string;
+    port?: number;
+  };
+  err.code = code;
+  err.errno = -errno;
+  err.syscall = syscall;
+  if (where?.address !== undefined) err.address = where.address;
+  if (where?.port !== undefined) err.port = where.port;
+  return err;
+}

@@ -1,0 +1,278 @@
+#include "engine_wrap.h"
+
+#include "options.h"
+
+namespace lb4 {
+
+namespace {
+
+const char* stateName(FlowState s) {
+  switch (s) {
+    case FlowState::Connecting:
+      return "connecting";
+    case FlowState::Established:
+      return "established";
+    default:
+      return "closed";
+  }
+}
+
+}  // namespace
+
+Napi::Function EngineWrap::define(Napi::Env env) {
+  return DefineClass(env, "Engine",
+                     {
+                         InstanceMethod<&EngineWrap::start>("start"),
+                         InstanceMethod<&EngineWrap::applyBackends>("applyBackends"),
+                         InstanceMethod<&EngineWrap::readStats>("readStats"),
+                         InstanceMethod<&EngineWrap::backendKeyLimit>("backendKeyLimit"),
+                         InstanceMethod<&EngineWrap::connections>("connections"),
+                         InstanceMethod<&EngineWrap::onEvents>("onEvents"),
+                         InstanceMethod<&EngineWrap::droppedEvents>("droppedEvents"),
+                         InstanceMethod<&EngineWrap::close>("close"),
+                     });
+}
+
+EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+  Napi::Env env = info.Env();
+  EngineConfig config;
+  if (!toEngineConfig(env, info[0], config)) return;
+  engine_ = std::make_unique<Engine>(std::move(config));
+  tsfn_ = Tsfn::New(env, "lb4.engine", 0, 1, this);
+  tsfn_.Unref(env);
+  tsfnLive_ = true;
+  engine_->events().setNotify([this] {
+    post([this](Napi::Env env) { deliverEvents(env); });
+  });
+}
+
+EngineWrap::~EngineWrap() {
+  shutdownNow();
+  if (cleanupHookAdded_) napi_remove_env_cleanup_hook(Env(), &EngineWrap::cleanupHook, this);
+  if (tsfnLive_) tsfn_.Release();
+}
+
+void EngineWrap::shutdownNow() {
+  if (engine_) {
+    engine_->stop(0, nullptr);
+    engine_->join();
+  }
+}
+
+void EngineWrap::cleanupHook(void* self) {
+  // The Node.js environment is going away (process exit, worker_thread end) with the engine
+  // still running: stop the workers before the addon's code is unloaded under them.
+  auto* wrap = static_cast<EngineWrap*>(self);
+  wrap->cleanupHookAdded_ = false;
+  wrap->shutdownNow();
+}
+
+void EngineWrap::callJs(Napi::Env env, Napi::Function, EngineWrap* self, Job* job) {
+  // env is null when the function is being torn down: only free the job then.
+  if (env != nullptr && job) (*job)(env);
+  delete job;
+}
+
+void EngineWrap::post(Job job) {
+  Job* heap = new Job(std::move(job));
+  if (tsfn_.NonBlockingCall(heap) != napi_ok) delete heap;  // torn down: nobody is waiting any more
+}
+
+void EngineWrap::beginRequest(Napi::Env env) {
+  if (pending_++ == 0) {
+    tsfn_.Ref(env);
+    Ref();  // keep this object alive while a worker may still answer it
+  }
+}
+
+void EngineWrap::endRequest(Napi::Env env) {
+  if (--pending_ == 0) {
+    if (tsfnLive_) tsfn_.Unref(env);
+    Unref();
+  }
+}
+
+Napi::Value EngineWrap::start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (started_) {
+    Napi::Error::New(env, "engine already started").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::vector<std::vector<BackendSpec>> tables;
+  if (!toBackendTables(env, info[0], engine_->listenerCount(), tables)) return env.Undefined();
+  SocketError err;
+  uint32_t failed = 0;
+  if (!engine_->start(std::move(tables), err, failed)) {
+    // The error crosses as numbers; lib/native.ts makes a Node-style error of it.
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("errno", err.error);
+    e.Set("syscall", err.syscall);
+    e.Set("listener", failed);
+    return e;
+  }
+  started_ = true;
+  napi_add_env_cleanup_hook(env, &EngineWrap::cleanupHook, this);
+  cleanupHookAdded_ = true;
+  Napi::Array bound = Napi::Array::New(env);
+  const auto& addresses = engine_->boundAddresses();
+  for (uint32_t i = 0; i < addresses.size(); ++i) {
+    Napi::Object a = Napi::Object::New(env);
+    a.Set("ip", addresses[i].ip());
+    a.Set("port", addresses[i].port());
+    a.Set("family", addresses[i].family() == AF_INET6 ? "IPv6" : "IPv4");
+    bound.Set(i, a);
+  }
+  return bound;
+}
+
+Napi::Value EngineWrap::applyBackends(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<std::vector<BackendSpec>> tables;
+  if (!toBackendTables(env, info[0], engine_->listenerCount(), tables)) return env.Undefined();
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  Napi::Promise promise = deferred->Promise();
+  if (!started_ || closing_) {
+    engine_->applyBackends(std::move(tables), nullptr);  // recorded, nothing to wait for
+    deferred->Resolve(env.Undefined());
+    return promise;
+  }
+  beginRequest(env);
+  engine_->applyBackends(std::move(tables), [this, deferred] {
+    post([this, deferred](Napi::Env env) {
+      deferred->Resolve(env.Undefined());
+      endRequest(env);
+    });
+  });
+  return promise;
+}
+
+Napi::Value EngineWrap::readStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    Napi::TypeError::New(env, "readStats needs a Float64Array").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Float64Array into = info[0].As<Napi::Float64Array>();
+  size_t needed = engine_->readStats(into.Data(), into.ElementLength());
+  return Napi::Number::New(env, static_cast<double>(needed));
+}
+
+Napi::Value EngineWrap::backendKeyLimit(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), engine_->backendKeyLimit());
+}
+
+Napi::Value EngineWrap::connections(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  SnapshotFilter filter;
+  if (!toSnapshotFilter(env, info[0], filter)) return env.Undefined();
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  Napi::Promise promise = deferred->Promise();
+  if (!started_ || closing_) {
+    deferred->Resolve(Napi::Array::New(env));
+    return promise;
+  }
+  beginRequest(env);
+  engine_->snapshot(filter, [this, deferred](std::vector<FlowInfo> flows) {
+    auto shared = std::make_shared<std::vector<FlowInfo>>(std::move(flows));
+    post([this, deferred, shared](Napi::Env env) {
+      Napi::Array out = Napi::Array::New(env, shared->size());
+      for (uint32_t i = 0; i < shared->size(); ++i) {
+        const FlowInfo& f = (*shared)[i];
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("id", static_cast<double>(f.id));
+        o.Set("listener", f.listener);
+        o.Set("worker", f.worker);
+        o.Set("state", stateName(f.state));
+        o.Set("client", f.client);
+        if (f.hasBackend) {
+          o.Set("backendKey", f.backendKey);
+          o.Set("backend", f.backend);
+        }
+        o.Set("startedAt", static_cast<double>(f.startWallMs));
+        o.Set("bytesToBackend", static_cast<double>(f.bytesToBackend));
+        o.Set("bytesToClient", static_cast<double>(f.bytesToClient));
+        out.Set(i, o);
+      }
+      deferred->Resolve(out);
+      endRequest(env);
+    });
+  });
+  return promise;
+}
+
+Napi::Value EngineWrap::onEvents(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsFunction()) {
+    Napi::TypeError::New(env, "onEvents needs a function").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  eventCallback_ = Napi::Persistent(info[0].As<Napi::Function>());
+  return env.Undefined();
+}
+
+void EngineWrap::deliverEvents(Napi::Env env) {
+  std::vector<Event> events = engine_->events().take();
+  if (events.empty() || eventCallback_.IsEmpty()) return;
+  Napi::HandleScope scope(env);
+  Napi::Array out = Napi::Array::New(env, events.size());
+  for (uint32_t i = 0; i < events.size(); ++i) {
+    const Event& e = events[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("worker", e.worker);
+    if (e.type == EventType::BackendConnects) {
+      o.Set("type", "backend-connects");
+      o.Set("backendKey", e.backendKey);
+      o.Set("failures", e.count);
+      o.Set("timeouts", e.timeouts);
+      o.Set("successes", e.successes);
+    } else {
+      o.Set("type", "listener-error");
+      o.Set("listener", e.listener);
+      o.Set("errno", e.error);
+    }
+    out.Set(i, o);
+  }
+  eventCallback_.Call({out});
+  if (env.IsExceptionPending()) {
+    // An exception from the control plane's event handler must not vanish in native code.
+    Napi::Error error = env.GetAndClearPendingException();
+    napi_fatal_exception(env, error.Value());
+  }
+}
+
+Napi::Value EngineWrap::droppedEvents(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(engine_->events().dropped()));
+}
+
+Napi::Value EngineWrap::close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t drainMs = info[0].IsNumber() ? info[0].As<Napi::Number>().Int64Value() : 0;
+  if (closing_) {
+    // Idempotent: the same promise; a shorter drain still applies.
+    engine_->stop(drainMs, nullptr);
+    return closePromise_.Value();
+  }
+  closing_ = true;
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  closePromise_ = Napi::Persistent(deferred->Promise().As<Napi::Object>());
+  if (!started_) {
+    deferred->Resolve(env.Undefined());
+    return closePromise_.Value();
+  }
+  beginRequest(env);
+  engine_->stop(drainMs, [this, deferred] {
+    post([this, deferred](Napi::Env env) {
+      engine_->join();  // every worker has left its loop: this returns at once
+      if (cleanupHookAdded_) {
+        napi_remove_env_cleanup_hook(env, &EngineWrap::cleanupHook, this);
+        cleanupHookAdded_ = false;
+      }
+      deliverEvents(env);
+      deferred->Resolve(env.Undefined());
+      endRequest(env);
+    });
+  });
+  return closePromise_.Value();
+}
+
+}  // namespace lb4

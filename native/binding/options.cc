@@ -1,0 +1,134 @@
+#include "options.h"
+
+#include <cmath>
+#include <string>
+
+namespace lb4 {
+
+namespace {
+
+bool throwType(Napi::Env env, const std::string& message) {
+  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+  return false;
+}
+bool throwRange(Napi::Env env, const std::string& message) {
+  Napi::RangeError::New(env, message).ThrowAsJavaScriptException();
+  return false;
+}
+
+bool getNumber(Napi::Env env, Napi::Object obj, const char* key, const std::string& where, double min, double max,
+               double& out) {
+  Napi::Value v = obj.Get(key);
+  if (!v.IsNumber()) return throwType(env, where + "." + key + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < min || d > max || std::floor(d) != d)
+    return throwRange(env, where + "." + key + " must be an integer from " + std::to_string(static_cast<int64_t>(min)) +
+                               " to " + std::to_string(static_cast<int64_t>(max)));
+  out = d;
+  return true;
+}
+
+bool getAddress(Napi::Env env, Napi::Object obj, const std::string& where, SocketAddress& out) {
+  Napi::Value ip = obj.Get("ip");
+  if (!ip.IsString()) return throwType(env, where + ".ip must be a string");
+  double port;
+  if (!getNumber(env, obj, "port", where, 0, 65535, port)) return false;
+  if (!SocketAddress::fromIp(ip.As<Napi::String>().Utf8Value(), static_cast<uint16_t>(port), out))
+    return throwType(env, where + ".ip must be a numeric IPv4 or IPv6 address");
+  return true;
+}
+
+}  // namespace
+
+bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
+  if (!value.IsObject()) return throwType(env, "options must be an object");
+  Napi::Object o = value.As<Napi::Object>();
+  double workers, connectTimeout, idleTimeout, retries, pipeSize, maxIdlePipes;
+  if (!getNumber(env, o, "workers", "options", 1, 255, workers) ||
+      !getNumber(env, o, "connectTimeoutMs", "options", 1, 86400000, connectTimeout) ||
+      !getNumber(env, o, "idleTimeoutMs", "options", 1, 86400000 * 7.0, idleTimeout) ||
+      !getNumber(env, o, "retries", "options", 0, 7, retries) ||
+      !getNumber(env, o, "pipeSize", "options", 0, 1 << 20, pipeSize) ||
+      !getNumber(env, o, "maxIdlePipes", "options", 0, 65536, maxIdlePipes))
+    return false;
+  out.workers = static_cast<uint32_t>(workers);
+  out.worker.connectTimeoutMs = static_cast<int64_t>(connectTimeout);
+  out.worker.idleTimeoutMs = static_cast<int64_t>(idleTimeout);
+  out.worker.retries = static_cast<uint32_t>(retries);
+  out.worker.pipeSize = static_cast<int>(pipeSize);
+  out.worker.maxIdlePipes = static_cast<size_t>(maxIdlePipes);
+
+  Napi::Value listeners = o.Get("listeners");
+  if (!listeners.IsArray()) return throwType(env, "options.listeners must be an array");
+  Napi::Array list = listeners.As<Napi::Array>();
+  if (list.Length() == 0 || list.Length() > 1024) return throwRange(env, "options.listeners must hold 1 to 1024 entries");
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    std::string where = "options.listeners[" + std::to_string(i) + "]";
+    Napi::Value item = list.Get(i);
+    if (!item.IsObject()) return throwType(env, where + " must be an object");
+    Napi::Object l = item.As<Napi::Object>();
+    ListenerConfig config;
+    if (!getAddress(env, l, where, config.address)) return false;
+    double backlog, algorithm;
+    if (!getNumber(env, l, "backlog", where, 1, 65535, backlog) ||
+        !getNumber(env, l, "algorithm", where, 0, 1, algorithm))
+      return false;
+    config.backlog = static_cast<int>(backlog);
+    config.algorithm = static_cast<Algorithm>(static_cast<int>(algorithm));
+    config.dualStack = l.Get("dualStack").ToBoolean().Value();
+    Napi::Value name = l.Get("name");
+    if (name.IsString()) config.name = name.As<Napi::String>().Utf8Value();
+    out.listeners.push_back(std::move(config));
+  }
+  return true;
+}
+
+bool toBackendTables(Napi::Env env, Napi::Value value, size_t listeners, std::vector<std::vector<BackendSpec>>& out) {
+  if (!value.IsArray()) return throwType(env, "tables must be an array");
+  Napi::Array tables = value.As<Napi::Array>();
+  if (tables.Length() != listeners) return throwRange(env, "tables must hold one table per listener");
+  out.assign(listeners, {});
+  for (uint32_t t = 0; t < tables.Length(); ++t) {
+    Napi::Value tv = tables.Get(t);
+    if (!tv.IsArray()) return throwType(env, "tables[" + std::to_string(t) + "] must be an array");
+    Napi::Array table = tv.As<Napi::Array>();
+    for (uint32_t i = 0; i < table.Length(); ++i) {
+      std::string where = "tables[" + std::to_string(t) + "][" + std::to_string(i) + "]";
+      Napi::Value item = table.Get(i);
+      if (!item.IsObject()) return throwType(env, where + " must be an object");
+      Napi::Object b = item.As<Napi::Object>();
+      BackendSpec spec;
+      double key, weight, state;
+      if (!getAddress(env, b, where, spec.address) || !getNumber(env, b, "key", where, 0, 1 << 24, key) ||
+          !getNumber(env, b, "weight", where, 0, 1000000, weight) || !getNumber(env, b, "state", where, 0, 3, state))
+        return false;
+      spec.key = static_cast<uint32_t>(key);
+      spec.weight = static_cast<uint32_t>(weight);
+      spec.state = static_cast<BackendState>(static_cast<int>(state));
+      out[t].push_back(spec);
+    }
+  }
+  return true;
+}
+
+bool toSnapshotFilter(Napi::Env env, Napi::Value value, SnapshotFilter& out) {
+  if (value.IsUndefined()) return true;
+  if (!value.IsObject()) return throwType(env, "filter must be an object");
+  Napi::Object f = value.As<Napi::Object>();
+  double n;
+  if (!f.Get("listener").IsUndefined()) {
+    if (!getNumber(env, f, "listener", "filter", 0, 1 << 24, n)) return false;
+    out.listener = static_cast<int64_t>(n);
+  }
+  if (!f.Get("backendKey").IsUndefined()) {
+    if (!getNumber(env, f, "backendKey", "filter", 0, 1 << 24, n)) return false;
+    out.backendKey = static_cast<int64_t>(n);
+  }
+  if (!f.Get("limit").IsUndefined()) {
+    if (!getNumber(env, f, "limit", "filter", 0, 1e9, n)) return false;
+    out.limit = static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace lb4

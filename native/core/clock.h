@@ -1,0 +1,24 @@
+#pragma once
+// Millisecond clocks. The data plane keeps flow timestamps from the coarse monotonic clock, read
+// once per loop pass: a few milliseconds of error is nothing next to second-scale timeouts, and
+// the coarse clock costs no more than a memory read.
+
+#include <time.h>
+
+#include <cstdint>
+
+namespace lb4 {
+
+inline int64_t monotonicMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+inline int64_t wallClockMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+}  // namespace lb4

@@ -1,0 +1,88 @@
+#pragma once
+// Every counter the data plane keeps, declared once. Listeners and backends share the one list
+// (a few entries only ever move on one of the two); the binding exports the names and kinds so
+// the control plane derives its stats objects and metric names from this table and nowhere else.
+//
+// Counters are per worker and single-writer: the worker that owns a block is the only thread that
+// writes it, with relaxed load+store (no locked instruction on the hot path); any thread may read
+// it. Sums over workers are taken by the reader.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace lb4 {
+
+// X(name, kind, help): kind is "gauge" (goes up and down) or "counter" (only goes up).
+#define LB4_COUNTERS(X)                                                                           \
+  X(flows_active, "gauge", "Flows open now (for a backend: including connects in progress)")       \
+  X(flows_total, "counter", "Flows accepted (listener) or established (backend)")                  \
+  X(bytes_to_backend, "counter", "Bytes forwarded from clients to backends")                       \
+  X(bytes_to_client, "counter", "Bytes forwarded from backends to clients")                        \
+  X(spliced_bytes, "counter", "Bytes moved by splice(2) without entering user space")               \
+  X(copied_bytes, "counter", "Bytes moved through a user-space buffer (no pipe could be had)")      \
+  X(connect_failures, "counter", "Backend connects refused or failed")                              \
+  X(connect_timeouts, "counter", "Backend connects that did not finish within the connect timeout") \
+  X(retries, "counter", "Connect attempts made on another backend after a failure")                 \
+  X(no_backend, "counter", "Flows closed because no backend could take them")                       \
+  X(resets, "counter", "Flows ended by a reset from either side")                                   \
+  X(idle_timeouts, "counter", "Flows closed by the idle timeout")                                   \
+  X(drain_closed, "counter", "Flows still open when a drain timeout ran out, then closed")          \
+  X(accept_shed, "counter", "Connections accepted and closed at once because descriptors ran out")  \
+  X(accept_errors, "counter", "accept() failures other than running out of descriptors")
+
+enum class Counter : uint32_t {
+#define LB4_COUNTER_ENUM(name, kind, help) name,
+  LB4_COUNTERS(LB4_COUNTER_ENUM)
+#undef LB4_COUNTER_ENUM
+};
+
+#define LB4_COUNTER_ONE(name, kind, help) +1
+constexpr size_t kCounterCount = 0 LB4_COUNTERS(LB4_COUNTER_ONE);
+#undef LB4_COUNTER_ONE
+
+struct CounterInfo {
+  const char* name;
+  const char* kind;
+  const char* help;
+};
+extern const CounterInfo kCounterInfo[kCounterCount];
+
+// One worker's counters for one listener or backend, on cache lines of its own so two workers
+// never write the same line.
+struct alignas(64) CounterBlock {
+  std::atomic<int64_t> values[kCounterCount];
+
+  CounterBlock() {
+    for (auto& v : values) v.store(0, std::memory_order_relaxed);
+  }
+  // Owner thread only.
+  void add(Counter c, int64_t n) {
+    auto& v = values[static_cast<uint32_t>(c)];
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  int64_t get(Counter c) const { return values[static_cast<uint32_t>(c)].load(std::memory_order_relaxed); }
+};
+
+// The counters of one listener or backend: one block per worker.
+class CounterSet {
+ public:
+  explicit CounterSet(size_t workers) : workers_(workers), blocks_(new CounterBlock[workers]) {}
+  CounterBlock& worker(size_t index) { return blocks_[index]; }
+  int64_t sum(Counter c) const {
+    int64_t total = 0;
+    for (size_t i = 0; i < workers_; ++i) total += blocks_[i].get(c);
+    return total;
+  }
+  // Writes kCounterCount sums to `out`.
+  void sumInto(double* out) const {
+    for (size_t c = 0; c < kCounterCount; ++c) out[c] = static_cast<double>(sum(static_cast<Counter>(c)));
+  }
+
+ private:
+  size_t workers_;
+  std::unique_ptr<CounterBlock[]> blocks_;
+};
+
+}  // namespace lb4

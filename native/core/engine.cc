@@ -1,0 +1,163 @@
+#include "engine.h"
+
+namespace lb4 {
+
+Engine::Engine(EngineConfig config) : config_(std::move(config)), events_(config_.eventCapacity) {
+  if (config_.workers == 0) config_.workers = 1;
+  for (size_t i = 0; i < config_.listeners.size(); ++i)
+    listenerCounters_.push_back(std::make_unique<CounterSet>(config_.workers));
+}
+
+Engine::~Engine() {
+  // Whatever drain was asked for, the engine is going away now.
+  if (started_) stop(0, nullptr);
+  join();
+}
+
+CounterSet* Engine::countersFor(uint32_t key) {
+  if (key >= backendCounters_.size()) backendCounters_.resize(key + 1);
+  if (!backendCounters_[key]) backendCounters_[key] = std::make_unique<CounterSet>(config_.workers);
+  return backendCounters_[key].get();
+}
+
+std::shared_ptr<const BackendTables> Engine::buildTables(std::vector<std::vector<BackendSpec>>& specs) {
+  auto tables = std::make_shared<BackendTables>();
+  tables->generation = ++generation_;
+  for (size_t i = 0; i < config_.listeners.size(); ++i) {
+    auto table = std::make_shared<BackendTable>();
+    table->algorithm = config_.listeners[i].algorithm;
+    if (i < specs.size()) {
+      for (const BackendSpec& s : specs[i])
+        table->backends.push_back(BackendEntry{s.key, s.address, s.weight, s.state, countersFor(s.key)});
+    }
+    tables->perListener.push_back(std::move(table));
+  }
+  return tables;
+}
+
+bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& err, uint32_t& failedListener) {
+  const size_t workerCount = config_.workers;
+  // groups[l][w]: listener l's socket for worker w.
+  std::vector<std::vector<UniqueFd>> groups(config_.listeners.size());
+  bound_.assign(config_.listeners.size(), SocketAddress());
+  for (uint32_t l = 0; l < config_.listeners.size(); ++l) {
+    if (!openListenerGroup(config_.listeners[l], workerCount, groups[l], bound_[l], err)) {
+      failedListener = l;
+      bound_.clear();
+      return false;  // every socket opened so far closes with `groups`
+    }
+  }
+  std::shared_ptr<const BackendTables> initial = buildTables(tables);
+  for (uint32_t w = 0; w < workerCount; ++w) {
+    std::vector<UniqueFd> mine;
+    std::vector<CounterSet*> counters;
+    for (uint32_t l = 0; l < config_.listeners.size(); ++l) {
+      mine.push_back(std::move(groups[l][w]));
+      counters.push_back(listenerCounters_[l].get());
+    }
+    auto worker = std::make_unique<Worker>(w, config_.worker, std::move(mine), std::move(counters), events_);
+    SysResult r = worker->init();
+    if (!r.ok()) {
+      err.error = r.error;
+      err.syscall = "epoll_create1";
+      failedListener = 0;
+      workers_.clear();
+      bound_.clear();
+      return false;
+    }
+    workers_.push_back(std::move(worker));
+  }
+  for (auto& w : workers_) w->start(initial);
+  started_ = true;
+  return true;
+}
+
+void Engine::applyBackends(std::vector<std::vector<BackendSpec>> tables, std::function<void()> done) {
+  std::shared_ptr<const BackendTables> built = buildTables(tables);
+  if (!started_ || stopRequested_) {
+    if (done) done();
+    return;
+  }
+  auto completion = std::make_shared<Completion>(static_cast<int>(workers_.size()), std::move(done));
+  for (auto& w : workers_) w->post(WorkerCommand{WorkerCommand::Kind::ApplyBackends, built, nullptr, 0, completion});
+}
+
+void Engine::snapshot(SnapshotFilter filter, std::function<void(std::vector<FlowInfo>)> done) {
+  if (!started_ || stopRequested_) {
+    done({});
+    return;
+  }
+  auto request = std::make_shared<SnapshotRequest>();
+  request->filter = filter;
+  auto completion = std::make_shared<Completion>(static_cast<int>(workers_.size()), [request, done] {
+    std::vector<FlowInfo> flows;
+    {
+      std::lock_guard<std::mutex> lock(request->mutex);
+      flows.swap(request->flows);
+    }
+    done(std::move(flows));
+  });
+  for (auto& w : workers_) w->post(WorkerCommand{WorkerCommand::Kind::Snapshot, nullptr, request, 0, completion});
+}
+
+void Engine::stop(int64_t drainMs, std::function<void()> done) {
+  if (!started_) {
+    if (done) done();
+    return;
+  }
+  bool alreadyStopped = false;
+  {
+    std::lock_guard<std::mutex> lock(stopMutex_);
+    if (stopped_) {
+      alreadyStopped = true;
+    } else if (done) {
+      stopWaiters_.push_back(std::move(done));
+    }
+  }
+  if (alreadyStopped) {
+    if (done) done();
+    return;
+  }
+  // The first stop's completion fires when every worker has left its loop; a later stop only
+  // shortens the drain, and its caller waits with the first one's waiters.
+  std::shared_ptr<Completion> completion;
+  if (!stopRequested_) {
+    completion = std::make_shared<Completion>(static_cast<int>(workers_.size()), [this] {
+      std::vector<std::function<void()>> waiters;
+      {
+        std::lock_guard<std::mutex> lock(stopMutex_);
+        stopped_ = true;
+        waiters.swap(stopWaiters_);
+      }
+      for (auto& w : waiters) w();
+    });
+  }
+  stopRequested_ = true;
+  for (auto& w : workers_)
+    w->post(WorkerCommand{WorkerCommand::Kind::Stop, nullptr, nullptr, drainMs, completion});
+}
+
+void Engine::join() {
+  for (auto& w : workers_) w->join();
+}
+
+size_t Engine::readStats(double* out, size_t capacity) const {
+  size_t needed = (listenerCounters_.size() + backendCounters_.size()) * kCounterCount;
+  if (capacity < needed) return needed;
+  size_t offset = 0;
+  for (const auto& set : listenerCounters_) {
+    set->sumInto(out + offset);
+    offset += kCounterCount;
+  }
+  for (const auto& set : backendCounters_) {
+    if (set) {
+      set->sumInto(out + offset);
+    } else {
+      for (size_t c = 0; c < kCounterCount; ++c) out[offset + c] = 0;
+    }
+    offset += kCounterCount;
+  }
+  return needed;
+}
+
+}  // namespace lb4

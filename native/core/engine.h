@@ -1,0 +1,88 @@
+#pragma once
+// The data plane as a whole: opens the listeners, runs the workers, and takes the control
+// plane's commands. Thread affinity: every public function runs on the control thread (the
+// Node.js main thread); completion callbacks run on whichever worker finishes last and must
+// only hand off to the control thread.
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "backend_table.h"
+#include "counters.h"
+#include "event_queue.h"
+#include "listener_socket.h"
+#include "worker.h"
+
+namespace lb4 {
+
+struct EngineConfig {
+  uint32_t workers = 1;
+  std::vector<ListenerConfig> listeners;
+  WorkerOptions worker;
+  size_t eventCapacity = 4096;
+};
+
+// A backend as the control plane describes it; the engine attaches the counters.
+struct BackendSpec {
+  uint32_t key;
+  SocketAddress address;
+  uint32_t weight;
+  BackendState state;
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineConfig config);
+  ~Engine();  // stops at once (no drain) if still running, and joins
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Opens every listener for every worker, then starts the workers with the given tables. On
+  // failure nothing is left open, `err` says which call failed and `failedListener` where.
+  bool start(std::vector<std::vector<BackendSpec>> tables, SocketError& err, uint32_t& failedListener);
+  const std::vector<SocketAddress>& boundAddresses() const { return bound_; }
+  size_t workerCount() const { return workers_.size(); }
+  size_t listenerCount() const { return config_.listeners.size(); }
+  bool stopping() const { return stopRequested_; }
+
+  // Replaces every listener's backend table. `done` runs once every worker uses the new tables.
+  void applyBackends(std::vector<std::vector<BackendSpec>> tables, std::function<void()> done);
+  // Collects flows from every worker; `done` gets them once all have answered.
+  void snapshot(SnapshotFilter filter, std::function<void(std::vector<FlowInfo>)> done);
+  // Stops accepting at once; open flows run until they end or `drainMs` passes, then are closed.
+  // `done` runs after every worker has exited its loop. Idempotent: a later call may shorten the
+  // drain and its `done` runs with the first one's.
+  void stop(int64_t drainMs, std::function<void()> done);
+  // Waits for the worker threads; call after stop's `done`, or to force an end (with stop(0)).
+  void join();
+
+  // Counters: every listener in order, then backend keys 0..backendKeyLimit()-1, kCounterCount
+  // values each. Returns the number of doubles needed; writes only if `capacity` suffices.
+  size_t readStats(double* out, size_t capacity) const;
+  uint32_t backendKeyLimit() const { return static_cast<uint32_t>(backendCounters_.size()); }
+  EventQueue& events() { return events_; }
+
+ private:
+  std::shared_ptr<const BackendTables> buildTables(std::vector<std::vector<BackendSpec>>& specs);
+  CounterSet* countersFor(uint32_t key);
+
+  EngineConfig config_;
+  std::vector<std::unique_ptr<CounterSet>> listenerCounters_;
+  // Indexed by backend key. Kept for the engine's life: flows and old tables point at them, and
+  // a removed backend's totals stay readable.
+  std::vector<std::unique_ptr<CounterSet>> backendCounters_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<SocketAddress> bound_;
+  EventQueue events_;
+  uint64_t generation_ = 0;
+  bool started_ = false;
+  bool stopRequested_ = false;
+
+  std::mutex stopMutex_;
+  bool stopped_ = false;
+  std::vector<std::function<void()>> stopWaiters_;
+};
+
+}  // namespace lb4

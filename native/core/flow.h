@@ -1,0 +1,82 @@
+#pragma once
+// One proxied TCP connection: the client's socket, the backend's socket, and the two directions
+// of bytes between them. A flow lives and dies on the worker that accepted it.
+
+#include <cstdint>
+#include <memory>
+
+#include "backend_table.h"
+#include "counters.h"
+#include "pipe_pool.h"
+#include "socket_address.h"
+
+namespace lb4 {
+
+enum class FlowState : uint8_t { Connecting = 0, Established = 1, Closed = 2 };
+
+// Why a flow ended; also the per-flow close reason shown in snapshots and logs.
+enum class CloseReason : uint8_t {
+  Done = 0,          // both directions finished with a FIN
+  ClientReset = 1,
+  BackendReset = 2,
+  IdleTimeout = 3,
+  NoBackend = 4,     // no backend could be connected (after retries)
+  Drained = 5,       // still open when a drain timeout ran out
+  Error = 6,         // a local failure (e.g. descriptors ran out mid-flow)
+};
+
+struct FlowSocket {
+  int fd = -1;
+  // Edge-triggered readiness as last reported by epoll and not yet used up: set by an event,
+  // cleared when a read or write says EAGAIN.
+  bool readable = false;
+  bool writable = false;
+};
+
+// Bytes moving from one socket to the other: through a pipe with splice(2), or, when no pipe
+// can be had, through a small heap buffer.
+struct Direction {
+  Pipe pipe;
+  uint32_t pipeBytes = 0;           // bytes sitting in `pipe`
+  std::unique_ptr<char[]> buffer;   // copy path only; freed when empty
+  uint32_t bufferStart = 0;
+  uint32_t bufferEnd = 0;
+  bool eof = false;                 // the source sent its FIN
+  bool shutdownSent = false;        // ... and it has been passed on to the destination
+  uint64_t bytes = 0;               // bytes delivered to the destination
+
+  bool holdsBytes() const { return pipeBytes > 0 || bufferEnd > bufferStart; }
+};
+
+struct Flow {
+  uint64_t id = 0;
+  uint32_t slot = 0;
+  uint32_t listener = 0;
+  FlowState state = FlowState::Closed;
+  CloseReason closeReason = CloseReason::Done;
+  uint8_t attempts = 0;  // connect attempts made
+
+  FlowSocket client;
+  FlowSocket backend;
+  Direction up;    // client -> backend
+  Direction down;  // backend -> client
+
+  SocketAddress clientAddress;
+  SocketAddress backendAddress;
+  uint32_t backendKey = 0;
+  CounterSet* backendCounters = nullptr;  // set while a backend is assigned (and counted active)
+  TriedBackends tried;
+
+  int64_t startMs = 0;       // monotonic
+  int64_t lastActiveMs = 0;  // monotonic; the idle timeout counts from here
+  int64_t connectDeadlineMs = 0;
+
+  // The worker's list of connecting flows, in deadline order.
+  Flow* connectPrev = nullptr;
+  Flow* connectNext = nullptr;
+  bool onConnectList = false;
+  // The worker's list of flows that stopped early to let others run and have more to move.
+  bool onYieldList = false;
+};
+
+}  // namespace lb4

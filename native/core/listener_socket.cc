@@ -1,0 +1,70 @@
+#include "listener_socket.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+namespace lb4 {
+
+namespace {
+
+bool fail(SocketError& err, const char* syscall) {
+  err.error = errno;
+  err.syscall = syscall;
+  return false;
+}
+
+bool openOne(const ListenerConfig& config, const SocketAddress& address, bool reusePort, UniqueFd& out,
+             SocketError& err) {
+  UniqueFd fd(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return fail(err, "socket");
+  int one = 1;
+  // SO_REUSEADDR lets lb4 restart while old flows sit in TIME_WAIT on the port.
+  if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) return fail(err, "setsockopt");
+  if (reusePort && setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+    return fail(err, "setsockopt");
+  if (address.family() == AF_INET6) {
+    int v6only = config.dualStack ? 0 : 1;
+    if (setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) != 0)
+      return fail(err, "setsockopt");
+  }
+  if (bind(fd.get(), address.get(), address.length()) != 0) return fail(err, "bind");
+  out = std::move(fd);
+  return true;
+}
+
+}  // namespace
+
+bool openListenerGroup(const ListenerConfig& config, size_t count, std::vector<UniqueFd>& out,
+                       SocketAddress& bound, SocketError& err) {
+  out.clear();
+  SocketAddress address = config.address;
+  if (address.port() != 0) {
+    UniqueFd probe;
+    if (!openOne(config, address, false, probe, err)) return false;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    UniqueFd fd;
+    if (!openOne(config, address, true, fd, err)) {
+      out.clear();
+      return false;
+    }
+    if (listen(fd.get(), config.backlog) != 0) {
+      fail(err, "listen");
+      out.clear();
+      return false;
+    }
+    if (i == 0) {
+      bound.prepareForKernel();
+      if (getsockname(fd.get(), bound.get(), bound.lengthPtr()) != 0) {
+        fail(err, "getsockname");
+        out.clear();
+        return false;
+      }
+      address.setPort(bound.port());
+    }
+    out.push_back(std::move(fd));
+  }
+  return true;
+}
+
+}  // namespace lb4

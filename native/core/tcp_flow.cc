@@ -1,0 +1,368 @@
+// The life of a TCP flow on a worker: accept, connect (with timeout and retries), forwarding
+// with splice(2), half-close, reset propagation and close. See DESIGN.md section 3.
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "worker.h"
+
+namespace lb4 {
+
+namespace {
+
+enum TagKind : uint64_t { kTagFlowClient = 2, kTagFlowBackend = 3 };
+inline uint64_t makeTag(TagKind kind, uint64_t index) { return (index << 2) | kind; }
+
+// Edge-triggered for both directions at once: a flow's sockets are registered once and never
+// modified, so forwarding costs no epoll_ctl calls.
+constexpr uint32_t kFlowEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+
+// A direction moves at most this much per wake-up before letting other flows run; the rest
+// continues right after the current epoll pass.
+constexpr uint64_t kPumpBudget = 1 << 20;
+constexpr uint32_t kCopyBufferSize = 16 * 1024;
+
+void setNoDelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int socketError(int fd) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err;
+}
+
+// SO_LINGER with a zero timeout makes close() send a reset instead of a FIN.
+void closeAbortively(int fd) {
+  linger lg{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  ::close(fd);
+}
+
+}  // namespace
+
+void Worker::startFlow(int fd, const SocketAddress& client, uint32_t listener) {
+  Flow& f = flows_.open();
+  f.listener = listener;
+  f.client.fd = fd;
+  f.clientAddress = client;
+  f.startMs = f.lastActiveMs = now_;
+  CounterBlock& lc = listenerCounters(listener);
+  lc.add(Counter::flows_total, 1);
+  lc.add(Counter::flows_active, 1);
+  setNoDelay(fd);
+  if (!loop_.add(fd, kFlowEvents, makeTag(kTagFlowClient, f.slot)).ok()) {
+    closeFlow(f, CloseReason::Error, false);
+    return;
+  }
+  if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
+}
+
+bool Worker::connectNext(Flow& f) {
+  Balancer& balancer = balancers_[f.listener];
+  CounterBlock& lc = listenerCounters(f.listener);
+  while (f.attempts <= options_.retries) {
+    const BackendEntry* b = balancer.pick(f.tried);
+    if (!b) return false;
+    if (f.attempts > 0) lc.add(Counter::retries, 1);
+    f.attempts++;
+    f.tried.add(b->key);
+    CounterBlock& bc = b->counters->worker(index_);
+
+    int fd = socket(b->address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;  // out of descriptors or memory: nothing another backend would fix
+    setNoDelay(fd);
+    if (connect(fd, b->address.get(), b->address.length()) == 0 || errno == EINPROGRESS) {
+      if (!loop_.add(fd, kFlowEvents, makeTag(kTagFlowBackend, f.slot)).ok()) {
+        ::close(fd);
+        return false;
+      }
+      f.backend = FlowSocket{fd, false, false};
+      f.backendKey = b->key;
+      f.backendAddress = b->address;
+      f.backendCounters = b->counters;
+      // A connect in progress counts as active, so least-connections sees it at once.
+      bc.add(Counter::flows_active, 1);
+      f.connectDeadlineMs = now_ + options_.connectTimeoutMs;
+      linkConnecting(f);
+      return true;
+    }
+    // Refused at once (unreachable network, no ephemeral port): try the next backend.
+    ::close(fd);
+    bc.add(Counter::connect_failures, 1);
+    lc.add(Counter::connect_failures, 1);
+    tallyConnect(b->key, false, false);
+  }
+  return false;
+}
+
+void Worker::onConnectFailed(Flow& f, bool timedOut) {
+  unlinkConnecting(f);
+  ::close(f.backend.fd);
+  f.backend = FlowSocket{};
+  CounterBlock& bc = f.backendCounters->worker(index_);
+  CounterBlock& lc = listenerCounters(f.listener);
+  bc.add(Counter::flows_active, -1);
+  bc.add(Counter::connect_failures, 1);
+  lc.add(Counter::connect_failures, 1);
+  if (timedOut) {
+    bc.add(Counter::connect_timeouts, 1);
+    lc.add(Counter::connect_timeouts, 1);
+  }
+  tallyConnect(f.backendKey, false, timedOut);
+  f.backendCounters = nullptr;
+  if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
+}
+
+void Worker::onConnected(Flow& f) {
+  unlinkConnecting(f);
+  f.state = FlowState::Established;
+  f.lastActiveMs = now_;
+  f.backendCounters->worker(index_).add(Counter::flows_total, 1);
+  tallyConnect(f.backendKey, true, false);
+  pumpFlow(f);
+}
+
+void Worker::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
+  if (f.state == FlowState::Closed) return;  // closed earlier in this pass
+  FlowSocket& s = backendSide ? f.backend : f.client;
+
+  if (f.state == FlowState::Connecting) {
+    if (backendSide) {
+      // A refused connect reports EPOLLERR|EPOLLHUP; a finished one, EPOLLOUT. SO_ERROR decides.
+      if ((events & (EPOLLERR | EPOLLHUP)) || socketError(s.fd) != 0) {
+        onConnectFailed(f, false);
+        return;
+      }
+      if (events & EPOLLOUT) {
+        s.writable = true;
+        s.readable = (events & (EPOLLIN | EPOLLRDHUP)) != 0;
+        onConnected(f);
+      }
+      return;
+    }
+    // The client reset before a backend answered: nothing to tell the backend but goodbye.
+    if ((events & EPOLLERR) && socketError(s.fd) != 0) {
+      closeFlow(f, CloseReason::ClientReset, false);
+      return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s.readable = true;
+    if (events & EPOLLOUT) s.writable = true;
+    return;
+  }
+
+  if ((events & EPOLLERR) && socketError(s.fd) != 0) {
+    resetFlow(f, backendSide);
+    return;
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s.readable = true;
+  if (events & (EPOLLOUT | EPOLLHUP)) s.writable = true;
+  pumpFlow(f);
+}
+
+void Worker::pumpFlow(Flow& f) {
+  PumpResult up = pump(f, f.up, f.client, f.backend, true);
+  if (up == PumpResult::SourceReset || up == PumpResult::DestinationReset) {
+    resetFlow(f, up == PumpResult::DestinationReset);
+    return;
+  }
+  PumpResult down = pump(f, f.down, f.backend, f.client, false);
+  if (down == PumpResult::SourceReset || down == PumpResult::DestinationReset) {
+    resetFlow(f, down == PumpResult::SourceReset);
+    return;
+  }
+  if (f.up.shutdownSent && f.down.shutdownSent) {
+    closeFlow(f, CloseReason::Done, false);
+    return;
+  }
+  if ((up == PumpResult::Yielded || down == PumpResult::Yielded) && !f.onYieldList) {
+    f.onYieldList = true;
+    yielded_.push_back(f.slot);
+  }
+}
+
+// Moves bytes from `src` to `dst` until neither side can go on. Bytes travel
+// socket -> pipe -> socket with splice(2), or through a heap buffer when no pipe can be had.
+//
+// The kernel's answers that need care (HAProxy's raw_sock.c documents the same ones):
+// - splice() from a socket into a pipe says EAGAIN both when the socket has nothing to read and
+//   when the pipe is full. Only with an empty pipe does it certainly mean "nothing to read";
+//   with bytes in the pipe the bytes go out first and the read is tried again.
+// - A read of 0 is the peer's FIN. It is passed on (shutdown(SHUT_WR)) only once every byte
+//   before it has been delivered, which is what makes half-close exact.
+Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSocket& dst, bool toBackend) {
+  uint64_t budget = kPumpBudget;
+  CounterBlock& lc = listenerCounters(f.listener);
+  CounterBlock& bc = f.backendCounters->worker(index_);
+  const Counter bytesCounter = toBackend ? Counter::bytes_to_backend : Counter::bytes_to_client;
+
+  for (;;) {
+    bool progress = false;
+
+    if (dst.writable && d.holdsBytes()) {
+      const bool viaPipe = d.pipeBytes > 0;
+      SysResult w = viaPipe ? sysResult(splice(d.pipe.readFd, nullptr, dst.fd, nullptr, d.pipeBytes,
+                                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK))
+                            : sysResult(send(dst.fd, d.buffer.get() + d.bufferStart, d.bufferEnd - d.bufferStart,
+                                             MSG_NOSIGNAL | MSG_DONTWAIT));
+      if (w.ok()) {
+        const int64_t n = w.value;
+        if (viaPipe) {
+          d.pipeBytes -= static_cast<uint32_t>(n);
+        } else {
+          d.bufferStart += static_cast<uint32_t>(n);
+        }
+        d.bytes += n;
+        const Counter how = viaPipe ? Counter::spliced_bytes : Counter::copied_bytes;
+        lc.add(bytesCounter, n);
+        lc.add(how, n);
+        bc.add(bytesCounter, n);
+        bc.add(how, n);
+        f.lastActiveMs = now_;
+        progress = true;
+      } else if (w.error == EAGAIN) {
+        dst.writable = false;
+      } else if (w.error != EINTR) {
+        return PumpResult::DestinationReset;
+      }
+    }
+    // Pipes and buffers are held only while they hold bytes.
+    if (d.pipe.valid() && d.pipeBytes == 0) pipes_.put(d.pipe);
+    if (d.buffer && d.bufferStart == d.bufferEnd) {
+      d.buffer.reset();
+      d.bufferStart = d.bufferEnd = 0;
+    }
+
+    if (src.readable && !d.eof && budget > 0 && d.bufferStart == d.bufferEnd) {
+      SysResult r{0, 0};
+      bool read = false;
+      if (d.pipe.valid() || pipes_.get(d.pipe)) {
+        const uint32_t room = static_cast<uint32_t>(pipes_.capacity()) - std::min<uint32_t>(d.pipeBytes, pipes_.capacity());
+        if (room > 0) {
+          r = sysResult(splice(src.fd, nullptr, d.pipe.writeFd, nullptr, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
+          read = true;
+          if (r.ok() && r.value > 0) d.pipeBytes += static_cast<uint32_t>(r.value);
+        }
+      } else {
+        d.buffer.reset(new char[kCopyBufferSize]);
+        d.bufferStart = 0;
+        r = sysResult(recv(src.fd, d.buffer.get(), kCopyBufferSize, MSG_DONTWAIT));
+        read = true;
+        if (r.ok() && r.value > 0) d.bufferEnd = static_cast<uint32_t>(r.value);
+      }
+      if (read) {
+        if (r.ok() && r.value > 0) {
+          budget -= std::min<uint64_t>(budget, r.value);
+          f.lastActiveMs = now_;
+          progress = true;
+        } else if (r.ok()) {
+          d.eof = true;
+          progress = true;
+        } else if (r.error == EAGAIN) {
+          if (!d.holdsBytes()) src.readable = false;
+        } else if (r.error != EINTR) {
+          return PumpResult::SourceReset;
+        }
+      }
+    }
+
+    if (!progress) break;
+  }
+
+  if (d.eof && !d.holdsBytes() && !d.shutdownSent) {
+    shutdown(dst.fd, SHUT_WR);
+    d.shutdownSent = true;
+  }
+  bool moreToRead = src.readable && !d.eof && d.bufferStart == d.bufferEnd;
+  return budget == 0 && moreToRead ? PumpResult::Yielded : PumpResult::Idle;
+}
+
+void Worker::resetFlow(Flow& f, bool backendReset) {
+  closeFlow(f, backendReset ? CloseReason::BackendReset : CloseReason::ClientReset, true);
+}
+
+void Worker::closeFlow(Flow& f, CloseReason reason, bool abortive) {
+  if (f.state == FlowState::Closed) return;
+  unlinkConnecting(f);
+  for (FlowSocket* s : {&f.client, &f.backend}) {
+    if (s->fd < 0) continue;
+    if (abortive) {
+      closeAbortively(s->fd);
+    } else {
+      ::close(s->fd);
+    }
+    s->fd = -1;
+  }
+  for (Direction* d : {&f.up, &f.down}) {
+    if (d->pipeBytes > 0) {
+      pipes_.kill(d->pipe);
+    } else {
+      pipes_.put(d->pipe);
+    }
+    d->pipeBytes = 0;
+  }
+
+  CounterBlock& lc = listenerCounters(f.listener);
+  lc.add(Counter::flows_active, -1);
+  CounterBlock* bc = f.backendCounters ? &f.backendCounters->worker(index_) : nullptr;
+  if (bc) bc->add(Counter::flows_active, -1);
+  Counter reasonCounter = Counter::flows_total;
+  switch (reason) {
+    case CloseReason::ClientReset:
+    case CloseReason::BackendReset:
+      reasonCounter = Counter::resets;
+      break;
+    case CloseReason::IdleTimeout:
+      reasonCounter = Counter::idle_timeouts;
+      break;
+    case CloseReason::NoBackend:
+      reasonCounter = Counter::no_backend;
+      break;
+    case CloseReason::Drained:
+      reasonCounter = Counter::drain_closed;
+      break;
+    default:
+      break;
+  }
+  if (reasonCounter != Counter::flows_total) {
+    lc.add(reasonCounter, 1);
+    if (bc && reasonCounter != Counter::no_backend) bc->add(reasonCounter, 1);
+  }
+  f.closeReason = reason;
+  flows_.retire(f);
+}
+
+void Worker::linkConnecting(Flow& f) {
+  // Every flow gets the same connect timeout, so appending keeps the list in deadline order.
+  f.connectPrev = connectTail_;
+  f.connectNext = nullptr;
+  if (connectTail_) {
+    connectTail_->connectNext = &f;
+  } else {
+    connectHead_ = &f;
+  }
+  connectTail_ = &f;
+  f.onConnectList = true;
+}
+
+void Worker::unlinkConnecting(Flow& f) {
+  if (!f.onConnectList) return;
+  if (f.connectPrev) {
+    f.connectPrev->connectNext = f.connectNext;
+  } else {
+    connectHead_ = f.connectNext;
+  }
+  if (f.connectNext) {
+    f.connectNext->connectPrev = f.connectPrev;
+  } else {
+    connectTail_ = f.connectPrev;
+  }
+  f.connectPrev = f.connectNext = nullptr;
+  f.onConnectList = false;
+}
+
+}  // namespace lb4

@@ -1,0 +1,159 @@
+#pragma once
+// A data-plane worker: one thread, one epoll loop, its own reuseport listening sockets, flow
+// table, pipe pool, balancers and counter blocks. Nothing here is shared with another worker
+// except read-only backend tables and the counters other threads only read.
+//
+// Thread affinity: the constructor, init(), start(), post() and join() run on the control thread;
+// everything else runs on the worker's own thread.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend_table.h"
+#include "counters.h"
+#include "epoll_loop.h"
+#include "event_queue.h"
+#include "flow_table.h"
+#include "pipe_pool.h"
+#include "wake_queue.h"
+
+namespace lb4 {
+
+struct WorkerOptions {
+  int64_t connectTimeoutMs = 5000;
+  int64_t idleTimeoutMs = 300000;
+  uint32_t retries = 2;
+  int pipeSize = 0;           // 0: the kernel's default
+  size_t maxIdlePipes = 256;  // spare pipes kept per worker
+};
+
+// Runs `done` when the last of `remaining` workers arrives. Any thread.
+struct Completion {
+  Completion(int workers, std::function<void()> fn) : remaining(workers), done(std::move(fn)) {}
+  std::atomic<int> remaining;
+  std::function<void()> done;
+  void arrive() {
+    if (remaining.fetch_sub(1, std::memory_order_acq_rel) == 1 && done) done();
+  }
+};
+
+struct FlowInfo {
+  uint64_t id;
+  uint32_t listener;
+  uint32_t worker;
+  FlowState state;
+  std::string client;
+  bool hasBackend;
+  uint32_t backendKey;
+  std::string backend;
+  int64_t startWallMs;
+  uint64_t bytesToBackend;
+  uint64_t bytesToClient;
+};
+
+struct SnapshotFilter {
+  int64_t listener = -1;    // -1: any
+  int64_t backendKey = -1;  // -1: any
+  size_t limit = SIZE_MAX;  // per worker; the caller trims the merged list
+};
+
+struct SnapshotRequest {
+  SnapshotFilter filter;
+  std::mutex mutex;
+  std::vector<FlowInfo> flows;
+};
+
+struct WorkerCommand {
+  enum class Kind { ApplyBackends, Snapshot, Stop } kind;
+  std::shared_ptr<const BackendTables> tables;
+  std::shared_ptr<SnapshotRequest> snapshot;
+  int64_t drainMs = 0;
+  std::shared_ptr<Completion> completion;
+};
+
+class Worker {
+ public:
+  Worker(uint32_t index, const WorkerOptions& options, std::vector<UniqueFd> listenerFds,
+         std::vector<CounterSet*> listenerCounters, EventQueue& events);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  SysResult init();
+  void start(std::shared_ptr<const BackendTables> tables);
+  void post(WorkerCommand command) { commands_.post(std::move(command)); }
+  void join();
+
+ private:
+  enum class PumpResult { Idle, Yielded, SourceReset, DestinationReset };
+
+  // worker.cc: the loop, commands, accepting, timers.
+  void run();
+  void runCommands();
+  void adoptTables(std::shared_ptr<const BackendTables> tables);
+  void snapshotInto(SnapshotRequest& request);
+  void beginStop(int64_t drainMs, std::shared_ptr<Completion> completion);
+  void closeListeners();
+  void acceptOn(uint32_t listener);
+  void shedLoad(uint32_t listener);
+  void onTick();
+  void expireConnects();
+  void expireIdle();
+  void flushConnectTallies();
+  void tallyConnect(uint32_t backendKey, bool ok, bool timeout);
+  void runYielded();
+
+  // tcp_flow.cc: the life of a flow.
+  void startFlow(int fd, const SocketAddress& client, uint32_t listener);
+  bool connectNext(Flow& f);
+  void onConnectFailed(Flow& f, bool timedOut);
+  void onConnected(Flow& f);
+  void onFlowEvent(Flow& f, bool backendSide, uint32_t events);
+  void pumpFlow(Flow& f);
+  PumpResult pump(Flow& f, Direction& d, FlowSocket& src, FlowSocket& dst, bool toBackend);
+  void resetFlow(Flow& f, bool backendReset);
+  void closeFlow(Flow& f, CloseReason reason, bool abortive);
+  void linkConnecting(Flow& f);
+  void unlinkConnecting(Flow& f);
+
+  CounterBlock& listenerCounters(uint32_t listener) { return listenerCounters_[listener]->worker(index_); }
+
+  const uint32_t index_;
+  const WorkerOptions options_;
+  std::vector<UniqueFd> listenerFds_;
+  std::vector<bool> listenerPaused_;
+  std::vector<CounterSet*> listenerCounters_;
+  EventQueue& events_;
+
+  EpollLoop loop_;
+  WakeQueue<WorkerCommand> commands_;
+  UniqueFd reserveFd_;  // spare descriptor, given up to shed connections when descriptors run out
+  PipePool pipes_;
+  FlowTable flows_;
+  std::shared_ptr<const BackendTables> tables_;
+  std::vector<Balancer> balancers_;  // one per listener
+
+  Flow* connectHead_ = nullptr;  // connecting flows, oldest (earliest deadline) first
+  Flow* connectTail_ = nullptr;
+  std::vector<uint32_t> yielded_;
+
+  struct ConnectTally {
+    uint32_t backendKey, failures, timeouts, successes;
+  };
+  std::vector<ConnectTally> tallies_;
+
+  int64_t now_ = 0;
+  int64_t nextTickMs_ = 0;
+  int64_t nextIdleSweepMs_ = 0;
+  bool stopping_ = false;
+  int64_t drainDeadlineMs_ = 0;
+  std::vector<std::shared_ptr<Completion>> stopCompletions_;
+  std::thread thread_;
+};
+
+}  // namespace lb4
