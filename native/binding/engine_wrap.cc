@@ -38,7 +38,9 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
   EngineConfig config;
   if (!toEngineConfig(env, info[0], config)) return;
   engine_ = std::make_unique<Engine>(std::move(config));
-  tsfn_ = Tsfn::New(env, "lb4.engine", 0, 1, this);
+  // The finalizer tells the destructor when Node has already torn the function down (at
+  // environment exit), so it is never released twice.
+  tsfn_ = Tsfn::New(env, "lb4.engine", 0, 1, this, [](Napi::Env, void*, EngineWrap* self) { self->tsfnLive_ = false; });
   tsfn_.Unref(env);
   tsfnLive_ = true;
   engine_->events().setNotify([this] {
@@ -49,7 +51,13 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
 EngineWrap::~EngineWrap() {
   shutdownNow();
   if (cleanupHookAdded_) napi_remove_env_cleanup_hook(Env(), &EngineWrap::cleanupHook, this);
-  if (tsfnLive_) tsfn_.Release();
+  releaseTsfn();
+}
+
+void EngineWrap::releaseTsfn() {
+  if (!tsfnLive_) return;
+  tsfnLive_ = false;
+  tsfn_.Release();
 }
 
 void EngineWrap::shutdownNow() {
@@ -256,6 +264,7 @@ Napi::Value EngineWrap::close(const Napi::CallbackInfo& info) {
   auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
   closePromise_ = Napi::Persistent(deferred->Promise().As<Napi::Object>());
   if (!started_) {
+    releaseTsfn();
     deferred->Resolve(env.Undefined());
     return closePromise_.Value();
   }
@@ -270,6 +279,8 @@ Napi::Value EngineWrap::close(const Napi::CallbackInfo& info) {
       deliverEvents(env);
       deferred->Resolve(env.Undefined());
       endRequest(env);
+      // The workers are gone: nothing can call the function any more.
+      releaseTsfn();
     });
   });
   return closePromise_.Value();

@@ -39,6 +39,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   void endRequest(Napi::Env env);
   void deliverEvents(Napi::Env env);
   void shutdownNow();
+  void releaseTsfn();
 
   using Tsfn = Napi::TypedThreadSafeFunction<EngineWrap, Job, &EngineWrap::callJs>;
 
