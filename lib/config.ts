@@ -183,11 +183,13 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
 }
 
 async function validateListener(raw: unknown, field: string): Promise<ListenerConfig> {
-  const opts: ListenerOptions = typeof raw === 'object' && raw !== null ? (raw as ListenerOptions) : { listen: raw as string };
-  const { host, port } = parseHostPort(opts.listen, `${field}.listen`, { allowEmptyHost: true, allowPortZero: true });
+  const isObject = typeof raw === 'object' && raw !== null;
+  const opts: ListenerOptions = isObject ? (raw as ListenerOptions) : { listen: raw as string };
+  const listenField = isObject ? `${field}.listen` : field;
+  const { host, port } = parseHostPort(opts.listen, listenField, { allowEmptyHost: true, allowPortZero: true });
   const name = opts.name ?? (host === '' ? `:${port}` : formatHostPort(host, port));
   if (host === '') return Object.freeze({ name, ip: '::', port, anyInterface: true });
-  return Object.freeze({ name, ip: await resolveHost(host, `${field}.listen`), port, anyInterface: false });
+  return Object.freeze({ name, ip: await resolveHost(host, listenField), port, anyInterface: false });
 }
 
 /** Validates options and resolves host names. Throws {@link Lb4Error} naming the first bad field. */

@@ -132,6 +132,8 @@ void Engine::stop(int64_t drainMs, std::function<void()> done) {
       for (auto& w : waiters) w();
     });
   }
+  if (!stopRequested_)
+    for (auto& w : workers_) w->shutdownListeners();
   stopRequested_ = true;
   for (auto& w : workers_)
     w->post(WorkerCommand{WorkerCommand::Kind::Stop, nullptr, nullptr, drainMs, completion});

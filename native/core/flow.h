@@ -54,7 +54,7 @@ struct Flow {
   uint32_t listener = 0;
   FlowState state = FlowState::Closed;
   CloseReason closeReason = CloseReason::Done;
-  uint8_t attempts = 0;  // connect attempts made
+  uint32_t attempts = 0;  // connect attempts made
 
   FlowSocket client;
   FlowSocket backend;

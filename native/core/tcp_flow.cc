@@ -272,6 +272,9 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
 
     if (!progress) break;
   }
+  // An empty pipe goes back even when the last read found nothing (a stale edge), so an idle
+  // flow holds no pipe.
+  if (d.pipe.valid() && d.pipeBytes == 0) pipes_.put(d.pipe);
 
   if (d.eof && !d.holdsBytes() && !d.shutdownSent) {
     shutdown(dst.fd, SHUT_WR);

@@ -164,6 +164,11 @@ void Worker::beginStop(int64_t drainMs, std::shared_ptr<Completion> completion) 
   closeListeners();
 }
 
+void Worker::shutdownListeners() {
+  for (auto& fd : listenerFds_)
+    if (fd) ::shutdown(fd.get(), SHUT_RD);
+}
+
 void Worker::closeListeners() {
   for (auto& fd : listenerFds_) fd.reset();
 }
@@ -180,7 +185,8 @@ void Worker::acceptOn(uint32_t listener) {
       continue;
     }
     int err = errno;
-    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    // EINVAL: the listener was shut down by stop() and the Stop command is on its way.
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINVAL) return;
     if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
       shedLoad(listener);
@@ -241,8 +247,12 @@ void Worker::expireConnects() {
 
 void Worker::expireIdle() {
   flows_.forEach([this](Flow& f) {
-    if (f.state == FlowState::Established && now_ - f.lastActiveMs >= options_.idleTimeoutMs)
-      closeFlow(f, CloseReason::IdleTimeout, false);
+    if (f.state != FlowState::Established || now_ - f.lastActiveMs < options_.idleTimeoutMs) return;
+    // A flow idle with bytes still on their way (a receiver that stopped reading) is cut with a
+    // reset: a FIN would tell the client a truncated stream had ended normally.
+    bool stalled = f.up.holdsBytes() || f.down.holdsBytes() || (f.client.readable && !f.up.eof) ||
+                   (f.backend.readable && !f.down.eof);
+    closeFlow(f, CloseReason::IdleTimeout, stalled);
   });
 }
 

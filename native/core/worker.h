@@ -87,6 +87,10 @@ class Worker {
   SysResult init();
   void start(std::shared_ptr<const BackendTables> tables);
   void post(WorkerCommand command) { commands_.post(std::move(command)); }
+  // Control thread, before the first Stop is posted: makes the kernel refuse new connections on
+  // this worker's listeners at once. The descriptors stay open (the worker closes them), so no
+  // other thread ever closes a descriptor this worker may still be using.
+  void shutdownListeners();
   void join();
 
  private:

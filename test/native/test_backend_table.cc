@@ -1,0 +1,348 @@
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "backend_table.h"
+#include "harness.h"
+#include "test_util.h"
+
+using lb4::Algorithm;
+using lb4::Balancer;
+using lb4::BackendEntry;
+using lb4::BackendState;
+using lb4::BackendTable;
+using lb4::Counter;
+using lb4::CounterSet;
+using lb4::TriedBackends;
+
+namespace {
+
+constexpr size_t kWorkers = 2;
+
+// A table with one CounterSet per backend; keys are 0..n-1 and addresses 10.0.0.<key+1>:80 (the
+// balancer never connects anywhere).
+struct Fixture {
+  std::vector<std::unique_ptr<CounterSet>> counters;
+  BackendTable table;
+
+  explicit Fixture(Algorithm algorithm) { table.algorithm = algorithm; }
+  void add(uint32_t weight, BackendState state = BackendState::Up) {
+    uint32_t key = static_cast<uint32_t>(table.backends.size());
+    counters.push_back(std::make_unique<CounterSet>(kWorkers));
+    BackendEntry e;
+    e.key = key;
+    e.address = lb4test::address(("10.0.0." + std::to_string(key + 1)).c_str(), 80);
+    e.weight = weight;
+    e.state = state;
+    e.counters = counters.back().get();
+    table.backends.push_back(e);
+  }
+  // Active flows as least-connections sees them: spread over both workers' blocks.
+  void setActive(uint32_t key, int64_t active) {
+    int64_t now = counters[key]->sum(Counter::flows_active);
+    counters[key]->worker(0).add(Counter::flows_active, (active - now) / 2);
+    counters[key]->worker(1).add(Counter::flows_active, (active - now) - (active - now) / 2);
+  }
+};
+
+const TriedBackends kNone{};
+
+std::string picks(Balancer& b, int n, const TriedBackends& tried = kNone) {
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    const BackendEntry* e = b.pick(tried);
+    out += e ? static_cast<char>('a' + e->key) : '-';
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(balancer, smooth_weighted_round_robin_sequence) {
+  // The nginx algorithm, worked by hand for weights 5,1,1 (total 7; ties go to the first):
+  //   current before pick      chosen   current after
+  //   ( 5,  1,  1)             a        (-2,  1,  1)
+  //   ( 3,  2,  2)             a        (-4,  2,  2)
+  //   ( 1,  3,  3)             b        ( 1, -4,  3)
+  //   ( 6, -3,  4)             a        (-1, -3,  4)
+  //   ( 4, -2,  5)             c        ( 4, -2, -2)
+  //   ( 9, -1, -1)             a        ( 2, -1, -1)
+  //   ( 7,  0,  0)             a        ( 0,  0,  0)   -- back to the start
+  Fixture f(Algorithm::RoundRobin);
+  f.add(5);
+  f.add(1);
+  f.add(1);
+  Balancer b;
+  b.reset(&f.table);
+  CHECK_EQ(picks(b, 7), "aabacaa");
+  CHECK_EQ(picks(b, 7), "aabacaa");
+  // reset() starts over, whatever happened before.
+  picks(b, 3);
+  b.reset(&f.table);
+  CHECK_EQ(picks(b, 7), "aabacaa");
+}
+
+TEST(balancer, round_robin_distribution_matches_weights) {
+  Fixture f(Algorithm::RoundRobin);
+  f.add(5);
+  f.add(1);
+  f.add(1);
+  Balancer b;
+  b.reset(&f.table);
+  std::map<char, int> count;
+  for (char c : picks(b, 700)) count[c]++;
+  CHECK_EQ(count['a'], 500);
+  CHECK_EQ(count['b'], 100);
+  CHECK_EQ(count['c'], 100);
+  CHECK_EQ(count['-'], 0);
+
+  // Equal weights: strict rotation.
+  Fixture g(Algorithm::RoundRobin);
+  for (int i = 0; i < 4; ++i) g.add(3);
+  Balancer c;
+  c.reset(&g.table);
+  CHECK_EQ(picks(c, 8), "abcdabcd");
+}
+
+TEST(balancer, never_picks_a_backend_that_takes_no_new_flows) {
+  for (Algorithm algorithm : {Algorithm::RoundRobin, Algorithm::LeastConn}) {
+    Fixture f(algorithm);
+    f.add(1, BackendState::Down);         // a
+    f.add(1, BackendState::Draining);     // b
+    f.add(5, BackendState::Maintenance);  // c
+    f.add(0, BackendState::Up);           // d: weight 0
+    f.add(1, BackendState::Up);           // e: the only one
+    f.add(9, BackendState::Down);         // f
+    CHECK(!f.table.backends[3].takesNewFlows());
+    CHECK(f.table.backends[4].takesNewFlows());
+    Balancer b;
+    b.reset(&f.table);
+    CHECK_EQ(picks(b, 20), std::string(20, 'e'));
+    // Even as a last resort after every candidate was tried.
+    TriedBackends tried;
+    tried.add(4);
+    CHECK_EQ(picks(b, 5, tried), "eeeee");
+  }
+}
+
+TEST(balancer, returns_null_when_nothing_can_take_a_flow) {
+  for (Algorithm algorithm : {Algorithm::RoundRobin, Algorithm::LeastConn}) {
+    Balancer unset;
+    CHECK(unset.pick(kNone) == nullptr);  // never given a table
+    Balancer b;
+    b.reset(nullptr);
+    CHECK(b.pick(kNone) == nullptr);
+
+    Fixture empty(algorithm);
+    b.reset(&empty.table);
+    CHECK(b.pick(kNone) == nullptr);
+
+    Fixture none(algorithm);
+    none.add(1, BackendState::Down);
+    none.add(0, BackendState::Up);
+    none.add(1, BackendState::Draining);
+    b.reset(&none.table);
+    CHECK(b.pick(kNone) == nullptr);
+    TriedBackends tried;
+    tried.add(0);
+    CHECK(b.pick(tried) == nullptr);
+  }
+}
+
+TEST(balancer, avoids_tried_backends_while_others_remain) {
+  for (Algorithm algorithm : {Algorithm::RoundRobin, Algorithm::LeastConn}) {
+    Fixture f(algorithm);
+    f.add(1);
+    f.add(1);
+    f.add(1);
+    Balancer b;
+    b.reset(&f.table);
+    TriedBackends tried;
+    tried.add(0);
+    std::string s = picks(b, 12, tried);
+    CHECK_EQ(s.find('a'), std::string::npos);
+    CHECK_NE(s.find('b'), std::string::npos);
+    CHECK_NE(s.find('c'), std::string::npos);
+
+    tried.add(2);
+    CHECK_EQ(picks(b, 4, tried), "bbbb");
+
+    // Everything tried: a tried backend beats refusing the client.
+    tried.add(1);
+    s = picks(b, 6, tried);
+    CHECK_EQ(s.find('-'), std::string::npos);
+
+    // Tried, but the only other one is down: reuse the tried one.
+    Fixture g(algorithm);
+    g.add(1);
+    g.add(1, BackendState::Down);
+    Balancer c;
+    c.reset(&g.table);
+    TriedBackends t0;
+    t0.add(0);
+    CHECK_EQ(picks(c, 3, t0), "aaa");
+  }
+}
+
+TEST(balancer, tried_backends_keeps_the_first_eight) {
+  TriedBackends t;
+  for (uint32_t k = 100; k < 110; ++k) t.add(k);
+  CHECK_EQ(t.count, TriedBackends::kMax);
+  CHECK(t.contains(100));
+  CHECK(t.contains(107));
+  CHECK(!t.contains(108));
+  CHECK(!t.contains(0));
+}
+
+TEST(balancer, round_robin_with_tried_keeps_weights_among_the_rest) {
+  // With a tried, b and c (weights 2 and 1) share the flows 2:1.
+  Fixture f(Algorithm::RoundRobin);
+  f.add(5);
+  f.add(2);
+  f.add(1);
+  Balancer b;
+  b.reset(&f.table);
+  TriedBackends tried;
+  tried.add(0);
+  std::map<char, int> count;
+  for (char c : picks(b, 300, tried)) count[c]++;
+  CHECK_EQ(count['a'], 0);
+  CHECK_EQ(count['b'], 200);
+  CHECK_EQ(count['c'], 100);
+}
+
+TEST(balancer, least_connections_picks_the_lightest) {
+  Fixture f(Algorithm::LeastConn);
+  f.add(1);
+  f.add(1);
+  f.add(1);
+  f.setActive(0, 5);
+  f.setActive(1, 2);
+  f.setActive(2, 3);
+  CHECK_EQ(f.counters[1]->worker(0).get(Counter::flows_active), 1);  // really spread over workers
+  CHECK_EQ(f.counters[1]->worker(1).get(Counter::flows_active), 1);
+  Balancer b;
+  b.reset(&f.table);
+  CHECK_EQ(picks(b, 5), "bbbbb");  // the balancer reads counters; it does not count its picks
+
+  // Tried: the next lightest.
+  TriedBackends tried;
+  tried.add(1);
+  CHECK_EQ(picks(b, 3, tried), "ccc");
+
+  f.setActive(1, 10);
+  CHECK_EQ(picks(b, 2), "cc");
+  f.setActive(0, 0);
+  CHECK_EQ(picks(b, 2), "aa");
+}
+
+TEST(balancer, least_connections_weighs_load_by_weight) {
+  Fixture f(Algorithm::LeastConn);
+  f.add(4);  // a: 6 active / 4 = 1.5
+  f.add(1);  // b: 2 active / 1 = 2
+  f.add(2);  // c: 4 active / 2 = 2
+  f.setActive(0, 6);
+  f.setActive(1, 2);
+  f.setActive(2, 4);
+  Balancer b;
+  b.reset(&f.table);
+  CHECK_EQ(picks(b, 3), "aaa");
+  f.setActive(0, 9);  // a: 2.25 now; b and c tie at 2
+  std::string s = picks(b, 6);
+  CHECK_EQ(s.find('a'), std::string::npos);
+  CHECK_NE(s.find('b'), std::string::npos);
+  CHECK_NE(s.find('c'), std::string::npos);
+}
+
+TEST(balancer, least_connections_ties_take_turns) {
+  Fixture f(Algorithm::LeastConn);
+  f.add(1);
+  f.add(1);
+  f.add(1);
+  Balancer b;
+  b.reset(&f.table);
+  // All idle: each pick starts its scan one further along, so the three take turns.
+  std::string s = picks(b, 6);
+  std::map<char, int> count;
+  for (char c : s) count[c]++;
+  CHECK_EQ(count['a'], 2);
+  CHECK_EQ(count['b'], 2);
+  CHECK_EQ(count['c'], 2);
+  CHECK_NE(s[0], s[1]);
+  CHECK_NE(s[1], s[2]);
+  lb4test::note("least-connections ties: " + s);
+}
+
+TEST(balancer, least_connections_many_backends_stays_eligible) {
+  // Past 16 backends the power of two random choices replaces the full scan.
+  Fixture f(Algorithm::LeastConn);
+  std::set<uint32_t> eligible;
+  for (uint32_t i = 0; i < 40; ++i) {
+    if (i % 3 == 0) {
+      f.add(1, BackendState::Down);
+    } else if (i % 7 == 0) {
+      f.add(0);
+    } else if (i % 11 == 0) {
+      f.add(2, BackendState::Draining);
+    } else {
+      f.add(1 + i % 3);
+      eligible.insert(i);
+    }
+  }
+  Balancer b;
+  b.reset(&f.table);
+  std::map<uint32_t, int> seen;
+  for (int i = 0; i < 5000; ++i) {
+    const BackendEntry* e = b.pick(kNone);
+    REQUIRE(e != nullptr);
+    seen[e->key]++;
+    if (!eligible.count(e->key)) {
+      lb4test::fail(__FILE__, __LINE__, "picked ineligible backend " + std::to_string(e->key));
+      break;
+    }
+  }
+  // All idle: the random choices reach every eligible backend.
+  CHECK_EQ(seen.size(), eligible.size());
+}
+
+TEST(balancer, least_connections_many_backends_prefers_lighter) {
+  Fixture f(Algorithm::LeastConn);
+  for (uint32_t i = 0; i < 32; ++i) f.add(1);
+  for (uint32_t i = 0; i < 16; ++i) f.setActive(i, 100);  // keys 0..15 heavy, 16..31 idle
+  Balancer b;
+  b.reset(&f.table);
+  int heavy = 0;
+  const int n = 10000;
+  for (int i = 0; i < n; ++i) {
+    const BackendEntry* e = b.pick(kNone);
+    REQUIRE(e != nullptr);
+    if (e->key < 16) heavy++;
+  }
+  // Uniform choice would give half; with two choices a heavy one wins only when both candidates
+  // are heavy: about (16/32) * (15/31), 24%.
+  lb4test::note("heavy picks: " + std::to_string(heavy) + " of " + std::to_string(n));
+  CHECK_LT(heavy, n * 32 / 100);
+  CHECK_GT(heavy, n * 15 / 100);  // and it is random, not a scan
+
+  // Rare eligible backends: the fallback scan finds the lightest one exactly.
+  Fixture g(Algorithm::LeastConn);
+  for (uint32_t i = 0; i < 64; ++i) g.add(1, BackendState::Down);
+  g.table.backends[10].state = BackendState::Up;
+  g.table.backends[50].state = BackendState::Up;
+  g.setActive(10, 7);
+  g.setActive(50, 3);
+  Balancer c;
+  c.reset(&g.table);
+  std::map<uint32_t, int> seen;
+  for (int i = 0; i < 500; ++i) {
+    const BackendEntry* e = c.pick(kNone);
+    REQUIRE(e != nullptr);
+    seen[e->key]++;
+  }
+  for (const auto& [key, times] : seen) CHECK(key == 10 || key == 50);
+  CHECK_GT(seen[50], seen[10]);
+  lb4test::note("two eligible of 64: key 50 (lighter) " + std::to_string(seen[50]) + ", key 10 " +
+                std::to_string(seen[10]));
+}

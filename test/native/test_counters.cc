@@ -1,0 +1,52 @@
+#include <cstring>
+#include <set>
+#include <string>
+
+#include "counters.h"
+#include "harness.h"
+
+using lb4::Counter;
+using lb4::CounterSet;
+
+TEST(counters, one_table_of_names_and_kinds) {
+  CHECK_EQ(lb4::kCounterCount, static_cast<size_t>(Counter::accept_errors) + 1);
+  std::set<std::string> names;
+  for (size_t i = 0; i < lb4::kCounterCount; ++i) {
+    const lb4::CounterInfo& info = lb4::kCounterInfo[i];
+    names.insert(info.name);
+    bool kindOk = std::strcmp(info.kind, "gauge") == 0 || std::strcmp(info.kind, "counter") == 0;
+    if (!kindOk) lb4test::fail(__FILE__, __LINE__, std::string(info.name) + " has kind " + info.kind);
+    CHECK(std::strlen(info.help) > 0);
+  }
+  CHECK_EQ(names.size(), lb4::kCounterCount);
+  CHECK_EQ(std::string(lb4::kCounterInfo[static_cast<size_t>(Counter::flows_active)].name), "flows_active");
+  CHECK_EQ(std::string(lb4::kCounterInfo[static_cast<size_t>(Counter::spliced_bytes)].name), "spliced_bytes");
+}
+
+TEST(counters, sums_over_workers) {
+  CounterSet set(3);
+  set.worker(0).add(Counter::flows_active, 2);
+  set.worker(1).add(Counter::flows_active, 5);
+  set.worker(2).add(Counter::flows_active, -1);
+  set.worker(2).add(Counter::bytes_to_client, 1000);
+  CHECK_EQ(set.sum(Counter::flows_active), 6);
+  CHECK_EQ(set.sum(Counter::bytes_to_client), 1000);
+  CHECK_EQ(set.sum(Counter::resets), 0);
+  CHECK_EQ(set.worker(1).get(Counter::flows_active), 5);
+
+  double out[lb4::kCounterCount];
+  set.sumInto(out);
+  CHECK_EQ(out[static_cast<size_t>(Counter::flows_active)], 6.0);
+  CHECK_EQ(out[static_cast<size_t>(Counter::bytes_to_client)], 1000.0);
+  CHECK_EQ(out[static_cast<size_t>(Counter::accept_errors)], 0.0);
+}
+
+TEST(counters, blocks_sit_on_their_own_cache_lines) {
+  CHECK_EQ(alignof(lb4::CounterBlock), 64u);
+  CHECK_EQ(sizeof(lb4::CounterBlock) % 64, 0u);
+  CounterSet set(2);
+  auto a = reinterpret_cast<uintptr_t>(&set.worker(0));
+  auto b = reinterpret_cast<uintptr_t>(&set.worker(1));
+  CHECK_EQ(a % 64, 0u);
+  CHECK_GE(b - a, 64u);
+}

@@ -1,0 +1,177 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "pipe_pool.h"
+#include "test_util.h"
+
+using lb4::Pipe;
+using lb4::PipePool;
+using lb4test::descriptorError;
+using lb4test::isOpen;
+
+TEST(pipe_pool, put_then_get_reuses_the_same_pipe) {
+  PipePool pool(4, 0);
+  Pipe a, b;
+  REQUIRE(pool.get(a));
+  REQUIRE(pool.get(b));
+  CHECK(a.valid());
+  CHECK(b.valid());
+  CHECK_NE(a.readFd, b.readFd);
+  const int aRead = a.readFd, aWrite = a.writeFd, bRead = b.readFd, bWrite = b.writeFd;
+  CHECK(isOpen(aRead) && isOpen(aWrite));
+  // Non-blocking and close-on-exec, both ends.
+  CHECK((fcntl(aRead, F_GETFL) & O_NONBLOCK) != 0);
+  CHECK((fcntl(aWrite, F_GETFL) & O_NONBLOCK) != 0);
+  CHECK((fcntl(aRead, F_GETFD) & FD_CLOEXEC) != 0);
+
+  pool.put(a);
+  CHECK(!a.valid());  // put() resets the caller's handle
+  CHECK_EQ(a.writeFd, -1);
+  pool.put(b);
+  CHECK_EQ(pool.idle(), 2u);
+  CHECK(isOpen(aRead) && isOpen(bRead));  // pooled, not closed
+
+  Pipe c, d;
+  REQUIRE(pool.get(c));
+  REQUIRE(pool.get(d));
+  CHECK_EQ(pool.idle(), 0u);
+  // The same descriptors come back (most recently returned first).
+  CHECK_EQ(c.readFd, bRead);
+  CHECK_EQ(c.writeFd, bWrite);
+  CHECK_EQ(d.readFd, aRead);
+  CHECK_EQ(d.writeFd, aWrite);
+
+  // A reused pipe still works.
+  CHECK_EQ(write(c.writeFd, "x", 1), 1);
+  char ch = 0;
+  CHECK_EQ(read(c.readFd, &ch, 1), 1);
+  CHECK_EQ(ch, 'x');
+  pool.put(c);
+  pool.put(d);
+}
+
+TEST(pipe_pool, keeps_at_most_max_idle) {
+  PipePool pool(1, 0);
+  Pipe p[3];
+  for (auto& x : p) REQUIRE(pool.get(x));
+  const Pipe copy[3] = {p[0], p[1], p[2]};
+  for (auto& x : p) pool.put(x);
+  CHECK_EQ(pool.idle(), 1u);
+  CHECK_EQ(pool.inUse(), 0u);
+  // The first one back was kept; the two past maxIdle were closed, both ends.
+  CHECK(isOpen(copy[0].readFd) && isOpen(copy[0].writeFd));
+  for (int i = 1; i < 3; ++i) {
+    CHECK_EQ(descriptorError(copy[i].readFd), EBADF);
+    CHECK_EQ(descriptorError(copy[i].writeFd), EBADF);
+  }
+
+  // maxIdle 0: nothing is kept.
+  PipePool none(0, 0);
+  Pipe q;
+  REQUIRE(none.get(q));
+  const Pipe qc = q;
+  none.put(q);
+  CHECK_EQ(none.idle(), 0u);
+  CHECK_EQ(descriptorError(qc.readFd), EBADF);
+  CHECK_EQ(descriptorError(qc.writeFd), EBADF);
+}
+
+TEST(pipe_pool, kill_closes_whatever_the_pipe_holds) {
+  PipePool pool(4, 0);
+  Pipe p;
+  REQUIRE(pool.get(p));
+  CHECK_EQ(write(p.writeFd, "left over", 9), 9);
+  const Pipe copy = p;
+  pool.kill(p);
+  CHECK(!p.valid());
+  CHECK_EQ(descriptorError(copy.readFd), EBADF);
+  CHECK_EQ(descriptorError(copy.writeFd), EBADF);
+  CHECK_EQ(pool.idle(), 0u);
+  CHECK_EQ(pool.inUse(), 0u);
+  // Killing or putting an empty handle does nothing.
+  Pipe empty;
+  pool.kill(empty);
+  pool.put(empty);
+  CHECK_EQ(pool.inUse(), 0u);
+  CHECK_EQ(pool.idle(), 0u);
+}
+
+TEST(pipe_pool, default_capacity_is_64k) {
+  PipePool pool(4, 0);
+  CHECK_EQ(pool.capacity(), 65536);
+  Pipe p;
+  REQUIRE(pool.get(p));
+  CHECK_EQ(pool.capacity(), 65536);
+  CHECK_EQ(fcntl(p.writeFd, F_GETPIPE_SZ), 65536);
+  pool.put(p);
+}
+
+TEST(pipe_pool, honours_a_pipe_size_request) {
+  const int want = 256 * 1024;
+  PipePool pool(4, want);
+  Pipe p;
+  REQUIRE(pool.get(p));
+  const int real = fcntl(p.writeFd, F_GETPIPE_SZ);
+  lb4test::note("F_GETPIPE_SZ after a 256 KiB request: " + std::to_string(real));
+  CHECK_EQ(pool.capacity(), want);
+  CHECK_EQ(real, want);
+  // The pipe really holds capacity() bytes: one non-blocking write of that much fits whole.
+  std::string bytes(static_cast<size_t>(pool.capacity()), 'z');
+  CHECK_EQ(write(p.writeFd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  CHECK_EQ(write(p.writeFd, "!", 1), -1);  // and not a byte more
+  pool.kill(p);
+}
+
+TEST(pipe_pool, capacity_never_exceeds_the_real_pipe) {
+  // A size the kernel rounds up (to a power of two pages): capacity() may stay below the real
+  // size but must never promise more than the pipe holds.
+  for (int want : {1000, 100000, 70000, 4096}) {
+    PipePool pool(2, want);
+    Pipe p;
+    REQUIRE(pool.get(p));
+    const int real = fcntl(p.writeFd, F_GETPIPE_SZ);
+    CHECK_GT(pool.capacity(), 0);
+    CHECK_LE(pool.capacity(), real);
+    pool.put(p);
+  }
+}
+
+TEST(pipe_pool, counts_pipes_in_use) {
+  PipePool pool(8, 0);
+  std::vector<Pipe> p(3);
+  for (auto& x : p) REQUIRE(pool.get(x));
+  CHECK_EQ(pool.inUse(), 3u);
+  pool.put(p[0]);
+  CHECK_EQ(pool.inUse(), 2u);
+  CHECK_EQ(pool.idle(), 1u);
+  pool.kill(p[1]);
+  CHECK_EQ(pool.inUse(), 1u);
+  CHECK_EQ(pool.idle(), 1u);
+  Pipe again;
+  REQUIRE(pool.get(again));  // from the idle list
+  CHECK_EQ(pool.inUse(), 2u);
+  CHECK_EQ(pool.idle(), 0u);
+  pool.put(again);
+  pool.put(p[2]);
+  CHECK_EQ(pool.inUse(), 0u);
+  CHECK_EQ(pool.idle(), 2u);
+}
+
+TEST(pipe_pool, destructor_closes_idle_pipes) {
+  Pipe copy;
+  {
+    PipePool pool(4, 0);
+    Pipe p;
+    REQUIRE(pool.get(p));
+    copy = p;
+    pool.put(p);
+    CHECK(isOpen(copy.readFd));
+  }
+  CHECK_EQ(descriptorError(copy.readFd), EBADF);
+  CHECK_EQ(descriptorError(copy.writeFd), EBADF);
+}
