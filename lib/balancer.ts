@@ -324,7 +324,7 @@ export class Balancer extends EventEmitter<BalancerEvents> {
         const backend = this.#registry.byKey(e.backendKey)?.id ?? `#${e.backendKey}`;
         this.#log.warn({ backend, failures: e.failures, timeouts: e.timeouts, successes: e.successes }, 'backend connect failures');
         this.emit('backend-connect-failures', { backend, failures: e.failures, timeouts: e.timeouts, successes: e.successes });
-      } else {
+      } else if (e.type === 'listener-error') {
         const listener = this.#listeners[e.listener];
         const err = systemError(e.errno, 'accept', { address: listener?.address, port: listener?.port });
         this.#log.error({ listener: listener?.name, err }, 'accept failed');

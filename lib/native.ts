@@ -67,9 +67,34 @@ export interface NativeFlow {
   bytesToClient: number;
 }
 
+/** Why a flow ended, as the engine reports it in flow-closed events. */
+export type NativeCloseReason = 'done' | 'client-reset' | 'backend-reset' | 'idle-timeout' | 'no-backend' | 'drained' | 'error';
+
 export type NativeEvent =
-  | { type: 'backend-connects'; worker: number; backendKey: number; failures: number; timeouts: number; successes: number }
-  | { type: 'listener-error'; worker: number; listener: number; errno: number };
+  | {
+      type: 'backend-connects';
+      worker: number;
+      backendKey: number;
+      failures: number;
+      timeouts: number;
+      successes: number;
+      /** Failures after the last success in this report: consecutive failures so far. */
+      trailingFailures: number;
+    }
+  | { type: 'listener-error'; worker: number; listener: number; errno: number }
+  | {
+      type: 'flow-closed';
+      worker: number;
+      listener: number;
+      id: number;
+      client: string;
+      backendKey?: number;
+      reason: NativeCloseReason;
+      bytesToBackend: number;
+      bytesToClient: number;
+      startedAt: number;
+      durationMs: number;
+    };
 
 export interface NativeConnectionFilter {
   listener?: number;
@@ -92,6 +117,17 @@ export interface NativeEngine {
   droppedEvents(): number;
   /** Stops accepting, drains up to `drainMs`, joins the workers. Idempotent. */
   close(drainMs: number): Promise<void>;
+  /**
+   * Opens one more listener while running, in a new slot (slots are never reused), with its
+   * first backend table. `ready` resolves once every worker accepts on it.
+   */
+  addListener(listener: NativeListenerOptions, table: NativeBackend[]): (NativeBoundAddress & { slot: number; ready: Promise<void> }) | NativeStartFailure;
+  /** Stops accepting on a listener at once; its flows may run `drainMs` more, then are closed. */
+  removeListener(slot: number, drainMs: number): Promise<void>;
+  /** Closes matching flows now, with a reset; resolves with how many. */
+  closeFlows(filter: NativeConnectionFilter): Promise<number>;
+  /** Reports one closed flow in `every` as a flow-closed event; 0 turns the flow log off. */
+  setFlowLog(every: number): void;
 }
 
 /**

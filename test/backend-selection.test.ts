@@ -1,7 +1,7 @@
 // How flows pick backends: round robin, weights, least connections, states, runtime changes,
 // and what happens when a backend refuses, never answers, or none is left.
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { startBalancer, type Balancer } from '../lib/index.js';
 import { startBlackhole } from './helpers/blackhole.js';
 import { connect, echoBackend, nameBackend, readAll, refusingPort, sha256, startBackend, until, whoAnswers, type TestBackend } from './helpers/sockets.js';
@@ -16,20 +16,16 @@ async function tally(port: number, flows: number): Promise<Record<string, number
   return counts;
 }
 
-async function withNamedBackends(t: Tap.Test, names: string[]): Promise<TestBackend[]> {
+async function withNamedBackends(t: Test, names: string[]): Promise<TestBackend[]> {
   const backends = await Promise.all(names.map(nameBackend));
   t.teardown(() => Promise.all(backends.map((b) => b.close())));
   return backends;
 }
 
-function closeAtEnd(t: Tap.Test, lb: Balancer): void {
+function closeAtEnd(t: Test, lb: Balancer): void {
   t.teardown(() => lb.close({ drainTimeout: 0 }));
 }
 
-type Tap = typeof t;
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
-}
 
 t.test('round robin spreads flows evenly', async (t) => {
   const [a, b, c] = await withNamedBackends(t, ['a', 'b', 'c']);

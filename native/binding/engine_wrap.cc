@@ -6,6 +6,42 @@ namespace lb4 {
 
 namespace {
 
+const char* closeReasonName(uint8_t reason) {
+  switch (static_cast<CloseReason>(reason)) {
+    case CloseReason::Done:
+      return "done";
+    case CloseReason::ClientReset:
+      return "client-reset";
+    case CloseReason::BackendReset:
+      return "backend-reset";
+    case CloseReason::IdleTimeout:
+      return "idle-timeout";
+    case CloseReason::NoBackend:
+      return "no-backend";
+    case CloseReason::Drained:
+      return "drained";
+    default:
+      return "error";
+  }
+}
+
+Napi::Object boundAddress(Napi::Env env, const SocketAddress& address) {
+  Napi::Object a = Napi::Object::New(env);
+  a.Set("ip", address.ip());
+  a.Set("port", address.port());
+  a.Set("family", address.family() == AF_INET6 ? "IPv6" : "IPv4");
+  return a;
+}
+
+Napi::Object startFailure(Napi::Env env, const SocketError& err, uint32_t listener) {
+  // The error crosses as numbers; lib/native.ts makes a Node-style error of it.
+  Napi::Object e = Napi::Object::New(env);
+  e.Set("errno", err.error);
+  e.Set("syscall", err.syscall);
+  e.Set("listener", listener);
+  return e;
+}
+
 const char* stateName(FlowState s) {
   switch (s) {
     case FlowState::Connecting:
@@ -30,6 +66,10 @@ Napi::Function EngineWrap::define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::onEvents>("onEvents"),
                          InstanceMethod<&EngineWrap::droppedEvents>("droppedEvents"),
                          InstanceMethod<&EngineWrap::close>("close"),
+                         InstanceMethod<&EngineWrap::addListener>("addListener"),
+                         InstanceMethod<&EngineWrap::removeListener>("removeListener"),
+                         InstanceMethod<&EngineWrap::closeFlows>("closeFlows"),
+                         InstanceMethod<&EngineWrap::setFlowLog>("setFlowLog"),
                      });
 }
 
@@ -110,26 +150,13 @@ Napi::Value EngineWrap::start(const Napi::CallbackInfo& info) {
   if (!toBackendTables(env, info[0], engine_->listenerCount(), tables)) return env.Undefined();
   SocketError err;
   uint32_t failed = 0;
-  if (!engine_->start(std::move(tables), err, failed)) {
-    // The error crosses as numbers; lib/native.ts makes a Node-style error of it.
-    Napi::Object e = Napi::Object::New(env);
-    e.Set("errno", err.error);
-    e.Set("syscall", err.syscall);
-    e.Set("listener", failed);
-    return e;
-  }
+  if (!engine_->start(std::move(tables), err, failed)) return startFailure(env, err, failed);
   started_ = true;
   napi_add_env_cleanup_hook(env, &EngineWrap::cleanupHook, this);
   cleanupHookAdded_ = true;
   Napi::Array bound = Napi::Array::New(env);
   const auto& addresses = engine_->boundAddresses();
-  for (uint32_t i = 0; i < addresses.size(); ++i) {
-    Napi::Object a = Napi::Object::New(env);
-    a.Set("ip", addresses[i].ip());
-    a.Set("port", addresses[i].port());
-    a.Set("family", addresses[i].family() == AF_INET6 ? "IPv6" : "IPv4");
-    bound.Set(i, a);
-  }
+  for (uint32_t i = 0; i < addresses.size(); ++i) bound.Set(i, boundAddress(env, addresses[i]));
   return bound;
 }
 
@@ -171,8 +198,8 @@ Napi::Value EngineWrap::backendKeyLimit(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineWrap::connections(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  SnapshotFilter filter;
-  if (!toSnapshotFilter(env, info[0], filter)) return env.Undefined();
+  FlowFilter filter;
+  if (!toFlowFilter(env, info[0], filter)) return env.Undefined();
   auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
   Napi::Promise promise = deferred->Promise();
   if (!started_ || closing_) {
@@ -233,6 +260,18 @@ void EngineWrap::deliverEvents(Napi::Env env) {
       o.Set("failures", e.count);
       o.Set("timeouts", e.timeouts);
       o.Set("successes", e.successes);
+      o.Set("trailingFailures", e.trailingFailures);
+    } else if (e.type == EventType::FlowClosed) {
+      o.Set("type", "flow-closed");
+      o.Set("listener", e.listener);
+      o.Set("id", static_cast<double>(e.flowId));
+      o.Set("client", e.client.toString());
+      if (e.hasBackend) o.Set("backendKey", e.backendKey);
+      o.Set("reason", closeReasonName(e.reason));
+      o.Set("bytesToBackend", static_cast<double>(e.bytesToBackend));
+      o.Set("bytesToClient", static_cast<double>(e.bytesToClient));
+      o.Set("startedAt", static_cast<double>(e.startWallMs));
+      o.Set("durationMs", static_cast<double>(e.durationMs));
     } else {
       o.Set("type", "listener-error");
       o.Set("listener", e.listener);
@@ -284,6 +323,87 @@ Napi::Value EngineWrap::close(const Napi::CallbackInfo& info) {
     });
   });
   return closePromise_.Value();
+}
+
+Napi::Value EngineWrap::addListener(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ListenerConfig config;
+  std::vector<BackendSpec> table;
+  if (!toListenerConfig(env, info[0], "listener", config) || !toBackendTable(env, info[1], "table", table))
+    return env.Undefined();
+  if (!started_ || closing_) {
+    Napi::Error::New(env, "engine is not running").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  uint32_t slot = 0;
+  SocketError err;
+  beginRequest(env);
+  bool ok = engine_->addListener(std::move(config), std::move(table), slot, err, [this, deferred] {
+    post([this, deferred](Napi::Env env) {
+      deferred->Resolve(env.Undefined());
+      endRequest(env);
+    });
+  });
+  if (!ok) {
+    endRequest(env);
+    return startFailure(env, err, 0);
+  }
+  Napi::Object out = boundAddress(env, engine_->boundAddresses()[slot]);
+  out.Set("slot", slot);
+  out.Set("ready", deferred->Promise());
+  return out;
+}
+
+Napi::Value EngineWrap::removeListener(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "removeListener(slot, drainMs) needs two numbers").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  if (!started_ || closing_) {
+    deferred->Resolve(env.Undefined());
+    return deferred->Promise();
+  }
+  beginRequest(env);
+  engine_->removeListener(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Int64Value(),
+                          [this, deferred] {
+                            post([this, deferred](Napi::Env env) {
+                              deferred->Resolve(env.Undefined());
+                              endRequest(env);
+                            });
+                          });
+  return deferred->Promise();
+}
+
+Napi::Value EngineWrap::closeFlows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FlowFilter filter;
+  if (!toFlowFilter(env, info[0], filter)) return env.Undefined();
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  if (!started_ || closing_) {
+    deferred->Resolve(Napi::Number::New(env, 0));
+    return deferred->Promise();
+  }
+  beginRequest(env);
+  engine_->closeFlows(filter, [this, deferred](uint64_t closed) {
+    post([this, deferred, closed](Napi::Env env) {
+      deferred->Resolve(Napi::Number::New(env, static_cast<double>(closed)));
+      endRequest(env);
+    });
+  });
+  return deferred->Promise();
+}
+
+Napi::Value EngineWrap::setFlowLog(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || info[0].As<Napi::Number>().Int64Value() < 0) {
+    Napi::TypeError::New(env, "setFlowLog needs a count >= 0").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  engine_->setFlowLog(info[0].As<Napi::Number>().Uint32Value());
+  return env.Undefined();
 }
 
 }  // namespace lb4

@@ -29,6 +29,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value onEvents(const Napi::CallbackInfo& info);
   Napi::Value droppedEvents(const Napi::CallbackInfo& info);
   Napi::Value close(const Napi::CallbackInfo& info);
+  Napi::Value addListener(const Napi::CallbackInfo& info);
+  Napi::Value removeListener(const Napi::CallbackInfo& info);
+  Napi::Value closeFlows(const Napi::CallbackInfo& info);
+  Napi::Value setFlowLog(const Napi::CallbackInfo& info);
 
   static void callJs(Napi::Env env, Napi::Function, EngineWrap* self, Job* job);
   static void cleanupHook(void* self);

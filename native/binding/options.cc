@@ -63,22 +63,45 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   Napi::Array list = listeners.As<Napi::Array>();
   if (list.Length() == 0 || list.Length() > 1024) return throwRange(env, "options.listeners must hold 1 to 1024 entries");
   for (uint32_t i = 0; i < list.Length(); ++i) {
-    std::string where = "options.listeners[" + std::to_string(i) + "]";
-    Napi::Value item = list.Get(i);
-    if (!item.IsObject()) return throwType(env, where + " must be an object");
-    Napi::Object l = item.As<Napi::Object>();
     ListenerConfig config;
-    if (!getAddress(env, l, where, config.address)) return false;
-    double backlog, algorithm;
-    if (!getNumber(env, l, "backlog", where, 1, 65535, backlog) ||
-        !getNumber(env, l, "algorithm", where, 0, 1, algorithm))
-      return false;
-    config.backlog = static_cast<int>(backlog);
-    config.algorithm = static_cast<Algorithm>(static_cast<int>(algorithm));
-    config.dualStack = l.Get("dualStack").ToBoolean().Value();
-    Napi::Value name = l.Get("name");
-    if (name.IsString()) config.name = name.As<Napi::String>().Utf8Value();
+    if (!toListenerConfig(env, list.Get(i), "options.listeners[" + std::to_string(i) + "]", config)) return false;
     out.listeners.push_back(std::move(config));
+  }
+  return true;
+}
+
+bool toListenerConfig(Napi::Env env, Napi::Value item, const std::string& where, ListenerConfig& config) {
+  if (!item.IsObject()) return throwType(env, where + " must be an object");
+  Napi::Object l = item.As<Napi::Object>();
+  if (!getAddress(env, l, where, config.address)) return false;
+  double backlog, algorithm;
+  if (!getNumber(env, l, "backlog", where, 1, 65535, backlog) || !getNumber(env, l, "algorithm", where, 0, 1, algorithm))
+    return false;
+  config.backlog = static_cast<int>(backlog);
+  config.algorithm = static_cast<Algorithm>(static_cast<int>(algorithm));
+  config.dualStack = l.Get("dualStack").ToBoolean().Value();
+  Napi::Value name = l.Get("name");
+  if (name.IsString()) config.name = name.As<Napi::String>().Utf8Value();
+  return true;
+}
+
+bool toBackendTable(Napi::Env env, Napi::Value tv, const std::string& where, std::vector<BackendSpec>& out) {
+  if (!tv.IsArray()) return throwType(env, where + " must be an array");
+  Napi::Array table = tv.As<Napi::Array>();
+  for (uint32_t i = 0; i < table.Length(); ++i) {
+    std::string at = where + "[" + std::to_string(i) + "]";
+    Napi::Value item = table.Get(i);
+    if (!item.IsObject()) return throwType(env, at + " must be an object");
+    Napi::Object b = item.As<Napi::Object>();
+    BackendSpec spec;
+    double key, weight, state;
+    if (!getAddress(env, b, at, spec.address) || !getNumber(env, b, "key", at, 0, 1 << 24, key) ||
+        !getNumber(env, b, "weight", at, 0, 1000000, weight) || !getNumber(env, b, "state", at, 0, 3, state))
+      return false;
+    spec.key = static_cast<uint32_t>(key);
+    spec.weight = static_cast<uint32_t>(weight);
+    spec.state = static_cast<BackendState>(static_cast<int>(state));
+    out.push_back(spec);
   }
   return true;
 }
@@ -88,30 +111,12 @@ bool toBackendTables(Napi::Env env, Napi::Value value, size_t listeners, std::ve
   Napi::Array tables = value.As<Napi::Array>();
   if (tables.Length() != listeners) return throwRange(env, "tables must hold one table per listener");
   out.assign(listeners, {});
-  for (uint32_t t = 0; t < tables.Length(); ++t) {
-    Napi::Value tv = tables.Get(t);
-    if (!tv.IsArray()) return throwType(env, "tables[" + std::to_string(t) + "] must be an array");
-    Napi::Array table = tv.As<Napi::Array>();
-    for (uint32_t i = 0; i < table.Length(); ++i) {
-      std::string where = "tables[" + std::to_string(t) + "][" + std::to_string(i) + "]";
-      Napi::Value item = table.Get(i);
-      if (!item.IsObject()) return throwType(env, where + " must be an object");
-      Napi::Object b = item.As<Napi::Object>();
-      BackendSpec spec;
-      double key, weight, state;
-      if (!getAddress(env, b, where, spec.address) || !getNumber(env, b, "key", where, 0, 1 << 24, key) ||
-          !getNumber(env, b, "weight", where, 0, 1000000, weight) || !getNumber(env, b, "state", where, 0, 3, state))
-        return false;
-      spec.key = static_cast<uint32_t>(key);
-      spec.weight = static_cast<uint32_t>(weight);
-      spec.state = static_cast<BackendState>(static_cast<int>(state));
-      out[t].push_back(spec);
-    }
-  }
+  for (uint32_t t = 0; t < tables.Length(); ++t)
+    if (!toBackendTable(env, tables.Get(t), "tables[" + std::to_string(t) + "]", out[t])) return false;
   return true;
 }
 
-bool toSnapshotFilter(Napi::Env env, Napi::Value value, SnapshotFilter& out) {
+bool toFlowFilter(Napi::Env env, Napi::Value value, FlowFilter& out) {
   if (value.IsUndefined()) return true;
   if (!value.IsObject()) return throwType(env, "filter must be an object");
   Napi::Object f = value.As<Napi::Object>();

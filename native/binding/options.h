@@ -14,6 +14,8 @@ namespace lb4 {
 // Returns false with a pending JS exception.
 bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out);
 bool toBackendTables(Napi::Env env, Napi::Value value, size_t listeners, std::vector<std::vector<BackendSpec>>& out);
-bool toSnapshotFilter(Napi::Env env, Napi::Value value, SnapshotFilter& out);
+bool toFlowFilter(Napi::Env env, Napi::Value value, FlowFilter& out);
+bool toListenerConfig(Napi::Env env, Napi::Value value, const std::string& where, ListenerConfig& out);
+bool toBackendTable(Napi::Env env, Napi::Value value, const std::string& where, std::vector<BackendSpec>& out);
 
 }  // namespace lb4

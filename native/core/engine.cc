@@ -1,5 +1,7 @@
 #include "engine.h"
 
+#include <sys/socket.h>
+
 namespace lb4 {
 
 Engine::Engine(EngineConfig config) : config_(std::move(config)), events_(config_.eventCapacity) {
@@ -52,10 +54,15 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
     std::vector<UniqueFd> mine;
     std::vector<CounterSet*> counters;
     for (uint32_t l = 0; l < config_.listeners.size(); ++l) {
+      if (w == 0) {
+        listenerFds_.emplace_back();
+        listenerOpen_.push_back(true);
+      }
+      listenerFds_[l].push_back(groups[l][w].get());
       mine.push_back(std::move(groups[l][w]));
       counters.push_back(listenerCounters_[l].get());
     }
-    auto worker = std::make_unique<Worker>(w, config_.worker, std::move(mine), std::move(counters), events_);
+    auto worker = std::make_unique<Worker>(w, config_.worker, std::move(mine), std::move(counters), events_, flowLogEvery_);
     SysResult r = worker->init();
     if (!r.ok()) {
       err.error = r.error;
@@ -63,6 +70,8 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
       failedListener = 0;
       workers_.clear();
       bound_.clear();
+      listenerFds_.clear();
+      listenerOpen_.clear();
       return false;
     }
     workers_.push_back(std::move(worker));
@@ -72,24 +81,102 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
   return true;
 }
 
+std::shared_ptr<Completion> Engine::completionForAll(std::function<void()> done) const {
+  return std::make_shared<Completion>(static_cast<int>(workers_.size()), std::move(done));
+}
+
+bool Engine::addListener(ListenerConfig config, std::vector<BackendSpec> specs, uint32_t& slot, SocketError& err,
+                         std::function<void()> done) {
+  if (!started_ || stopRequested_) {
+    err.error = EINVAL;
+    err.syscall = "listen";
+    return false;
+  }
+  std::vector<UniqueFd> group;
+  SocketAddress bound;
+  if (!openListenerGroup(config, workers_.size(), group, bound, err)) return false;
+  slot = static_cast<uint32_t>(config_.listeners.size());
+  auto table = std::make_shared<BackendTable>();
+  table->algorithm = config.algorithm;
+  for (const BackendSpec& s : specs)
+    table->backends.push_back(BackendEntry{s.key, s.address, s.weight, s.state, countersFor(s.key)});
+  config_.listeners.push_back(std::move(config));
+  listenerCounters_.push_back(std::make_unique<CounterSet>(config_.workers));
+  bound_.push_back(bound);
+  listenerFds_.emplace_back();
+  listenerOpen_.push_back(true);
+  auto completion = completionForAll(std::move(done));
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    listenerFds_[slot].push_back(group[w].get());
+    WorkerCommand c{WorkerCommand::Kind::AddListener};
+    c.slot = slot;
+    c.fd = group[w].release();
+    c.counters = listenerCounters_[slot].get();
+    c.table = table;
+    c.completion = completion;
+    workers_[w]->post(std::move(c));
+  }
+  return true;
+}
+
+void Engine::removeListener(uint32_t slot, int64_t drainMs, std::function<void()> done) {
+  if (!started_ || stopRequested_ || slot >= listenerOpen_.size() || !listenerOpen_[slot]) {
+    if (done) done();
+    return;
+  }
+  listenerOpen_[slot] = false;
+  // As in stop(): refuse new connections now; the workers close the sockets.
+  for (int fd : listenerFds_[slot]) ::shutdown(fd, SHUT_RD);
+  listenerFds_[slot].clear();
+  auto completion = completionForAll(std::move(done));
+  for (auto& w : workers_) {
+    WorkerCommand c{WorkerCommand::Kind::RemoveListener};
+    c.slot = slot;
+    c.drainMs = drainMs;
+    c.completion = completion;
+    w->post(std::move(c));
+  }
+}
+
+void Engine::closeFlows(FlowFilter filter, std::function<void(uint64_t)> done) {
+  if (!started_ || stopRequested_) {
+    done(0);
+    return;
+  }
+  auto closed = std::make_shared<std::atomic<uint64_t>>(0);
+  auto completion = completionForAll([closed, done] { done(closed->load()); });
+  for (auto& w : workers_) {
+    WorkerCommand c{WorkerCommand::Kind::CloseFlows};
+    c.filter = filter;
+    c.closed = closed;
+    c.completion = completion;
+    w->post(std::move(c));
+  }
+}
+
 void Engine::applyBackends(std::vector<std::vector<BackendSpec>> tables, std::function<void()> done) {
   std::shared_ptr<const BackendTables> built = buildTables(tables);
   if (!started_ || stopRequested_) {
     if (done) done();
     return;
   }
-  auto completion = std::make_shared<Completion>(static_cast<int>(workers_.size()), std::move(done));
-  for (auto& w : workers_) w->post(WorkerCommand{WorkerCommand::Kind::ApplyBackends, built, nullptr, 0, completion});
+  auto completion = completionForAll(std::move(done));
+  for (auto& w : workers_) {
+    WorkerCommand c{WorkerCommand::Kind::ApplyBackends};
+    c.tables = built;
+    c.completion = completion;
+    w->post(std::move(c));
+  }
 }
 
-void Engine::snapshot(SnapshotFilter filter, std::function<void(std::vector<FlowInfo>)> done) {
+void Engine::snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo>)> done) {
   if (!started_ || stopRequested_) {
     done({});
     return;
   }
   auto request = std::make_shared<SnapshotRequest>();
   request->filter = filter;
-  auto completion = std::make_shared<Completion>(static_cast<int>(workers_.size()), [request, done] {
+  auto completion = completionForAll([request, done] {
     std::vector<FlowInfo> flows;
     {
       std::lock_guard<std::mutex> lock(request->mutex);
@@ -97,7 +184,12 @@ void Engine::snapshot(SnapshotFilter filter, std::function<void(std::vector<Flow
     }
     done(std::move(flows));
   });
-  for (auto& w : workers_) w->post(WorkerCommand{WorkerCommand::Kind::Snapshot, nullptr, request, 0, completion});
+  for (auto& w : workers_) {
+    WorkerCommand c{WorkerCommand::Kind::Snapshot};
+    c.snapshot = request;
+    c.completion = completion;
+    w->post(std::move(c));
+  }
 }
 
 void Engine::stop(int64_t drainMs, std::function<void()> done) {
@@ -132,11 +224,21 @@ void Engine::stop(int64_t drainMs, std::function<void()> done) {
       for (auto& w : waiters) w();
     });
   }
-  if (!stopRequested_)
-    for (auto& w : workers_) w->shutdownListeners();
+  // The kernel refuses new connections from this moment: shutdown() on a listening socket stops
+  // it listening while the descriptor stays open, so the workers, which own the descriptors and
+  // close them, never see one closed under them.
+  if (!stopRequested_) {
+    for (auto& fds : listenerFds_)
+      for (int fd : fds) ::shutdown(fd, SHUT_RD);
+    listenerFds_.clear();
+  }
   stopRequested_ = true;
-  for (auto& w : workers_)
-    w->post(WorkerCommand{WorkerCommand::Kind::Stop, nullptr, nullptr, drainMs, completion});
+  for (auto& w : workers_) {
+    WorkerCommand c{WorkerCommand::Kind::Stop};
+    c.drainMs = drainMs;
+    c.completion = completion;
+    w->post(std::move(c));
+  }
 }
 
 void Engine::join() {

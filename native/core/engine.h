@@ -4,6 +4,7 @@
 // Node.js main thread); completion callbacks run on whichever worker finishes last and must
 // only hand off to the control thread.
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -42,15 +43,30 @@ class Engine {
   // Opens every listener for every worker, then starts the workers with the given tables. On
   // failure nothing is left open, `err` says which call failed and `failedListener` where.
   bool start(std::vector<std::vector<BackendSpec>> tables, SocketError& err, uint32_t& failedListener);
+  // Bound addresses by listener slot (a removed listener keeps its entry).
   const std::vector<SocketAddress>& boundAddresses() const { return bound_; }
   size_t workerCount() const { return workers_.size(); }
+  // Listener slots ever opened, removed ones included: slots are never reused.
   size_t listenerCount() const { return config_.listeners.size(); }
   bool stopping() const { return stopRequested_; }
 
-  // Replaces every listener's backend table. `done` runs once every worker uses the new tables.
+  // Opens a listener on every worker while the engine runs, in a new slot (returned through
+  // `slot`), with `table` as its backends. `done` runs once every worker accepts on it.
+  bool addListener(ListenerConfig config, std::vector<BackendSpec> table, uint32_t& slot, SocketError& err,
+                   std::function<void()> done);
+  // Stops accepting on a listener at once; its flows run on for up to `drainMs`, then are closed.
+  // `done` runs once every worker has closed the listening socket.
+  void removeListener(uint32_t slot, int64_t drainMs, std::function<void()> done);
+
+  // Replaces the backend tables: one per listener slot (removed slots take empty ones). `done`
+  // runs once every worker uses the new tables.
   void applyBackends(std::vector<std::vector<BackendSpec>> tables, std::function<void()> done);
   // Collects flows from every worker; `done` gets them once all have answered.
-  void snapshot(SnapshotFilter filter, std::function<void(std::vector<FlowInfo>)> done);
+  void snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo>)> done);
+  // Closes matching flows at once, with a reset, counted as drain_closed. `done` gets how many.
+  void closeFlows(FlowFilter filter, std::function<void(uint64_t)> done);
+  // Emits a FlowClosed event for one closed flow in `every` (0: none). Any thread.
+  void setFlowLog(uint32_t every) { flowLogEvery_.store(every, std::memory_order_relaxed); }
   // Stops accepting at once; open flows run until they end or `drainMs` passes, then are closed.
   // `done` runs after every worker has exited its loop. Idempotent: a later call may shorten the
   // drain and its `done` runs with the first one's.
@@ -68,7 +84,14 @@ class Engine {
   std::shared_ptr<const BackendTables> buildTables(std::vector<std::vector<BackendSpec>>& specs);
   CounterSet* countersFor(uint32_t key);
 
+  std::shared_ptr<Completion> completionForAll(std::function<void()> done) const;
+
   EngineConfig config_;
+  // listenerFds_[slot][worker]: descriptor numbers, for shutdown() from this thread only until
+  // the slot is removed or the engine stopped; the workers own the descriptors.
+  std::vector<std::vector<int>> listenerFds_;
+  std::vector<bool> listenerOpen_;
+  std::atomic<uint32_t> flowLogEvery_{0};
   std::vector<std::unique_ptr<CounterSet>> listenerCounters_;
   // Indexed by backend key. Kept for the engine's life: flows and old tables point at them, and
   // a removed backend's totals stay readable.

@@ -10,6 +10,8 @@
 #include <mutex>
 #include <vector>
 
+#include "socket_address.h"
+
 namespace lb4 {
 
 enum class EventType : uint8_t {
@@ -18,9 +20,12 @@ enum class EventType : uint8_t {
   BackendConnects = 0,
   // accept() failed on a listener with an error other than running out of descriptors.
   ListenerError = 1,
+  // A flow ended (only when the flow log is on, and only one flow in N): the access log.
+  FlowClosed = 2,
 };
 
 struct Event {
+  explicit Event(EventType t) : type(t) {}
   EventType type;
   uint32_t worker = 0;
   uint32_t listener = 0;
@@ -28,7 +33,17 @@ struct Event {
   uint32_t count = 0;
   uint32_t timeouts = 0;
   uint32_t successes = 0;
+  uint32_t trailingFailures = 0;  // BackendConnects: failures since the last success
   int error = 0;  // errno for ListenerError
+  // FlowClosed:
+  uint64_t flowId = 0;
+  bool hasBackend = false;
+  uint8_t reason = 0;  // CloseReason
+  SocketAddress client;
+  uint64_t bytesToBackend = 0;
+  uint64_t bytesToClient = 0;
+  int64_t startWallMs = 0;
+  int64_t durationMs = 0;
 };
 
 class EventQueue {

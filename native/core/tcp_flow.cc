@@ -336,6 +336,7 @@ void Worker::closeFlow(Flow& f, CloseReason reason, bool abortive) {
     if (bc && reasonCounter != Counter::no_backend) bc->add(reasonCounter, 1);
   }
   f.closeReason = reason;
+  logClosedFlow(f);
   flows_.retire(f);
 }
 

@@ -26,7 +26,8 @@ int64_t idleSweepMs(int64_t idleTimeoutMs) { return std::clamp<int64_t>(idleTime
 }  // namespace
 
 Worker::Worker(uint32_t index, const WorkerOptions& options, std::vector<UniqueFd> listenerFds,
-               std::vector<CounterSet*> listenerCounters, EventQueue& events)
+               std::vector<CounterSet*> listenerCounters, EventQueue& events,
+               const std::atomic<uint32_t>& flowLogEvery)
     : index_(index),
       options_(options),
       listenerFds_(std::move(listenerFds)),
@@ -35,7 +36,10 @@ Worker::Worker(uint32_t index, const WorkerOptions& options, std::vector<UniqueF
       events_(events),
       pipes_(options.maxIdlePipes, options.pipeSize),
       flows_(index),
-      balancers_(listenerFds_.size()) {}
+      tables_(listenerFds_.size()),
+      balancers_(listenerFds_.size()),
+      listenerDrainDeadlineMs_(listenerFds_.size(), 0),
+      flowLogEvery_(flowLogEvery) {}
 
 Worker::~Worker() {
   join();
@@ -126,20 +130,71 @@ void Worker::runCommands() {
       case WorkerCommand::Kind::Stop:
         beginStop(c.drainMs, std::move(c.completion));
         break;
+      case WorkerCommand::Kind::AddListener:
+        addListener(c);
+        if (c.completion) c.completion->arrive();
+        break;
+      case WorkerCommand::Kind::RemoveListener:
+        removeListener(c.slot, c.drainMs);
+        if (c.completion) c.completion->arrive();
+        break;
+      case WorkerCommand::Kind::CloseFlows:
+        c.closed->fetch_add(closeFlows(c.filter, CloseReason::Drained), std::memory_order_relaxed);
+        if (c.completion) c.completion->arrive();
+        break;
     }
   }
 }
 
+void Worker::ensureSlot(uint32_t slot) {
+  if (slot < tables_.size()) return;
+  listenerFds_.resize(slot + 1);
+  listenerPaused_.resize(slot + 1, false);
+  listenerCounters_.resize(slot + 1, nullptr);
+  tables_.resize(slot + 1);
+  balancers_.resize(slot + 1);
+  listenerDrainDeadlineMs_.resize(slot + 1, 0);
+}
+
 void Worker::adoptTables(std::shared_ptr<const BackendTables> tables) {
-  tables_ = std::move(tables);
-  for (size_t i = 0; i < balancers_.size(); ++i) {
-    const BackendTable* t = tables_ && i < tables_->perListener.size() ? tables_->perListener[i].get() : nullptr;
-    balancers_[i].reset(t);
+  if (!tables) return;
+  for (uint32_t i = 0; i < tables->perListener.size() && i < tables_.size(); ++i) {
+    tables_[i] = tables->perListener[i];
+    balancers_[i].reset(tables_[i].get());
   }
 }
 
+void Worker::addListener(WorkerCommand& c) {
+  ensureSlot(c.slot);
+  UniqueFd fd(c.fd);
+  listenerCounters_[c.slot] = c.counters;
+  tables_[c.slot] = c.table;
+  balancers_[c.slot].reset(tables_[c.slot].get());
+  if (stopping_) return;  // the engine is going away: the socket just closes
+  if (loop_.add(fd.get(), EPOLLIN, makeTag(kTagListener, c.slot)).ok()) listenerFds_[c.slot] = std::move(fd);
+}
+
+void Worker::removeListener(uint32_t slot, int64_t drainMs) {
+  if (slot >= listenerFds_.size()) return;
+  listenerFds_[slot].reset();
+  listenerPaused_[slot] = false;
+  // Its flows run on until they end or the drain deadline; the tick closes what is left then.
+  listenerDrainDeadlineMs_[slot] = now_ + std::max<int64_t>(0, drainMs);
+}
+
+uint64_t Worker::closeFlows(const FlowFilter& filter, CloseReason reason) {
+  uint64_t closed = 0;
+  flows_.forEach([&](Flow& f) {
+    if (filter.listener >= 0 && f.listener != static_cast<uint32_t>(filter.listener)) return;
+    if (filter.backendKey >= 0 && (!f.backendCounters || f.backendKey != static_cast<uint32_t>(filter.backendKey))) return;
+    closeFlow(f, reason, true);
+    ++closed;
+  });
+  return closed;
+}
+
 void Worker::snapshotInto(SnapshotRequest& request) {
-  const SnapshotFilter& filter = request.filter;
+  const FlowFilter& filter = request.filter;
   std::vector<FlowInfo> mine;
   int64_t wallOffset = wallClockMs() - monotonicMs();
   flows_.forEach([&](Flow& f) {
@@ -162,11 +217,6 @@ void Worker::beginStop(int64_t drainMs, std::shared_ptr<Completion> completion) 
   drainDeadlineMs_ = stopping_ ? std::min(drainDeadlineMs_, deadline) : deadline;
   stopping_ = true;
   closeListeners();
-}
-
-void Worker::shutdownListeners() {
-  for (auto& fd : listenerFds_)
-    if (fd) ::shutdown(fd.get(), SHUT_RD);
 }
 
 void Worker::closeListeners() {
@@ -233,6 +283,13 @@ void Worker::onTick() {
     expireIdle();
   }
   flushConnectTallies();
+  for (uint32_t slot = 0; slot < listenerDrainDeadlineMs_.size(); ++slot) {
+    if (listenerDrainDeadlineMs_[slot] == 0 || now_ < listenerDrainDeadlineMs_[slot]) continue;
+    listenerDrainDeadlineMs_[slot] = 0;
+    FlowFilter filter;
+    filter.listener = slot;
+    closeFlows(filter, CloseReason::Drained);
+  }
   for (uint32_t i = 0; i < listenerPaused_.size(); ++i) {
     if (!listenerPaused_[i] || !listenerFds_[i]) continue;
     if (!reserveFd_) reserveFd_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -258,29 +315,58 @@ void Worker::expireIdle() {
 
 void Worker::tallyConnect(uint32_t backendKey, bool ok, bool timeout) {
   auto it = std::find_if(tallies_.begin(), tallies_.end(), [&](const ConnectTally& t) { return t.backendKey == backendKey; });
-  if (it == tallies_.end()) it = tallies_.insert(tallies_.end(), ConnectTally{backendKey, 0, 0, 0});
+  if (it == tallies_.end()) it = tallies_.insert(tallies_.end(), ConnectTally{backendKey, 0, 0, 0, 0});
   if (ok) {
     it->successes++;
+    it->trailingFailures = 0;
   } else {
     it->failures++;
+    it->trailingFailures++;
     if (timeout) it->timeouts++;
   }
 }
 
 void Worker::flushConnectTallies() {
-  // Connect outcomes go up once per tick per backend that had any, and only when something
-  // failed: a healthy backend's successes alone are not news.
+  // Connect outcomes go up once per tick per backend, when something failed, or when a backend
+  // that was failing succeeds again (so the control plane can count consecutive failures). A
+  // healthy backend's successes alone are not news.
   for (const ConnectTally& t : tallies_) {
-    if (t.failures == 0) continue;
+    auto failing = std::find(failingKeys_.begin(), failingKeys_.end(), t.backendKey);
+    bool wasFailing = failing != failingKeys_.end();
+    if (t.failures == 0 && !wasFailing) continue;
+    if (t.trailingFailures == 0 && wasFailing) {
+      failingKeys_.erase(failing);
+    } else if (t.trailingFailures > 0 && !wasFailing) {
+      failingKeys_.push_back(t.backendKey);
+    }
     Event e{EventType::BackendConnects};
     e.worker = index_;
     e.backendKey = t.backendKey;
     e.count = t.failures;
     e.timeouts = t.timeouts;
     e.successes = t.successes;
+    e.trailingFailures = t.trailingFailures;
     events_.push(e);
   }
   tallies_.clear();
+}
+
+void Worker::logClosedFlow(const Flow& f) {
+  uint32_t every = flowLogEvery_.load(std::memory_order_relaxed);
+  if (every == 0 || ++flowsClosed_ % every != 0) return;
+  Event e{EventType::FlowClosed};
+  e.worker = index_;
+  e.listener = f.listener;
+  e.flowId = f.id;
+  e.hasBackend = f.backendCounters != nullptr;
+  e.backendKey = f.backendKey;
+  e.reason = static_cast<uint8_t>(f.closeReason);
+  e.client = f.clientAddress;
+  e.bytesToBackend = f.up.bytes;
+  e.bytesToClient = f.down.bytes;
+  e.startWallMs = f.startMs + (wallClockMs() - monotonicMs());
+  e.durationMs = now_ - f.startMs;
+  events_.push(e);
 }
 
 void Worker::runYielded() {

@@ -56,30 +56,43 @@ struct FlowInfo {
   uint64_t bytesToClient;
 };
 
-struct SnapshotFilter {
+// Which flows a snapshot or a forced close concerns.
+struct FlowFilter {
   int64_t listener = -1;    // -1: any
   int64_t backendKey = -1;  // -1: any
   size_t limit = SIZE_MAX;  // per worker; the caller trims the merged list
 };
 
 struct SnapshotRequest {
-  SnapshotFilter filter;
+  FlowFilter filter;
   std::mutex mutex;
   std::vector<FlowInfo> flows;
 };
 
 struct WorkerCommand {
-  enum class Kind { ApplyBackends, Snapshot, Stop } kind;
-  std::shared_ptr<const BackendTables> tables;
-  std::shared_ptr<SnapshotRequest> snapshot;
-  int64_t drainMs = 0;
+  enum class Kind { ApplyBackends, Snapshot, Stop, AddListener, RemoveListener, CloseFlows };
+  explicit WorkerCommand(Kind k) : kind(k) {}
+  Kind kind;
+  std::shared_ptr<const BackendTables> tables;  // ApplyBackends
+  std::shared_ptr<SnapshotRequest> snapshot;    // Snapshot
+  int64_t drainMs = 0;                          // Stop, RemoveListener
   std::shared_ptr<Completion> completion;
+  // AddListener / RemoveListener: the listener's slot. AddListener hands the worker its socket
+  // (the worker owns it from then on), the listener's counters and its first backend table.
+  uint32_t slot = 0;
+  int fd = -1;
+  CounterSet* counters = nullptr;
+  std::shared_ptr<const BackendTable> table;
+  // CloseFlows: which flows; the number closed is added to `closed`.
+  FlowFilter filter;
+  std::shared_ptr<std::atomic<uint64_t>> closed;
 };
 
 class Worker {
  public:
+  // `flowLogEvery` is shared with the engine: 0 logs no flow, N logs one closed flow in N.
   Worker(uint32_t index, const WorkerOptions& options, std::vector<UniqueFd> listenerFds,
-         std::vector<CounterSet*> listenerCounters, EventQueue& events);
+         std::vector<CounterSet*> listenerCounters, EventQueue& events, const std::atomic<uint32_t>& flowLogEvery);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -87,10 +100,6 @@ class Worker {
   SysResult init();
   void start(std::shared_ptr<const BackendTables> tables);
   void post(WorkerCommand command) { commands_.post(std::move(command)); }
-  // Control thread, before the first Stop is posted: makes the kernel refuse new connections on
-  // this worker's listeners at once. The descriptors stay open (the worker closes them), so no
-  // other thread ever closes a descriptor this worker may still be using.
-  void shutdownListeners();
   void join();
 
  private:
@@ -102,6 +111,9 @@ class Worker {
   void adoptTables(std::shared_ptr<const BackendTables> tables);
   void snapshotInto(SnapshotRequest& request);
   void beginStop(int64_t drainMs, std::shared_ptr<Completion> completion);
+  void addListener(WorkerCommand& c);
+  void removeListener(uint32_t slot, int64_t drainMs);
+  uint64_t closeFlows(const FlowFilter& filter, CloseReason reason);
   void closeListeners();
   void acceptOn(uint32_t listener);
   void shedLoad(uint32_t listener);
@@ -110,6 +122,7 @@ class Worker {
   void expireIdle();
   void flushConnectTallies();
   void tallyConnect(uint32_t backendKey, bool ok, bool timeout);
+  void logClosedFlow(const Flow& f);
   void runYielded();
 
   // tcp_flow.cc: the life of a flow.
@@ -126,6 +139,7 @@ class Worker {
   void unlinkConnecting(Flow& f);
 
   CounterBlock& listenerCounters(uint32_t listener) { return listenerCounters_[listener]->worker(index_); }
+  void ensureSlot(uint32_t slot);
 
   const uint32_t index_;
   const WorkerOptions options_;
@@ -139,8 +153,13 @@ class Worker {
   UniqueFd reserveFd_;  // spare descriptor, given up to shed connections when descriptors run out
   PipePool pipes_;
   FlowTable flows_;
-  std::shared_ptr<const BackendTables> tables_;
-  std::vector<Balancer> balancers_;  // one per listener
+  // Per listener slot: its current backend table and this worker's balancer over it. A slot
+  // whose listener was removed keeps its table until its flows are gone.
+  std::vector<std::shared_ptr<const BackendTable>> tables_;
+  std::vector<Balancer> balancers_;
+  std::vector<int64_t> listenerDrainDeadlineMs_;  // 0: none; else close the slot's flows then
+  const std::atomic<uint32_t>& flowLogEvery_;
+  uint64_t flowsClosed_ = 0;
 
   Flow* connectHead_ = nullptr;  // connecting flows, oldest (earliest deadline) first
   Flow* connectTail_ = nullptr;
@@ -148,8 +167,11 @@ class Worker {
 
   struct ConnectTally {
     uint32_t backendKey, failures, timeouts, successes;
+    uint32_t trailingFailures;  // failures since the last success in this tally
   };
   std::vector<ConnectTally> tallies_;
+  // Backends whose last report from this worker had failures: their next successes are news.
+  std::vector<uint32_t> failingKeys_;
 
   int64_t now_ = 0;
   int64_t nextTickMs_ = 0;

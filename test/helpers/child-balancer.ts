@@ -40,7 +40,7 @@ export async function startChildBalancer(options: object, fdLimit?: number): Pro
     else queue.push(value);
   });
   const next = () => within(new Promise<Record<string, unknown>>((r) => (queue.length ? r(queue.shift()!) : waiters.push(r))), 20_000, 'a line from the child balancer');
-  const ready = await Promise.race([next(), exited.then(([code]) => ({ exited: code }))]);
+  const ready: Record<string, unknown> = await Promise.race([next(), exited.then(([code]) => ({ exited: code }))]);
   if (!ready.ready) throw new Error(`child balancer did not start: ${JSON.stringify(ready)}`);
   return {
     child,

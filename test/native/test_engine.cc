@@ -108,7 +108,7 @@ struct Proxy {
     return eventually([&] { return backendStat(key, c) == value; });
   }
 
-  std::vector<FlowInfo> snapshot(lb4::SnapshotFilter filter = {}) {
+  std::vector<FlowInfo> snapshot(lb4::FlowFilter filter = {}) {
     Signal done;
     std::mutex m;
     std::vector<FlowInfo> flows;
@@ -501,15 +501,15 @@ TEST(engine, snapshot_lists_live_flows) {
   }
   CHECK_EQ(ids.size(), 3u);
 
-  lb4::SnapshotFilter byKey;
+  lb4::FlowFilter byKey;
   byKey.backendKey = 4;
   CHECK_EQ(p.snapshot(byKey).size(), 3u);
   byKey.backendKey = 5;
   CHECK_EQ(p.snapshot(byKey).size(), 0u);
-  lb4::SnapshotFilter byListener;
+  lb4::FlowFilter byListener;
   byListener.listener = 1;
   CHECK_EQ(p.snapshot(byListener).size(), 0u);
-  lb4::SnapshotFilter limited;
+  lb4::FlowFilter limited;
   limited.limit = 1;  // per worker
   CHECK_LE(p.snapshot(limited).size(), 2u);
   CHECK_GE(p.snapshot(limited).size(), 1u);
