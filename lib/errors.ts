@@ -12,6 +12,8 @@ const messages = {
   LB4_UNKNOWN_BACKEND: 'unknown backend',
   LB4_LISTEN_FAILED: 'cannot listen',
   LB4_CLOSED: 'balancer is closed',
+  LB4_CONFIG_FILE: 'cannot use the config file',
+  LB4_RELOAD_FAILED: 'reload failed',
 } as const;
 
 /** The codes of lb4's own errors. */

@@ -106,8 +106,11 @@ export interface NativeConnectionFilter {
 export interface NativeEngine {
   /** Opens the listeners on every worker and starts the workers. */
   start(tables: NativeBackend[][]): NativeBoundAddress[] | NativeStartFailure;
-  /** Replaces every listener's backend table; resolves once every worker runs the new one. */
-  applyBackends(tables: NativeBackend[][]): Promise<void>;
+  /**
+   * Replaces every listener slot's backend table (removed slots take empty ones), optionally with
+   * each slot's algorithm; resolves once every worker runs the new tables.
+   */
+  applyBackends(tables: NativeBackend[][], algorithms?: number[]): Promise<void>;
   /** Sums counters into `into` (listeners, then backend keys); returns the length needed. */
   readStats(into: Float64Array): number;
   /** Backend keys with counters are 0 .. backendKeyLimit() - 1. */

@@ -1,65 +1,104 @@
-// The control plane's list of backends and their states. Every change produces the complete
-// table the engine should run next; the engine swaps it in on every worker as one batch.
+// The control plane's backends, per listener, and what the engine should run. A backend's
+// state as the operator set it (up, draining, maintenance, down) is kept apart from what health
+// checks say of it; the engine sees the combination: only a backend the operator has `up` and
+// that is not failing its checks takes new flows. Every change yields complete tables for the
+// engine, swapped in on every worker as one batch.
 
 import { Lb4Error } from './errors.js';
 import type { BackendConfig, BackendState } from './config.js';
 import { NativeBackendState, type NativeBackend } from './native.js';
 
-/** A backend as the registry holds it. `key` is the engine's number for it, stable for its life. */
+/** What health checks (active or passive) say of a backend. */
+export type Health = 'up' | 'down' | 'unchecked';
+
+/**
+ * A backend as the registry holds it, in one listener slot (a listener that moves to a new
+ * address on reload gets a new slot while the old one drains). `key` is the engine's number for
+ * the backend, stable for its life.
+ */
 export interface BackendRecord extends BackendConfig {
+  readonly slot: number;
+  readonly listener: string;
   readonly key: number;
+  /** The state the operator (config, API) set. */
+  readonly state: BackendState;
+  readonly health: Health;
+  /** Why `health` is what it is (the last check's reason), when known. */
+  readonly healthReason: string | null;
+  /** Weight the engine uses now: below `weight` while slow start ramps it up. */
+  readonly effectiveWeight: number;
+}
+
+/** The state the engine runs a backend in. */
+export function engineState(b: Pick<BackendRecord, 'state' | 'health'>): BackendState {
+  if (b.state !== 'up') return b.state;
+  return b.health === 'down' ? 'down' : 'up';
+}
+
+function recordId(slot: number, id: string): string {
+  return `${slot}\u0000${id}`;
 }
 
 export class BackendRegistry {
-  #byId = new Map<string, BackendRecord>();
+  #records = new Map<string, BackendRecord>();
   #byKey = new Map<number, BackendRecord>();
   #nextKey = 0;
 
-  constructor(initial: readonly BackendConfig[] = []) {
-    for (const b of initial) this.add(b);
+  /** Backends in the order they were added; of one listener slot when given. */
+  list(slot?: number): BackendRecord[] {
+    const all = [...this.#records.values()];
+    return slot === undefined ? all : all.filter((b) => b.slot === slot);
   }
 
-  /** Backends in the order they were added. */
-  list(): BackendRecord[] {
-    return [...this.#byId.values()];
+  /** The backends called `id`, in every slot or the given one. Throws if there are none. */
+  find(id: string, slot?: number): BackendRecord[] {
+    const found = this.list(slot).filter((b) => b.id === id);
+    if (found.length === 0) {
+      const known = [...new Set(this.list(slot).map((b) => b.id))].join(', ') || 'none';
+      throw new Lb4Error('LB4_UNKNOWN_BACKEND', `no backend "${id}" (known: ${known})`, { field: 'id' });
+    }
+    return found;
   }
 
-  get(id: string): BackendRecord {
-    const b = this.#byId.get(id);
-    if (!b) throw new Lb4Error('LB4_UNKNOWN_BACKEND', `no backend "${id}" (known: ${[...this.#byId.keys()].join(', ') || 'none'})`, { field: 'id' });
-    return b;
+  get(slot: number, id: string): BackendRecord | undefined {
+    return this.#records.get(recordId(slot, id));
+  }
+
+  /** Whether `record` is still registered (not removed). */
+  has(record: BackendRecord): boolean {
+    return this.#records.has(recordId(record.slot, record.id));
   }
 
   byKey(key: number): BackendRecord | undefined {
     return this.#byKey.get(key);
   }
 
-  add(config: BackendConfig): BackendRecord {
-    if (this.#byId.has(config.id)) throw new Lb4Error('LB4_DUPLICATE_BACKEND', `backend "${config.id}" exists already`, { field: 'id' });
-    const record: BackendRecord = Object.freeze({ ...config, key: this.#nextKey++ });
-    this.#byId.set(record.id, record);
+  add(slot: number, listener: string, config: BackendConfig, health: Health): BackendRecord {
+    if (this.#records.has(recordId(slot, config.id))) {
+      throw new Lb4Error('LB4_DUPLICATE_BACKEND', `backend "${config.id}" exists already in listener "${listener}"`, { field: 'id' });
+    }
+    const record: BackendRecord = Object.freeze({ ...config, slot, listener, key: this.#nextKey++, health, healthReason: null, effectiveWeight: config.weight });
+    this.#records.set(recordId(slot, record.id), record);
     this.#byKey.set(record.key, record);
     return record;
   }
 
-  remove(id: string): BackendRecord {
-    const record = this.get(id);
-    this.#byId.delete(id);
-    // The key stays known: flows of a removed backend still show who they belong to.
-    return record;
+  /** Forgets a backend. Its key stays known, so flows still open on it keep their name. */
+  remove(record: BackendRecord): void {
+    this.#records.delete(recordId(record.slot, record.id));
   }
 
-  update(id: string, change: { weight?: number; state?: BackendState }): BackendRecord {
-    const current = this.get(id);
+  update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight'>>): BackendRecord {
+    const id = recordId(record.slot, record.id);
+    const current = this.#records.get(id) ?? this.#byKey.get(record.key) ?? record;
     const next: BackendRecord = Object.freeze({ ...current, ...change });
-    this.#byId.set(id, next);
+    if (this.#records.has(id)) this.#records.set(id, next);
     this.#byKey.set(next.key, next);
     return next;
   }
 
-  /** The engine's next tables: the same backends for each of `listeners` listeners. */
-  nativeTables(listeners: number): NativeBackend[][] {
-    const table = this.list().map((b) => ({ key: b.key, ip: b.ip, port: b.port, weight: b.weight, state: NativeBackendState[b.state] }));
-    return Array.from({ length: listeners }, () => table);
+  /** A listener slot's backend table as the engine takes it. */
+  nativeTable(slot: number): NativeBackend[] {
+    return this.list(slot).map((b) => ({ key: b.key, ip: b.ip, port: b.port, weight: b.effectiveWeight, state: NativeBackendState[engineState(b)] }));
   }
 }

@@ -164,6 +164,18 @@ Napi::Value EngineWrap::applyBackends(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<std::vector<BackendSpec>> tables;
   if (!toBackendTables(env, info[0], engine_->listenerCount(), tables)) return env.Undefined();
+  if (info[1].IsArray()) {
+    // Optional: the algorithm of each listener slot, for the tables that follow.
+    Napi::Array algorithms = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < algorithms.Length() && i < engine_->listenerCount(); ++i) {
+      Napi::Value a = algorithms.Get(i);
+      if (!a.IsNumber() || a.As<Napi::Number>().Uint32Value() > 1) {
+        Napi::RangeError::New(env, "algorithms[" + std::to_string(i) + "] must be 0 or 1").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      engine_->setAlgorithm(i, static_cast<Algorithm>(a.As<Napi::Number>().Uint32Value()));
+    }
+  }
   auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
   Napi::Promise promise = deferred->Promise();
   if (!started_ || closing_) {

@@ -5,6 +5,10 @@ namespace lb4 {
 void Balancer::reset(const BackendTable* table) {
   table_ = table;
   current_.assign(table ? table->backends.size() : 0, 0);
+  rotation_ = offset_;
+  TriedBackends none;
+  if (table_ && table_->algorithm == Algorithm::RoundRobin)
+    for (uint32_t i = 0; i < offset_; ++i) pickRoundRobin(none, true);
 }
 
 const BackendEntry* Balancer::pick(const TriedBackends& tried) {

@@ -55,6 +55,9 @@ struct TriedBackends {
 
 class Balancer {
  public:
+  // Worker `index` of a balancer starts its rotation `index` places further, so that workers
+  // taking turns with new connections do not all send their first flow to the same backend.
+  explicit Balancer(uint32_t index = 0) : offset_(index), random_(0x9e3779b97f4a7c15ULL + index) {}
   // Called when the worker adopts a new table: selection state starts over.
   void reset(const BackendTable* table);
   // Picks a backend for a new flow, avoiding those in `tried` unless nothing else can take it.
@@ -71,8 +74,9 @@ class Balancer {
   // weight, take the highest, subtract the total from it) spreads a 5:1:1 split as a,a,b,a,c,a,a
   // rather than a,a,a,a,a,b,c.
   std::vector<int64_t> current_;
+  uint32_t offset_;
   uint64_t rotation_ = 0;
-  uint64_t random_ = 0x9e3779b97f4a7c15ULL;
+  uint64_t random_;
 };
 
 }  // namespace lb4

@@ -61,6 +61,10 @@ class Engine {
   // Replaces the backend tables: one per listener slot (removed slots take empty ones). `done`
   // runs once every worker uses the new tables.
   void applyBackends(std::vector<std::vector<BackendSpec>> tables, std::function<void()> done);
+  // Changes a listener's balancing algorithm from the next applyBackends on.
+  void setAlgorithm(uint32_t slot, Algorithm algorithm) {
+    if (slot < config_.listeners.size()) config_.listeners[slot].algorithm = algorithm;
+  }
   // Collects flows from every worker; `done` gets them once all have answered.
   void snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo>)> done);
   // Closes matching flows at once, with a reset, counted as drain_closed. `done` gets how many.

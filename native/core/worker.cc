@@ -37,7 +37,7 @@ Worker::Worker(uint32_t index, const WorkerOptions& options, std::vector<UniqueF
       pipes_(options.maxIdlePipes, options.pipeSize),
       flows_(index),
       tables_(listenerFds_.size()),
-      balancers_(listenerFds_.size()),
+      balancers_(listenerFds_.size(), Balancer(index)),
       listenerDrainDeadlineMs_(listenerFds_.size(), 0),
       flowLogEvery_(flowLogEvery) {}
 
@@ -152,7 +152,7 @@ void Worker::ensureSlot(uint32_t slot) {
   listenerPaused_.resize(slot + 1, false);
   listenerCounters_.resize(slot + 1, nullptr);
   tables_.resize(slot + 1);
-  balancers_.resize(slot + 1);
+  balancers_.resize(slot + 1, Balancer(index_));
   listenerDrainDeadlineMs_.resize(slot + 1, 0);
 }
 

@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+// The lb4 command line. This file only declares the commands and their flags (so `--help` is
+// cheap); each command's code lives in bin/commands/ and is loaded when that command runs, so
+// neither help nor a usage error loads the native addon.
+
+import { createRequire } from 'node:module';
+import { Command, CommanderError, Option } from 'commander';
+import { describeDefault, tunables, type TunableName } from '../lib/config.js';
+import { logFormats, logLevels, type LogFormat } from '../lib/log.js';
+import { commanderLine, describeFailure, usageExitCode } from './cli-error.js';
+import type { AdminFlags } from './commands/admin-client.js';
+import type { DemoFlags } from './commands/demo.js';
+import type { StartFlags } from './commands/start.js';
+
+// The package resolves itself by name through its "exports" map, wherever it is installed.
+const { version } = createRequire(import.meta.url)('lb4/package.json') as { version: string };
+
+
+// `lb4 --help | head` closes stdout early: the reader has what it wanted, and that is no crash.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function logOptions(defaultFormat: LogFormat): Option[] {
+  return [
+    new Option('--log-level <level>', 'log events at this level and above').choices(logLevels).default('info'),
+    new Option('--log-format <format>', 'json: one object per line; pretty: for reading').choices(logFormats).default(defaultFormat),
+  ];
+}
+
+// The flags come from the library's table of tunables, so a new tunable shows up here, in help
+// and in validation without touching this file.
+function tunableOptions(): Option[] {
+  return (Object.keys(tunables) as TunableName[]).map((name) => {
+    const spec = tunables[name];
+    const option = new Option(spec.flag, spec.description);
+    // commander names the value after the flag; the library names the option. They must agree,
+    // or the flag would silently never reach the library.
+    if (option.attributeName() !== name) throw new Error(`lb4: flag ${spec.flag} does not map to the library option ${name}`);
+    // A computed default (workers: one per CPU) is the library's to compute, and its description
+    // already says so.
+    if (typeof spec.default !== 'function') option.default(spec.default, describeDefault(name));
+    return option;
+  });
+}
+
+const program = new Command('lb4')
+  .description('A TCP load balancer for Linux: the kernel moves the bytes (splice), lb4 picks the backend.')
+  .version(version)
+  .configureOutput({ outputError: (text, write) => write(`${commanderLine(text)}\n`) })
+  .exitOverride();
+
+const startCommand = program
+  .command('start')
+  .description('accept TCP clients and forward each one to a backend, until SIGINT or SIGTERM')
+  .option('--listen <address>', 'where clients connect: :port (every interface, IPv4 and IPv6), host:port or [ipv6]:port; repeatable', collect)
+  .option('--backend <address>', 'a backend, host:port[,weight=N]; repeatable', collect)
+  .option('--config <file>', 'a YAML or JSON config file (instead of --listen/--backend); SIGHUP reloads it')
+  .option('--health-check <check>', 'active health checks for every backend: tcp, or http:/path')
+  .option('--health-interval <duration>', 'time between two checks of a backend')
+  .option('--health-timeout <duration>', 'time a check may take')
+  .option('--rise <n>', 'passing checks that bring a down backend back')
+  .option('--fall <n>', 'failing checks that take an up backend down')
+  .option('--admin <[host:]port>', 'serve the admin API and /metrics here (127.0.0.1 unless a host is given; a token from LB4_ADMIN_TOKEN is required off loopback)')
+  .option('--access-log [sample]', 'log closed flows (one in SAMPLE, default every one)');
+for (const option of [...tunableOptions(), ...logOptions('json')]) startCommand.addOption(option);
+startCommand
+  .addHelpText(
+    'after',
+    [
+      '',
+      'Logs go to stderr. The first SIGINT or SIGTERM stops accepting and lets open flows finish',
+      'for up to --drain-timeout; a second one closes them at once. SIGHUP reloads --config.',
+      'With --config, flags given on the command line override the file.',
+      '',
+      'Examples:',
+      '  lb4 start --listen :8080 --backend 10.0.0.5:80 --backend 10.0.0.6:80,weight=2',
+      '  lb4 start --listen :8080 --backend 10.0.0.5:80 --health-check http:/healthz --admin 9090',
+      '  lb4 start --config lb4.yaml',
+    ].join('\n'),
+  )
+  .action(async (flags: StartFlags, command: Command) => {
+    const { start } = await import('./commands/start.js');
+    // Only flags typed on the command line override a config file, not their defaults.
+    const typed = new Set(Object.keys(flags).filter((name) => command.getOptionValueSource(name) === 'cli'));
+    await start(flags, typed);
+  });
+
+program
+  .command('check-config')
+  .description('validate a config file and say what it holds (exit 0), or name the problem (exit 2)')
+  .argument('<file>', 'YAML or JSON')
+  .action(async (file: string) => {
+    const { checkConfig } = await import('./commands/check-config.js');
+    await checkConfig(file);
+  });
+
+function adminCommand(name: string, description: string): Command {
+  return program
+    .command(name)
+    .description(description)
+    .option('--admin <address>', "the running lb4's admin API: [host:]port, http://host:port or a socket path", process.env.LB4_ADMIN ?? '127.0.0.1:9090')
+    .option('--token <token>', 'bearer token (default: LB4_ADMIN_TOKEN)')
+    .option('--listener <name>', 'only this listener')
+    .option('--json', 'print the API\'s JSON');
+}
+
+adminCommand('status', "show a running lb4's status through its admin API").action(async (flags: AdminFlags) => {
+  const { status } = await import('./commands/admin-client.js');
+  await status(flags);
+});
+adminCommand('backends', "list a running lb4's backends, their state, health and flows").action(async (flags: AdminFlags) => {
+  const { backends } = await import('./commands/admin-client.js');
+  await backends(flags);
+});
+adminCommand('backend', 'change a backend of a running lb4: drain <id>, enable <id>, weight <id> <n>, state <id> <state>')
+  .argument('<action>', 'drain, enable, weight or state')
+  .argument('<id>', 'the backend id (its address unless named)')
+  .argument('[value]', 'the weight or the state')
+  .option('--drain-timeout <duration>', 'for drain and state: how long open flows may finish')
+  .action(async (action: string, id: string, value: string | undefined, flags: AdminFlags & { drainTimeout?: string }) => {
+    const { backendAction } = await import('./commands/admin-client.js');
+    await backendAction(action, id, value, flags);
+  });
+
+const demoCommand = program
+  .command('demo')
+  .description('run three HTTP backends and a balancer in front of them on 127.0.0.1, and show how to try it')
+  .option('--port <port>', 'the port the balancer listens on (0 picks a free one)', '8080');
+for (const option of logOptions('pretty')) demoCommand.addOption(option);
+demoCommand.action(async (flags: DemoFlags) => {
+  const { demo } = await import('./commands/demo.js');
+  await demo(flags);
+});
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // commander has printed its message, the help or the version already.
+    process.exitCode = err.exitCode === 0 ? 0 : usageExitCode;
+  } else {
+    const failure = describeFailure(err);
+    process.stderr.write(`${failure.line}\n`);
+    process.exitCode = failure.exitCode;
+  }
+}
+
+// The process ends by running out of work rather than by process.exit(), so asynchronous log
+// destinations (pino-pretty's stream) finish writing. Should a stray handle keep it alive anyway,
+// this timer, which holds nothing open itself, still ends it with the exit code chosen above.
+setTimeout(() => process.exit(), 2000).unref();

@@ -1,0 +1,21 @@
+// What the admin API needs of a running balancer. `Balancer` implements it; tests use fakes.
+
+import type { BackendInfo, BalancerEvents, BalancerStats, BackendScope, Connection, ConnectionFilter, ListenerAddress, ReloadSummary } from '../balancer.js';
+import type { BackendOptions, BackendState, BalancerConfig, BalancerOptions } from '../config.js';
+
+export interface AdminTarget {
+  readonly config: BalancerConfig;
+  readonly uptimeSeconds: number;
+  addresses(): readonly ListenerAddress[];
+  backends(scope?: BackendScope): BackendInfo[];
+  stats(): BalancerStats;
+  addBackend(backend: string | BackendOptions, scope?: BackendScope): Promise<BackendInfo[]>;
+  removeBackend(id: string, scope?: BackendScope & { drainTimeout?: number | string }): Promise<void>;
+  setBackendWeight(id: string, weight: number, scope?: BackendScope): Promise<BackendInfo[]>;
+  setBackendState(id: string, state: BackendState, scope?: BackendScope & { drainTimeout?: number | string }): Promise<BackendInfo[]>;
+  connections(filter?: ConnectionFilter): Promise<Connection[]>;
+  /** New options, or none to re-read the config file the balancer was started from. */
+  reload(options?: BalancerOptions): Promise<ReloadSummary>;
+  on<K extends keyof BalancerEvents>(event: K, listener: (...args: BalancerEvents[K]) => void): unknown;
+  off<K extends keyof BalancerEvents>(event: K, listener: (...args: BalancerEvents[K]) => void): unknown;
+}

@@ -1,0 +1,86 @@
+// What a reload changes: the difference between the running config and a new, valid one, as a
+// plan the balancer applies in order (open new listeners, change backends in place, drain the
+// listeners and backends that are gone). Pure: tested without sockets.
+
+import type { BackendConfig, BalancerConfig, ListenerConfig } from './config.js';
+
+export interface BackendChanges {
+  added: BackendConfig[];
+  removed: BackendConfig[];
+  /** Same id and address, new weight and/or state. */
+  changed: { before: BackendConfig; after: BackendConfig }[];
+}
+
+export interface ListenerChanges {
+  before: ListenerConfig;
+  after: ListenerConfig;
+  backends: BackendChanges;
+  algorithmChanged: boolean;
+  healthChanged: boolean;
+}
+
+export interface ReloadPlan {
+  addedListeners: ListenerConfig[];
+  removedListeners: ListenerConfig[];
+  keptListeners: ListenerChanges[];
+  adminChanged: boolean;
+  accessLogChanged: boolean;
+  /** Settings that only take effect on a restart; the running values stay. */
+  needsRestart: string[];
+  /** Settings the balancer applies from the next change on (slow start, passive health, drain). */
+  tunablesChanged: string[];
+}
+
+// The running config holds the ports listeners are bound to; port 0 in a new config means
+// "any port", which the running listener already has.
+const sameAddress = (running: ListenerConfig, next: ListenerConfig) =>
+  running.ip === next.ip && running.anyInterface === next.anyInterface && (running.port === next.port || next.port === 0);
+const json = (v: unknown) => JSON.stringify(v);
+
+function diffBackends(before: readonly BackendConfig[], after: readonly BackendConfig[]): BackendChanges {
+  const old = new Map(before.map((b) => [b.id, b]));
+  const out: BackendChanges = { added: [], removed: [], changed: [] };
+  for (const b of after) {
+    const prior = old.get(b.id);
+    old.delete(b.id);
+    if (!prior) out.added.push(b);
+    else if (prior.ip !== b.ip || prior.port !== b.port) {
+      // Another server under the same name: its flows belong to the old one.
+      out.removed.push(prior);
+      out.added.push(b);
+    } else if (prior.weight !== b.weight || prior.state !== b.state || prior.address !== b.address) out.changed.push({ before: prior, after: b });
+  }
+  out.removed.push(...old.values());
+  return out;
+}
+
+export function planReload(current: BalancerConfig, next: BalancerConfig): ReloadPlan {
+  const plan: ReloadPlan = { addedListeners: [], removedListeners: [], keptListeners: [], adminChanged: false, accessLogChanged: false, needsRestart: [], tunablesChanged: [] };
+  const old = new Map(current.listeners.map((l) => [l.name, l]));
+  for (const l of next.listeners) {
+    const prior = old.get(l.name);
+    old.delete(l.name);
+    if (!prior || !sameAddress(prior, l)) {
+      if (prior) plan.removedListeners.push(prior);
+      plan.addedListeners.push(l);
+      continue;
+    }
+    plan.keptListeners.push({
+      before: prior,
+      after: l,
+      backends: diffBackends(prior.backends, l.backends),
+      algorithmChanged: prior.algorithm !== l.algorithm,
+      healthChanged: json(prior.health) !== json(l.health),
+    });
+  }
+  plan.removedListeners.push(...old.values());
+  plan.adminChanged = json(current.admin) !== json(next.admin);
+  plan.accessLogChanged = json(current.accessLog) !== json(next.accessLog);
+  for (const key of ['workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize'] as const) {
+    if (current[key] !== next[key]) plan.needsRestart.push(key);
+  }
+  for (const key of ['slowStartMs', 'passiveFailures', 'drainTimeoutMs'] as const) {
+    if (current[key] !== next[key]) plan.tunablesChanged.push(key);
+  }
+  return plan;
+}
