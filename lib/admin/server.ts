@@ -1,0 +1,247 @@
+// The admin HTTP API and /metrics, on node:http alone. The balancer starts it (config `admin`)
+// and closes it when it closes; the server never keeps the process alive by itself, because the
+// balancer's own handle already does while it runs.
+//
+// Every request passes, in order: the bearer token (when one is configured), the route table
+// (lib/admin/routes.ts), the query parameter check, the handler. Whatever a handler throws is
+// answered through the one code-to-status table in lib/admin/http.ts.
+
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { formatHostPort } from '../address.js';
+import type { AdminConfig } from '../config.js';
+import type { Logger } from '../log.js';
+import { AdminError, errorReply, readJsonBody, sendJson } from './http.js';
+import { MetricsCollector } from './metrics.js';
+import { checkQuery, matchRoute, type AdminContext, type Reply } from './routes.js';
+import type { AdminTarget } from './target.js';
+
+/** A running admin API. */
+export interface AdminServer {
+  /** `http://127.0.0.1:PORT` (`http://[::1]:PORT` for IPv6), or `unix:/path` for a unix socket. */
+  readonly url: string;
+  /** Stops accepting, ends idle keep-alive connections at once and the rest once their answer is out. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * How long close() lets requests already being handled finish (a reload's answer, say) before
+ * their connections are cut too.
+ */
+const closeGraceMs = 2000;
+/** A whole request, headers and body, must arrive within this; the slowest handler is a reload. */
+const requestTimeoutMs = 60_000;
+
+let version: string | undefined;
+
+/** lb4's version, from its package.json, read once. */
+function packageVersion(): string {
+  if (version !== undefined) return version;
+  // The same file is found from lib/admin/ when run from source and from dist/lib/admin/ when built.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      const pkg = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'lb4' && typeof pkg.version === 'string') return (version = pkg.version);
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return (version = 'unknown');
+    dir = parent;
+  }
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/**
+ * Checks `Authorization: Bearer <token>`. Both sides are hashed first so the comparison takes the
+ * same time whatever the presented token's length, and timingSafeEqual then leaks nothing of
+ * where they differ.
+ */
+function authorize(req: IncomingMessage, tokenHash: Buffer): void {
+  const header = req.headers.authorization;
+  const match = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+  if (!match) {
+    throw new AdminError('LB4_UNAUTHORIZED', 'this admin API needs "Authorization: Bearer <token>"', { headers: { 'www-authenticate': 'Bearer realm="lb4"' } });
+  }
+  if (!timingSafeEqual(sha256(match[1]), tokenHash)) {
+    throw new AdminError('LB4_UNAUTHORIZED', 'the bearer token is wrong', { headers: { 'www-authenticate': 'Bearer realm="lb4", error="invalid_token"' } });
+  }
+}
+
+/** Splits a request target into path and query without URL's host parsing (`//x/status` is a path here). */
+function splitTarget(target: string): { pathname: string; query: URLSearchParams } {
+  const q = target.indexOf('?');
+  return q < 0 ? { pathname: target, query: new URLSearchParams() } : { pathname: target.slice(0, q), query: new URLSearchParams(target.slice(q + 1)) };
+}
+
+/** Whether something accepts connections on the unix socket at `path`. */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    // Refused: nobody listens, the file is left over from a process that died. Any other error
+    // (permissions, say) means it is not ours to remove; listen() will then report the problem.
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code !== 'ECONNREFUSED'));
+  });
+}
+
+/** Removes a unix socket file a dead process left behind; never a regular file, never a live socket. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = (await lstat(path)).isSocket();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (isSocket && !(await socketAnswers(path))) await unlink(path);
+}
+
+function listen(server: Server, config: AdminConfig): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      const where = config.kind === 'unix' ? config.path : formatHostPort(config.host, config.port);
+      err.message = `cannot listen for the admin API on ${where}: ${err.message}`;
+      reject(err);
+    };
+    server.once('error', onError);
+    const ready = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    if (config.kind === 'unix') server.listen({ path: config.path }, ready);
+    else server.listen({ host: config.host, port: config.port }, ready);
+  });
+}
+
+function send(res: ServerResponse, reply: Reply): void {
+  if ('text' in reply) {
+    res.writeHead(reply.status, { 'content-type': reply.contentType, 'content-length': Buffer.byteLength(reply.text) });
+    res.end(reply.text);
+  } else {
+    sendJson(res, reply.status, reply.json, reply.headers);
+  }
+}
+
+/**
+ * Starts the admin HTTP API for `target`: on a TCP address (port 0 picks a free port; the URL
+ * has the real one) or a unix socket (a stale socket file is removed first; the file is made
+ * owner-only and removed on close). With `config.token`, every request needs the bearer token.
+ * Rejects with a Node-style system error when it cannot listen.
+ */
+export async function startAdminServer(target: AdminTarget, config: AdminConfig, log: Logger): Promise<AdminServer> {
+  const tokenHash = config.token === null ? null : sha256(config.token);
+  const metrics = new MetricsCollector(target, { version: packageVersion() });
+  const ctx: AdminContext = { target, version: packageVersion(), metrics };
+  // Responses not yet finished: close() lets them go out, then ends their connections.
+  const inFlight = new Set<ServerResponse>();
+  let closing = false;
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = process.hrtime.bigint();
+    const method = req.method ?? 'GET';
+    const { pathname, query } = splitTarget(req.url ?? '/');
+    inFlight.add(res);
+    res.once('close', () => {
+      inFlight.delete(res);
+      log.debug({ method, path: pathname, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'admin request');
+      // The connection is idle now, unless its answer said "close" and Node is ending it.
+      if (closing) server.closeIdleConnections();
+    });
+    if (closing) res.setHeader('connection', 'close');
+    try {
+      if (tokenHash) authorize(req, tokenHash);
+      const match = pathname.startsWith('/') ? matchRoute(method, pathname) : ({ kind: 'not-found' } as const);
+      if (match.kind === 'not-found') throw new AdminError('LB4_NOT_FOUND', `no such endpoint: ${pathname} (GET / lists them)`);
+      if (match.kind === 'wrong-method') {
+        throw new AdminError('LB4_METHOD_NOT_ALLOWED', `${method} is not allowed on ${pathname} (allowed: ${match.allow.join(', ')})`, { headers: { allow: match.allow.join(', ') } });
+      }
+      checkQuery(match.handler, query);
+      send(res, await match.handler.run({ ctx, id: match.id, query, body: () => readJsonBody(req) }));
+    } catch (err) {
+      const reply = errorReply(err);
+      if (!reply.expected) log.error({ err, method, path: pathname }, 'admin request failed');
+      else if (reply.status === 401) log.warn({ method, path: pathname, client: req.socket.remoteAddress }, 'admin request refused: no or wrong token');
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      sendJson(res, reply.status, reply.body, reply.headers);
+    }
+  };
+
+  const server = createServer({ requestTimeout: requestTimeoutMs }, (req, res) => void handle(req, res));
+  // A client that misbehaves below HTTP (a reset, garbage) gets its socket closed; it is not
+  // the server's error.
+  server.on('clientError', (_err, socket) => socket.destroy());
+
+  if (config.kind === 'unix') await removeStaleSocket(config.path);
+  try {
+    await listen(server, config);
+  } catch (err) {
+    metrics.close();
+    throw err;
+  }
+  server.unref();
+
+  let url: string;
+  let socketIno: number | null = null;
+  if (config.kind === 'unix') {
+    try {
+      // Without a token, whoever can connect controls the balancer: owner only.
+      await chmod(config.path, 0o600);
+      socketIno = (await lstat(config.path)).ino;
+    } catch (err) {
+      metrics.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw err;
+    }
+    url = `unix:${config.path}`;
+  } else {
+    const address = server.address() as AddressInfo;
+    url = `http://${formatHostPort(address.address, address.port)}`;
+  }
+
+  let closed: Promise<void> | null = null;
+  return {
+    url,
+    close() {
+      if (closed) return closed;
+      closing = true;
+      metrics.close();
+      // Answers still owed (a reload that restarts this server is one) go out with
+      // "Connection: close", so Node ends those connections once they are written.
+      for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
+      closed = new Promise<void>((resolve) => {
+        const grace = setTimeout(() => server.closeAllConnections(), closeGraceMs).unref();
+        server.close(() => {
+          clearTimeout(grace);
+          resolve();
+        });
+        if (inFlight.size === 0) server.closeAllConnections();
+        else server.closeIdleConnections();
+      }).then(async () => {
+        // Node removes the socket file itself; this covers the case where it could not, and
+        // never touches a socket another process has put at the same path since.
+        if (config.kind !== 'unix' || socketIno === null) return;
+        try {
+          if ((await lstat(config.path)).ino === socketIno) await unlink(config.path);
+        } catch {
+          // Already gone.
+        }
+      });
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,473 @@
+// /metrics: the exposition is checked by a strict parser of the Prometheus text format 0.0.4
+// written here (and itself tested on broken input), then the required families, labels and
+// values are compared with what an in-memory target holds.
+
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import t from 'tap';
+import type { BackendInfo, BalancerEvents, BalancerStats, Counters } from '../lib/balancer.js';
+import type { BalancerConfig } from '../lib/config.js';
+import { startBalancer } from '../lib/index.js';
+import { silentLogger } from '../lib/log.js';
+import { counterNames, counters as counterTable, type CounterInfo, type CounterName } from '../lib/native.js';
+import { healthCheckBuckets, MetricsCollector } from '../lib/admin/metrics.js';
+import { startAdminServer } from '../lib/admin/server.js';
+import type { AdminTarget } from '../lib/admin/target.js';
+import { echoBackend, refusingPort, within } from './helpers/sockets.js';
+
+// --- a strict exposition parser -----------------------------------------------------------------
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+interface Family {
+  name: string;
+  help: string;
+  type: string;
+  samples: Sample[];
+}
+
+const metricName = /^[a-zA-Z_:][a-zA-Z0-9_:]*/;
+const labelName = /^[a-zA-Z_][a-zA-Z0-9_]*/;
+const floatValue = /^(?:[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|NaN|[+-]Inf)$/;
+const types = ['counter', 'gauge', 'histogram', 'summary', 'untyped'];
+
+function parseFloatValue(text: string, where: string): number {
+  if (!floatValue.test(text)) throw new Error(`${where}: "${text}" is not a float`);
+  return text === '+Inf' ? Infinity : text === '-Inf' ? -Infinity : Number(text);
+}
+
+/** Parses `{a="x",b="y"}` at the start of `text`; returns the labels and what follows. */
+function parseLabels(text: string, where: string): { labels: Record<string, string>; rest: string } {
+  const labels: Record<string, string> = {};
+  let rest = text.slice(1);
+  for (;;) {
+    const name = labelName.exec(rest)?.[0];
+    if (!name) throw new Error(`${where}: bad label name at "${rest}"`);
+    if (name.startsWith('__')) throw new Error(`${where}: label ${name} is reserved`);
+    if (name in labels) throw new Error(`${where}: label ${name} twice`);
+    rest = rest.slice(name.length);
+    if (!rest.startsWith('="')) throw new Error(`${where}: expected =" after ${name}`);
+    rest = rest.slice(2);
+    let value = '';
+    for (;;) {
+      const c = rest[0];
+      if (c === undefined) throw new Error(`${where}: unterminated value of ${name}`);
+      rest = rest.slice(1);
+      if (c === '"') break;
+      if (c === '\\') {
+        const e = rest[0];
+        rest = rest.slice(1);
+        if (e === '\\') value += '\\';
+        else if (e === '"') value += '"';
+        else if (e === 'n') value += '\n';
+        else throw new Error(`${where}: bad escape \\${e} in ${name}`);
+      } else {
+        value += c;
+      }
+    }
+    labels[name] = value;
+    if (rest.startsWith(',')) rest = rest.slice(1);
+    else if (rest.startsWith('}')) return { labels, rest: rest.slice(1) };
+    else throw new Error(`${where}: expected , or } after ${name}`);
+  }
+}
+
+function unescapeHelp(text: string, where: string): string {
+  return text.replace(/\\(.?)/g, (_, e: string) => {
+    if (e === '\\') return '\\';
+    if (e === 'n') return '\n';
+    throw new Error(`${where}: bad escape in HELP`);
+  });
+}
+
+function seriesId(s: Sample, without?: string): string {
+  return JSON.stringify([s.name, Object.entries(s.labels).filter(([k]) => k !== without).sort()]);
+}
+
+function checkHistogram(f: Family): void {
+  const groups = new Map<string, { buckets: Array<[number, number]>; sum?: number; count?: number }>();
+  for (const s of f.samples) {
+    const key = JSON.stringify(Object.entries(s.labels).filter(([k]) => k !== 'le').sort());
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { buckets: [] }));
+    if (s.name === `${f.name}_bucket`) {
+      if (s.labels.le === undefined) throw new Error(`${f.name}: a bucket without le`);
+      g.buckets.push([parseFloatValue(s.labels.le, f.name), s.value]);
+    } else {
+      if ('le' in s.labels) throw new Error(`${f.name}: le on ${s.name}`);
+      if (s.name === `${f.name}_sum`) g.sum = s.value;
+      else g.count = s.value;
+    }
+  }
+  for (const [key, g] of groups) {
+    for (let i = 1; i < g.buckets.length; i++) {
+      if (!(g.buckets[i][0] > g.buckets[i - 1][0])) throw new Error(`${f.name}${key}: le not increasing`);
+      if (g.buckets[i][1] < g.buckets[i - 1][1]) throw new Error(`${f.name}${key}: buckets not cumulative`);
+    }
+    const inf = g.buckets.at(-1);
+    if (!inf || inf[0] !== Infinity) throw new Error(`${f.name}${key}: no le="+Inf" bucket`);
+    if (g.sum === undefined || g.count === undefined) throw new Error(`${f.name}${key}: _sum or _count missing`);
+    if (g.count !== inf[1]) throw new Error(`${f.name}${key}: _count ${g.count} is not the +Inf bucket ${inf[1]}`);
+  }
+}
+
+/** Parses an exposition, or throws naming the first thing that breaks the format. */
+function parseExposition(text: string): Map<string, Family> {
+  if (!text.endsWith('\n')) throw new Error('the exposition must end with a newline');
+  const families = new Map<string, Family>();
+  const series = new Set<string>();
+  let current: Family | null = null;
+  text
+    .slice(0, -1)
+    .split('\n')
+    .forEach((line, i) => {
+      const where = `line ${i + 1}`;
+      if (line.startsWith('#')) {
+        const m = /^# (HELP|TYPE) (\S+) ?(.*)$/.exec(line);
+        if (!m) throw new Error(`${where}: a comment that is neither HELP nor TYPE`);
+        const [, kind, name, rest] = m;
+        if (metricName.exec(name)?.[0] !== name) throw new Error(`${where}: bad metric name ${name}`);
+        if (kind === 'HELP') {
+          if (families.has(name)) throw new Error(`${where}: family ${name} appears twice`);
+          current = { name, help: unescapeHelp(rest, where), type: '', samples: [] };
+          families.set(name, current);
+        } else {
+          if (!current || current.name !== name) throw new Error(`${where}: TYPE ${name} without its HELP just before`);
+          if (current.type !== '') throw new Error(`${where}: a second TYPE for ${name}`);
+          if (!types.includes(rest)) throw new Error(`${where}: unknown type ${rest}`);
+          if (current.samples.length > 0) throw new Error(`${where}: TYPE after samples`);
+          current.type = rest;
+        }
+        return;
+      }
+      if (line === '') throw new Error(`${where}: empty line`);
+      const name = metricName.exec(line)?.[0];
+      if (!name) throw new Error(`${where}: bad sample name in "${line}"`);
+      let rest = line.slice(name.length);
+      let labels: Record<string, string> = {};
+      if (rest.startsWith('{')) ({ labels, rest } = parseLabels(rest, where));
+      const m = /^ (\S+)( -?\d+)?$/.exec(rest);
+      if (!m) throw new Error(`${where}: expected " value [timestamp]" in "${line}"`);
+      const sample = { name, labels, value: parseFloatValue(m[1], where) };
+      const family: Family | null = current;
+      if (!family || family.type === '') throw new Error(`${where}: sample ${name} before its family's HELP and TYPE`);
+      const allowed = family.type === 'histogram' ? ['_bucket', '_sum', '_count'].map((s) => family.name + s) : [family.name];
+      if (!allowed.includes(name)) throw new Error(`${where}: sample ${name} is not of family ${family.name} (families must be contiguous)`);
+      if (family.type === 'counter' && !(sample.value >= 0)) throw new Error(`${where}: counter ${name} is ${m[1]}`);
+      const id = seriesId(sample);
+      if (series.has(id)) throw new Error(`${where}: series ${id} twice`);
+      series.add(id);
+      family.samples.push(sample);
+    });
+  for (const f of families.values()) {
+    if (f.type === '') throw new Error(`family ${f.name} has no TYPE`);
+    if (f.type === 'counter' && !f.name.endsWith('_total')) throw new Error(`counter ${f.name} does not end in _total`);
+    if (f.type === 'histogram') checkHistogram(f);
+  }
+  return families;
+}
+
+/** The value of the one sample of `name` whose labels include `labels`. */
+function value(families: Map<string, Family>, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const f of families.values()) {
+    const found = f.samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+    if (found.length > 1) throw new Error(`${name} ${JSON.stringify(labels)} matches ${found.length} samples`);
+    if (found.length === 1) return found[0].value;
+  }
+  return undefined;
+}
+
+t.test('the parser refuses broken expositions', async (t) => {
+  const ok = '# HELP x_total X.\n# TYPE x_total counter\nx_total{a="1"} 2\n';
+  t.equal(parseExposition(ok).get('x_total')?.samples[0].value, 2, 'a valid one passes');
+  const broken: Array<[string, string]> = [
+    ['no final newline', ok.slice(0, -1)],
+    ['a sample before TYPE', '# HELP x_total X.\nx_total 1\n# TYPE x_total counter\n'],
+    ['TYPE before HELP', '# TYPE x_total counter\n# HELP x_total X.\nx_total 1\n'],
+    ['two TYPEs', '# HELP x_total X.\n# TYPE x_total counter\n# TYPE x_total counter\nx_total 1\n'],
+    ['a family twice', `${ok}# HELP y Y.\n# TYPE y gauge\ny 1\n# HELP x_total X.\n# TYPE x_total counter\n`],
+    ['a family split', `${ok}# HELP y Y.\n# TYPE y gauge\ny 1\nx_total{a="2"} 3\n`],
+    ['a bad metric name', '# HELP 1x X.\n# TYPE 1x gauge\n1x 1\n'],
+    ['a bad label name', '# HELP x X.\n# TYPE x gauge\nx{1a="b"} 1\n'],
+    ['an unknown escape', '# HELP x X.\n# TYPE x gauge\nx{a="\\t"} 1\n'],
+    ['an unescaped quote', '# HELP x X.\n# TYPE x gauge\nx{a="say "hi""} 1\n'],
+    ['a duplicate series', '# HELP x X.\n# TYPE x gauge\nx{a="1"} 1\nx{a="1"} 2\n'],
+    ['a bad value', '# HELP x X.\n# TYPE x gauge\nx 1,5\n'],
+    ['a counter without _total', '# HELP x X.\n# TYPE x counter\nx 1\n'],
+    ['a negative counter', '# HELP x_total X.\n# TYPE x_total counter\nx_total -1\n'],
+    ['buckets not cumulative', '# HELP h H.\n# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n'],
+    ['no +Inf bucket', '# HELP h H.\n# TYPE h histogram\nh_bucket{le="1"} 1\nh_sum 1\nh_count 1\n'],
+    ['_count is not +Inf', '# HELP h H.\n# TYPE h histogram\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 3\n'],
+    ['no _sum', '# HELP h H.\n# TYPE h histogram\nh_bucket{le="+Inf"} 2\nh_count 2\n'],
+  ];
+  for (const [what, text] of broken) t.throws(() => parseExposition(text), `${what} is refused`);
+});
+
+// --- an in-memory target ---------------------------------------------------------------------------
+
+function counterValues(values: Partial<Record<CounterName, number>>): Counters {
+  const out = {} as Record<CounterName, number>;
+  for (const name of counterNames) out[name] = values[name] ?? 0;
+  return out;
+}
+
+const oddId = 'we"ird\\id\nx';
+
+function backend(listener: string, id: string, over: Partial<BackendInfo>, values: Partial<Record<CounterName, number>>): BackendInfo & { counters: Counters } {
+  return {
+    id,
+    listener,
+    address: '127.0.0.1:9001',
+    ip: '127.0.0.1',
+    port: 9001,
+    weight: 1,
+    effectiveWeight: 1,
+    state: 'up',
+    health: 'unchecked',
+    healthReason: null,
+    takesNewFlows: true,
+    ...over,
+    counters: counterValues(values),
+  };
+}
+
+/** Only what /metrics reads; the rest of AdminTarget is not used here and says so. */
+class MetricsTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
+  config = { workers: 3, listeners: [] } as unknown as BalancerConfig;
+  uptimeSeconds = 12.25;
+  snapshot: BalancerStats = {
+    listeners: [
+      { name: 'web', address: '127.0.0.1', port: 8080, family: 'IPv4', counters: counterValues({ flows_active: 5, flows_total: 120, bytes_to_backend: 1000, bytes_to_client: 2000, spliced_bytes: 2900, copied_bytes: 100, no_backend: 2 }) },
+      { name: 'api', address: '::1', port: 8081, family: 'IPv6', counters: counterValues({ flows_total: 1 }) },
+    ],
+    backends: [
+      backend('web', 'a', { weight: 3, effectiveWeight: 2, health: 'up' }, { flows_active: 4, flows_total: 90, bytes_to_backend: 700, bytes_to_client: 1500, connect_failures: 5 }),
+      backend('web', 'b', { state: 'draining', health: 'down', takesNewFlows: false }, { flows_active: 1 }),
+      backend('api', oddId, {}, { flows_total: 1 }),
+    ],
+    droppedEvents: 9,
+  };
+
+  stats(): BalancerStats {
+    return this.snapshot;
+  }
+  backends(): BackendInfo[] {
+    return this.snapshot.backends.map(({ counters: _, ...b }) => b);
+  }
+  addresses() {
+    return this.snapshot.listeners.map(({ counters: _, ...l }) => l);
+  }
+  #unused(): never {
+    throw new Error('not used by the metrics tests');
+  }
+  addBackend = async (): Promise<BackendInfo[]> => this.#unused();
+  removeBackend = async (): Promise<void> => this.#unused();
+  setBackendWeight = async (): Promise<BackendInfo[]> => this.#unused();
+  setBackendState = async (): Promise<BackendInfo[]> => this.#unused();
+  connections = async () => this.#unused();
+  reload = async () => this.#unused();
+}
+
+function check(target: MetricsTarget, listener: string, backendId: string, ok: boolean, durationMs: number): void {
+  target.emit('health-check', { listener, backend: backendId, ok, durationMs, reason: ok ? 'connected' : 'refused' });
+}
+
+async function scrape(url: string): Promise<{ contentType: string; text: string }> {
+  const res = await within(
+    new Promise<http.IncomingMessage>((resolve, reject) => http.get(`${url}/metrics`, resolve).once('error', reject)),
+    10_000,
+    'GET /metrics',
+  );
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return { contentType: String(res.headers['content-type']), text: Buffer.concat(chunks).toString('utf8') };
+}
+
+t.test('GET /metrics is a valid exposition with the values of the target', async (t) => {
+  const target = new MetricsTarget();
+  const admin = await startAdminServer(target, { kind: 'tcp', host: '127.0.0.1', port: 0, token: null }, silentLogger());
+  t.teardown(() => admin.close());
+  for (const ms of [0.5, 3, 30, 7000]) check(target, 'web', 'a', ms !== 7000, ms);
+  check(target, 'api', oddId, true, 1);
+
+  const { contentType, text } = await scrape(admin.url);
+  t.equal(contentType, 'text/plain; version=0.0.4; charset=utf-8');
+  const families = parseExposition(text);
+  t.pass('the exposition parses strictly');
+
+  const expectedTypes: Record<string, string> = {
+    lb4_build_info: 'gauge',
+    lb4_uptime_seconds: 'gauge',
+    lb4_engine_dropped_events_total: 'counter',
+    lb4_listener_accepted_total: 'counter',
+    lb4_listener_active_flows: 'gauge',
+    lb4_listener_bytes_total: 'counter',
+    lb4_listener_spliced_bytes_total: 'counter',
+    lb4_backend_up: 'gauge',
+    lb4_backend_weight: 'gauge',
+    lb4_backend_state: 'gauge',
+    lb4_backend_active_flows: 'gauge',
+    lb4_backend_bytes_total: 'counter',
+    lb4_backend_connect_failures_total: 'counter',
+    lb4_health_check_duration_seconds: 'histogram',
+  };
+  for (const [name, type] of Object.entries(expectedTypes)) t.equal(families.get(name)?.type, type, `${name} is a ${type}`);
+
+  const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  t.equal(value(families, 'lb4_build_info', { version }), 1);
+  t.equal(value(families, 'lb4_uptime_seconds'), 12.25);
+  t.equal(value(families, 'lb4_workers'), 3);
+  t.equal(value(families, 'lb4_engine_dropped_events_total'), 9);
+
+  const web = { listener: 'web' };
+  t.equal(value(families, 'lb4_listener_accepted_total', web), 120, "accepted is the listener's flows_total");
+  t.equal(value(families, 'lb4_listener_accepted_total', { listener: 'api' }), 1);
+  t.equal(value(families, 'lb4_listener_active_flows', web), 5);
+  t.equal(value(families, 'lb4_listener_bytes_total', { ...web, direction: 'to_backend' }), 1000);
+  t.equal(value(families, 'lb4_listener_bytes_total', { ...web, direction: 'to_client' }), 2000);
+  t.equal(value(families, 'lb4_listener_spliced_bytes_total', web), 2900);
+  t.equal(value(families, 'lb4_listener_copied_bytes_total', web), 100);
+  t.equal(value(families, 'lb4_listener_no_backend_total', web), 2);
+  t.notOk(families.has('lb4_backend_no_backend_total'), 'a listener-only counter is not exported per backend');
+
+  const a = { listener: 'web', backend: 'a' };
+  const b = { listener: 'web', backend: 'b' };
+  t.equal(value(families, 'lb4_backend_up', a), 1);
+  t.equal(value(families, 'lb4_backend_up', b), 0, 'up is "takes new flows"');
+  t.equal(value(families, 'lb4_backend_weight', a), 3);
+  t.equal(value(families, 'lb4_backend_effective_weight', a), 2);
+  t.equal(value(families, 'lb4_backend_state', { ...b, state: 'draining' }), 1);
+  t.equal(value(families, 'lb4_backend_state', { ...b, state: 'up' }), 0);
+  t.equal(families.get('lb4_backend_state')?.samples.filter((s) => s.labels.backend === 'b').length, 4, 'one series per state');
+  t.equal(value(families, 'lb4_backend_health', { ...b, health: 'down' }), 1);
+  t.equal(value(families, 'lb4_backend_health', { ...a, health: 'up' }), 1);
+  t.equal(value(families, 'lb4_backend_active_flows', a), 4);
+  t.equal(value(families, 'lb4_backend_flows_total', a), 90);
+  t.equal(value(families, 'lb4_backend_bytes_total', { ...a, direction: 'to_backend' }), 700);
+  t.equal(value(families, 'lb4_backend_bytes_total', { ...a, direction: 'to_client' }), 1500);
+  t.equal(value(families, 'lb4_backend_connect_failures_total', a), 5);
+  t.equal(value(families, 'lb4_backend_connect_failures_total', b), 0);
+
+  t.equal(value(families, 'lb4_backend_up', { listener: 'api', backend: oddId }), 1, 'a label value with a quote, a backslash and a newline comes back intact');
+  t.match(text, /backend="we\\"ird\\\\id\\nx"/, 'escaped as the format says');
+
+  // 0.5 ms, 3 ms, 30 ms and 7 s (beyond the last bucket, and failed).
+  const buckets = healthCheckBuckets.map((le) => value(families, 'lb4_health_check_duration_seconds_bucket', { ...a, le: String(le) }));
+  t.same(buckets, [1, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3]);
+  t.equal(value(families, 'lb4_health_check_duration_seconds_bucket', { ...a, le: '+Inf' }), 4);
+  t.equal(value(families, 'lb4_health_check_duration_seconds_count', a), 4);
+  t.ok(Math.abs(value(families, 'lb4_health_check_duration_seconds_sum', a)! - 7.0335) < 1e-9, '_sum in seconds');
+  t.equal(value(families, 'lb4_health_check_failures_total', a), 1);
+  t.equal(value(families, 'lb4_health_check_duration_seconds_count', { listener: 'api', backend: oddId }), 1);
+  t.equal(value(families, 'lb4_health_check_duration_seconds_count', b), undefined, 'no series for a backend never checked');
+
+  // Every counter of the data plane is exported somewhere, with the table's HELP text.
+  for (const c of counterTable) {
+    const exported = [...families.values()].filter((f) => f.help.includes(c.help));
+    t.ok(exported.length > 0, `${c.name} is exported (${exported.map((f) => f.name).join(', ')})`);
+  }
+
+  await admin.close();
+  t.equal(target.listenerCount('health-check'), 0, 'the histogram stops listening on close');
+});
+
+t.test('a counter the mapping table does not know gets a default metric', async (t) => {
+  const target = new MetricsTarget();
+  const table: CounterInfo[] = [
+    ...counterTable,
+    { name: 'frobs' as CounterName, kind: 'counter', help: 'Frobs made' },
+    { name: 'widgets' as CounterName, kind: 'gauge', help: 'Widgets now' },
+  ];
+  const extra = (c: Counters) => ({ ...c, frobs: 7, widgets: 2 }) as Counters;
+  target.snapshot = {
+    ...target.snapshot,
+    listeners: target.snapshot.listeners.map((l) => ({ ...l, counters: extra(l.counters) })),
+    backends: target.snapshot.backends.map((b) => ({ ...b, counters: extra(b.counters) })),
+  };
+  const collector = new MetricsCollector(target, { version: '9.9.9', counters: table });
+  t.teardown(() => collector.close());
+  const families = parseExposition(collector.render());
+  t.match(families.get('lb4_listener_frobs_total'), { type: 'counter', help: 'Frobs made' });
+  t.equal(value(families, 'lb4_listener_frobs_total', { listener: 'web' }), 7);
+  t.equal(value(families, 'lb4_backend_frobs_total', { listener: 'web', backend: 'a' }), 7);
+  t.match(families.get('lb4_backend_widgets'), { type: 'gauge', help: 'Widgets now' });
+  t.equal(value(families, 'lb4_backend_widgets', { listener: 'web', backend: 'b' }), 2);
+});
+
+t.test('histogram series follow the backends; close stops recording; odd values stay valid', async (t) => {
+  const target = new MetricsTarget();
+  const collector = new MetricsCollector(target, { version: '1.0.0' });
+  t.teardown(() => collector.close());
+  check(target, 'web', 'a', true, 2);
+  check(target, 'web', 'b', false, 2);
+  let families = parseExposition(collector.render());
+  t.equal(value(families, 'lb4_health_check_duration_seconds_count', { listener: 'web', backend: 'b' }), 1);
+  t.equal(value(families, 'lb4_health_check_failures_total', { listener: 'web', backend: 'b' }), 1);
+
+  target.snapshot = { ...target.snapshot, backends: target.snapshot.backends.filter((b) => b.id !== 'b') };
+  families = parseExposition(collector.render());
+  t.equal(value(families, 'lb4_health_check_duration_seconds_count', { listener: 'web', backend: 'b' }), undefined, 'a removed backend loses its series');
+  t.equal(value(families, 'lb4_health_check_duration_seconds_count', { listener: 'web', backend: 'a' }), 1);
+
+  collector.close();
+  collector.close();
+  t.equal(target.listenerCount('health-check'), 0);
+  check(target, 'web', 'a', true, 2);
+  t.equal(value(parseExposition(collector.render()), 'lb4_health_check_duration_seconds_count', { listener: 'web', backend: 'a' }), 1, 'nothing recorded after close');
+
+  target.uptimeSeconds = NaN;
+  const web = target.snapshot.listeners[0];
+  target.snapshot = { ...target.snapshot, listeners: [{ ...web, counters: { ...web.counters, flows_active: Infinity } }] };
+  const text = collector.render();
+  families = parseExposition(text);
+  t.match(text, /^lb4_uptime_seconds NaN$/m);
+  t.equal(value(families, 'lb4_listener_active_flows', { listener: 'web' }), Infinity, '+Inf');
+});
+
+t.test('a real balancer with health checks: its /metrics parses and the histogram fills', async (t) => {
+  const up = await echoBackend();
+  const refused = `127.0.0.1:${await refusingPort()}`;
+  const lb = await startBalancer({
+    listen: '127.0.0.1:0',
+    backends: [up.address, { address: refused, id: 'refused' }],
+    health: { type: 'tcp', interval: '100ms' },
+    workers: 1,
+    admin: { listen: '127.0.0.1:0' },
+  });
+  t.teardown(async () => {
+    await lb.close({ drainTimeout: 0 });
+    await up.close();
+  });
+  // Wait until each backend has been checked at least once.
+  const checked = new Set<string>();
+  await within(
+    new Promise<void>((resolve) => {
+      const onCheck = (info: BalancerEvents['health-check'][0]) => {
+        checked.add(info.backend);
+        if (checked.size < 2) return;
+        lb.off('health-check', onCheck);
+        resolve();
+      };
+      lb.on('health-check', onCheck);
+    }),
+    10_000,
+    'a health check of each backend',
+  );
+  const { contentType, text } = await scrape(lb.adminUrl!);
+  t.equal(contentType, 'text/plain; version=0.0.4; charset=utf-8');
+  const families = parseExposition(text);
+  const listener = lb.address().name;
+  const good = { listener, backend: up.address };
+  const bad = { listener, backend: 'refused' };
+  t.ok(value(families, 'lb4_health_check_duration_seconds_count', good)! >= 1, 'checks of the healthy backend are counted');
+  t.equal(value(families, 'lb4_health_check_failures_total', good), 0);
+  t.ok(value(families, 'lb4_health_check_failures_total', bad)! >= 1, 'failed checks are counted');
+  t.equal(value(families, 'lb4_backend_up', good), 1);
+  t.equal(value(families, 'lb4_listener_accepted_total', { listener }), lb.stats().listeners[0].counters.flows_total);
+  t.equal(value(families, 'lb4_workers'), 1);
+});
