@@ -31,16 +31,22 @@ struct FlowSocket {
   // cleared when a read or write says EAGAIN.
   bool readable = false;
   bool writable = false;
+  // The peer's FIN (or a hangup) has been reported: a short read then no longer proves the
+  // socket empty, since the end of stream is still to be read.
+  bool peerClosed = false;
 };
 
-// Bytes moving from one socket to the other: through a pipe with splice(2), or, when no pipe
-// can be had, through a small heap buffer.
+// Bytes moving from one socket to the other. Small messages go through the worker's scratch
+// buffer with recv/send (two syscalls, no pipe); once reads come in full, the direction switches
+// to splice(2) through a pipe, so bulk bytes never enter user space. Bytes that could not be
+// sent at once wait in the pipe, or in a small heap buffer on the copy path.
 struct Direction {
   Pipe pipe;
   uint32_t pipeBytes = 0;           // bytes sitting in `pipe`
   std::unique_ptr<char[]> buffer;   // copy path only; freed when empty
   uint32_t bufferStart = 0;
   uint32_t bufferEnd = 0;
+  bool bulk = false;                // recent reads were large: move bytes with splice
   bool eof = false;                 // the source sent its FIN
   bool shutdownSent = false;        // ... and it has been passed on to the destination
   uint64_t bytes = 0;               // bytes delivered to the destination

@@ -1,6 +1,7 @@
 #include "listener_socket.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 namespace lb4 {
@@ -27,6 +28,9 @@ bool openOne(const ListenerConfig& config, const SocketAddress& address, bool re
     if (setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) != 0)
       return fail(err, "setsockopt");
   }
+  // Accepted sockets inherit TCP_NODELAY: small writes go out at once, with no per-flow
+  // setsockopt() to say so.
+  if (setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) return fail(err, "setsockopt");
   if (bind(fd.get(), address.get(), address.length()) != 0) return fail(err, "bind");
   out = std::move(fd);
   return true;

@@ -6,6 +6,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <cstring>
+
 #include "worker.h"
 
 namespace lb4 {
@@ -22,7 +24,6 @@ constexpr uint32_t kFlowEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 // A direction moves at most this much per wake-up before letting other flows run; the rest
 // continues right after the current epoll pass.
 constexpr uint64_t kPumpBudget = 1 << 20;
-constexpr uint32_t kCopyBufferSize = 16 * 1024;
 
 void setNoDelay(int fd) {
   int one = 1;
@@ -54,7 +55,7 @@ void Worker::startFlow(int fd, const SocketAddress& client, uint32_t listener) {
   CounterBlock& lc = listenerCounters(listener);
   lc.add(Counter::flows_total, 1);
   lc.add(Counter::flows_active, 1);
-  setNoDelay(fd);
+  // TCP_NODELAY comes from the listening socket: accepted sockets inherit it.
   if (!loop_.add(fd, kFlowEvents, makeTag(kTagFlowClient, f.slot)).ok()) {
     closeFlow(f, CloseReason::Error, false);
     return;
@@ -133,14 +134,16 @@ void Worker::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
 
   if (f.state == FlowState::Connecting) {
     if (backendSide) {
-      // A refused connect reports EPOLLERR|EPOLLHUP; a finished one, EPOLLOUT. SO_ERROR decides.
-      if ((events & (EPOLLERR | EPOLLHUP)) || socketError(s.fd) != 0) {
+      // A failed connect reports EPOLLERR (with EPOLLHUP when refused); a finished one reports
+      // EPOLLOUT alone, so success needs no getsockopt(SO_ERROR).
+      if (events & (EPOLLERR | EPOLLHUP)) {
         onConnectFailed(f, false);
         return;
       }
       if (events & EPOLLOUT) {
         s.writable = true;
         s.readable = (events & (EPOLLIN | EPOLLRDHUP)) != 0;
+        s.peerClosed = (events & EPOLLRDHUP) != 0;
         onConnected(f);
       }
       return;
@@ -151,6 +154,7 @@ void Worker::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
       return;
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s.readable = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP)) s.peerClosed = true;
     if (events & EPOLLOUT) s.writable = true;
     return;
   }
@@ -160,6 +164,7 @@ void Worker::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
     return;
   }
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s.readable = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP)) s.peerClosed = true;
   if (events & (EPOLLOUT | EPOLLHUP)) s.writable = true;
   pumpFlow(f);
 }
@@ -185,13 +190,21 @@ void Worker::pumpFlow(Flow& f) {
   }
 }
 
-// Moves bytes from `src` to `dst` until neither side can go on. Bytes travel
-// socket -> pipe -> socket with splice(2), or through a heap buffer when no pipe can be had.
+// Moves bytes from `src` to `dst` until neither side can go on.
+//
+// Small messages take the copy path: recv into the worker's scratch buffer, send straight on
+// (whatever the destination does not take waits in a per-flow heap buffer). Two syscalls per
+// message, where splice would need three (in, out, and the read that says EAGAIN). A read that
+// fills the scratch buffer marks the direction bulk, and bulk bytes go socket -> pipe -> socket
+// with splice(2); a small read on an empty pipe turns it back.
 //
 // The kernel's answers that need care (HAProxy's raw_sock.c documents the same ones):
 // - splice() from a socket into a pipe says EAGAIN both when the socket has nothing to read and
 //   when the pipe is full. Only with an empty pipe does it certainly mean "nothing to read";
 //   with bytes in the pipe the bytes go out first and the read is tried again.
+// - A short recv() means the socket was emptied: edge-triggered epoll reports any byte that
+//   arrives later, so no second read is needed to hear EAGAIN. Unless the peer's FIN was already
+//   reported: then the end of stream still waits to be read.
 // - A read of 0 is the peer's FIN. It is passed on (shutdown(SHUT_WR)) only once every byte
 //   before it has been delivered, which is what makes half-close exact.
 Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSocket& dst, bool toBackend) {
@@ -199,6 +212,15 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
   CounterBlock& lc = listenerCounters(f.listener);
   CounterBlock& bc = f.backendCounters->worker(index_);
   const Counter bytesCounter = toBackend ? Counter::bytes_to_backend : Counter::bytes_to_client;
+  auto delivered = [&](int64_t n, bool viaPipe) {
+    d.bytes += n;
+    const Counter how = viaPipe ? Counter::spliced_bytes : Counter::copied_bytes;
+    lc.add(bytesCounter, n);
+    lc.add(how, n);
+    bc.add(bytesCounter, n);
+    bc.add(how, n);
+    f.lastActiveMs = now_;
+  };
 
   for (;;) {
     bool progress = false;
@@ -210,19 +232,12 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
                             : sysResult(send(dst.fd, d.buffer.get() + d.bufferStart, d.bufferEnd - d.bufferStart,
                                              MSG_NOSIGNAL | MSG_DONTWAIT));
       if (w.ok()) {
-        const int64_t n = w.value;
         if (viaPipe) {
-          d.pipeBytes -= static_cast<uint32_t>(n);
+          d.pipeBytes -= static_cast<uint32_t>(w.value);
         } else {
-          d.bufferStart += static_cast<uint32_t>(n);
+          d.bufferStart += static_cast<uint32_t>(w.value);
         }
-        d.bytes += n;
-        const Counter how = viaPipe ? Counter::spliced_bytes : Counter::copied_bytes;
-        lc.add(bytesCounter, n);
-        lc.add(how, n);
-        bc.add(bytesCounter, n);
-        bc.add(how, n);
-        f.lastActiveMs = now_;
+        delivered(w.value, viaPipe);
         progress = true;
       } else if (w.error == EAGAIN) {
         dst.writable = false;
@@ -238,32 +253,64 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
     }
 
     if (src.readable && !d.eof && budget > 0 && d.bufferStart == d.bufferEnd) {
-      SysResult r{0, 0};
-      bool read = false;
-      if (d.pipe.valid() || pipes_.get(d.pipe)) {
-        const uint32_t room = static_cast<uint32_t>(pipes_.capacity()) - std::min<uint32_t>(d.pipeBytes, pipes_.capacity());
+      bool useSplice = d.bulk || d.pipeBytes > 0;
+      // No pipe to be had (descriptors or pipe memory ran out): copy instead.
+      if (useSplice && !d.pipe.valid() && !pipes_.get(d.pipe)) useSplice = false;
+      if (useSplice) {
+        const uint32_t before = d.pipeBytes;
+        const uint32_t room = static_cast<uint32_t>(pipes_.capacity()) - std::min<uint32_t>(before, pipes_.capacity());
         if (room > 0) {
-          r = sysResult(splice(src.fd, nullptr, d.pipe.writeFd, nullptr, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
-          read = true;
-          if (r.ok() && r.value > 0) d.pipeBytes += static_cast<uint32_t>(r.value);
+          SysResult r = sysResult(splice(src.fd, nullptr, d.pipe.writeFd, nullptr, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
+          if (r.ok() && r.value > 0) {
+            d.pipeBytes += static_cast<uint32_t>(r.value);
+            budget -= std::min<uint64_t>(budget, r.value);
+            f.lastActiveMs = now_;
+            progress = true;
+            if (before == 0 && r.value < kScratchSize / 4) d.bulk = false;
+          } else if (r.ok()) {
+            d.eof = true;
+            progress = true;
+          } else if (r.error == EAGAIN) {
+            if (d.pipeBytes == 0) src.readable = false;
+          } else if (r.error != EINTR) {
+            return PumpResult::SourceReset;
+          }
         }
       } else {
-        d.buffer.reset(new char[kCopyBufferSize]);
-        d.bufferStart = 0;
-        r = sysResult(recv(src.fd, d.buffer.get(), kCopyBufferSize, MSG_DONTWAIT));
-        read = true;
-        if (r.ok() && r.value > 0) d.bufferEnd = static_cast<uint32_t>(r.value);
-      }
-      if (read) {
+        SysResult r = sysResult(recv(src.fd, scratch_.get(), kScratchSize, MSG_DONTWAIT));
         if (r.ok() && r.value > 0) {
-          budget -= std::min<uint64_t>(budget, r.value);
+          const uint32_t n = static_cast<uint32_t>(r.value);
+          budget -= std::min<uint64_t>(budget, n);
           f.lastActiveMs = now_;
           progress = true;
+          if (n == kScratchSize) {
+            d.bulk = true;
+          } else if (!src.peerClosed) {
+            src.readable = false;
+          }
+          uint32_t sent = 0;
+          if (dst.writable) {
+            SysResult w = sysResult(send(dst.fd, scratch_.get(), n, MSG_NOSIGNAL | MSG_DONTWAIT));
+            if (w.ok()) {
+              sent = static_cast<uint32_t>(w.value);
+              delivered(w.value, false);
+            } else if (w.error == EAGAIN) {
+              dst.writable = false;
+            } else if (w.error != EINTR) {
+              return PumpResult::DestinationReset;
+            }
+          }
+          if (sent < n) {
+            d.buffer.reset(new char[kScratchSize]);
+            std::memcpy(d.buffer.get(), scratch_.get() + sent, n - sent);
+            d.bufferStart = 0;
+            d.bufferEnd = n - sent;
+          }
         } else if (r.ok()) {
           d.eof = true;
           progress = true;
         } else if (r.error == EAGAIN) {
-          if (!d.holdsBytes()) src.readable = false;
+          src.readable = false;
         } else if (r.error != EINTR) {
           return PumpResult::SourceReset;
         }
@@ -277,7 +324,10 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
   if (d.pipe.valid() && d.pipeBytes == 0) pipes_.put(d.pipe);
 
   if (d.eof && !d.holdsBytes() && !d.shutdownSent) {
-    shutdown(dst.fd, SHUT_WR);
+    // When the other direction is finished too, the flow closes right away and close() sends
+    // this FIN: the shutdown() call would be one syscall for nothing.
+    const Direction& other = &d == &f.up ? f.down : f.up;
+    if (!other.shutdownSent) shutdown(dst.fd, SHUT_WR);
     d.shutdownSent = true;
   }
   bool moreToRead = src.readable && !d.eof && d.bufferStart == d.bufferEnd;

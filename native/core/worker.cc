@@ -35,6 +35,7 @@ Worker::Worker(uint32_t index, const WorkerOptions& options, std::vector<UniqueF
       listenerCounters_(std::move(listenerCounters)),
       events_(events),
       pipes_(options.maxIdlePipes, options.pipeSize),
+      scratch_(new char[kScratchSize]),
       flows_(index),
       tables_(listenerFds_.size()),
       balancers_(listenerFds_.size(), Balancer(index)),

@@ -24,6 +24,9 @@
 
 namespace lb4 {
 
+// The small-message buffer; a read that fills it switches a direction to splice.
+constexpr uint32_t kScratchSize = 16 * 1024;
+
 struct WorkerOptions {
   int64_t connectTimeoutMs = 5000;
   int64_t idleTimeoutMs = 300000;
@@ -152,6 +155,8 @@ class Worker {
   WakeQueue<WorkerCommand> commands_;
   UniqueFd reserveFd_;  // spare descriptor, given up to shed connections when descriptors run out
   PipePool pipes_;
+  // Small messages pass through here on their way from one socket to the other.
+  std::unique_ptr<char[]> scratch_;
   FlowTable flows_;
   // Per listener slot: its current backend table and this worker's balancer over it. A slot
   // whose listener was removed keeps its table until its flows are gone.

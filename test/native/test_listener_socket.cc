@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -212,4 +213,21 @@ TEST(listener_socket, an_unusable_address_fails_cleanly) {
   CHECK_NE(err.error, 0);
   CHECK_EQ(std::string(err.syscall), "socket");
   CHECK(group.empty());
+}
+
+// The accept path sets no TCP_NODELAY per flow: accepted sockets must inherit it from the
+// listening socket.
+TEST(listener_socket, accepted_sockets_inherit_nodelay) {
+  std::vector<UniqueFd> group;
+  SocketAddress bound;
+  SocketError err;
+  REQUIRE(openListenerGroup(config("127.0.0.1", 0), 1, group, bound, err));
+  CHECK_EQ(intOption(group[0].get(), IPPROTO_TCP, TCP_NODELAY), 1);
+  UniqueFd client = lb4test::connectTo(bound, 2000);
+  REQUIRE(client);
+  pollfd p{group[0].get(), POLLIN, 0};
+  REQUIRE(poll(&p, 1, 2000) == 1);
+  UniqueFd accepted(accept4(group[0].get(), nullptr, nullptr, SOCK_CLOEXEC));
+  REQUIRE(accepted);
+  CHECK_EQ(intOption(accepted.get(), IPPROTO_TCP, TCP_NODELAY), 1);
 }
