@@ -81,6 +81,10 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
   return true;
 }
 
+void Engine::broadcast(const WorkerCommand& command) {
+  for (auto& w : workers_) w->post(command);
+}
+
 std::shared_ptr<Completion> Engine::completionForAll(std::function<void()> done) const {
   return std::make_shared<Completion>(static_cast<int>(workers_.size()), std::move(done));
 }
@@ -129,13 +133,11 @@ void Engine::removeListener(uint32_t slot, int64_t drainMs, std::function<void()
   for (int fd : listenerFds_[slot]) ::shutdown(fd, SHUT_RD);
   listenerFds_[slot].clear();
   auto completion = completionForAll(std::move(done));
-  for (auto& w : workers_) {
-    WorkerCommand c{WorkerCommand::Kind::RemoveListener};
-    c.slot = slot;
-    c.drainMs = drainMs;
-    c.completion = completion;
-    w->post(std::move(c));
-  }
+  WorkerCommand c{WorkerCommand::Kind::RemoveListener};
+  c.slot = slot;
+  c.drainMs = drainMs;
+  c.completion = completion;
+  broadcast(c);
 }
 
 void Engine::closeFlows(FlowFilter filter, std::function<void(uint64_t)> done) {
@@ -145,13 +147,11 @@ void Engine::closeFlows(FlowFilter filter, std::function<void(uint64_t)> done) {
   }
   auto closed = std::make_shared<std::atomic<uint64_t>>(0);
   auto completion = completionForAll([closed, done] { done(closed->load()); });
-  for (auto& w : workers_) {
-    WorkerCommand c{WorkerCommand::Kind::CloseFlows};
-    c.filter = filter;
-    c.closed = closed;
-    c.completion = completion;
-    w->post(std::move(c));
-  }
+  WorkerCommand c{WorkerCommand::Kind::CloseFlows};
+  c.filter = filter;
+  c.closed = closed;
+  c.completion = completion;
+  broadcast(c);
 }
 
 void Engine::applyBackends(std::vector<std::vector<BackendSpec>> tables, std::function<void()> done) {
@@ -161,12 +161,10 @@ void Engine::applyBackends(std::vector<std::vector<BackendSpec>> tables, std::fu
     return;
   }
   auto completion = completionForAll(std::move(done));
-  for (auto& w : workers_) {
-    WorkerCommand c{WorkerCommand::Kind::ApplyBackends};
-    c.tables = built;
-    c.completion = completion;
-    w->post(std::move(c));
-  }
+  WorkerCommand c{WorkerCommand::Kind::ApplyBackends};
+  c.tables = built;
+  c.completion = completion;
+  broadcast(c);
 }
 
 void Engine::snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo>)> done) {
@@ -184,12 +182,10 @@ void Engine::snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo
     }
     done(std::move(flows));
   });
-  for (auto& w : workers_) {
-    WorkerCommand c{WorkerCommand::Kind::Snapshot};
-    c.snapshot = request;
-    c.completion = completion;
-    w->post(std::move(c));
-  }
+  WorkerCommand c{WorkerCommand::Kind::Snapshot};
+  c.snapshot = request;
+  c.completion = completion;
+  broadcast(c);
 }
 
 void Engine::stop(int64_t drainMs, std::function<void()> done) {
@@ -233,12 +229,10 @@ void Engine::stop(int64_t drainMs, std::function<void()> done) {
     listenerFds_.clear();
   }
   stopRequested_ = true;
-  for (auto& w : workers_) {
-    WorkerCommand c{WorkerCommand::Kind::Stop};
-    c.drainMs = drainMs;
-    c.completion = completion;
-    w->post(std::move(c));
-  }
+  WorkerCommand c{WorkerCommand::Kind::Stop};
+  c.drainMs = drainMs;
+  c.completion = completion;
+  broadcast(c);
 }
 
 void Engine::join() {

@@ -89,6 +89,8 @@ class Engine {
   CounterSet* countersFor(uint32_t key);
 
   std::shared_ptr<Completion> completionForAll(std::function<void()> done) const;
+  // Posts a copy of `command` to every worker.
+  void broadcast(const WorkerCommand& command);
 
   EngineConfig config_;
   // listenerFds_[slot][worker]: descriptor numbers, for shutdown() from this thread only until
