@@ -149,6 +149,12 @@ export interface BalancerDeps {
   createEngine?: (options: NativeEngineOptions) => NativeEngine;
   /** The file the options came from: `reload()` without options reads it again. */
   configFile?: string;
+  /**
+   * How `reload()` without options reads `configFile` again, when more than the file makes the
+   * options: the CLI lays the flags typed on its command line over the file each time, so a
+   * reload keeps them. Default: the file alone.
+   */
+  readConfig?: () => Promise<BalancerOptions>;
 }
 
 /** The admin API as the balancer starts and stops it (lib/admin/server.ts). */
@@ -234,6 +240,7 @@ export class Balancer extends EventEmitter<BalancerEvents> {
   #admin: AdminServerHandle | null = null;
   #reloading: Promise<ReloadSummary> | null = null;
   #configFile: string | null = null;
+  #readConfig: (() => Promise<BalancerOptions>) | null = null;
 
   private constructor(config: BalancerConfig, engine: NativeEngine, registry: BackendRegistry, slots: ListenerSlot[], log: Logger, dualStackFallback: boolean) {
     super();
@@ -309,6 +316,7 @@ export class Balancer extends EventEmitter<BalancerEvents> {
     }));
     const balancer = new Balancer(config, engine, registry, slots, log, dualStackFallback);
     balancer.#configFile = deps.configFile ?? null;
+    balancer.#readConfig = deps.readConfig ?? null;
     for (const b of registry.list()) balancer.#watch(b);
     if (config.accessLog) engine.setFlowLog(config.accessLog.sample);
     log.info(
@@ -672,7 +680,7 @@ export class Balancer extends EventEmitter<BalancerEvents> {
   async #readConfigFile(): Promise<BalancerOptions> {
     if (!this.#configFile) throw new Lb4Error('LB4_RELOAD_FAILED', 'lb4 was started without a config file, so there is nothing to re-read: give the new options');
     try {
-      return await readConfigFile(this.#configFile);
+      return await (this.#readConfig ? this.#readConfig() : readConfigFile(this.#configFile));
     } catch (err) {
       this.#logs.reload.error({ err: (err as Error).message }, 'reload rejected: the running config keeps serving');
       throw err;

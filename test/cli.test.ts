@@ -1,159 +1,35 @@
 // The lb4 command line, run the way a person runs it: `node dist/bin/lb4.js ...` as a child
-// process, with real TCP backends on loopback. dist/ is rebuilt first, so the test never passes
-// against stale JavaScript.
+// process (test/helpers/cli.ts), with real TCP backends on loopback. dist/ is brought up to date
+// first, so the test never passes against stale JavaScript.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { EventEmitter, once } from 'node:events';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { tunables } from '../lib/config.js';
+import { buildDist, Cli, killChildren, onlyLine, refused, refusedSoon, root, runCli, startCli, waitMs } from './helpers/cli.js';
+import { within } from './helpers/sockets.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const cliPath = join(root, 'dist', 'bin', 'lb4.js');
 const packageVersion = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
 
-// Generous bounds: they only matter when something is broken, and then they turn a hang into a
-// failure that says what it was waiting for.
-const buildTimeoutMs = 60_000;
-const waitMs = 10_000;
-
-function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-// Everything the test opens, so teardown can close it even when an assertion threw half-way.
-const children = new Set<ChildProcess>();
+// What the test opens besides lb4 itself, so teardown can close it even when an assertion threw
+// half-way.
 const servers = new Set<Server>();
 const sockets = new Set<Socket>();
 
 t.teardown(() => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  killChildren();
   for (const socket of sockets) socket.destroy();
   for (const server of servers) server.close();
 });
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-/** One JSON log line as pino writes it. */
-interface LogLine {
-  level: number;
-  msg: string;
-  [field: string]: unknown;
-}
-
-/** A running lb4 process whose output can be awaited line by line. */
-class Cli extends EventEmitter<{ line: [stream: 'stdout' | 'stderr', line: string] }> {
-  readonly child: ChildProcess;
-  /** Resolves once the process has exited and its output is complete. */
-  readonly closed: Promise<Exit>;
-  stdout = '';
-  stderr = '';
-  readonly #lines: Array<['stdout' | 'stderr', string]> = [];
-
-  constructor(args: string[]) {
-    super();
-    // The CLI runs the way a person runs it. tap puts its process tracker into every child's
-    // NODE_OPTIONS, whatever env the spawn names: it would add its own signal and exit hooks to
-    // lb4 and double its start-up time, so env(1) removes it and then execs node in its place.
-    this.child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, cliPath, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(this.child);
-    this.closed = new Promise((resolve) => {
-      this.child.once('close', (code, signal) => resolve({ code, signal }));
-      this.child.once('error', (err) => {
-        this.stderr += `(cannot run lb4: ${err.message})`;
-        resolve({ code: null, signal: null });
-      });
-    });
-    this.#collect('stdout');
-    this.#collect('stderr');
-  }
-
-  #collect(name: 'stdout' | 'stderr'): void {
-    let pending = '';
-    const stream = this.child[name]!;
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      this[name] += chunk;
-      pending += chunk;
-      const lines = pending.split('\n');
-      pending = lines.pop()!;
-      for (const line of lines) {
-        this.#lines.push([name, line]);
-        this.emit('line', name, line);
-      }
-    });
-  }
-
-  /** The first line (already written or still to come) on `stream` that `match` accepts. */
-  waitForLine<T>(stream: 'stdout' | 'stderr', what: string, match: (line: string) => T | undefined, ms = waitMs): Promise<T> {
-    const wait = new Promise<T>((resolve, reject) => {
-      for (const [s, line] of this.#lines) {
-        const found = s === stream ? match(line) : undefined;
-        if (found !== undefined) return resolve(found);
-      }
-      const onLine = (s: 'stdout' | 'stderr', line: string): void => {
-        const found = s === stream ? match(line) : undefined;
-        if (found === undefined) return;
-        this.off('line', onLine);
-        resolve(found);
-      };
-      this.on('line', onLine);
-      void this.closed.then((exit) => {
-        this.off('line', onLine);
-        reject(new Error(`lb4 exited (${JSON.stringify(exit)}) before ${what}; stderr:\n${this.stderr}`));
-      });
-    });
-    return within(ms, what, wait);
-  }
-
-  /** The first JSON log line with this message. */
-  waitForLog(msg: string, ms = waitMs): Promise<LogLine> {
-    return this.waitForLine('stderr', `log "${msg}"`, (line) => {
-      if (!line.startsWith('{')) return undefined;
-      const entry = JSON.parse(line) as LogLine;
-      return entry.msg === msg ? entry : undefined;
-    }, ms);
-  }
-
-  waitForExit(ms = waitMs): Promise<Exit> {
-    return within(ms, 'lb4 to exit', this.closed);
-  }
-
-  signal(signal: NodeJS.Signals): void {
-    this.child.kill(signal);
-  }
-}
-
-async function runCli(args: string[]): Promise<{ exit: Exit; stdout: string; stderr: string }> {
-  const cli = new Cli(args);
-  const exit = await cli.waitForExit();
-  return { exit, stdout: cli.stdout, stderr: cli.stderr };
-}
-
-/** Starts `lb4 start` and returns it with the ports its listeners got, read from the start log. */
-async function startCli(args: string[]): Promise<{ cli: Cli; listeners: string[]; ports: number[] }> {
-  const cli = new Cli(['start', ...args]);
-  const started = await cli.waitForLog('lb4 started');
-  const listeners = (started.listeners as { name: string; address: string }[]).map((l) => l.address);
-  return { cli, listeners, ports: listeners.map((l) => Number(/:(\d+)$/.exec(l)![1])) };
-}
-
 async function listen(server: Server, host = '127.0.0.1'): Promise<number> {
   servers.add(server);
   server.listen(0, host);
-  await within(waitMs, `a test server on ${host}`, once(server, 'listening'));
+  await within(once(server, 'listening'), waitMs, `a test server on ${host}`);
   return (server.address() as AddressInfo).port;
 }
 
@@ -198,7 +74,7 @@ class Client {
     const socket = connect(port, host);
     sockets.add(socket);
     const client = new Client(socket);
-    await within(waitMs, `a connection to ${host}:${port}`, once(socket, 'connect'));
+    await within(once(socket, 'connect'), waitMs, `a connection to ${host}:${port}`);
     // Drain tests reset flows on purpose; `ended` reports it.
     socket.on('error', () => {});
     return client;
@@ -227,7 +103,7 @@ class Client {
       };
       this.#wake();
     });
-    return within(waitMs, `${length} bytes back`, wait);
+    return within(wait, waitMs, `${length} bytes back`);
   }
 }
 
@@ -241,39 +117,11 @@ async function echoThrough(port: number, data: Buffer, host = '127.0.0.1'): Prom
   sockets.add(socket);
   const chunks: Buffer[] = [];
   socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-  await within(waitMs, `a connection to ${host}:${port}`, once(socket, 'connect'));
+  await within(once(socket, 'connect'), waitMs, `a connection to ${host}:${port}`);
   socket.end(data);
-  await within(waitMs, 'the echo to end', once(socket, 'end'));
+  await within(once(socket, 'end'), waitMs, 'the echo to end');
   socket.destroy();
   return Buffer.concat(chunks);
-}
-
-/** Whether a connect to this port is refused (true) or got through, if only for a moment (false). */
-async function refused(port: number): Promise<boolean> {
-  const socket = connect(port, '127.0.0.1');
-  sockets.add(socket);
-  const outcome = new Promise<boolean>((resolve, reject) => {
-    socket.once('connect', () => resolve(false));
-    // A reset instead of a refusal: the connection reached a listening socket's queue just as
-    // that socket closed.
-    socket.once('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNREFUSED' ? resolve(true) : err.code === 'ECONNRESET' ? resolve(false) : reject(err)));
-  });
-  try {
-    return await within(waitMs, `a connect to 127.0.0.1:${port}`, outcome);
-  } finally {
-    socket.destroy();
-  }
-}
-
-/**
- * The stop log line is written just before close() shuts the listeners, so a connect sent the
- * moment it arrives may still get in (or be reset). Keep trying, each attempt awaited and none
- * slept for, until one is refused.
- */
-async function refusedSoon(port: number, ms = 3000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) if (await refused(port)) return true;
-  return false;
 }
 
 function httpBody(url: string): Promise<string> {
@@ -287,14 +135,14 @@ function httpBody(url: string): Promise<string> {
       response.on('error', reject);
     }).on('error', reject);
   });
-  return within(waitMs, `GET ${url}`, request);
+  return within(request, waitMs, `GET ${url}`);
 }
 
 async function ipv6Loopback(): Promise<boolean> {
   const probe = createServer();
   try {
     probe.listen(0, '::1');
-    await within(waitMs, 'a probe on ::1', Promise.race([once(probe, 'listening'), once(probe, 'error').then(([err]) => Promise.reject(err))]));
+    await within(Promise.race([once(probe, 'listening'), once(probe, 'error').then(([err]) => Promise.reject(err))]), waitMs, 'a probe on ::1');
     return true;
   } catch {
     return false;
@@ -303,26 +151,7 @@ async function ipv6Loopback(): Promise<boolean> {
   }
 }
 
-/** The one line on stderr, once checked that there is exactly one and that it is lb4's. */
-function onlyLine(t: { match: (found: string, wanted: RegExp, message: string) => boolean }, stderr: string): string {
-  t.match(stderr, /^lb4: [^\n]+\n$/, `exactly one "lb4:" line on stderr: ${JSON.stringify(stderr)}`);
-  return stderr.trimEnd();
-}
-
-t.before(async () => {
-  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-  await within(
-    buildTimeoutMs,
-    'tsc -p tsconfig.build.json',
-    new Promise<void>((resolve, reject) => {
-      // Without tap's process tracker, as for the CLI below.
-      execFile('env', ['-u', 'NODE_OPTIONS', process.execPath, tsc, '-p', 'tsconfig.build.json'], { cwd: root }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`building dist/ failed:\n${stdout}${stderr}`));
-        else resolve();
-      });
-    }),
-  );
-});
+t.before(buildDist);
 
 t.test('--help lists the commands and every flag', async (t) => {
   const top = await runCli(['--help']);
@@ -399,7 +228,7 @@ t.test('listen port in use: exit 1, and the port still belongs to its owner', as
 
   const client = await Client.connect(port);
   t.equal((await client.read('owner\n'.length)).toString(), 'owner\n', 'a new connection reaches the owner');
-  await within(waitMs, 'the owner to close', client.ended);
+  await within(client.ended, waitMs, 'the owner to close');
 
   const demo = await runCli(['demo', '--port', String(port)]);
   t.equal(demo.exit.code, 1, 'demo: exit 1 too, its backends closed (or it would not have exited)');
@@ -459,7 +288,7 @@ t.test('SIGTERM: no new flows, an open flow finishes, exit 0', async (t) => {
 
   t.equal((await client.exchange('after the signal')).toString(), 'after the signal', 'the open flow still forwards');
   client.socket.end();
-  await within(waitMs, 'the flow to end', client.ended);
+  await within(client.ended, waitMs, 'the flow to end');
 
   t.same(await cli.waitForExit(), { code: 0, signal: null });
   t.ok(Date.now() - signalledAt < 10_000, 'exits once the flow ends, before the drain timeout');
@@ -474,7 +303,7 @@ t.test('SIGTERM: a flow still open after --drain-timeout is closed, exit 0', asy
 
   const signalledAt = Date.now();
   cli.signal('SIGTERM');
-  await within(waitMs, 'lb4 to close the flow', client.ended);
+  await within(client.ended, waitMs, 'lb4 to close the flow');
   const closedAfter = Date.now() - signalledAt;
   // The worker sweeps on a coarse clock: allow a little slack below the 300 ms asked for.
   t.ok(closedAfter >= 250, `the flow was left open for the drain timeout (${closedAfter} ms)`);
@@ -492,7 +321,7 @@ t.test('a second signal ends the drain at once, still exit 0', async (t) => {
   await cli.waitForLog('lb4 stopping: no new flows, draining open ones');
   cli.signal('SIGINT');
   await cli.waitForLog('second stop signal: closing open flows now');
-  await within(waitMs, 'lb4 to close the flow', client.ended);
+  await within(client.ended, waitMs, 'lb4 to close the flow');
   t.same(await cli.waitForExit(), { code: 0, signal: null });
   t.equal((await cli.waitForLog('lb4 stopped')).closedByDrainTimeout, 1);
 });

@@ -51,21 +51,49 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
   return options as BalancerOptions;
 }
 
+/**
+ * An error in a field that came from the config file names the file, not a flag nobody typed
+ * (fields set by typed flags keep pointing at the flag).
+ */
+function blameTheFile(err: unknown, file: string | undefined, typed: ReadonlySet<string>): unknown {
+  if (file === undefined || !(err instanceof Lb4Error) || err.field === undefined) return err;
+  if (typed.has(err.field.split(/[.[]/)[0])) return err;
+  return new Lb4Error(err.code, `${file}: ${err.message}`, { cause: err });
+}
+
 function defined(values: Record<string, string | undefined>): Record<string, string> {
   return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Record<string, string>;
 }
 
-/** SIGHUP re-reads the config file; a bad file is logged and the running config stays. */
-function reloadOnHangup(balancer: Balancer, file: string | undefined, log: Logger): void {
-  process.on('SIGHUP', () => {
-    if (!file) {
-      log.warn('SIGHUP: lb4 was started without --config, so there is nothing to reload');
+/**
+ * SIGHUP re-reads the config file (with the command line's flags laid over it again, as at
+ * start); a bad file is logged and the running config stays. The handler is installed before the
+ * balancer starts, because SIGHUP's default action would end the process half-way through
+ * starting; a SIGHUP that arrives then is applied once the balancer runs. Returns the function
+ * that hands the running balancer over.
+ */
+function reloadOnHangup(file: string | undefined, log: Logger): (balancer: Balancer) => void {
+  let running: Balancer | null = null;
+  let pending = false;
+  const reload = (balancer: Balancer): void => {
+    // A stopping balancer takes no new config, and reload() would throw at once.
+    if (balancer.closed) {
+      log.warn({ file }, 'SIGHUP: lb4 is stopping, so there is nothing to reload');
       return;
     }
     log.info({ file }, 'SIGHUP: reloading');
     // The balancer logs what the reload did, or why it was rejected.
     balancer.reload().catch(() => {});
+  };
+  process.on('SIGHUP', () => {
+    if (!file) log.warn('SIGHUP: lb4 was started without --config, so there is nothing to reload');
+    else if (running) reload(running);
+    else pending = true;
   });
+  return (balancer) => {
+    running = balancer;
+    if (pending) reload(balancer);
+  };
 }
 
 /**
@@ -83,7 +111,13 @@ export async function runUntilStopped(balancer: Balancer, signals: StopSignals):
 export async function start(flags: StartFlags, typed: ReadonlySet<string> = new Set()): Promise<void> {
   const logger = createLogger({ level: flags.logLevel, format: flags.logFormat });
   const signals = watchStopSignals(logger);
-  const balancer = await startBalancer(await balancerOptions(flags, typed), { logger, configFile: flags.config });
-  reloadOnHangup(balancer, flags.config, logger);
+  const started = reloadOnHangup(flags.config, logger);
+  const options = () => balancerOptions(flags, typed);
+  const balancer = await startBalancer(await options(), { logger, configFile: flags.config, readConfig: flags.config === undefined ? undefined : options }).catch(
+    (err: unknown) => {
+      throw blameTheFile(err, flags.config, typed);
+    },
+  );
+  started(balancer);
   await runUntilStopped(balancer, signals);
 }
