@@ -1,0 +1,147 @@
+// The backends every system under test forwards to. They are started once per bench run and
+// shared by all systems, so every system sees exactly the same backend:
+//   - iperf3: an iperf3 server (bulk throughput);
+//   - http:   a fixed, fast HTTP server answering "ok" (nginx's http module with its own
+//             config, or a multi-process Node server when nginx is missing);
+//   - idle:   bench/idle-conns.mjs in two processes: a sink that accepts and holds connections,
+//             and the client that opens the idle connections through the proxy.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FD_LIMIT, freePort, start, stop, waitListening } from './processes.mjs';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+/**
+ * @typedef {object} Backend
+ * @property {string} kind
+ * @property {number} port
+ * @property {import('./processes.mjs').Child} child
+ * @property {string} description
+ */
+
+/** @param {string} tmp @returns {Promise<Backend>} */
+export async function startIperf3(tmp) {
+  const port = await freePort();
+  const child = start('iperf3 server', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port)], { cwd: tmp });
+  await waitListening(child, port);
+  return { kind: 'iperf3', port, child, description: 'iperf3 -s' };
+}
+
+/**
+ * @param {string} tmp
+ * @param {{useNginx: boolean, processes: number}} options
+ * @returns {Promise<Backend>}
+ */
+export async function startHttp(tmp, { useNginx, processes }) {
+  const port = await freePort();
+  if (!useNginx) {
+    const child = start('node http backend', process.execPath, [join(here, 'http-backend.mjs'), String(port), String(processes)]);
+    await waitListening(child, port);
+    return { kind: 'http', port, child, description: `Node http, ${processes} process(es), "ok"` };
+  }
+  const dir = join(tmp, 'http-backend');
+  mkdirSync(dir, { recursive: true });
+  const config = `# HTTP backend for the request scenarios: the same for every system under test.
+worker_processes ${processes};
+daemon off;
+master_process on;
+user root;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+worker_rlimit_nofile ${FD_LIMIT};
+events { worker_connections ${FD_LIMIT - 100}; }
+http {
+  access_log off;
+  server_tokens off;
+  default_type text/plain;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:${port} backlog=4096 reuseport;
+    location / { return 200 "ok\\n"; }
+  }
+}
+`;
+  const file = join(dir, 'nginx.conf');
+  writeFileSync(file, config);
+  const child = start('nginx http backend', 'nginx', ['-p', dir, '-c', file, '-e', join(dir, 'error.log')]);
+  await waitListening(child, port);
+  return { kind: 'http', port, child, description: `nginx http, worker_processes ${processes}, return 200 "ok"` };
+}
+
+/**
+ * One helper process of the idle-memory scenario (bench/idle-conns.mjs), driven by JSON lines on
+ * stdin/stdout: the sink backend, or the client that opens the idle connections.
+ */
+export class IdleHelper {
+  /** @type {import('./processes.mjs').Child} */ child;
+  /** @type {any} the first line it printed */ hello;
+  #buffer = '';
+  /** @type {Array<(msg: any) => void>} */
+  #waiting = [];
+
+  /** @param {'sink' | 'client'} mode */
+  static async start(mode) {
+    const helper = new IdleHelper();
+    helper.child = start(`idle-conns ${mode}`, process.execPath, [join(here, 'idle-conns.mjs'), mode], { stdin: true });
+    helper.child.proc.stdout.on('data', (d) => helper.#onData(d));
+    helper.hello = await helper.#next(10_000);
+    return helper;
+  }
+
+  #onData(data) {
+    this.#buffer += data;
+    let nl;
+    while ((nl = this.#buffer.indexOf('\n')) >= 0) {
+      const line = this.#buffer.slice(0, nl);
+      this.#buffer = this.#buffer.slice(nl + 1);
+      const resolve = this.#waiting.shift();
+      if (resolve) resolve(JSON.parse(line));
+    }
+  }
+
+  #next(timeoutMs) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.child.name}: no answer in ${timeoutMs} ms`)), timeoutMs);
+      this.#waiting.push((msg) => {
+        clearTimeout(timer);
+        resolve(msg);
+      });
+    });
+  }
+
+  /**
+   * Sends one command and waits for its answer.
+   * @param {object} command
+   * @param {number} timeoutMs
+   */
+  request(command, timeoutMs) {
+    const answer = this.#next(timeoutMs);
+    this.child.proc.stdin.write(`${JSON.stringify(command)}\n`);
+    return answer;
+  }
+}
+
+/**
+ * The idle backend: a sink holding the backend ends, plus the client that holds the other ends.
+ * @returns {Promise<Backend & {sink: IdleHelper, client: IdleHelper}>}
+ */
+export async function startIdle() {
+  const sink = await IdleHelper.start('sink');
+  const client = await IdleHelper.start('client');
+  return { kind: 'idle', port: sink.hello.port, child: sink.child, sink, client, description: 'Node sink holding connections (bench/idle-conns.mjs)' };
+}
+
+/** @param {any} backend */
+export async function stopBackend(backend) {
+  if (!backend) return;
+  await stop(backend.child);
+  if (backend.client) await stop(backend.client.child);
+}

@@ -1,0 +1,65 @@
+// Every metric the bench reports, declared once: the tables, the ratios, the chart and the
+// JSON all read this list.
+
+/**
+ * @typedef {object} Metric
+ * @property {string} key
+ * @property {string} label
+ * @property {string} unit
+ * @property {'higher' | 'lower'} better
+ * @property {number} digits decimals in tables
+ * @property {string} scenario
+ * @property {boolean} [proxyOnly] meaningless for `direct` (no proxy process)
+ */
+
+/** @type {Metric[]} */
+export const metrics = [
+  { key: 'tput_up_1', label: 'throughput, 1 stream, client->backend', unit: 'Gbit/s', better: 'higher', digits: 2, scenario: 'tcp-throughput' },
+  { key: 'tput_down_1', label: 'throughput, 1 stream, backend->client (-R)', unit: 'Gbit/s', better: 'higher', digits: 2, scenario: 'tcp-throughput' },
+  { key: 'tput_up_4', label: 'throughput, 4 streams, client->backend', unit: 'Gbit/s', better: 'higher', digits: 2, scenario: 'tcp-throughput' },
+  { key: 'tput_down_4', label: 'throughput, 4 streams, backend->client (-R)', unit: 'Gbit/s', better: 'higher', digits: 2, scenario: 'tcp-throughput' },
+  { key: 'cpu_up_1', label: 'proxy CPU per GB, 1 stream, client->backend', unit: 'CPU s/GB', better: 'lower', digits: 3, scenario: 'tcp-throughput', proxyOnly: true },
+  { key: 'cpu_down_1', label: 'proxy CPU per GB, 1 stream, backend->client', unit: 'CPU s/GB', better: 'lower', digits: 3, scenario: 'tcp-throughput', proxyOnly: true },
+  { key: 'cpu_up_4', label: 'proxy CPU per GB, 4 streams, client->backend', unit: 'CPU s/GB', better: 'lower', digits: 3, scenario: 'tcp-throughput', proxyOnly: true },
+  { key: 'cpu_down_4', label: 'proxy CPU per GB, 4 streams, backend->client', unit: 'CPU s/GB', better: 'lower', digits: 3, scenario: 'tcp-throughput', proxyOnly: true },
+  { key: 'conn_rate', label: 'new connections/s (HTTP, Connection: close)', unit: 'conn/s', better: 'higher', digits: 0, scenario: 'conn-rate' },
+  { key: 'rr16_rps', label: 'requests/s, keep-alive, 16 connections', unit: 'req/s', better: 'higher', digits: 0, scenario: 'request-rate' },
+  { key: 'rr16_p50', label: 'latency p50, 16 connections', unit: 'ms', better: 'lower', digits: 3, scenario: 'request-rate' },
+  { key: 'rr16_p99', label: 'latency p99, 16 connections', unit: 'ms', better: 'lower', digits: 3, scenario: 'request-rate' },
+  { key: 'rr256_rps', label: 'requests/s, keep-alive, 256 connections', unit: 'req/s', better: 'higher', digits: 0, scenario: 'request-rate' },
+  { key: 'rr256_p50', label: 'latency p50, 256 connections', unit: 'ms', better: 'lower', digits: 3, scenario: 'request-rate' },
+  { key: 'rr256_p99', label: 'latency p99, 256 connections', unit: 'ms', better: 'lower', digits: 3, scenario: 'request-rate' },
+  { key: 'idle_mem', label: 'proxy RSS per idle connection held open', unit: 'bytes', better: 'lower', digits: 0, scenario: 'idle-memory', proxyOnly: true },
+];
+
+/** @param {number[]} values @returns {number | null} */
+export function median(values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+/**
+ * The best value among the anchors for a metric, by its direction.
+ * @param {Metric} metric
+ * @param {Array<number | null | undefined>} values
+ * @returns {number | null}
+ */
+export function best(metric, values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x));
+  if (v.length === 0) return null;
+  return metric.better === 'higher' ? Math.max(...v) : Math.min(...v);
+}
+
+/**
+ * Whether lb4's ratio to the best anchor favours lb4: 'better', 'worse', or 'tie' when it rounds
+ * to 1.00 (the tables show two decimals).
+ * @param {Metric} metric
+ * @param {number} ratio
+ * @returns {'better' | 'worse' | 'tie'}
+ */
+export function verdict(metric, ratio) {
+  if (Math.abs(ratio - 1) < 0.005) return 'tie';
+  return (metric.better === 'higher' ? ratio > 1 : ratio < 1) ? 'better' : 'worse';
+}

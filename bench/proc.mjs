@@ -1,0 +1,122 @@
+// Reading /proc: CPU time and resident memory of a process and its descendants, and whether a
+// TCP port is listening. Everything here is a plain synchronous read of a few small files, so
+// the numbers are taken at one well-defined moment and no connection is ever made to probe.
+
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Clock ticks per second for utime/stime in /proc/PID/stat (USER_HZ, 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+/**
+ * The fields of /proc/PID/stat after the command name. The name sits in parentheses and may
+ * itself contain spaces or parentheses, so the split starts after the last ')'.
+ * @param {number} pid
+ * @returns {string[] | null} fields numbered from 3 (state) at index 0, or null if gone
+ */
+function statFields(pid) {
+  let text;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  return text.slice(text.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * The process and all its descendants (nginx's master and workers, for instance).
+ * @param {number} pid
+ * @returns {number[]}
+ */
+export function processTree(pid) {
+  const children = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = statFields(Number(entry));
+    if (!fields) continue;
+    const ppid = Number(fields[1]);
+    if (!children.has(ppid)) children.set(ppid, []);
+    children.get(ppid).push(Number(entry));
+  }
+  const out = [];
+  const todo = [pid];
+  while (todo.length > 0) {
+    const p = todo.pop();
+    out.push(p);
+    todo.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
+/**
+ * User plus system CPU seconds used so far by a process and its descendants. The per-process
+ * stat already sums every thread (the per-thread figures live in /proc/PID/task).
+ * @param {number} pid
+ * @returns {number}
+ */
+export function cpuSeconds(pid) {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    const fields = statFields(p);
+    if (fields) ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / TICKS_PER_SECOND;
+}
+
+/**
+ * Resident memory (VmRSS) in bytes, summed over a process and its descendants.
+ * @param {number} pid
+ * @returns {number}
+ */
+export function rssBytes(pid) {
+  let kib = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      if (m) kib += Number(m[1]);
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return kib * 1024;
+}
+
+/**
+ * Whether something listens on 127.0.0.1:port, read from /proc/net/tcp without connecting
+ * (a probe connection would disturb servers like iperf3 that treat every connection as a test).
+ * @param {number} port
+ * @returns {boolean}
+ */
+export function isListening(port) {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const text = readFileSync('/proc/net/tcp', 'utf8');
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local && f[3] === '0A') return true;
+  }
+  return false;
+}
+
+/**
+ * Busy and stolen CPU seconds of the whole machine so far, from /proc/stat. Busy is user + nice
+ * + system + irq + softirq; steal is time the hypervisor gave to someone else.
+ * @returns {{busy: number, steal: number}}
+ */
+export function machineCpu() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return { busy: (f[0] + f[1] + f[2] + f[5] + f[6]) / TICKS_PER_SECOND, steal: (f[7] ?? 0) / TICKS_PER_SECOND };
+}
+
+/**
+ * CPU seconds used by this process and everything it started: the live descendants' own time plus
+ * what reaped descendants left in cutime/cstime (finished wrk and iperf3 clients, stopped proxies).
+ * @returns {number}
+ */
+export function benchCpuSeconds() {
+  let ticks = 0;
+  for (const p of processTree(process.pid)) {
+    const fields = statFields(p);
+    if (fields) ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+  }
+  return ticks / TICKS_PER_SECOND;
+}

@@ -1,0 +1,192 @@
+// Turns the per-round results into medians, ratios, markdown tables and an SVG bar chart.
+// Nothing here measures; it only summarises what run.mjs collected.
+
+import { best, median, metrics, verdict } from './metrics.mjs';
+
+/**
+ * @typedef {object} RunRecord one system, one scenario, one round, one worker count
+ * @property {number} round
+ * @property {number | null} workers null for systems without a worker setting
+ * @property {string} scenario
+ * @property {string} system
+ * @property {Record<string, number | null>} metrics
+ * @property {object} raw
+ * @property {string[]} notes
+ * @property {number} [otherCores] CPU cores busy outside the bench during the run, on average
+ * @property {number} [stealCores] CPU stolen by the hypervisor during the run, in cores
+ * @property {string} [remeasured] set when --retry-disturbed measured the run twice
+ */
+
+/**
+ * Medians per worker count, system and metric, with the per-round values they come from.
+ * Systems without a worker setting (direct, node-pipe) appear under every worker count.
+ * @param {RunRecord[]} runs
+ * @param {number[]} workersList
+ * @param {string[]} systemNames
+ */
+export function summarise(runs, workersList, systemNames) {
+  /** @type {Record<string, Record<string, Record<string, {median: number | null, values: Array<number | null>}>>>} */
+  const out = {};
+  for (const w of workersList) {
+    out[w] = {};
+    for (const system of systemNames) {
+      out[w][system] = {};
+      const mine = runs.filter((r) => r.system === system && (r.workers === null || r.workers === w)).sort((a, b) => a.round - b.round);
+      for (const m of metrics) {
+        const values = mine.filter((r) => m.key in r.metrics).map((r) => r.metrics[m.key]);
+        if (values.length > 0) out[w][system][m.key] = { median: median(values), values };
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * lb4's median divided by the best anchor's median, per worker count and metric.
+ * @param {ReturnType<typeof summarise>} summary
+ * @param {string[]} anchors
+ */
+export function ratios(summary, anchors) {
+  /** @type {Record<string, Record<string, {ratio: number, against: string, verdict: 'better' | 'worse' | 'tie'}>>} */
+  const out = {};
+  for (const [w, bySystem] of Object.entries(summary)) {
+    out[w] = {};
+    for (const m of metrics) {
+      const lb4 = bySystem.lb4?.[m.key]?.median;
+      const anchorValues = anchors.map((a) => bySystem[a]?.[m.key]?.median ?? null);
+      const b = best(m, anchorValues);
+      if (typeof lb4 !== 'number' || b === null || b === 0) continue;
+      const against = anchors[anchorValues.indexOf(b)];
+      const ratio = lb4 / b;
+      out[w][m.key] = { ratio, against, verdict: verdict(m, ratio) };
+    }
+  }
+  return out;
+}
+
+/** @param {number | null | undefined} v @param {number} digits */
+function fmt(v, digits) {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return '–';
+  return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/**
+ * The markdown table of medians for one worker count.
+ * @param {string | number} w
+ * @param {ReturnType<typeof summarise>} summary
+ * @param {ReturnType<typeof ratios>} ratioTable
+ * @param {string[]} systemNames
+ * @param {string[]} anchors
+ */
+export function medianTable(w, summary, ratioTable, systemNames, anchors) {
+  const bySystem = summary[w];
+  const present = metrics.filter((m) => systemNames.some((s) => bySystem[s]?.[m.key]));
+  const head = ['metric', 'unit', ...systemNames, `lb4 / best(${anchors.join(', ')})`];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i < 2 ? ' --- ' : ' ---: ')).join('|')}|`];
+  for (const m of present) {
+    const cells = systemNames.map((s) => fmt(bySystem[s]?.[m.key]?.median, m.digits));
+    const r = ratioTable[w]?.[m.key];
+    const ratioCell = r ? `${fmt(r.ratio, 2)} vs ${r.against} (${r.verdict === 'tie' ? 'tie' : `lb4 ${r.verdict}`})` : '–';
+    lines.push(`| ${m.label} (${m.better} is better) | ${m.unit} | ${cells.join(' | ')} | ${ratioCell} |`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Every round's value, "a / b / c" per cell, for one worker count.
+ * @param {string | number} w
+ * @param {ReturnType<typeof summarise>} summary
+ * @param {string[]} systemNames
+ */
+export function perRoundTable(w, summary, systemNames) {
+  const bySystem = summary[w];
+  const present = metrics.filter((m) => systemNames.some((s) => bySystem[s]?.[m.key]));
+  const head = ['metric', ...systemNames];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
+  for (const m of present) {
+    const cells = systemNames.map((s) => (bySystem[s]?.[m.key]?.values ?? []).map((v) => fmt(v, m.digits)).join(' / ') || '–');
+    lines.push(`| ${m.key} (${m.unit}) | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Other load (cores) per scenario and system, "r1 / r2 / ..." per cell, for one worker count.
+ * @param {RunRecord[]} runs
+ * @param {number} w
+ * @param {string[]} scenarioNames
+ * @param {string[]} systemNames
+ */
+export function loadTable(runs, w, scenarioNames, systemNames) {
+  const head = ['scenario', ...systemNames];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
+  for (const scenario of scenarioNames) {
+    const cells = systemNames.map((system) => {
+      const mine = runs
+        .filter((r) => r.scenario === scenario && r.system === system && (r.workers === null || r.workers === w))
+        .sort((a, b) => a.round - b.round);
+      return mine.map((r) => fmt(r.otherCores, 2)).join(' / ') || '–';
+    });
+    lines.push(`| ${scenario} | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+function escapeXml(text) {
+  return String(text).replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]);
+}
+
+/**
+ * A hand-written SVG: one horizontal bar per metric and worker count, on a log2 scale centred
+ * on 1.0 (lb4 equal to the best anchor). Green bars favour lb4, red ones do not.
+ * @param {ReturnType<typeof ratios>} ratioTable
+ * @param {string[]} anchors
+ * @param {string} subtitle
+ */
+export function ratioSvg(ratioTable, anchors, subtitle) {
+  const workersList = Object.keys(ratioTable);
+  const rowsPerGroup = metrics.filter((m) => workersList.some((w) => ratioTable[w][m.key]));
+  const labelWidth = 360;
+  const plotWidth = 480;
+  const rowHeight = 16;
+  const barHeight = 12;
+  const groupGap = 8;
+  const top = 64;
+  const limit = 3; // log2: bars are clipped at 1/8 and 8
+  const centre = labelWidth + plotWidth / 2;
+  const x = (ratio) => centre + (Math.max(-limit, Math.min(limit, Math.log2(ratio))) / limit) * (plotWidth / 2);
+  const height = top + rowsPerGroup.length * (workersList.length * rowHeight + groupGap) + 40;
+  const width = labelWidth + plotWidth + 90;
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="10" y="18" font-size="14" font-weight="bold">lb4 / best of (${escapeXml(anchors.join(', '))}), medians</text>`,
+    `<text x="10" y="34" fill="#555">${escapeXml(subtitle)}</text>`,
+    `<text x="10" y="48" fill="#555">log scale, 1.0 = equal to the best anchor; green: lb4 better (higher rate, or lower CPU/latency/memory), red: worse, grey: within 0.5%</text>`,
+  ];
+  for (const t of [1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8]) {
+    const tx = x(t);
+    parts.push(`<line x1="${tx}" y1="${top - 6}" x2="${tx}" y2="${height - 30}" stroke="${t === 1 ? '#000' : '#ddd'}"/>`);
+    parts.push(`<text x="${tx}" y="${height - 16}" text-anchor="middle" fill="#555">${t >= 1 ? t : `1/${1 / t}`}</text>`);
+  }
+  let y = top;
+  for (const m of rowsPerGroup) {
+    parts.push(`<text x="${labelWidth - 8}" y="${y + (workersList.length * rowHeight) / 2 + 4}" text-anchor="end">${escapeXml(m.label)} (${m.better === 'higher' ? '↑' : '↓'})</text>`);
+    for (const w of workersList) {
+      const r = ratioTable[w][m.key];
+      if (r) {
+        const x0 = Math.min(centre, x(r.ratio));
+        const x1 = Math.max(centre, x(r.ratio));
+        const colour = { better: '#2e8b57', worse: '#c0392b', tie: '#888' }[r.verdict];
+        parts.push(`<rect x="${x0}" y="${y + 2}" width="${Math.max(1, x1 - x0)}" height="${barHeight}" fill="${colour}" opacity="${workersList.length > 1 && w !== workersList[0] ? 0.6 : 0.9}"/>`);
+        parts.push(`<text x="${labelWidth + plotWidth + 6}" y="${y + barHeight}" fill="#333">w=${escapeXml(w)}: ${r.ratio.toFixed(2)}</text>`);
+      } else {
+        parts.push(`<text x="${labelWidth + plotWidth + 6}" y="${y + barHeight}" fill="#999">w=${escapeXml(w)}: –</text>`);
+      }
+      y += rowHeight;
+    }
+    y += groupGap;
+  }
+  parts.push('</svg>');
+  return `${parts.join('\n')}\n`;
+}

@@ -1,0 +1,21 @@
+// The scenarios, in the order they run.
+
+import connRate from './conn-rate.mjs';
+import idleMemory from './idle-memory.mjs';
+import requestRate from './request-rate.mjs';
+import tcpThroughput from './tcp-throughput.mjs';
+
+/**
+ * @typedef {object} Scenario
+ * @property {string} name
+ * @property {'iperf3' | 'http' | 'idle'} backend which shared backend the systems forward to
+ * @property {string[]} needs tools it needs (keys of detectTools())
+ * @property {boolean} [proxyOnly] skipped for `direct`
+ * @property {(settings: any) => string} describe
+ * @property {(settings: any) => number} estimateSeconds one system, one round, without start-up
+ * @property {(ctx: {target: import('../systems.mjs').Running, settings: any, backend: any}) =>
+ *   Promise<{metrics: Record<string, number | null>, raw: object, notes: string[]}>} run
+ */
+
+/** @type {Scenario[]} */
+export const scenarios = [tcpThroughput, connRate, requestRate, idleMemory];
