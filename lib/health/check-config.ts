@@ -13,6 +13,7 @@ import { Lb4Error } from '../errors.js';
 
 /** The kinds of active check. */
 export const healthCheckTypes = ['tcp', 'http', 'send-expect'] as const;
+/** `tcp`, `http` or `send-expect`. */
 export type HealthCheckType = (typeof healthCheckTypes)[number];
 
 /** Options every check type takes. Durations are milliseconds or strings such as `500ms`, `2s`. */
@@ -83,10 +84,12 @@ interface HealthConfigCommon {
   readonly port?: number;
 }
 
+/** A validated TCP connect check. */
 export interface TcpHealthConfig extends HealthConfigCommon {
   readonly type: 'tcp';
 }
 
+/** A validated HTTP check: every field filled in but `host` and `expectBody`. */
 export interface HttpHealthConfig extends HealthConfigCommon {
   readonly type: 'http';
   readonly method: string;
@@ -384,7 +387,8 @@ function splitFlag(text: string, field: string): Array<{ raw: string; value: str
  * - `send-expect,send=PING\r\n,expect=+PONG`, `send-expect,expect=SSH-2.0-`, `send-expect,send-hex=0100,expect-hex=0200`
  * - common keys: `interval=1s,timeout=500ms,rise=2,fall=3,jitter=0.1,address=10.0.0.9,port=8080`
  *
- * Values take backslash escapes: `\r \n \t \0 \\ \, \= \xNN`. The result holds only what the text
+ * Values take backslash escapes: `\r \n \t \0 \\ \, \= \xNN` (`\xNN` is the character U+00NN, sent
+ * as UTF-8 like all text: give binary bytes with send-hex/expect-hex). The result holds only what the text
  * says (durations as written), so a caller can overlay other flags before
  * {@link validateHealthConfig}; it is validated here as well, so a bad flag fails at once.
  *
