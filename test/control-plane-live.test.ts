@@ -98,16 +98,20 @@ t.test('a backend killed under steady load: no client flow fails, it leaves rota
   const failedStarts: number[] = [];
   const loops = Array.from({ length: 4 }, async () => {
     while (running) {
-      const startedAt = Date.now();
+      const startedAt = performance.now();
       if (await echoOnce(port, randomBytes(2048)).catch(() => false)) ok++;
       else failedStarts.push(startedAt);
     }
   });
   await until(() => ok > 50, 10_000, 'load to run');
-  killedAt = Date.now();
-  await b.stop();
+  // stop() closes the listening socket synchronously (server.close()) before it first awaits:
+  // from here on, connects to b are refused and must be retried on a.
+  const stopping = b.stop();
+  killedAt = performance.now();
+  const killedAtWall = Date.now();
+  await stopping;
   await until(() => transitions.some((x) => x.backend === 'b' && x.health === 'down'), 10_000, 'b to be marked down');
-  const downAfter = transitions.find((x) => x.backend === 'b' && x.health === 'down')!.at - killedAt;
+  const downAfter = transitions.find((x) => x.backend === 'b' && x.health === 'down')!.at - killedAtWall;
   // Out of rotation within interval x fall (plus one interval for the check in flight).
   t.ok(downAfter <= interval * (fall + 1) + 100, `b marked down ${downAfter} ms after it died (interval ${interval} ms x fall ${fall})`);
   t.equal(lb.backends().find((x) => x.id === 'b')!.takesNewFlows, false);

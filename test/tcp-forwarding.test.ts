@@ -50,11 +50,11 @@ t.test('bulk payload bytes are moved by splice, not copied', async (t) => {
   const c = lb.stats().listeners[0].counters;
   t.equal(c.bytes_to_backend, payload.length, 'bytes to backend counted');
   t.equal(c.bytes_to_client, payload.length, 'bytes to client counted');
-  // A direction starts on the small-message path (recv/send through a 16 KiB scratch buffer)
-  // and turns to splice once a read fills that buffer: at most a few such reads are copied.
+  // A direction starts on the small-message path (recv/send through a 16 KiB scratch buffer),
+  // turns to splice once a read fills that buffer, and back when a read on an empty pipe is
+  // small (the sender paused): only those switching reads are copied.
   t.equal(c.spliced_bytes + c.copied_bytes, 2 * payload.length, 'every byte is either spliced or copied');
-  t.ok(c.copied_bytes <= 4 * 16 * 1024, `only the first reads were copied (${c.copied_bytes} bytes)`);
-  t.ok(c.spliced_bytes >= 2 * payload.length - 4 * 16 * 1024, `the bulk went through splice (${c.spliced_bytes} of ${2 * payload.length} bytes)`);
+  t.ok(c.spliced_bytes >= 0.95 * 2 * payload.length, `the bulk went through splice (${c.spliced_bytes} of ${2 * payload.length} bytes; ${c.copied_bytes} copied)`);
   const b = lb.stats().backends[0].counters;
   t.equal(b.spliced_bytes, c.spliced_bytes, 'the backend counts the same spliced bytes');
 

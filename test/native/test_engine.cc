@@ -269,14 +269,14 @@ TEST(engine, moves_bytes_with_large_pipes) {
   std::vector<lb4test::Transfer> transfers = {{2 * MiB, 1, 2 * MiB, 2}, {300000, 3, 5 * MiB / 2, 4}};
   uint64_t toBackend = 0, toClient = 0;
   runTransfers(p.front, server, transfers, toBackend, toClient);
-  // Every byte is delivered; bulk bytes go by splice. Only the reads before a direction turns
-  // bulk (one scratch buffer each, a few per flow at most) may be copied.
+  // Every byte is delivered; bulk bytes go by splice. Only the reads that switch a direction
+  // between the copy path and splice (a scratch buffer each) are copied.
   REQUIRE(p.listenerReaches(Counter::bytes_to_backend, static_cast<double>(toBackend)));
   REQUIRE(p.listenerReaches(Counter::bytes_to_client, static_cast<double>(toClient)));
   const double spliced = p.listenerStat(Counter::spliced_bytes);
   const double copied = p.listenerStat(Counter::copied_bytes);
   CHECK_EQ(spliced + copied, static_cast<double>(toBackend + toClient));
-  CHECK_LE(copied, static_cast<double>(transfers.size() * 2 * 4 * lb4::kScratchSize));
+  CHECK_GE(spliced, 0.95 * static_cast<double>(toBackend + toClient));
   CHECK(p.stop(1000));
 }
 
