@@ -9,7 +9,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FD_LIMIT, freePort, start, stop, waitListening } from './processes.mjs';
+import { FD_LIMIT, freePort, nginxPreamble, start, stop, waitListening } from './processes.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
@@ -44,14 +44,7 @@ export async function startHttp(tmp, { useNginx, processes }) {
   const dir = join(tmp, 'http-backend');
   mkdirSync(dir, { recursive: true });
   const config = `# HTTP backend for the request scenarios: the same for every system under test.
-worker_processes ${processes};
-daemon off;
-master_process on;
-user root;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-worker_rlimit_nofile ${FD_LIMIT};
-events { worker_connections ${FD_LIMIT - 100}; }
+${nginxPreamble({ dir, workers: processes })}
 http {
   access_log off;
   server_tokens off;

@@ -207,3 +207,19 @@ export function installCleanupHandlers() {
     });
   }
 }
+
+/**
+ * The top of an nginx config that runs in the foreground with everything under `dir`: the part
+ * the HTTP backend and the nginx stream proxy share.
+ * @param {{ dir: string, workers: number }} o
+ */
+export function nginxPreamble({ dir, workers }) {
+  return `worker_processes ${workers};
+daemon off;
+master_process on;
+user root;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+worker_rlimit_nofile ${FD_LIMIT};
+events { worker_connections ${FD_LIMIT - 100}; }`;
+}

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FD_LIMIT, freePort, MAX_IDLE_FLOWS, start, stop, waitListening } from './processes.mjs';
+import { FD_LIMIT, freePort, MAX_IDLE_FLOWS, nginxPreamble, start, stop, waitListening } from './processes.mjs';
 import { NGINX_STREAM_MODULE } from './tools.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -127,14 +127,7 @@ const nginx = {
     mkdirSync(dir, { recursive: true });
     const config = `# Written by bench/systems.mjs.
 load_module ${NGINX_STREAM_MODULE};
-worker_processes ${workers};
-daemon off;
-master_process on;
-user root;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-worker_rlimit_nofile ${FD_LIMIT};
-events { worker_connections ${FD_LIMIT - 100}; }
+${nginxPreamble({ dir, workers })}
 stream {
   upstream bench { server 127.0.0.1:${backendPort}; }
   server {
