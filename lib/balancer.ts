@@ -240,6 +240,8 @@ export class Balancer extends EventEmitter<BalancerEvents> {
   #admin: AdminServerHandle | null = null;
   #reloading: Promise<ReloadSummary> | null = null;
   #configFile: string | null = null;
+  /** Listeners a reload is opening: their slot's algorithm, until they join #slots. */
+  readonly #openingAlgorithms = new Map<number, ListenerConfig['algorithm']>();
   #readConfig: (() => Promise<BalancerOptions>) | null = null;
 
   private constructor(config: BalancerConfig, engine: NativeEngine, registry: BackendRegistry, slots: ListenerSlot[], log: Logger, dualStackFallback: boolean) {
@@ -301,6 +303,7 @@ export class Balancer extends EventEmitter<BalancerEvents> {
     let { engine, result } = open(false);
     if (!Array.isArray(result) && result.errno === EAFNOSUPPORT) {
       dualStackFallback = true; // no IPv6 on this host: "every interface" means every IPv4 one
+      void engine.close(0);
       ({ engine, result } = open(true));
     }
     if (!Array.isArray(result)) {
@@ -658,10 +661,12 @@ export class Balancer extends EventEmitter<BalancerEvents> {
   /** Sends the registry's current tables to the engine; logs listeners that lose every backend. */
   #apply(): Promise<void> {
     if (this.#closing) return Promise.resolve();
-    const bySlot = new Map([...this.#slots.values()].map((s) => [s.slot, s]));
-    // Removed slots get empty tables; their flows keep the backends they have.
-    const tables = Array.from({ length: this.#slotCount }, (_, slot) => (bySlot.has(slot) ? this.#registry.nativeTable(slot) : []));
-    const algorithms = Array.from({ length: this.#slotCount }, (_, slot) => NativeAlgorithm[bySlot.get(slot)?.config.algorithm ?? 'roundrobin']);
+    const bySlot = new Map([...this.#slots.values()].map((s) => [s.slot, s.config.algorithm]));
+    // Every slot's table comes from the registry: a removed listener's backends are forgotten
+    // (an empty table; its flows keep the backends they have), and a listener still opening
+    // during a reload already has its backends there.
+    const tables = Array.from({ length: this.#slotCount }, (_, slot) => this.#registry.nativeTable(slot));
+    const algorithms = Array.from({ length: this.#slotCount }, (_, slot) => NativeAlgorithm[bySlot.get(slot) ?? this.#openingAlgorithms.get(slot) ?? 'roundrobin']);
     for (const s of this.#slots.values()) {
       const usable = this.#registry.list(s.slot).some((b) => backendInfo(b).takesNewFlows);
       const name = s.config.name;
@@ -703,6 +708,7 @@ export class Balancer extends EventEmitter<BalancerEvents> {
       for (const l of plan.addedListeners) opened.push(await this.#openListener(l));
     } catch (err) {
       for (const s of opened) {
+        this.#openingAlgorithms.delete(s.slot);
         await this.#engine.removeListener(s.slot, 0);
         for (const b of this.#registry.list(s.slot)) this.#registry.remove(b);
       }
@@ -730,6 +736,7 @@ export class Balancer extends EventEmitter<BalancerEvents> {
     }
     if (result.slot !== slot) throw new Error(`lb4: engine opened listener slot ${result.slot}, expected ${slot}`);
     this.#slotCount++;
+    this.#openingAlgorithms.set(slot, l.algorithm);
     await result.ready;
     const bound = Object.freeze({ ...l, port: result.port });
     return { slot, config: bound, address: Object.freeze({ name: l.name, address: result.ip, port: result.port, family: result.family }) };
@@ -758,6 +765,7 @@ export class Balancer extends EventEmitter<BalancerEvents> {
     // New listeners take their place; their backends were registered when they opened.
     for (const s of opened) {
       this.#slots.set(s.config.name, s);
+      this.#openingAlgorithms.delete(s.slot);
       for (const b of this.#registry.list(s.slot)) this.#watch(b);
     }
     // Listeners that stay: change their backends in place.

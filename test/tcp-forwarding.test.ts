@@ -184,3 +184,44 @@ t.test('a reset on one side becomes a reset on the other', async (t) => {
   t.equal(lb.stats().listeners[0].counters.resets, 2, 'both resets counted');
   t.equal(lb.stats().backends[0].counters.resets, 2, 'and counted for the backend');
 });
+
+t.test('TCP urgent data does not end the stream early', async (t) => {
+  // splice() returns 0 at an urgent mark, as it does at the end of the stream. Node cannot send
+  // urgent data, so a small python3 client does: 200,000 bytes (the direction turns to splice),
+  // one urgent byte, 100,000 more bytes, then FIN.
+  let received = 0;
+  let resolveEnd: () => void;
+  const ended = new Promise<void>((r) => (resolveEnd = r));
+  const backend = await startBackend(
+    (socket) => {
+      socket.on('data', (d: Buffer) => (received += d.length));
+      socket.on('end', () => {
+        resolveEnd();
+        socket.end();
+      });
+    },
+    { allowHalfOpen: true },
+  );
+  const lb = await startBalancer({ listen: '127.0.0.1:0', backends: [backend.address], workers: 1 });
+  t.teardown(async () => {
+    await lb.close({ drainTimeout: 0 });
+    await backend.close();
+  });
+  const script = `
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"a" * 200000)
+s.send(b"!", socket.MSG_OOB)
+s.sendall(b"b" * 100000)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+s.close()
+`;
+  const { spawn } = await import('node:child_process');
+  const client = spawn('python3', ['-c', script, String(lb.address().port)], { stdio: 'inherit' });
+  const exited = once(client, 'exit');
+  await within(ended, 20_000, 'the backend to see the end of the stream');
+  await within(exited, 20_000, 'the client to finish');
+  // The urgent byte travels out of band (not inline), so the stream itself is 300,000 bytes.
+  t.equal(received, 300_000, 'every byte after the urgent mark arrived before the FIN');
+});

@@ -79,10 +79,10 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
   if (!toEngineConfig(env, info[0], config)) return;
   engine_ = std::make_unique<Engine>(std::move(config));
   // The finalizer tells the destructor when Node has already torn the function down (at
-  // environment exit), so it is never released twice.
-  tsfn_ = Tsfn::New(env, "lb4.engine", 0, 1, this, [](Napi::Env, void*, EngineWrap* self) { self->tsfnLive_ = false; });
+  // environment exit), so it is never released twice. It gets a flag of its own, not `this`.
+  tsfnLive_ = std::make_shared<bool>(true);
+  tsfn_ = Tsfn::New(env, "lb4.engine", 0, 1, this, &EngineWrap::finalizeTsfn, new std::shared_ptr<bool>(tsfnLive_));
   tsfn_.Unref(env);
-  tsfnLive_ = true;
   engine_->events().setNotify([this] {
     post([this](Napi::Env env) { deliverEvents(env); });
   });
@@ -91,12 +91,22 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
 EngineWrap::~EngineWrap() {
   shutdownNow();
   if (cleanupHookAdded_) napi_remove_env_cleanup_hook(Env(), &EngineWrap::cleanupHook, this);
-  releaseTsfn();
+  // Abort, not release: jobs still queued must not run against this object once it is gone
+  // (Node frees them through callJs with a null env).
+  if (tsfnLive_ && *tsfnLive_) {
+    *tsfnLive_ = false;
+    tsfn_.Abort();
+  }
+}
+
+void EngineWrap::finalizeTsfn(Napi::Env, std::shared_ptr<bool>* live, EngineWrap*) {
+  **live = false;
+  delete live;
 }
 
 void EngineWrap::releaseTsfn() {
-  if (!tsfnLive_) return;
-  tsfnLive_ = false;
+  if (!*tsfnLive_) return;
+  *tsfnLive_ = false;
   tsfn_.Release();
 }
 
@@ -135,15 +145,15 @@ void EngineWrap::beginRequest(Napi::Env env) {
 
 void EngineWrap::endRequest(Napi::Env env) {
   if (--pending_ == 0) {
-    if (tsfnLive_) tsfn_.Unref(env);
+    if (*tsfnLive_) tsfn_.Unref(env);
     Unref();
   }
 }
 
 Napi::Value EngineWrap::start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (started_) {
-    Napi::Error::New(env, "engine already started").ThrowAsJavaScriptException();
+  if (started_ || closing_) {
+    Napi::Error::New(env, started_ ? "engine already started" : "engine is closed").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   std::vector<std::vector<BackendSpec>> tables;
@@ -152,6 +162,10 @@ Napi::Value EngineWrap::start(const Napi::CallbackInfo& info) {
   uint32_t failed = 0;
   if (!engine_->start(std::move(tables), err, failed)) return startFailure(env, err, failed);
   started_ = true;
+  // While it runs, the engine is not left to the garbage collector: collection would stop it
+  // and cut every flow. close() lets go.
+  Ref();
+  holdsSelf_ = true;
   napi_add_env_cleanup_hook(env, &EngineWrap::cleanupHook, this);
   cleanupHookAdded_ = true;
   Napi::Array bound = Napi::Array::New(env);
@@ -322,7 +336,7 @@ Napi::Value EngineWrap::close(const Napi::CallbackInfo& info) {
   beginRequest(env);
   engine_->stop(drainMs, [this, deferred] {
     post([this, deferred](Napi::Env env) {
-      engine_->join();  // every worker has left its loop: this returns at once
+      engine_->releaseWorkers();  // every worker has left its loop: this returns at once
       if (cleanupHookAdded_) {
         napi_remove_env_cleanup_hook(env, &EngineWrap::cleanupHook, this);
         cleanupHookAdded_ = false;
@@ -332,6 +346,10 @@ Napi::Value EngineWrap::close(const Napi::CallbackInfo& info) {
       endRequest(env);
       // The workers are gone: nothing can call the function any more.
       releaseTsfn();
+      if (holdsSelf_) {
+        holdsSelf_ = false;
+        Unref();
+      }
     });
   });
   return closePromise_.Value();

@@ -35,6 +35,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value setFlowLog(const Napi::CallbackInfo& info);
 
   static void callJs(Napi::Env env, Napi::Function, EngineWrap* self, Job* job);
+  static void finalizeTsfn(Napi::Env, std::shared_ptr<bool>* live, EngineWrap*);
   static void cleanupHook(void* self);
   // Any thread: queues `job` for the JS thread.
   void post(Job job);
@@ -49,7 +50,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   std::unique_ptr<Engine> engine_;
   Tsfn tsfn_;
-  bool tsfnLive_ = false;
+  // Whether the thread-safe function still exists. Shared with its finalizer, which may run after
+  // this object is gone (it must not touch `this`).
+  std::shared_ptr<bool> tsfnLive_;
+  bool holdsSelf_ = false;  // a running engine keeps its JS object from being collected
   bool started_ = false;
   bool closing_ = false;
   bool cleanupHookAdded_ = false;

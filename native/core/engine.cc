@@ -235,6 +235,11 @@ void Engine::stop(int64_t drainMs, std::function<void()> done) {
   broadcast(c);
 }
 
+void Engine::releaseWorkers() {
+  join();
+  workers_.clear();
+}
+
 void Engine::join() {
   for (auto& w : workers_) w->join();
 }

@@ -77,6 +77,9 @@ class Engine {
   void stop(int64_t drainMs, std::function<void()> done);
   // Waits for the worker threads; call after stop's `done`, or to force an end (with stop(0)).
   void join();
+  // After stop's `done`: joins the workers and frees what they hold (epoll, eventfd, pipes).
+  // Counters stay readable.
+  void releaseWorkers();
 
   // Counters: every listener in order, then backend keys 0..backendKeyLimit()-1, kCounterCount
   // values each. Returns the number of doubles needed; writes only if `capacity` suffices.

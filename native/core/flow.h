@@ -34,6 +34,10 @@ struct FlowSocket {
   // The peer's FIN (or a hangup) has been reported: a short read then no longer proves the
   // socket empty, since the end of stream is still to be read.
   bool peerClosed = false;
+  // The peer sent TCP urgent data (EPOLLPRI). splice() stops at the urgent mark and says EAGAIN
+  // (or 0) with data still behind it, so this socket is read with recv(), which steps over the
+  // mark, until recv() says EAGAIN or 0.
+  bool urgent = false;
 };
 
 // Bytes moving from one socket to the other. Small messages go through the worker's scratch

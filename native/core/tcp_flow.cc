@@ -19,7 +19,7 @@ inline uint64_t makeTag(TagKind kind, uint64_t index) { return (index << 2) | ki
 
 // Edge-triggered for both directions at once: a flow's sockets are registered once and never
 // modified, so forwarding costs no epoll_ctl calls.
-constexpr uint32_t kFlowEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+constexpr uint32_t kFlowEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
 
 // A direction moves at most this much per wake-up before letting other flows run; the rest
 // continues right after the current epoll pass.
@@ -144,6 +144,7 @@ void Worker::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
         s.writable = true;
         s.readable = (events & (EPOLLIN | EPOLLRDHUP)) != 0;
         s.peerClosed = (events & EPOLLRDHUP) != 0;
+        s.urgent = (events & EPOLLPRI) != 0;
         onConnected(f);
       }
       return;
@@ -153,8 +154,9 @@ void Worker::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
       closeFlow(f, CloseReason::ClientReset, false);
       return;
     }
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s.readable = true;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI)) s.readable = true;
     if (events & (EPOLLRDHUP | EPOLLHUP)) s.peerClosed = true;
+    if (events & EPOLLPRI) s.urgent = true;
     if (events & EPOLLOUT) s.writable = true;
     return;
   }
@@ -163,8 +165,9 @@ void Worker::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
     resetFlow(f, backendSide);
     return;
   }
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s.readable = true;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI)) s.readable = true;
   if (events & (EPOLLRDHUP | EPOLLHUP)) s.peerClosed = true;
+  if (events & EPOLLPRI) s.urgent = true;
   if (events & (EPOLLOUT | EPOLLHUP)) s.writable = true;
   pumpFlow(f);
 }
@@ -205,6 +208,7 @@ void Worker::pumpFlow(Flow& f) {
 // - A short recv() means the socket was emptied: edge-triggered epoll reports any byte that
 //   arrives later, so no second read is needed to hear EAGAIN. Unless the peer's FIN was already
 //   reported: then the end of stream still waits to be read.
+// - splice() returns 0 at a TCP urgent mark too, not only at the end of stream.
 // - A read of 0 is the peer's FIN. It is passed on (shutdown(SHUT_WR)) only once every byte
 //   before it has been delivered, which is what makes half-close exact.
 Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSocket& dst, bool toBackend) {
@@ -254,9 +258,15 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
 
     if (src.readable && !d.eof && budget > 0 && d.bufferStart == d.bufferEnd) {
       bool useSplice = d.bulk || d.pipeBytes > 0;
+      // Past an urgent mark only recv() goes on; bytes already in the pipe go out first, so
+      // nothing overtakes them.
+      const bool holdForUrgent = src.urgent && d.pipeBytes > 0;
+      if (src.urgent) useSplice = false;
       // No pipe to be had (descriptors or pipe memory ran out): copy instead.
       if (useSplice && !d.pipe.valid() && !pipes_.get(d.pipe)) useSplice = false;
-      if (useSplice) {
+      if (holdForUrgent) {
+        // Nothing to read this round: the delivery above makes the progress, or EPOLLOUT does.
+      } else if (useSplice) {
         const uint32_t before = d.pipeBytes;
         const uint32_t room = static_cast<uint32_t>(pipes_.capacity()) - std::min<uint32_t>(before, pipes_.capacity());
         if (room > 0) {
@@ -268,7 +278,10 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
             progress = true;
             if (before == 0 && r.value < kScratchSize / 4) d.bulk = false;
           } else if (r.ok()) {
-            d.eof = true;
+            // splice() also returns 0 at a TCP urgent mark, with data still behind it, even
+            // when the FIN has arrived too. recv() on the copy path, which steps over the urgent
+            // byte and returns 0 only at the real end, decides: one extra syscall per bulk flow.
+            d.bulk = false;
             progress = true;
           } else if (r.error == EAGAIN) {
             if (d.pipeBytes == 0) src.readable = false;
@@ -285,7 +298,8 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
           progress = true;
           if (n == kScratchSize) {
             d.bulk = true;
-          } else if (!src.peerClosed) {
+          } else if (!src.peerClosed && !src.urgent) {
+            // (recv() also stops short just before an urgent mark.)
             src.readable = false;
           }
           uint32_t sent = 0;
@@ -308,9 +322,11 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
           }
         } else if (r.ok()) {
           d.eof = true;
+          src.urgent = false;
           progress = true;
         } else if (r.error == EAGAIN) {
           src.readable = false;
+          src.urgent = false;  // past the mark: nothing more to read for now
         } else if (r.error != EINTR) {
           return PumpResult::SourceReset;
         }

@@ -172,7 +172,10 @@ void Worker::addListener(WorkerCommand& c) {
   tables_[c.slot] = c.table;
   balancers_[c.slot].reset(tables_[c.slot].get());
   if (stopping_) return;  // the engine is going away: the socket just closes
-  if (loop_.add(fd.get(), EPOLLIN, makeTag(kTagListener, c.slot)).ok()) listenerFds_[c.slot] = std::move(fd);
+  // The worker owns the socket from here on, even if epoll refuses it for now (the tick tries
+  // again): the engine still knows its number and may shut it down.
+  listenerPaused_[c.slot] = !loop_.add(fd.get(), EPOLLIN, makeTag(kTagListener, c.slot)).ok();
+  listenerFds_[c.slot] = std::move(fd);
 }
 
 void Worker::removeListener(uint32_t slot, int64_t drainMs) {
