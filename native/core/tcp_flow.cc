@@ -281,8 +281,10 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
             // splice() also returns 0 at a TCP urgent mark, with data still behind it, even
             // when the FIN has arrived too. recv() on the copy path, which steps over the urgent
             // byte and returns 0 only at the real end, decides: one extra syscall per bulk flow.
+            // It may read only once the pipe is empty (order); until then only delivery is
+            // progress, or this loop would spin on the same 0.
             d.bulk = false;
-            progress = true;
+            if (before == 0) progress = true;
           } else if (r.error == EAGAIN) {
             if (d.pipeBytes == 0) src.readable = false;
           } else if (r.error != EINTR) {
