@@ -56,7 +56,6 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
     for (uint32_t l = 0; l < config_.listeners.size(); ++l) {
       if (w == 0) {
         listenerFds_.emplace_back();
-        listenerOpen_.push_back(true);
       }
       listenerFds_[l].push_back(groups[l][w].get());
       mine.push_back(std::move(groups[l][w]));
@@ -71,7 +70,6 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
       workers_.clear();
       bound_.clear();
       listenerFds_.clear();
-      listenerOpen_.clear();
       return false;
     }
     workers_.push_back(std::move(worker));
@@ -108,7 +106,6 @@ bool Engine::addListener(ListenerConfig config, std::vector<BackendSpec> specs, 
   listenerCounters_.push_back(std::make_unique<CounterSet>(config_.workers));
   bound_.push_back(bound);
   listenerFds_.emplace_back();
-  listenerOpen_.push_back(true);
   auto completion = completionForAll(std::move(done));
   for (size_t w = 0; w < workers_.size(); ++w) {
     listenerFds_[slot].push_back(group[w].get());
@@ -124,11 +121,10 @@ bool Engine::addListener(ListenerConfig config, std::vector<BackendSpec> specs, 
 }
 
 void Engine::removeListener(uint32_t slot, int64_t drainMs, std::function<void()> done) {
-  if (!started_ || stopRequested_ || slot >= listenerOpen_.size() || !listenerOpen_[slot]) {
+  if (!started_ || stopRequested_ || slot >= listenerFds_.size() || listenerFds_[slot].empty()) {
     if (done) done();
     return;
   }
-  listenerOpen_[slot] = false;
   // As in stop(): refuse new connections now; the workers close the sockets.
   for (int fd : listenerFds_[slot]) ::shutdown(fd, SHUT_RD);
   listenerFds_[slot].clear();

@@ -99,7 +99,6 @@ class Engine {
   // listenerFds_[slot][worker]: descriptor numbers, for shutdown() from this thread only until
   // the slot is removed or the engine stopped; the workers own the descriptors.
   std::vector<std::vector<int>> listenerFds_;
-  std::vector<bool> listenerOpen_;
   std::atomic<uint32_t> flowLogEvery_{0};
   std::vector<std::unique_ptr<CounterSet>> listenerCounters_;
   // Indexed by backend key. Kept for the engine's life: flows and old tables point at them, and
