@@ -359,6 +359,34 @@ void Worker::resetFlow(Flow& f, bool backendReset) {
 void Worker::closeFlow(Flow& f, CloseReason reason, bool abortive) {
   if (f.state == FlowState::Closed) return;
   unlinkConnecting(f);
+
+  // Counters first and flows_active last: whoever sees the close (a peer, or a reader waiting
+  // for no open flows) then sees final counters.
+  CounterBlock& lc = listenerCounters(f.listener);
+  CounterBlock* bc = f.backendCounters ? &f.backendCounters->worker(index_) : nullptr;
+  switch (reason) {
+    case CloseReason::ClientReset:
+    case CloseReason::BackendReset:
+      lc.add(Counter::resets, 1);
+      if (bc) bc->add(Counter::resets, 1);
+      break;
+    case CloseReason::IdleTimeout:
+      lc.add(Counter::idle_timeouts, 1);
+      if (bc) bc->add(Counter::idle_timeouts, 1);
+      break;
+    case CloseReason::NoBackend:
+      lc.add(Counter::no_backend, 1);  // a listener's count: no backend took the flow
+      break;
+    case CloseReason::Drained:
+      lc.add(Counter::drain_closed, 1);
+      if (bc) bc->add(Counter::drain_closed, 1);
+      break;
+    default:
+      break;
+  }
+  if (bc) bc->add(Counter::flows_active, -1);
+  lc.add(Counter::flows_active, -1);
+
   for (FlowSocket* s : {&f.client, &f.backend}) {
     if (s->fd < 0) continue;
     if (abortive) {
@@ -375,33 +403,6 @@ void Worker::closeFlow(Flow& f, CloseReason reason, bool abortive) {
       pipes_.put(d->pipe);
     }
     d->pipeBytes = 0;
-  }
-
-  CounterBlock& lc = listenerCounters(f.listener);
-  lc.add(Counter::flows_active, -1);
-  CounterBlock* bc = f.backendCounters ? &f.backendCounters->worker(index_) : nullptr;
-  if (bc) bc->add(Counter::flows_active, -1);
-  Counter reasonCounter = Counter::flows_total;
-  switch (reason) {
-    case CloseReason::ClientReset:
-    case CloseReason::BackendReset:
-      reasonCounter = Counter::resets;
-      break;
-    case CloseReason::IdleTimeout:
-      reasonCounter = Counter::idle_timeouts;
-      break;
-    case CloseReason::NoBackend:
-      reasonCounter = Counter::no_backend;
-      break;
-    case CloseReason::Drained:
-      reasonCounter = Counter::drain_closed;
-      break;
-    default:
-      break;
-  }
-  if (reasonCounter != Counter::flows_total) {
-    lc.add(reasonCounter, 1);
-    if (bc && reasonCounter != Counter::no_backend) bc->add(reasonCounter, 1);
   }
   f.closeReason = reason;
   logClosedFlow(f);
