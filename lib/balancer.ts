@@ -865,7 +865,7 @@ export class Balancer extends EventEmitter<BalancerEvents> {
     // Passive health marks down only backends that active checks can bring back.
     const checked = this.#slotConfig(b.slot)?.health;
     if (checked && consecutive >= this.#config.passiveFailures && b.health !== 'down') {
-      this.#monitor.markDown?.(String(b.key));
+      this.#monitor.markDown(String(b.key));
       this.#setHealth(b.key, 'down', `${consecutive} consecutive connect failures (passive)`);
     }
   }
