@@ -1,8 +1,9 @@
 // Command-line options of `npm run bench -- [scenario...] [flags]`.
 
 import { scenarios } from './scenarios/index.mjs';
-import { resolve } from 'node:path';
-import { REPO, systems } from './systems.mjs';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { REPO, systems, withComparedBuilds } from './systems.mjs';
 
 export const usage = `Usage: npm run bench -- [scenario ...] [options]
 
@@ -12,7 +13,8 @@ Options:
   --workers LIST            worker counts to compare, e.g. 1,2 (default 1,2)
   --rounds N                rounds; systems alternate within each round (default 3, --quick 1)
   --quick                   one short smoke round: 1 s runs, 1 round
-  --systems LIST            subset of ${systems.map((s) => s.name).join(',')} (default all)
+  --systems LIST            subset of ${systems.map((s) => s.name).join(',')} (default all; the
+                            --compare-root builds always run)
   --iperf-seconds S         seconds per iperf3 run (default 5, --quick 1)
   --wrk-seconds S           seconds per wrk run (default 5, --quick 1)
   --wrk-threads N           wrk threads (default 2)
@@ -22,6 +24,8 @@ Options:
   --haproxy-splice MODE     auto (option splice-auto) or always (splice-request/response); default auto
   --lb4-launch MODE         cli (dist/bin/lb4.js), lib (bench/lb4-proxy.mjs) or auto (cli if built); default auto
   --lb4-root DIR            measure the lb4 built in another checkout (build/Release + dist/); default this one
+  --compare-root DIR        also measure the lb4 built in DIR, as system lb4@<commit of DIR/.lb4-commit>,
+                            in the same rounds, with a ratio column lb4 / lb4@<commit>; repeatable
   --retry-disturbed CORES   measure a run again when other processes on the machine kept more than
                             CORES cores busy during it (keeps the less disturbed attempt; default off)
   --no-save                 print only; leave bench/results/ alone
@@ -45,6 +49,7 @@ Options:
  * @property {'auto' | 'always'} haproxySplice
  * @property {'auto' | 'cli' | 'lib'} lb4Launch
  * @property {string} lb4Root
+ * @property {string[]} compareRoots more lb4 builds measured beside lb4 (--compare-root, in order)
  * @property {number | null} retryDisturbed
  * @property {boolean} save
  * @property {boolean} verbose
@@ -85,12 +90,15 @@ export function parseOptions(argv) {
     haproxySplice: 'auto',
     lb4Launch: 'auto',
     lb4Root: REPO,
+    compareRoots: [],
     retryDisturbed: null,
     save: true,
     verbose: false,
     help: false,
   };
   const names = scenarios.map((x) => x.name);
+  /** @type {string[] | null} */
+  let systemsAsked = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -102,7 +110,8 @@ export function parseOptions(argv) {
       case '-h': case '--help': s.help = true; break;
       case '--workers': s.workers = list(flag, value()).map((w) => positiveInt(flag, w)); break;
       case '--rounds': s.rounds = positiveInt(flag, value()); break;
-      case '--systems': s.systems = list(flag, value(), systems.map((x) => x.name)); break;
+      // Checked after the loop: the names of the compared builds are known only then.
+      case '--systems': systemsAsked = list(flag, value()); break;
       case '--iperf-seconds': s.iperfSeconds = positiveInt(flag, value()); break;
       case '--wrk-seconds': s.wrkSeconds = positiveInt(flag, value()); break;
       case '--wrk-threads': s.wrkThreads = positiveInt(flag, value()); break;
@@ -117,6 +126,12 @@ export function parseOptions(argv) {
         break;
       }
       case '--lb4-root': s.lb4Root = resolve(value()); break;
+      case '--compare-root': {
+        const dir = resolve(value() ?? '');
+        if (!existsSync(join(dir, 'build/Release/lb4.node'))) throw new Error(`${flag}: no lb4 build in ${dir} (make one with: node bench/snapshot.mjs REV ${dir})`);
+        s.compareRoots.push(dir);
+        break;
+      }
       case '--lb4-launch': s.lb4Launch = /** @type {any} */ (list(flag, value(), ['auto', 'cli', 'lib'])[0]); break;
       default:
         if (flag.startsWith('-')) throw new Error(`unknown option ${flag}`);
@@ -127,6 +142,11 @@ export function parseOptions(argv) {
   if (s.scenarios.length === 0) s.scenarios = names;
   // Keep the declared order whatever order they were typed in.
   s.scenarios = names.filter((n) => s.scenarios.includes(n));
-  s.systems = systems.map((x) => x.name).filter((n) => s.systems.includes(n));
+  // The compared builds are what --compare-root asked for, so they run whatever --systems says
+  // (naming them there is allowed too).
+  const all = withComparedBuilds(s.compareRoots);
+  const known = all.map((x) => x.name);
+  for (const n of systemsAsked ?? []) if (!known.includes(n)) throw new Error(`--systems: unknown "${n}" (known: ${known.join(', ')})`);
+  s.systems = all.filter((x) => !systems.includes(x) || (systemsAsked ?? known).includes(x.name)).map((x) => x.name);
   return s;
 }

@@ -15,7 +15,7 @@ import { parseOptions, usage } from './options.mjs';
 import { cleanup, FD_LIMIT, installCleanupHandlers, MAX_IDLE_FLOWS, removeAtExit, WANTED_FD_LIMIT } from './processes.mjs';
 import { loadTable, medianTable, perRoundTable, ratioSvg, ratios, summarise } from './report.mjs';
 import { scenarios } from './scenarios/index.mjs';
-import { anchors, lb4Cli, systems } from './systems.mjs';
+import { anchors, lb4Cli, withComparedBuilds } from './systems.mjs';
 import { detectTools, installLine, versions } from './tools.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -90,6 +90,7 @@ async function main() {
 
   // What can run here: a missing tool skips what needs it, with the line that installs it.
   const missingTools = Object.keys(tools).filter((t) => !tools[t]);
+  const systems = withComparedBuilds(settings.compareRoots);
   const chosenSystems = systems.filter((s) => settings.systems.includes(s.name));
   const runnableSystems = chosenSystems.filter((s) => s.needs.every((t) => tools[t]));
   const chosenScenarios = scenarios.filter((s) => settings.scenarios.includes(s.name));
@@ -109,7 +110,9 @@ async function main() {
         (settings.idleConnections > MAX_IDLE_FLOWS ? ` and idle-memory holds ${MAX_IDLE_FLOWS} connections instead of ${settings.idleConnections} (a proxy needs two descriptors per flow).` : '.')
       : '';
   if (settings.idleConnections > MAX_IDLE_FLOWS) settings.idleConnections = MAX_IDLE_FLOWS;
-  if (settings.lb4Launch === 'auto') settings.lb4Launch = existsSync(lb4Cli(settings.lb4Root)) ? 'cli' : 'lib';
+  // Every lb4 build is launched the same way, so the CLI only if each of them has one.
+  const lb4Builds = runnableSystems.filter((s) => s.rootOf);
+  if (settings.lb4Launch === 'auto') settings.lb4Launch = lb4Builds.every((s) => existsSync(lb4Cli(s.rootOf(settings)))) ? 'cli' : 'lib';
 
   const tmp = mkdtempSync(join(tmpdir(), 'lb4-bench-'));
   removeAtExit(tmp);
@@ -126,10 +129,13 @@ async function main() {
   const host = { kernel: release(), cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, loadBefore: loadavg(), loadAfter: '' };
   const toolVersions = versions(tools);
   const build = lb4Build(settings.lb4Root);
+  const comparedBuilds = lb4Builds.filter((s) => s.name !== 'lb4').map((s) => ({ name: s.name, ...lb4Build(s.rootOf(settings)) }));
+  const buildLine = (b) => `${b.commit}${b.uncommittedChanges ? ` + ${b.uncommittedChanges} uncommitted file(s)` : ''}, addon built ${b.addonBuilt}`;
   log(`lb4 bench: ${settings.quick ? 'quick smoke run' : 'full run'}, ${settings.rounds} round(s), workers ${settings.workers.join(',')}`);
   log(`  systems:   ${runnableSystems.map((s) => s.name).join(', ')}`);
   log(`  scenarios: ${runnableScenarios.map((s) => s.name).join(', ')}`);
-  log(`  host:      ${host.cores} cores (${host.cpu}), Linux ${host.kernel}; lb4 ${build.commit}${build.uncommittedChanges ? ` + ${build.uncommittedChanges} uncommitted file(s)` : ''}, addon built ${build.addonBuilt}`);
+  log(`  host:      ${host.cores} cores (${host.cpu}), Linux ${host.kernel}; lb4 ${buildLine(build)}`);
+  for (const b of comparedBuilds) log(`  compared:  ${b.name}: ${b.root}, ${buildLine(b)}`);
   log(`  estimate:  about ${Math.ceil((perRound * settings.rounds) / 60)} min`);
   log(`  note:      ${CAVEAT}`);
   if (fdNote) log(`  note:      ${fdNote}`);
@@ -160,9 +166,10 @@ async function main() {
       target = await system.start({ tmp, backendPort: backend.port, workers }, settings);
     } catch (e) {
       let error = e;
-      if (system.name === 'lb4' && settings.lb4Launch === 'cli') {
-        // The CLI may be half-finished in a working tree: fall back to the library.
-        launchNotes.push(`lb4 CLI failed to start (${e.message.split('\n')[0]}); switched to bench/lb4-proxy.mjs (startBalancer)`);
+      if (system.rootOf && settings.lb4Launch === 'cli') {
+        // The CLI may be half-finished in a working tree: fall back to the library, for every lb4
+        // build from here on, so that they stay launched alike.
+        launchNotes.push(`${system.name} CLI failed to start (${e.message.split('\n')[0]}); switched to bench/lb4-proxy.mjs (startBalancer) for every lb4 build`);
         settings.lb4Launch = 'lib';
         try {
           target = await system.start({ tmp, backendPort: backend.port, workers }, settings);
@@ -202,6 +209,8 @@ async function main() {
     return record;
   }
 
+  // Compared builds (lb4@<commit>) have longer names than the fixed systems.
+  const nameWidth = Math.max(9, ...runnableSystems.map((s) => s.name.length));
   for (let round = 1; round <= settings.rounds; round++) {
     // Rotating the order each round spreads any drift (heat, TIME_WAIT build-up) over all systems.
     const order = runnableSystems.map((_, i) => runnableSystems[(i + round - 1) % runnableSystems.length]);
@@ -211,7 +220,7 @@ async function main() {
         for (const system of order) {
           if (!system.perWorkers && wi > 0) continue;
           if (scenario.proxyOnly && system.name === 'direct') continue;
-          const label = `r${round}/${settings.rounds} ${system.perWorkers ? `w=${workers}` : 'w=-'} ${scenario.name.padEnd(14)} ${system.name.padEnd(9)}`;
+          const label = `r${round}/${settings.rounds} ${system.perWorkers ? `w=${workers}` : 'w=-'} ${scenario.name.padEnd(14)} ${system.name.padEnd(nameWidth)}`;
           let record = await measure({ round, workers, scenario, system, backend, label });
           // On a shared machine, a run that competed with much other work is measured once more
           // and the less disturbed attempt is kept. The choice looks only at the load outside the
@@ -247,7 +256,9 @@ async function main() {
   md.push(`- Host: ${host.cores} cores (${host.cpu}), Linux ${host.kernel}, everything on 127.0.0.1. Load average (1/5/15 min) before: ${host.loadBefore}, after: ${host.loadAfter} (anything else running on the machine competes too).`);
   md.push(`- **Caveat:** ${CAVEAT}`);
   if (fdNote) md.push(`- ${fdNote}`);
-  md.push(`- lb4: ${build.root}, commit ${build.commit}${build.uncommittedChanges ? ` with ${build.uncommittedChanges} uncommitted file(s) in native/ lib/ bin/` : ''}, addon built ${build.addonBuilt}.`);
+  for (const b of [{ name: 'lb4', ...build }, ...comparedBuilds]) {
+    md.push(`- ${b.name}: ${b.root}, commit ${b.commit}${b.uncommittedChanges ? ` with ${b.uncommittedChanges} uncommitted file(s) in native/ lib/ bin/` : ''}, addon built ${b.addonBuilt}.`);
+  }
   md.push(`- Versions: ${Object.entries(toolVersions).map(([k, v]) => `${k}: ${v}`).join('; ')}.`);
   md.push('');
   md.push('Systems:');
@@ -318,7 +329,7 @@ async function main() {
   if (settings.verbose) log(`## Per-round values${markdown.split('\n## Per-round values')[1]}`);
 
   if (settings.save) {
-    const json = { when, command, elapsedMs, settings, host, caveat: CAVEAT, fdLimit: FD_LIMIT, fdNote, versions: toolVersions, lb4: build, systems: runnableSystems.map((s) => ({ name: s.name, config: s.describe(settings) })), scenarios: runnableScenarios.map((s) => ({ name: s.name, method: s.describe(settings), backend: backends[s.backend].description })), metrics, medians: summary, ratios: ratioTable, notes, stderr: Object.fromEntries(stderrSummary.map(([k, v]) => [k, [...v]])), runs };
+    const json = { when, command, elapsedMs, settings, host, caveat: CAVEAT, fdLimit: FD_LIMIT, fdNote, versions: toolVersions, lb4: build, systems: runnableSystems.map((s) => ({ name: s.name, config: s.describe(settings) })), scenarios: runnableScenarios.map((s) => ({ name: s.name, method: s.describe(settings), backend: backends[s.backend].description })), metrics, medians: summary, ratios: ratioTable, compared: comparedBuilds, notes, stderr: Object.fromEntries(stderrSummary.map(([k, v]) => [k, [...v]])), runs };
     const subtitle = `${settings.quick ? 'quick run' : 'full run'}, ${when.slice(0, 16).replace('T', ' ')} UTC, ${settings.rounds} round(s), workers ${settings.workers.join(',')}; load generator, backends and proxy share ${host.cores} cores`;
     mkdirSync(join(resultsDir, 'history'), { recursive: true });
     writeFileSync(join(resultsDir, 'latest.md'), markdown);

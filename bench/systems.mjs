@@ -4,8 +4,9 @@
 // Each start() returns the port clients connect to and the pid whose process tree is measured
 // (CPU time, resident memory), or no pid for `direct`.
 
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FD_LIMIT, freePort, MAX_IDLE_FLOWS, nginxPreamble, start, stop, waitListening } from './processes.mjs';
 import { NGINX_STREAM_MODULE } from './tools.mjs';
@@ -37,6 +38,7 @@ export const lb4Cli = (root) => join(root, 'dist/bin/lb4.js');
  * @property {string[]} needs tools it needs (keys of detectTools())
  * @property {(settings: any) => string} describe one line for the report
  * @property {(args: StartArgs, settings: any) => Promise<Running>} start
+ * @property {(settings: any) => string} [rootOf] set on lb4 builds: the checkout they run from
  */
 
 // HAProxy refuses to start unless the descriptor limit covers 2 x maxconn + 2 x maxpipes (+ a few).
@@ -53,30 +55,42 @@ function stopper(child) {
   };
 }
 
-/** @type {System} */
-const lb4 = {
-  name: 'lb4',
-  perWorkers: true,
-  needs: [],
-  describe: (s) =>
-    `lb4 ${s.lb4Launch === 'cli' ? 'CLI (`node dist/bin/lb4.js start ... --workers N --log-level warn --drain-timeout 0`)' : 'via bench/lb4-proxy.mjs (startBalancer, drainTimeout 0)'}` +
-    `${s.lb4Root === REPO ? '' : ` built in ${s.lb4Root}`}, defaults otherwise (splice, default pipe size, backlog 511)`,
-  async start({ backendPort, workers }, settings) {
-    const root = settings.lb4Root;
-    if (!existsSync(join(root, 'build/Release/lb4.node')) || !existsSync(join(root, 'dist/lib/index.js'))) {
-      throw new Error(`lb4 is not built in ${root}: run \`npx cmake-js compile --log-level error && npx tsc -p tsconfig.build.json\``);
-    }
-    const port = await freePort();
-    const flags = ['--listen', `127.0.0.1:${port}`, '--backend', `127.0.0.1:${backendPort}`, '--workers', String(workers)];
-    const useCli = settings.lb4Launch === 'cli';
-    const args = useCli
-      ? [lb4Cli(root), 'start', ...flags, '--log-level', 'warn', '--drain-timeout', '0']
-      : [join(here, 'lb4-proxy.mjs'), '--root', root, ...flags];
-    const child = start('lb4', process.execPath, args);
-    await waitListening(child, port);
-    return { port, pid: child.pid, stop: stopper(child) };
-  },
-};
+/**
+ * An lb4 build as a system. `lb4` is the build named by --lb4-root (this checkout by default);
+ * each --compare-root adds one more, `lb4@<commit>`, started exactly the same way from its own
+ * root, so that two builds can be measured in the same rounds, alternating like every system.
+ * @param {string} name
+ * @param {(settings: any) => string} rootOf the checkout whose build/Release and dist/ to run
+ * @returns {System}
+ */
+function lb4System(name, rootOf) {
+  return {
+    name,
+    perWorkers: true,
+    needs: [],
+    rootOf,
+    describe: (s) =>
+      `lb4 ${s.lb4Launch === 'cli' ? 'CLI (`node dist/bin/lb4.js start ... --workers N --log-level warn --drain-timeout 0`)' : 'via bench/lb4-proxy.mjs (startBalancer, drainTimeout 0)'}` +
+      `${rootOf(s) === REPO ? '' : ` built in ${rootOf(s)}`}, defaults otherwise (splice, default pipe size, backlog 511)`,
+    async start({ backendPort, workers }, settings) {
+      const root = rootOf(settings);
+      if (!existsSync(join(root, 'build/Release/lb4.node')) || !existsSync(join(root, 'dist/lib/index.js'))) {
+        throw new Error(`lb4 is not built in ${root}: run \`npx cmake-js compile --log-level error && npx tsc -p tsconfig.build.json\``);
+      }
+      const port = await freePort();
+      const flags = ['--listen', `127.0.0.1:${port}`, '--backend', `127.0.0.1:${backendPort}`, '--workers', String(workers)];
+      const useCli = settings.lb4Launch === 'cli';
+      const args = useCli
+        ? [lb4Cli(root), 'start', ...flags, '--log-level', 'warn', '--drain-timeout', '0']
+        : [join(here, 'lb4-proxy.mjs'), '--root', root, ...flags];
+      const child = start(name, process.execPath, args);
+      await waitListening(child, port);
+      return { port, pid: child.pid, stop: stopper(child) };
+    },
+  };
+}
+
+const lb4 = lb4System('lb4', (s) => s.lb4Root);
 
 /** @type {System} */
 const haproxy = {
@@ -173,5 +187,42 @@ const direct = {
 
 /** In table order. */
 export const systems = [direct, lb4, haproxy, nginx, nodePipe];
+
+/**
+ * The commit an lb4 build was made from: DIR/.lb4-commit (written by bench/snapshot.mjs), else
+ * the checkout's HEAD, else null.
+ * @param {string} root
+ * @returns {string | null}
+ */
+export function lb4Commit(root) {
+  const snapshot = join(root, '.lb4-commit');
+  if (existsSync(snapshot)) return readFileSync(snapshot, 'utf8').trim() || null;
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Every system of a run in table order: the fixed ones, with one more lb4 build right after `lb4`
+ * for each --compare-root, named `lb4@<commit>` (the directory's name when it has no commit; `-2`,
+ * `-3` ... appended when two builds would get the same name).
+ * @param {string[]} compareRoots
+ * @returns {System[]}
+ */
+export function withComparedBuilds(compareRoots) {
+  const taken = new Set(systems.map((s) => s.name));
+  const compared = compareRoots.map((root) => {
+    const base = `lb4@${lb4Commit(root) ?? basename(root)}`;
+    let name = base;
+    for (let n = 2; taken.has(name); n++) name = `${base}-${n}`;
+    taken.add(name);
+    return lb4System(name, () => root);
+  });
+  const at = systems.indexOf(lb4) + 1;
+  return [...systems.slice(0, at), ...compared, ...systems.slice(at)];
+}
+
 /** The systems lb4 is compared against (ratio to the best of them). */
 export const anchors = ['haproxy', 'nginx'];
