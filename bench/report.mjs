@@ -25,7 +25,7 @@ import { best, median, metrics, verdict } from './metrics.mjs';
  * @param {string[]} systemNames
  */
 export function summarise(runs, workersList, systemNames) {
-  /** @type {Record<string, Record<string, Record<string, {median: number | null, values: Array<number | null>}>>>} */
+  /** @type {Record<string, Record<string, Record<string, {median: number | null, values: Array<number | null>, rounds: number[]}>>>} */
   const out = {};
   for (const w of workersList) {
     out[w] = {};
@@ -33,8 +33,9 @@ export function summarise(runs, workersList, systemNames) {
       out[w][system] = {};
       const mine = runs.filter((r) => r.system === system && (r.workers === null || r.workers === w)).sort((a, b) => a.round - b.round);
       for (const m of metrics) {
-        const values = mine.filter((r) => m.key in r.metrics).map((r) => r.metrics[m.key]);
-        if (values.length > 0) out[w][system][m.key] = { median: median(values), values };
+        const measured = mine.filter((r) => m.key in r.metrics);
+        const values = measured.map((r) => r.metrics[m.key]);
+        if (values.length > 0) out[w][system][m.key] = { median: median(values), values, rounds: measured.map((r) => r.round) };
       }
     }
   }
@@ -64,6 +65,79 @@ export function ratios(summary, anchors) {
   return out;
 }
 
+/**
+ * Run-to-run spread of one system's metric: (max - min) / median over the rounds, null with
+ * fewer than two values (or a zero median).
+ * @param {{median: number | null, values: Array<number | null>} | undefined} cell
+ * @returns {number | null}
+ */
+export function spread(cell) {
+  const v = (cell?.values ?? []).filter((x) => typeof x === 'number' && Number.isFinite(x));
+  if (v.length < 2 || !cell?.median) return null;
+  return (Math.max(...v) - Math.min(...v)) / Math.abs(cell.median);
+}
+
+/**
+ * The spread of every system's metrics, per worker count: what a difference between two systems
+ * must exceed before it says more than the noise between rounds.
+ * @param {ReturnType<typeof summarise>} summary
+ */
+export function spreads(summary) {
+  /** @type {Record<string, Record<string, Record<string, number | null>>>} */
+  const out = {};
+  for (const [w, bySystem] of Object.entries(summary)) {
+    out[w] = {};
+    for (const [system, byMetric] of Object.entries(bySystem)) {
+      out[w][system] = Object.fromEntries(Object.entries(byMetric).map(([k, cell]) => [k, spread(cell)]));
+    }
+  }
+  return out;
+}
+
+/**
+ * lb4 against each other lb4 build in the run (--compare-root): the ratio of the medians
+ * (lb4 / build, so after / before when lb4 is the newer one), the ratio round by round (both
+ * were measured in the same round, a few seconds apart), and whether the medians' ratio is off 1
+ * by more than the run-to-run spread (the larger of the two builds' spreads): with verdict
+ * 'worse', that is lb4 slower than the build by more than the noise.
+ * @param {ReturnType<typeof summarise>} summary
+ * @param {string[]} builds names of the compared builds
+ */
+export function ratiosToBuilds(summary, builds) {
+  /**
+   * @type {Record<string, Record<string, Record<string, {ratio: number, perRound: Array<{round: number, ratio: number}>,
+   *   min: number | null, max: number | null, spread: number | null, verdict: 'better' | 'worse' | 'tie', beyondSpread: boolean | null}>>>}
+   */
+  const out = {};
+  for (const [w, bySystem] of Object.entries(summary)) {
+    out[w] = {};
+    for (const build of builds) {
+      out[w][build] = {};
+      for (const m of metrics) {
+        const after = bySystem.lb4?.[m.key];
+        const before = bySystem[build]?.[m.key];
+        if (typeof after?.median !== 'number' || typeof before?.median !== 'number' || before.median === 0) continue;
+        const ratio = after.median / before.median;
+        const perRound = [];
+        after.rounds.forEach((round, i) => {
+          const j = before.rounds.indexOf(round);
+          const a = after.values[i];
+          const b = j >= 0 ? before.values[j] : null;
+          if (typeof a === 'number' && typeof b === 'number' && b !== 0) perRound.push({ round, ratio: a / b });
+        });
+        const rs = perRound.map((r) => r.ratio);
+        const sa = spread(after);
+        const sb = spread(before);
+        const s = sa === null || sb === null ? null : Math.max(sa, sb);
+        const v = verdict(m, ratio);
+        const beyondSpread = s === null ? null : Math.abs(ratio - 1) > s;
+        out[w][build][m.key] = { ratio, perRound, min: rs.length ? Math.min(...rs) : null, max: rs.length ? Math.max(...rs) : null, spread: s, verdict: v, beyondSpread };
+      }
+    }
+  }
+  return out;
+}
+
 /** @param {number | null | undefined} v @param {number} digits */
 function fmt(v, digits) {
   if (typeof v !== 'number' || !Number.isFinite(v)) return '–';
@@ -77,17 +151,55 @@ function fmt(v, digits) {
  * @param {ReturnType<typeof ratios>} ratioTable
  * @param {string[]} systemNames
  * @param {string[]} anchors
+ * @param {ReturnType<typeof ratiosToBuilds>} [buildTable] lb4 against the --compare-root builds
  */
-export function medianTable(w, summary, ratioTable, systemNames, anchors) {
+export function medianTable(w, summary, ratioTable, systemNames, anchors, buildTable = {}) {
   const bySystem = summary[w];
   const present = metrics.filter((m) => systemNames.some((s) => bySystem[s]?.[m.key]));
-  const head = ['metric', 'unit', ...systemNames, `lb4 / best(${anchors.join(', ')})`];
+  const builds = Object.keys(buildTable[w] ?? {});
+  // Without an anchor in the run the anchor column would be empty: it is left out.
+  const anchorColumn = anchors.length > 0 ? [`lb4 / best(${anchors.join(', ')})`] : [];
+  const head = ['metric', 'unit', ...systemNames, ...anchorColumn, ...builds.map((b) => `lb4 / ${b}`)];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i < 2 ? ' --- ' : ' ---: ')).join('|')}|`];
   for (const m of present) {
     const cells = systemNames.map((s) => fmt(bySystem[s]?.[m.key]?.median, m.digits));
     const r = ratioTable[w]?.[m.key];
-    const ratioCell = r ? `${fmt(r.ratio, 2)} vs ${r.against} (${r.verdict === 'tie' ? 'tie' : `lb4 ${r.verdict}`})` : '–';
-    lines.push(`| ${m.label} (${m.better} is better) | ${m.unit} | ${cells.join(' | ')} | ${ratioCell} |`);
+    if (anchorColumn.length) cells.push(r ? `${fmt(r.ratio, 2)} vs ${r.against} (${r.verdict === 'tie' ? 'tie' : `lb4 ${r.verdict}`})` : '–');
+    for (const b of builds) {
+      const c = buildTable[w][b][m.key];
+      if (!c) {
+        cells.push('–');
+        continue;
+      }
+      const range = c.perRound.length > 1 ? ` [${fmt(c.min, 2)}..${fmt(c.max, 2)}]` : '';
+      // Bold only where it matters: worse for lb4 by more than the rounds varied.
+      const beyond = c.verdict === 'worse' ? '**beyond**' : 'beyond';
+      const judged = c.spread === null ? '' : `, ${c.beyondSpread ? beyond : 'within'} ${fmt(c.spread * 100, 1)} % spread`;
+      cells.push(`${fmt(c.ratio, 2)}${range} (${c.verdict === 'tie' ? 'tie' : `lb4 ${c.verdict}`}${c.verdict === 'tie' ? '' : judged})`);
+    }
+    lines.push(`| ${m.label} (${m.better} is better) | ${m.unit} | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Run-to-run spread, (max - min) / median over the rounds in %, per metric and system, for one
+ * worker count.
+ * @param {string | number} w
+ * @param {ReturnType<typeof spreads>} table
+ * @param {string[]} systemNames
+ */
+export function spreadTable(w, table, systemNames) {
+  const bySystem = table[w];
+  const present = metrics.filter((m) => systemNames.some((s) => m.key in (bySystem[s] ?? {})));
+  const head = ['metric', ...systemNames];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
+  for (const m of present) {
+    const cells = systemNames.map((s) => {
+      const v = bySystem[s]?.[m.key];
+      return typeof v === 'number' ? `${fmt(v * 100, 1)} %` : '–';
+    });
+    lines.push(`| ${m.key} (${m.unit}) | ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run bench`: starts the shared backends, then, round after round, each system under test in
-// turn (the order rotates every round), runs each scenario through it, and reports medians and
-// lb4's ratio to the best of HAProxy and nginx. See bench/README.md.
+// turn (the order rotates every round), runs each scenario through it, and reports medians,
+// lb4's ratio to the best of HAProxy and nginx, and to any other lb4 build (--compare-root), with
+// the run-to-run spread to judge them by. See bench/README.md.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { metrics } from './metrics.mjs';
 import { benchCpuSeconds, machineCpu } from './proc.mjs';
 import { parseOptions, usage } from './options.mjs';
 import { cleanup, FD_LIMIT, installCleanupHandlers, MAX_IDLE_FLOWS, removeAtExit, WANTED_FD_LIMIT } from './processes.mjs';
-import { loadTable, medianTable, perRoundTable, ratioSvg, ratios, summarise } from './report.mjs';
+import { loadTable, medianTable, perRoundTable, ratioSvg, ratios, ratiosToBuilds, spreads, spreadTable, summarise } from './report.mjs';
 import { scenarios } from './scenarios/index.mjs';
 import { anchors, lb4Cli, withComparedBuilds } from './systems.mjs';
 import { detectTools, installLine, versions } from './tools.mjs';
@@ -243,6 +244,8 @@ async function main() {
   const systemNames = runnableSystems.map((s) => s.name);
   const summary = summarise(runs, settings.workers, systemNames);
   const ratioTable = systemNames.includes('lb4') ? ratios(summary, anchors.filter((a) => systemNames.includes(a))) : {};
+  const spreadByMetric = spreads(summary);
+  const buildTable = systemNames.includes('lb4') ? ratiosToBuilds(summary, comparedBuilds.map((b) => b.name)) : {};
   const elapsedMs = Date.now() - began;
   const usedAnchors = anchors.filter((a) => systemNames.includes(a));
   const when = new Date().toISOString();
@@ -269,12 +272,35 @@ async function main() {
   md.push('');
   for (const s of runnableScenarios) md.push(`- \`${s.name}\` (backend: ${backends[s.backend].description}): ${s.describe(settings)}`);
   md.push('');
-  md.push(`The ratio column is lb4's median divided by the best median of ${usedAnchors.join(' and ') || '(no anchor ran)'}: "best" is the higher one for throughput and rates, the lower one for CPU per GB, latency and memory. So for a rate a ratio above 1 is lb4 ahead, for CPU/latency/memory a ratio below 1 is.`);
+  if (usedAnchors.length) {
+    md.push(`The ratio column is lb4's median divided by the best median of ${usedAnchors.join(' and ')}: "best" is the higher one for throughput and rates, the lower one for CPU per GB, latency and memory. So for a rate a ratio above 1 is lb4 ahead, for CPU/latency/memory a ratio below 1 is.`);
+  } else {
+    md.push('No anchor (HAProxy, nginx) ran, so there is no ratio to the best anchor.');
+  }
+  if (comparedBuilds.length) {
+    md.push('');
+    md.push(
+      `Each "lb4 / lb4@..." column is lb4's median divided by that build's (after / before when lb4 is the newer build): for throughput and rates a ratio above 1 is lb4 ahead, for CPU/latency/memory a ratio below 1 is; in brackets the lowest and highest of the same ratio taken round by round (both builds ran in every round). ` +
+        `"within/beyond N % spread" says whether the ratio is off 1 by more than the run-to-run spread, the larger of the two builds' (max - min) / median over the rounds (table "Run-to-run spread"); **beyond** in bold marks lb4 worse by more than the rounds varied. With one round there is no spread.`,
+    );
+  }
   for (const w of settings.workers) {
     md.push('');
     md.push(`## workers = ${w} (lb4 --workers, HAProxy nbthread, nginx worker_processes)`);
     md.push('');
-    md.push(medianTable(w, summary, ratioTable, systemNames, usedAnchors));
+    md.push(medianTable(w, summary, ratioTable, systemNames, usedAnchors, buildTable));
+  }
+  if (settings.rounds > 1) {
+    md.push('');
+    md.push('## Run-to-run spread');
+    md.push('');
+    md.push('(max - min) / median of each system\'s values over the rounds, in %: how much a metric moved between rounds on this machine during this run. A difference between two systems smaller than their spread is not a difference this run can show.');
+    for (const w of settings.workers) {
+      md.push('');
+      md.push(`### workers = ${w}`);
+      md.push('');
+      md.push(spreadTable(w, spreadByMetric, systemNames));
+    }
   }
   md.push('');
   const once = runnableSystems.filter((s) => !s.perWorkers).map((s) => `\`${s.name}\``);
@@ -329,7 +355,7 @@ async function main() {
   if (settings.verbose) log(`## Per-round values${markdown.split('\n## Per-round values')[1]}`);
 
   if (settings.save) {
-    const json = { when, command, elapsedMs, settings, host, caveat: CAVEAT, fdLimit: FD_LIMIT, fdNote, versions: toolVersions, lb4: build, systems: runnableSystems.map((s) => ({ name: s.name, config: s.describe(settings) })), scenarios: runnableScenarios.map((s) => ({ name: s.name, method: s.describe(settings), backend: backends[s.backend].description })), metrics, medians: summary, ratios: ratioTable, compared: comparedBuilds, notes, stderr: Object.fromEntries(stderrSummary.map(([k, v]) => [k, [...v]])), runs };
+    const json = { when, command, elapsedMs, settings, host, caveat: CAVEAT, fdLimit: FD_LIMIT, fdNote, versions: toolVersions, lb4: build, systems: runnableSystems.map((s) => ({ name: s.name, config: s.describe(settings) })), scenarios: runnableScenarios.map((s) => ({ name: s.name, method: s.describe(settings), backend: backends[s.backend].description })), metrics, medians: summary, ratios: ratioTable, spread: spreadByMetric, compared: { builds: comparedBuilds, ratios: buildTable }, notes, stderr: Object.fromEntries(stderrSummary.map(([k, v]) => [k, [...v]])), runs };
     const subtitle = `${settings.quick ? 'quick run' : 'full run'}, ${when.slice(0, 16).replace('T', ' ')} UTC, ${settings.rounds} round(s), workers ${settings.workers.join(',')}; load generator, backends and proxy share ${host.cores} cores`;
     mkdirSync(join(resultsDir, 'history'), { recursive: true });
     writeFileSync(join(resultsDir, 'latest.md'), markdown);
