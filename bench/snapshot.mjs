@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Builds lb4 as of one git revision in a directory of its own, so that a bench can measure it
-// with --lb4-root while the working tree is being edited (or to compare before/after a change):
+// with --lb4-root while the working tree is being edited, or beside another build with
+// --compare-root (before/after a change, in the same run):
 //   node bench/snapshot.mjs [REV=HEAD] [DIR=/tmp/lb4-REV]
-//   npm run bench -- --lb4-root DIR
+//   npm run bench -- --lb4-root DIR   or   npm run bench -- --lb4-root AFTER --compare-root BEFORE
 // The snapshot shares this checkout's node_modules (a symlink) and records its commit in
 // DIR/.lb4-commit, which the report shows.
 
@@ -25,4 +26,4 @@ const run = (cmd, args) => execFileSync(cmd, args, { cwd: dir, stdio: 'inherit' 
 run('npx', ['cmake-js', 'compile', '--log-level', 'error']);
 run('npx', ['tsc', '-p', 'tsconfig.build.json']);
 writeFileSync(join(dir, '.lb4-commit'), `${commit}\n`);
-process.stdout.write(`lb4 ${commit} built in ${dir}\nmeasure it with: npm run bench -- --lb4-root ${dir}\n`);
+process.stdout.write(`lb4 ${commit} built in ${dir}\nmeasure it with: npm run bench -- --lb4-root ${dir}  (or --compare-root ${dir} beside another build)\n`);
