@@ -3,10 +3,10 @@
 // already say what is wrong; this file only translates their `field` (a library option name such
 // as `backends[1].weight`) into the flag the person typed (`--backend weight`).
 
-import { formatHostPort } from '../lib/address.js';
-import { tunables } from '../lib/config.js';
+import { formatHostPort } from '../lib/config/address.js';
+import { tunables } from '../lib/config/options.js';
 import { Lb4Error } from '../lib/errors.js';
-import { osErrorMessage } from '../lib/os-errors.js';
+import { osErrorMessage } from '../lib/engine/system-errors.js';
 
 /** Bad flags, bad values: the person must change the command line. */
 export const usageExitCode = 2;

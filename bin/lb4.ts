@@ -5,7 +5,7 @@
 
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
-import { describeDefault, tunables, type TunableName } from '../lib/config.js';
+import { describeDefault, tunables, type TunableName } from '../lib/config/options.js';
 import { logFormats, logLevels, type LogFormat } from '../lib/log.js';
 import { commanderLine, describeFailure, usageExitCode } from './cli-error.js';
 import type { AdminFlags } from './commands/admin-client.js';

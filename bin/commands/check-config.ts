@@ -1,7 +1,7 @@
 // `lb4 check-config FILE`: validates a config file the way `lb4 start --config` would (host
 // names resolved included) without opening anything, and says what it holds.
 
-import { loadConfigFile } from '../../lib/config-file.js';
+import { loadConfigFile } from '../../lib/config/config-file.js';
 
 export async function checkConfig(file: string): Promise<void> {
   const { config } = await loadConfigFile(file);

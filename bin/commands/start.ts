@@ -1,7 +1,7 @@
 // `lb4 start`: run a balancer from command-line flags until SIGINT or SIGTERM.
 
-import { tunables, type TunableName } from '../../lib/config.js';
-import { readConfigFile } from '../../lib/config-file.js';
+import { tunables, type TunableName } from '../../lib/config/options.js';
+import { readConfigFile } from '../../lib/config/config-file.js';
 import { Lb4Error } from '../../lib/errors.js';
 import { parseHealthFlag } from '../../lib/health/check-config.js';
 import { startBalancer, type Balancer, type BalancerOptions } from '../../lib/index.js';

@@ -2,7 +2,7 @@
 // plan the balancer applies in order (open new listeners, change backends in place, drain the
 // listeners and backends that are gone). Pure: tested without sockets.
 
-import type { BackendConfig, BalancerConfig, ListenerConfig } from './config.js';
+import type { BackendConfig, BalancerConfig, ListenerConfig } from '../types.js';
 
 export interface BackendChanges {
   added: BackendConfig[];

@@ -1,196 +1,24 @@
-// One schema for the balancer's options, whether they come from CLI flags or from a program.
-// Each tunable is declared once in `tunables`; the CLI builds its flags and help from the same
-// table. `validateOptions` checks everything, names the field of the first problem, resolves
-// host names, and returns a frozen config: nothing downstream validates again.
+// One schema for the balancer's options, whether they come from CLI flags, a config file or a
+// program. `validateOptions` checks everything, names the field of the first problem, resolves
+// host names, and returns a frozen config: nothing downstream validates again. The tunables'
+// defaults and ranges come from the option table (lib/config/options.ts).
 
-import { availableParallelism } from 'node:os';
+import { Lb4Error } from '../errors.js';
+import { validateHealthConfig, type HealthConfig } from '../health/check-config.js';
+import type {
+  AdminConfig,
+  AdminOptions,
+  Algorithm,
+  BackendConfig,
+  BackendOptions,
+  BalancerConfig,
+  BalancerOptions,
+  ListenerConfig,
+  ListenerOptions,
+} from '../types.js';
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
-import { formatDuration, parseDuration } from './duration.js';
-import { Lb4Error } from './errors.js';
-import { validateHealthConfig, type HealthConfig, type HealthOptions } from './health/check-config.js';
-
-/** How a new flow picks its backend. */
-export type Algorithm = 'roundrobin' | 'leastconn';
-/** A backend's state: only `up` backends take new flows; the others keep the flows they have. */
-export type BackendState = 'up' | 'down' | 'draining' | 'maintenance';
-
-export const algorithms: readonly Algorithm[] = ['roundrobin', 'leastconn'];
-export const backendStates: readonly BackendState[] = ['up', 'down', 'draining', 'maintenance'];
-
-/** A backend as a program describes it. A string is `host:port[,weight=N]`. */
-export interface BackendOptions {
-  /** `host:port`; a host name is resolved once, at start or when the backend is added. */
-  address: string;
-  /** Relative share of new flows; 0 takes none. Default 1. */
-  weight?: number;
-  /** Default `up`. */
-  state?: BackendState;
-  /** Stable name used by the API and stats. Default: the address as written. */
-  id?: string;
-}
-
-/**
- * A listener as a program or a config file describes it. In the shorthand (`listen` and
- * `backends` at the top level) a string or number is the `listen` address alone.
- */
-export interface ListenerOptions {
-  /** `:port` (every interface, IPv4 and IPv6), `host:port` or `[ipv6]:port`. Port 0 picks a free port. */
-  listen: string | number;
-  /** Name used in stats, logs, metrics and the admin API. Default: the address as written. */
-  name?: string;
-  /** Only `tcp` today. */
-  protocol?: 'tcp';
-  /** Default: the top-level `algorithm`. */
-  algorithm?: Algorithm;
-  /** This listener's backends (full form only; the shorthand shares the top-level `backends`). */
-  backends?: Array<string | BackendOptions>;
-  /** Active health checks for this listener's backends; `false` turns the top-level ones off. */
-  health?: HealthOptions | false;
-}
-
-/** The admin API: HTTP on loopback by default. */
-export interface AdminOptions {
-  /** `[host:]port` (host defaults to 127.0.0.1) or a unix socket path (starting with `/` or `.`). */
-  listen: string | number;
-  /** Bearer token; required when `listen` is not a loopback address or a unix socket. */
-  token?: string;
-}
-
-interface TunableSpec {
-  flag: string;
-  description: string;
-  kind: 'duration' | 'integer' | 'choice';
-  default: number | string | (() => number);
-  min?: number;
-  max?: number;
-  choices?: readonly string[];
-}
-
-/** The tunables, each declared once: library option name -> CLI flag, help, default and range. */
-export const tunables = {
-  algorithm: { flag: '--algorithm <name>', description: 'how new flows pick a backend: roundrobin or leastconn', kind: 'choice', default: 'roundrobin', choices: algorithms },
-  workers: { flag: '--workers <n>', description: 'data-plane threads (default: one per CPU)', kind: 'integer', default: () => Math.min(availableParallelism(), 255), min: 1, max: 255 },
-  connectTimeout: { flag: '--connect-timeout <duration>', description: 'time allowed for a backend connect before trying another backend', kind: 'duration', default: '5s', min: 1, max: 86_400_000 },
-  idleTimeout: { flag: '--idle-timeout <duration>', description: 'close a flow with no bytes either way for this long', kind: 'duration', default: '5m', min: 1, max: 7 * 86_400_000 },
-  retries: { flag: '--retries <n>', description: 'connect attempts on other backends after a failed one', kind: 'integer', default: 2, min: 0, max: 7 },
-  drainTimeout: { flag: '--drain-timeout <duration>', description: 'on stop, how long open flows may finish before they are closed', kind: 'duration', default: '10s', min: 0, max: 86_400_000 },
-  pipeSize: { flag: '--pipe-size <bytes>', description: 'splice pipe capacity in bytes (0: kernel default, 64 KiB)', kind: 'integer', default: 0, min: 0, max: 1 << 20 },
-  slowStart: { flag: '--slow-start <duration>', description: "ramp a returning backend's weight up over this time (0: off)", kind: 'duration', default: '0ms', min: 0, max: 86_400_000 },
-  passiveFailures: { flag: '--passive-failures <n>', description: 'consecutive connect failures that mark a checked backend down (0: off)', kind: 'integer', default: 3, min: 0, max: 1000 },
-} as const satisfies Record<string, TunableSpec>;
-
-export type TunableName = keyof typeof tunables;
-
-/**
- * Options for {@link startBalancer}, and the shape of a config file. Either the shorthand
- * (`listen` and `backends`: every listener balances over the same backends) or the full form
- * (`listeners`, each with its own backends). Durations take milliseconds or strings like `2s`.
- */
-export interface BalancerOptions {
-  /** Shorthand: where to accept clients, one address or several. */
-  listen?: string | number | ListenerOptions | Array<string | number | ListenerOptions>;
-  /** Shorthand: the backends every `listen` listener balances over. At least one. */
-  backends?: Array<string | BackendOptions>;
-  /** Full form: listeners with their own backends, algorithm and health checks. */
-  listeners?: ListenerOptions[];
-  /** Default active health checks for listeners (none by default). */
-  health?: HealthOptions;
-  /** Ramp a returning backend's weight up over this time. */
-  slowStart?: number | string;
-  /** Consecutive connect failures that mark a checked backend down (0: off). */
-  passiveFailures?: number | string;
-  /** The admin API and /metrics (off by default). */
-  admin?: AdminOptions;
-  /** Per-flow access log: log one closed flow in `sample` (1: every flow). Off by default. */
-  accessLog?: { sample?: number } | boolean;
-  /** Default algorithm for listeners. */
-  algorithm?: Algorithm | string;
-  /** Whole numbers may also be given as strings of digits (as from a command line). */
-  workers?: number | string;
-  connectTimeout?: number | string;
-  idleTimeout?: number | string;
-  retries?: number | string;
-  drainTimeout?: number | string;
-  pipeSize?: number | string;
-}
-
-export interface ListenerConfig {
-  readonly name: string;
-  /** The listen address as written. */
-  readonly listen: string;
-  /** Numeric address to bind; '::' for every interface. */
-  readonly ip: string;
-  readonly port: number;
-  /** Every interface: bind '::' and take IPv4 clients too. */
-  readonly anyInterface: boolean;
-  readonly algorithm: Algorithm;
-  readonly backends: readonly BackendConfig[];
-  readonly health: HealthConfig | null;
-}
-
-export type AdminConfig =
-  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly token: string | null }
-  | { readonly kind: 'unix'; readonly path: string; readonly token: string | null };
-
-export interface BackendConfig {
-  readonly id: string;
-  /** The address as written. */
-  readonly address: string;
-  readonly ip: string;
-  readonly port: number;
-  readonly weight: number;
-  readonly state: BackendState;
-}
-
-export interface BalancerConfig {
-  readonly listeners: readonly ListenerConfig[];
-  readonly workers: number;
-  readonly connectTimeoutMs: number;
-  readonly idleTimeoutMs: number;
-  readonly retries: number;
-  readonly drainTimeoutMs: number;
-  readonly pipeSize: number;
-  readonly slowStartMs: number;
-  readonly passiveFailures: number;
-  readonly admin: AdminConfig | null;
-  /** Log one closed flow in `sample`; null: no access log. */
-  readonly accessLog: { readonly sample: number } | null;
-}
-
-function tunableDefault(name: TunableName): number | string {
-  const d = tunables[name].default;
-  return typeof d === 'function' ? d() : d;
-}
-
-/** The default of a tunable as shown in help text. */
-export function describeDefault(name: TunableName): string {
-  const spec: TunableSpec = tunables[name];
-  if (typeof spec.default === 'function') return 'one per CPU';
-  return String(spec.default);
-}
-
-function checkTunable(name: TunableName, raw: unknown, field: string = name): number | string {
-  const spec: TunableSpec = tunables[name];
-  const value = raw === undefined ? tunableDefault(name) : raw;
-  if (spec.kind === 'choice') {
-    if (typeof value !== 'string' || !spec.choices!.includes(value)) {
-      throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${spec.choices!.join(', ')}, got ${JSON.stringify(value)}`, { field });
-    }
-    return value;
-  }
-  let n: number;
-  if (spec.kind === 'duration') {
-    n = parseDuration(value, field);
-  } else {
-    n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : (value as number);
-    if (typeof n !== 'number' || !Number.isInteger(n)) throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number, got ${JSON.stringify(value)}`, { field });
-  }
-  if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
-    const show = spec.kind === 'duration' ? formatDuration : String;
-    throw new Lb4Error('LB4_INVALID_OPTION', `must be between ${show(spec.min ?? 0)} and ${show(spec.max ?? Infinity)}, got ${show(n)}`, { field });
-  }
-  return n;
-}
+import { backendStates, type BackendState } from './enums.js';
+import { checkTunable, tunables } from './options.js';
 
 /** Parses `host:port[,weight=N][,state=S][,id=NAME]`, the CLI's backend syntax. */
 export function parseBackendSpec(text: string, field: string): BackendOptions {
