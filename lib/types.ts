@@ -3,6 +3,7 @@
 // file loads nothing, so any part of lib/ may depend on it.
 
 import type { Algorithm, BackendState } from './config/enums.js';
+import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
 import type { Logger } from './log.js';
@@ -67,9 +68,13 @@ export interface AdminOptions {
 /**
  * Options for {@link startBalancer}, and the shape of a config file. Either the shorthand
  * (`listen` and `backends`: every listener balances over the same backends) or the full form
- * (`listeners`, each with its own backends). Durations take milliseconds or strings like `2s`.
+ * (`listeners`, each with its own backends). Durations take milliseconds or strings like `2s`;
+ * whole numbers may also be given as strings of digits (as from a command line). The tunables
+ * (`algorithm`, `workers`, `connectTimeout`, `idleTimeout`, `retries`, `drainTimeout`,
+ * `pipeSize`, `slowStart`, `passiveFailures`) come from the option table, where each is described
+ * with its default and range (`tunables`, lib/config/options.ts).
  */
-export interface BalancerOptions {
+export interface BalancerOptions extends TunableOptions {
   /** Shorthand: where to accept clients, one address or several. */
   listen?: string | number | ListenerOptions | Array<string | number | ListenerOptions>;
   /** Shorthand: the backends every `listen` listener balances over. At least one. */
@@ -78,23 +83,10 @@ export interface BalancerOptions {
   listeners?: ListenerOptions[];
   /** Default active health checks for listeners (none by default). */
   health?: HealthOptions;
-  /** Ramp a returning backend's weight up over this time. */
-  slowStart?: number | string;
-  /** Consecutive connect failures that mark a checked backend down (0: off). */
-  passiveFailures?: number | string;
   /** The admin API and /metrics (off by default). */
   admin?: AdminOptions;
   /** Per-flow access log: log one closed flow in `sample` (1: every flow). Off by default. */
   accessLog?: { sample?: number } | boolean;
-  /** Default algorithm for listeners. */
-  algorithm?: Algorithm | string;
-  /** Whole numbers may also be given as strings of digits (as from a command line). */
-  workers?: number | string;
-  connectTimeout?: number | string;
-  idleTimeout?: number | string;
-  retries?: number | string;
-  drainTimeout?: number | string;
-  pipeSize?: number | string;
 }
 
 export interface ListenerConfig {
@@ -125,20 +117,25 @@ export interface BackendConfig {
   readonly state: BackendState;
 }
 
-export interface BalancerConfig {
+/**
+ * A validated, frozen config. Besides listeners, admin API and access log it holds every tunable
+ * under its `config` key from the option table, in milliseconds for durations (`workers`,
+ * `connectTimeoutMs`, `idleTimeoutMs`, `retries`, `drainTimeoutMs`, `pipeSize`, `slowStartMs`,
+ * `passiveFailures`).
+ */
+export interface BalancerConfig extends TunableConfig {
   readonly listeners: readonly ListenerConfig[];
-  readonly workers: number;
-  readonly connectTimeoutMs: number;
-  readonly idleTimeoutMs: number;
-  readonly retries: number;
-  readonly drainTimeoutMs: number;
-  readonly pipeSize: number;
-  readonly slowStartMs: number;
-  readonly passiveFailures: number;
   readonly admin: AdminConfig | null;
   /** Log one closed flow in `sample`; null: no access log. */
   readonly accessLog: { readonly sample: number } | null;
 }
+
+// The option table and these types must agree: every top-level option the table declares is a
+// key of BalancerOptions and the other way round. A mismatch fails to compile here.
+type TableFields = Extract<OptionTable[OptionName]['field'], string> extends infer F ? (F extends `${infer Top}.${string}` ? Top : F) : never;
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Assert<T extends true> = T;
+type OptionsMatchTable = Assert<Same<keyof BalancerOptions, TableFields>>;
 
 
 // --- a running balancer ----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // One schema for the balancer's options, whether they come from CLI flags, a config file or a
 // program. `validateOptions` checks everything, names the field of the first problem, resolves
-// host names, and returns a frozen config: nothing downstream validates again. The tunables'
-// defaults and ranges come from the option table (lib/config/options.ts).
+// host names, and returns a frozen config: nothing downstream validates again. The known options,
+// and the tunables' kinds, defaults and ranges, come from the option table (lib/config/options.ts).
 
 import { Lb4Error } from '../errors.js';
 import { validateHealthConfig, type HealthConfig } from '../health/check-config.js';
@@ -18,7 +18,7 @@ import type {
 } from '../types.js';
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
 import { backendStates, type BackendState } from './enums.js';
-import { checkTunable, tunables } from './options.js';
+import { checkTunable, topLevelOptions, validateTunables } from './options.js';
 
 /** Parses `host:port[,weight=N][,state=S][,id=NAME]`, the CLI's backend syntax. */
 export function parseBackendSpec(text: string, field: string): BackendOptions {
@@ -139,8 +139,6 @@ function validateAccessLog(raw: unknown): { sample: number } | null {
   return Object.freeze({ sample });
 }
 
-const topLevelOptions = ['listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', ...Object.keys(tunables)];
-
 /** Validates options and resolves host names. Throws {@link Lb4Error} naming the first bad field. */
 export async function validateOptions(options: BalancerOptions): Promise<BalancerConfig> {
   if (typeof options !== 'object' || options === null) throw new Lb4Error('LB4_INVALID_OPTION', 'options must be an object');
@@ -179,14 +177,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
 
   return Object.freeze({
     listeners: Object.freeze(listeners),
-    workers: checkTunable('workers', options.workers) as number,
-    connectTimeoutMs: checkTunable('connectTimeout', options.connectTimeout) as number,
-    idleTimeoutMs: checkTunable('idleTimeout', options.idleTimeout) as number,
-    retries: checkTunable('retries', options.retries) as number,
-    drainTimeoutMs: checkTunable('drainTimeout', options.drainTimeout) as number,
-    pipeSize: checkTunable('pipeSize', options.pipeSize) as number,
-    slowStartMs: checkTunable('slowStart', options.slowStart) as number,
-    passiveFailures: checkTunable('passiveFailures', options.passiveFailures) as number,
+    ...validateTunables(options as Readonly<Record<string, unknown>>),
     admin: validateAdmin(options.admin),
     accessLog: validateAccessLog(options.accessLog),
   });

@@ -153,8 +153,13 @@ export interface NativeLimit {
   max: number;
 }
 
-/** The native options that have a range, by their native name. */
-export type NativeOptionLimits = Readonly<Record<'workers' | 'connectTimeoutMs' | 'idleTimeoutMs' | 'retries' | 'pipeSize' | 'maxIdlePipes' | 'backlog', NativeLimit>>;
+/** The engine's scalar options. */
+export type NativeEngineScalar = Exclude<keyof NativeEngineOptions, 'listeners'>;
+/** Every native option with a number and a range: the engine's, and each listener's backlog. */
+export type NativeOptionName = NativeEngineScalar | 'backlog';
+
+/** The native options' ranges, by their native name. */
+export type NativeOptionLimits = Readonly<Record<NativeOptionName, NativeLimit>>;
 
 /**
  * The addon's exports. The enum lists and `optionLimits` are newer than the rest: an addon built

@@ -2,13 +2,30 @@
 // options, a listener that cannot open becomes a Node-style error that names it, and a host
 // without IPv6 gets its "every interface" listeners on every IPv4 interface instead.
 
+import { optionDefault, optionTable, type OptionSpec } from '../config/options.js';
 import type { BalancerConfig, ListenerAddress, ListenerConfig } from '../types.js';
-import { NativeAlgorithm, type NativeBackend, type NativeEngine, type NativeEngineOptions, type NativeListenerOptions } from './native-types.js';
+import {
+  NativeAlgorithm,
+  type NativeBackend,
+  type NativeEngine,
+  type NativeEngineOptions,
+  type NativeEngineScalar,
+  type NativeListenerOptions,
+} from './native-types.js';
 import { systemError } from './system-errors.js';
 
-const listenBacklog = 511;
-const maxIdlePipes = 256;
 const EAFNOSUPPORT = 97;
+
+// Every engine option comes from the option table: from the validated config when the option is
+// a setting, or the table's fixed default. The type check below makes sure the table names every
+// scalar option the engine declares.
+const engineOptions = (Object.entries(optionTable) as Array<[keyof typeof optionTable, OptionSpec]>).flatMap(([name, spec]) =>
+  spec.native === undefined || spec.native === 'backlog' ? [] : [{ name, native: spec.native, config: spec.config }],
+);
+type TableNative = Extract<(typeof optionTable)[keyof typeof optionTable], { native: string }>['native'];
+type Assert<T extends true> = T;
+type EngineOptionsCovered = Assert<[NativeEngineScalar] extends [TableNative] ? true : false>;
+const listenBacklog = optionDefault('backlog') as number;
 
 /** A listener as the engine takes it. */
 export function nativeListener(l: ListenerConfig, dualStackFallback = false): NativeListenerOptions {
@@ -24,15 +41,10 @@ export function nativeListener(l: ListenerConfig, dualStackFallback = false): Na
 
 /** The engine's options for a config. */
 export function nativeOptions(config: BalancerConfig, dualStackFallback: boolean): NativeEngineOptions {
-  return {
-    workers: config.workers,
-    listeners: config.listeners.map((l) => nativeListener(l, dualStackFallback)),
-    connectTimeoutMs: config.connectTimeoutMs,
-    idleTimeoutMs: config.idleTimeoutMs,
-    retries: config.retries,
-    pipeSize: config.pipeSize,
-    maxIdlePipes,
-  };
+  const scalars = {} as Record<NativeEngineScalar, number>;
+  const settings = config as unknown as Readonly<Record<string, number>>;
+  for (const o of engineOptions) scalars[o.native] = o.config === undefined ? (optionDefault(o.name) as number) : settings[o.config];
+  return { ...scalars, listeners: config.listeners.map((l) => nativeListener(l, dualStackFallback)) };
 }
 
 /** The error for a listener the engine could not open, e.g. `cannot listen on web: bind EADDRINUSE ...`. */

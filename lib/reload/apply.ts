@@ -6,6 +6,7 @@
 
 import type { EventEmitter } from 'node:events';
 import { readConfigFile } from '../config/config-file.js';
+import { restartOnlySettings } from '../config/options.js';
 import { validateOptions } from '../config/validate.js';
 import type { NativeEngine } from '../engine/native-types.js';
 import { listenError, nativeListener } from '../engine/open.js';
@@ -185,18 +186,9 @@ export class Reloader {
     }
     if (plan.accessLogChanged) this.#p.engine.setFlowLog(next.accessLog?.sample ?? 0);
     // Settings that need a restart keep their running values; listeners carry their bound ports.
-    const running = this.#p.config();
-    this.#p.setConfig(
-      Object.freeze({
-        ...next,
-        listeners: Object.freeze(next.listeners.map((l) => listeners.get(l.name)!.config)),
-        workers: running.workers,
-        connectTimeoutMs: running.connectTimeoutMs,
-        idleTimeoutMs: running.idleTimeoutMs,
-        retries: running.retries,
-        pipeSize: running.pipeSize,
-      }),
-    );
+    const running = this.#p.config() as unknown as Readonly<Record<string, unknown>>;
+    const kept = Object.fromEntries(restartOnlySettings.map((key) => [key, running[key]]));
+    this.#p.setConfig(Object.freeze({ ...next, listeners: Object.freeze(next.listeners.map((l) => listeners.get(l.name)!.config)), ...kept }));
     if (plan.adminChanged) this.#p.restartAdmin();
     return summary;
   }
