@@ -5,7 +5,6 @@
 
 import { EventEmitter } from 'node:events';
 import { validateOptions } from './config/validate.js';
-import { Lb4Error } from './errors.js';
 import { composeControlPlane, type ControlPlane } from './compose.js';
 import type { AdminTarget } from './api/target.js';
 import { backendInfo } from './registry/registry.js';
@@ -160,6 +159,6 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
   }
 
   #assertOpen(): void {
-    if (this.closed) throw new Lb4Error('LB4_CLOSED', 'the balancer is closed');
+    this.#plane.assertOpen();
   }
 }

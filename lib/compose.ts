@@ -41,6 +41,8 @@ export interface ControlPlane {
   readonly adminUrl: () => string | null;
   /** Set once close() has been called. */
   readonly closing: () => Promise<void> | null;
+  /** Throws LB4_CLOSED once close() has been called. */
+  readonly assertOpen: () => void;
   /** The balancer's own handle, which keeps the process alive while it runs. */
   readonly keepAlive: NodeJS.Timeout;
   /** Starts the admin API, if configured; when it cannot start, closes everything and throws. */
@@ -151,6 +153,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     config: () => config,
     adminUrl: () => admin?.url ?? null,
     closing: () => closing,
+    assertOpen,
     keepAlive,
     async start() {
       try {
