@@ -3,10 +3,10 @@
 // already say what is wrong; this file only translates their `field` (a library option name such
 // as `backends[1].weight`) into the flag the person typed (`--backend weight`).
 
-import { formatHostPort } from '../lib/address.js';
-import { tunables } from '../lib/config.js';
+import { formatHostPort } from '../lib/config/address.js';
+import { optionTable, type OptionSpec } from '../lib/config/options.js';
 import { Lb4Error } from '../lib/errors.js';
-import { osErrorMessage } from '../lib/os-errors.js';
+import { osErrorMessage } from '../lib/engine/system-errors.js';
 
 /** Bad flags, bad values: the person must change the command line. */
 export const usageExitCode = 2;
@@ -19,18 +19,19 @@ export interface CliFailure {
   readonly exitCode: number;
 }
 
-const flagsByField: Readonly<Record<string, string>> = {
-  listen: '--listen',
-  backends: '--backend',
-  backend: '--backend',
-  port: '--port',
-  config: '--config',
-  health: '--health-check',
-  healthCheck: '--health-check',
-  admin: '--admin',
-  accessLog: '--access-log',
-  ...Object.fromEntries(Object.entries(tunables).map(([name, spec]) => [name, spec.flag.split(' ')[0]])),
-};
+/**
+ * The flag for each field an error may name, from the option table: a library option is named by
+ * the flag that sets it whole (`health` by `--health-check`, not by `--health-interval`), and every
+ * flag by its own name (`backend`, which addBackend() reports). `port` is `lb4 demo`'s own flag.
+ */
+const flagsByField: Readonly<Record<string, string>> = (() => {
+  const map: Record<string, string> = { port: '--port' };
+  const withFlags = (Object.entries(optionTable) as Array<[string, OptionSpec]>).filter(([, spec]) => spec.flag !== null);
+  const flagName = (spec: OptionSpec) => spec.flag!.split(' ')[0];
+  for (const [, spec] of withFlags) if (spec.field !== null && !spec.field.includes('.')) map[spec.field] ??= flagName(spec);
+  for (const [name, spec] of withFlags) map[name] ??= flagName(spec);
+  return map;
+})();
 
 // `listen[0].listen` and `backends[2].address` are the flag's value itself; any other sub-field
 // (`weight`, `state`, `id`) is a part of it worth naming.

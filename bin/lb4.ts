@@ -5,8 +5,8 @@
 
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
-import { describeDefault, tunables, type TunableName } from '../lib/config.js';
-import { logFormats, logLevels, type LogFormat } from '../lib/log.js';
+import { describeDefault, optionTable, type OptionName, type OptionSpec } from '../lib/config/options.js';
+import type { LogFormat } from '../lib/log.js';
 import { commanderLine, describeFailure, usageExitCode } from './cli-error.js';
 import type { AdminFlags } from './commands/admin-client.js';
 import type { DemoFlags } from './commands/demo.js';
@@ -25,27 +25,33 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
-function logOptions(defaultFormat: LogFormat): Option[] {
-  return [
-    new Option('--log-level <level>', 'log events at this level and above').choices(logLevels).default('info'),
-    new Option('--log-format <format>', 'json: one object per line; pretty: for reading').choices(logFormats).default(defaultFormat),
-  ];
+// Every flag of `lb4 start` comes from the library's option table, so a new option shows up here,
+// in help and in validation without touching this file.
+function tableOption(name: OptionName, spec: OptionSpec, defaultOverride?: string): Option {
+  const option = new Option(spec.flag!, spec.help);
+  // commander names the value after the flag; the table names the option. They must agree, or
+  // the flag would silently never reach the code that reads it.
+  if (option.attributeName() !== name) throw new Error(`lb4: flag ${spec.flag} does not map to the option ${name}`);
+  if (spec.repeatable) option.argParser(collect);
+  const value = defaultOverride ?? spec.default;
+  if (spec.field === null) {
+    // A CLI-only option is commander's to check: the library never sees it.
+    if (spec.choices) option.choices(spec.choices);
+    if (value !== undefined) option.default(value);
+  } else if (value !== undefined && typeof value !== 'function') {
+    // The library validates its options itself (and names the flag in its errors). A computed
+    // default (workers: one per CPU) is the library's to compute; the help text says so.
+    option.default(value, describeDefault(name));
+  }
+  return option;
 }
 
-// The flags come from the library's table of tunables, so a new tunable shows up here, in help
-// and in validation without touching this file.
-function tunableOptions(): Option[] {
-  return (Object.keys(tunables) as TunableName[]).map((name) => {
-    const spec = tunables[name];
-    const option = new Option(spec.flag, spec.description);
-    // commander names the value after the flag; the library names the option. They must agree,
-    // or the flag would silently never reach the library.
-    if (option.attributeName() !== name) throw new Error(`lb4: flag ${spec.flag} does not map to the library option ${name}`);
-    // A computed default (workers: one per CPU) is the library's to compute, and its description
-    // already says so.
-    if (typeof spec.default !== 'function') option.default(spec.default, describeDefault(name));
-    return option;
-  });
+function startOptions(): Option[] {
+  return (Object.entries(optionTable) as Array<[OptionName, OptionSpec]>).flatMap(([name, spec]) => (spec.flag === null ? [] : [tableOption(name, spec)]));
+}
+
+function logOptions(defaultFormat: LogFormat): Option[] {
+  return [tableOption('logLevel', optionTable.logLevel), tableOption('logFormat', optionTable.logFormat, defaultFormat)];
 }
 
 const program = new Command('lb4')
@@ -56,18 +62,8 @@ const program = new Command('lb4')
 
 const startCommand = program
   .command('start')
-  .description('accept TCP clients and forward each one to a backend, until SIGINT or SIGTERM')
-  .option('--listen <address>', 'where clients connect: :port (every interface, IPv4 and IPv6), host:port or [ipv6]:port; repeatable', collect)
-  .option('--backend <address>', 'a backend, host:port[,weight=N]; repeatable', collect)
-  .option('--config <file>', 'a YAML or JSON config file (instead of --listen/--backend); SIGHUP reloads it')
-  .option('--health-check <check>', 'active health checks for every backend: tcp, or http:/path')
-  .option('--health-interval <duration>', 'time between two checks of a backend')
-  .option('--health-timeout <duration>', 'time a check may take')
-  .option('--rise <n>', 'passing checks that bring a down backend back')
-  .option('--fall <n>', 'failing checks that take an up backend down')
-  .option('--admin <[host:]port>', 'serve the admin API and /metrics here (127.0.0.1 unless a host is given; a token from LB4_ADMIN_TOKEN is required off loopback)')
-  .option('--access-log [sample]', 'log closed flows (one in SAMPLE, default every one)');
-for (const option of [...tunableOptions(), ...logOptions('json')]) startCommand.addOption(option);
+  .description('accept TCP clients and forward each one to a backend, until SIGINT or SIGTERM');
+for (const option of startOptions()) startCommand.addOption(option);
 startCommand
   .addHelpText(
     'after',

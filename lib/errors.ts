@@ -1,23 +1,34 @@
-// Every error lb4 raises for bad input from a person, declared once. Each carries a stable
-// `code` and, where it concerns one option, the `field` it is about, so the CLI can print one
-// clear line and programs can branch on the code.
+// Every error lb4 raises for bad input from a person, and every error its admin API answers with,
+// declared once in `errorCodes`: each code has a short summary and the HTTP status the admin API
+// answers it with (lib/api/http.ts reads the status from here and decides it nowhere else). Each
+// error carries a stable `code` and, where it concerns one option, the `field` it is about, so the
+// CLI can print one clear line and programs can branch on the code.
 
-const messages = {
-  LB4_INVALID_OPTION: 'invalid option',
-  LB4_INVALID_ADDRESS: 'invalid address',
-  LB4_INVALID_DURATION: 'invalid duration',
-  LB4_UNRESOLVABLE_HOST: 'host name does not resolve',
-  LB4_NO_BACKEND: 'no backend',
-  LB4_DUPLICATE_BACKEND: 'duplicate backend',
-  LB4_UNKNOWN_BACKEND: 'unknown backend',
-  LB4_LISTEN_FAILED: 'cannot listen',
-  LB4_CLOSED: 'balancer is closed',
-  LB4_CONFIG_FILE: 'cannot use the config file',
-  LB4_RELOAD_FAILED: 'reload failed',
-} as const;
+/** Every code: its summary, and the HTTP status the admin API gives it. */
+export const errorCodes = Object.freeze({
+  LB4_INVALID_OPTION: { summary: 'invalid option', status: 400 },
+  LB4_INVALID_ADDRESS: { summary: 'invalid address', status: 400 },
+  LB4_INVALID_DURATION: { summary: 'invalid duration', status: 400 },
+  LB4_UNRESOLVABLE_HOST: { summary: 'host name does not resolve', status: 400 },
+  LB4_NO_BACKEND: { summary: 'no backend', status: 400 },
+  LB4_CONFIG_FILE: { summary: 'cannot use the config file', status: 400 },
+  // Raised when there is no config file to re-read: the client has to send the options.
+  LB4_RELOAD_FAILED: { summary: 'reload failed', status: 400 },
+  LB4_BAD_JSON: { summary: 'the request body is not JSON', status: 400 },
+  LB4_UNAUTHORIZED: { summary: 'no or wrong bearer token', status: 401 },
+  LB4_UNKNOWN_BACKEND: { summary: 'unknown backend', status: 404 },
+  LB4_NOT_FOUND: { summary: 'no such endpoint', status: 404 },
+  LB4_METHOD_NOT_ALLOWED: { summary: 'method not allowed', status: 405 },
+  LB4_DUPLICATE_BACKEND: { summary: 'duplicate backend', status: 409 },
+  // An address another program holds: the request was fine, the host's state is in the way.
+  LB4_LISTEN_FAILED: { summary: 'cannot listen', status: 409 },
+  LB4_BODY_TOO_LARGE: { summary: 'the request body is too large', status: 413 },
+  LB4_INTERNAL: { summary: 'internal error', status: 500 },
+  LB4_CLOSED: { summary: 'balancer is closed', status: 503 },
+} as const satisfies Record<string, { readonly summary: string; readonly status: number }>);
 
 /** The codes of lb4's own errors. */
-export type Lb4ErrorCode = keyof typeof messages;
+export type Lb4ErrorCode = keyof typeof errorCodes;
 
 /** An error in what a person asked of lb4: an option, an address, a call on a closed balancer. */
 export class Lb4Error extends Error {
@@ -34,6 +45,6 @@ export class Lb4Error extends Error {
 
   /** The generic description of this error's code. */
   get summary(): string {
-    return messages[this.code];
+    return errorCodes[this.code].summary;
   }
 }

@@ -12,29 +12,46 @@
  * @packageDocumentation
  */
 
-import { Balancer, type BalancerDeps } from './balancer.js';
-import type { BalancerOptions } from './config.js';
+import { Balancer } from './balancer.js';
+import type { BalancerDeps, BalancerOptions } from './types.js';
 
+/** A running load balancer: see {@link startBalancer}. */
 export { Balancer } from './balancer.js';
 export type {
+  Algorithm,
   BackendInfo,
+  BackendOptions,
+  BackendState,
+  BalancerConfig,
   BalancerDeps,
   BalancerEvents,
+  BalancerOptions,
   BalancerStats,
   Connection,
   ConnectionFilter,
+  CounterInfo,
+  CounterName,
   Counters,
   ListenerAddress,
-} from './balancer.js';
-export { algorithms, backendStates, tunables } from './config.js';
-export type { Algorithm, BackendOptions, BackendState, BalancerConfig, BalancerOptions, ListenerOptions } from './config.js';
+  ListenerOptions,
+} from './types.js';
+/** Every balancing algorithm and every backend state, as the options spell them. */
+export { algorithms, backendStates } from './config/enums.js';
+/** The tunables (algorithm, workers, timeouts, ...): flag, help, default and range of each. */
+export { tunables } from './config/options.js';
+/** An error in what a person asked of lb4, with a stable `code` and the `field` it is about. */
 export { Lb4Error } from './errors.js';
 export type { Lb4ErrorCode } from './errors.js';
-export { formatDuration, parseDuration } from './duration.js';
+/** Durations as people write them (`500ms`, `2s`, `1m`) to and from milliseconds. */
+export { formatDuration, parseDuration } from './config/duration.js';
+/** A pino logger writing JSON (or text for reading) to stderr. */
 export { createLogger } from './log.js';
 export type { LogFormat, LogLevel, Logger } from './log.js';
-export { counters } from './native.js';
-export type { CounterInfo, CounterName } from './native.js';
+/**
+ * The data plane's counters (name, kind, help), in the order the engine reports them. Read from
+ * the native addon the first time the list is used, not when lb4 is imported.
+ */
+export { counters } from './engine/addon.js';
 
 /**
  * Starts a load balancer: validates `options` (throwing an {@link Lb4Error} that names the bad

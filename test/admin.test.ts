@@ -11,14 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import type { BackendInfo, BackendScope, BalancerEvents, BalancerStats, Connection, ConnectionFilter, Counters, ListenerAddress, ReloadSummary } from '../lib/balancer.js';
-import type { AdminConfig, BackendOptions, BackendState, BalancerConfig, BalancerOptions, ListenerConfig } from '../lib/config.js';
+import type { BackendInfo, BackendScope, BalancerEvents, BalancerStats, Connection, ConnectionFilter, Counters, ListenerAddress, ReloadSummary } from '../lib/types.js';
+import type { AdminConfig, BackendOptions, BackendState, BalancerConfig, BalancerOptions, ListenerConfig } from '../lib/types.js';
 import { Lb4Error } from '../lib/errors.js';
 import { startBalancer } from '../lib/index.js';
 import { silentLogger } from '../lib/log.js';
-import { counterNames, type CounterName } from '../lib/native.js';
-import { startAdminServer, type AdminServer } from '../lib/admin/server.js';
-import type { AdminTarget } from '../lib/admin/target.js';
+import { counterNames, type CounterName } from '../lib/engine/native-types.js';
+import { startAdminServer, type AdminServer } from '../lib/api/server.js';
+import type { AdminTarget } from '../lib/api/target.js';
 import { connect, echoBackend, until, within } from './helpers/sockets.js';
 
 const token = 'correct-horse-battery-staple';
@@ -706,7 +706,7 @@ t.test('a unix socket', async (t) => {
 
 t.test('the admin server does not keep the process alive by itself', async (t) => {
   // A child starts the server and returns; it must exit on its own, with the server still open.
-  const server = fileURLToPath(new URL('../lib/admin/server.ts', import.meta.url));
+  const server = fileURLToPath(new URL('../lib/api/server.ts', import.meta.url));
   const code = `
     import { EventEmitter } from 'node:events';
     const { startAdminServer } = await import(${JSON.stringify(server)});

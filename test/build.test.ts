@@ -42,7 +42,7 @@ t.test('native/core stays free of Node-API headers', async (t) => {
 });
 
 t.test('the addon loads and declares its counters', async (t) => {
-  const { counters } = await import('../lib/native.js');
+  const { counters } = await import('../lib/engine/addon.js');
   t.ok(counters.length > 10);
   for (const c of counters) t.match(c, { name: /^[a-z_]+$/, kind: /^(gauge|counter)$/, help: /\w/ });
 });

@@ -310,6 +310,9 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   t.match(ok.stdout, /web on 127\.0\.0\.1:0: leastconn, 127\.0\.0\.1:9001, 127\.0\.0\.1:9002 \(weight 3\); tcp checks every 1000ms/);
   t.match(ok.stdout, /db on 127\.0\.0\.1:0: leastconn, 127\.0\.0\.1:9003/);
   t.match(ok.stdout, /admin API on 127\.0\.0\.1:0/);
+  // The settings lines come from the option table: every setting, by its config file name.
+  t.match(ok.stdout, /settings a reload applies: drainTimeout 10s, slowStart 0ms, passiveFailures 3\n/);
+  t.match(ok.stdout, /settings a restart applies: workers \d+, connectTimeout 5s, idleTimeout 5m, retries 2, pipeSize 0\n/);
 
   for (const [i, c] of bad.entries()) {
     await t.test(c.name, async (t) => {

@@ -6,14 +6,15 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import t from 'tap';
-import type { BackendInfo, BalancerEvents, BalancerStats, Counters } from '../lib/balancer.js';
-import type { BalancerConfig } from '../lib/config.js';
+import type { BackendInfo, BalancerEvents, BalancerStats, Counters } from '../lib/types.js';
+import type { BalancerConfig } from '../lib/types.js';
 import { startBalancer } from '../lib/index.js';
 import { silentLogger } from '../lib/log.js';
-import { counterNames, counters as counterTable, type CounterInfo, type CounterName } from '../lib/native.js';
-import { healthCheckBuckets, MetricsCollector } from '../lib/admin/metrics.js';
-import { startAdminServer } from '../lib/admin/server.js';
-import type { AdminTarget } from '../lib/admin/target.js';
+import { counters as counterTable } from '../lib/engine/addon.js';
+import { counterNames, type CounterInfo, type CounterName } from '../lib/engine/native-types.js';
+import { healthCheckBuckets, MetricsCollector } from '../lib/api/metrics.js';
+import { startAdminServer } from '../lib/api/server.js';
+import type { AdminTarget } from '../lib/api/target.js';
 import { echoBackend, refusingPort, within } from './helpers/sockets.js';
 
 // --- a strict exposition parser -----------------------------------------------------------------

@@ -1,7 +1,28 @@
 // `lb4 check-config FILE`: validates a config file the way `lb4 start --config` would (host
 // names resolved included) without opening anything, and says what it holds.
 
-import { loadConfigFile } from '../../lib/config-file.js';
+import { loadConfigFile } from '../../lib/config/config-file.js';
+import { formatDuration } from '../../lib/config/duration.js';
+import { optionTable, type OptionSpec } from '../../lib/config/options.js';
+import type { BalancerConfig } from '../../lib/index.js';
+
+/**
+ * Every setting of the option table the config holds, as the file would write it
+ * (`workers 2, connectTimeout 5s, ...`): one line for those a reload applies, one for those only a
+ * restart does.
+ */
+function settingsLines(config: BalancerConfig): string[] {
+  const values = config as unknown as Readonly<Record<string, number | string>>;
+  const specs = (Object.values(optionTable) as OptionSpec[]).filter((spec) => spec.config !== undefined && spec.field !== null);
+  const show = (spec: OptionSpec) => {
+    const value = values[spec.config!];
+    return `${spec.field} ${spec.kind === 'duration' ? formatDuration(value as number) : value}`;
+  };
+  return (['live', 'restart'] as const).flatMap((reload) => {
+    const shown = specs.filter((spec) => spec.reload === reload).map(show);
+    return shown.length === 0 ? [] : [`  settings a ${reload === 'live' ? 'reload' : 'restart'} applies: ${shown.join(', ')}`];
+  });
+}
 
 export async function checkConfig(file: string): Promise<void> {
   const { config } = await loadConfigFile(file);
@@ -12,5 +33,6 @@ export async function checkConfig(file: string): Promise<void> {
     lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${l.backends.map((b) => `${b.id}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}`).join(', ')}; ${health}`);
   }
   if (config.admin) lines.push(`  admin API on ${config.admin.kind === 'unix' ? config.admin.path : `${config.admin.host}:${config.admin.port}`}`);
+  lines.push(...settingsLines(config));
   process.stdout.write(`${lines.join('\n')}\n`);
 }

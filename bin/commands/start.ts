@@ -1,28 +1,32 @@
 // `lb4 start`: run a balancer from command-line flags until SIGINT or SIGTERM.
 
-import { tunables, type TunableName } from '../../lib/config.js';
-import { readConfigFile } from '../../lib/config-file.js';
+import { readConfigFile } from '../../lib/config/config-file.js';
+import { optionTable, tunableNames, type OptionName, type OptionSpec, type OptionTable } from '../../lib/config/options.js';
 import { Lb4Error } from '../../lib/errors.js';
 import { parseHealthFlag } from '../../lib/health/check-config.js';
 import { startBalancer, type Balancer, type BalancerOptions } from '../../lib/index.js';
 import { createLogger, type LogFormat, type LogLevel, type Logger } from '../../lib/log.js';
 import { watchStopSignals, type StopSignals } from '../stop-signals.js';
 
-/** The flags of `lb4 start` as commander hands them over: values as the person typed them. */
+/** What commander hands over for one flag: a list for a repeatable flag, `true` for an optional value left out. */
+type FlagValue<S> = S extends { readonly repeatable: true }
+  ? string[]
+  : S extends { readonly flag: `${string}[${string}]` }
+    ? string | boolean
+    : S extends { readonly field: null; readonly choices: readonly (infer C)[] }
+      ? C
+      : S extends { readonly default: number }
+        ? string | number
+        : string;
+
+/** The flags of `lb4 start` as commander hands them over (values as the person typed them), one per flag of the option table. */
 export type StartFlags = {
-  listen?: string[];
-  backend?: string[];
-  config?: string;
-  healthCheck?: string;
-  healthInterval?: string;
-  healthTimeout?: string;
-  rise?: string;
-  fall?: string;
-  admin?: string;
-  accessLog?: string | boolean;
-  logLevel: LogLevel;
-  logFormat: LogFormat;
-} & { [Name in TunableName]?: string | number };
+  [K in OptionName as OptionTable[K]['flag'] extends string ? K : never]?: FlagValue<OptionTable[K]>;
+} & { logLevel: LogLevel; logFormat: LogFormat };
+
+const entries = Object.entries(optionTable) as Array<[OptionName, OptionSpec]>;
+/** The flags that set a part of the health option (`--health-interval` is `health.interval`), by the part's name. */
+const healthPartFlags = entries.flatMap(([name, spec]) => (spec.field?.startsWith('health.') ? [[name as keyof StartFlags, spec.field.slice('health.'.length)] as const] : []));
 
 // The library validates every field and accepts the CLI's strings for whole numbers too, so the
 // values go through as typed: its errors then quote exactly what the person wrote.
@@ -33,12 +37,12 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
       throw new Lb4Error('LB4_INVALID_OPTION', 'give listeners and backends either in the file or as --listen/--backend, not both', { field: 'config' });
     }
     options = { ...(await readConfigFile(flags.config)) };
-    for (const name of Object.keys(tunables) as TunableName[]) if (typed.has(name)) options[name] = flags[name];
+    for (const name of tunableNames) if (typed.has(name)) options[name] = flags[name];
   } else {
     options = { listen: flags.listen ?? [], backends: flags.backend ?? [] };
-    for (const name of Object.keys(tunables) as TunableName[]) if (flags[name] !== undefined) options[name] = flags[name];
+    for (const name of tunableNames) if (flags[name] !== undefined) options[name] = flags[name];
   }
-  const healthParts = { interval: flags.healthInterval, timeout: flags.healthTimeout, rise: flags.rise, fall: flags.fall };
+  const healthParts = Object.fromEntries(healthPartFlags.map(([name, part]) => [part, flags[name] as string | undefined]));
   if (flags.healthCheck !== undefined) {
     options.health = { ...parseHealthFlag(flags.healthCheck, '--health-check'), ...defined(healthParts) };
   } else if (Object.values(healthParts).some((v) => v !== undefined)) {

@@ -21,7 +21,7 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { Lb4Error } from '../errors.js';
-import { sameHealthConfig, type HealthConfig } from './check-config.js';
+import { sameHealthConfig, type HealthConfig } from './check-options.js';
 import { CheckProbe, type CheckResult, type CheckTarget } from './checkers.js';
 import { initialRiseFall, riseFall, type RiseFallState } from './rise-fall.js';
 

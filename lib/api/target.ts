@@ -1,7 +1,21 @@
-// What the admin API needs of a running balancer. `Balancer` implements it; tests use fakes.
+// What the admin API needs of a running balancer, declared here by the API itself: the facade
+// (lib/balancer.ts) implements it, and the composition root (lib/compose.ts) starts the API with
+// the facade as its target, so the API never imports either. Tests use fakes.
 
-import type { BackendInfo, BalancerEvents, BalancerStats, BackendScope, Connection, ConnectionFilter, ListenerAddress, ReloadSummary } from '../balancer.js';
-import type { BackendOptions, BackendState, BalancerConfig, BalancerOptions } from '../config.js';
+import type {
+  BackendInfo,
+  BackendOptions,
+  BackendScope,
+  BackendState,
+  BalancerConfig,
+  BalancerEvents,
+  BalancerOptions,
+  BalancerStats,
+  Connection,
+  ConnectionFilter,
+  ListenerAddress,
+  ReloadSummary,
+} from '../types.js';
 
 export interface AdminTarget {
   readonly config: BalancerConfig;

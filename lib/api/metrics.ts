@@ -1,7 +1,7 @@
 // Prometheus metrics for /metrics, in the text exposition format 0.0.4.
 //
 // The data plane's counters are declared once, in native/core/counters.h, and reach this file
-// through lib/native.ts (`counters`: name, kind, help). The one table below, `counterMetrics`,
+// through lib/engine/addon.ts (`counters`: name, kind, help). The one table below, `counterMetrics`,
 // says how a counter becomes a metric family; a counter it does not mention still gets one, named
 // after the counter, so a counter added in C++ is exported without touching this file. Every
 // listener counter family is `lb4_listener_<name>` with a `listener` label, every backend one is
@@ -10,10 +10,8 @@
 // The health check histogram is the one thing not read from a snapshot: it is fed by the target's
 // 'health-check' events, from the moment the collector is made until it is closed.
 
-import type { BalancerEvents, BalancerStats } from '../balancer.js';
-import type { BackendState } from '../config.js';
-import { counters as nativeCounters, type CounterInfo, type CounterName } from '../native.js';
-import type { Health } from '../registry.js';
+import { counters as nativeCounters } from '../engine/addon.js';
+import type { BackendState, BalancerEvents, BalancerStats, CounterInfo, CounterName, Health } from '../types.js';
 import type { AdminTarget } from './target.js';
 
 type Scope = 'listener' | 'backend';
@@ -60,7 +58,7 @@ export type MetricsSource = Pick<AdminTarget, 'stats' | 'config' | 'uptimeSecond
 export interface MetricsOptions {
   /** The lb4 version, for `lb4_build_info`. */
   version: string;
-  /** The data plane's counter table; default: lib/native.ts's. Tests pass their own. */
+  /** The data plane's counter table; default: the addon's (lib/engine/addon.ts). Tests pass their own. */
   counters?: readonly CounterInfo[];
 }
 

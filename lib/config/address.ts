@@ -4,7 +4,7 @@
 
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { Lb4Error } from './errors.js';
+import { Lb4Error } from '../errors.js';
 
 /** A host and port as written, before resolution. `host` is '' for "every interface". */
 export interface HostPort {

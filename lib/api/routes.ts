@@ -24,13 +24,12 @@
 //   POST   /reload                200 ReloadSummary; body: new options, or none to re-read the file
 //   GET    /metrics               200 Prometheus text format 0.0.4
 //
-// Errors are `{ "error": { "code", "message", "field"? } }` with the status from lib/admin/http.ts:
+// Errors are `{ "error": { "code", "message", "field"? } }` with the status from lib/errors.ts:
 // 400 bad input (LB4_BAD_JSON, LB4_INVALID_*), 401 token, 404 unknown backend or endpoint, 405
 // (with Allow), 409 duplicate backend, 413 body over 1 MiB, 500 unexpected, 503 balancer closed.
 
-import type { BackendInfo, BackendScope, BalancerStats } from '../balancer.js';
-import type { BackendOptions, BackendState, BalancerOptions } from '../config.js';
 import { Lb4Error } from '../errors.js';
+import type { BackendInfo, BackendOptions, BackendScope, BackendState, BalancerOptions, BalancerStats } from '../types.js';
 import type { MetricsCollector } from './metrics.js';
 import type { AdminTarget } from './target.js';
 

@@ -2,7 +2,8 @@
 // plan the balancer applies in order (open new listeners, change backends in place, drain the
 // listeners and backends that are gone). Pure: tested without sockets.
 
-import type { BackendConfig, BalancerConfig, ListenerConfig } from './config.js';
+import { liveSettings, restartOnlySettings } from '../config/options.js';
+import type { BackendConfig, BalancerConfig, ListenerConfig } from '../types.js';
 
 export interface BackendChanges {
   added: BackendConfig[];
@@ -76,11 +77,9 @@ export function planReload(current: BalancerConfig, next: BalancerConfig): Reloa
   plan.removedListeners.push(...old.values());
   plan.adminChanged = json(current.admin) !== json(next.admin);
   plan.accessLogChanged = json(current.accessLog) !== json(next.accessLog);
-  for (const key of ['workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize'] as const) {
-    if (current[key] !== next[key]) plan.needsRestart.push(key);
-  }
-  for (const key of ['slowStartMs', 'passiveFailures', 'drainTimeoutMs'] as const) {
-    if (current[key] !== next[key]) plan.tunablesChanged.push(key);
-  }
+  // Which settings wait for a restart is the option table's `reload` column.
+  const setting = (config: BalancerConfig, key: string) => (config as unknown as Readonly<Record<string, unknown>>)[key];
+  for (const key of restartOnlySettings) if (setting(current, key) !== setting(next, key)) plan.needsRestart.push(key);
+  for (const key of liveSettings) if (setting(current, key) !== setting(next, key)) plan.tunablesChanged.push(key);
   return plan;
 }

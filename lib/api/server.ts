@@ -3,8 +3,8 @@
 // balancer's own handle already does while it runs.
 //
 // Every request passes, in order: the bearer token (when one is configured), the route table
-// (lib/admin/routes.ts), the query parameter check, the handler. Whatever a handler throws is
-// answered through the one code-to-status table in lib/admin/http.ts.
+// (lib/api/routes.ts), the query parameter check, the handler. Whatever a handler throws is
+// answered with the status the one code table (lib/errors.ts) gives its code (lib/api/http.ts).
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -13,10 +13,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { formatHostPort } from '../address.js';
-import type { AdminConfig } from '../config.js';
+import { formatHostPort } from '../config/address.js';
 import type { Logger } from '../log.js';
-import { AdminError, errorReply, readJsonBody, sendJson } from './http.js';
+import type { AdminConfig } from '../types.js';
+import { errorReply, httpError, readJsonBody, sendJson } from './http.js';
 import { MetricsCollector } from './metrics.js';
 import { checkQuery, matchRoute, type AdminContext, type Reply } from './routes.js';
 import type { AdminTarget } from './target.js';
@@ -42,7 +42,7 @@ let version: string | undefined;
 /** lb4's version, from its package.json, read once. */
 function packageVersion(): string {
   if (version !== undefined) return version;
-  // The same file is found from lib/admin/ when run from source and from dist/lib/admin/ when built.
+  // The same file is found from lib/api/ when run from source and from dist/lib/api/ when built.
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const manifest = join(dir, 'package.json');
@@ -69,10 +69,10 @@ function authorize(req: IncomingMessage, tokenHash: Buffer): void {
   const header = req.headers.authorization;
   const match = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
   if (!match) {
-    throw new AdminError('LB4_UNAUTHORIZED', 'this admin API needs "Authorization: Bearer <token>"', { headers: { 'www-authenticate': 'Bearer realm="lb4"' } });
+    throw httpError('LB4_UNAUTHORIZED', 'this admin API needs "Authorization: Bearer <token>"', { headers: { 'www-authenticate': 'Bearer realm="lb4"' } });
   }
   if (!timingSafeEqual(sha256(match[1]), tokenHash)) {
-    throw new AdminError('LB4_UNAUTHORIZED', 'the bearer token is wrong', { headers: { 'www-authenticate': 'Bearer realm="lb4", error="invalid_token"' } });
+    throw httpError('LB4_UNAUTHORIZED', 'the bearer token is wrong', { headers: { 'www-authenticate': 'Bearer realm="lb4", error="invalid_token"' } });
   }
 }
 
@@ -163,9 +163,9 @@ export async function startAdminServer(target: AdminTarget, config: AdminConfig,
     try {
       if (tokenHash) authorize(req, tokenHash);
       const match = pathname.startsWith('/') ? matchRoute(method, pathname) : ({ kind: 'not-found' } as const);
-      if (match.kind === 'not-found') throw new AdminError('LB4_NOT_FOUND', `no such endpoint: ${pathname} (GET / lists them)`);
+      if (match.kind === 'not-found') throw httpError('LB4_NOT_FOUND', `no such endpoint: ${pathname} (GET / lists them)`);
       if (match.kind === 'wrong-method') {
-        throw new AdminError('LB4_METHOD_NOT_ALLOWED', `${method} is not allowed on ${pathname} (allowed: ${match.allow.join(', ')})`, { headers: { allow: match.allow.join(', ') } });
+        throw httpError('LB4_METHOD_NOT_ALLOWED', `${method} is not allowed on ${pathname} (allowed: ${match.allow.join(', ')})`, { headers: { allow: match.allow.join(', ') } });
       }
       checkQuery(match.handler, query);
       send(res, await match.handler.run({ ctx, id: match.id, query, body: () => readJsonBody(req) }));

@@ -1,13 +1,6 @@
-// The only file that loads the native addon, and the one place its whole surface is declared.
-// Everything else in lib/ talks to the data plane through these types, so it can be tested with a
-// fake engine. Errors cross the boundary as numbers and become Node-style errors here.
-
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { getSystemErrorName } from 'node:util';
-import { osErrorMessage } from './os-errors.js';
+// Everything the native addon exports, declared once (zeromq.js' habit: one file is the typed
+// native surface). Only types and the enum numbering live here, so any part of lib/ may import
+// this file without loading the addon; lib/engine/addon.ts loads it, lazily.
 
 /** Balancing algorithms as the engine numbers them. */
 export const NativeAlgorithm = { roundrobin: 0, leastconn: 1 } as const;
@@ -68,7 +61,11 @@ export interface NativeFlow {
 }
 
 /** Why a flow ended, as the engine reports it in flow-closed events. */
-export type NativeCloseReason = 'done' | 'client-reset' | 'backend-reset' | 'idle-timeout' | 'no-backend' | 'drained' | 'error';
+export const nativeCloseReasons = ['done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error'] as const;
+export type NativeCloseReason = (typeof nativeCloseReasons)[number];
+
+/** Listener protocols as the engine numbers them (the index in this list). */
+export const nativeProtocols = ['tcp'] as const;
 
 export type NativeEvent =
   | {
@@ -150,63 +147,30 @@ export interface CounterInfo {
   help: string;
 }
 
-interface Addon {
+/** A native option's allowed range, as the addon checks it. */
+export interface NativeLimit {
+  min: number;
+  max: number;
+}
+
+/** The engine's scalar options. */
+export type NativeEngineScalar = Exclude<keyof NativeEngineOptions, 'listeners'>;
+/** Every native option with a number and a range: the engine's, and each listener's backlog. */
+export type NativeOptionName = NativeEngineScalar | 'backlog';
+
+/** The native options' ranges, by their native name. */
+export type NativeOptionLimits = Readonly<Record<NativeOptionName, NativeLimit>>;
+
+/**
+ * The addon's exports. The enum lists and `optionLimits` are newer than the rest: an addon built
+ * before them lacks them, and lib/engine/addon.ts checks each one only when it is there.
+ */
+export interface Addon {
   Engine: new (options: NativeEngineOptions) => NativeEngine;
   counters: CounterInfo[];
-}
-
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const manifest = join(dir, 'package.json');
-    if (existsSync(manifest) && JSON.parse(readFileSync(manifest, 'utf8')).name === 'lb4') return dir;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('lb4: cannot find the lb4 package root');
-    dir = parent;
-  }
-}
-
-function loadAddon(): Addon {
-  const root = packageRoot();
-  const candidates = ['build/Release/lb4.node', 'build/Debug/lb4.node'].map((p) => join(root, p));
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) {
-    throw new Error(`lb4: the native addon is not built (looked for ${candidates.join(', ')}); run "npm run build"`);
-  }
-  return createRequire(import.meta.url)(found) as Addon;
-}
-
-const addon = loadAddon();
-
-/** Creates a data-plane engine. Options must already be validated (lib/config.ts). */
-export function createEngine(options: NativeEngineOptions): NativeEngine {
-  return new addon.Engine(options);
-}
-
-if (addon.counters.length !== counterNames.length || addon.counters.some((c, i) => c.name !== counterNames[i])) {
-  throw new Error(`lb4: the native addon's counters (${addon.counters.map((c) => c.name).join(', ')}) do not match lib/native.ts; rebuild the addon`);
-}
-
-/** The data plane's counters, in the order readStats() writes them. */
-export const counters: readonly CounterInfo[] = Object.freeze(addon.counters.map((c) => Object.freeze({ ...c })));
-
-/** Turns an errno from the data plane into an error shaped like Node's own system errors. */
-export function systemError(
-  errno: number,
-  syscall: string,
-  where?: { address?: string; port?: number },
-): NodeJS.ErrnoException & { address?: string; port?: number } {
-  const code = getSystemErrorName(-errno);
-  let message = `${syscall} ${code}`;
-  if (where?.address !== undefined) message += ` ${where.address}${where.port !== undefined ? `:${where.port}` : ''}`;
-  const err = new Error(`${message} (${osErrorMessage(errno)})`) as NodeJS.ErrnoException & {
-    address?: string;
-    port?: number;
-  };
-  err.code = code;
-  err.errno = -errno;
-  err.syscall = syscall;
-  if (where?.address !== undefined) err.address = where.address;
-  if (where?.port !== undefined) err.port = where.port;
-  return err;
+  algorithms?: string[];
+  backendStates?: string[];
+  closeReasons?: string[];
+  protocols?: string[];
+  optionLimits?: NativeOptionLimits;
 }

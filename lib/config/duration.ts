@@ -1,4 +1,6 @@
-import { Lb4Error } from './errors.js';
+// Durations as people write them (`500ms`, `2s`, `1.5m`, `1h`) and as lb4 prints them.
+
+import { Lb4Error } from '../errors.js';
 
 const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 

@@ -2,14 +2,13 @@
 // state as the operator set it (up, draining, maintenance, down) is kept apart from what health
 // checks say of it; the engine sees the combination: only a backend the operator has `up` and
 // that is not failing its checks takes new flows. Every change yields complete tables for the
-// engine, swapped in on every worker as one batch.
+// engine. The registry notes which listener slots each change touched, so the engine is sent
+// only what changed (lib/registry/engine-sync.ts).
 
-import { Lb4Error } from './errors.js';
-import type { BackendConfig, BackendState } from './config.js';
-import { NativeBackendState, type NativeBackend } from './native.js';
-
-/** What health checks (active or passive) say of a backend. */
-export type Health = 'up' | 'down' | 'unchecked';
+import type { BackendState } from '../config/enums.js';
+import { NativeBackendState, type NativeBackend } from '../engine/native-types.js';
+import { Lb4Error } from '../errors.js';
+import type { BackendConfig, BackendInfo, Health } from '../types.js';
 
 /**
  * A backend as the registry holds it, in one listener slot (a listener that moves to a new
@@ -39,10 +38,37 @@ function recordId(slot: number, id: string): string {
   return `${slot}\u0000${id}`;
 }
 
+/** A backend as the public API reports it. */
+export function backendInfo(b: BackendRecord): BackendInfo {
+  const state = engineState(b);
+  return Object.freeze({
+    id: b.id,
+    listener: b.listener,
+    address: b.address,
+    ip: b.ip,
+    port: b.port,
+    weight: b.weight,
+    effectiveWeight: b.effectiveWeight,
+    state: b.state,
+    health: b.health,
+    healthReason: b.healthReason,
+    takesNewFlows: state === 'up' && b.effectiveWeight > 0,
+  });
+}
+
 export class BackendRegistry {
   #records = new Map<string, BackendRecord>();
   #byKey = new Map<number, BackendRecord>();
   #nextKey = 0;
+  /** Listener slots whose table changed since the last takeChanged(). */
+  #changed = new Set<number>();
+
+  /** The slots whose table changed since the last call, and forgets them. */
+  takeChanged(): Set<number> {
+    const changed = this.#changed;
+    this.#changed = new Set();
+    return changed;
+  }
 
   /** Backends in the order they were added; of one listener slot when given. */
   list(slot?: number): BackendRecord[] {
@@ -80,19 +106,23 @@ export class BackendRegistry {
     const record: BackendRecord = Object.freeze({ ...config, slot, listener, key: this.#nextKey++, health, healthReason: null, effectiveWeight: config.weight });
     this.#records.set(recordId(slot, record.id), record);
     this.#byKey.set(record.key, record);
+    this.#changed.add(slot);
     return record;
   }
 
   /** Forgets a backend. Its key stays known, so flows still open on it keep their name. */
   remove(record: BackendRecord): void {
-    this.#records.delete(recordId(record.slot, record.id));
+    if (this.#records.delete(recordId(record.slot, record.id))) this.#changed.add(record.slot);
   }
 
   update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight'>>): BackendRecord {
     const id = recordId(record.slot, record.id);
     const current = this.#records.get(id) ?? this.#byKey.get(record.key) ?? record;
     const next: BackendRecord = Object.freeze({ ...current, ...change });
-    if (this.#records.has(id)) this.#records.set(id, next);
+    if (this.#records.has(id)) {
+      this.#records.set(id, next);
+      this.#changed.add(next.slot);
+    }
     this.#byKey.set(next.key, next);
     return next;
   }

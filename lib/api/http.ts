@@ -1,61 +1,29 @@
-// The admin API's HTTP plumbing: its own error codes, the one table that maps every error code
-// to an HTTP status, JSON bodies in and out. Kept apart from the routes so a handler only ever
-// throws, and the status a client sees is decided here and nowhere else.
+// The admin API's HTTP plumbing: errors into responses, JSON bodies in and out. Kept apart from
+// the routes so a handler only ever throws; the status a client sees is the one the code table in
+// lib/errors.ts gives the error's code, applied here and nowhere else.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Lb4Error, type Lb4ErrorCode } from '../errors.js';
+import { errorCodes, Lb4Error, type Lb4ErrorCode } from '../errors.js';
 
 /** Largest request body the admin API reads: a whole config for /reload fits many times over. */
 export const maxBodyBytes = 1024 * 1024;
 
-/** Error codes that only the admin API raises (the rest are lib/errors.ts's {@link Lb4ErrorCode}). */
-export type AdminErrorCode =
-  | 'LB4_BAD_JSON'
-  | 'LB4_BODY_TOO_LARGE'
-  | 'LB4_UNAUTHORIZED'
-  | 'LB4_NOT_FOUND'
-  | 'LB4_METHOD_NOT_ALLOWED'
-  | 'LB4_INTERNAL';
-
 /**
- * The HTTP status of every error code. Typed over all codes, so a code added to lib/errors.ts
- * does not compile until someone decides here how the API reports it.
+ * Response headers an error needs besides its status (`WWW-Authenticate` on a 401, `Allow` on a
+ * 405). They are the HTTP layer's business, so they ride beside the error rather than in it.
  */
-export const statusByCode: Readonly<Record<Lb4ErrorCode | AdminErrorCode, number>> = Object.freeze({
-  LB4_INVALID_OPTION: 400,
-  LB4_INVALID_ADDRESS: 400,
-  LB4_INVALID_DURATION: 400,
-  LB4_UNRESOLVABLE_HOST: 400,
-  LB4_NO_BACKEND: 400,
-  LB4_CONFIG_FILE: 400,
-  // Raised when there is no config file to re-read: the client has to send the options.
-  LB4_RELOAD_FAILED: 400,
-  LB4_BAD_JSON: 400,
-  LB4_UNAUTHORIZED: 401,
-  LB4_UNKNOWN_BACKEND: 404,
-  LB4_NOT_FOUND: 404,
-  LB4_METHOD_NOT_ALLOWED: 405,
-  LB4_DUPLICATE_BACKEND: 409,
-  // An address another program holds: the request was fine, the host's state is in the way.
-  LB4_LISTEN_FAILED: 409,
-  LB4_BODY_TOO_LARGE: 413,
-  LB4_INTERNAL: 500,
-  LB4_CLOSED: 503,
-});
+const errorHeaders = new WeakMap<Lb4Error, Readonly<Record<string, string>>>();
 
 /** An error the admin API raises itself (bad JSON, unknown route, ...), with extra headers if the status needs them. */
-export class AdminError extends Error {
-  readonly code: AdminErrorCode;
-  readonly field?: string;
-  readonly headers: Readonly<Record<string, string>>;
+export function httpError(code: Lb4ErrorCode, message: string, options: { headers?: Record<string, string> } = {}): Lb4Error {
+  const err = new Lb4Error(code, message);
+  if (options.headers) errorHeaders.set(err, Object.freeze({ ...options.headers }));
+  return err;
+}
 
-  constructor(code: AdminErrorCode, message: string, options: { field?: string; headers?: Record<string, string> } = {}) {
-    super(message);
-    this.name = 'AdminError';
-    this.code = code;
-    if (options.field !== undefined) this.field = options.field;
-    this.headers = Object.freeze({ ...options.headers });
-  }
+/** The HTTP status of an error code, from the one code table (lib/errors.ts). */
+export function statusOf(code: Lb4ErrorCode): number {
+  return errorCodes[code].status;
 }
 
 /** The JSON body of every error response. */
@@ -77,17 +45,17 @@ function isSystemError(err: unknown): err is NodeJS.ErrnoException & { code: str
 
 /** Decides the status and body for anything a handler threw. */
 export function errorReply(err: unknown): ErrorReply {
-  if (err instanceof AdminError || err instanceof Lb4Error) {
+  if (err instanceof Lb4Error) {
     const body: ErrorBody = { error: { code: err.code, message: err.message } };
     if (err.field !== undefined) body.error.field = err.field;
-    return { status: statusByCode[err.code], body, headers: err instanceof AdminError ? err.headers : {}, expected: true };
+    return { status: statusOf(err.code), body, headers: errorHeaders.get(err) ?? {}, expected: true };
   }
   // A Node-style system error (e.g. a reload whose new listener cannot bind) says exactly what
   // went wrong on the host; the operator needs that message, and it holds nothing secret.
   if (isSystemError(err)) {
     return { status: 500, body: { error: { code: err.code, message: err.message } }, headers: {}, expected: false };
   }
-  return { status: 500, body: { error: { code: 'LB4_INTERNAL', message: 'internal error (see the lb4 log)' } }, headers: {}, expected: false };
+  return { status: statusOf('LB4_INTERNAL'), body: { error: { code: 'LB4_INTERNAL', message: 'internal error (see the lb4 log)' } }, headers: {}, expected: false };
 }
 
 /** Writes a JSON response; `body` undefined sends none (204). */
@@ -140,12 +108,12 @@ export async function readJsonBody(req: IncomingMessage): Promise<unknown> {
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new AdminError('LB4_BAD_JSON', `the request body is not valid JSON: ${(err as Error).message}`);
+    throw httpError('LB4_BAD_JSON', `the request body is not valid JSON: ${(err as Error).message}`);
   }
 }
 
-function tooLarge(): AdminError {
+function tooLarge(): Lb4Error {
   // The rest of the body is not read: the connection closes after the answer, so a client
   // still sending cannot make the server buffer or parse more.
-  return new AdminError('LB4_BODY_TOO_LARGE', `the request body is larger than ${maxBodyBytes} bytes`, { headers: { connection: 'close' } });
+  return httpError('LB4_BODY_TOO_LARGE', `the request body is larger than ${maxBodyBytes} bytes`, { headers: { connection: 'close' } });
 }

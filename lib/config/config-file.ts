@@ -1,11 +1,12 @@
 // Config files: YAML or JSON (JSON is YAML too, but .json files get JSON's stricter parser so a
 // stray comment is reported rather than accepted). The file holds the same options a program
-// passes to startBalancer; validation (lib/config.ts) names the field of any problem.
+// passes to startBalancer; validation (lib/config/validate.ts) names the field of any problem.
 
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
-import { validateOptions, type BalancerConfig, type BalancerOptions } from './config.js';
-import { Lb4Error } from './errors.js';
+import { Lb4Error } from '../errors.js';
+import type { BalancerConfig, BalancerOptions } from '../types.js';
+import { validateOptions } from './validate.js';
 
 /** Reads and parses a config file into options, without validating them. */
 export async function readConfigFile(path: string): Promise<BalancerOptions> {

@@ -1,0 +1,191 @@
+// The composition root: the one place that makes the control plane's parts and wires them
+// together (config -> registry -> engine, health -> registry, engine events -> registry, reload ->
+// all of them, the admin API on top). Nothing else constructs a part, and no part imports the
+// facade (lib/balancer.ts): the admin API sees the running balancer only through the narrow
+// interface it declares (lib/api/target.ts).
+
+import type { EventEmitter } from 'node:events';
+import { formatHostPort } from './config/address.js';
+import { createEngine } from './engine/addon.js';
+import type { NativeEngine } from './engine/native-types.js';
+import { openEngine } from './engine/open.js';
+import { StatsReader } from './engine/stats.js';
+import { EngineEvents } from './engine-events.js';
+import { HealthMonitor } from './health/monitor.js';
+import { Lb4Error } from './errors.js';
+import { silentLogger } from './log.js';
+import type { AdminServer } from './api/server.js';
+import type { AdminTarget } from './api/target.js';
+import { BackendControl } from './registry/backends.js';
+import { DrainTimers } from './registry/drains.js';
+import { EngineSync } from './registry/engine-sync.js';
+import { ListenerTable } from './registry/listeners.js';
+import { BackendRegistry } from './registry/registry.js';
+import { SlowStart } from './registry/slow-start.js';
+import { Reloader } from './reload/apply.js';
+import type { BalancerConfig, BalancerDeps, BalancerEvents } from './types.js';
+
+/** The facade the parts report to: it emits the events and is what the admin API serves. */
+export type BalancerHost = EventEmitter<BalancerEvents> & AdminTarget;
+
+/** A running control plane, as the facade uses it. */
+export interface ControlPlane {
+  readonly engine: NativeEngine;
+  readonly listeners: ListenerTable;
+  readonly registry: BackendRegistry;
+  readonly backends: BackendControl;
+  readonly stats: StatsReader;
+  readonly reloader: Reloader;
+  /** The running config (after reloads). */
+  readonly config: () => BalancerConfig;
+  readonly adminUrl: () => string | null;
+  /** Set once close() has been called. */
+  readonly closing: () => Promise<void> | null;
+  /** Throws LB4_CLOSED once close() has been called. */
+  readonly assertOpen: () => void;
+  /** The balancer's own handle, which keeps the process alive while it runs. */
+  readonly keepAlive: NodeJS.Timeout;
+  /** Starts the admin API, if configured; when it cannot start, closes everything and throws. */
+  start(): Promise<void>;
+  /** Stops everything; idempotent (a later call may shorten the drain). */
+  close(drainMs: number): Promise<void>;
+}
+
+const keepAliveIntervalMs = 1000;
+
+/**
+ * Opens the engine's listeners and makes the control plane around them; `start()` then adds the
+ * admin API. Throws with nothing left running when a listener cannot open.
+ */
+export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps, host: BalancerHost): ControlPlane {
+  const log = deps.logger ?? silentLogger();
+  const logs = {
+    engine: log.child({ component: 'engine' }),
+    registry: log.child({ component: 'registry' }),
+    health: log.child({ component: 'health' }),
+    reload: log.child({ component: 'reload' }),
+    access: log.child({ component: 'access' }),
+    admin: log.child({ component: 'admin' }),
+  };
+  // The registry exists before the engine so the engine starts with whole tables (and keys).
+  const registry = new BackendRegistry();
+  initial.listeners.forEach((l, slot) => {
+    for (const b of l.backends) registry.add(slot, l.name, b, l.health ? 'up' : 'unchecked');
+  });
+  const tables = initial.listeners.map((_, slot) => registry.nativeTable(slot));
+  const { engine, addresses, dualStackFallback } = openEngine(initial, tables, deps.createEngine ?? createEngine);
+  registry.takeChanged(); // the engine started with these tables
+
+  // The running config records the ports the listeners got (port 0 asks for any).
+  let config: BalancerConfig = Object.freeze({
+    ...initial,
+    listeners: Object.freeze(initial.listeners.map((l, i) => Object.freeze({ ...l, port: addresses[i].port }))),
+  });
+  let closing: Promise<void> | null = null;
+  let admin: AdminServer | null = null;
+
+  const listeners = new ListenerTable(addresses.map((address, slot) => ({ slot, config: config.listeners[slot], address })));
+  const monitor = new HealthMonitor();
+  const sync = new EngineSync(engine, registry, listeners, logs.registry, () => closing !== null);
+  const drains = new DrainTimers(engine, logs.registry);
+  const ramps = new SlowStart(registry, () => sync.flush(), logs.registry);
+  const backends = new BackendControl({ registry, listeners, monitor, sync, drains, ramps, config: () => config, events: host, logs });
+  monitor.on('transition', (t) => backends.setHealth(Number(t.id), t.up ? 'up' : 'down', t.reason));
+  monitor.on('result', ({ id, result }) => {
+    const b = registry.byKey(Number(id));
+    if (b) host.emit('health-check', { listener: b.listener, backend: b.id, ok: result.ok, durationMs: result.durationMs, reason: result.reason });
+  });
+  const engineEvents = new EngineEvents({ engine, registry, listeners, backends, events: host, logs });
+  // Like a listening net.Server, a running balancer keeps the process alive: this timer is its
+  // handle (the addon holds none of its own). It also reports engine events the JS thread
+  // could not take in time.
+  const keepAlive = setInterval(() => engineEvents.checkDropped(), keepAliveIntervalMs);
+
+  const startAdmin = async (): Promise<void> => {
+    if (!config.admin) return;
+    // Loaded only when configured: most runs have no admin API.
+    const { startAdminServer } = await import('./api/server.js');
+    admin = await startAdminServer(host, config.admin, logs.admin);
+    logs.admin.info({ url: admin.url }, 'admin API listening');
+  };
+  const restartAdmin = async (): Promise<void> => {
+    const old = admin;
+    admin = null;
+    await old?.close();
+    try {
+      await startAdmin();
+    } catch (err) {
+      logs.admin.error({ err: (err as Error).message }, 'admin API could not start with the new config');
+    }
+  };
+  const assertOpen = () => {
+    if (closing) throw new Lb4Error('LB4_CLOSED', 'the balancer is closed');
+  };
+  const reloader = new Reloader({
+    engine,
+    registry,
+    listeners,
+    backends,
+    sync,
+    config: () => config,
+    setConfig: (next) => (config = next),
+    assertOpen,
+    restartAdmin: () => void restartAdmin(),
+    events: host,
+    log: logs.reload,
+    dualStackFallback,
+    configFile: deps.configFile ?? null,
+    readConfig: deps.readConfig ?? null,
+  });
+  const stats = new StatsReader(engine);
+  const openFlows = (counter: 'flows_active' | 'drain_closed') => {
+    const snapshot = stats.read(listeners.slotCount);
+    return listeners.all().reduce((n, s) => n + snapshot.listener(s.slot)[counter], 0);
+  };
+
+  const plane: ControlPlane = {
+    engine,
+    listeners,
+    registry,
+    backends,
+    stats,
+    reloader,
+    config: () => config,
+    adminUrl: () => admin?.url ?? null,
+    closing: () => closing,
+    assertOpen,
+    keepAlive,
+    async start() {
+      try {
+        await startAdmin();
+      } catch (err) {
+        await plane.close(0);
+        throw err;
+      }
+    },
+    close(drainMs) {
+      if (closing) {
+        void engine.close(drainMs);
+        return closing;
+      }
+      clearInterval(keepAlive);
+      drains.clear();
+      ramps.clear();
+      monitor.close();
+      log.info({ openFlows: openFlows('flows_active'), drainTimeoutMs: drainMs }, 'lb4 stopping: no new flows, draining open ones');
+      const closingAdmin = admin;
+      admin = null;
+      closing = Promise.all([engine.close(drainMs), closingAdmin?.close()]).then(() => {
+        log.info({ closedByDrainTimeout: openFlows('drain_closed') }, 'lb4 stopped');
+        host.emit('close');
+      });
+      return closing;
+    },
+  };
+
+  for (const b of registry.list()) backends.watch(b);
+  if (config.accessLog) engine.setFlowLog(config.accessLog.sample);
+  log.info({ listeners: listeners.all().map((s) => ({ name: s.config.name, address: formatHostPort(s.address.address, s.address.port) })), workers: config.workers }, 'lb4 started');
+  for (const b of registry.list()) logs.registry.info({ listener: b.listener, backend: b.id, address: formatHostPort(b.ip, b.port), weight: b.weight, state: b.state }, 'backend added');
+  return plane;
+}

@@ -1,0 +1,224 @@
+// lb4's options, each declared once. Everything else is derived from `optionTable`:
+//
+// - the `lb4 start` flags, their help and defaults (bin/lb4.ts), and how each flag reaches the
+//   library's options (bin/commands/start.ts) and how an error names it (bin/cli-error.ts);
+// - validation: the known top-level options, and each tunable's kind, default and range
+//   (lib/config/validate.ts);
+// - the library's option and config types (`TunableOptions`, `TunableConfig` in lib/types.ts);
+// - the native engine's options (lib/engine/open.ts);
+// - which settings a reload applies and which wait for a restart (lib/reload/);
+// - the settings line of `lb4 check-config`, the public `tunables`, and the checks in
+//   test/options.test.ts against the README's option table and the addon's own limits.
+//
+// To add an option: add one entry below, in the place its flag should take in `lb4 start --help`.
+// A tunable (a top-level number, duration or choice, entry name = `field`) with a `config` key is
+// then a flag, a library and config-file option, validated, and a field of the validated config;
+// what remains is the code that uses it: the engine gets it by naming its native option in
+// `native` (and declaring it in lib/engine/native-types.ts), a `live` setting is read from the
+// running config where it applies. Anything else (an address, a check, a structured value) also
+// needs its parsing in validate.ts and, for a flag, its mapping in bin/commands/start.ts.
+
+import { availableParallelism } from 'node:os';
+import type { NativeOptionName } from '../engine/native-types.js';
+import { Lb4Error } from '../errors.js';
+import { healthDefaults } from '../health/check-options.js';
+import { logFormats, logLevels } from '../log.js';
+import { formatDuration, parseDuration } from './duration.js';
+import { algorithms } from './enums.js';
+
+/**
+ * What an option's value is. `integer`, `duration` and `choice` are validated from the table
+ * alone; the others are parsed by their own code (addresses, backends, health checks, ...).
+ */
+export type OptionKind = 'integer' | 'duration' | 'choice' | 'address' | 'backend' | 'path' | 'health-check' | 'sample' | 'object';
+
+export interface OptionSpec {
+  /** The `lb4 start` flag with its value placeholder, as commander takes it; null: none. */
+  readonly flag: string | null;
+  /** The flag may be given several times; its values collect into a list. */
+  readonly repeatable?: boolean;
+  /**
+   * Where the value goes in the library's options, which are also the config file's fields: a
+   * top-level option (`workers`) or a part of one (`health.interval`); null: CLI only or fixed.
+   */
+  readonly field: string | null;
+  /** The key of the validated config (`BalancerConfig`) that holds the value, for a tunable. */
+  readonly config?: string;
+  readonly kind: OptionKind;
+  /** The value used when none is given; a function is computed on this host. */
+  readonly default?: number | string | (() => number);
+  /** How help and docs show the default when it is not `default` itself. */
+  readonly defaultText?: string;
+  /** Range, inclusive (milliseconds for durations). */
+  readonly min?: number;
+  readonly max?: number;
+  readonly choices?: readonly string[];
+  /** `live`: a reload applies a change; `restart`: the running value stays until a restart. */
+  readonly reload: 'live' | 'restart';
+  /** The native engine option it becomes (engine-wide, or per listener for `backlog`). */
+  readonly native?: NativeOptionName;
+  /** Help text, as `lb4 start --help` shows it. */
+  readonly help: string;
+}
+
+const maxWorkers = 255;
+
+/** Every option, in the order `lb4 start --help` lists their flags. */
+export const optionTable = {
+  listen: {
+    flag: '--listen <address>', repeatable: true, field: 'listen', kind: 'address', defaultText: 'required', reload: 'live',
+    help: 'where clients connect: :port (every interface, IPv4 and IPv6), host:port or [ipv6]:port; repeatable',
+  },
+  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N]; repeatable' },
+  listeners: { flag: null, field: 'listeners', kind: 'object', reload: 'live', help: 'the full form: listeners, each with its own backends, algorithm and health checks' },
+  config: { flag: '--config <file>', field: null, kind: 'path', defaultText: '', reload: 'restart', help: 'a YAML or JSON config file (instead of --listen/--backend); SIGHUP reloads it' },
+  // The health flags are parts of one `health` option, validated by the health check schema
+  // (lib/health/check-options.ts), whose defaults and limits apply.
+  healthCheck: { flag: '--health-check <check>', field: 'health', kind: 'health-check', defaultText: 'off', reload: 'live', help: 'active health checks for every backend: tcp, or http:/path' },
+  healthInterval: { flag: '--health-interval <duration>', field: 'health.interval', kind: 'duration', defaultText: formatDuration(healthDefaults.interval), reload: 'live', help: 'time between two checks of a backend' },
+  healthTimeout: { flag: '--health-timeout <duration>', field: 'health.timeout', kind: 'duration', defaultText: formatDuration(healthDefaults.timeout), reload: 'live', help: 'time a check may take' },
+  rise: { flag: '--rise <n>', field: 'health.rise', kind: 'integer', defaultText: String(healthDefaults.rise), reload: 'live', help: 'passing checks that bring a down backend back' },
+  fall: { flag: '--fall <n>', field: 'health.fall', kind: 'integer', defaultText: String(healthDefaults.fall), reload: 'live', help: 'failing checks that take an up backend down' },
+  admin: {
+    flag: '--admin <[host:]port>', field: 'admin', kind: 'address', defaultText: 'off', reload: 'live',
+    help: 'serve the admin API and /metrics here (127.0.0.1 unless a host is given; a token from LB4_ADMIN_TOKEN is required off loopback)',
+  },
+  accessLog: { flag: '--access-log [sample]', field: 'accessLog', kind: 'sample', defaultText: 'off', reload: 'live', help: 'log closed flows (one in SAMPLE, default every one)' },
+  algorithm: { flag: '--algorithm <name>', field: 'algorithm', kind: 'choice', choices: algorithms, default: 'roundrobin', reload: 'live', help: 'how new flows pick a backend: roundrobin or leastconn' },
+  workers: {
+    flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',
+    min: 1, max: maxWorkers, reload: 'restart', native: 'workers', help: 'data-plane threads (default: one per CPU)',
+  },
+  connectTimeout: {
+    flag: '--connect-timeout <duration>', field: 'connectTimeout', config: 'connectTimeoutMs', kind: 'duration', default: '5s', min: 1, max: 86_400_000,
+    reload: 'restart', native: 'connectTimeoutMs', help: 'time allowed for a backend connect before trying another backend',
+  },
+  idleTimeout: {
+    flag: '--idle-timeout <duration>', field: 'idleTimeout', config: 'idleTimeoutMs', kind: 'duration', default: '5m', min: 1, max: 7 * 86_400_000,
+    reload: 'restart', native: 'idleTimeoutMs', help: 'close a flow with no bytes either way for this long',
+  },
+  retries: {
+    flag: '--retries <n>', field: 'retries', config: 'retries', kind: 'integer', default: 2, min: 0, max: 7,
+    reload: 'restart', native: 'retries', help: 'connect attempts on other backends after a failed one',
+  },
+  drainTimeout: {
+    flag: '--drain-timeout <duration>', field: 'drainTimeout', config: 'drainTimeoutMs', kind: 'duration', default: '10s', min: 0, max: 86_400_000,
+    reload: 'live', help: 'on stop, how long open flows may finish before they are closed',
+  },
+  pipeSize: {
+    flag: '--pipe-size <bytes>', field: 'pipeSize', config: 'pipeSize', kind: 'integer', default: 0, min: 0, max: 1 << 20,
+    reload: 'restart', native: 'pipeSize', help: 'splice pipe capacity in bytes (0: kernel default, 64 KiB)',
+  },
+  slowStart: {
+    flag: '--slow-start <duration>', field: 'slowStart', config: 'slowStartMs', kind: 'duration', default: '0ms', min: 0, max: 86_400_000,
+    reload: 'live', help: "ramp a returning backend's weight up over this time (0: off)",
+  },
+  passiveFailures: {
+    flag: '--passive-failures <n>', field: 'passiveFailures', config: 'passiveFailures', kind: 'integer', default: 3, min: 0, max: 1000,
+    reload: 'live', help: 'consecutive connect failures that mark a checked backend down (0: off)',
+  },
+  logLevel: { flag: '--log-level <level>', field: null, kind: 'choice', choices: logLevels, default: 'info', reload: 'restart', help: 'log events at this level and above' },
+  logFormat: { flag: '--log-format <format>', field: null, kind: 'choice', choices: logFormats, default: 'json', reload: 'restart', help: 'json: one object per line; pretty: for reading' },
+  // Fixed today: the engine takes them, nobody sets them.
+  maxIdlePipes: { flag: null, field: null, kind: 'integer', default: 256, reload: 'restart', native: 'maxIdlePipes', help: 'empty pipes each worker keeps for reuse' },
+  backlog: { flag: null, field: null, kind: 'integer', default: 511, reload: 'restart', native: 'backlog', help: "each listening socket's accept queue (listen(2) backlog)" },
+} as const satisfies Record<string, OptionSpec>;
+
+export type OptionTable = typeof optionTable;
+export type OptionName = keyof OptionTable;
+
+/** A top-level number, duration or choice of the library's options, named by its field. */
+export type TunableName = {
+  [K in OptionName]: OptionTable[K] extends { readonly field: K; readonly kind: 'integer' | 'duration' | 'choice' } ? K : never;
+}[OptionName];
+
+/** How a program may give a tunable: whole numbers and durations may also be strings (as from a command line). */
+export type TunableOptions = {
+  [K in TunableName]?: OptionTable[K] extends { readonly choices: readonly (infer C)[] } ? C | string : number | string;
+};
+
+/** The tunables of the validated config, under their `config` keys. */
+export type TunableConfig = {
+  readonly [K in TunableName as OptionTable[K] extends { readonly config: infer C extends string } ? C : never]: OptionTable[K] extends { readonly kind: 'choice' } ? string : number;
+};
+
+const entries = Object.entries(optionTable) as Array<[OptionName, OptionSpec]>;
+
+/** The tunables' names, in table order. */
+export const tunableNames: readonly TunableName[] = entries
+  .filter(([name, spec]) => spec.field === name && (spec.kind === 'integer' || spec.kind === 'duration' || spec.kind === 'choice'))
+  .map(([name]) => name as TunableName);
+
+/** A tunable as the public `tunables` describes it. */
+export interface TunableSpec {
+  readonly flag: string;
+  readonly description: string;
+  readonly kind: 'duration' | 'integer' | 'choice';
+  readonly default: number | string | (() => number);
+  readonly min?: number;
+  readonly max?: number;
+  readonly choices?: readonly string[];
+}
+
+/** The tunables, each with its CLI flag, help, default and range (a view of `optionTable`). */
+export const tunables = Object.fromEntries(
+  tunableNames.map((name) => {
+    const spec: OptionSpec = optionTable[name];
+    const out: Record<string, unknown> = { flag: spec.flag, description: spec.help, kind: spec.kind, default: spec.default };
+    for (const key of ['min', 'max', 'choices'] as const) if (spec[key] !== undefined) out[key] = spec[key];
+    return [name, out];
+  }),
+) as unknown as { readonly [K in TunableName]: TunableSpec };
+
+/** The top-level library options (and config file fields), in table order. */
+export const topLevelOptions: readonly string[] = [...new Set(entries.flatMap(([, spec]) => (spec.field === null ? [] : [spec.field.split('.')[0]])))];
+
+/** Keys of the validated config that only a restart changes, and those a reload applies. */
+export const restartOnlySettings: readonly string[] = entries.flatMap(([, spec]) => (spec.config !== undefined && spec.reload === 'restart' ? [spec.config] : []));
+export const liveSettings: readonly string[] = entries.flatMap(([, spec]) => (spec.config !== undefined && spec.reload === 'live' ? [spec.config] : []));
+
+/** An option's default value, computed where it depends on the host. */
+export function optionDefault(name: OptionName): number | string | undefined {
+  const d = (optionTable[name] as OptionSpec).default;
+  return typeof d === 'function' ? d() : d;
+}
+
+/** The default of an option as help text and docs show it ('' when it has none). */
+export function describeDefault(name: OptionName): string {
+  const spec: OptionSpec = optionTable[name];
+  return spec.defaultText ?? (spec.default === undefined || typeof spec.default === 'function' ? '' : String(spec.default));
+}
+
+/** Checks one tunable's value (the default when absent) against its kind and range. */
+export function checkTunable(name: TunableName, raw: unknown, field: string = name): number | string {
+  const spec: OptionSpec = optionTable[name];
+  const value = raw === undefined ? optionDefault(name) : raw;
+  if (spec.kind === 'choice') {
+    if (typeof value !== 'string' || !spec.choices!.includes(value)) {
+      throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${spec.choices!.join(', ')}, got ${JSON.stringify(value)}`, { field });
+    }
+    return value;
+  }
+  let n: number;
+  if (spec.kind === 'duration') {
+    n = parseDuration(value, field);
+  } else {
+    n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : (value as number);
+    if (typeof n !== 'number' || !Number.isInteger(n)) throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number, got ${JSON.stringify(value)}`, { field });
+  }
+  if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
+    const show = spec.kind === 'duration' ? formatDuration : String;
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be between ${show(spec.min ?? 0)} and ${show(spec.max ?? Infinity)}, got ${show(n)}`, { field });
+  }
+  return n;
+}
+
+/** The tunables of a validated config, checked from `options` (defaults where absent). */
+export function validateTunables(options: Readonly<Record<string, unknown>>): TunableConfig {
+  const out: Record<string, number | string> = {};
+  for (const name of tunableNames) {
+    const spec: OptionSpec = optionTable[name];
+    if (spec.config !== undefined) out[spec.config] = checkTunable(name, options[name]);
+  }
+  return out as TunableConfig;
+}

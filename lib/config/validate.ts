@@ -1,0 +1,184 @@
+// One schema for the balancer's options, whether they come from CLI flags, a config file or a
+// program. `validateOptions` checks everything, names the field of the first problem, resolves
+// host names, and returns a frozen config: nothing downstream validates again. The known options,
+// and the tunables' kinds, defaults and ranges, come from the option table (lib/config/options.ts).
+
+import { Lb4Error } from '../errors.js';
+import { validateHealthConfig, type HealthConfig } from '../health/check-config.js';
+import type {
+  AdminConfig,
+  AdminOptions,
+  Algorithm,
+  BackendConfig,
+  BackendOptions,
+  BalancerConfig,
+  BalancerOptions,
+  ListenerConfig,
+  ListenerOptions,
+} from '../types.js';
+import { formatHostPort, parseHostPort, resolveHost } from './address.js';
+import { backendStates, type BackendState } from './enums.js';
+import { checkTunable, topLevelOptions, validateTunables } from './options.js';
+
+/** Parses `host:port[,weight=N][,state=S][,id=NAME]`, the CLI's backend syntax. */
+export function parseBackendSpec(text: string, field: string): BackendOptions {
+  const [address, ...params] = text.split(',');
+  const out: BackendOptions = { address: address.trim() };
+  for (const param of params) {
+    const eq = param.indexOf('=');
+    const key = (eq < 0 ? param : param.slice(0, eq)).trim();
+    const value = eq < 0 ? '' : param.slice(eq + 1).trim();
+    if (key === 'weight') {
+      if (!/^\d+$/.test(value)) throw new Lb4Error('LB4_INVALID_OPTION', `weight must be a whole number, got "${value}" in "${text}"`, { field });
+      out.weight = Number(value);
+    } else if (key === 'state') {
+      out.state = value as BackendState;
+    } else if (key === 'id') {
+      out.id = value;
+    } else {
+      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id)`, { field });
+    }
+  }
+  return out;
+}
+
+/** Checks one backend and resolves its host. */
+export async function validateBackend(raw: unknown, field: string): Promise<BackendConfig> {
+  const opts: BackendOptions = typeof raw === 'string' ? parseBackendSpec(raw, field) : (raw as BackendOptions);
+  if (typeof opts !== 'object' || opts === null) throw new Lb4Error('LB4_INVALID_OPTION', 'must be "host:port" or { address, weight }', { field });
+  const { host, port } = parseHostPort(opts.address, `${field}.address`, { allowEmptyHost: false, allowPortZero: false });
+  const weight = opts.weight ?? 1;
+  if (!Number.isInteger(weight) || weight < 0 || weight > 1_000_000) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 0 to 1000000, got ${JSON.stringify(opts.weight)}`, { field: `${field}.weight` });
+  }
+  const state = opts.state ?? 'up';
+  if (!backendStates.includes(state)) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${JSON.stringify(state)}`, { field: `${field}.state` });
+  }
+  const address = formatHostPort(host, port);
+  const id = opts.id ?? address;
+  if (typeof id !== 'string' || id === '') throw new Lb4Error('LB4_INVALID_OPTION', 'must be a non-empty string', { field: `${field}.id` });
+  const ip = await resolveHost(host, `${field}.address`);
+  return Object.freeze({ id, address, ip, port, weight, state });
+}
+
+interface ListenerDefaults {
+  algorithm: Algorithm;
+  health: HealthConfig | null;
+  backends?: readonly BackendConfig[];
+}
+
+async function validateListener(raw: unknown, field: string, defaults: ListenerDefaults): Promise<ListenerConfig> {
+  const isObject = typeof raw === 'object' && raw !== null;
+  const opts: ListenerOptions = isObject ? (raw as ListenerOptions) : { listen: raw as string };
+  if (isObject) {
+    const known = ['listen', 'name', 'protocol', 'algorithm', 'backends', 'health'];
+    for (const key of Object.keys(opts)) {
+      if (!known.includes(key)) throw new Lb4Error('LB4_INVALID_OPTION', `unknown option (known: ${known.join(', ')})`, { field: `${field}.${key}` });
+    }
+  }
+  const listenField = isObject ? `${field}.listen` : field;
+  const { host, port } = parseHostPort(opts.listen, listenField, { allowEmptyHost: true, allowPortZero: true });
+  const listen = host === '' ? `:${port}` : formatHostPort(host, port);
+  const name = opts.name ?? listen;
+  if (typeof name !== 'string' || !/^[\w.:\[\]-]{1,100}$/.test(name)) {
+    throw new Lb4Error('LB4_INVALID_OPTION', 'must be 1-100 letters, digits or ._:-[]', { field: `${field}.name` });
+  }
+  if (opts.protocol !== undefined && opts.protocol !== 'tcp') {
+    throw new Lb4Error('LB4_INVALID_OPTION', `only tcp is supported, got ${JSON.stringify(opts.protocol)}`, { field: `${field}.protocol` });
+  }
+  const algorithm = opts.algorithm === undefined ? defaults.algorithm : (checkTunable('algorithm', opts.algorithm, `${field}.algorithm`) as Algorithm);
+  const health = opts.health === undefined ? defaults.health : opts.health === false ? null : validateHealthConfig(opts.health, `${field}.health`);
+  let backends = defaults.backends;
+  if (!backends) {
+    if (!Array.isArray(opts.backends) || opts.backends.length === 0) {
+      throw new Lb4Error('LB4_NO_BACKEND', 'at least one backend is required', { field: `${field}.backends` });
+    }
+    backends = await validateBackends(opts.backends, `${field}.backends`);
+  } else if (opts.backends !== undefined) {
+    throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
+  }
+  const ip = host === '' ? '::' : await resolveHost(host, listenField);
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', algorithm, backends, health });
+}
+
+async function validateBackends(list: Array<string | BackendOptions>, field: string): Promise<readonly BackendConfig[]> {
+  const backends = await Promise.all(list.map((b, i) => validateBackend(b, `${field}[${i}]`)));
+  const seen = new Set<string>();
+  for (const b of backends) {
+    if (seen.has(b.id)) throw new Lb4Error('LB4_DUPLICATE_BACKEND', `backend "${b.id}" is listed twice`, { field });
+    seen.add(b.id);
+  }
+  return Object.freeze(backends);
+}
+
+function validateAdmin(raw: unknown): AdminConfig | null {
+  if (raw === undefined || raw === null) return null;
+  const opts = (typeof raw === 'object' ? raw : { listen: raw }) as AdminOptions;
+  const token = opts.token ?? null;
+  if (token !== null && (typeof token !== 'string' || token.length < 16)) {
+    throw new Lb4Error('LB4_INVALID_OPTION', 'must be a string of at least 16 characters', { field: 'admin.token' });
+  }
+  if (typeof opts.listen === 'string' && /^[/.]/.test(opts.listen)) return Object.freeze({ kind: 'unix', path: opts.listen, token });
+  const text = typeof opts.listen === 'number' || /^\d+$/.test(String(opts.listen)) ? `127.0.0.1:${opts.listen}` : String(opts.listen);
+  const { host, port } = parseHostPort(text.startsWith(':') ? `127.0.0.1${text}` : text, 'admin.listen', { allowEmptyHost: false, allowPortZero: true });
+  const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (!loopback && token === null) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `a token is required when the admin API listens on ${formatHostPort(host, port)}, which is not loopback`, { field: 'admin.token' });
+  }
+  return Object.freeze({ kind: 'tcp', host, port, token });
+}
+
+function validateAccessLog(raw: unknown): { sample: number } | null {
+  if (raw === undefined || raw === false) return null;
+  if (raw === true) return Object.freeze({ sample: 1 });
+  const sample = (raw as { sample?: unknown })?.sample ?? 1;
+  if (typeof sample !== 'number' || !Number.isInteger(sample) || sample < 1 || sample > 1_000_000) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 1 to 1000000, got ${JSON.stringify(sample)}`, { field: 'accessLog.sample' });
+  }
+  return Object.freeze({ sample });
+}
+
+/** Validates options and resolves host names. Throws {@link Lb4Error} naming the first bad field. */
+export async function validateOptions(options: BalancerOptions): Promise<BalancerConfig> {
+  if (typeof options !== 'object' || options === null) throw new Lb4Error('LB4_INVALID_OPTION', 'options must be an object');
+  for (const key of Object.keys(options)) {
+    if (!topLevelOptions.includes(key)) throw new Lb4Error('LB4_INVALID_OPTION', `unknown option (known: ${topLevelOptions.join(', ')})`, { field: key });
+  }
+  const algorithm = checkTunable('algorithm', options.algorithm) as Algorithm;
+  const health = options.health === undefined ? null : validateHealthConfig(options.health, 'health');
+
+  let listeners: ListenerConfig[];
+  if (options.listeners !== undefined) {
+    if (options.listen !== undefined || options.backends !== undefined) {
+      throw new Lb4Error('LB4_INVALID_OPTION', 'use either listen and backends, or listeners, not both', { field: 'listeners' });
+    }
+    if (!Array.isArray(options.listeners) || options.listeners.length === 0) {
+      throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listener is required', { field: 'listeners' });
+    }
+    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, health })));
+  } else {
+    if (options.listen === undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listen address is required', { field: 'listen' });
+    const listenList = Array.isArray(options.listen) ? options.listen : [options.listen];
+    if (listenList.length === 0) throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listen address is required', { field: 'listen' });
+    if (!Array.isArray(options.backends) || options.backends.length === 0) {
+      throw new Lb4Error('LB4_NO_BACKEND', 'at least one backend is required (e.g. --backend 127.0.0.1:9001)', { field: 'backends' });
+    }
+    const backends = await validateBackends(options.backends, 'backends');
+    listeners = await Promise.all(
+      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, health, backends })),
+    );
+  }
+  const names = new Set<string>();
+  for (const [i, l] of listeners.entries()) {
+    if (names.has(l.name)) throw new Lb4Error('LB4_INVALID_OPTION', `listener name "${l.name}" is used twice`, { field: `listeners[${i}].name` });
+    names.add(l.name);
+  }
+
+  return Object.freeze({
+    listeners: Object.freeze(listeners),
+    ...validateTunables(options as Readonly<Record<string, unknown>>),
+    admin: validateAdmin(options.admin),
+    accessLog: validateAccessLog(options.accessLog),
+  });
+}

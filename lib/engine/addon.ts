@@ -1,0 +1,98 @@
+// The only file that loads the native addon. It loads it lazily, on the first engine created or
+// the first look at `counters`, so importing lib/ (for validation, `lb4 check-config`, a fake
+// engine in tests) never needs a built addon. At load, every list the addon exports is checked
+// against its declaration in lib/engine/native-types.ts, and a mismatch fails loudly: a stale
+// build would otherwise number counters, states or algorithms differently from this code.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  counterNames,
+  NativeAlgorithm,
+  NativeBackendState,
+  nativeCloseReasons,
+  nativeProtocols,
+  type Addon,
+  type CounterInfo,
+  type NativeEngine,
+  type NativeEngineOptions,
+  type NativeOptionLimits,
+} from './native-types.js';
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest) && JSON.parse(readFileSync(manifest, 'utf8')).name === 'lb4') return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('lb4: cannot find the lb4 package root');
+    dir = parent;
+  }
+}
+
+function check(what: string, exported: readonly string[] | undefined, declared: readonly string[]): void {
+  if (exported === undefined) return;
+  if (exported.length !== declared.length || exported.some((name, i) => name !== declared[i])) {
+    throw new Error(`lb4: the native addon's ${what} (${exported.join(', ')}) do not match lib/engine/native-types.ts; rebuild the addon`);
+  }
+}
+
+let loaded: Addon | null = null;
+
+/** The addon, loaded and checked on first use. */
+export function addon(): Addon {
+  if (loaded) return loaded;
+  const root = packageRoot();
+  const candidates = ['build/Release/lb4.node', 'build/Debug/lb4.node'].map((p) => join(root, p));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    throw new Error(`lb4: the native addon is not built (looked for ${candidates.join(', ')}); run "npm run build"`);
+  }
+  const candidate = createRequire(import.meta.url)(found) as Addon;
+  check('counters', candidate.counters.map((c) => c.name), counterNames);
+  check('algorithms', candidate.algorithms, Object.keys(NativeAlgorithm));
+  check('backend states', candidate.backendStates, Object.keys(NativeBackendState));
+  check('close reasons', candidate.closeReasons, nativeCloseReasons);
+  check('protocols', candidate.protocols, nativeProtocols);
+  loaded = candidate;
+  return loaded;
+}
+
+/** Creates a data-plane engine (loading the addon on first use). Options must already be validated. */
+export function createEngine(options: NativeEngineOptions): NativeEngine {
+  return new (addon().Engine)(options);
+}
+
+/** The addon's option ranges, when this build exports them (older builds do not). */
+export function nativeOptionLimits(): NativeOptionLimits | undefined {
+  return addon().optionLimits;
+}
+
+// `counters` is public and was always a plain frozen array. It stays one to every reader, but
+// its elements come from the addon, which must not load on import: the proxy fills its own target
+// on the first access of any kind, then behaves as that frozen array (every trap works on the
+// filled target, so the proxy invariants for frozen objects hold).
+const counterTable: CounterInfo[] = [];
+function filled(): CounterInfo[] {
+  if (!Object.isFrozen(counterTable)) {
+    counterTable.push(...addon().counters.map((c) => Object.freeze({ ...c })));
+    Object.freeze(counterTable);
+  }
+  return counterTable;
+}
+
+/** The data plane's counters, in the order readStats() writes them (read from the addon on first use). */
+export const counters: readonly CounterInfo[] = new Proxy(counterTable, {
+  get: (_t, key) => Reflect.get(filled(), key),
+  has: (_t, key) => Reflect.has(filled(), key),
+  ownKeys: () => Reflect.ownKeys(filled()),
+  getOwnPropertyDescriptor: (_t, key) => Reflect.getOwnPropertyDescriptor(filled(), key),
+  isExtensible: () => Reflect.isExtensible(filled()),
+  preventExtensions: () => Reflect.preventExtensions(filled()),
+  getPrototypeOf: () => Reflect.getPrototypeOf(filled()),
+  set: () => false,
+  defineProperty: () => false,
+  deleteProperty: () => false,
+});

@@ -1,0 +1,265 @@
+// Every public type of lb4 in one module: options as a program or a config file gives them, the
+// validated config, what a running balancer reports, and its events. Types only: importing this
+// file loads nothing, so any part of lib/ may depend on it.
+
+import type { Algorithm, BackendState } from './config/enums.js';
+import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
+import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
+import type { HealthConfig, HealthOptions } from './health/check-options.js';
+import type { Logger } from './log.js';
+
+export type { Algorithm, BackendState } from './config/enums.js';
+export type { CounterInfo, CounterName } from './engine/native-types.js';
+export type {
+  HealthCheckType,
+  HealthCommonOptions,
+  HealthConfig,
+  HealthOptions,
+  HttpHealthConfig,
+  HttpHealthOptions,
+  SendExpectHealthConfig,
+  SendExpectHealthOptions,
+  TcpHealthConfig,
+  TcpHealthOptions,
+} from './health/check-options.js';
+export type { Logger } from './log.js';
+
+// --- options and config ------------------------------------------------------------------------
+
+/** A backend as a program describes it. A string is `host:port[,weight=N]`. */
+export interface BackendOptions {
+  /** `host:port`; a host name is resolved once, at start or when the backend is added. */
+  address: string;
+  /** Relative share of new flows; 0 takes none. Default 1. */
+  weight?: number;
+  /** Default `up`. */
+  state?: BackendState;
+  /** Stable name used by the API and stats. Default: the address as written. */
+  id?: string;
+}
+
+/**
+ * A listener as a program or a config file describes it. In the shorthand (`listen` and
+ * `backends` at the top level) a string or number is the `listen` address alone.
+ */
+export interface ListenerOptions {
+  /** `:port` (every interface, IPv4 and IPv6), `host:port` or `[ipv6]:port`. Port 0 picks a free port. */
+  listen: string | number;
+  /** Name used in stats, logs, metrics and the admin API. Default: the address as written. */
+  name?: string;
+  /** Only `tcp` today. */
+  protocol?: 'tcp';
+  /** Default: the top-level `algorithm`. */
+  algorithm?: Algorithm;
+  /** This listener's backends (full form only; the shorthand shares the top-level `backends`). */
+  backends?: Array<string | BackendOptions>;
+  /** Active health checks for this listener's backends; `false` turns the top-level ones off. */
+  health?: HealthOptions | false;
+}
+
+/** The admin API: HTTP on loopback by default. */
+export interface AdminOptions {
+  /** `[host:]port` (host defaults to 127.0.0.1) or a unix socket path (starting with `/` or `.`). */
+  listen: string | number;
+  /** Bearer token; required when `listen` is not a loopback address or a unix socket. */
+  token?: string;
+}
+
+/**
+ * Options for {@link startBalancer}, and the shape of a config file. Either the shorthand
+ * (`listen` and `backends`: every listener balances over the same backends) or the full form
+ * (`listeners`, each with its own backends). Durations take milliseconds or strings like `2s`;
+ * whole numbers may also be given as strings of digits (as from a command line). The tunables
+ * (`algorithm`, `workers`, `connectTimeout`, `idleTimeout`, `retries`, `drainTimeout`,
+ * `pipeSize`, `slowStart`, `passiveFailures`) come from the option table, where each is described
+ * with its default and range (`tunables`, lib/config/options.ts).
+ */
+export interface BalancerOptions extends TunableOptions {
+  /** Shorthand: where to accept clients, one address or several. */
+  listen?: string | number | ListenerOptions | Array<string | number | ListenerOptions>;
+  /** Shorthand: the backends every `listen` listener balances over. At least one. */
+  backends?: Array<string | BackendOptions>;
+  /** Full form: listeners with their own backends, algorithm and health checks. */
+  listeners?: ListenerOptions[];
+  /** Default active health checks for listeners (none by default). */
+  health?: HealthOptions;
+  /** The admin API and /metrics (off by default). */
+  admin?: AdminOptions;
+  /** Per-flow access log: log one closed flow in `sample` (1: every flow). Off by default. */
+  accessLog?: { sample?: number } | boolean;
+}
+
+export interface ListenerConfig {
+  readonly name: string;
+  /** The listen address as written. */
+  readonly listen: string;
+  /** Numeric address to bind; '::' for every interface. */
+  readonly ip: string;
+  readonly port: number;
+  /** Every interface: bind '::' and take IPv4 clients too. */
+  readonly anyInterface: boolean;
+  readonly algorithm: Algorithm;
+  readonly backends: readonly BackendConfig[];
+  readonly health: HealthConfig | null;
+}
+
+export type AdminConfig =
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly token: string | null }
+  | { readonly kind: 'unix'; readonly path: string; readonly token: string | null };
+
+export interface BackendConfig {
+  readonly id: string;
+  /** The address as written. */
+  readonly address: string;
+  readonly ip: string;
+  readonly port: number;
+  readonly weight: number;
+  readonly state: BackendState;
+}
+
+/**
+ * A validated, frozen config. Besides listeners, admin API and access log it holds every tunable
+ * under its `config` key from the option table, in milliseconds for durations (`workers`,
+ * `connectTimeoutMs`, `idleTimeoutMs`, `retries`, `drainTimeoutMs`, `pipeSize`, `slowStartMs`,
+ * `passiveFailures`).
+ */
+export interface BalancerConfig extends TunableConfig {
+  readonly listeners: readonly ListenerConfig[];
+  readonly admin: AdminConfig | null;
+  /** Log one closed flow in `sample`; null: no access log. */
+  readonly accessLog: { readonly sample: number } | null;
+}
+
+// The option table and these types must agree: every top-level option the table declares is a
+// key of BalancerOptions and the other way round. A mismatch fails to compile here.
+type TableFields = Extract<OptionTable[OptionName]['field'], string> extends infer F ? (F extends `${infer Top}.${string}` ? Top : F) : never;
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Assert<T extends true> = T;
+type OptionsMatchTable = Assert<Same<keyof BalancerOptions, TableFields>>;
+
+
+// --- a running balancer ----------------------------------------------------------------------
+
+/** What health checks (active or passive) say of a backend. */
+export type Health = 'up' | 'down' | 'unchecked';
+
+/** Counter values, by the data plane's counter names (see `counters`). */
+export type Counters = Readonly<Record<CounterName, number>>;
+
+/** Where a listener accepts clients. */
+export interface ListenerAddress {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly family: 'IPv4' | 'IPv6';
+}
+
+/** A backend as reported by {@link Balancer.backends}. */
+export interface BackendInfo {
+  readonly id: string;
+  readonly listener: string;
+  readonly address: string;
+  readonly ip: string;
+  readonly port: number;
+  readonly weight: number;
+  /** The weight in use now: below `weight` while slow start ramps the backend up. */
+  readonly effectiveWeight: number;
+  /** The state the operator set. */
+  readonly state: BackendState;
+  /** What health checks say: `unchecked` when the listener has none. */
+  readonly health: Health;
+  readonly healthReason: string | null;
+  /** Whether new flows may go to it now. */
+  readonly takesNewFlows: boolean;
+}
+
+export interface BalancerStats {
+  readonly listeners: ReadonlyArray<ListenerAddress & { readonly counters: Counters }>;
+  readonly backends: ReadonlyArray<BackendInfo & { readonly counters: Counters }>;
+  /** Engine events dropped because the JS thread did not keep up. */
+  readonly droppedEvents: number;
+}
+
+/** One tracked flow (a proxied TCP connection). */
+export interface Connection {
+  readonly id: number;
+  readonly listener: string;
+  readonly worker: number;
+  readonly state: 'connecting' | 'established';
+  readonly client: string;
+  /** Backend id; absent while no backend is assigned. */
+  readonly backend?: string;
+  readonly backendAddress?: string;
+  readonly startedAt: Date;
+  readonly bytesToBackend: number;
+  readonly bytesToClient: number;
+}
+
+export interface ConnectionFilter {
+  listener?: string;
+  backend?: string;
+  /** At most this many (default 1000). */
+  limit?: number;
+}
+
+/** Which listener a backend operation concerns; all of them (where the id exists) when absent. */
+export interface BackendScope {
+  listener?: string;
+}
+
+/** A closed flow, as the access log records it. */
+export interface FlowRecord {
+  readonly id: number;
+  readonly listener: string;
+  readonly client: string;
+  readonly backend: string | null;
+  readonly bytesToBackend: number;
+  readonly bytesToClient: number;
+  readonly startedAt: Date;
+  readonly durationMs: number;
+  readonly reason: string;
+}
+
+/** What a reload changed. */
+export interface ReloadSummary {
+  readonly listenersAdded: string[];
+  readonly listenersRemoved: string[];
+  readonly backendsAdded: string[];
+  readonly backendsRemoved: string[];
+  readonly backendsChanged: string[];
+  /** Settings that changed in the new config but only take effect on a restart. */
+  readonly needsRestart: string[];
+}
+
+/** Events a {@link Balancer} emits. */
+export interface BalancerEvents {
+  /** Connects to a backend failed (refused or timed out), summed over a short interval. */
+  'backend-connect-failures': [info: { listener: string; backend: string; failures: number; timeouts: number; successes: number }];
+  /** A backend's health changed (active checks or passive connect failures). */
+  'backend-health': [info: { listener: string; backend: string; health: 'up' | 'down'; reason: string }];
+  /** One active health check finished. */
+  'health-check': [info: { listener: string; backend: string; ok: boolean; durationMs: number; reason: string }];
+  /** A flow closed (only with the access log on, and only the sampled ones). */
+  flow: [record: FlowRecord];
+  /** accept() failed on a listener for a reason other than running out of descriptors. */
+  'listener-error': [error: NodeJS.ErrnoException, listener: string];
+  /** A reload was applied. */
+  reload: [summary: ReloadSummary];
+  /** The balancer has closed and every worker has stopped. */
+  close: [];
+}
+
+/** Extra wiring for tests and embedding: a logger, or a stand-in engine. */
+export interface BalancerDeps {
+  logger?: Logger;
+  createEngine?: (options: NativeEngineOptions) => NativeEngine;
+  /** The file the options came from: `reload()` without options reads it again. */
+  configFile?: string;
+  /**
+   * How `reload()` without options reads `configFile` again, when more than the file makes the
+   * options: the CLI lays the flags typed on its command line over the file each time, so a
+   * reload keeps them. Default: the file alone.
+   */
+  readConfig?: () => Promise<BalancerOptions>;
+}
+
