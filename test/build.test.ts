@@ -2,7 +2,7 @@
 // compile the same sources, and every source file under native/ is in the build.
 
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import t from 'tap';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
@@ -22,8 +22,15 @@ function gypSources(): string[] {
   return [...gyp.targets[0].sources].sort();
 }
 
+/** Files under `dir` (relative to the package root), its folders included, as `dir/...` paths. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(join(root, dir), { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => `${dir}/${relative(join(root, dir), join(e.parentPath, e.name))}`);
+}
+
 function sourceFiles(): string[] {
-  return ['native/core', 'native/binding'].flatMap((dir) => readdirSync(join(root, dir)).filter((f) => f.endsWith('.cc')).map((f) => `${dir}/${f}`)).sort();
+  return ['native/core', 'native/binding'].flatMap((dir) => filesUnder(dir).filter((f) => f.endsWith('.cc'))).sort();
 }
 
 t.test('CMake and binding.gyp compile the same sources', async (t) => {
@@ -35,8 +42,8 @@ t.test('every .cc file under native/ is compiled', async (t) => {
 });
 
 t.test('native/core stays free of Node-API headers', async (t) => {
-  for (const f of readdirSync(join(root, 'native/core'))) {
-    const text = readFileSync(join(root, 'native/core', f), 'utf8');
+  for (const f of filesUnder('native/core')) {
+    const text = readFileSync(join(root, f), 'utf8');
     t.notMatch(text, /#include\s+[<"](napi|node_api|node)\.h[>"]/, `${f} includes no Node-API header`);
   }
 });

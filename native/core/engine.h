@@ -10,10 +10,10 @@
 #include <mutex>
 #include <vector>
 
-#include "backend_table.h"
+#include "balance/backend_table.h"
 #include "counters.h"
-#include "event_queue.h"
-#include "listener_socket.h"
+#include "io/event_queue.h"
+#include "tcp/listener_socket.h"
 #include "worker.h"
 
 namespace lb4 {

@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "clock.h"
+#include "io/clock.h"
 
 namespace lb4 {
 

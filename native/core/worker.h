@@ -14,13 +14,13 @@
 #include <thread>
 #include <vector>
 
-#include "backend_table.h"
+#include "balance/backend_table.h"
 #include "counters.h"
-#include "epoll_loop.h"
-#include "event_queue.h"
-#include "flow_table.h"
-#include "pipe_pool.h"
-#include "wake_queue.h"
+#include "io/epoll_loop.h"
+#include "io/event_queue.h"
+#include "tcp/flow_table.h"
+#include "tcp/pipe_pool.h"
+#include "io/wake_queue.h"
 
 namespace lb4 {
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "backend_table.h"
+#include "balance/backend_table.h"
 #include "harness.h"
 #include "test_util.h"
 

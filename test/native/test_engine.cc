@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "clock.h"
+#include "io/clock.h"
 #include "engine.h"
 #include "harness.h"
 #include "test_util.h"

@@ -2,7 +2,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "epoll_loop.h"
+#include "io/epoll_loop.h"
 #include "harness.h"
 #include "test_util.h"
 

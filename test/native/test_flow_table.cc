@@ -1,7 +1,7 @@
 #include <set>
 #include <vector>
 
-#include "flow_table.h"
+#include "tcp/flow_table.h"
 #include "harness.h"
 
 using lb4::Flow;

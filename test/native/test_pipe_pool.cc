@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "harness.h"
-#include "pipe_pool.h"
+#include "tcp/pipe_pool.h"
 #include "test_util.h"
 
 using lb4::Pipe;

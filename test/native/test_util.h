@@ -11,8 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include "socket_address.h"
-#include "unique_fd.h"
+#include "io/socket_address.h"
+#include "io/unique_fd.h"
 
 namespace lb4test {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "counters.h"
-#include "socket_address.h"
+#include "io/socket_address.h"
 
 namespace lb4 {
 

@@ -1,4 +1,4 @@
-#include "pipe_pool.h"
+#include "tcp/pipe_pool.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "epoll_loop.h"
+#include "io/epoll_loop.h"
 
 namespace lb4 {
 

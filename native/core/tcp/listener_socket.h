@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "backend_table.h"
-#include "socket_address.h"
-#include "unique_fd.h"
+#include "balance/backend_table.h"
+#include "io/socket_address.h"
+#include "io/unique_fd.h"
 
 namespace lb4 {
 

@@ -1,4 +1,4 @@
-#include "listener_socket.h"
+#include "tcp/listener_socket.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -5,10 +5,10 @@
 #include <cstdint>
 #include <memory>
 
-#include "backend_table.h"
+#include "balance/backend_table.h"
 #include "counters.h"
-#include "pipe_pool.h"
-#include "socket_address.h"
+#include "tcp/pipe_pool.h"
+#include "io/socket_address.h"
 
 namespace lb4 {
 

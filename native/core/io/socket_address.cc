@@ -1,4 +1,4 @@
-#include "socket_address.h"
+#include "io/socket_address.h"
 
 #include <arpa/inet.h>
 

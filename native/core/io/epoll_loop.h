@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "sys_result.h"
-#include "unique_fd.h"
+#include "io/sys_result.h"
+#include "io/unique_fd.h"
 
 namespace lb4 {
 

@@ -1,4 +1,4 @@
-#include "backend_table.h"
+#include "balance/backend_table.h"
 
 namespace lb4 {
 

@@ -10,7 +10,7 @@
 #include <mutex>
 #include <vector>
 
-#include "socket_address.h"
+#include "io/socket_address.h"
 
 namespace lb4 {
 
