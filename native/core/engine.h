@@ -19,7 +19,7 @@
 namespace lb4 {
 
 struct EngineConfig {
-  uint32_t workers = 1;
+  uint32_t workers = static_cast<uint32_t>(optionDefault(EngineOption::workers));
   std::vector<ListenerConfig> listeners;
   WorkerOptions worker;
   size_t eventCapacity = 4096;

@@ -364,7 +364,7 @@ void Worker::logClosedFlow(const Flow& f) {
   e.flowId = f.id;
   e.hasBackend = f.backendCounters != nullptr;
   e.backendKey = f.backendKey;
-  e.reason = static_cast<uint8_t>(f.closeReason);
+  e.reason = f.closeReason;
   e.client = f.clientAddress;
   e.bytesToBackend = f.up.bytes;
   e.bytesToClient = f.down.bytes;

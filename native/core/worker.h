@@ -16,6 +16,7 @@
 
 #include "balance/backend_table.h"
 #include "counters.h"
+#include "engine_options.h"
 #include "io/epoll_loop.h"
 #include "io/event_queue.h"
 #include "tcp/flow_table.h"
@@ -27,12 +28,13 @@ namespace lb4 {
 // The small-message buffer; a read that fills it switches a direction to splice.
 constexpr uint32_t kScratchSize = 16 * 1024;
 
+// Defaults and ranges: engine_options.h.
 struct WorkerOptions {
-  int64_t connectTimeoutMs = 5000;
-  int64_t idleTimeoutMs = 300000;
-  uint32_t retries = 2;
-  int pipeSize = 0;           // 0: the kernel's default
-  size_t maxIdlePipes = 256;  // spare pipes kept per worker
+  int64_t connectTimeoutMs = optionDefault(EngineOption::connectTimeoutMs);
+  int64_t idleTimeoutMs = optionDefault(EngineOption::idleTimeoutMs);
+  uint32_t retries = static_cast<uint32_t>(optionDefault(EngineOption::retries));
+  int pipeSize = static_cast<int>(optionDefault(EngineOption::pipeSize));  // 0: the kernel's default
+  size_t maxIdlePipes = static_cast<size_t>(optionDefault(EngineOption::maxIdlePipes));
 };
 
 // Runs `done` when the last of `remaining` workers arrives. Any thread.

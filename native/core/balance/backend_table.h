@@ -8,12 +8,10 @@
 #include <vector>
 
 #include "counters.h"
+#include "enums.h"
 #include "io/socket_address.h"
 
 namespace lb4 {
-
-enum class BackendState : uint8_t { Up = 0, Down = 1, Draining = 2, Maintenance = 3 };
-enum class Algorithm : uint8_t { RoundRobin = 0, LeastConn = 1 };
 
 struct BackendEntry {
   uint32_t key = 0;  // stable for the backend's life, chosen by the control plane

@@ -7,23 +7,11 @@
 
 #include "balance/backend_table.h"
 #include "counters.h"
+#include "enums.h"
 #include "tcp/pipe_pool.h"
 #include "io/socket_address.h"
 
 namespace lb4 {
-
-enum class FlowState : uint8_t { Connecting = 0, Established = 1, Closed = 2 };
-
-// Why a flow ended; also the per-flow close reason shown in snapshots and logs.
-enum class CloseReason : uint8_t {
-  Done = 0,          // both directions finished with a FIN
-  ClientReset = 1,
-  BackendReset = 2,
-  IdleTimeout = 3,
-  NoBackend = 4,     // no backend could be connected (after retries)
-  Drained = 5,       // still open when a drain timeout ran out
-  Error = 6,         // a local failure (e.g. descriptors ran out mid-flow)
-};
 
 struct FlowSocket {
   int fd = -1;

@@ -6,7 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "balance/backend_table.h"
+#include "engine_options.h"
+#include "enums.h"
 #include "io/socket_address.h"
 #include "io/unique_fd.h"
 
@@ -16,7 +17,7 @@ struct ListenerConfig {
   std::string name;
   SocketAddress address;
   bool dualStack = false;  // for "::": accept IPv4 clients too (IPV6_V6ONLY off)
-  int backlog = 511;
+  int backlog = static_cast<int>(optionDefault(EngineOption::backlog));
   Algorithm algorithm = Algorithm::RoundRobin;
 };
 
