@@ -7,14 +7,11 @@
 #include <algorithm>
 
 #include "io/clock.h"
+#include "io/epoll_tag.h"
 
 namespace lb4 {
 
 namespace {
-
-// Epoll tags: the low 2 bits say what the descriptor is, the rest is a listener index or a slot.
-enum TagKind : uint64_t { kTagWake = 0, kTagListener = 1, kTagFlowClient = 2, kTagFlowBackend = 3 };
-inline uint64_t makeTag(TagKind kind, uint64_t index) { return (index << 2) | kind; }
 
 // Timers are coarse: connect deadlines are checked every tick, idle flows every sweep.
 constexpr int64_t kTickMs = 25;
@@ -53,11 +50,11 @@ SysResult Worker::init() {
   if (!r.ok()) return r;
   r = commands_.init();
   if (!r.ok()) return r;
-  r = loop_.add(commands_.fd(), EPOLLIN, makeTag(kTagWake, 0));
+  r = loop_.add(commands_.fd(), EPOLLIN, makeTag(TagKind::Wake, 0));
   if (!r.ok()) return r;
   for (uint32_t i = 0; i < listenerFds_.size(); ++i) {
     // Level-triggered: the accept loop takes a bounded batch per pass and comes back for more.
-    r = loop_.add(listenerFds_[i].get(), EPOLLIN, makeTag(kTagListener, i));
+    r = loop_.add(listenerFds_[i].get(), EPOLLIN, makeTag(TagKind::Listener, i));
     if (!r.ok()) return r;
   }
   reserveFd_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -88,17 +85,18 @@ void Worker::run() {
     now_ = monotonicMs();
     for (int i = 0; i < n; ++i) {
       const epoll_event& ev = loop_.event(i);
-      uint64_t kind = ev.data.u64 & 3;
-      uint64_t index = ev.data.u64 >> 2;
-      switch (kind) {
-        case kTagWake:
+      const uint64_t index = tagIndex(ev.data.u64);
+      switch (tagKind(ev.data.u64)) {
+        case TagKind::Wake:
           runCommands();
           break;
-        case kTagListener:
+        case TagKind::Listener:
           if (index < listenerFds_.size() && listenerFds_[index]) acceptOn(static_cast<uint32_t>(index));
           break;
-        default:
-          if (Flow* f = flows_.at(static_cast<uint32_t>(index))) onFlowEvent(*f, kind == kTagFlowBackend, ev.events);
+        case TagKind::TcpClient:
+        case TagKind::TcpBackend:
+          if (Flow* f = flows_.at(static_cast<uint32_t>(index)))
+            onFlowEvent(*f, tagKind(ev.data.u64) == TagKind::TcpBackend, ev.events);
           break;
       }
     }
@@ -174,7 +172,7 @@ void Worker::addListener(WorkerCommand& c) {
   if (stopping_) return;  // the engine is going away: the socket just closes
   // The worker owns the socket from here on, even if epoll refuses it for now (the tick tries
   // again): the engine still knows its number and may shut it down.
-  listenerPaused_[c.slot] = !loop_.add(fd.get(), EPOLLIN, makeTag(kTagListener, c.slot)).ok();
+  listenerPaused_[c.slot] = !loop_.watch(fd.get(), EPOLLIN, makeTag(TagKind::Listener, c.slot)).ok();
   listenerFds_[c.slot] = std::move(fd);
 }
 
@@ -297,7 +295,7 @@ void Worker::onTick() {
   for (uint32_t i = 0; i < listenerPaused_.size(); ++i) {
     if (!listenerPaused_[i] || !listenerFds_[i]) continue;
     if (!reserveFd_) reserveFd_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (loop_.add(listenerFds_[i].get(), EPOLLIN, makeTag(kTagListener, i)).ok()) listenerPaused_[i] = false;
+    if (loop_.watch(listenerFds_[i].get(), EPOLLIN, makeTag(TagKind::Listener, i)).ok()) listenerPaused_[i] = false;
   }
   flows_.releaseClosed();
 }

@@ -7,7 +7,9 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +39,39 @@ bool eventually(const std::function<bool()>& done, int timeoutMs) {
     if (nowMs() >= deadline) return false;
     poll(nullptr, 0, 2);
   }
+}
+
+ChildOutcome runInChild(const std::function<void()>& fn, int timeoutMs) {
+  ChildOutcome out;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return out;
+  UniqueFd readEnd(fds[0]), writeEnd(fds[1]);
+  pid_t pid = fork();
+  if (pid < 0) return out;
+  if (pid == 0) {
+    dup2(writeEnd.get(), STDERR_FILENO);
+    fn();
+    _exit(0);
+  }
+  writeEnd.reset();
+  // Read stderr to its end (the child's exit closes it), then reap the child.
+  const int64_t deadline = nowMs() + timeoutMs;
+  char buffer[512];
+  for (;;) {
+    int left = static_cast<int>(deadline - nowMs());
+    if (left <= 0 || !waitFor(readEnd.get(), POLLIN, left)) break;
+    ssize_t n = read(readEnd.get(), buffer, sizeof(buffer));
+    if (n <= 0) break;
+    out.stderrText.append(buffer, static_cast<size_t>(n));
+  }
+  int status = 0;
+  if (waitpid(pid, &status, WNOHANG) == 0) {
+    kill(pid, SIGKILL);  // hung: the outcome says so (SIGKILL)
+    waitpid(pid, &status, 0);
+  }
+  if (WIFSIGNALED(status)) out.signal = WTERMSIG(status);
+  if (WIFEXITED(status)) out.exitCode = WEXITSTATUS(status);
+  return out;
 }
 
 bool waitFor(int fd, short events, int timeoutMs) {

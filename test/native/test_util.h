@@ -29,6 +29,16 @@ bool eventually(const std::function<bool()>& done, int timeoutMs = 2000);
 // poll(2) one descriptor for `events`; true when any of them (or an error/hangup) is reported.
 bool waitFor(int fd, short events, int timeoutMs);
 
+// How a child process ended: the signal that killed it (0 if it exited), its exit status, and
+// what it wrote to stderr.
+struct ChildOutcome {
+  int signal = 0;
+  int exitCode = -1;
+  std::string stderrText;
+};
+// Runs `fn` in a forked child (which then exits 0) and waits for it: for code that must abort.
+ChildOutcome runInChild(const std::function<void()>& fn, int timeoutMs = 5000);
+
 // A one-shot signal between threads that a test can wait on with poll(2): an eventfd.
 class Signal {
  public:

@@ -8,14 +8,12 @@
 
 #include <cstring>
 
+#include "io/epoll_tag.h"
 #include "worker.h"
 
 namespace lb4 {
 
 namespace {
-
-enum TagKind : uint64_t { kTagFlowClient = 2, kTagFlowBackend = 3 };
-inline uint64_t makeTag(TagKind kind, uint64_t index) { return (index << 2) | kind; }
 
 // Edge-triggered for both directions at once: a flow's sockets are registered once and never
 // modified, so forwarding costs no epoll_ctl calls.
@@ -56,7 +54,8 @@ void Worker::startFlow(int fd, const SocketAddress& client, uint32_t listener) {
   lc.add(Counter::flows_total, 1);
   lc.add(Counter::flows_active, 1);
   // TCP_NODELAY comes from the listening socket: accepted sockets inherit it.
-  if (!loop_.add(fd, kFlowEvents, makeTag(kTagFlowClient, f.slot)).ok()) {
+  // Only a shortage of kernel memory or epoll watches comes back: the flow cannot be served.
+  if (!loop_.watch(fd, kFlowEvents, makeTag(TagKind::TcpClient, f.slot)).ok()) {
     closeFlow(f, CloseReason::Error, false);
     return;
   }
@@ -78,7 +77,7 @@ bool Worker::connectNext(Flow& f) {
     if (fd < 0) return false;  // out of descriptors or memory: nothing another backend would fix
     setNoDelay(fd);
     if (connect(fd, b->address.get(), b->address.length()) == 0 || errno == EINPROGRESS) {
-      if (!loop_.add(fd, kFlowEvents, makeTag(kTagFlowBackend, f.slot)).ok()) {
+      if (!loop_.watch(fd, kFlowEvents, makeTag(TagKind::TcpBackend, f.slot)).ok()) {
         ::close(fd);
         return false;
       }
