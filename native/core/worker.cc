@@ -231,9 +231,9 @@ void Worker::acceptOn(uint32_t listener) {
   for (int i = 0; i < kAcceptBatch; ++i) {
     SocketAddress client;
     client.prepareForKernel();
-    int fd = accept4(lfd, client.get(), client.lengthPtr(), SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-      startFlow(fd, client, listener);
+    UniqueFd fd(accept4(lfd, client.get(), client.lengthPtr(), SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (fd) {
+      startFlow(std::move(fd), client, listener);
       continue;
     }
     int err = errno;
@@ -262,9 +262,8 @@ void Worker::shedLoad(uint32_t listener) {
   if (reserveFd_) {
     reserveFd_.reset();
     for (int i = 0; i < kShedBatch; ++i) {
-      int fd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) break;
-      ::close(fd);
+      UniqueFd shed(accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+      if (!shed) break;  // closed as it goes out of scope
       listenerCounters(listener).add(Counter::accept_shed, 1);
     }
     reserveFd_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));

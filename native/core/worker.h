@@ -131,7 +131,7 @@ class Worker {
   void runYielded();
 
   // tcp_flow.cc: the life of a flow.
-  void startFlow(int fd, const SocketAddress& client, uint32_t listener);
+  void startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listener);
   bool connectNext(Flow& f);
   void onConnectFailed(Flow& f, bool timedOut);
   void onConnected(Flow& f);

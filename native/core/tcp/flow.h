@@ -10,11 +10,14 @@
 #include "enums.h"
 #include "tcp/pipe_pool.h"
 #include "io/socket_address.h"
+#include "io/unique_fd.h"
 
 namespace lb4 {
 
+// One of a flow's two sockets. It owns its descriptor: a flow that is reset, reused or
+// destroyed cannot leak it.
 struct FlowSocket {
-  int fd = -1;
+  UniqueFd fd;
   // Edge-triggered readiness as last reported by epoll and not yet used up: set by an event,
   // cleared when a read or write says EAGAIN.
   bool readable = false;
@@ -26,6 +29,13 @@ struct FlowSocket {
   // (or 0) with data still behind it, so this socket is read with recv(), which steps over the
   // mark, until recv() says EAGAIN or 0.
   bool urgent = false;
+
+  int get() const { return fd.get(); }
+  // An orderly close: the peer reads the end of the stream (after anything still queued).
+  void close() { fd.reset(); }
+  // SO_LINGER with a zero timeout makes close() send a reset instead of a FIN and drop
+  // whatever is still queued: the peer learns at once that the stream did not end cleanly.
+  void closeAbortively();
 };
 
 // Bytes moving from one socket to the other. Small messages go through the worker's scratch

@@ -35,19 +35,19 @@ int socketError(int fd) {
   return err;
 }
 
-// SO_LINGER with a zero timeout makes close() send a reset instead of a FIN.
-void closeAbortively(int fd) {
-  linger lg{1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-  ::close(fd);
-}
-
 }  // namespace
 
-void Worker::startFlow(int fd, const SocketAddress& client, uint32_t listener) {
+void FlowSocket::closeAbortively() {
+  if (!fd) return;
+  linger lg{1, 0};
+  setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  fd.reset();
+}
+
+void Worker::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listener) {
   Flow& f = flows_.open();
   f.listener = listener;
-  f.client.fd = fd;
+  f.client.fd = std::move(fd);
   f.clientAddress = client;
   f.startMs = f.lastActiveMs = now_;
   CounterBlock& lc = listenerCounters(listener);
@@ -55,7 +55,7 @@ void Worker::startFlow(int fd, const SocketAddress& client, uint32_t listener) {
   lc.add(Counter::flows_active, 1);
   // TCP_NODELAY comes from the listening socket: accepted sockets inherit it.
   // Only a shortage of kernel memory or epoll watches comes back: the flow cannot be served.
-  if (!loop_.watch(fd, kFlowEvents, makeTag(TagKind::TcpClient, f.slot)).ok()) {
+  if (!loop_.watch(f.client.get(), kFlowEvents, makeTag(TagKind::TcpClient, f.slot)).ok()) {
     closeFlow(f, CloseReason::Error, false);
     return;
   }
@@ -73,15 +73,13 @@ bool Worker::connectNext(Flow& f) {
     f.tried.add(b->key);
     CounterBlock& bc = b->counters->worker(index_);
 
-    int fd = socket(b->address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return false;  // out of descriptors or memory: nothing another backend would fix
-    setNoDelay(fd);
-    if (connect(fd, b->address.get(), b->address.length()) == 0 || errno == EINPROGRESS) {
-      if (!loop_.watch(fd, kFlowEvents, makeTag(TagKind::TcpBackend, f.slot)).ok()) {
-        ::close(fd);
-        return false;
-      }
-      f.backend = FlowSocket{fd, false, false};
+    UniqueFd fd(socket(b->address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) return false;  // out of descriptors or memory: nothing another backend would fix
+    setNoDelay(fd.get());
+    if (connect(fd.get(), b->address.get(), b->address.length()) == 0 || errno == EINPROGRESS) {
+      if (!loop_.watch(fd.get(), kFlowEvents, makeTag(TagKind::TcpBackend, f.slot)).ok()) return false;
+      f.backend = FlowSocket{};
+      f.backend.fd = std::move(fd);
       f.backendKey = b->key;
       f.backendAddress = b->address;
       f.backendCounters = b->counters;
@@ -91,8 +89,8 @@ bool Worker::connectNext(Flow& f) {
       linkConnecting(f);
       return true;
     }
-    // Refused at once (unreachable network, no ephemeral port): try the next backend.
-    ::close(fd);
+    // Refused at once (unreachable network, no ephemeral port): try the next backend. The
+    // socket closes as `fd` goes out of scope.
     bc.add(Counter::connect_failures, 1);
     lc.add(Counter::connect_failures, 1);
     tallyConnect(b->key, false, false);
@@ -102,8 +100,7 @@ bool Worker::connectNext(Flow& f) {
 
 void Worker::onConnectFailed(Flow& f, bool timedOut) {
   unlinkConnecting(f);
-  ::close(f.backend.fd);
-  f.backend = FlowSocket{};
+  f.backend = FlowSocket{};  // closes the failed socket
   CounterBlock& bc = f.backendCounters->worker(index_);
   CounterBlock& lc = listenerCounters(f.listener);
   bc.add(Counter::flows_active, -1);
@@ -149,7 +146,7 @@ void Worker::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
       return;
     }
     // The client reset before a backend answered: nothing to tell the backend but goodbye.
-    if ((events & EPOLLERR) && socketError(s.fd) != 0) {
+    if ((events & EPOLLERR) && socketError(s.get()) != 0) {
       closeFlow(f, CloseReason::ClientReset, false);
       return;
     }
@@ -160,7 +157,7 @@ void Worker::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
     return;
   }
 
-  if ((events & EPOLLERR) && socketError(s.fd) != 0) {
+  if ((events & EPOLLERR) && socketError(s.get()) != 0) {
     resetFlow(f, backendSide);
     return;
   }
@@ -230,9 +227,9 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
 
     if (dst.writable && d.holdsBytes()) {
       const bool viaPipe = d.pipeBytes > 0;
-      SysResult w = viaPipe ? sysResult(splice(d.pipe.readFd, nullptr, dst.fd, nullptr, d.pipeBytes,
+      SysResult w = viaPipe ? sysResult(splice(d.pipe.readFd(), nullptr, dst.get(), nullptr, d.pipeBytes,
                                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK))
-                            : sysResult(send(dst.fd, d.buffer.get() + d.bufferStart, d.bufferEnd - d.bufferStart,
+                            : sysResult(send(dst.get(), d.buffer.get() + d.bufferStart, d.bufferEnd - d.bufferStart,
                                              MSG_NOSIGNAL | MSG_DONTWAIT));
       if (w.ok()) {
         if (viaPipe) {
@@ -269,7 +266,7 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
         const uint32_t before = d.pipeBytes;
         const uint32_t room = static_cast<uint32_t>(pipes_.capacity()) - std::min<uint32_t>(before, pipes_.capacity());
         if (room > 0) {
-          SysResult r = sysResult(splice(src.fd, nullptr, d.pipe.writeFd, nullptr, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
+          SysResult r = sysResult(splice(src.get(), nullptr, d.pipe.writeFd(), nullptr, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
           if (r.ok() && r.value > 0) {
             d.pipeBytes += static_cast<uint32_t>(r.value);
             budget -= std::min<uint64_t>(budget, r.value);
@@ -291,7 +288,7 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
           }
         }
       } else {
-        SysResult r = sysResult(recv(src.fd, scratch_.get(), kScratchSize, MSG_DONTWAIT));
+        SysResult r = sysResult(recv(src.get(), scratch_.get(), kScratchSize, MSG_DONTWAIT));
         if (r.ok() && r.value > 0) {
           const uint32_t n = static_cast<uint32_t>(r.value);
           budget -= std::min<uint64_t>(budget, n);
@@ -305,7 +302,7 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
           }
           uint32_t sent = 0;
           if (dst.writable) {
-            SysResult w = sysResult(send(dst.fd, scratch_.get(), n, MSG_NOSIGNAL | MSG_DONTWAIT));
+            SysResult w = sysResult(send(dst.get(), scratch_.get(), n, MSG_NOSIGNAL | MSG_DONTWAIT));
             if (w.ok()) {
               sent = static_cast<uint32_t>(w.value);
               delivered(w.value, false);
@@ -344,7 +341,7 @@ Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSock
     // When the other direction is finished too, the flow closes right away and close() sends
     // this FIN: the shutdown() call would be one syscall for nothing.
     const Direction& other = &d == &f.up ? f.down : f.up;
-    if (!other.shutdownSent) shutdown(dst.fd, SHUT_WR);
+    if (!other.shutdownSent) shutdown(dst.get(), SHUT_WR);
     d.shutdownSent = true;
   }
   bool moreToRead = src.readable && !d.eof && d.bufferStart == d.bufferEnd;
@@ -387,13 +384,11 @@ void Worker::closeFlow(Flow& f, CloseReason reason, bool abortive) {
   lc.add(Counter::flows_active, -1);
 
   for (FlowSocket* s : {&f.client, &f.backend}) {
-    if (s->fd < 0) continue;
     if (abortive) {
-      closeAbortively(s->fd);
+      s->closeAbortively();
     } else {
-      ::close(s->fd);
+      s->close();
     }
-    s->fd = -1;
   }
   for (Direction* d : {&f.up, &f.down}) {
     if (d->pipeBytes > 0) {
