@@ -113,6 +113,8 @@ bool toBackendTable(Napi::Env env, Napi::Value tv, const std::string& where, std
         !getNumber(env, b, "weight", at, 0, 1000000, weight) || !getEnum(env, b, "state", at, spec.state))
       return false;
     spec.key = static_cast<uint32_t>(key);
+    Napi::Value id = b.Get("id");
+    if (id.IsString()) spec.id = id.As<Napi::String>().Utf8Value();
     spec.weight = static_cast<uint32_t>(weight);
     out.push_back(spec);
   }

@@ -22,18 +22,28 @@ CounterSet* Engine::countersFor(uint32_t key) {
   return backendCounters_[key].get();
 }
 
+std::shared_ptr<const BackendTable> Engine::buildTable(Algorithm algorithm, std::vector<BackendSpec> specs) {
+  std::vector<BackendEntry> entries;
+  entries.reserve(specs.size());
+  for (BackendSpec& s : specs) {
+    BackendEntry e;
+    e.key = s.key;
+    e.id = std::move(s.id);
+    e.address = s.address;
+    e.weight = s.weight;
+    e.state = s.state;
+    e.counters = countersFor(s.key);
+    entries.push_back(std::move(e));
+  }
+  return buildBackendTable(algorithm, ++generation_, std::move(entries));
+}
+
 std::shared_ptr<const BackendTables> Engine::buildTables(std::vector<std::vector<BackendSpec>>& specs) {
   auto tables = std::make_shared<BackendTables>();
-  tables->generation = ++generation_;
-  for (size_t i = 0; i < config_.listeners.size(); ++i) {
-    auto table = std::make_shared<BackendTable>();
-    table->algorithm = config_.listeners[i].algorithm;
-    if (i < specs.size()) {
-      for (const BackendSpec& s : specs[i])
-        table->backends.push_back(BackendEntry{s.key, s.address, s.weight, s.state, countersFor(s.key)});
-    }
-    tables->perListener.push_back(std::move(table));
-  }
+  tables->generation = generation_ + 1;
+  for (size_t i = 0; i < config_.listeners.size(); ++i)
+    tables->perListener.push_back(
+        buildTable(config_.listeners[i].algorithm, i < specs.size() ? std::move(specs[i]) : std::vector<BackendSpec>()));
   return tables;
 }
 
@@ -98,10 +108,7 @@ bool Engine::addListener(ListenerConfig config, std::vector<BackendSpec> specs, 
   SocketAddress bound;
   if (!openListenerGroup(config, workers_.size(), group, bound, err)) return false;
   slot = static_cast<uint32_t>(config_.listeners.size());
-  auto table = std::make_shared<BackendTable>();
-  table->algorithm = config.algorithm;
-  for (const BackendSpec& s : specs)
-    table->backends.push_back(BackendEntry{s.key, s.address, s.weight, s.state, countersFor(s.key)});
+  std::shared_ptr<const BackendTable> table = buildTable(config.algorithm, std::move(specs));
   config_.listeners.push_back(std::move(config));
   listenerCounters_.push_back(std::make_unique<CounterSet>(config_.workers));
   bound_.push_back(bound);

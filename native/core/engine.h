@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "balance/backend_table.h"
@@ -28,6 +29,7 @@ struct EngineConfig {
 // A backend as the control plane describes it; the engine attaches the counters.
 struct BackendSpec {
   uint32_t key;
+  std::string id;  // stable identity: "<listener name>/<backend id>"
   SocketAddress address;
   uint32_t weight;
   BackendState state;
@@ -89,6 +91,7 @@ class Engine {
 
  private:
   std::shared_ptr<const BackendTables> buildTables(std::vector<std::vector<BackendSpec>>& specs);
+  std::shared_ptr<const BackendTable> buildTable(Algorithm algorithm, std::vector<BackendSpec> specs);
   CounterSet* countersFor(uint32_t key);
 
   std::shared_ptr<Completion> completionForAll(std::function<void()> done) const;

@@ -35,7 +35,7 @@ Worker::Worker(uint32_t index, const WorkerOptions& options, std::vector<UniqueF
       scratch_(new char[kScratchSize]),
       flows_(index),
       tables_(listenerFds_.size()),
-      balancers_(listenerFds_.size(), Balancer(index)),
+      pickers_(listenerFds_.size()),
       listenerDrainDeadlineMs_(listenerFds_.size(), 0),
       flowLogEvery_(flowLogEvery) {}
 
@@ -151,24 +151,29 @@ void Worker::ensureSlot(uint32_t slot) {
   listenerPaused_.resize(slot + 1, false);
   listenerCounters_.resize(slot + 1, nullptr);
   tables_.resize(slot + 1);
-  balancers_.resize(slot + 1, Balancer(index_));
+  pickers_.resize(slot + 1);
   listenerDrainDeadlineMs_.resize(slot + 1, 0);
 }
 
 void Worker::adoptTables(std::shared_ptr<const BackendTables> tables) {
   if (!tables) return;
-  for (uint32_t i = 0; i < tables->perListener.size() && i < tables_.size(); ++i) {
-    tables_[i] = tables->perListener[i];
-    balancers_[i].reset(tables_[i].get());
-  }
+  for (uint32_t i = 0; i < tables->perListener.size() && i < tables_.size(); ++i) adoptTable(i, tables->perListener[i]);
+}
+
+void Worker::adoptTable(uint32_t slot, std::shared_ptr<const BackendTable> table) {
+  tables_[slot] = std::move(table);
+  const BackendTable* t = tables_[slot].get();
+  // A picker keeps what outlives a table (least connections' random state); a new algorithm
+  // needs a new picker.
+  if (t && (!pickers_[slot] || pickers_[slot]->algorithm() != t->algorithm)) pickers_[slot] = makePicker(t->algorithm, index_);
+  if (pickers_[slot]) pickers_[slot]->reset(t);
 }
 
 void Worker::addListener(WorkerCommand& c) {
   ensureSlot(c.slot);
   UniqueFd fd(c.fd);
   listenerCounters_[c.slot] = c.counters;
-  tables_[c.slot] = c.table;
-  balancers_[c.slot].reset(tables_[c.slot].get());
+  adoptTable(c.slot, c.table);
   if (stopping_) return;  // the engine is going away: the socket just closes
   // The worker owns the socket from here on, even if epoll refuses it for now (the tick tries
   // again): the engine still knows its number and may shut it down.

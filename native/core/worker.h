@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "balance/backend_table.h"
+#include "balance/picker.h"
 #include "counters.h"
 #include "engine_options.h"
 #include "io/epoll_loop.h"
@@ -35,6 +36,12 @@ struct WorkerOptions {
   uint32_t retries = static_cast<uint32_t>(optionDefault(EngineOption::retries));
   int pipeSize = static_cast<int>(optionDefault(EngineOption::pipeSize));  // 0: the kernel's default
   size_t maxIdlePipes = static_cast<size_t>(optionDefault(EngineOption::maxIdlePipes));
+};
+
+// One batch from the control plane: a table for every listener.
+struct BackendTables {
+  uint64_t generation = 0;
+  std::vector<std::shared_ptr<const BackendTable>> perListener;
 };
 
 // Runs `done` when the last of `remaining` workers arrives. Any thread.
@@ -114,6 +121,7 @@ class Worker {
   void run();
   void runCommands();
   void adoptTables(std::shared_ptr<const BackendTables> tables);
+  void adoptTable(uint32_t slot, std::shared_ptr<const BackendTable> table);
   void snapshotInto(SnapshotRequest& request);
   void beginStop(int64_t drainMs, std::shared_ptr<Completion> completion);
   void addListener(WorkerCommand& c);
@@ -160,10 +168,10 @@ class Worker {
   // Small messages pass through here on their way from one socket to the other.
   std::unique_ptr<char[]> scratch_;
   FlowTable flows_;
-  // Per listener slot: its current backend table and this worker's balancer over it. A slot
+  // Per listener slot: its current backend table and this worker's picker over it. A slot
   // whose listener was removed keeps its table until its flows are gone.
   std::vector<std::shared_ptr<const BackendTable>> tables_;
-  std::vector<Balancer> balancers_;
+  std::vector<std::unique_ptr<Picker>> pickers_;
   std::vector<int64_t> listenerDrainDeadlineMs_;  // 0: none; else close the slot's flows then
   const std::atomic<uint32_t>& flowLogEvery_;
   uint64_t flowsClosed_ = 0;

@@ -43,7 +43,7 @@ namespace {
 
 BackendSpec backend(uint32_t key, const SocketAddress& address, uint32_t weight = 1,
                     BackendState state = BackendState::Up) {
-  return BackendSpec{key, address, weight, state};
+  return BackendSpec{key, "front/" + std::to_string(key), address, weight, state};
 }
 
 EngineConfig config(uint32_t workers, Algorithm algorithm = Algorithm::RoundRobin) {

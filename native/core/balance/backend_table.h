@@ -1,10 +1,11 @@
 #pragma once
 // Backends as the data plane sees them: an immutable table per listener, built on the control
 // thread and swapped in by each worker between two epoll passes, so picking a backend takes no
-// lock. A Balancer is one worker's per-listener selection state over the current table.
+// lock. A change to one listener's backends builds and sends only that listener's table.
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "counters.h"
@@ -14,7 +15,14 @@
 namespace lb4 {
 
 struct BackendEntry {
-  uint32_t key = 0;  // stable for the backend's life, chosen by the control plane
+  // The process-local counter slot the control plane chose: it indexes readStats and events.
+  // Nothing about balancing derives from it.
+  uint32_t key = 0;
+  // The backend's stable identity, the same on every node for the same config:
+  // "<listener name>/<backend id>". idHash is its 64-bit FNV-1a (balance/hash.h), filled in by
+  // buildBackendTable, for algorithms that must agree across nodes (consistent hashing).
+  std::string id;
+  uint64_t idHash = 0;
   SocketAddress address;
   uint32_t weight = 1;
   BackendState state = BackendState::Up;
@@ -27,14 +35,19 @@ struct BackendEntry {
 
 struct BackendTable {
   Algorithm algorithm = Algorithm::RoundRobin;
+  // Which build this is (the engine counts them): tells two tables of one listener apart.
+  uint64_t generation = 0;
   std::vector<BackendEntry> backends;
+  // Data an algorithm derives from the whole backend set goes here, next to the set it was
+  // derived from, built once per table by buildBackendTable on the control thread and then
+  // only read by every worker (a Maglev lookup table, for one). Round robin and least
+  // connections keep only per-worker state, in their pickers.
 };
 
-// One batch from the control plane: a table for every listener, under one generation number.
-struct BackendTables {
-  uint64_t generation = 0;
-  std::vector<std::shared_ptr<const BackendTable>> perListener;
-};
+// Builds a listener's table on the control thread: hashes every backend's id and computes
+// what `algorithm` needs from the set.
+std::shared_ptr<const BackendTable> buildBackendTable(Algorithm algorithm, uint64_t generation,
+                                                      std::vector<BackendEntry> backends);
 
 // The keys a flow has already tried, so a retry goes to another backend while there is one.
 struct TriedBackends {
@@ -49,32 +62,6 @@ struct TriedBackends {
       if (keys[i] == key) return true;
     return false;
   }
-};
-
-class Balancer {
- public:
-  // Worker `index` of a balancer starts its rotation `index` places further, so that workers
-  // taking turns with new connections do not all send their first flow to the same backend.
-  explicit Balancer(uint32_t index = 0) : offset_(index), random_(0x9e3779b97f4a7c15ULL + index) {}
-  // Called when the worker adopts a new table: selection state starts over.
-  void reset(const BackendTable* table);
-  // Picks a backend for a new flow, avoiding those in `tried` unless nothing else can take it.
-  // Returns null when no backend takes new flows.
-  const BackendEntry* pick(const TriedBackends& tried);
-
- private:
-  const BackendEntry* pickRoundRobin(const TriedBackends& tried, bool avoidTried);
-  const BackendEntry* pickLeastConn(const TriedBackends& tried, bool avoidTried);
-  uint64_t nextRandom();
-
-  const BackendTable* table_ = nullptr;
-  // Smooth weighted round robin: each backend's running score (the nginx algorithm: add every
-  // weight, take the highest, subtract the total from it) spreads a 5:1:1 split as a,a,b,a,c,a,a
-  // rather than a,a,a,a,a,b,c.
-  std::vector<int64_t> current_;
-  uint32_t offset_;
-  uint64_t rotation_ = 0;
-  uint64_t random_;
 };
 
 }  // namespace lb4

@@ -70,6 +70,7 @@ struct Flow {
   Direction down;  // backend -> client
 
   SocketAddress clientAddress;
+  uint64_t flowHash = 0;  // of the client's address: what a picker keeps a client together by
   SocketAddress backendAddress;
   uint32_t backendKey = 0;
   CounterSet* backendCounters = nullptr;  // set while a backend is assigned (and counted active)

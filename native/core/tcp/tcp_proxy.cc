@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "balance/hash.h"
 #include "io/epoll_tag.h"
 #include "worker.h"
 
@@ -49,6 +50,7 @@ void Worker::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listen
   f.listener = listener;
   f.client.fd = std::move(fd);
   f.clientAddress = client;
+  f.flowHash = clientFlowHash(client);
   f.startMs = f.lastActiveMs = now_;
   CounterBlock& lc = listenerCounters(listener);
   lc.add(Counter::flows_total, 1);
@@ -63,10 +65,10 @@ void Worker::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listen
 }
 
 bool Worker::connectNext(Flow& f) {
-  Balancer& balancer = balancers_[f.listener];
+  Picker* picker = pickers_[f.listener].get();
   CounterBlock& lc = listenerCounters(f.listener);
   while (f.attempts <= options_.retries) {
-    const BackendEntry* b = balancer.pick(f.tried);
+    const BackendEntry* b = picker ? picker->pick(f.flowHash, f.tried) : nullptr;
     if (!b) return false;
     if (f.attempts > 0) lc.add(Counter::retries, 1);
     f.attempts++;
