@@ -14,6 +14,7 @@
         "native/core/tcp/flow_table.cc",
         "native/core/tcp/listener_socket.cc",
         "native/core/tcp/pipe_pool.cc",
+        "native/core/tcp/splice_pump.cc",
         "native/core/tcp/tcp_proxy.cc",
         "native/core/worker.cc",
         "native/binding/addon.cc",

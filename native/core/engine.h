@@ -13,9 +13,12 @@
 
 #include "balance/backend_table.h"
 #include "counters.h"
+#include "engine_options.h"
 #include "io/event_queue.h"
+#include "listener_config.h"
 #include "tcp/listener_socket.h"
 #include "worker.h"
+#include "worker_command.h"
 
 namespace lb4 {
 
@@ -90,13 +93,17 @@ class Engine {
   EventQueue& events() { return events_; }
 
  private:
-  std::shared_ptr<const BackendTables> buildTables(std::vector<std::vector<BackendSpec>>& specs);
+  // One table per listener slot, from the control plane's specs (missing ones: empty).
+  std::vector<std::shared_ptr<const BackendTable>> buildTables(std::vector<std::vector<BackendSpec>>& specs);
   std::shared_ptr<const BackendTable> buildTable(Algorithm algorithm, std::vector<BackendSpec> specs);
   CounterSet* countersFor(uint32_t key);
 
-  std::shared_ptr<Completion> completionForAll(std::function<void()> done) const;
-  // Posts a copy of `command` to every worker.
-  void broadcast(const WorkerCommand& command);
+  std::shared_ptr<Completion> completionForAll(std::function<void()> done, int commandsPerWorker = 1) const;
+  // Posts a copy of `body` to every worker, all arriving at `completion`.
+  template <typename Body>
+  void broadcast(const Body& body, const std::shared_ptr<Completion>& completion) {
+    for (auto& w : workers_) w->post(WorkerCommand{body, completion});
+  }
 
   EngineConfig config_;
   // listenerFds_[slot][worker]: descriptor numbers, for shutdown() from this thread only until

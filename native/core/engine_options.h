@@ -50,4 +50,13 @@ inline constexpr size_t kEngineOptionCount = sizeof(kEngineOptions) / sizeof(kEn
 constexpr const OptionLimit& optionLimit(EngineOption option) { return kEngineOptions[static_cast<size_t>(option)]; }
 constexpr int64_t optionDefault(EngineOption option) { return optionLimit(option).defaultValue; }
 
+// What every worker runs with.
+struct WorkerOptions {
+  int64_t connectTimeoutMs = optionDefault(EngineOption::connectTimeoutMs);
+  int64_t idleTimeoutMs = optionDefault(EngineOption::idleTimeoutMs);
+  uint32_t retries = static_cast<uint32_t>(optionDefault(EngineOption::retries));
+  int pipeSize = static_cast<int>(optionDefault(EngineOption::pipeSize));  // 0: the kernel's default
+  size_t maxIdlePipes = static_cast<size_t>(optionDefault(EngineOption::maxIdlePipes));
+};
+
 }  // namespace lb4

@@ -2,15 +2,17 @@
 // One proxied TCP connection: the client's socket, the backend's socket, and the two directions
 // of bytes between them. A flow lives and dies on the worker that accepted it.
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <memory>
 
 #include "balance/backend_table.h"
 #include "counters.h"
 #include "enums.h"
-#include "tcp/pipe_pool.h"
 #include "io/socket_address.h"
 #include "io/unique_fd.h"
+#include "tcp/pipe_pool.h"
 
 namespace lb4 {
 
@@ -35,7 +37,12 @@ struct FlowSocket {
   void close() { fd.reset(); }
   // SO_LINGER with a zero timeout makes close() send a reset instead of a FIN and drop
   // whatever is still queued: the peer learns at once that the stream did not end cleanly.
-  void closeAbortively();
+  void closeAbortively() {
+    if (!fd) return;
+    linger lg{1, 0};
+    setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    fd.reset();
+  }
 };
 
 // Bytes moving from one socket to the other. Small messages go through the worker's scratch

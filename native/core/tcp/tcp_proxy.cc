@@ -1,16 +1,19 @@
 // The life of a TCP flow on a worker: accept, connect (with timeout and retries), forwarding
 // with splice(2), half-close, reset propagation and close. See DESIGN.md section 3.
 
+#include "tcp/tcp_proxy.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "balance/hash.h"
 #include "io/epoll_tag.h"
-#include "worker.h"
 
 namespace lb4 {
 
@@ -20,9 +23,10 @@ namespace {
 // modified, so forwarding costs no epoll_ctl calls.
 constexpr uint32_t kFlowEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
 
-// A direction moves at most this much per wake-up before letting other flows run; the rest
-// continues right after the current epoll pass.
-constexpr uint64_t kPumpBudget = 1 << 20;
+// Accepts per readable listener per pass (level-triggered: the rest waits for the next pass),
+// and connections shed at most at once when descriptors ran out.
+constexpr int kAcceptBatch = 64;
+constexpr int kShedBatch = 1024;
 
 void setNoDelay(int fd) {
   int one = 1;
@@ -38,20 +42,81 @@ int socketError(int fd) {
 
 }  // namespace
 
-void FlowSocket::closeAbortively() {
-  if (!fd) return;
-  linger lg{1, 0};
-  setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-  fd.reset();
+TcpProxy::TcpProxy(uint32_t workerIndex, const WorkerOptions& options, const LoopClock& clock, EpollLoop& loop,
+                   std::vector<ListenerSlot>& listeners, EventQueue& events, const std::atomic<uint32_t>& flowLogEvery)
+    : index_(workerIndex),
+      options_(options),
+      clock_(clock),
+      loop_(loop),
+      listeners_(listeners),
+      events_(events),
+      flowLogEvery_(flowLogEvery),
+      reserveFd_(open("/dev/null", O_RDONLY | O_CLOEXEC)),
+      pump_(options.maxIdlePipes, options.pipeSize),
+      flows_(workerIndex) {}
+
+// --- listeners --------------------------------------------------------------------------------
+
+bool TcpProxy::acceptOn(uint32_t listener) {
+  int lfd = listeners_[listener].socket.get();
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    SocketAddress client;
+    client.prepareForKernel();
+    UniqueFd fd(accept4(lfd, client.get(), client.lengthPtr(), SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (fd) {
+      startFlow(std::move(fd), client, listener);
+      continue;
+    }
+    int err = errno;
+    // EINVAL: the listener was shut down by stop() and the Stop command is on its way.
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINVAL) return true;
+    if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      shedLoad(listener);
+      // Not even the reserve could be had back: the worker stops watching this listener until
+      // the next tick instead of spinning on it.
+      return static_cast<bool>(reserveFd_);
+    }
+    listenerCounters(listener).add(Counter::accept_errors, 1);
+    Event e{EventType::ListenerError};
+    e.worker = index_;
+    e.listener = listener;
+    e.error = err;
+    events_.push(e);
+    return true;
+  }
+  return true;
 }
 
-void Worker::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listener) {
+void TcpProxy::shedLoad(uint32_t listener) {
+  // Out of descriptors, the connection waits in the backlog and the level-triggered listener
+  // would wake us forever. Give up the reserve descriptor, accept and close what is waiting (the
+  // clients see a prompt close rather than a hang), then take the reserve back.
+  int lfd = listeners_[listener].socket.get();
+  if (reserveFd_) {
+    reserveFd_.reset();
+    for (int i = 0; i < kShedBatch; ++i) {
+      UniqueFd shed(accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+      if (!shed) break;  // closed as it goes out of scope
+      listenerCounters(listener).add(Counter::accept_shed, 1);
+    }
+    reserveFd_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  }
+}
+
+void TcpProxy::retakeReserve() {
+  if (!reserveFd_) reserveFd_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
+
+// --- flows ------------------------------------------------------------------------------------
+
+void TcpProxy::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listener) {
   Flow& f = flows_.open();
   f.listener = listener;
   f.client.fd = std::move(fd);
   f.clientAddress = client;
   f.flowHash = clientFlowHash(client);
-  f.startMs = f.lastActiveMs = now_;
+  f.startMs = f.lastActiveMs = now();
   CounterBlock& lc = listenerCounters(listener);
   lc.add(Counter::flows_total, 1);
   lc.add(Counter::flows_active, 1);
@@ -64,8 +129,8 @@ void Worker::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listen
   if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
 }
 
-bool Worker::connectNext(Flow& f) {
-  Picker* picker = pickers_[f.listener].get();
+bool TcpProxy::connectNext(Flow& f) {
+  Picker* picker = listeners_[f.listener].picker.get();
   CounterBlock& lc = listenerCounters(f.listener);
   while (f.attempts <= options_.retries) {
     const BackendEntry* b = picker ? picker->pick(f.flowHash, f.tried) : nullptr;
@@ -87,7 +152,7 @@ bool Worker::connectNext(Flow& f) {
       f.backendCounters = b->counters;
       // A connect in progress counts as active, so least-connections sees it at once.
       bc.add(Counter::flows_active, 1);
-      f.connectDeadlineMs = now_ + options_.connectTimeoutMs;
+      f.connectDeadlineMs = now() + options_.connectTimeoutMs;
       linkConnecting(f);
       return true;
     }
@@ -100,7 +165,7 @@ bool Worker::connectNext(Flow& f) {
   return false;
 }
 
-void Worker::onConnectFailed(Flow& f, bool timedOut) {
+void TcpProxy::onConnectFailed(Flow& f, bool timedOut) {
   unlinkConnecting(f);
   f.backend = FlowSocket{};  // closes the failed socket
   CounterBlock& bc = f.backendCounters->worker(index_);
@@ -117,16 +182,21 @@ void Worker::onConnectFailed(Flow& f, bool timedOut) {
   if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
 }
 
-void Worker::onConnected(Flow& f) {
+void TcpProxy::onConnected(Flow& f) {
   unlinkConnecting(f);
   f.state = FlowState::Established;
-  f.lastActiveMs = now_;
+  f.lastActiveMs = now();
   f.backendCounters->worker(index_).add(Counter::flows_total, 1);
   tallyConnect(f.backendKey, true, false);
   pumpFlow(f);
 }
 
-void Worker::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
+void TcpProxy::onFlowEvent(uint64_t flowSlot, bool backendSide, uint32_t events) {
+  if (flowSlot > UINT32_MAX) return;
+  if (Flow* f = flows_.at(static_cast<uint32_t>(flowSlot))) onFlowEvent(*f, backendSide, events);
+}
+
+void TcpProxy::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
   if (f.state == FlowState::Closed) return;  // closed earlier in this pass
   FlowSocket& s = backendSide ? f.backend : f.client;
 
@@ -170,13 +240,15 @@ void Worker::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
   pumpFlow(f);
 }
 
-void Worker::pumpFlow(Flow& f) {
-  PumpResult up = pump(f, f.up, f.client, f.backend, true);
+void TcpProxy::pumpFlow(Flow& f) {
+  CounterBlock& lc = listenerCounters(f.listener);
+  CounterBlock& bc = f.backendCounters->worker(index_);
+  PumpResult up = pump_.pump(f, f.up, f.client, f.backend, true, lc, bc, now());
   if (up == PumpResult::SourceReset || up == PumpResult::DestinationReset) {
     resetFlow(f, up == PumpResult::DestinationReset);
     return;
   }
-  PumpResult down = pump(f, f.down, f.backend, f.client, false);
+  PumpResult down = pump_.pump(f, f.down, f.backend, f.client, false, lc, bc, now());
   if (down == PumpResult::SourceReset || down == PumpResult::DestinationReset) {
     resetFlow(f, down == PumpResult::SourceReset);
     return;
@@ -191,170 +263,11 @@ void Worker::pumpFlow(Flow& f) {
   }
 }
 
-// Moves bytes from `src` to `dst` until neither side can go on.
-//
-// Small messages take the copy path: recv into the worker's scratch buffer, send straight on
-// (whatever the destination does not take waits in a per-flow heap buffer). Two syscalls per
-// message, where splice would need three (in, out, and the read that says EAGAIN). A read that
-// fills the scratch buffer marks the direction bulk, and bulk bytes go socket -> pipe -> socket
-// with splice(2); a small read on an empty pipe turns it back.
-//
-// The kernel's answers that need care (HAProxy's raw_sock.c documents the same ones):
-// - splice() from a socket into a pipe says EAGAIN both when the socket has nothing to read and
-//   when the pipe is full. Only with an empty pipe does it certainly mean "nothing to read";
-//   with bytes in the pipe the bytes go out first and the read is tried again.
-// - A short recv() means the socket was emptied: edge-triggered epoll reports any byte that
-//   arrives later, so no second read is needed to hear EAGAIN. Unless the peer's FIN was already
-//   reported: then the end of stream still waits to be read.
-// - splice() returns 0 at a TCP urgent mark too, not only at the end of stream.
-// - A read of 0 is the peer's FIN. It is passed on (shutdown(SHUT_WR)) only once every byte
-//   before it has been delivered, which is what makes half-close exact.
-Worker::PumpResult Worker::pump(Flow& f, Direction& d, FlowSocket& src, FlowSocket& dst, bool toBackend) {
-  uint64_t budget = kPumpBudget;
-  CounterBlock& lc = listenerCounters(f.listener);
-  CounterBlock& bc = f.backendCounters->worker(index_);
-  const Counter bytesCounter = toBackend ? Counter::bytes_to_backend : Counter::bytes_to_client;
-  auto delivered = [&](int64_t n, bool viaPipe) {
-    d.bytes += n;
-    const Counter how = viaPipe ? Counter::spliced_bytes : Counter::copied_bytes;
-    lc.add(bytesCounter, n);
-    lc.add(how, n);
-    bc.add(bytesCounter, n);
-    bc.add(how, n);
-    f.lastActiveMs = now_;
-  };
-
-  for (;;) {
-    bool progress = false;
-
-    if (dst.writable && d.holdsBytes()) {
-      const bool viaPipe = d.pipeBytes > 0;
-      SysResult w = viaPipe ? sysResult(splice(d.pipe.readFd(), nullptr, dst.get(), nullptr, d.pipeBytes,
-                                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK))
-                            : sysResult(send(dst.get(), d.buffer.get() + d.bufferStart, d.bufferEnd - d.bufferStart,
-                                             MSG_NOSIGNAL | MSG_DONTWAIT));
-      if (w.ok()) {
-        if (viaPipe) {
-          d.pipeBytes -= static_cast<uint32_t>(w.value);
-        } else {
-          d.bufferStart += static_cast<uint32_t>(w.value);
-        }
-        delivered(w.value, viaPipe);
-        progress = true;
-      } else if (w.error == EAGAIN) {
-        dst.writable = false;
-      } else if (w.error != EINTR) {
-        return PumpResult::DestinationReset;
-      }
-    }
-    // Pipes and buffers are held only while they hold bytes.
-    if (d.pipe.valid() && d.pipeBytes == 0) pipes_.put(d.pipe);
-    if (d.buffer && d.bufferStart == d.bufferEnd) {
-      d.buffer.reset();
-      d.bufferStart = d.bufferEnd = 0;
-    }
-
-    if (src.readable && !d.eof && budget > 0 && d.bufferStart == d.bufferEnd) {
-      bool useSplice = d.bulk || d.pipeBytes > 0;
-      // Past an urgent mark only recv() goes on; bytes already in the pipe go out first, so
-      // nothing overtakes them.
-      const bool holdForUrgent = src.urgent && d.pipeBytes > 0;
-      if (src.urgent) useSplice = false;
-      // No pipe to be had (descriptors or pipe memory ran out): copy instead.
-      if (useSplice && !d.pipe.valid() && !pipes_.get(d.pipe)) useSplice = false;
-      if (holdForUrgent) {
-        // Nothing to read this round: the delivery above makes the progress, or EPOLLOUT does.
-      } else if (useSplice) {
-        const uint32_t before = d.pipeBytes;
-        const uint32_t room = static_cast<uint32_t>(pipes_.capacity()) - std::min<uint32_t>(before, pipes_.capacity());
-        if (room > 0) {
-          SysResult r = sysResult(splice(src.get(), nullptr, d.pipe.writeFd(), nullptr, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
-          if (r.ok() && r.value > 0) {
-            d.pipeBytes += static_cast<uint32_t>(r.value);
-            budget -= std::min<uint64_t>(budget, r.value);
-            f.lastActiveMs = now_;
-            progress = true;
-            if (before == 0 && r.value < kScratchSize / 4) d.bulk = false;
-          } else if (r.ok()) {
-            // splice() also returns 0 at a TCP urgent mark, with data still behind it, even
-            // when the FIN has arrived too. recv() on the copy path, which steps over the urgent
-            // byte and returns 0 only at the real end, decides: one extra syscall per bulk flow.
-            // It may read only once the pipe is empty (order); until then only delivery is
-            // progress, or this loop would spin on the same 0.
-            d.bulk = false;
-            if (before == 0) progress = true;
-          } else if (r.error == EAGAIN) {
-            if (d.pipeBytes == 0) src.readable = false;
-          } else if (r.error != EINTR) {
-            return PumpResult::SourceReset;
-          }
-        }
-      } else {
-        SysResult r = sysResult(recv(src.get(), scratch_.get(), kScratchSize, MSG_DONTWAIT));
-        if (r.ok() && r.value > 0) {
-          const uint32_t n = static_cast<uint32_t>(r.value);
-          budget -= std::min<uint64_t>(budget, n);
-          f.lastActiveMs = now_;
-          progress = true;
-          if (n == kScratchSize) {
-            d.bulk = true;
-          } else if (!src.peerClosed && !src.urgent) {
-            // (recv() also stops short just before an urgent mark.)
-            src.readable = false;
-          }
-          uint32_t sent = 0;
-          if (dst.writable) {
-            SysResult w = sysResult(send(dst.get(), scratch_.get(), n, MSG_NOSIGNAL | MSG_DONTWAIT));
-            if (w.ok()) {
-              sent = static_cast<uint32_t>(w.value);
-              delivered(w.value, false);
-            } else if (w.error == EAGAIN) {
-              dst.writable = false;
-            } else if (w.error != EINTR) {
-              return PumpResult::DestinationReset;
-            }
-          }
-          if (sent < n) {
-            d.buffer.reset(new char[kScratchSize]);
-            std::memcpy(d.buffer.get(), scratch_.get() + sent, n - sent);
-            d.bufferStart = 0;
-            d.bufferEnd = n - sent;
-          }
-        } else if (r.ok()) {
-          d.eof = true;
-          src.urgent = false;
-          progress = true;
-        } else if (r.error == EAGAIN) {
-          src.readable = false;
-          src.urgent = false;  // past the mark: nothing more to read for now
-        } else if (r.error != EINTR) {
-          return PumpResult::SourceReset;
-        }
-      }
-    }
-
-    if (!progress) break;
-  }
-  // An empty pipe goes back even when the last read found nothing (a stale edge), so an idle
-  // flow holds no pipe.
-  if (d.pipe.valid() && d.pipeBytes == 0) pipes_.put(d.pipe);
-
-  if (d.eof && !d.holdsBytes() && !d.shutdownSent) {
-    // When the other direction is finished too, the flow closes right away and close() sends
-    // this FIN: the shutdown() call would be one syscall for nothing.
-    const Direction& other = &d == &f.up ? f.down : f.up;
-    if (!other.shutdownSent) shutdown(dst.get(), SHUT_WR);
-    d.shutdownSent = true;
-  }
-  bool moreToRead = src.readable && !d.eof && d.bufferStart == d.bufferEnd;
-  return budget == 0 && moreToRead ? PumpResult::Yielded : PumpResult::Idle;
-}
-
-void Worker::resetFlow(Flow& f, bool backendReset) {
+void TcpProxy::resetFlow(Flow& f, bool backendReset) {
   closeFlow(f, backendReset ? CloseReason::BackendReset : CloseReason::ClientReset, true);
 }
 
-void Worker::closeFlow(Flow& f, CloseReason reason, bool abortive) {
+void TcpProxy::closeFlow(Flow& f, CloseReason reason, bool abortive) {
   if (f.state == FlowState::Closed) return;
   unlinkConnecting(f);
 
@@ -392,20 +305,13 @@ void Worker::closeFlow(Flow& f, CloseReason reason, bool abortive) {
       s->close();
     }
   }
-  for (Direction* d : {&f.up, &f.down}) {
-    if (d->pipeBytes > 0) {
-      pipes_.kill(d->pipe);
-    } else {
-      pipes_.put(d->pipe);
-    }
-    d->pipeBytes = 0;
-  }
+  for (Direction* d : {&f.up, &f.down}) pump_.release(*d);
   f.closeReason = reason;
   logClosedFlow(f);
   flows_.retire(f);
 }
 
-void Worker::linkConnecting(Flow& f) {
+void TcpProxy::linkConnecting(Flow& f) {
   // Every flow gets the same connect timeout, so appending keeps the list in deadline order.
   f.connectPrev = connectTail_;
   f.connectNext = nullptr;
@@ -418,7 +324,7 @@ void Worker::linkConnecting(Flow& f) {
   f.onConnectList = true;
 }
 
-void Worker::unlinkConnecting(Flow& f) {
+void TcpProxy::unlinkConnecting(Flow& f) {
   if (!f.onConnectList) return;
   if (f.connectPrev) {
     f.connectPrev->connectNext = f.connectNext;
@@ -432,6 +338,121 @@ void Worker::unlinkConnecting(Flow& f) {
   }
   f.connectPrev = f.connectNext = nullptr;
   f.onConnectList = false;
+}
+
+// --- timers, reports, commands ----------------------------------------------------------------
+
+void TcpProxy::runYielded() {
+  if (yielded_.empty()) return;
+  std::vector<uint32_t> slots;
+  slots.swap(yielded_);
+  for (uint32_t slot : slots) {
+    Flow* f = flows_.at(slot);
+    if (!f || !f->onYieldList) continue;
+    f->onYieldList = false;
+    if (f->state == FlowState::Established) pumpFlow(*f);
+  }
+}
+
+void TcpProxy::expireConnects() {
+  while (connectHead_ && connectHead_->connectDeadlineMs <= now()) onConnectFailed(*connectHead_, true);
+}
+
+void TcpProxy::expireIdle() {
+  flows_.forEach([this](Flow& f) {
+    if (f.state != FlowState::Established || now() - f.lastActiveMs < options_.idleTimeoutMs) return;
+    // A flow idle with bytes still on their way (a receiver that stopped reading) is cut with a
+    // reset: a FIN would tell the client a truncated stream had ended normally.
+    bool stalled = f.up.holdsBytes() || f.down.holdsBytes() || (f.client.readable && !f.up.eof) ||
+                   (f.backend.readable && !f.down.eof);
+    closeFlow(f, CloseReason::IdleTimeout, stalled);
+  });
+}
+
+uint64_t TcpProxy::closeFlows(const FlowFilter& filter, CloseReason reason) {
+  uint64_t closed = 0;
+  flows_.forEach([&](Flow& f) {
+    if (filter.listener >= 0 && f.listener != static_cast<uint32_t>(filter.listener)) return;
+    if (filter.backendKey >= 0 && (!f.backendCounters || f.backendKey != static_cast<uint32_t>(filter.backendKey))) return;
+    closeFlow(f, reason, true);
+    ++closed;
+  });
+  return closed;
+}
+
+void TcpProxy::closeAll(CloseReason reason) {
+  flows_.forEach([&](Flow& f) { closeFlow(f, reason, true); });
+}
+
+void TcpProxy::snapshot(const FlowFilter& filter, std::vector<FlowInfo>& out) {
+  int64_t wallOffset = wallClockMs() - monotonicMs();
+  size_t taken = 0;
+  flows_.forEach([&](Flow& f) {
+    if (taken >= filter.limit) return;
+    if (filter.listener >= 0 && f.listener != static_cast<uint32_t>(filter.listener)) return;
+    bool hasBackend = f.backendCounters != nullptr;
+    if (filter.backendKey >= 0 && (!hasBackend || f.backendKey != static_cast<uint32_t>(filter.backendKey))) return;
+    out.push_back(FlowInfo{f.id, f.listener, index_, f.state, f.clientAddress.toString(), hasBackend, f.backendKey,
+                           hasBackend ? f.backendAddress.toString() : std::string(), f.startMs + wallOffset,
+                           f.up.bytes, f.down.bytes});
+    ++taken;
+  });
+}
+
+void TcpProxy::tallyConnect(uint32_t backendKey, bool ok, bool timeout) {
+  auto it = std::find_if(tallies_.begin(), tallies_.end(), [&](const ConnectTally& t) { return t.backendKey == backendKey; });
+  if (it == tallies_.end()) it = tallies_.insert(tallies_.end(), ConnectTally{backendKey, 0, 0, 0, 0});
+  if (ok) {
+    it->successes++;
+    it->trailingFailures = 0;
+  } else {
+    it->failures++;
+    it->trailingFailures++;
+    if (timeout) it->timeouts++;
+  }
+}
+
+void TcpProxy::flushConnectTallies() {
+  // Connect outcomes go up once per tick per backend, when something failed, or when a backend
+  // that was failing succeeds again (so the control plane can count consecutive failures). A
+  // healthy backend's successes alone are not news.
+  for (const ConnectTally& t : tallies_) {
+    auto failing = std::find(failingKeys_.begin(), failingKeys_.end(), t.backendKey);
+    bool wasFailing = failing != failingKeys_.end();
+    if (t.failures == 0 && !wasFailing) continue;
+    if (t.trailingFailures == 0 && wasFailing) {
+      failingKeys_.erase(failing);
+    } else if (t.trailingFailures > 0 && !wasFailing) {
+      failingKeys_.push_back(t.backendKey);
+    }
+    Event e{EventType::BackendConnects};
+    e.worker = index_;
+    e.backendKey = t.backendKey;
+    e.count = t.failures;
+    e.timeouts = t.timeouts;
+    e.successes = t.successes;
+    e.trailingFailures = t.trailingFailures;
+    events_.push(e);
+  }
+  tallies_.clear();
+}
+
+void TcpProxy::logClosedFlow(const Flow& f) {
+  uint32_t every = flowLogEvery_.load(std::memory_order_relaxed);
+  if (every == 0 || ++flowsClosed_ % every != 0) return;
+  Event e{EventType::FlowClosed};
+  e.worker = index_;
+  e.listener = f.listener;
+  e.flowId = f.id;
+  e.hasBackend = f.backendCounters != nullptr;
+  e.backendKey = f.backendKey;
+  e.reason = f.closeReason;
+  e.client = f.clientAddress;
+  e.bytesToBackend = f.up.bytes;
+  e.bytesToClient = f.down.bytes;
+  e.startWallMs = f.startMs + (wallClockMs() - monotonicMs());
+  e.durationMs = now() - f.startMs;
+  events_.push(e);
 }
 
 }  // namespace lb4
