@@ -25,11 +25,13 @@ import {
   counters as counterTable,
   createEngine,
   NativeAlgorithm,
+  NativeProtocol,
   systemError,
   type CounterName,
   type NativeEngine,
   type NativeEngineOptions,
   type NativeEvent,
+  type NativeBackend,
   type NativeListenerOptions,
 } from './native.js';
 import { ConsecutiveFailures } from './passive-health.js';
@@ -199,6 +201,7 @@ function backendInfo(b: BackendRecord): BackendInfo {
 function nativeListener(l: ListenerConfig, dualStackFallback = false): NativeListenerOptions {
   return {
     name: l.name,
+    protocol: NativeProtocol.tcp,
     ip: l.anyInterface && dualStackFallback ? '0.0.0.0' : l.ip,
     port: l.port,
     dualStack: l.anyInterface && !dualStackFallback,
@@ -242,6 +245,10 @@ export class Balancer extends EventEmitter<BalancerEvents> {
   #configFile: string | null = null;
   /** Listeners a reload is opening: their slot's algorithm, until they join #slots. */
   readonly #openingAlgorithms = new Map<number, ListenerConfig['algorithm']>();
+  /** Per listener slot, what the engine runs now (algorithm and table): #apply sends only slots that differ. */
+  readonly #sentTables = new Map<number, string>();
+  /** The engine's answer to the last change sent. */
+  #lastApply: Promise<void> = Promise.resolve();
   #readConfig: (() => Promise<BalancerOptions>) | null = null;
 
   private constructor(config: BalancerConfig, engine: NativeEngine, registry: BackendRegistry, slots: ListenerSlot[], log: Logger, dualStackFallback: boolean) {
@@ -318,6 +325,8 @@ export class Balancer extends EventEmitter<BalancerEvents> {
       address: Object.freeze({ name: config.listeners[i].name, address: bound.ip, port: bound.port, family: bound.family }),
     }));
     const balancer = new Balancer(config, engine, registry, slots, log, dualStackFallback);
+    // What start() gave the engine: the registry has not changed since.
+    config.listeners.forEach((l, slot) => balancer.#noteSent(slot, registry.nativeTable(slot), NativeAlgorithm[l.algorithm]));
     balancer.#configFile = deps.configFile ?? null;
     balancer.#readConfig = deps.readConfig ?? null;
     for (const b of registry.list()) balancer.#watch(b);
@@ -658,15 +667,31 @@ export class Balancer extends EventEmitter<BalancerEvents> {
     this.emit('health-check', { listener: b.listener, backend: b.id, ok: result.ok, durationMs: result.durationMs, reason: result.reason });
   }
 
-  /** Sends the registry's current tables to the engine; logs listeners that lose every backend. */
+  /** Records that the engine runs `table` with `algorithm` in `slot`; true if that is news. */
+  #noteSent(slot: number, table: NativeBackend[], algorithm: number): boolean {
+    const signature = JSON.stringify([algorithm, table]);
+    if (this.#sentTables.get(slot) === signature) return false;
+    this.#sentTables.set(slot, signature);
+    return true;
+  }
+
+  /**
+   * Sends the engine the tables of the listener slots whose backends (or algorithm) changed since
+   * they were last sent; logs listeners that lose every backend. Resolves once every worker runs
+   * what the registry says now.
+   */
   #apply(): Promise<void> {
     if (this.#closing) return Promise.resolve();
     const bySlot = new Map([...this.#slots.values()].map((s) => [s.slot, s.config.algorithm]));
     // Every slot's table comes from the registry: a removed listener's backends are forgotten
     // (an empty table; its flows keep the backends they have), and a listener still opening
     // during a reload already has its backends there.
-    const tables = Array.from({ length: this.#slotCount }, (_, slot) => this.#registry.nativeTable(slot));
-    const algorithms = Array.from({ length: this.#slotCount }, (_, slot) => NativeAlgorithm[bySlot.get(slot) ?? this.#openingAlgorithms.get(slot) ?? 'roundrobin']);
+    const sent: Promise<void>[] = [];
+    for (let slot = 0; slot < this.#slotCount; slot++) {
+      const table = this.#registry.nativeTable(slot);
+      const algorithm = NativeAlgorithm[bySlot.get(slot) ?? this.#openingAlgorithms.get(slot) ?? 'roundrobin'];
+      if (this.#noteSent(slot, table, algorithm)) sent.push(this.#engine.applyBackends(slot, table, algorithm));
+    }
     for (const s of this.#slots.values()) {
       const usable = this.#registry.list(s.slot).some((b) => backendInfo(b).takesNewFlows);
       const name = s.config.name;
@@ -677,7 +702,10 @@ export class Balancer extends EventEmitter<BalancerEvents> {
         this.#logs.registry.info({ listener: name }, 'a backend can take new flows again');
       }
     }
-    return this.#engine.applyBackends(tables, algorithms);
+    // Workers run commands in order, so the last slots sent resolving means every earlier send
+    // ran too. With nothing new, the last send's promise still says when the engine caught up.
+    if (sent.length > 0) this.#lastApply = Promise.all(sent).then(() => undefined);
+    return this.#lastApply;
   }
 
   // --- reload --------------------------------------------------------------------------------
@@ -729,7 +757,8 @@ export class Balancer extends EventEmitter<BalancerEvents> {
     // there first so the listener opens with its whole table.
     const slot = this.#slotCount;
     const records = l.backends.map((b) => this.#registry.add(slot, l.name, b, l.health ? 'up' : 'unchecked'));
-    const result = this.#engine.addListener(nativeListener(l, this.#dualStackFallback), this.#registry.nativeTable(slot));
+    const table = this.#registry.nativeTable(slot);
+    const result = this.#engine.addListener(nativeListener(l, this.#dualStackFallback), table);
     if (!('slot' in result)) {
       for (const r of records) this.#registry.remove(r);
       throw Balancer.#listenError(l, result.errno, result.syscall);
@@ -737,6 +766,7 @@ export class Balancer extends EventEmitter<BalancerEvents> {
     if (result.slot !== slot) throw new Error(`lb4: engine opened listener slot ${result.slot}, expected ${slot}`);
     this.#slotCount++;
     this.#openingAlgorithms.set(slot, l.algorithm);
+    this.#noteSent(slot, table, NativeAlgorithm[l.algorithm]);
     await result.ready;
     const bound = Object.freeze({ ...l, port: result.port });
     return { slot, config: bound, address: Object.freeze({ name: l.name, address: result.ip, port: result.port, family: result.family }) };

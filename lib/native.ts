@@ -9,13 +9,43 @@ import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import { osErrorMessage } from './os-errors.js';
 
+// The data plane's enumerations and option ranges (native/core/enums.h and engine_options.h are
+// the source). A value crosses the boundary as its index in its list; the addon exports every
+// list and loading fails if these declarations and the addon ever disagree.
+
+/** Balancing algorithms, in the engine's order. */
+export const algorithmNames = ['roundrobin', 'leastconn'] as const;
+/** Backend states, in the engine's order. */
+export const backendStateNames = ['up', 'down', 'draining', 'maintenance'] as const;
+/** Why a flow ended, in the engine's order. */
+export const closeReasonNames = ['done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error'] as const;
+/** Listener protocols, in the engine's order. */
+export const protocolNames = ['tcp'] as const;
+/** The engine options whose ranges the addon exports as `optionLimits`. */
+export const optionLimitNames = ['workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'maxIdlePipes', 'backlog'] as const;
+
+export type NativeOptionName = (typeof optionLimitNames)[number];
+export interface NativeOptionLimit {
+  readonly min: number;
+  readonly max: number;
+}
+
+/** Each name of `names` mapped to its number (its index). */
+function numbering<const T extends readonly string[]>(names: T): { readonly [K in T[number]]: number } {
+  return Object.freeze(Object.fromEntries(names.map((n, i) => [n, i]))) as { readonly [K in T[number]]: number };
+}
+
 /** Balancing algorithms as the engine numbers them. */
-export const NativeAlgorithm = { roundrobin: 0, leastconn: 1 } as const;
+export const NativeAlgorithm = numbering(algorithmNames);
 /** Backend states as the engine numbers them. */
-export const NativeBackendState = { up: 0, down: 1, draining: 2, maintenance: 3 } as const;
+export const NativeBackendState = numbering(backendStateNames);
+/** Listener protocols as the engine numbers them. */
+export const NativeProtocol = numbering(protocolNames);
 
 export interface NativeListenerOptions {
   name: string;
+  /** Index into `protocolNames`. */
+  protocol: number;
   ip: string;
   port: number;
   dualStack: boolean;
@@ -35,7 +65,13 @@ export interface NativeEngineOptions {
 }
 
 export interface NativeBackend {
+  /** The process-local counter slot: indexes readStats and events. */
   key: number;
+  /**
+   * The backend's stable identity, the same on every node for the same config:
+   * `<listener name>/<backend id>` (the configured id, or the address as written).
+   */
+  id: string;
   ip: string;
   port: number;
   weight: number;
@@ -68,7 +104,7 @@ export interface NativeFlow {
 }
 
 /** Why a flow ended, as the engine reports it in flow-closed events. */
-export type NativeCloseReason = 'done' | 'client-reset' | 'backend-reset' | 'idle-timeout' | 'no-backend' | 'drained' | 'error';
+export type NativeCloseReason = (typeof closeReasonNames)[number];
 
 export type NativeEvent =
   | {
@@ -107,10 +143,10 @@ export interface NativeEngine {
   /** Opens the listeners on every worker and starts the workers. */
   start(tables: NativeBackend[][]): NativeBoundAddress[] | NativeStartFailure;
   /**
-   * Replaces every listener slot's backend table (removed slots take empty ones), optionally with
-   * each slot's algorithm; resolves once every worker runs the new tables.
+   * Replaces one listener slot's backend table, its algorithm changed first when given (an index
+   * into `algorithmNames`); the other slots keep theirs. Resolves once every worker runs it.
    */
-  applyBackends(tables: NativeBackend[][], algorithms?: number[]): Promise<void>;
+  applyBackends(slot: number, backends: NativeBackend[], algorithm?: number): Promise<void>;
   /** Sums counters into `into` (listeners, then backend keys); returns the length needed. */
   readStats(into: Float64Array): number;
   /** Backend keys with counters are 0 .. backendKeyLimit() - 1. */
@@ -140,7 +176,7 @@ export interface NativeEngine {
 export const counterNames = [
   'flows_active', 'flows_total', 'bytes_to_backend', 'bytes_to_client', 'spliced_bytes', 'copied_bytes',
   'connect_failures', 'connect_timeouts', 'retries', 'no_backend', 'resets', 'idle_timeouts', 'drain_closed',
-  'accept_shed', 'accept_errors',
+  'accept_shed', 'accept_errors', 'connect_no_descriptors',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 
@@ -153,6 +189,11 @@ export interface CounterInfo {
 interface Addon {
   Engine: new (options: NativeEngineOptions) => NativeEngine;
   counters: CounterInfo[];
+  algorithms: string[];
+  backendStates: string[];
+  closeReasons: string[];
+  protocols: string[];
+  optionLimits: Record<string, NativeOptionLimit>;
 }
 
 function packageRoot(): string {
@@ -183,9 +224,28 @@ export function createEngine(options: NativeEngineOptions): NativeEngine {
   return new addon.Engine(options);
 }
 
-if (addon.counters.length !== counterNames.length || addon.counters.some((c, i) => c.name !== counterNames[i])) {
-  throw new Error(`lb4: the native addon's counters (${addon.counters.map((c) => c.name).join(', ')}) do not match lib/native.ts; rebuild the addon`);
+/** Fails loading when a list the addon exports differs from its declaration here. */
+function checkList(what: string, got: readonly string[] | undefined, declared: readonly string[]): void {
+  if (!Array.isArray(got) || got.length !== declared.length || got.some((name, i) => name !== declared[i])) {
+    throw new Error(`lb4: the native addon's ${what} (${(got ?? []).join(', ')}) do not match lib/native.ts; rebuild the addon`);
+  }
 }
+
+checkList('counters', addon.counters?.map((c) => c.name), counterNames);
+checkList('algorithms', addon.algorithms, algorithmNames);
+checkList('backend states', addon.backendStates, backendStateNames);
+checkList('close reasons', addon.closeReasons, closeReasonNames);
+checkList('protocols', addon.protocols, protocolNames);
+checkList('option limits', Object.keys(addon.optionLimits ?? {}), optionLimitNames);
+for (const name of optionLimitNames) {
+  const { min, max } = addon.optionLimits[name];
+  if (!Number.isInteger(min) || !Number.isInteger(max) || min > max) throw new Error(`lb4: the native addon's range for ${name} (${min} to ${max}) is not a range; rebuild the addon`);
+}
+
+/** The engine options' ranges (native/core/engine_options.h), as the binding checks them. */
+export const optionLimits: Readonly<Record<NativeOptionName, NativeOptionLimit>> = Object.freeze(
+  Object.fromEntries(optionLimitNames.map((name) => [name, Object.freeze({ min: addon.optionLimits[name].min, max: addon.optionLimits[name].max })])) as Record<NativeOptionName, NativeOptionLimit>,
+);
 
 /** The data plane's counters, in the order readStats() writes them. */
 export const counters: readonly CounterInfo[] = Object.freeze(addon.counters.map((c) => Object.freeze({ ...c })));

@@ -53,3 +53,28 @@ t.test('the addon loads and declares its counters', async (t) => {
   t.ok(counters.length > 10);
   for (const c of counters) t.match(c, { name: /^[a-z_]+$/, kind: /^(gauge|counter)$/, help: /\w/ });
 });
+
+t.test('the addon exports its enumerations and option ranges, checked at load', async (t) => {
+  const native = await import('../lib/native.js');
+  // Loading lib/native.ts already compared each list with its declaration; these are the
+  // numbers the rest of lib/ sends.
+  t.same(native.NativeAlgorithm, { roundrobin: 0, leastconn: 1 });
+  t.same(native.NativeBackendState, { up: 0, down: 1, draining: 2, maintenance: 3 });
+  t.same(native.NativeProtocol, { tcp: 0 });
+  t.same(native.closeReasonNames, ['done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error']);
+  t.same(Object.keys(native.optionLimits), [...native.optionLimitNames]);
+  for (const [name, range] of Object.entries(native.optionLimits)) t.ok(range.min <= range.max, `${name}: ${range.min} to ${range.max}`);
+  t.equal(native.counterNames.at(-1), 'connect_no_descriptors', 'a new counter is appended last');
+});
+
+t.test('the option table stays within the ranges the addon accepts', async (t) => {
+  const { optionLimits } = await import('../lib/native.js');
+  const { tunables } = await import('../lib/config.js');
+  // Tunables that reach the engine as they are (durations in milliseconds).
+  const engineName = { workers: 'workers', connectTimeout: 'connectTimeoutMs', idleTimeout: 'idleTimeoutMs', retries: 'retries', pipeSize: 'pipeSize' } as const;
+  for (const [tunable, option] of Object.entries(engineName)) {
+    const spec = tunables[tunable as keyof typeof engineName];
+    t.equal(spec.min, optionLimits[option].min, `${tunable}'s minimum is the engine's`);
+    t.equal(spec.max, optionLimits[option].max, `${tunable}'s maximum is the engine's`);
+  }
+});

@@ -145,32 +145,23 @@ Napi::Value EngineWrap::start(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EngineWrap::applyBackends(const Napi::CallbackInfo& info) {
+  // applyBackends(slot, backends, algorithm?): one listener's table; the others keep theirs.
   Napi::Env env = info.Env();
-  std::vector<std::vector<BackendSpec>> tables;
-  if (!toBackendTables(env, info[0], engine_->listenerCount(), tables)) return env.Undefined();
-  if (info[1].IsArray()) {
-    // Optional: the algorithm of each listener slot, for the tables that follow.
-    Napi::Array algorithms = info[1].As<Napi::Array>();
-    for (uint32_t i = 0; i < algorithms.Length() && i < engine_->listenerCount(); ++i) {
-      Napi::Value a = algorithms.Get(i);
-      Algorithm algorithm;
-      if (!a.IsNumber() || !enumFromNumber(a.As<Napi::Number>().Uint32Value(), algorithm)) {
-        Napi::RangeError::New(env, "algorithms[" + std::to_string(i) + "] must be an algorithm's number")
-            .ThrowAsJavaScriptException();
-        return env.Undefined();
-      }
-      engine_->setAlgorithm(i, algorithm);
-    }
-  }
+  uint32_t slot = 0;
+  std::vector<BackendSpec> backends;
+  std::optional<Algorithm> algorithm;
+  if (!toListenerSlot(env, info[0], engine_->listenerCount(), slot) || !toBackendTable(env, info[1], "backends", backends) ||
+      !toOptionalAlgorithm(env, info[2], "algorithm", algorithm))
+    return env.Undefined();
   auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
   Napi::Promise promise = deferred->Promise();
   if (!started_ || closing_) {
-    engine_->applyBackends(std::move(tables), nullptr);  // recorded, nothing to wait for
+    engine_->applyBackends(slot, std::move(backends), algorithm, nullptr);  // the algorithm is kept
     deferred->Resolve(env.Undefined());
     return promise;
   }
   beginRequest(env);
-  engine_->applyBackends(std::move(tables), [this, deferred] {
+  engine_->applyBackends(slot, std::move(backends), algorithm, [this, deferred] {
     post([this, deferred](Napi::Env env) {
       deferred->Resolve(env.Undefined());
       endRequest(env);

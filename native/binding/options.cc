@@ -16,16 +16,20 @@ bool throwRange(Napi::Env env, const std::string& message) {
   return false;
 }
 
-bool getNumber(Napi::Env env, Napi::Object obj, const char* key, const std::string& where, double min, double max,
-               double& out) {
-  Napi::Value v = obj.Get(key);
-  if (!v.IsNumber()) return throwType(env, where + "." + key + " must be a number");
+// An integer in [min, max]; `what` names it in the error.
+bool getInteger(Napi::Env env, Napi::Value v, const std::string& what, double min, double max, double& out) {
+  if (!v.IsNumber()) return throwType(env, what + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d < min || d > max || std::floor(d) != d)
-    return throwRange(env, where + "." + key + " must be an integer from " + std::to_string(static_cast<int64_t>(min)) +
-                               " to " + std::to_string(static_cast<int64_t>(max)));
+    return throwRange(env, what + " must be an integer from " + std::to_string(static_cast<int64_t>(min)) + " to " +
+                               std::to_string(static_cast<int64_t>(max)));
   out = d;
   return true;
+}
+
+bool getNumber(Napi::Env env, Napi::Object obj, const char* key, const std::string& where, double min, double max,
+               double& out) {
+  return getInteger(env, obj.Get(key), where + "." + key, min, max, out);
 }
 
 // An engine option, in the range engine_options.h gives it.
@@ -90,7 +94,7 @@ bool toListenerConfig(Napi::Env env, Napi::Value item, const std::string& where,
   if (!getAddress(env, l, where, config.address)) return false;
   double backlog;
   if (!getOption(env, l, EngineOption::backlog, where, backlog) ||
-      !getEnum(env, l, "algorithm", where, config.algorithm))
+      !getEnum(env, l, "algorithm", where, config.algorithm) || !getEnum(env, l, "protocol", where, config.protocol))
     return false;
   config.backlog = static_cast<int>(backlog);
   config.dualStack = l.Get("dualStack").ToBoolean().Value();
@@ -114,7 +118,8 @@ bool toBackendTable(Napi::Env env, Napi::Value tv, const std::string& where, std
       return false;
     spec.key = static_cast<uint32_t>(key);
     Napi::Value id = b.Get("id");
-    if (id.IsString()) spec.id = id.As<Napi::String>().Utf8Value();
+    if (!id.IsString()) return throwType(env, at + ".id must be a string");
+    spec.id = id.As<Napi::String>().Utf8Value();
     spec.weight = static_cast<uint32_t>(weight);
     out.push_back(spec);
   }
@@ -128,6 +133,23 @@ bool toBackendTables(Napi::Env env, Napi::Value value, size_t listeners, std::ve
   out.assign(listeners, {});
   for (uint32_t t = 0; t < tables.Length(); ++t)
     if (!toBackendTable(env, tables.Get(t), "tables[" + std::to_string(t) + "]", out[t])) return false;
+  return true;
+}
+
+bool toListenerSlot(Napi::Env env, Napi::Value value, size_t listeners, uint32_t& out) {
+  double slot;
+  if (!getInteger(env, value, "slot", 0, static_cast<double>(listeners) - 1, slot)) return false;
+  out = static_cast<uint32_t>(slot);
+  return true;
+}
+
+bool toOptionalAlgorithm(Napi::Env env, Napi::Value value, const std::string& where, std::optional<Algorithm>& out) {
+  if (value.IsUndefined()) return true;
+  double n;
+  if (!getInteger(env, value, where, 0, static_cast<double>(enumCount<Algorithm>() - 1), n)) return false;
+  Algorithm algorithm;
+  if (!enumFromNumber(static_cast<uint32_t>(n), algorithm)) return false;
+  out = algorithm;
   return true;
 }
 

@@ -88,8 +88,8 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
   return true;
 }
 
-std::shared_ptr<Completion> Engine::completionForAll(std::function<void()> done, int commandsPerWorker) const {
-  return std::make_shared<Completion>(static_cast<int>(workers_.size()) * commandsPerWorker, std::move(done));
+std::shared_ptr<Completion> Engine::completionForAll(std::function<void()> done) const {
+  return std::make_shared<Completion>(static_cast<int>(workers_.size()), std::move(done));
 }
 
 bool Engine::addListener(ListenerConfig config, std::vector<BackendSpec> specs, uint32_t& slot, SocketError& err,
@@ -142,14 +142,19 @@ void Engine::closeFlows(FlowFilter filter, std::function<void(uint64_t)> done) {
   broadcast(command::CloseFlows{filter, closed}, completionForAll([closed, done] { done(closed->load()); }));
 }
 
-void Engine::applyBackends(std::vector<std::vector<BackendSpec>> tables, std::function<void()> done) {
-  std::vector<std::shared_ptr<const BackendTable>> built = buildTables(tables);
+void Engine::applyBackends(uint32_t slot, std::vector<BackendSpec> specs, std::optional<Algorithm> algorithm,
+                           std::function<void()> done) {
+  if (slot >= config_.listeners.size()) {
+    if (done) done();
+    return;
+  }
+  if (algorithm) config_.listeners[slot].algorithm = *algorithm;
+  std::shared_ptr<const BackendTable> table = buildTable(config_.listeners[slot].algorithm, std::move(specs));
   if (!started_ || stopRequested_) {
     if (done) done();
     return;
   }
-  auto completion = completionForAll(std::move(done), static_cast<int>(built.size()));
-  for (uint32_t slot = 0; slot < built.size(); ++slot) broadcast(command::ApplyBackends{slot, built[slot]}, completion);
+  broadcast(command::ApplyBackends{slot, std::move(table)}, completionForAll(std::move(done)));
 }
 
 void Engine::snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo>)> done) {

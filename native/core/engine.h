@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,13 +64,12 @@ class Engine {
   // `done` runs once every worker has closed the listening socket.
   void removeListener(uint32_t slot, int64_t drainMs, std::function<void()> done);
 
-  // Replaces the backend tables: one per listener slot (removed slots take empty ones). `done`
-  // runs once every worker uses the new tables.
-  void applyBackends(std::vector<std::vector<BackendSpec>> tables, std::function<void()> done);
-  // Changes a listener's balancing algorithm from the next applyBackends on.
-  void setAlgorithm(uint32_t slot, Algorithm algorithm) {
-    if (slot < config_.listeners.size()) config_.listeners[slot].algorithm = algorithm;
-  }
+  // Replaces one listener slot's backend table, with its algorithm changed first when one is
+  // given; every other slot keeps its table and its pickers. Builds the table here, on the
+  // control thread, and posts it to every worker; `done` runs once every worker uses it. Before
+  // start (or after stop) only the algorithm is kept. An unknown slot changes nothing.
+  void applyBackends(uint32_t slot, std::vector<BackendSpec> specs, std::optional<Algorithm> algorithm,
+                     std::function<void()> done);
   // Collects flows from every worker; `done` gets them once all have answered.
   void snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo>)> done);
   // Closes matching flows at once, with a reset, counted as drain_closed. `done` gets how many.
@@ -98,7 +98,7 @@ class Engine {
   std::shared_ptr<const BackendTable> buildTable(Algorithm algorithm, std::vector<BackendSpec> specs);
   CounterSet* countersFor(uint32_t key);
 
-  std::shared_ptr<Completion> completionForAll(std::function<void()> done, int commandsPerWorker = 1) const;
+  std::shared_ptr<Completion> completionForAll(std::function<void()> done) const;
   // Posts a copy of `body` to every worker, all arriving at `completion`.
   template <typename Body>
   void broadcast(const Body& body, const std::shared_ptr<Completion>& completion) {

@@ -8,6 +8,7 @@
 #include "balance/hash.h"
 #include "balance/picker.h"
 #include "harness.h"
+#include "listener_slot.h"
 #include "test_util.h"
 
 using lb4::Algorithm;
@@ -419,4 +420,50 @@ TEST(backend_identity, flow_hash_is_the_client_address_only) {
   const uint64_t v6 = lb4::clientFlowHash(address("2001:db8::7", 1));
   CHECK_EQ(lb4::clientFlowHash(address("2001:db8::7", 2)), v6);
   CHECK_NE(v6, h);
+}
+
+TEST(listener_slot, adopting_a_table_changes_that_slot_only) {
+  // What the worker does with an ApplyBackends command: one slot's table and picker change, the
+  // other slots keep theirs, selection state included.
+  Fixture first(Algorithm::RoundRobin);
+  first.add(1);
+  first.add(1);
+  Fixture second(Algorithm::RoundRobin);
+  second.add(1);
+  std::vector<lb4::ListenerSlot> slots(2);
+  auto firstTable = std::make_shared<const BackendTable>(first.table);
+  auto secondTable = std::make_shared<const BackendTable>(second.table);
+  slots[0].adoptTable(firstTable, 0);
+  slots[1].adoptTable(secondTable, 0);
+  REQUIRE(slots[0].picker && slots[1].picker);
+  CHECK_EQ(picks(*slots[0].picker, 1), "a");
+  const Picker* untouched = slots[0].picker.get();
+
+  // Same algorithm: slot 1's picker is reset onto the new table, not remade.
+  Fixture replacement(Algorithm::RoundRobin);
+  replacement.add(1);
+  replacement.add(1);
+  replacement.add(1);
+  auto replacementTable = std::make_shared<const BackendTable>(replacement.table);
+  const Picker* before = slots[1].picker.get();
+  slots[1].adoptTable(replacementTable, 0);
+  CHECK(slots[1].picker.get() == before);
+  CHECK(slots[1].picker->table() == replacementTable.get());
+  CHECK(slots[1].table == replacementTable);
+  CHECK(slots[0].table == firstTable);
+  CHECK(slots[0].picker.get() == untouched);
+  CHECK_EQ(picks(*slots[0].picker, 1), "b");  // its rotation went on
+
+  // Another algorithm: slot 1 gets a new picker of that algorithm; slot 0 still untouched.
+  Fixture leastConn(Algorithm::LeastConn);
+  leastConn.add(1);
+  slots[1].adoptTable(std::make_shared<const BackendTable>(leastConn.table), 0);
+  CHECK(slots[1].picker->algorithm() == Algorithm::LeastConn);
+  CHECK_EQ(picks(*slots[1].picker, 2), "aa");
+  CHECK(slots[0].picker.get() == untouched);
+  CHECK_EQ(picks(*slots[0].picker, 1), "a");
+
+  // No table: nothing to pick, and the slot keeps a picker to reset later.
+  slots[1].adoptTable(nullptr, 0);
+  CHECK(slots[1].picker->pick(0, kNone) == nullptr);
 }

@@ -1,6 +1,7 @@
 #include "test_util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -25,6 +26,17 @@ using lb4::UniqueFd;
 bool isOpen(int fd) { return fcntl(fd, F_GETFD) != -1; }
 
 int descriptorError(int fd) { return fcntl(fd, F_GETFD) == -1 ? errno : 0; }
+
+int openDescriptorCount() {
+  DIR* dir = opendir("/proc/self/fd");
+  if (!dir) return -1;
+  int count = 0;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] != '.') ++count;
+  }
+  closedir(dir);
+  return count - 1;  // not the directory's own descriptor
+}
 
 int64_t nowMs() {
   timespec ts;

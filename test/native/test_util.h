@@ -22,6 +22,8 @@ namespace lb4test {
 bool isOpen(int fd);
 // errno of fcntl(fd, F_GETFD): 0 when open, EBADF when closed.
 int descriptorError(int fd);
+// Open descriptors of this process, as /proc/self/fd lists them.
+int openDescriptorCount();
 int64_t nowMs();
 // Calls `done` every few milliseconds until it returns true or `timeoutMs` passes: for state
 // with no descriptor to wait on, such as counters another thread writes.

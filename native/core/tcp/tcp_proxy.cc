@@ -141,7 +141,13 @@ bool TcpProxy::connectNext(Flow& f) {
     CounterBlock& bc = b->counters->worker(index_);
 
     UniqueFd fd(socket(b->address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) return false;  // out of descriptors or memory: nothing another backend would fix
+    if (!fd) {
+      // Out of descriptors or socket memory: nothing another backend would fix, so the flow
+      // closes as no-backend. Counted for the listener: there is no backend socket to blame.
+      const int err = errno;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) lc.add(Counter::connect_no_descriptors, 1);
+      return false;
+    }
     setNoDelay(fd.get());
     if (connect(fd.get(), b->address.get(), b->address.length()) == 0 || errno == EINPROGRESS) {
       if (!loop_.watch(fd.get(), kFlowEvents, makeTag(TagKind::TcpBackend, f.slot)).ok()) return false;
