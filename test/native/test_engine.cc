@@ -81,6 +81,14 @@ struct Proxy {
     return true;
   }
 
+  // applyBackends on listener 0, and wait until every worker runs the table.
+  bool apply(std::vector<BackendSpec> backends) {
+    // Shared: a late answer after a timed-out wait must still find its Signal.
+    auto applied = std::make_shared<Signal>();
+    engine->applyBackends(0, std::move(backends), std::nullopt, [applied] { applied->notify(); });
+    return applied->wait(2000);
+  }
+
   // stop(drainMs), wait for its callback, join. False if the callback did not come in time.
   bool stop(int64_t drainMs, int waitMs = 3000) {
     Signal done;
@@ -128,6 +136,11 @@ struct Proxy {
     return flows;
   }
 };
+
+// A loopback address nothing listens on. Call it once the engine is listening: picked before,
+// the port just released could be the one the kernel then gives the engine's listener, and the
+// "dead" backend would be the engine itself.
+SocketAddress deadAddress() { return lb4test::address("127.0.0.1", lb4test::unusedPort()); }
 
 bool echoOnce(int fd, const std::string& message) {
   if (!lb4test::sendAll(fd, message.data(), message.size(), 2000)) return false;
@@ -318,16 +331,17 @@ TEST(engine, refused_backend_counts_failures_and_closes_the_client) {
   EngineConfig cfg = config(2);
   cfg.worker.retries = 2;
   Proxy p;
-  const SocketAddress dead = lb4test::address("127.0.0.1", lb4test::unusedPort());
-  REQUIRE(dead.port() != 0);
   {
     // Notify must be set before the workers run: start the engine by hand.
     p.engine = std::make_unique<Engine>(cfg);
     p.engine->events().setNotify([&eventsReady] { eventsReady.notify(); });
-    std::vector<std::vector<BackendSpec>> tables{{backend(3, dead)}};
+    std::vector<std::vector<BackendSpec>> tables{{}};
     REQUIRE(p.engine->start(tables, p.error, p.failedListener));
     p.front = p.engine->boundAddresses().at(0);
   }
+  const SocketAddress dead = deadAddress();
+  REQUIRE(dead.port() != 0);
+  REQUIRE(p.apply({backend(3, dead)}));
   UniqueFd c = lb4test::connectTo(p.front, 2000);
   REQUIRE(c);
   CHECK_EQ(lb4test::waitForEnd(c.get(), 3000), 0);  // a close (FIN), not a hang
@@ -362,11 +376,12 @@ TEST(engine, refused_backend_counts_failures_and_closes_the_client) {
 TEST(engine, retries_on_another_backend) {
   TestServer server;
   REQUIRE(server.start(TestServer::Mode::Echo));
-  const SocketAddress dead = lb4test::address("127.0.0.1", lb4test::unusedPort());
   EngineConfig cfg = config(1);
   cfg.worker.retries = 1;
   Proxy p;
-  REQUIRE(p.start(cfg, {backend(0, dead), backend(1, server.address())}));
+  REQUIRE(p.start(cfg, {}));
+  const SocketAddress dead = deadAddress();
+  REQUIRE(p.apply({backend(0, dead), backend(1, server.address())}));
   for (int i = 0; i < 6; ++i) {
     UniqueFd c = lb4test::connectTo(p.front, 2000);
     REQUIRE(c);
@@ -992,9 +1007,9 @@ TEST(engine, apply_backends_swaps_one_listener_only) {
     return client && echoOnce(client.get(), "x");
   };
   auto apply = [&](uint32_t slot, std::vector<BackendSpec> specs, std::optional<Algorithm> algorithm) {
-    Signal applied;
-    p.engine->applyBackends(slot, std::move(specs), algorithm, [&applied] { applied.notify(); });
-    return applied.wait(2000);
+    auto applied = std::make_shared<Signal>();
+    p.engine->applyBackends(slot, std::move(specs), algorithm, [applied] { applied->notify(); });
+    return applied->wait(2000);
   };
 
   CHECK(oneFlow(front0));
