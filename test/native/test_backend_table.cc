@@ -25,7 +25,7 @@ namespace {
 constexpr size_t kWorkers = 2;
 
 // A table with one CounterSet per backend; keys are 0..n-1 and addresses 10.0.0.<key+1>:80 (the
-// balancer never connects anywhere).
+// picker never connects anywhere).
 struct Fixture {
   std::vector<std::unique_ptr<CounterSet>> counters;
   BackendTable table;
@@ -227,7 +227,7 @@ TEST(picker, least_connections_picks_the_lightest) {
   CHECK_EQ(f.counters[1]->worker(0).get(Counter::flows_active), 1);  // really spread over workers
   CHECK_EQ(f.counters[1]->worker(1).get(Counter::flows_active), 1);
   auto b = pickerFor(f.table);
-  CHECK_EQ(picks(*b, 5), "bbbbb");  // the balancer reads counters; it does not count its picks
+  CHECK_EQ(picks(*b, 5), "bbbbb");  // the picker reads counters; it does not count its picks
 
   // Tried: the next lightest.
   TriedBackends tried;

@@ -120,8 +120,9 @@ void TcpProxy::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t list
   CounterBlock& lc = listenerCounters(listener);
   lc.add(Counter::flows_total, 1);
   lc.add(Counter::flows_active, 1);
-  // TCP_NODELAY comes from the listening socket: accepted sockets inherit it.
-  // Only a shortage of kernel memory or epoll watches comes back: the flow cannot be served.
+  // TCP_NODELAY comes from the listening socket: accepted sockets inherit it. Registering can
+  // fail only for want of kernel memory or epoll watches (anything else is fatal in watch()):
+  // then this flow cannot be served.
   if (!loop_.watch(f.client.get(), kFlowEvents, makeTag(TagKind::TcpClient, f.slot)).ok()) {
     closeFlow(f, CloseReason::Error, false);
     return;
