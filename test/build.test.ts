@@ -2,7 +2,7 @@
 // compile the same sources, and every source file under native/ is in the build.
 
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import t from 'tap';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
@@ -22,8 +22,15 @@ function gypSources(): string[] {
   return [...gyp.targets[0].sources].sort();
 }
 
+/** Files under `dir` (relative to the package root), its folders included, as `dir/...` paths. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(join(root, dir), { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => `${dir}/${relative(join(root, dir), join(e.parentPath, e.name))}`);
+}
+
 function sourceFiles(): string[] {
-  return ['native/core', 'native/binding'].flatMap((dir) => readdirSync(join(root, dir)).filter((f) => f.endsWith('.cc')).map((f) => `${dir}/${f}`)).sort();
+  return ['native/core', 'native/binding'].flatMap((dir) => filesUnder(dir).filter((f) => f.endsWith('.cc'))).sort();
 }
 
 t.test('CMake and binding.gyp compile the same sources', async (t) => {
@@ -35,8 +42,8 @@ t.test('every .cc file under native/ is compiled', async (t) => {
 });
 
 t.test('native/core stays free of Node-API headers', async (t) => {
-  for (const f of readdirSync(join(root, 'native/core'))) {
-    const text = readFileSync(join(root, 'native/core', f), 'utf8');
+  for (const f of filesUnder('native/core')) {
+    const text = readFileSync(join(root, f), 'utf8');
     t.notMatch(text, /#include\s+[<"](napi|node_api|node)\.h[>"]/, `${f} includes no Node-API header`);
   }
 });
@@ -46,3 +53,19 @@ t.test('the addon loads and declares its counters', async (t) => {
   t.ok(counters.length > 10);
   for (const c of counters) t.match(c, { name: /^[a-z_]+$/, kind: /^(gauge|counter)$/, help: /\w/ });
 });
+
+t.test('the addon exports its enumerations and option ranges, checked at load', async (t) => {
+  const native = await import('../lib/engine/native-types.js');
+  const { nativeOptionLimits } = await import('../lib/engine/addon.js');
+  const optionLimits = nativeOptionLimits();
+  // Loading the addon already compared each list with its declaration; these are the
+  // numbers the rest of lib/ sends.
+  t.same(native.NativeAlgorithm, { roundrobin: 0, leastconn: 1 });
+  t.same(native.NativeBackendState, { up: 0, down: 1, draining: 2, maintenance: 3 });
+  t.same(native.NativeProtocol, { tcp: 0 });
+  t.same(native.closeReasonNames, ['done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error']);
+  t.same(Object.keys(optionLimits), [...native.optionLimitNames]);
+  for (const [name, range] of Object.entries(optionLimits)) t.ok(range.min <= range.max, `${name}: ${range.min} to ${range.max}`);
+  t.equal(native.counterNames.at(-1), 'connect_no_descriptors', 'a new counter is appended last');
+});
+

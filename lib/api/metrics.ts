@@ -42,6 +42,7 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   no_backend: { scopes: ['listener'] },
   accept_shed: { scopes: ['listener'] },
   accept_errors: { scopes: ['listener'] },
+  connect_no_descriptors: { scopes: ['listener'] },
 };
 
 /** Upper bounds (seconds) of the health check duration histogram's buckets. */

@@ -10,10 +10,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   counterNames,
-  NativeAlgorithm,
-  NativeBackendState,
-  nativeCloseReasons,
-  nativeProtocols,
+  algorithmNames,
+  backendStateNames,
+  closeReasonNames,
+  optionLimitNames,
+  protocolNames,
   type Addon,
   type CounterInfo,
   type NativeEngine,
@@ -33,9 +34,8 @@ function packageRoot(): string {
 }
 
 function check(what: string, exported: readonly string[] | undefined, declared: readonly string[]): void {
-  if (exported === undefined) return;
-  if (exported.length !== declared.length || exported.some((name, i) => name !== declared[i])) {
-    throw new Error(`lb4: the native addon's ${what} (${exported.join(', ')}) do not match lib/engine/native-types.ts; rebuild the addon`);
+  if (!Array.isArray(exported) || exported.length !== declared.length || exported.some((name, i) => name !== declared[i])) {
+    throw new Error(`lb4: the native addon's ${what} (${(exported ?? []).join(', ')}) do not match lib/engine/native-types.ts; rebuild the addon`);
   }
 }
 
@@ -52,10 +52,17 @@ export function addon(): Addon {
   }
   const candidate = createRequire(import.meta.url)(found) as Addon;
   check('counters', candidate.counters.map((c) => c.name), counterNames);
-  check('algorithms', candidate.algorithms, Object.keys(NativeAlgorithm));
-  check('backend states', candidate.backendStates, Object.keys(NativeBackendState));
-  check('close reasons', candidate.closeReasons, nativeCloseReasons);
-  check('protocols', candidate.protocols, nativeProtocols);
+  check('algorithms', candidate.algorithms, algorithmNames);
+  check('backend states', candidate.backendStates, backendStateNames);
+  check('close reasons', candidate.closeReasons, closeReasonNames);
+  check('protocols', candidate.protocols, protocolNames);
+  check('option limits', Object.keys(candidate.optionLimits ?? {}), optionLimitNames);
+  for (const name of optionLimitNames) {
+    const { min, max } = candidate.optionLimits[name];
+    if (!Number.isInteger(min) || !Number.isInteger(max) || min > max) {
+      throw new Error(`lb4: the native addon's range for ${name} (${min} to ${max}) is not a range; rebuild the addon`);
+    }
+  }
   loaded = candidate;
   return loaded;
 }
@@ -65,8 +72,8 @@ export function createEngine(options: NativeEngineOptions): NativeEngine {
   return new (addon().Engine)(options);
 }
 
-/** The addon's option ranges, when this build exports them (older builds do not). */
-export function nativeOptionLimits(): NativeOptionLimits | undefined {
+/** The engine options' ranges (native/core/engine_options.h), as the binding checks them. */
+export function nativeOptionLimits(): NativeOptionLimits {
   return addon().optionLimits;
 }
 

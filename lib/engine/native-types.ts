@@ -2,13 +2,37 @@
 // native surface). Only types and the enum numbering live here, so any part of lib/ may import
 // this file without loading the addon; lib/engine/addon.ts loads it, lazily.
 
+// The data plane's enumerations and option ranges (native/core/enums.h and engine_options.h are
+// the source). A value crosses the boundary as its index in its list; the addon exports every
+// list and loading fails if these declarations and the addon ever disagree.
+
+/** Balancing algorithms, in the engine's order. */
+export const algorithmNames = ['roundrobin', 'leastconn'] as const;
+/** Backend states, in the engine's order. */
+export const backendStateNames = ['up', 'down', 'draining', 'maintenance'] as const;
+/** Why a flow ended, in the engine's order. */
+export const closeReasonNames = ['done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error'] as const;
+/** Listener protocols, in the engine's order. */
+export const protocolNames = ['tcp'] as const;
+/** The engine options whose ranges the addon exports as `optionLimits`, in its order. */
+export const optionLimitNames = ['workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'maxIdlePipes', 'backlog'] as const satisfies readonly NativeOptionName[];
+
+/** Each name of `names` mapped to its number (its index). */
+function numbering<const T extends readonly string[]>(names: T): { readonly [K in T[number]]: number } {
+  return Object.freeze(Object.fromEntries(names.map((n, i) => [n, i]))) as { readonly [K in T[number]]: number };
+}
+
 /** Balancing algorithms as the engine numbers them. */
-export const NativeAlgorithm = { roundrobin: 0, leastconn: 1 } as const;
+export const NativeAlgorithm = numbering(algorithmNames);
 /** Backend states as the engine numbers them. */
-export const NativeBackendState = { up: 0, down: 1, draining: 2, maintenance: 3 } as const;
+export const NativeBackendState = numbering(backendStateNames);
+/** Listener protocols as the engine numbers them. */
+export const NativeProtocol = numbering(protocolNames);
 
 export interface NativeListenerOptions {
   name: string;
+  /** Index into `protocolNames`. */
+  protocol: number;
   ip: string;
   port: number;
   dualStack: boolean;
@@ -28,7 +52,13 @@ export interface NativeEngineOptions {
 }
 
 export interface NativeBackend {
+  /** The process-local counter slot: indexes readStats and events. */
   key: number;
+  /**
+   * The backend's stable identity, the same on every node for the same config:
+   * `<listener name>/<backend id>` (the configured id, or the address as written).
+   */
+  id: string;
   ip: string;
   port: number;
   weight: number;
@@ -61,11 +91,7 @@ export interface NativeFlow {
 }
 
 /** Why a flow ended, as the engine reports it in flow-closed events. */
-export const nativeCloseReasons = ['done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error'] as const;
-export type NativeCloseReason = (typeof nativeCloseReasons)[number];
-
-/** Listener protocols as the engine numbers them (the index in this list). */
-export const nativeProtocols = ['tcp'] as const;
+export type NativeCloseReason = (typeof closeReasonNames)[number];
 
 export type NativeEvent =
   | {
@@ -104,10 +130,10 @@ export interface NativeEngine {
   /** Opens the listeners on every worker and starts the workers. */
   start(tables: NativeBackend[][]): NativeBoundAddress[] | NativeStartFailure;
   /**
-   * Replaces every listener slot's backend table (removed slots take empty ones), optionally with
-   * each slot's algorithm; resolves once every worker runs the new tables.
+   * Replaces one listener slot's backend table, its algorithm changed first when given (an index
+   * into `algorithmNames`); the other slots keep theirs. Resolves once every worker runs it.
    */
-  applyBackends(tables: NativeBackend[][], algorithms?: number[]): Promise<void>;
+  applyBackends(slot: number, backends: NativeBackend[], algorithm?: number): Promise<void>;
   /** Sums counters into `into` (listeners, then backend keys); returns the length needed. */
   readStats(into: Float64Array): number;
   /** Backend keys with counters are 0 .. backendKeyLimit() - 1. */
@@ -137,7 +163,7 @@ export interface NativeEngine {
 export const counterNames = [
   'flows_active', 'flows_total', 'bytes_to_backend', 'bytes_to_client', 'spliced_bytes', 'copied_bytes',
   'connect_failures', 'connect_timeouts', 'retries', 'no_backend', 'resets', 'idle_timeouts', 'drain_closed',
-  'accept_shed', 'accept_errors',
+  'accept_shed', 'accept_errors', 'connect_no_descriptors',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 
@@ -161,16 +187,13 @@ export type NativeOptionName = NativeEngineScalar | 'backlog';
 /** The native options' ranges, by their native name. */
 export type NativeOptionLimits = Readonly<Record<NativeOptionName, NativeLimit>>;
 
-/**
- * The addon's exports. The enum lists and `optionLimits` are newer than the rest: an addon built
- * before them lacks them, and lib/engine/addon.ts checks each one only when it is there.
- */
+/** The addon's exports; lib/engine/addon.ts checks every list against the declarations here. */
 export interface Addon {
   Engine: new (options: NativeEngineOptions) => NativeEngine;
   counters: CounterInfo[];
-  algorithms?: string[];
-  backendStates?: string[];
-  closeReasons?: string[];
-  protocols?: string[];
-  optionLimits?: NativeOptionLimits;
+  algorithms: string[];
+  backendStates: string[];
+  closeReasons: string[];
+  protocols: string[];
+  optionLimits: NativeOptionLimits;
 }

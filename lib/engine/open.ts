@@ -5,6 +5,7 @@
 import { optionDefault, optionTable, type OptionSpec } from '../config/options.js';
 import type { BalancerConfig, ListenerAddress, ListenerConfig } from '../types.js';
 import {
+  NativeProtocol,
   NativeAlgorithm,
   type NativeBackend,
   type NativeEngine,
@@ -31,6 +32,7 @@ const listenBacklog = optionDefault('backlog') as number;
 export function nativeListener(l: ListenerConfig, dualStackFallback = false): NativeListenerOptions {
   return {
     name: l.name,
+    protocol: NativeProtocol.tcp,
     ip: l.anyInterface && dualStackFallback ? '0.0.0.0' : l.ip,
     port: l.port,
     dualStack: l.anyInterface && !dualStackFallback,

@@ -2,10 +2,8 @@
 // (the API, health, slow start, drains, reloads) changes the registry, which notes the listener
 // slots it touched, then calls `flush()`; this module decides what the engine is sent.
 //
-// The addon today replaces every slot's table in one call, so a flush sends them all, but it is
-// computed from the set of changed slots: when the engine takes one listener's table at a time
-// (`applyBackends(slot, table, algorithm)`), `flush` sends only `changed` and nothing else here
-// has to change.
+// The engine takes one listener's table at a time, so a flush sends only the listeners whose
+// backends (or algorithm) changed: a change to one listener rebuilds nothing else.
 
 import { NativeAlgorithm, type NativeEngine } from '../engine/native-types.js';
 import type { Logger } from '../log.js';
@@ -22,6 +20,8 @@ export class EngineSync {
   readonly #changed = new Set<number>();
   /** Listeners that have no backend able to take new flows (logged once per episode). */
   readonly #withoutBackends = new Set<string>();
+  /** Per slot, the table (with its algorithm) last sent to the engine. */
+  readonly #sent = new Map<number, string>();
   /** The last call to the engine: a flush with nothing new waits for it, then it is current. */
   #last: Promise<void> = Promise.resolve();
 
@@ -51,14 +51,23 @@ export class EngineSync {
     this.#changed.clear();
     this.#logUsable();
     if (changed.size === 0) return this.#last.catch(() => {});
-    // Every slot's table comes from the registry: a removed listener's backends are forgotten
-    // (an empty table; its flows keep the backends they have), and a listener still opening
-    // during a reload already has its backends there. The addon takes only whole sets today, so
-    // every slot goes; a per-listener call would send the slots in `changed` alone.
-    const count = this.#listeners.slotCount;
-    const tables = Array.from({ length: count }, (_, slot) => this.#registry.nativeTable(slot));
-    const algorithms = Array.from({ length: count }, (_, slot) => NativeAlgorithm[this.#listeners.algorithmOf(slot)]);
-    this.#last = this.#engine.applyBackends(tables, algorithms);
+    // A changed slot's table comes from the registry: a removed listener's backends are
+    // forgotten (an empty table; its flows keep the backends they have), and a listener still
+    // opening during a reload already has its backends there. Workers run commands in order, so
+    // once the last of these resolves every one before it has run too.
+    const sent: Promise<void>[] = [];
+    for (const slot of changed) {
+      const table = this.#registry.nativeTable(slot);
+      const algorithm = NativeAlgorithm[this.#listeners.algorithmOf(slot)];
+      // A change that leaves the table as the engine has it (a state set to what it was) sends
+      // nothing: a table build is cheap for round robin but not for a hashing algorithm.
+      const signature = JSON.stringify([algorithm, table]);
+      if (this.#sent.get(slot) === signature) continue;
+      this.#sent.set(slot, signature);
+      sent.push(this.#engine.applyBackends(slot, table, algorithm));
+    }
+    if (sent.length === 0) return this.#last.catch(() => {});
+    this.#last = Promise.all(sent).then(() => undefined);
     return this.#last;
   }
 

@@ -127,8 +127,11 @@ export class BackendRegistry {
     return next;
   }
 
-  /** A listener slot's backend table as the engine takes it. */
+  /**
+   * A listener slot's backend table as the engine takes it. A backend's `id` is its identity
+   * across nodes, `<listener name>/<backend id>`; its `key` only indexes this process's counters.
+   */
   nativeTable(slot: number): NativeBackend[] {
-    return this.list(slot).map((b) => ({ key: b.key, ip: b.ip, port: b.port, weight: b.effectiveWeight, state: NativeBackendState[engineState(b)] }));
+    return this.list(slot).map((b) => ({ key: b.key, id: `${b.listener}/${b.id}`, ip: b.ip, port: b.port, weight: b.effectiveWeight, state: NativeBackendState[engineState(b)] }));
   }
 }

@@ -1,12 +1,23 @@
-// The addon's entry: exports the Engine class and the counter table (names, kinds, help) that
-// the control plane derives its stats and metrics from.
+// The addon's entry: exports the Engine class and the data plane's tables, each from its one
+// declaration in native/core: the counters (names, kinds, help), the enumerations' names (a
+// value's number is its index) and the engine options' ranges. lib/native.ts checks each list
+// against its own declaration when it loads the addon.
 
 #include <napi.h>
 
 #include "counters.h"
+#include "engine_options.h"
 #include "engine_wrap.h"
+#include "enums.h"
 
 namespace {
+
+template <typename E>
+Napi::Array enumNames(Napi::Env env) {
+  Napi::Array names = Napi::Array::New(env, lb4::enumCount<E>());
+  for (uint32_t i = 0; i < lb4::enumCount<E>(); ++i) names.Set(i, lb4::enumName(static_cast<E>(i)));
+  return names;
+}
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", lb4::EngineWrap::define(env));
@@ -19,6 +30,18 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     counters.Set(i, c);
   }
   exports.Set("counters", counters);
+  exports.Set("algorithms", enumNames<lb4::Algorithm>(env));
+  exports.Set("backendStates", enumNames<lb4::BackendState>(env));
+  exports.Set("closeReasons", enumNames<lb4::CloseReason>(env));
+  exports.Set("protocols", enumNames<lb4::Protocol>(env));
+  Napi::Object limits = Napi::Object::New(env);
+  for (const lb4::OptionLimit& option : lb4::kEngineOptions) {
+    Napi::Object range = Napi::Object::New(env);
+    range.Set("min", static_cast<double>(option.min));
+    range.Set("max", static_cast<double>(option.max));
+    limits.Set(option.name, range);
+  }
+  exports.Set("optionLimits", limits);
   return exports;
 }
 

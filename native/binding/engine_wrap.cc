@@ -6,25 +6,6 @@ namespace lb4 {
 
 namespace {
 
-const char* closeReasonName(uint8_t reason) {
-  switch (static_cast<CloseReason>(reason)) {
-    case CloseReason::Done:
-      return "done";
-    case CloseReason::ClientReset:
-      return "client-reset";
-    case CloseReason::BackendReset:
-      return "backend-reset";
-    case CloseReason::IdleTimeout:
-      return "idle-timeout";
-    case CloseReason::NoBackend:
-      return "no-backend";
-    case CloseReason::Drained:
-      return "drained";
-    default:
-      return "error";
-  }
-}
-
 Napi::Object boundAddress(Napi::Env env, const SocketAddress& address) {
   Napi::Object a = Napi::Object::New(env);
   a.Set("ip", address.ip());
@@ -40,17 +21,6 @@ Napi::Object startFailure(Napi::Env env, const SocketError& err, uint32_t listen
   e.Set("syscall", err.syscall);
   e.Set("listener", listener);
   return e;
-}
-
-const char* stateName(FlowState s) {
-  switch (s) {
-    case FlowState::Connecting:
-      return "connecting";
-    case FlowState::Established:
-      return "established";
-    default:
-      return "closed";
-  }
 }
 
 }  // namespace
@@ -175,30 +145,23 @@ Napi::Value EngineWrap::start(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EngineWrap::applyBackends(const Napi::CallbackInfo& info) {
+  // applyBackends(slot, backends, algorithm?): one listener's table; the others keep theirs.
   Napi::Env env = info.Env();
-  std::vector<std::vector<BackendSpec>> tables;
-  if (!toBackendTables(env, info[0], engine_->listenerCount(), tables)) return env.Undefined();
-  if (info[1].IsArray()) {
-    // Optional: the algorithm of each listener slot, for the tables that follow.
-    Napi::Array algorithms = info[1].As<Napi::Array>();
-    for (uint32_t i = 0; i < algorithms.Length() && i < engine_->listenerCount(); ++i) {
-      Napi::Value a = algorithms.Get(i);
-      if (!a.IsNumber() || a.As<Napi::Number>().Uint32Value() > 1) {
-        Napi::RangeError::New(env, "algorithms[" + std::to_string(i) + "] must be 0 or 1").ThrowAsJavaScriptException();
-        return env.Undefined();
-      }
-      engine_->setAlgorithm(i, static_cast<Algorithm>(a.As<Napi::Number>().Uint32Value()));
-    }
-  }
+  uint32_t slot = 0;
+  std::vector<BackendSpec> backends;
+  std::optional<Algorithm> algorithm;
+  if (!toListenerSlot(env, info[0], engine_->listenerCount(), slot) || !toBackendTable(env, info[1], "backends", backends) ||
+      !toOptionalAlgorithm(env, info[2], "algorithm", algorithm))
+    return env.Undefined();
   auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
   Napi::Promise promise = deferred->Promise();
   if (!started_ || closing_) {
-    engine_->applyBackends(std::move(tables), nullptr);  // recorded, nothing to wait for
+    engine_->applyBackends(slot, std::move(backends), algorithm, nullptr);  // the algorithm is kept
     deferred->Resolve(env.Undefined());
     return promise;
   }
   beginRequest(env);
-  engine_->applyBackends(std::move(tables), [this, deferred] {
+  engine_->applyBackends(slot, std::move(backends), algorithm, [this, deferred] {
     post([this, deferred](Napi::Env env) {
       deferred->Resolve(env.Undefined());
       endRequest(env);
@@ -243,7 +206,7 @@ Napi::Value EngineWrap::connections(const Napi::CallbackInfo& info) {
         o.Set("id", static_cast<double>(f.id));
         o.Set("listener", f.listener);
         o.Set("worker", f.worker);
-        o.Set("state", stateName(f.state));
+        o.Set("state", enumName(f.state));
         o.Set("client", f.client);
         if (f.hasBackend) {
           o.Set("backendKey", f.backendKey);
@@ -293,7 +256,7 @@ void EngineWrap::deliverEvents(Napi::Env env) {
       o.Set("id", static_cast<double>(e.flowId));
       o.Set("client", e.client.toString());
       if (e.hasBackend) o.Set("backendKey", e.backendKey);
-      o.Set("reason", closeReasonName(e.reason));
+      o.Set("reason", enumName(e.reason));
       o.Set("bytesToBackend", static_cast<double>(e.bytesToBackend));
       o.Set("bytesToClient", static_cast<double>(e.bytesToClient));
       o.Set("startedAt", static_cast<double>(e.startWallMs));

@@ -16,16 +16,34 @@ bool throwRange(Napi::Env env, const std::string& message) {
   return false;
 }
 
-bool getNumber(Napi::Env env, Napi::Object obj, const char* key, const std::string& where, double min, double max,
-               double& out) {
-  Napi::Value v = obj.Get(key);
-  if (!v.IsNumber()) return throwType(env, where + "." + key + " must be a number");
+// An integer in [min, max]; `what` names it in the error.
+bool getInteger(Napi::Env env, Napi::Value v, const std::string& what, double min, double max, double& out) {
+  if (!v.IsNumber()) return throwType(env, what + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d < min || d > max || std::floor(d) != d)
-    return throwRange(env, where + "." + key + " must be an integer from " + std::to_string(static_cast<int64_t>(min)) +
-                               " to " + std::to_string(static_cast<int64_t>(max)));
+    return throwRange(env, what + " must be an integer from " + std::to_string(static_cast<int64_t>(min)) + " to " +
+                               std::to_string(static_cast<int64_t>(max)));
   out = d;
   return true;
+}
+
+bool getNumber(Napi::Env env, Napi::Object obj, const char* key, const std::string& where, double min, double max,
+               double& out) {
+  return getInteger(env, obj.Get(key), where + "." + key, min, max, out);
+}
+
+// An engine option, in the range engine_options.h gives it.
+bool getOption(Napi::Env env, Napi::Object obj, EngineOption option, const std::string& where, double& out) {
+  const OptionLimit& limit = optionLimit(option);
+  return getNumber(env, obj, limit.name, where, static_cast<double>(limit.min), static_cast<double>(limit.max), out);
+}
+
+// An enumeration's number: one of the values enums.h lists.
+template <typename E>
+bool getEnum(Napi::Env env, Napi::Object obj, const char* key, const std::string& where, E& out) {
+  double n;
+  if (!getNumber(env, obj, key, where, 0, static_cast<double>(enumCount<E>() - 1), n)) return false;
+  return enumFromNumber(static_cast<uint32_t>(n), out);
 }
 
 bool getAddress(Napi::Env env, Napi::Object obj, const std::string& where, SocketAddress& out) {
@@ -44,12 +62,12 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   if (!value.IsObject()) return throwType(env, "options must be an object");
   Napi::Object o = value.As<Napi::Object>();
   double workers, connectTimeout, idleTimeout, retries, pipeSize, maxIdlePipes;
-  if (!getNumber(env, o, "workers", "options", 1, 255, workers) ||
-      !getNumber(env, o, "connectTimeoutMs", "options", 1, 86400000, connectTimeout) ||
-      !getNumber(env, o, "idleTimeoutMs", "options", 1, 86400000 * 7.0, idleTimeout) ||
-      !getNumber(env, o, "retries", "options", 0, 7, retries) ||
-      !getNumber(env, o, "pipeSize", "options", 0, 1 << 20, pipeSize) ||
-      !getNumber(env, o, "maxIdlePipes", "options", 0, 65536, maxIdlePipes))
+  if (!getOption(env, o, EngineOption::workers, "options", workers) ||
+      !getOption(env, o, EngineOption::connectTimeoutMs, "options", connectTimeout) ||
+      !getOption(env, o, EngineOption::idleTimeoutMs, "options", idleTimeout) ||
+      !getOption(env, o, EngineOption::retries, "options", retries) ||
+      !getOption(env, o, EngineOption::pipeSize, "options", pipeSize) ||
+      !getOption(env, o, EngineOption::maxIdlePipes, "options", maxIdlePipes))
     return false;
   out.workers = static_cast<uint32_t>(workers);
   out.worker.connectTimeoutMs = static_cast<int64_t>(connectTimeout);
@@ -74,11 +92,11 @@ bool toListenerConfig(Napi::Env env, Napi::Value item, const std::string& where,
   if (!item.IsObject()) return throwType(env, where + " must be an object");
   Napi::Object l = item.As<Napi::Object>();
   if (!getAddress(env, l, where, config.address)) return false;
-  double backlog, algorithm;
-  if (!getNumber(env, l, "backlog", where, 1, 65535, backlog) || !getNumber(env, l, "algorithm", where, 0, 1, algorithm))
+  double backlog;
+  if (!getOption(env, l, EngineOption::backlog, where, backlog) ||
+      !getEnum(env, l, "algorithm", where, config.algorithm) || !getEnum(env, l, "protocol", where, config.protocol))
     return false;
   config.backlog = static_cast<int>(backlog);
-  config.algorithm = static_cast<Algorithm>(static_cast<int>(algorithm));
   config.dualStack = l.Get("dualStack").ToBoolean().Value();
   Napi::Value name = l.Get("name");
   if (name.IsString()) config.name = name.As<Napi::String>().Utf8Value();
@@ -94,13 +112,15 @@ bool toBackendTable(Napi::Env env, Napi::Value tv, const std::string& where, std
     if (!item.IsObject()) return throwType(env, at + " must be an object");
     Napi::Object b = item.As<Napi::Object>();
     BackendSpec spec;
-    double key, weight, state;
+    double key, weight;
     if (!getAddress(env, b, at, spec.address) || !getNumber(env, b, "key", at, 0, 1 << 24, key) ||
-        !getNumber(env, b, "weight", at, 0, 1000000, weight) || !getNumber(env, b, "state", at, 0, 3, state))
+        !getNumber(env, b, "weight", at, 0, 1000000, weight) || !getEnum(env, b, "state", at, spec.state))
       return false;
     spec.key = static_cast<uint32_t>(key);
+    Napi::Value id = b.Get("id");
+    if (!id.IsString()) return throwType(env, at + ".id must be a string");
+    spec.id = id.As<Napi::String>().Utf8Value();
     spec.weight = static_cast<uint32_t>(weight);
-    spec.state = static_cast<BackendState>(static_cast<int>(state));
     out.push_back(spec);
   }
   return true;
@@ -113,6 +133,23 @@ bool toBackendTables(Napi::Env env, Napi::Value value, size_t listeners, std::ve
   out.assign(listeners, {});
   for (uint32_t t = 0; t < tables.Length(); ++t)
     if (!toBackendTable(env, tables.Get(t), "tables[" + std::to_string(t) + "]", out[t])) return false;
+  return true;
+}
+
+bool toListenerSlot(Napi::Env env, Napi::Value value, size_t listeners, uint32_t& out) {
+  double slot;
+  if (!getInteger(env, value, "slot", 0, static_cast<double>(listeners) - 1, slot)) return false;
+  out = static_cast<uint32_t>(slot);
+  return true;
+}
+
+bool toOptionalAlgorithm(Napi::Env env, Napi::Value value, const std::string& where, std::optional<Algorithm>& out) {
+  if (value.IsUndefined()) return true;
+  double n;
+  if (!getInteger(env, value, where, 0, static_cast<double>(enumCount<Algorithm>() - 1), n)) return false;
+  Algorithm algorithm;
+  if (!enumFromNumber(static_cast<uint32_t>(n), algorithm)) return false;
+  out = algorithm;
   return true;
 }
 

@@ -5,6 +5,8 @@
 
 #include <napi.h>
 
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "engine.h"
@@ -17,5 +19,9 @@ bool toBackendTables(Napi::Env env, Napi::Value value, size_t listeners, std::ve
 bool toFlowFilter(Napi::Env env, Napi::Value value, FlowFilter& out);
 bool toListenerConfig(Napi::Env env, Napi::Value value, const std::string& where, ListenerConfig& out);
 bool toBackendTable(Napi::Env env, Napi::Value value, const std::string& where, std::vector<BackendSpec>& out);
+// A listener slot the engine has (0 .. listeners - 1).
+bool toListenerSlot(Napi::Env env, Napi::Value value, size_t listeners, uint32_t& out);
+// Undefined leaves `out` empty; otherwise an algorithm's number (enums.h).
+bool toOptionalAlgorithm(Napi::Env env, Napi::Value value, const std::string& where, std::optional<Algorithm>& out);
 
 }  // namespace lb4

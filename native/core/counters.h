@@ -30,7 +30,9 @@ namespace lb4 {
   X(idle_timeouts, "counter", "Flows closed by the idle timeout")                                   \
   X(drain_closed, "counter", "Flows still open when a drain timeout ran out, then closed")          \
   X(accept_shed, "counter", "Connections accepted and closed at once because descriptors ran out")  \
-  X(accept_errors, "counter", "accept() failures other than running out of descriptors")
+  X(accept_errors, "counter", "accept() failures other than running out of descriptors")          \
+  X(connect_no_descriptors, "counter",                                                             \
+    "Backend connects not attempted because lb4 had no descriptor or socket memory left")
 
 enum class Counter : uint32_t {
 #define LB4_COUNTER_ENUM(name, kind, help) name,

@@ -22,18 +22,27 @@ CounterSet* Engine::countersFor(uint32_t key) {
   return backendCounters_[key].get();
 }
 
-std::shared_ptr<const BackendTables> Engine::buildTables(std::vector<std::vector<BackendSpec>>& specs) {
-  auto tables = std::make_shared<BackendTables>();
-  tables->generation = ++generation_;
-  for (size_t i = 0; i < config_.listeners.size(); ++i) {
-    auto table = std::make_shared<BackendTable>();
-    table->algorithm = config_.listeners[i].algorithm;
-    if (i < specs.size()) {
-      for (const BackendSpec& s : specs[i])
-        table->backends.push_back(BackendEntry{s.key, s.address, s.weight, s.state, countersFor(s.key)});
-    }
-    tables->perListener.push_back(std::move(table));
+std::shared_ptr<const BackendTable> Engine::buildTable(Algorithm algorithm, std::vector<BackendSpec> specs) {
+  std::vector<BackendEntry> entries;
+  entries.reserve(specs.size());
+  for (BackendSpec& s : specs) {
+    BackendEntry e;
+    e.key = s.key;
+    e.id = std::move(s.id);
+    e.address = s.address;
+    e.weight = s.weight;
+    e.state = s.state;
+    e.counters = countersFor(s.key);
+    entries.push_back(std::move(e));
   }
+  return buildBackendTable(algorithm, ++generation_, std::move(entries));
+}
+
+std::vector<std::shared_ptr<const BackendTable>> Engine::buildTables(std::vector<std::vector<BackendSpec>>& specs) {
+  std::vector<std::shared_ptr<const BackendTable>> tables;
+  for (size_t i = 0; i < config_.listeners.size(); ++i)
+    tables.push_back(
+        buildTable(config_.listeners[i].algorithm, i < specs.size() ? std::move(specs[i]) : std::vector<BackendSpec>()));
   return tables;
 }
 
@@ -49,19 +58,19 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
       return false;  // every socket opened so far closes with `groups`
     }
   }
-  std::shared_ptr<const BackendTables> initial = buildTables(tables);
+  std::vector<std::shared_ptr<const BackendTable>> initial = buildTables(tables);
   for (uint32_t w = 0; w < workerCount; ++w) {
-    std::vector<UniqueFd> mine;
-    std::vector<CounterSet*> counters;
+    std::vector<ListenerSlot> mine(config_.listeners.size());
     for (uint32_t l = 0; l < config_.listeners.size(); ++l) {
       if (w == 0) {
         listenerFds_.emplace_back();
       }
       listenerFds_[l].push_back(groups[l][w].get());
-      mine.push_back(std::move(groups[l][w]));
-      counters.push_back(listenerCounters_[l].get());
+      mine[l].protocol = config_.listeners[l].protocol;
+      mine[l].socket = std::move(groups[l][w]);
+      mine[l].counters = listenerCounters_[l].get();
     }
-    auto worker = std::make_unique<Worker>(w, config_.worker, std::move(mine), std::move(counters), events_, flowLogEvery_);
+    auto worker = std::make_unique<Worker>(w, config_.worker, std::move(mine), events_, flowLogEvery_);
     SysResult r = worker->init();
     if (!r.ok()) {
       err.error = r.error;
@@ -79,10 +88,6 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
   return true;
 }
 
-void Engine::broadcast(const WorkerCommand& command) {
-  for (auto& w : workers_) w->post(command);
-}
-
 std::shared_ptr<Completion> Engine::completionForAll(std::function<void()> done) const {
   return std::make_shared<Completion>(static_cast<int>(workers_.size()), std::move(done));
 }
@@ -98,10 +103,7 @@ bool Engine::addListener(ListenerConfig config, std::vector<BackendSpec> specs, 
   SocketAddress bound;
   if (!openListenerGroup(config, workers_.size(), group, bound, err)) return false;
   slot = static_cast<uint32_t>(config_.listeners.size());
-  auto table = std::make_shared<BackendTable>();
-  table->algorithm = config.algorithm;
-  for (const BackendSpec& s : specs)
-    table->backends.push_back(BackendEntry{s.key, s.address, s.weight, s.state, countersFor(s.key)});
+  std::shared_ptr<const BackendTable> table = buildTable(config.algorithm, std::move(specs));
   config_.listeners.push_back(std::move(config));
   listenerCounters_.push_back(std::make_unique<CounterSet>(config_.workers));
   bound_.push_back(bound);
@@ -109,13 +111,13 @@ bool Engine::addListener(ListenerConfig config, std::vector<BackendSpec> specs, 
   auto completion = completionForAll(std::move(done));
   for (size_t w = 0; w < workers_.size(); ++w) {
     listenerFds_[slot].push_back(group[w].get());
-    WorkerCommand c{WorkerCommand::Kind::AddListener};
-    c.slot = slot;
-    c.fd = group[w].release();
-    c.counters = listenerCounters_[slot].get();
-    c.table = table;
-    c.completion = completion;
-    workers_[w]->post(std::move(c));
+    command::AddListener add;
+    add.slot = slot;
+    add.protocol = config_.listeners[slot].protocol;
+    add.socket = std::move(group[w]);
+    add.counters = listenerCounters_[slot].get();
+    add.table = table;
+    workers_[w]->post(WorkerCommand{std::move(add), completion});
   }
   return true;
 }
@@ -128,12 +130,7 @@ void Engine::removeListener(uint32_t slot, int64_t drainMs, std::function<void()
   // As in stop(): refuse new connections now; the workers close the sockets.
   for (int fd : listenerFds_[slot]) ::shutdown(fd, SHUT_RD);
   listenerFds_[slot].clear();
-  auto completion = completionForAll(std::move(done));
-  WorkerCommand c{WorkerCommand::Kind::RemoveListener};
-  c.slot = slot;
-  c.drainMs = drainMs;
-  c.completion = completion;
-  broadcast(c);
+  broadcast(command::RemoveListener{slot, drainMs}, completionForAll(std::move(done)));
 }
 
 void Engine::closeFlows(FlowFilter filter, std::function<void(uint64_t)> done) {
@@ -142,25 +139,22 @@ void Engine::closeFlows(FlowFilter filter, std::function<void(uint64_t)> done) {
     return;
   }
   auto closed = std::make_shared<std::atomic<uint64_t>>(0);
-  auto completion = completionForAll([closed, done] { done(closed->load()); });
-  WorkerCommand c{WorkerCommand::Kind::CloseFlows};
-  c.filter = filter;
-  c.closed = closed;
-  c.completion = completion;
-  broadcast(c);
+  broadcast(command::CloseFlows{filter, closed}, completionForAll([closed, done] { done(closed->load()); }));
 }
 
-void Engine::applyBackends(std::vector<std::vector<BackendSpec>> tables, std::function<void()> done) {
-  std::shared_ptr<const BackendTables> built = buildTables(tables);
+void Engine::applyBackends(uint32_t slot, std::vector<BackendSpec> specs, std::optional<Algorithm> algorithm,
+                           std::function<void()> done) {
+  if (slot >= config_.listeners.size()) {
+    if (done) done();
+    return;
+  }
+  if (algorithm) config_.listeners[slot].algorithm = *algorithm;
+  std::shared_ptr<const BackendTable> table = buildTable(config_.listeners[slot].algorithm, std::move(specs));
   if (!started_ || stopRequested_) {
     if (done) done();
     return;
   }
-  auto completion = completionForAll(std::move(done));
-  WorkerCommand c{WorkerCommand::Kind::ApplyBackends};
-  c.tables = built;
-  c.completion = completion;
-  broadcast(c);
+  broadcast(command::ApplyBackends{slot, std::move(table)}, completionForAll(std::move(done)));
 }
 
 void Engine::snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo>)> done) {
@@ -178,10 +172,7 @@ void Engine::snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo
     }
     done(std::move(flows));
   });
-  WorkerCommand c{WorkerCommand::Kind::Snapshot};
-  c.snapshot = request;
-  c.completion = completion;
-  broadcast(c);
+  broadcast(command::Snapshot{request}, completion);
 }
 
 void Engine::stop(int64_t drainMs, std::function<void()> done) {
@@ -225,10 +216,7 @@ void Engine::stop(int64_t drainMs, std::function<void()> done) {
     listenerFds_.clear();
   }
   stopRequested_ = true;
-  WorkerCommand c{WorkerCommand::Kind::Stop};
-  c.drainMs = drainMs;
-  c.completion = completion;
-  broadcast(c);
+  broadcast(command::Stop{drainMs}, completion);
 }
 
 void Engine::releaseWorkers() {

@@ -8,18 +8,23 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <vector>
 
-#include "backend_table.h"
+#include "balance/backend_table.h"
 #include "counters.h"
-#include "event_queue.h"
-#include "listener_socket.h"
+#include "engine_options.h"
+#include "io/event_queue.h"
+#include "listener_config.h"
+#include "tcp/listener_socket.h"
 #include "worker.h"
+#include "worker_command.h"
 
 namespace lb4 {
 
 struct EngineConfig {
-  uint32_t workers = 1;
+  uint32_t workers = static_cast<uint32_t>(optionDefault(EngineOption::workers));
   std::vector<ListenerConfig> listeners;
   WorkerOptions worker;
   size_t eventCapacity = 4096;
@@ -28,6 +33,7 @@ struct EngineConfig {
 // A backend as the control plane describes it; the engine attaches the counters.
 struct BackendSpec {
   uint32_t key;
+  std::string id;  // stable identity: "<listener name>/<backend id>"
   SocketAddress address;
   uint32_t weight;
   BackendState state;
@@ -58,13 +64,12 @@ class Engine {
   // `done` runs once every worker has closed the listening socket.
   void removeListener(uint32_t slot, int64_t drainMs, std::function<void()> done);
 
-  // Replaces the backend tables: one per listener slot (removed slots take empty ones). `done`
-  // runs once every worker uses the new tables.
-  void applyBackends(std::vector<std::vector<BackendSpec>> tables, std::function<void()> done);
-  // Changes a listener's balancing algorithm from the next applyBackends on.
-  void setAlgorithm(uint32_t slot, Algorithm algorithm) {
-    if (slot < config_.listeners.size()) config_.listeners[slot].algorithm = algorithm;
-  }
+  // Replaces one listener slot's backend table, with its algorithm changed first when one is
+  // given; every other slot keeps its table and its pickers. Builds the table here, on the
+  // control thread, and posts it to every worker; `done` runs once every worker uses it. Before
+  // start (or after stop) only the algorithm is kept. An unknown slot changes nothing.
+  void applyBackends(uint32_t slot, std::vector<BackendSpec> specs, std::optional<Algorithm> algorithm,
+                     std::function<void()> done);
   // Collects flows from every worker; `done` gets them once all have answered.
   void snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo>)> done);
   // Closes matching flows at once, with a reset, counted as drain_closed. `done` gets how many.
@@ -88,12 +93,17 @@ class Engine {
   EventQueue& events() { return events_; }
 
  private:
-  std::shared_ptr<const BackendTables> buildTables(std::vector<std::vector<BackendSpec>>& specs);
+  // One table per listener slot, from the control plane's specs (missing ones: empty).
+  std::vector<std::shared_ptr<const BackendTable>> buildTables(std::vector<std::vector<BackendSpec>>& specs);
+  std::shared_ptr<const BackendTable> buildTable(Algorithm algorithm, std::vector<BackendSpec> specs);
   CounterSet* countersFor(uint32_t key);
 
   std::shared_ptr<Completion> completionForAll(std::function<void()> done) const;
-  // Posts a copy of `command` to every worker.
-  void broadcast(const WorkerCommand& command);
+  // Posts a copy of `body` to every worker, all arriving at `completion`.
+  template <typename Body>
+  void broadcast(const Body& body, const std::shared_ptr<Completion>& completion) {
+    for (auto& w : workers_) w->post(WorkerCommand{body, completion});
+  }
 
   EngineConfig config_;
   // listenerFds_[slot][worker]: descriptor numbers, for shutdown() from this thread only until

@@ -9,7 +9,11 @@ using lb4::Counter;
 using lb4::CounterSet;
 
 TEST(counters, one_table_of_names_and_kinds) {
-  CHECK_EQ(lb4::kCounterCount, static_cast<size_t>(Counter::accept_errors) + 1);
+  CHECK_EQ(lb4::kCounterCount, static_cast<size_t>(Counter::connect_no_descriptors) + 1);
+  // Counters are only ever appended: their positions are readStats' layout.
+  CHECK_EQ(static_cast<size_t>(Counter::connect_no_descriptors), static_cast<size_t>(Counter::accept_errors) + 1);
+  CHECK_EQ(std::string(lb4::kCounterInfo[static_cast<size_t>(Counter::connect_no_descriptors)].name),
+           "connect_no_descriptors");
   std::set<std::string> names;
   for (size_t i = 0; i < lb4::kCounterCount; ++i) {
     const lb4::CounterInfo& info = lb4::kCounterInfo[i];

@@ -15,12 +15,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "clock.h"
+#include "io/clock.h"
 #include "engine.h"
 #include "harness.h"
 #include "test_util.h"
@@ -43,7 +44,7 @@ namespace {
 
 BackendSpec backend(uint32_t key, const SocketAddress& address, uint32_t weight = 1,
                     BackendState state = BackendState::Up) {
-  return BackendSpec{key, address, weight, state};
+  return BackendSpec{key, "front/" + std::to_string(key), address, weight, state};
 }
 
 EngineConfig config(uint32_t workers, Algorithm algorithm = Algorithm::RoundRobin) {
@@ -67,14 +68,25 @@ struct Proxy {
   uint32_t failedListener = 0;
 
   bool start(EngineConfig cfg, std::vector<BackendSpec> backends) {
+    return startWith(std::move(cfg), {std::move(backends)});
+  }
+  // One table per listener.
+  bool startWith(EngineConfig cfg, std::vector<std::vector<BackendSpec>> tables) {
     engine = std::make_unique<Engine>(std::move(cfg));
-    std::vector<std::vector<BackendSpec>> tables{std::move(backends)};
     if (!engine->start(std::move(tables), error, failedListener)) {
       lb4test::note(std::string("engine start failed: ") + error.syscall + ": " + std::strerror(error.error));
       return false;
     }
     front = engine->boundAddresses().at(0);
     return true;
+  }
+
+  // applyBackends on listener 0, and wait until every worker runs the table.
+  bool apply(std::vector<BackendSpec> backends) {
+    // Shared: a late answer after a timed-out wait must still find its Signal.
+    auto applied = std::make_shared<Signal>();
+    engine->applyBackends(0, std::move(backends), std::nullopt, [applied] { applied->notify(); });
+    return applied->wait(2000);
   }
 
   // stop(drainMs), wait for its callback, join. False if the callback did not come in time.
@@ -124,6 +136,11 @@ struct Proxy {
     return flows;
   }
 };
+
+// A loopback address nothing listens on. Call it once the engine is listening: picked before,
+// the port just released could be the one the kernel then gives the engine's listener, and the
+// "dead" backend would be the engine itself.
+SocketAddress deadAddress() { return lb4test::address("127.0.0.1", lb4test::unusedPort()); }
 
 bool echoOnce(int fd, const std::string& message) {
   if (!lb4test::sendAll(fd, message.data(), message.size(), 2000)) return false;
@@ -314,16 +331,17 @@ TEST(engine, refused_backend_counts_failures_and_closes_the_client) {
   EngineConfig cfg = config(2);
   cfg.worker.retries = 2;
   Proxy p;
-  const SocketAddress dead = lb4test::address("127.0.0.1", lb4test::unusedPort());
-  REQUIRE(dead.port() != 0);
   {
     // Notify must be set before the workers run: start the engine by hand.
     p.engine = std::make_unique<Engine>(cfg);
     p.engine->events().setNotify([&eventsReady] { eventsReady.notify(); });
-    std::vector<std::vector<BackendSpec>> tables{{backend(3, dead)}};
+    std::vector<std::vector<BackendSpec>> tables{{}};
     REQUIRE(p.engine->start(tables, p.error, p.failedListener));
     p.front = p.engine->boundAddresses().at(0);
   }
+  const SocketAddress dead = deadAddress();
+  REQUIRE(dead.port() != 0);
+  REQUIRE(p.apply({backend(3, dead)}));
   UniqueFd c = lb4test::connectTo(p.front, 2000);
   REQUIRE(c);
   CHECK_EQ(lb4test::waitForEnd(c.get(), 3000), 0);  // a close (FIN), not a hang
@@ -358,11 +376,12 @@ TEST(engine, refused_backend_counts_failures_and_closes_the_client) {
 TEST(engine, retries_on_another_backend) {
   TestServer server;
   REQUIRE(server.start(TestServer::Mode::Echo));
-  const SocketAddress dead = lb4test::address("127.0.0.1", lb4test::unusedPort());
   EngineConfig cfg = config(1);
   cfg.worker.retries = 1;
   Proxy p;
-  REQUIRE(p.start(cfg, {backend(0, dead), backend(1, server.address())}));
+  REQUIRE(p.start(cfg, {}));
+  const SocketAddress dead = deadAddress();
+  REQUIRE(p.apply({backend(0, dead), backend(1, server.address())}));
   for (int i = 0; i < 6; ++i) {
     UniqueFd c = lb4test::connectTo(p.front, 2000);
     REQUIRE(c);
@@ -640,8 +659,8 @@ TEST(engine, apply_backends_moves_new_flows) {
 
   // a drains, b takes new flows.
   Signal applied;
-  p.engine->applyBackends({{backend(0, a.address(), 1, BackendState::Draining), backend(1, b.address())}},
-                          [&applied] { applied.notify(); });
+  p.engine->applyBackends(0, {backend(0, a.address(), 1, BackendState::Draining), backend(1, b.address())},
+                          std::nullopt, [&applied] { applied.notify(); });
   REQUIRE(applied.wait(2000));
   for (int i = 0; i < 6; ++i) {
     UniqueFd c = lb4test::connectTo(p.front, 2000);
@@ -655,13 +674,13 @@ TEST(engine, apply_backends_moves_new_flows) {
   CHECK_EQ(p.backendStat(0, Counter::flows_active), 1);
 
   // Removing a from the table leaves its flow (and its counters) alone too.
-  p.engine->applyBackends({{backend(1, b.address())}}, [&applied] { applied.notify(); });
+  p.engine->applyBackends(0, {backend(1, b.address())}, std::nullopt, [&applied] { applied.notify(); });
   REQUIRE(applied.wait(2000));
   CHECK(echoOnce(old.get(), "a is gone from the table"));
   CHECK_EQ(p.backendStat(0, Counter::flows_total), 1);
 
   // An empty table: new flows find no backend.
-  p.engine->applyBackends({{}}, [&applied] { applied.notify(); });
+  p.engine->applyBackends(0, {}, std::nullopt, [&applied] { applied.notify(); });
   REQUIRE(applied.wait(2000));
   UniqueFd none = lb4test::connectTo(p.front, 2000);
   REQUIRE(none);
@@ -878,6 +897,7 @@ TEST(engine, sheds_connections_when_descriptors_run_out) {
     REQUIRE(connect(starved.get(), p.front.get(), p.front.length()) == 0);
     CHECK(p.listenerReaches(Counter::no_backend, 1));
   }
+  CHECK_EQ(p.listenerStat(Counter::connect_no_descriptors), 1);
   CHECK_EQ(lb4test::waitForEnd(starved.get(), 2000), 0);
   CHECK(p.listenerReaches(Counter::flows_active, 0));
   // With descriptors back, service resumes (and the reserve was taken back).
@@ -964,5 +984,143 @@ TEST(engine, zero_workers_means_one) {
   Proxy p;
   REQUIRE(p.start(cfg, {}));
   CHECK_EQ(p.engine->workerCount(), 1u);
+  CHECK(p.stop(0));
+}
+
+TEST(engine, apply_backends_swaps_one_listener_only) {
+  // Two listeners on one worker, round robin. Listener 0 alternates a, b; a change to listener
+  // 1 must leave listener 0's table and picker as they were, so its rotation goes on (a reset
+  // picker would start over at a).
+  TestServer a, b, c, d;
+  for (TestServer* s : {&a, &b, &c, &d}) REQUIRE(s->start(TestServer::Mode::Echo));
+  EngineConfig cfg = config(1);
+  lb4::ListenerConfig second;
+  second.name = "second";
+  second.address = lb4test::address("127.0.0.1", 0);
+  cfg.listeners.push_back(second);
+  Proxy p;
+  REQUIRE(p.startWith(cfg, {{backend(0, a.address()), backend(1, b.address())}, {backend(2, c.address())}}));
+  const SocketAddress front0 = p.engine->boundAddresses().at(0);
+  const SocketAddress front1 = p.engine->boundAddresses().at(1);
+  auto oneFlow = [](const SocketAddress& to) {
+    UniqueFd client = lb4test::connectTo(to, 2000);
+    return client && echoOnce(client.get(), "x");
+  };
+  auto apply = [&](uint32_t slot, std::vector<BackendSpec> specs, std::optional<Algorithm> algorithm) {
+    auto applied = std::make_shared<Signal>();
+    p.engine->applyBackends(slot, std::move(specs), algorithm, [applied] { applied->notify(); });
+    return applied->wait(2000);
+  };
+
+  CHECK(oneFlow(front0));
+  CHECK(eventually([&] { return a.accepted() == 1; }));
+  REQUIRE(apply(1, {backend(3, d.address())}, std::nullopt));
+  CHECK(oneFlow(front0));
+  CHECK(eventually([&] { return b.accepted() == 1; }));  // the rotation went on
+  CHECK_EQ(a.accepted(), 1);
+  CHECK(oneFlow(front1));
+  CHECK(eventually([&] { return d.accepted() == 1; }));  // listener 1 runs its new table
+  CHECK_EQ(c.accepted(), 0);
+
+  // A new algorithm for listener 1 (a new picker there) still leaves listener 0 alone.
+  REQUIRE(apply(1, {backend(2, c.address()), backend(3, d.address())}, Algorithm::LeastConn));
+  CHECK(oneFlow(front0));
+  CHECK(eventually([&] { return a.accepted() == 2; }));
+  CHECK(oneFlow(front0));
+  CHECK(eventually([&] { return b.accepted() == 2; }));
+  CHECK(oneFlow(front1));
+  CHECK(eventually([&] { return c.accepted() + d.accepted() == 2; }));
+
+  // The applied slot itself starts over: its picker was reset with the new table.
+  CHECK(oneFlow(front0));  // a
+  CHECK(eventually([&] { return a.accepted() == 3; }));
+  REQUIRE(apply(0, {backend(0, a.address()), backend(1, b.address())}, std::nullopt));
+  CHECK(oneFlow(front0));  // a again, not b
+  CHECK(eventually([&] { return a.accepted() == 4; }));
+  CHECK_EQ(b.accepted(), 2);
+
+  // An unknown slot changes nothing and answers at once.
+  bool answered = false;
+  p.engine->applyBackends(7, {backend(9, d.address())}, std::nullopt, [&] { answered = true; });
+  CHECK(answered);
+  CHECK(p.listenerReaches(Counter::flows_active, 0, 0));
+  CHECK(p.listenerReaches(Counter::flows_active, 0, 1));
+  CHECK(p.stop(0));
+}
+
+TEST(engine, backend_socket_without_descriptors_counts_connect_no_descriptors) {
+  TestServer server;
+  REQUIRE(server.start(TestServer::Mode::Echo));
+  EngineConfig cfg = config(1);
+  cfg.worker.retries = 3;
+  Proxy p;
+  REQUIRE(p.start(cfg, {backend(0, server.address()), backend(1, server.address())}));
+  UniqueFd starved(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(starved);
+  {
+    // One descriptor number left: accept4 takes it, so socket() for the backend says EMFILE.
+    DescriptorLimit limit(1);
+    REQUIRE(limit.ok());
+    REQUIRE(connect(starved.get(), p.front.get(), p.front.length()) == 0);
+    CHECK(p.listenerReaches(Counter::connect_no_descriptors, 1));
+    CHECK(p.listenerReaches(Counter::flows_active, 0));
+  }
+  // The flow closed as no-backend: an orderly close for the client, no connect failure blamed
+  // on a backend, and no retry on the other backend (no backend would have fixed it).
+  CHECK_EQ(lb4test::waitForEnd(starved.get(), 2000), 0);
+  CHECK_EQ(p.listenerStat(Counter::no_backend), 1);
+  CHECK_EQ(p.listenerStat(Counter::connect_failures), 0);
+  CHECK_EQ(p.listenerStat(Counter::retries), 0);
+  CHECK_EQ(p.backendStat(0, Counter::connect_failures) + p.backendStat(1, Counter::connect_failures), 0);
+  CHECK_EQ(p.backendStat(0, Counter::connect_no_descriptors) + p.backendStat(1, Counter::connect_no_descriptors), 0);
+  CHECK_EQ(server.accepted(), 0);
+  // With descriptors back, the next flow connects as usual, and is not counted.
+  UniqueFd c = lb4test::connectTo(p.front, 2000);
+  REQUIRE(c);
+  CHECK(echoOnce(c.get(), "descriptors again"));
+  CHECK_EQ(p.listenerStat(Counter::connect_no_descriptors), 1);
+  c.reset();
+  CHECK(p.stop(0));
+}
+
+TEST(engine, closed_flows_leave_no_descriptor_behind) {
+  // Every descriptor a flow had (its two sockets, the pipes it spliced through) is closed when
+  // the flow ends, cleanly or by a reset, while the engine goes on running. With no spare pipes
+  // kept, the process's descriptor count (/proc/self/fd) must come back to where it was.
+  TestServer server;
+  REQUIRE(server.start(TestServer::Mode::Scripted));
+  EngineConfig cfg = config(2);
+  cfg.worker.maxIdlePipes = 0;
+  Proxy p;
+  REQUIRE(p.start(cfg, {backend(0, server.address())}));
+  const int before = lb4test::openDescriptorCount();
+  const int pipesBefore = pipeDescriptors();
+
+  // Bulk both ways (spliced through pipes), and small exchanges (copied).
+  const uint64_t MiB = 1 << 20;
+  uint64_t toBackend = 0, toClient = 0;
+  runTransfers(p.front, server, {{2 * MiB, 1, 2 * MiB, 2}, {MiB, 3, 0, 4}, {10, 5, 10, 6}}, toBackend, toClient);
+  CHECK_GT(p.listenerStat(Counter::spliced_bytes), 0);
+  // A client that stops reading, then resets, while the engine holds the backend's bytes in a
+  // pipe: the engine closes both sockets abortively and closes the pipe with the bytes in it.
+  {
+    UniqueFd c = lb4test::connectTo(p.front, 2000);
+    REQUIRE(c);
+    lb4test::Transfer t{0, 7, 256 * MiB, 8};
+    std::string header = t.header();
+    REQUIRE(lb4test::sendAll(c.get(), header.data(), header.size(), 2000));
+    char some[4096];
+    REQUIRE(lb4test::recvExactly(c.get(), some, sizeof(some), 2000));
+    // Empty pipes go back to the pool at once, and the pool keeps none: a pipe still open is
+    // one that holds bytes the client has not taken.
+    CHECK(eventually([&] { return pipeDescriptors() > pipesBefore; }));
+    setLingerZero(c.get());
+  }
+  CHECK(p.listenerReaches(Counter::resets, 1));
+  CHECK(p.listenerReaches(Counter::flows_active, 0));
+  CHECK(eventually([&] { return server.open() == 0; }));
+  CHECK(eventually([&] { return lb4test::openDescriptorCount() == before; }));
+  CHECK_EQ(lb4test::openDescriptorCount(), before);
+  CHECK_EQ(pipeDescriptors(), pipesBefore);
   CHECK(p.stop(0));
 }

@@ -4,7 +4,7 @@
 #include <thread>
 #include <vector>
 
-#include "event_queue.h"
+#include "io/event_queue.h"
 #include "harness.h"
 #include "test_util.h"
 

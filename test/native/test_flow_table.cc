@@ -1,8 +1,14 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <set>
 #include <vector>
 
-#include "flow_table.h"
+#include "tcp/flow_table.h"
 #include "harness.h"
+#include "test_util.h"
 
 using lb4::Flow;
 using lb4::FlowState;
@@ -113,4 +119,38 @@ TEST(flow_table, release_frees_direction_buffers) {
   t.releaseClosed();
   CHECK(t.at(a.slot)->up.buffer == nullptr);
   CHECK(t.at(a.slot)->down.buffer == nullptr);
+}
+
+TEST(flow_table, a_flow_owns_its_descriptors) {
+  // A flow's sockets and pipes are owned: whatever a flow still holds when its slot is reused
+  // (or the table goes away) is closed, never leaked.
+  int sv[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  int fds[2];
+  REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
+  {
+    lb4::FlowTable t(0);
+    Flow& a = t.open();
+    a.client.fd.reset(sv[0]);
+    a.backend.fd.reset(sv[1]);
+    a.up.pipe.readEnd.reset(fds[0]);
+    a.up.pipe.writeEnd.reset(fds[1]);
+    t.retire(a);
+    t.releaseClosed();
+    CHECK(lb4test::isOpen(sv[0]));  // released slots keep their flow until reused
+    Flow& b = t.open();             // the same slot, made anew
+    CHECK_EQ(b.slot, 0u);
+    CHECK_EQ(lb4test::descriptorError(sv[0]), EBADF);
+    CHECK_EQ(lb4test::descriptorError(sv[1]), EBADF);
+    CHECK_EQ(lb4test::descriptorError(fds[0]), EBADF);
+    CHECK_EQ(lb4test::descriptorError(fds[1]), EBADF);
+
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    b.client.fd.reset(sv[0]);
+    b.backend.fd.reset(sv[1]);
+    b.client.closeAbortively();
+    CHECK(!b.client.fd);
+    CHECK_EQ(lb4test::descriptorError(sv[0]), EBADF);
+  }
+  CHECK_EQ(lb4test::descriptorError(sv[1]), EBADF);  // the table's end closed the rest
 }

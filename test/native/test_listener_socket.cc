@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "harness.h"
-#include "listener_socket.h"
+#include "tcp/listener_socket.h"
 #include "test_util.h"
 
 using lb4::ListenerConfig;

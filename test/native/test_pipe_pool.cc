@@ -3,16 +3,28 @@
 #include <unistd.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "harness.h"
-#include "pipe_pool.h"
+#include "tcp/pipe_pool.h"
 #include "test_util.h"
 
 using lb4::Pipe;
 using lb4::PipePool;
 using lb4test::descriptorError;
 using lb4test::isOpen;
+
+namespace {
+
+// A pipe's descriptor numbers, kept to look at after the pool has taken the pipe.
+struct PipeNumbers {
+  int readFd = -1;
+  int writeFd = -1;
+  explicit PipeNumbers(const Pipe& p) : readFd(p.readFd()), writeFd(p.writeFd()) {}
+};
+
+}  // namespace
 
 TEST(pipe_pool, put_then_get_reuses_the_same_pipe) {
   PipePool pool(4, 0);
@@ -21,8 +33,8 @@ TEST(pipe_pool, put_then_get_reuses_the_same_pipe) {
   REQUIRE(pool.get(b));
   CHECK(a.valid());
   CHECK(b.valid());
-  CHECK_NE(a.readFd, b.readFd);
-  const int aRead = a.readFd, aWrite = a.writeFd, bRead = b.readFd, bWrite = b.writeFd;
+  CHECK_NE(a.readFd(), b.readFd());
+  const int aRead = a.readFd(), aWrite = a.writeFd(), bRead = b.readFd(), bWrite = b.writeFd();
   CHECK(isOpen(aRead) && isOpen(aWrite));
   // Non-blocking and close-on-exec, both ends.
   CHECK((fcntl(aRead, F_GETFL) & O_NONBLOCK) != 0);
@@ -31,7 +43,7 @@ TEST(pipe_pool, put_then_get_reuses_the_same_pipe) {
 
   pool.put(a);
   CHECK(!a.valid());  // put() resets the caller's handle
-  CHECK_EQ(a.writeFd, -1);
+  CHECK_EQ(a.writeFd(), -1);
   pool.put(b);
   CHECK_EQ(pool.idle(), 2u);
   CHECK(isOpen(aRead) && isOpen(bRead));  // pooled, not closed
@@ -41,15 +53,15 @@ TEST(pipe_pool, put_then_get_reuses_the_same_pipe) {
   REQUIRE(pool.get(d));
   CHECK_EQ(pool.idle(), 0u);
   // The same descriptors come back (most recently returned first).
-  CHECK_EQ(c.readFd, bRead);
-  CHECK_EQ(c.writeFd, bWrite);
-  CHECK_EQ(d.readFd, aRead);
-  CHECK_EQ(d.writeFd, aWrite);
+  CHECK_EQ(c.readFd(), bRead);
+  CHECK_EQ(c.writeFd(), bWrite);
+  CHECK_EQ(d.readFd(), aRead);
+  CHECK_EQ(d.writeFd(), aWrite);
 
   // A reused pipe still works.
-  CHECK_EQ(write(c.writeFd, "x", 1), 1);
+  CHECK_EQ(write(c.writeFd(), "x", 1), 1);
   char ch = 0;
-  CHECK_EQ(read(c.readFd, &ch, 1), 1);
+  CHECK_EQ(read(c.readFd(), &ch, 1), 1);
   CHECK_EQ(ch, 'x');
   pool.put(c);
   pool.put(d);
@@ -59,7 +71,7 @@ TEST(pipe_pool, keeps_at_most_max_idle) {
   PipePool pool(1, 0);
   Pipe p[3];
   for (auto& x : p) REQUIRE(pool.get(x));
-  const Pipe copy[3] = {p[0], p[1], p[2]};
+  const PipeNumbers copy[3] = {PipeNumbers(p[0]), PipeNumbers(p[1]), PipeNumbers(p[2])};
   for (auto& x : p) pool.put(x);
   CHECK_EQ(pool.idle(), 1u);
   CHECK_EQ(pool.inUse(), 0u);
@@ -74,7 +86,7 @@ TEST(pipe_pool, keeps_at_most_max_idle) {
   PipePool none(0, 0);
   Pipe q;
   REQUIRE(none.get(q));
-  const Pipe qc = q;
+  const PipeNumbers qc(q);
   none.put(q);
   CHECK_EQ(none.idle(), 0u);
   CHECK_EQ(descriptorError(qc.readFd), EBADF);
@@ -85,8 +97,8 @@ TEST(pipe_pool, kill_closes_whatever_the_pipe_holds) {
   PipePool pool(4, 0);
   Pipe p;
   REQUIRE(pool.get(p));
-  CHECK_EQ(write(p.writeFd, "left over", 9), 9);
-  const Pipe copy = p;
+  CHECK_EQ(write(p.writeFd(), "left over", 9), 9);
+  const PipeNumbers copy(p);
   pool.kill(p);
   CHECK(!p.valid());
   CHECK_EQ(descriptorError(copy.readFd), EBADF);
@@ -107,7 +119,7 @@ TEST(pipe_pool, default_capacity_is_64k) {
   Pipe p;
   REQUIRE(pool.get(p));
   CHECK_EQ(pool.capacity(), 65536);
-  CHECK_EQ(fcntl(p.writeFd, F_GETPIPE_SZ), 65536);
+  CHECK_EQ(fcntl(p.writeFd(), F_GETPIPE_SZ), 65536);
   pool.put(p);
 }
 
@@ -116,14 +128,14 @@ TEST(pipe_pool, honours_a_pipe_size_request) {
   PipePool pool(4, want);
   Pipe p;
   REQUIRE(pool.get(p));
-  const int real = fcntl(p.writeFd, F_GETPIPE_SZ);
+  const int real = fcntl(p.writeFd(), F_GETPIPE_SZ);
   lb4test::note("F_GETPIPE_SZ after a 256 KiB request: " + std::to_string(real));
   CHECK_EQ(pool.capacity(), want);
   CHECK_EQ(real, want);
   // The pipe really holds capacity() bytes: one non-blocking write of that much fits whole.
   std::string bytes(static_cast<size_t>(pool.capacity()), 'z');
-  CHECK_EQ(write(p.writeFd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-  CHECK_EQ(write(p.writeFd, "!", 1), -1);  // and not a byte more
+  CHECK_EQ(write(p.writeFd(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  CHECK_EQ(write(p.writeFd(), "!", 1), -1);  // and not a byte more
   pool.kill(p);
 }
 
@@ -134,7 +146,7 @@ TEST(pipe_pool, capacity_never_exceeds_the_real_pipe) {
     PipePool pool(2, want);
     Pipe p;
     REQUIRE(pool.get(p));
-    const int real = fcntl(p.writeFd, F_GETPIPE_SZ);
+    const int real = fcntl(p.writeFd(), F_GETPIPE_SZ);
     CHECK_GT(pool.capacity(), 0);
     CHECK_LE(pool.capacity(), real);
     pool.put(p);
@@ -163,15 +175,35 @@ TEST(pipe_pool, counts_pipes_in_use) {
 }
 
 TEST(pipe_pool, destructor_closes_idle_pipes) {
-  Pipe copy;
+  int readFd = -1, writeFd = -1;
   {
     PipePool pool(4, 0);
     Pipe p;
     REQUIRE(pool.get(p));
-    copy = p;
+    readFd = p.readFd();
+    writeFd = p.writeFd();
     pool.put(p);
-    CHECK(isOpen(copy.readFd));
+    CHECK(isOpen(readFd));
   }
-  CHECK_EQ(descriptorError(copy.readFd), EBADF);
-  CHECK_EQ(descriptorError(copy.writeFd), EBADF);
+  CHECK_EQ(descriptorError(readFd), EBADF);
+  CHECK_EQ(descriptorError(writeFd), EBADF);
+}
+
+TEST(pipe_pool, a_pipe_closes_its_ends_when_dropped) {
+  // A pipe the pool handed out and nobody gave back (a bug, or an early return) must not leak
+  // its descriptors: Pipe owns them.
+  int readFd = -1, writeFd = -1;
+  {
+    PipePool pool(4, 0);
+    Pipe p;
+    REQUIRE(pool.get(p));
+    readFd = p.readFd();
+    writeFd = p.writeFd();
+    Pipe moved = std::move(p);
+    CHECK(!p.valid());
+    CHECK_EQ(moved.readFd(), readFd);
+    CHECK(isOpen(readFd) && isOpen(writeFd));
+  }
+  CHECK_EQ(descriptorError(readFd), EBADF);
+  CHECK_EQ(descriptorError(writeFd), EBADF);
 }

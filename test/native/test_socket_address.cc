@@ -2,7 +2,7 @@
 #include <sys/socket.h>
 
 #include "harness.h"
-#include "socket_address.h"
+#include "io/socket_address.h"
 #include "test_util.h"
 
 using lb4::SocketAddress;

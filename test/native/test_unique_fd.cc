@@ -3,9 +3,9 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "sys_result.h"
+#include "io/sys_result.h"
 #include "test_util.h"
-#include "unique_fd.h"
+#include "io/unique_fd.h"
 
 using lb4::UniqueFd;
 

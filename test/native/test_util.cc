@@ -1,13 +1,16 @@
 #include "test_util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +27,17 @@ bool isOpen(int fd) { return fcntl(fd, F_GETFD) != -1; }
 
 int descriptorError(int fd) { return fcntl(fd, F_GETFD) == -1 ? errno : 0; }
 
+int openDescriptorCount() {
+  DIR* dir = opendir("/proc/self/fd");
+  if (!dir) return -1;
+  int count = 0;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] != '.') ++count;
+  }
+  closedir(dir);
+  return count - 1;  // not the directory's own descriptor
+}
+
 int64_t nowMs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -37,6 +51,39 @@ bool eventually(const std::function<bool()>& done, int timeoutMs) {
     if (nowMs() >= deadline) return false;
     poll(nullptr, 0, 2);
   }
+}
+
+ChildOutcome runInChild(const std::function<void()>& fn, int timeoutMs) {
+  ChildOutcome out;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return out;
+  UniqueFd readEnd(fds[0]), writeEnd(fds[1]);
+  pid_t pid = fork();
+  if (pid < 0) return out;
+  if (pid == 0) {
+    dup2(writeEnd.get(), STDERR_FILENO);
+    fn();
+    _exit(0);
+  }
+  writeEnd.reset();
+  // Read stderr to its end (the child's exit closes it), then reap the child.
+  const int64_t deadline = nowMs() + timeoutMs;
+  char buffer[512];
+  for (;;) {
+    int left = static_cast<int>(deadline - nowMs());
+    if (left <= 0 || !waitFor(readEnd.get(), POLLIN, left)) break;
+    ssize_t n = read(readEnd.get(), buffer, sizeof(buffer));
+    if (n <= 0) break;
+    out.stderrText.append(buffer, static_cast<size_t>(n));
+  }
+  int status = 0;
+  if (waitpid(pid, &status, WNOHANG) == 0) {
+    kill(pid, SIGKILL);  // hung: the outcome says so (SIGKILL)
+    waitpid(pid, &status, 0);
+  }
+  if (WIFSIGNALED(status)) out.signal = WTERMSIG(status);
+  if (WIFEXITED(status)) out.exitCode = WEXITSTATUS(status);
+  return out;
 }
 
 bool waitFor(int fd, short events, int timeoutMs) {

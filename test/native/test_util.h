@@ -11,8 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include "socket_address.h"
-#include "unique_fd.h"
+#include "io/socket_address.h"
+#include "io/unique_fd.h"
 
 namespace lb4test {
 
@@ -22,12 +22,24 @@ namespace lb4test {
 bool isOpen(int fd);
 // errno of fcntl(fd, F_GETFD): 0 when open, EBADF when closed.
 int descriptorError(int fd);
+// Open descriptors of this process, as /proc/self/fd lists them.
+int openDescriptorCount();
 int64_t nowMs();
 // Calls `done` every few milliseconds until it returns true or `timeoutMs` passes: for state
 // with no descriptor to wait on, such as counters another thread writes.
 bool eventually(const std::function<bool()>& done, int timeoutMs = 2000);
 // poll(2) one descriptor for `events`; true when any of them (or an error/hangup) is reported.
 bool waitFor(int fd, short events, int timeoutMs);
+
+// How a child process ended: the signal that killed it (0 if it exited), its exit status, and
+// what it wrote to stderr.
+struct ChildOutcome {
+  int signal = 0;
+  int exitCode = -1;
+  std::string stderrText;
+};
+// Runs `fn` in a forked child (which then exits 0) and waits for it: for code that must abort.
+ChildOutcome runInChild(const std::function<void()>& fn, int timeoutMs = 5000);
 
 // A one-shot signal between threads that a test can wait on with poll(2): an eventfd.
 class Signal {

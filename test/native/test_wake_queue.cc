@@ -7,7 +7,7 @@
 
 #include "harness.h"
 #include "test_util.h"
-#include "wake_queue.h"
+#include "io/wake_queue.h"
 
 using lb4::WakeQueue;
 using lb4test::waitFor;

@@ -10,7 +10,8 @@
 #include <mutex>
 #include <vector>
 
-#include "socket_address.h"
+#include "enums.h"
+#include "io/socket_address.h"
 
 namespace lb4 {
 
@@ -38,7 +39,7 @@ struct Event {
   // FlowClosed:
   uint64_t flowId = 0;
   bool hasBackend = false;
-  uint8_t reason = 0;  // CloseReason
+  CloseReason reason = CloseReason::Done;
   SocketAddress client;
   uint64_t bytesToBackend = 0;
   uint64_t bytesToClient = 0;

@@ -9,28 +9,32 @@
 #include <cstddef>
 #include <vector>
 
+#include "io/unique_fd.h"
+
 namespace lb4 {
 
+// A pipe's two ends, owned: a Pipe that goes out of scope closes both. Move-only.
 struct Pipe {
-  int readFd = -1;
-  int writeFd = -1;
-  bool valid() const { return readFd >= 0; }
+  UniqueFd readEnd;
+  UniqueFd writeEnd;
+  bool valid() const { return static_cast<bool>(readEnd); }
+  int readFd() const { return readEnd.get(); }
+  int writeFd() const { return writeEnd.get(); }
 };
 
 class PipePool {
  public:
   // `pipeSize` 0 keeps the kernel's default capacity (64 KiB); otherwise F_SETPIPE_SZ asks for it.
   PipePool(size_t maxIdle, int pipeSize);
-  ~PipePool();
   PipePool(const PipePool&) = delete;
   PipePool& operator=(const PipePool&) = delete;
 
   // Returns false when the kernel has no pipe to give (EMFILE, ENFILE, ENOMEM): the caller then
   // copies through user space instead of splicing.
   bool get(Pipe& out);
-  // `p` must be empty. Resets `p`.
+  // `p` must be empty. Takes `p` (pooled or closed) and leaves it invalid.
   void put(Pipe& p);
-  // Closes `p`, whatever it holds. Resets `p`.
+  // Closes `p`, whatever it holds, and leaves it invalid.
   void kill(Pipe& p);
 
   // The capacity of the pool's pipes in bytes.

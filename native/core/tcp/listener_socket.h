@@ -3,30 +3,26 @@
 // spreads new connections across the workers and no accept lock is needed.
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
-#include "backend_table.h"
-#include "socket_address.h"
-#include "unique_fd.h"
+#include "io/socket_address.h"
+#include "io/unique_fd.h"
+#include "listener_config.h"
 
 namespace lb4 {
-
-struct ListenerConfig {
-  std::string name;
-  SocketAddress address;
-  bool dualStack = false;  // for "::": accept IPv4 clients too (IPV6_V6ONLY off)
-  int backlog = 511;
-  Algorithm algorithm = Algorithm::RoundRobin;
-};
 
 struct SocketError {
   int error = 0;
   const char* syscall = "";
 };
 
-// Opens `count` reuseport sockets bound to `config.address` and listening. A port of 0 is chosen
-// by the kernel for the first socket and reused for the rest; `bound` gets the final address.
+// The socket type a listener of `protocol` opens: SOCK_STREAM for TCP. A datagram protocol
+// would open SOCK_DGRAM sockets in the same reuseport group and skip listen().
+int listenerSocketType(Protocol protocol);
+
+// Opens `count` reuseport sockets of the listener's protocol bound to `config.address`, and
+// listening. A port of 0 is chosen by the kernel for the first socket and reused for the rest;
+// `bound` gets the final address.
 //
 // SO_REUSEPORT would let the group join any other reuseport socket of the same user on that
 // address, so an address already in use would not be noticed. A probe socket without

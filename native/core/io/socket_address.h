@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -23,6 +24,9 @@ class SocketAddress {
   std::string ip() const;
   // "1.2.3.4:80" or "[::1]:80".
   std::string toString() const;
+  // The address's bytes in network order: 4 for IPv4 (and for an IPv4-mapped IPv6 address,
+  // which is the same host), 16 for IPv6, 0 for anything else.
+  size_t ipBytes(uint8_t out[16]) const;
 
   const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage_); }
   sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage_); }

@@ -8,7 +8,7 @@
 #include <memory>
 #include <vector>
 
-#include "flow.h"
+#include "tcp/flow.h"
 
 namespace lb4 {
 

@@ -1,4 +1,4 @@
-#include "listener_socket.h"
+#include "tcp/listener_socket.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,7 +16,8 @@ bool fail(SocketError& err, const char* syscall) {
 
 bool openOne(const ListenerConfig& config, const SocketAddress& address, bool reusePort, UniqueFd& out,
              SocketError& err) {
-  UniqueFd fd(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  const int type = listenerSocketType(config.protocol);
+  UniqueFd fd(socket(address.family(), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return fail(err, "socket");
   int one = 1;
   // SO_REUSEADDR lets lb4 restart while old flows sit in TIME_WAIT on the port.
@@ -30,13 +31,22 @@ bool openOne(const ListenerConfig& config, const SocketAddress& address, bool re
   }
   // Accepted sockets inherit TCP_NODELAY: small writes go out at once, with no per-flow
   // setsockopt() to say so.
-  if (setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) return fail(err, "setsockopt");
+  if (type == SOCK_STREAM && setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+    return fail(err, "setsockopt");
   if (bind(fd.get(), address.get(), address.length()) != 0) return fail(err, "bind");
   out = std::move(fd);
   return true;
 }
 
 }  // namespace
+
+int listenerSocketType(Protocol protocol) {
+  switch (protocol) {
+    case Protocol::Tcp:
+      return SOCK_STREAM;
+  }
+  return SOCK_STREAM;  // not reached: every protocol is above (the compiler checks)
+}
 
 bool openListenerGroup(const ListenerConfig& config, size_t count, std::vector<UniqueFd>& out,
                        SocketAddress& bound, SocketError& err) {
@@ -52,7 +62,7 @@ bool openListenerGroup(const ListenerConfig& config, size_t count, std::vector<U
       out.clear();
       return false;
     }
-    if (listen(fd.get(), config.backlog) != 0) {
+    if (listenerSocketType(config.protocol) == SOCK_STREAM && listen(fd.get(), config.backlog) != 0) {
       fail(err, "listen");
       out.clear();
       return false;

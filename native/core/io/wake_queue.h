@@ -10,8 +10,8 @@
 #include <mutex>
 #include <vector>
 
-#include "sys_result.h"
-#include "unique_fd.h"
+#include "io/sys_result.h"
+#include "io/unique_fd.h"
 
 namespace lb4 {
 

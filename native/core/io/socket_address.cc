@@ -1,4 +1,4 @@
-#include "socket_address.h"
+#include "io/socket_address.h"
 
 #include <arpa/inet.h>
 
@@ -50,6 +50,23 @@ std::string SocketAddress::ip() const {
     }
   }
   return text;
+}
+
+size_t SocketAddress::ipBytes(uint8_t out[16]) const {
+  if (family() == AF_INET) {
+    std::memcpy(out, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, 4);
+    return 4;
+  }
+  if (family() == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
+    if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+      std::memcpy(out, &v6->sin6_addr.s6_addr[12], 4);
+      return 4;
+    }
+    std::memcpy(out, &v6->sin6_addr, 16);
+    return 16;
+  }
+  return 0;
 }
 
 std::string SocketAddress::toString() const {

@@ -21,4 +21,15 @@ inline int64_t wallClockMs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
+// A worker's "now": read once per loop pass by the worker, and shared (read-only) with its
+// protocol handlers, so every timestamp of one pass agrees.
+class LoopClock {
+ public:
+  int64_t now() const { return now_; }
+  void update() { now_ = monotonicMs(); }
+
+ private:
+  int64_t now_ = 0;
+};
+
 }  // namespace lb4

@@ -2,31 +2,24 @@
 // One proxied TCP connection: the client's socket, the backend's socket, and the two directions
 // of bytes between them. A flow lives and dies on the worker that accepted it.
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <memory>
 
-#include "backend_table.h"
+#include "balance/backend_table.h"
 #include "counters.h"
-#include "pipe_pool.h"
-#include "socket_address.h"
+#include "enums.h"
+#include "io/socket_address.h"
+#include "io/unique_fd.h"
+#include "tcp/pipe_pool.h"
 
 namespace lb4 {
 
-enum class FlowState : uint8_t { Connecting = 0, Established = 1, Closed = 2 };
-
-// Why a flow ended; also the per-flow close reason shown in snapshots and logs.
-enum class CloseReason : uint8_t {
-  Done = 0,          // both directions finished with a FIN
-  ClientReset = 1,
-  BackendReset = 2,
-  IdleTimeout = 3,
-  NoBackend = 4,     // no backend could be connected (after retries)
-  Drained = 5,       // still open when a drain timeout ran out
-  Error = 6,         // a local failure (e.g. descriptors ran out mid-flow)
-};
-
+// One of a flow's two sockets. It owns its descriptor: a flow that is reset, reused or
+// destroyed cannot leak it.
 struct FlowSocket {
-  int fd = -1;
+  UniqueFd fd;
   // Edge-triggered readiness as last reported by epoll and not yet used up: set by an event,
   // cleared when a read or write says EAGAIN.
   bool readable = false;
@@ -38,6 +31,18 @@ struct FlowSocket {
   // (or 0) with data still behind it, so this socket is read with recv(), which steps over the
   // mark, until recv() says EAGAIN or 0.
   bool urgent = false;
+
+  int get() const { return fd.get(); }
+  // An orderly close: the peer reads the end of the stream (after anything still queued).
+  void close() { fd.reset(); }
+  // SO_LINGER with a zero timeout makes close() send a reset instead of a FIN and drop
+  // whatever is still queued: the peer learns at once that the stream did not end cleanly.
+  void closeAbortively() {
+    if (!fd) return;
+    linger lg{1, 0};
+    setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    fd.reset();
+  }
 };
 
 // Bytes moving from one socket to the other. Small messages go through the worker's scratch
@@ -72,6 +77,7 @@ struct Flow {
   Direction down;  // backend -> client
 
   SocketAddress clientAddress;
+  uint64_t flowHash = 0;  // of the client's address: what a picker keeps a client together by
   SocketAddress backendAddress;
   uint32_t backendKey = 0;
   CounterSet* backendCounters = nullptr;  // set while a backend is assigned (and counted active)

@@ -1,0 +1,99 @@
+#pragma once
+// The data plane's enumerations, each declared once as an X-macro list of (value, name). The
+// number of a value is its position in the list: it is what crosses the JS boundary, and the
+// binding exports each list of names (as it exports the counters), which lib/native.ts checks
+// at load. So a value is only ever appended, and its name is the one the control plane, the
+// logs and the metrics use.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lb4 {
+
+// A listener's transport. Each protocol has its own handler on the worker (tcp/ today; UDP
+// sessions will live in udp/).
+#define LB4_PROTOCOLS(X) X(Tcp, "tcp")
+
+// How a listener picks a backend for a new flow: one module each in balance/.
+#define LB4_ALGORITHMS(X)          \
+  X(RoundRobin, "roundrobin")      \
+  X(LeastConn, "leastconn")
+
+// Only an `up` backend (with a non-zero weight) takes new flows; `down`, `draining` and
+// `maintenance` keep the flows they have.
+#define LB4_BACKEND_STATES(X) \
+  X(Up, "up")                 \
+  X(Down, "down")             \
+  X(Draining, "draining")     \
+  X(Maintenance, "maintenance")
+
+// Why a flow ended: counted, shown in snapshots and in the access log.
+//   done           both directions finished with a FIN
+//   client-reset   the client reset (or failed) the connection
+//   backend-reset  the backend did
+//   idle-timeout   no byte moved for the idle timeout
+//   no-backend     no backend could be connected (after retries)
+//   drained        still open when a drain timeout ran out
+//   error          a local failure (e.g. descriptors ran out mid-flow)
+#define LB4_CLOSE_REASONS(X)        \
+  X(Done, "done")                   \
+  X(ClientReset, "client-reset")    \
+  X(BackendReset, "backend-reset")  \
+  X(IdleTimeout, "idle-timeout")    \
+  X(NoBackend, "no-backend")        \
+  X(Drained, "drained")             \
+  X(Error, "error")
+
+// Where a TCP flow is in its life.
+#define LB4_FLOW_STATES(X)          \
+  X(Connecting, "connecting")       \
+  X(Established, "established")     \
+  X(Closed, "closed")
+
+// What every enumeration above offers: its values' count and names, by type.
+template <typename E>
+struct EnumInfo;
+
+#define LB4_ENUM_VALUE(value, name) value,
+#define LB4_ENUM_NAME(value, name) name,
+#define LB4_ENUM_ONE(value, name) +1
+#define LB4_DEFINE_ENUM(Type, LIST)                                  \
+  enum class Type : uint8_t { LIST(LB4_ENUM_VALUE) };                \
+  template <>                                                        \
+  struct EnumInfo<Type> {                                            \
+    static constexpr size_t count = 0 LIST(LB4_ENUM_ONE);           \
+    static constexpr const char* names[count] = {LIST(LB4_ENUM_NAME)}; \
+  };
+
+LB4_DEFINE_ENUM(Protocol, LB4_PROTOCOLS)
+LB4_DEFINE_ENUM(Algorithm, LB4_ALGORITHMS)
+LB4_DEFINE_ENUM(BackendState, LB4_BACKEND_STATES)
+LB4_DEFINE_ENUM(CloseReason, LB4_CLOSE_REASONS)
+LB4_DEFINE_ENUM(FlowState, LB4_FLOW_STATES)
+
+#undef LB4_DEFINE_ENUM
+#undef LB4_ENUM_ONE
+#undef LB4_ENUM_NAME
+#undef LB4_ENUM_VALUE
+
+template <typename E>
+constexpr size_t enumCount() {
+  return EnumInfo<E>::count;
+}
+
+// The value's name; "?" for a number outside the list (never from a value made in C++).
+template <typename E>
+constexpr const char* enumName(E value) {
+  const auto i = static_cast<size_t>(value);
+  return i < EnumInfo<E>::count ? EnumInfo<E>::names[i] : "?";
+}
+
+// The value numbered `n`, when there is one: how numbers from the control plane become values.
+template <typename E>
+constexpr bool enumFromNumber(uint32_t n, E& out) {
+  if (n >= EnumInfo<E>::count) return false;
+  out = static_cast<E>(n);
+  return true;
+}
+
+}  // namespace lb4

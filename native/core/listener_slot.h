@@ -1,0 +1,44 @@
+#pragma once
+// One listener as one worker sees it: its listening socket, counters, current backend table and
+// this worker's picker over that table. Slots are numbered by the engine and never reused; a
+// slot whose listener was removed keeps its table (and its flows) until its drain ends.
+// Worker thread only.
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+
+#include "balance/backend_table.h"
+#include "balance/picker.h"
+#include "counters.h"
+#include "enums.h"
+#include "io/unique_fd.h"
+
+namespace lb4 {
+
+struct ListenerSlot {
+  Protocol protocol = Protocol::Tcp;
+  // This worker's socket of the listener's reuseport group; empty once the listener is
+  // removed or the engine stops.
+  UniqueFd socket;
+  // Not in the epoll set for now (descriptors ran out, or epoll had no room): the tick tries
+  // to register it again.
+  bool paused = false;
+  CounterSet* counters = nullptr;  // the listener's, owned by the engine
+  std::shared_ptr<const BackendTable> table;
+  std::unique_ptr<Picker> picker;
+  int64_t drainDeadlineMs = 0;  // 0: none; else the slot's flows are closed then
+
+  CounterBlock& countersOf(uint32_t workerIndex) { return counters->worker(workerIndex); }
+
+  // Swaps in `next` as this listener's table. Only this slot's picker changes: it starts over
+  // on the new table, and is made anew when the algorithm changed (a picker keeps what outlives
+  // a table, such as least connections' random state).
+  void adoptTable(std::shared_ptr<const BackendTable> next, uint32_t workerIndex) {
+    table = std::move(next);
+    if (table && (!picker || picker->algorithm() != table->algorithm)) picker = makePicker(table->algorithm, workerIndex);
+    if (picker) picker->reset(table.get());
+  }
+};
+
+}  // namespace lb4

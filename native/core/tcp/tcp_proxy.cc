@@ -1,0 +1,465 @@
+// The life of a TCP flow on a worker: accept, connect (with timeout and retries), forwarding
+// with splice(2), half-close, reset propagation and close. See DESIGN.md section 3.
+
+#include "tcp/tcp_proxy.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "balance/hash.h"
+#include "io/epoll_tag.h"
+
+namespace lb4 {
+
+namespace {
+
+// Edge-triggered for both directions at once: a flow's sockets are registered once and never
+// modified, so forwarding costs no epoll_ctl calls.
+constexpr uint32_t kFlowEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
+
+// Accepts per readable listener per pass (level-triggered: the rest waits for the next pass),
+// and connections shed at most at once when descriptors ran out.
+constexpr int kAcceptBatch = 64;
+constexpr int kShedBatch = 1024;
+
+void setNoDelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int socketError(int fd) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err;
+}
+
+}  // namespace
+
+TcpProxy::TcpProxy(uint32_t workerIndex, const WorkerOptions& options, const LoopClock& clock, EpollLoop& loop,
+                   std::vector<ListenerSlot>& listeners, EventQueue& events, const std::atomic<uint32_t>& flowLogEvery)
+    : index_(workerIndex),
+      options_(options),
+      clock_(clock),
+      loop_(loop),
+      listeners_(listeners),
+      events_(events),
+      flowLogEvery_(flowLogEvery),
+      reserveFd_(open("/dev/null", O_RDONLY | O_CLOEXEC)),
+      pump_(options.maxIdlePipes, options.pipeSize),
+      flows_(workerIndex) {}
+
+// --- listeners --------------------------------------------------------------------------------
+
+bool TcpProxy::acceptOn(uint32_t listener) {
+  int lfd = listeners_[listener].socket.get();
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    SocketAddress client;
+    client.prepareForKernel();
+    UniqueFd fd(accept4(lfd, client.get(), client.lengthPtr(), SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (fd) {
+      startFlow(std::move(fd), client, listener);
+      continue;
+    }
+    int err = errno;
+    // EINVAL: the listener was shut down by stop() and the Stop command is on its way.
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINVAL) return true;
+    if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      shedLoad(listener);
+      // Not even the reserve could be had back: the worker stops watching this listener until
+      // the next tick instead of spinning on it.
+      return static_cast<bool>(reserveFd_);
+    }
+    listenerCounters(listener).add(Counter::accept_errors, 1);
+    Event e{EventType::ListenerError};
+    e.worker = index_;
+    e.listener = listener;
+    e.error = err;
+    events_.push(e);
+    return true;
+  }
+  return true;
+}
+
+void TcpProxy::shedLoad(uint32_t listener) {
+  // Out of descriptors, the connection waits in the backlog and the level-triggered listener
+  // would wake us forever. Give up the reserve descriptor, accept and close what is waiting (the
+  // clients see a prompt close rather than a hang), then take the reserve back.
+  int lfd = listeners_[listener].socket.get();
+  if (reserveFd_) {
+    reserveFd_.reset();
+    for (int i = 0; i < kShedBatch; ++i) {
+      UniqueFd shed(accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+      if (!shed) break;  // closed as it goes out of scope
+      listenerCounters(listener).add(Counter::accept_shed, 1);
+    }
+    reserveFd_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  }
+}
+
+void TcpProxy::retakeReserve() {
+  if (!reserveFd_) reserveFd_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
+
+// --- flows ------------------------------------------------------------------------------------
+
+void TcpProxy::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listener) {
+  Flow& f = flows_.open();
+  f.listener = listener;
+  f.client.fd = std::move(fd);
+  f.clientAddress = client;
+  f.flowHash = clientFlowHash(client);
+  f.startMs = f.lastActiveMs = now();
+  CounterBlock& lc = listenerCounters(listener);
+  lc.add(Counter::flows_total, 1);
+  lc.add(Counter::flows_active, 1);
+  // TCP_NODELAY comes from the listening socket: accepted sockets inherit it. Registering can
+  // fail only for want of kernel memory or epoll watches (anything else is fatal in watch()):
+  // then this flow cannot be served.
+  if (!loop_.watch(f.client.get(), kFlowEvents, makeTag(TagKind::TcpClient, f.slot)).ok()) {
+    closeFlow(f, CloseReason::Error, false);
+    return;
+  }
+  if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
+}
+
+bool TcpProxy::connectNext(Flow& f) {
+  Picker* picker = listeners_[f.listener].picker.get();
+  CounterBlock& lc = listenerCounters(f.listener);
+  while (f.attempts <= options_.retries) {
+    const BackendEntry* b = picker ? picker->pick(f.flowHash, f.tried) : nullptr;
+    if (!b) return false;
+    if (f.attempts > 0) lc.add(Counter::retries, 1);
+    f.attempts++;
+    f.tried.add(b->key);
+    CounterBlock& bc = b->counters->worker(index_);
+
+    UniqueFd fd(socket(b->address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
+      // Out of descriptors or socket memory: nothing another backend would fix, so the flow
+      // closes as no-backend. Counted for the listener: there is no backend socket to blame.
+      const int err = errno;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) lc.add(Counter::connect_no_descriptors, 1);
+      return false;
+    }
+    setNoDelay(fd.get());
+    if (connect(fd.get(), b->address.get(), b->address.length()) == 0 || errno == EINPROGRESS) {
+      if (!loop_.watch(fd.get(), kFlowEvents, makeTag(TagKind::TcpBackend, f.slot)).ok()) return false;
+      f.backend = FlowSocket{};
+      f.backend.fd = std::move(fd);
+      f.backendKey = b->key;
+      f.backendAddress = b->address;
+      f.backendCounters = b->counters;
+      // A connect in progress counts as active, so least-connections sees it at once.
+      bc.add(Counter::flows_active, 1);
+      f.connectDeadlineMs = now() + options_.connectTimeoutMs;
+      linkConnecting(f);
+      return true;
+    }
+    // Refused at once (unreachable network, no ephemeral port): try the next backend. The
+    // socket closes as `fd` goes out of scope.
+    bc.add(Counter::connect_failures, 1);
+    lc.add(Counter::connect_failures, 1);
+    tallyConnect(b->key, false, false);
+  }
+  return false;
+}
+
+void TcpProxy::onConnectFailed(Flow& f, bool timedOut) {
+  unlinkConnecting(f);
+  f.backend = FlowSocket{};  // closes the failed socket
+  CounterBlock& bc = f.backendCounters->worker(index_);
+  CounterBlock& lc = listenerCounters(f.listener);
+  bc.add(Counter::flows_active, -1);
+  bc.add(Counter::connect_failures, 1);
+  lc.add(Counter::connect_failures, 1);
+  if (timedOut) {
+    bc.add(Counter::connect_timeouts, 1);
+    lc.add(Counter::connect_timeouts, 1);
+  }
+  tallyConnect(f.backendKey, false, timedOut);
+  f.backendCounters = nullptr;
+  if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
+}
+
+void TcpProxy::onConnected(Flow& f) {
+  unlinkConnecting(f);
+  f.state = FlowState::Established;
+  f.lastActiveMs = now();
+  f.backendCounters->worker(index_).add(Counter::flows_total, 1);
+  tallyConnect(f.backendKey, true, false);
+  pumpFlow(f);
+}
+
+void TcpProxy::onFlowEvent(uint64_t flowSlot, bool backendSide, uint32_t events) {
+  if (flowSlot > UINT32_MAX) return;
+  if (Flow* f = flows_.at(static_cast<uint32_t>(flowSlot))) onFlowEvent(*f, backendSide, events);
+}
+
+void TcpProxy::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
+  if (f.state == FlowState::Closed) return;  // closed earlier in this pass
+  FlowSocket& s = backendSide ? f.backend : f.client;
+
+  if (f.state == FlowState::Connecting) {
+    if (backendSide) {
+      // A failed connect reports EPOLLERR (with EPOLLHUP when refused); a finished one reports
+      // EPOLLOUT alone, so success needs no getsockopt(SO_ERROR).
+      if (events & (EPOLLERR | EPOLLHUP)) {
+        onConnectFailed(f, false);
+        return;
+      }
+      if (events & EPOLLOUT) {
+        s.writable = true;
+        s.readable = (events & (EPOLLIN | EPOLLRDHUP)) != 0;
+        s.peerClosed = (events & EPOLLRDHUP) != 0;
+        s.urgent = (events & EPOLLPRI) != 0;
+        onConnected(f);
+      }
+      return;
+    }
+    // The client reset before a backend answered: nothing to tell the backend but goodbye.
+    if ((events & EPOLLERR) && socketError(s.get()) != 0) {
+      closeFlow(f, CloseReason::ClientReset, false);
+      return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI)) s.readable = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP)) s.peerClosed = true;
+    if (events & EPOLLPRI) s.urgent = true;
+    if (events & EPOLLOUT) s.writable = true;
+    return;
+  }
+
+  if ((events & EPOLLERR) && socketError(s.get()) != 0) {
+    resetFlow(f, backendSide);
+    return;
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI)) s.readable = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP)) s.peerClosed = true;
+  if (events & EPOLLPRI) s.urgent = true;
+  if (events & (EPOLLOUT | EPOLLHUP)) s.writable = true;
+  pumpFlow(f);
+}
+
+void TcpProxy::pumpFlow(Flow& f) {
+  CounterBlock& lc = listenerCounters(f.listener);
+  CounterBlock& bc = f.backendCounters->worker(index_);
+  PumpResult up = pump_.pump(f, f.up, f.client, f.backend, true, lc, bc, now());
+  if (up == PumpResult::SourceReset || up == PumpResult::DestinationReset) {
+    resetFlow(f, up == PumpResult::DestinationReset);
+    return;
+  }
+  PumpResult down = pump_.pump(f, f.down, f.backend, f.client, false, lc, bc, now());
+  if (down == PumpResult::SourceReset || down == PumpResult::DestinationReset) {
+    resetFlow(f, down == PumpResult::SourceReset);
+    return;
+  }
+  if (f.up.shutdownSent && f.down.shutdownSent) {
+    closeFlow(f, CloseReason::Done, false);
+    return;
+  }
+  if ((up == PumpResult::Yielded || down == PumpResult::Yielded) && !f.onYieldList) {
+    f.onYieldList = true;
+    yielded_.push_back(f.slot);
+  }
+}
+
+void TcpProxy::resetFlow(Flow& f, bool backendReset) {
+  closeFlow(f, backendReset ? CloseReason::BackendReset : CloseReason::ClientReset, true);
+}
+
+void TcpProxy::closeFlow(Flow& f, CloseReason reason, bool abortive) {
+  if (f.state == FlowState::Closed) return;
+  unlinkConnecting(f);
+
+  // Counters first and flows_active last: whoever sees the close (a peer, or a reader waiting
+  // for no open flows) then sees final counters.
+  CounterBlock& lc = listenerCounters(f.listener);
+  CounterBlock* bc = f.backendCounters ? &f.backendCounters->worker(index_) : nullptr;
+  switch (reason) {
+    case CloseReason::ClientReset:
+    case CloseReason::BackendReset:
+      lc.add(Counter::resets, 1);
+      if (bc) bc->add(Counter::resets, 1);
+      break;
+    case CloseReason::IdleTimeout:
+      lc.add(Counter::idle_timeouts, 1);
+      if (bc) bc->add(Counter::idle_timeouts, 1);
+      break;
+    case CloseReason::NoBackend:
+      lc.add(Counter::no_backend, 1);  // a listener's count: no backend took the flow
+      break;
+    case CloseReason::Drained:
+      lc.add(Counter::drain_closed, 1);
+      if (bc) bc->add(Counter::drain_closed, 1);
+      break;
+    default:
+      break;
+  }
+  if (bc) bc->add(Counter::flows_active, -1);
+  lc.add(Counter::flows_active, -1);
+
+  for (FlowSocket* s : {&f.client, &f.backend}) {
+    if (abortive) {
+      s->closeAbortively();
+    } else {
+      s->close();
+    }
+  }
+  for (Direction* d : {&f.up, &f.down}) pump_.release(*d);
+  f.closeReason = reason;
+  logClosedFlow(f);
+  flows_.retire(f);
+}
+
+void TcpProxy::linkConnecting(Flow& f) {
+  // Every flow gets the same connect timeout, so appending keeps the list in deadline order.
+  f.connectPrev = connectTail_;
+  f.connectNext = nullptr;
+  if (connectTail_) {
+    connectTail_->connectNext = &f;
+  } else {
+    connectHead_ = &f;
+  }
+  connectTail_ = &f;
+  f.onConnectList = true;
+}
+
+void TcpProxy::unlinkConnecting(Flow& f) {
+  if (!f.onConnectList) return;
+  if (f.connectPrev) {
+    f.connectPrev->connectNext = f.connectNext;
+  } else {
+    connectHead_ = f.connectNext;
+  }
+  if (f.connectNext) {
+    f.connectNext->connectPrev = f.connectPrev;
+  } else {
+    connectTail_ = f.connectPrev;
+  }
+  f.connectPrev = f.connectNext = nullptr;
+  f.onConnectList = false;
+}
+
+// --- timers, reports, commands ----------------------------------------------------------------
+
+void TcpProxy::runYielded() {
+  if (yielded_.empty()) return;
+  std::vector<uint32_t> slots;
+  slots.swap(yielded_);
+  for (uint32_t slot : slots) {
+    Flow* f = flows_.at(slot);
+    if (!f || !f->onYieldList) continue;
+    f->onYieldList = false;
+    if (f->state == FlowState::Established) pumpFlow(*f);
+  }
+}
+
+void TcpProxy::expireConnects() {
+  while (connectHead_ && connectHead_->connectDeadlineMs <= now()) onConnectFailed(*connectHead_, true);
+}
+
+void TcpProxy::expireIdle() {
+  flows_.forEach([this](Flow& f) {
+    if (f.state != FlowState::Established || now() - f.lastActiveMs < options_.idleTimeoutMs) return;
+    // A flow idle with bytes still on their way (a receiver that stopped reading) is cut with a
+    // reset: a FIN would tell the client a truncated stream had ended normally.
+    bool stalled = f.up.holdsBytes() || f.down.holdsBytes() || (f.client.readable && !f.up.eof) ||
+                   (f.backend.readable && !f.down.eof);
+    closeFlow(f, CloseReason::IdleTimeout, stalled);
+  });
+}
+
+uint64_t TcpProxy::closeFlows(const FlowFilter& filter, CloseReason reason) {
+  uint64_t closed = 0;
+  flows_.forEach([&](Flow& f) {
+    if (filter.listener >= 0 && f.listener != static_cast<uint32_t>(filter.listener)) return;
+    if (filter.backendKey >= 0 && (!f.backendCounters || f.backendKey != static_cast<uint32_t>(filter.backendKey))) return;
+    closeFlow(f, reason, true);
+    ++closed;
+  });
+  return closed;
+}
+
+void TcpProxy::closeAll(CloseReason reason) {
+  flows_.forEach([&](Flow& f) { closeFlow(f, reason, true); });
+}
+
+void TcpProxy::snapshot(const FlowFilter& filter, std::vector<FlowInfo>& out) {
+  int64_t wallOffset = wallClockMs() - monotonicMs();
+  size_t taken = 0;
+  flows_.forEach([&](Flow& f) {
+    if (taken >= filter.limit) return;
+    if (filter.listener >= 0 && f.listener != static_cast<uint32_t>(filter.listener)) return;
+    bool hasBackend = f.backendCounters != nullptr;
+    if (filter.backendKey >= 0 && (!hasBackend || f.backendKey != static_cast<uint32_t>(filter.backendKey))) return;
+    out.push_back(FlowInfo{f.id, f.listener, index_, f.state, f.clientAddress.toString(), hasBackend, f.backendKey,
+                           hasBackend ? f.backendAddress.toString() : std::string(), f.startMs + wallOffset,
+                           f.up.bytes, f.down.bytes});
+    ++taken;
+  });
+}
+
+void TcpProxy::tallyConnect(uint32_t backendKey, bool ok, bool timeout) {
+  auto it = std::find_if(tallies_.begin(), tallies_.end(), [&](const ConnectTally& t) { return t.backendKey == backendKey; });
+  if (it == tallies_.end()) it = tallies_.insert(tallies_.end(), ConnectTally{backendKey, 0, 0, 0, 0});
+  if (ok) {
+    it->successes++;
+    it->trailingFailures = 0;
+  } else {
+    it->failures++;
+    it->trailingFailures++;
+    if (timeout) it->timeouts++;
+  }
+}
+
+void TcpProxy::flushConnectTallies() {
+  // Connect outcomes go up once per tick per backend, when something failed, or when a backend
+  // that was failing succeeds again (so the control plane can count consecutive failures). A
+  // healthy backend's successes alone are not news.
+  for (const ConnectTally& t : tallies_) {
+    auto failing = std::find(failingKeys_.begin(), failingKeys_.end(), t.backendKey);
+    bool wasFailing = failing != failingKeys_.end();
+    if (t.failures == 0 && !wasFailing) continue;
+    if (t.trailingFailures == 0 && wasFailing) {
+      failingKeys_.erase(failing);
+    } else if (t.trailingFailures > 0 && !wasFailing) {
+      failingKeys_.push_back(t.backendKey);
+    }
+    Event e{EventType::BackendConnects};
+    e.worker = index_;
+    e.backendKey = t.backendKey;
+    e.count = t.failures;
+    e.timeouts = t.timeouts;
+    e.successes = t.successes;
+    e.trailingFailures = t.trailingFailures;
+    events_.push(e);
+  }
+  tallies_.clear();
+}
+
+void TcpProxy::logClosedFlow(const Flow& f) {
+  uint32_t every = flowLogEvery_.load(std::memory_order_relaxed);
+  if (every == 0 || ++flowsClosed_ % every != 0) return;
+  Event e{EventType::FlowClosed};
+  e.worker = index_;
+  e.listener = f.listener;
+  e.flowId = f.id;
+  e.hasBackend = f.backendCounters != nullptr;
+  e.backendKey = f.backendKey;
+  e.reason = f.closeReason;
+  e.client = f.clientAddress;
+  e.bytesToBackend = f.up.bytes;
+  e.bytesToClient = f.down.bytes;
+  e.startWallMs = f.startMs + (wallClockMs() - monotonicMs());
+  e.durationMs = now() - f.startMs;
+  events_.push(e);
+}
+
+}  // namespace lb4

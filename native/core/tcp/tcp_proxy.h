@@ -1,0 +1,108 @@
+#pragma once
+// The TCP side of one worker: it owns the worker's TCP flows from accept to close (DESIGN.md
+// section 3). It accepts on a listener's socket when the worker says it is readable, picks a
+// backend through the listener's picker, connects with a timeout and retries, moves bytes with
+// the splice pump, passes half-closes and resets on, closes idle flows, and reports connect
+// outcomes and closed flows as events. The worker owns the loop, the clock, the listener slots
+// and the timers, and calls in here; nothing here touches another protocol.
+//
+// Single-threaded: everything runs on the worker's thread.
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "io/clock.h"
+#include "io/epoll_loop.h"
+#include "io/event_queue.h"
+#include "io/unique_fd.h"
+#include "listener_slot.h"
+#include "tcp/flow_table.h"
+#include "tcp/splice_pump.h"
+#include "worker_command.h"
+#include "engine_options.h"
+
+namespace lb4 {
+
+class TcpProxy {
+ public:
+  // `listeners` is the worker's slot list (it may grow; flows refer to slots by number).
+  // `flowLogEvery` is shared with the engine: 0 logs no flow, N logs one closed flow in N.
+  TcpProxy(uint32_t workerIndex, const WorkerOptions& options, const LoopClock& clock, EpollLoop& loop,
+           std::vector<ListenerSlot>& listeners, EventQueue& events, const std::atomic<uint32_t>& flowLogEvery);
+  TcpProxy(const TcpProxy&) = delete;
+  TcpProxy& operator=(const TcpProxy&) = delete;
+
+  // --- listeners ---
+  // The listener in `slot` is readable: accepts a batch of clients and starts their flows.
+  // Returns false when the listener must leave the epoll set for now (descriptors ran out and
+  // not even the reserve came back); the worker pauses it and the tick brings it back.
+  bool acceptOn(uint32_t slot);
+  // Takes the reserve descriptor back if shedding gave it up and could not (tick).
+  void retakeReserve();
+
+  // --- flows ---
+  // An epoll event for the flow in table slot `flowSlot`, on its client or backend socket.
+  void onFlowEvent(uint64_t flowSlot, bool backendSide, uint32_t events);
+  // Flows that used their byte budget and have more to move.
+  bool hasYielded() const { return !yielded_.empty(); }
+  void runYielded();
+  // Between two epoll passes: slots of flows closed in this pass become free.
+  void releaseClosed() { flows_.releaseClosed(); }
+  // Connects past their deadline fail over to the next backend (tick).
+  void expireConnects();
+  // Established flows idle past the idle timeout close (idle sweep).
+  void expireIdle();
+  // Sends this tick's connect outcomes up as events (tick, and once more at the end).
+  void flushConnectTallies();
+  // Closes the matching flows at once (abortively); returns how many.
+  uint64_t closeFlows(const FlowFilter& filter, CloseReason reason);
+  // Closes every flow (the end of a drain).
+  void closeAll(CloseReason reason);
+  void snapshot(const FlowFilter& filter, std::vector<FlowInfo>& out);
+  size_t liveFlows() const { return flows_.live(); }
+
+ private:
+  void startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listener);
+  void shedLoad(uint32_t listener);
+  bool connectNext(Flow& f);
+  void onConnectFailed(Flow& f, bool timedOut);
+  void onConnected(Flow& f);
+  void onFlowEvent(Flow& f, bool backendSide, uint32_t events);
+  void pumpFlow(Flow& f);
+  void resetFlow(Flow& f, bool backendReset);
+  void closeFlow(Flow& f, CloseReason reason, bool abortive);
+  void linkConnecting(Flow& f);
+  void unlinkConnecting(Flow& f);
+  void tallyConnect(uint32_t backendKey, bool ok, bool timeout);
+  void logClosedFlow(const Flow& f);
+  CounterBlock& listenerCounters(uint32_t listener) { return listeners_[listener].countersOf(index_); }
+  int64_t now() const { return clock_.now(); }
+
+  const uint32_t index_;
+  const WorkerOptions& options_;
+  const LoopClock& clock_;
+  EpollLoop& loop_;
+  std::vector<ListenerSlot>& listeners_;
+  EventQueue& events_;
+  const std::atomic<uint32_t>& flowLogEvery_;
+
+  UniqueFd reserveFd_;  // spare descriptor, given up to shed connections when descriptors run out
+  SplicePump pump_;
+  FlowTable flows_;
+  uint64_t flowsClosed_ = 0;
+
+  Flow* connectHead_ = nullptr;  // connecting flows, oldest (earliest deadline) first
+  Flow* connectTail_ = nullptr;
+  std::vector<uint32_t> yielded_;
+
+  struct ConnectTally {
+    uint32_t backendKey, failures, timeouts, successes;
+    uint32_t trailingFailures;  // failures since the last success in this tally
+  };
+  std::vector<ConnectTally> tallies_;
+  // Backends whose last report from this worker had failures: their next successes are news.
+  std::vector<uint32_t> failingKeys_;
+};
+
+}  // namespace lb4
