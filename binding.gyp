@@ -5,6 +5,8 @@
       "sources": [
         "native/core/balance/backend_table.cc",
         "native/core/balance/least_conn.cc",
+        "native/core/balance/maglev.cc",
+        "native/core/balance/maglev_picker.cc",
         "native/core/balance/picker.cc",
         "native/core/balance/round_robin.cc",
         "native/core/counters.cc",

@@ -60,7 +60,7 @@ t.test('the addon exports its enumerations and option ranges, checked at load', 
   const optionLimits = nativeOptionLimits();
   // Loading the addon already compared each list with its declaration; these are the
   // numbers the rest of lib/ sends.
-  t.same(native.NativeAlgorithm, { roundrobin: 0, leastconn: 1 });
+  t.same(native.NativeAlgorithm, { roundrobin: 0, leastconn: 1, maglev: 2 });
   t.same(native.NativeBackendState, { up: 0, down: 1, draining: 2, maintenance: 3 });
   t.same(native.NativeProtocol, { tcp: 0 });
   t.same(native.closeReasonNames, ['done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error']);

@@ -72,7 +72,7 @@ t.test('bad options are rejected with the field named', async (t) => {
     [{ listen: ':0', backends: ['127.0.0.1:1,weight=x'] }, 'LB4_INVALID_OPTION', /weight must be a whole number/],
     [{ listen: ':0', backends: ['127.0.0.1:1,colour=red'] }, 'LB4_INVALID_OPTION', /unknown backend parameter "colour"/],
     [{ listen: ':0', backends: ['127.0.0.1:1', '127.0.0.1:1'] }, 'LB4_DUPLICATE_BACKEND', /listed twice/],
-    [{ listen: ':0', backends: ['127.0.0.1:1'], algorithm: 'random' }, 'LB4_INVALID_OPTION', /^algorithm: must be one of roundrobin, leastconn/],
+    [{ listen: ':0', backends: ['127.0.0.1:1'], algorithm: 'random' }, 'LB4_INVALID_OPTION', /^algorithm: must be one of roundrobin, leastconn, maglev/],
     [{ listen: ':0', backends: ['127.0.0.1:1'], workers: 0 }, 'LB4_INVALID_OPTION', /^workers: must be between 1 and 255/],
     [{ listen: ':0', backends: ['127.0.0.1:1'], retries: 1.5 }, 'LB4_INVALID_OPTION', /^retries: must be a whole number/],
     [{ listen: ':0', backends: ['127.0.0.1:1'], connectTimeout: 'soon' }, 'LB4_INVALID_DURATION', /^connectTimeout: "soon" is not a duration/],

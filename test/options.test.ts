@@ -63,7 +63,7 @@ t.test('every table entry is consistent', async (t) => {
 t.test('the public tunables are the table view they always were', async (t) => {
   t.same(Object.keys(tunables), ['algorithm', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures']);
   t.same(tunables.retries, { flag: '--retries <n>', description: 'connect attempts on other backends after a failed one', kind: 'integer', default: 2, min: 0, max: 7 });
-  t.same(tunables.algorithm, { flag: '--algorithm <name>', description: 'how new flows pick a backend: roundrobin or leastconn', kind: 'choice', default: 'roundrobin', choices: ['roundrobin', 'leastconn'] });
+  t.same(tunables.algorithm, { flag: '--algorithm <name>', description: 'how new flows pick a backend: roundrobin, leastconn, or maglev (consistent hashing of the client address)', kind: 'choice', default: 'roundrobin', choices: ['roundrobin', 'leastconn', 'maglev'] });
   t.type(tunables.workers.default, 'function', 'workers: computed on the host');
 });
 

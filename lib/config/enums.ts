@@ -1,11 +1,13 @@
-// The value lists of lb4's enumerations as people write them. The engine numbers them by their
-// index here (lib/engine/native-types.ts), and the addon's own lists are checked against that
-// numbering when it loads.
+// The value lists of lb4's enumerations as people write them. They are the engine's own lists
+// (lib/engine/native-types.ts, checked against the addon's exports when it loads), so a value
+// the data plane gains is a value the options accept, with no second list to keep.
+
+import { algorithmNames, backendStateNames } from '../engine/native-types.js';
 
 /** How a new flow picks its backend. */
-export type Algorithm = 'roundrobin' | 'leastconn';
+export type Algorithm = (typeof algorithmNames)[number];
 /** A backend's state: only `up` backends take new flows; the others keep the flows they have. */
-export type BackendState = 'up' | 'down' | 'draining' | 'maintenance';
+export type BackendState = (typeof backendStateNames)[number];
 
-export const algorithms: readonly Algorithm[] = ['roundrobin', 'leastconn'];
-export const backendStates: readonly BackendState[] = ['up', 'down', 'draining', 'maintenance'];
+export const algorithms: readonly Algorithm[] = algorithmNames;
+export const backendStates: readonly BackendState[] = backendStateNames;

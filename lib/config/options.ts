@@ -84,7 +84,7 @@ export const optionTable = {
     help: 'serve the admin API and /metrics here (127.0.0.1 unless a host is given; a token from LB4_ADMIN_TOKEN is required off loopback)',
   },
   accessLog: { flag: '--access-log [sample]', field: 'accessLog', kind: 'sample', defaultText: 'off', reload: 'live', help: 'log closed flows (one in SAMPLE, default every one)' },
-  algorithm: { flag: '--algorithm <name>', field: 'algorithm', kind: 'choice', choices: algorithms, default: 'roundrobin', reload: 'live', help: 'how new flows pick a backend: roundrobin or leastconn' },
+  algorithm: { flag: '--algorithm <name>', field: 'algorithm', kind: 'choice', choices: algorithms, default: 'roundrobin', reload: 'live', help: 'how new flows pick a backend: roundrobin, leastconn, or maglev (consistent hashing of the client address)' },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',
     min: 1, max: maxWorkers, reload: 'restart', native: 'workers', help: 'data-plane threads (default: one per CPU)',

@@ -7,7 +7,7 @@
 // list and loading fails if these declarations and the addon ever disagree.
 
 /** Balancing algorithms, in the engine's order. */
-export const algorithmNames = ['roundrobin', 'leastconn'] as const;
+export const algorithmNames = ['roundrobin', 'leastconn', 'maglev'] as const;
 /** Backend states, in the engine's order. */
 export const backendStateNames = ['up', 'down', 'draining', 'maintenance'] as const;
 /** Why a flow ended, in the engine's order. */

@@ -17,7 +17,8 @@ namespace lb4 {
 // How a listener picks a backend for a new flow: one module each in balance/.
 #define LB4_ALGORITHMS(X)          \
   X(RoundRobin, "roundrobin")      \
-  X(LeastConn, "leastconn")
+  X(LeastConn, "leastconn")        \
+  X(Maglev, "maglev")
 
 // Only an `up` backend (with a non-zero weight) takes new flows; `down`, `draining` and
 // `maintenance` keep the flows they have.

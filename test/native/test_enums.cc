@@ -31,7 +31,7 @@ std::string joined() {
 TEST(enums, names_in_boundary_order) {
   // These lists cross to JavaScript by position (PLAN.md's boundary): a value is only appended.
   CHECK_EQ(joined<Protocol>(), "tcp");
-  CHECK_EQ(joined<Algorithm>(), "roundrobin,leastconn");
+  CHECK_EQ(joined<Algorithm>(), "roundrobin,leastconn,maglev");
   CHECK_EQ(joined<BackendState>(), "up,down,draining,maintenance");
   CHECK_EQ(joined<CloseReason>(), "done,client-reset,backend-reset,idle-timeout,no-backend,drained,error");
   CHECK_EQ(joined<FlowState>(), "connecting,established,closed");
@@ -42,10 +42,10 @@ TEST(enums, names_in_boundary_order) {
 
 TEST(enums, numbers_outside_the_list_are_refused) {
   Algorithm a = Algorithm::RoundRobin;
-  CHECK(lb4::enumFromNumber(1, a));
-  CHECK(a == Algorithm::LeastConn);
-  CHECK(!lb4::enumFromNumber(2, a));
-  CHECK(a == Algorithm::LeastConn);  // untouched
+  CHECK(lb4::enumFromNumber(2, a));
+  CHECK(a == Algorithm::Maglev);
+  CHECK(!lb4::enumFromNumber(3, a));
+  CHECK(a == Algorithm::Maglev);  // untouched
   BackendState s = BackendState::Up;
   CHECK(lb4::enumFromNumber(3, s));
   CHECK(s == BackendState::Maintenance);

@@ -1,6 +1,7 @@
 #include "balance/backend_table.h"
 
 #include "balance/hash.h"
+#include "balance/maglev.h"
 
 namespace lb4 {
 
@@ -17,6 +18,15 @@ std::shared_ptr<const BackendTable> buildBackendTable(Algorithm algorithm, uint6
     case Algorithm::RoundRobin:
     case Algorithm::LeastConn:
       break;  // nothing shared: their state is per worker, in the picker
+    case Algorithm::Maglev: {
+      // Only backends that take new flows own entries: a down, draining or maintenance backend
+      // (or weight 0) gives its entries up, and only its clients move.
+      std::vector<MaglevMember> members;
+      members.reserve(table->backends.size());
+      for (const BackendEntry& b : table->backends) members.push_back({b.idHash, b.takesNewFlows() ? b.weight : 0});
+      table->maglev = buildMaglevTable(members);
+      break;
+    }
   }
   return table;
 }

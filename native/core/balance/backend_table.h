@@ -42,6 +42,10 @@ struct BackendTable {
   // derived from, built once per table by buildBackendTable on the control thread and then
   // only read by every worker (a Maglev lookup table, for one). Round robin and least
   // connections keep only per-worker state, in their pickers.
+  //
+  // Maglev: the lookup table, each entry an index into `backends` (balance/maglev.h); empty
+  // when no backend takes new flows or the algorithm is another.
+  std::vector<uint32_t> maglev;
 };
 
 // Builds a listener's table on the control thread: hashes every backend's id and computes

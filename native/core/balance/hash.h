@@ -26,6 +26,18 @@ inline uint64_t fnv1a64(std::string_view text) {
   return fnv1a64(reinterpret_cast<const uint8_t*>(text.data()), text.size());
 }
 
+// SplitMix64's finaliser: spreads a hash's bits so that every output bit depends on every input
+// bit. FNV-1a of a few address bytes has weak low bits; a table index taken modulo its size
+// needs them strong.
+constexpr uint64_t mixHash(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
 // A backend's identity hash (BackendEntry::idHash), from its stable id "<listener>/<backend>".
 inline uint64_t backendIdHash(std::string_view id) { return fnv1a64(id); }
 

@@ -1,6 +1,7 @@
 #include "balance/picker.h"
 
 #include "balance/least_conn.h"
+#include "balance/maglev_picker.h"
 #include "balance/round_robin.h"
 
 namespace lb4 {
@@ -12,6 +13,8 @@ std::unique_ptr<Picker> makePicker(Algorithm algorithm, uint32_t workerIndex) {
       return std::make_unique<RoundRobinPicker>(workerIndex);
     case Algorithm::LeastConn:
       return std::make_unique<LeastConnPicker>(workerIndex);
+    case Algorithm::Maglev:
+      return std::make_unique<MaglevPicker>();  // no per-worker state: every worker agrees
   }
   return std::make_unique<RoundRobinPicker>(workerIndex);  // not reached: every value is above
 }

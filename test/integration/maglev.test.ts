@@ -1,0 +1,62 @@
+// Maglev consistent hashing through the real data plane: a client (by its IP address) keeps its
+// backend across connections and workers, two balancers with the same backends listed in another
+// order choose alike (as the two nodes of a pair must), and a backend that goes away moves only
+// its own clients. Clients take distinct source addresses in 127.0.0.0/8 (loopback accepts any).
+
+import net from 'node:net';
+import t, { type Test } from 'tap';
+import { startBalancer, type Balancer } from '../../lib/index.js';
+import { nameBackend, readAll, within, type TestBackend } from '../helpers/sockets.js';
+import { once } from 'node:events';
+
+const clients = Array.from({ length: 60 }, (_, i) => `127.0.${1 + Math.floor(i / 50)}.${10 + (i % 50)}`);
+
+async function answerFrom(port: number, localAddress: string): Promise<string> {
+  const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+  await within(once(socket, 'connect'), 10_000, `connect from ${localAddress}`);
+  const { data } = await readAll(socket);
+  return data.toString().trim();
+}
+
+async function choices(lb: Balancer): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const client of clients) out.set(client, await answerFrom(lb.address().port, client));
+  return out;
+}
+
+async function backends(t: Test, names: string[]): Promise<TestBackend[]> {
+  const started = await Promise.all(names.map(nameBackend));
+  t.teardown(() => Promise.all(started.map((b) => b.close())));
+  return started;
+}
+
+t.test('a client keeps its backend; the same backends in another order choose alike', async (t) => {
+  const [a, b, c] = await backends(t, ['a', 'b', 'c']);
+  const one = await startBalancer({ listeners: [{ name: 'web', listen: '127.0.0.1:0', algorithm: 'maglev', backends: [a.address, b.address, c.address] }], workers: 2 });
+  t.teardown(() => one.close({ drainTimeout: 0 }));
+  const two = await startBalancer({ listeners: [{ name: 'web', listen: '127.0.0.1:0', algorithm: 'maglev', backends: [c.address, a.address, b.address] }], workers: 1 });
+  t.teardown(() => two.close({ drainTimeout: 0 }));
+
+  const first = await choices(one);
+  const again = await choices(one);
+  t.same([...again], [...first], 'every client lands where it landed before (two workers, new connections)');
+  const spread: Record<string, number> = {};
+  for (const name of first.values()) spread[name] = (spread[name] ?? 0) + 1;
+  t.same(Object.keys(spread).sort(), ['a', 'b', 'c'], `clients spread over every backend: ${JSON.stringify(spread)}`);
+  t.same([...(await choices(two))], [...first], 'another balancer, backends in another order: the same choice for every client');
+});
+
+t.test('a backend going away moves only its own clients, and they come back with it', async (t) => {
+  const [a, b, c] = await backends(t, ['a', 'b', 'c']);
+  const lb = await startBalancer({ listen: '127.0.0.1:0', algorithm: 'maglev', backends: [a.address, b.address, c.address], workers: 1 });
+  t.teardown(() => lb.close({ drainTimeout: 0 }));
+  const before = await choices(lb);
+  await lb.setBackendState(b.address, 'maintenance');
+  const during = await choices(lb);
+  for (const client of clients) {
+    if (before.get(client) === 'b') t.not(during.get(client), 'b', `${client} left b`);
+    else t.equal(during.get(client), before.get(client), `${client} stayed on ${before.get(client)}`);
+  }
+  await lb.setBackendState(b.address, 'up');
+  t.same([...(await choices(lb))], [...before], 'b back: every client where it was');
+});
