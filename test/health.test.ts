@@ -8,9 +8,10 @@ import t, { type Test } from 'tap';
 import { Lb4Error } from '../lib/errors.js';
 import { formatHealthFlag, parseHealthFlag, sameHealthConfig, validateHealthConfig, type HealthConfig, type HealthOptions } from '../lib/health/check-config.js';
 import { maxResponseBytes, runCheck, type CheckResult } from '../lib/health/checkers.js';
-import { HealthMonitor, type HealthClock, type HealthResultEvent, type HealthTransition } from '../lib/health/monitor.js';
+import { HealthMonitor, type HealthResultEvent, type HealthTransition } from '../lib/health/monitor.js';
 import { riseFall, type RiseFallState } from '../lib/health/rise-fall.js';
 import { startBlackhole } from './helpers/blackhole.js';
+import { FakeClock } from './helpers/fake-clock.js';
 import { refusingPort, startBackend, until, within, type TestBackend } from './helpers/sockets.js';
 
 const loopback = '127.0.0.1';
@@ -367,40 +368,6 @@ t.test('rise/fall state machine', async (t) => {
 });
 
 // --- the monitor -----------------------------------------------------------------------------
-
-/** A clock the test advances by hand; timers run in time order. */
-class FakeClock implements HealthClock {
-  time = 1_000_000;
-  #timers = new Map<number, { at: number; fn: () => void }>();
-  #next = 1;
-  now(): number {
-    return this.time;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.time + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-  get pending(): number {
-    return this.#timers.size;
-  }
-  /** Moves time forward by `ms`, running each timer due on the way at its own time. */
-  advance(ms: number): void {
-    const end = this.time + ms;
-    for (;;) {
-      let first: [number, { at: number; fn: () => void }] | undefined;
-      for (const entry of this.#timers) if (entry[1].at <= end && (!first || entry[1].at < first[1].at)) first = entry;
-      if (!first) break;
-      this.#timers.delete(first[0]);
-      this.time = Math.max(this.time, first[1].at);
-      first[1].fn();
-    }
-    this.time = end;
-  }
-}
 
 interface MonitorRig {
   clock: FakeClock;
