@@ -183,8 +183,9 @@ t.test('slow start: going down during the ramp stops it; coming back starts a ne
   await lb.setBackendState(A, 'up');
   clock.advance(3_000);
   t.equal(lb.backends()[0].effectiveWeight, 3);
-  await lb.setBackendState(A, 'down');
+  const [down] = await lb.setBackendState(A, 'down');
   t.match(lb.backends()[0], { state: 'down', effectiveWeight: 10, takesNewFlows: false }, 'a backend out of the tables keeps its full weight for later');
+  t.same(down, lb.backends()[0], 'the call answers with the backend as it now is');
   t.match(engine.entry(a), { state: NativeBackendState.down });
   engine.clearCalls();
   clock.advance(20_000);
