@@ -121,7 +121,9 @@ export class BackendRegistry {
     const next: BackendRecord = Object.freeze({ ...current, ...change });
     if (this.#records.has(id)) {
       this.#records.set(id, next);
-      this.#changed.add(next.slot);
+      // Only what the engine runs (state and weight) makes the table change: the same state set
+      // again, a slow-start step that keeps the weight or a new health reason sends nothing.
+      if (engineState(next) !== engineState(current) || next.effectiveWeight !== current.effectiveWeight) this.#changed.add(next.slot);
     }
     this.#byKey.set(next.key, next);
     return next;
