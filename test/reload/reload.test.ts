@@ -234,3 +234,34 @@ t.test('reload: an invalid config is rejected and nothing is called', async (t) 
   await lb.close({ drainTimeout: 0 });
   t.throws(() => lb.reload(running), { code: 'LB4_CLOSED' });
 });
+
+t.test('reload: a backend added at run time that the file now lists is kept, with the settings of the file', async (t) => {
+  const { lb, engine, clock } = await startFake(t, running);
+  await lb.addBackend({ address: '192.0.2.8:80', weight: 2 }, { listener: 'web' });
+  await lb.addBackend({ address: '192.0.2.9:80', id: 'nine' }, { listener: 'web' });
+  const eight = keyIn(engine, 0, '192.0.2.8:80');
+  const nine = keyIn(engine, 0, '192.0.2.9:80');
+  engine.clearCalls();
+
+  // The operator writes the API's changes into the file, one of them at another address, and
+  // adds a listener in the same reload.
+  const web = { ...running.listeners[0], backends: [...running.listeners[0].backends, '192.0.2.8:80,weight=3', { address: '192.0.2.10:80', id: 'nine' }] };
+  const summary = await lb.reload({ ...running, listeners: [web, running.listeners[1], { name: 'new', listen: '127.0.0.1:0', backends: [A] }] });
+  t.same(summary.listenersAdded, ['new']);
+  t.same(summary.backendsChanged, ['web/192.0.2.8:80'], 'the same address: changed in place');
+  t.same(summary.backendsRemoved, ['web/nine']);
+  t.same(summary.backendsAdded, ['web/nine'], 'another address under the same id: replaced');
+  t.match(lb.backends({ listener: 'web' }).find((b) => b.id === '192.0.2.8:80'), { weight: 3, state: 'up' });
+  t.match(engine.entry(eight), { weight: 3, slot: 0 }, 'it keeps its key: its flows are untouched');
+  t.equal(engine.entry(nine), undefined, 'the replaced one leaves the table');
+  t.equal(lb.backends({ listener: 'web' }).find((b) => b.id === 'nine')?.address, '192.0.2.10:80');
+  t.same(lb.config.listeners.map((l) => l.name), ['web', 'api', 'new'], 'the whole reload applied');
+  clock.advance(10_000);
+  t.same(engine.callsOf('closeFlows').map((c) => c.filter), [{ backendKey: nine }], 'the replaced one drains');
+
+  // The same file again changes nothing, and opens nothing twice.
+  engine.clearCalls();
+  const again = await lb.reload({ ...running, listeners: [web, running.listeners[1], { name: 'new', listen: '127.0.0.1:0', backends: [A] }] });
+  t.same([again.listenersAdded, again.backendsAdded, again.backendsChanged], [[], [], []]);
+  t.same(engine.calls, []);
+});
