@@ -11,8 +11,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import t from 'tap';
 import { validateOptions } from '../../lib/config/validate.js';
 import { EngineEvents } from '../../lib/engine-events.js';
-import { counterNames, type NativeEvent } from '../../lib/engine/native-types.js';
-import { openEngine } from '../../lib/engine/open.js';
+import { counterNames, type NativeEngine, type NativeEvent } from '../../lib/engine/native-types.js';
+import { nativeOptions, openEngine } from '../../lib/engine/open.js';
 import { StatsReader } from '../../lib/engine/stats.js';
 import { HealthMonitor } from '../../lib/health/monitor.js';
 import { BackendControl } from '../../lib/registry/backends.js';
@@ -325,4 +325,47 @@ t.test('the check above sees the addon once an engine needs it', async (t) => {
   t.notOk(addonLoaded());
   addon();
   t.ok(addonLoaded(), 'loaded now');
+});
+
+t.test('the fake engine rejects and answers what the addon does, before start and after close', async (t) => {
+  const { createEngine } = await import('../../lib/engine/addon.js');
+  const config = await validateOptions({ listen: ['127.0.0.1:0', '127.0.0.2:0'], backends: [A], workers: 1 });
+  const options = nativeOptions(config, false);
+  // A real engine opens no socket and starts no thread before start().
+  const real = createEngine(options);
+  const fake = new FakeEngines().create(options);
+  const entry = { key: 0, ip: '192.0.2.1', port: 80, weight: 1, state: 0 };
+  const outcome = async (engine: NativeEngine, call: (e: NativeEngine) => unknown): Promise<unknown> => {
+    try {
+      const value = await call(engine);
+      return { value };
+    } catch (err) {
+      return { error: (err as Error).constructor.name, message: (err as Error).message };
+    }
+  };
+  const calls: Array<[string, (e: NativeEngine) => unknown]> = [
+    ['one table for two listeners', (e) => e.applyBackends([[]])],
+    ['not an array', (e) => e.applyBackends('tables' as never)],
+    ['a host name', (e) => e.applyBackends([[{ ...entry, ip: 'example.com' }], []])],
+    ['a weight out of range', (e) => e.applyBackends([[{ ...entry, weight: 2_000_000 }], []])],
+    ['a state out of range', (e) => e.applyBackends([[{ ...entry, state: 4 }], []])],
+    ['a key out of range', (e) => e.applyBackends([[{ ...entry, key: -1 }], []])],
+    ['a port out of range', (e) => e.applyBackends([[{ ...entry, port: 70_000 }], []])],
+    ['an algorithm out of range', (e) => e.applyBackends([[], []], [0, 2])],
+    ['tables before start are kept', (e) => e.applyBackends([[{ ...entry, key: 5 }], []])],
+    ['the keys with counters', (e) => e.backendKeyLimit()],
+    ['readStats: the size needed', (e) => e.readStats(new Float64Array(0))],
+    ['readStats: not a Float64Array', (e) => e.readStats(new Uint8Array(8) as never)],
+    ['connections before start', (e) => e.connections({})],
+    ['closeFlows before start', (e) => e.closeFlows({ backendKey: 5 })],
+    ['addListener before start', (e) => e.addListener(options.listeners[0], [])],
+    ['removeListener with a name', (e) => e.removeListener('web' as never, 0)],
+    ['setFlowLog below 0', (e) => e.setFlowLog(-1)],
+    ['onEvents without a function', (e) => e.onEvents(null as never)],
+    ['close', (e) => e.close(0)],
+    ['close again: the same promise', (e) => e.close(0) === e.close(5)],
+    ['start after close', (e) => e.start([[], []])],
+    ['closeFlows after close', (e) => e.closeFlows({})],
+  ];
+  for (const [what, call] of calls) t.same(await outcome(fake, call), await outcome(real, call), what);
 });

@@ -193,7 +193,9 @@ export class FakeEngine implements NativeEngine {
   applyBackends(tables: NativeBackend[][], algorithms?: number[]): Promise<void> {
     const checked = this.#checkTables(tables);
     if (algorithms !== undefined) {
-      for (let i = 0; i < algorithms.length && i < this.listeners.length; i++) checkInteger(algorithms[i], `algorithms[${i}]`, 0, 1);
+      for (let i = 0; i < algorithms.length && i < this.listeners.length; i++) {
+        if (algorithms[i] !== 0 && algorithms[i] !== 1) throw new RangeError(`algorithms[${i}] must be 0 or 1`);
+      }
     }
     const changed = checked.flatMap((table, slot) => {
       const algorithmChanged = algorithms !== undefined && slot < algorithms.length && algorithms[slot] !== this.algorithms[slot];
