@@ -95,7 +95,7 @@ t.test('stats(): counters by name, per listener and per backend, from readStats(
       { name: 'api', listen: '127.0.0.1:0', backends: [A] },
     ],
   });
-  const [a, b] = engine.tables[0].map((e) => e.key);
+  const [a] = engine.tables[0].map((e) => e.key);
   const apiA = engine.tables[1][0].key;
   engine.setListenerCounters(0, { flows_total: 7, bytes_to_backend: 1000, bytes_to_client: 5000 });
   engine.setListenerCounters(1, { flows_active: 2, accept_errors: 1 });
@@ -114,7 +114,6 @@ t.test('stats(): counters by name, per listener and per backend, from readStats(
   ]);
   t.ok(Object.isFrozen(stats.listeners[0].counters), 'frozen');
   t.equal(stats.droppedEvents, 5, 'events the engine dropped are counted');
-  t.not(b, undefined);
 
   // A backend added later gets a key past the array read so far: all zero until it counts.
   const [added] = await lb.addBackend('192.0.2.9:80', { listener: 'web' });
