@@ -5,6 +5,7 @@
 // interface it declares (lib/api/target.ts).
 
 import type { EventEmitter } from 'node:events';
+import { realClock } from './clock.js';
 import { formatHostPort } from './config/address.js';
 import { createEngine } from './engine/addon.js';
 import type { NativeEngine } from './engine/native-types.js';
@@ -85,10 +86,11 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
   let admin: AdminServer | null = null;
 
   const listeners = new ListenerTable(addresses.map((address, slot) => ({ slot, config: config.listeners[slot], address })));
-  const monitor = new HealthMonitor();
+  const clock = deps.clock ?? realClock;
+  const monitor = new HealthMonitor({ clock });
   const sync = new EngineSync(engine, registry, listeners, logs.registry, () => closing !== null);
-  const drains = new DrainTimers(engine, logs.registry);
-  const ramps = new SlowStart(registry, () => sync.flush(), logs.registry);
+  const drains = new DrainTimers(engine, logs.registry, clock);
+  const ramps = new SlowStart(registry, () => sync.flush(), logs.registry, clock);
   const backends = new BackendControl({ registry, listeners, monitor, sync, drains, ramps, config: () => config, events: host, logs });
   monitor.on('transition', (t) => backends.setHealth(Number(t.id), t.up ? 'up' : 'down', t.reason));
   monitor.on('result', ({ id, result }) => {

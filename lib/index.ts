@@ -27,6 +27,7 @@ export type {
   BalancerEvents,
   BalancerOptions,
   BalancerStats,
+  Clock,
   Connection,
   ConnectionFilter,
   CounterInfo,

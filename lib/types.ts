@@ -2,12 +2,14 @@
 // validated config, what a running balancer reports, and its events. Types only: importing this
 // file loads nothing, so any part of lib/ may depend on it.
 
+import type { Clock } from './clock.js';
 import type { Algorithm, BackendState } from './config/enums.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
 import type { Logger } from './log.js';
 
+export type { Clock } from './clock.js';
 export type { Algorithm, BackendState } from './config/enums.js';
 export type { CounterInfo, CounterName } from './engine/native-types.js';
 export type {
@@ -249,10 +251,15 @@ export interface BalancerEvents {
   close: [];
 }
 
-/** Extra wiring for tests and embedding: a logger, or a stand-in engine. */
+/** Extra wiring for tests and embedding: a logger, a stand-in engine, or a clock. */
 export interface BalancerDeps {
   logger?: Logger;
   createEngine?: (options: NativeEngineOptions) => NativeEngine;
+  /**
+   * Where drain timeouts, slow-start steps and health checks read time and set timers. Default:
+   * real time; a test passes a clock it advances by hand.
+   */
+  clock?: Clock;
   /** The file the options came from: `reload()` without options reads it again. */
   configFile?: string;
   /**

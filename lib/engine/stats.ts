@@ -1,15 +1,17 @@
 // Decoding the engine's counters. readStats() sums every worker's counters into one flat array:
 // each listener slot's block, in slot order, then each backend key's block; a block holds the
-// counters in the order of `counters`. The array is kept and grown as keys are added, so a scrape
-// allocates nothing but the records it returns.
+// counters in the order of `counterNames`. The array is kept and grown as keys are added, so a
+// scrape allocates nothing but the records it returns.
+//
+// Decoding goes by the declared names, not the addon's list: loading the addon checks that the
+// two are the same, and a stand-in engine (tests) then needs no built addon to report counters.
 
 import type { Counters } from '../types.js';
-import { counters } from './addon.js';
-import type { CounterName, NativeEngine } from './native-types.js';
+import { counterNames, type CounterName, type NativeEngine } from './native-types.js';
 
 function counterRecord(values: Float64Array, offset: number): Counters {
   const out = {} as Record<CounterName, number>;
-  counters.forEach((c, i) => (out[c.name] = values[offset + i] ?? 0));
+  counterNames.forEach((name, i) => (out[name] = values[offset + i] ?? 0));
   return Object.freeze(out);
 }
 
@@ -36,7 +38,7 @@ export class StatsReader {
       needed = this.#engine.readStats(this.#values);
     }
     const values = this.#values;
-    const width = counters.length;
+    const width = counterNames.length;
     const base = slotCount * width;
     return {
       listener: (slot) => counterRecord(values, slot * width),

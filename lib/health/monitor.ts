@@ -19,7 +19,7 @@
 // is due at a random point of its first interval, so targets added together spread out at once.
 
 import { EventEmitter } from 'node:events';
-import { performance } from 'node:perf_hooks';
+import { realClock, type Clock } from '../clock.js';
 import { Lb4Error } from '../errors.js';
 import { sameHealthConfig, type HealthConfig } from './check-options.js';
 import { CheckProbe, type CheckResult, type CheckTarget } from './checkers.js';
@@ -29,11 +29,7 @@ import { initialRiseFall, riseFall, type RiseFallState } from './rise-fall.js';
  * Where the monitor reads time and sets its timer: real timers by default; tests pass a clock
  * they advance by hand. `now()` is in milliseconds (epoch-based for the default clock).
  */
-export interface HealthClock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+export type HealthClock = Clock;
 
 /** A check result and when it came (`at`, on the monitor's clock). */
 export interface TimedCheckResult extends CheckResult {
@@ -77,13 +73,6 @@ export interface HealthMonitorOptions {
 
 /** The coarsest wake-up grid (ms); finer for intervals under 1 s (5 % of the interval). */
 const maxGridMs = 50;
-
-const timeOrigin = performance.timeOrigin;
-const realClock: HealthClock = {
-  now: () => timeOrigin + performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
 
 class Entry {
   /** Heap key: when the next check is due, or the deadline of the check in flight. */

@@ -178,7 +178,10 @@ export class BackendControl {
     const after = engineState(b);
     const periodMs = this.#p.config().slowStartMs;
     if (before !== 'up' && after === 'up' && periodMs > 0 && b.weight > 1) return this.#p.ramps.start(b, periodMs);
-    if (after !== 'up') this.#p.ramps.stop(b.key);
-    return b;
+    if (after === 'up') return b;
+    // Stopping a ramp gives the backend its whole weight back in the registry: the record the
+    // caller answers with must be that one, not `b` from before.
+    this.#p.ramps.stop(b.key);
+    return this.#p.registry.byKey(b.key) ?? b;
   }
 }

@@ -20,8 +20,6 @@ export class EngineSync {
   readonly #changed = new Set<number>();
   /** Listeners that have no backend able to take new flows (logged once per episode). */
   readonly #withoutBackends = new Set<string>();
-  /** Per slot, the table (with its algorithm) last sent to the engine. */
-  readonly #sent = new Map<number, string>();
   /** The last call to the engine: a flush with nothing new waits for it, then it is current. */
   #last: Promise<void> = Promise.resolve();
 
@@ -55,18 +53,7 @@ export class EngineSync {
     // forgotten (an empty table; its flows keep the backends they have), and a listener still
     // opening during a reload already has its backends there. Workers run commands in order, so
     // once the last of these resolves every one before it has run too.
-    const sent: Promise<void>[] = [];
-    for (const slot of changed) {
-      const table = this.#registry.nativeTable(slot);
-      const algorithm = NativeAlgorithm[this.#listeners.algorithmOf(slot)];
-      // A change that leaves the table as the engine has it (a state set to what it was) sends
-      // nothing: a table build is cheap for round robin but not for a hashing algorithm.
-      const signature = JSON.stringify([algorithm, table]);
-      if (this.#sent.get(slot) === signature) continue;
-      this.#sent.set(slot, signature);
-      sent.push(this.#engine.applyBackends(slot, table, algorithm));
-    }
-    if (sent.length === 0) return this.#last.catch(() => {});
+    const sent = [...changed].map((slot) => this.#engine.applyBackends(slot, this.#registry.nativeTable(slot), NativeAlgorithm[this.#listeners.algorithmOf(slot)]));
     this.#last = Promise.all(sent).then(() => undefined);
     return this.#last;
   }

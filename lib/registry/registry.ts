@@ -63,6 +63,14 @@ export class BackendRegistry {
   /** Listener slots whose table changed since the last takeChanged(). */
   #changed = new Set<number>();
 
+  /**
+   * The engine already runs `slot`'s current table (a listener opened with it), or never will
+   * (a listener that failed to open): no flush needs to send it.
+   */
+  markSent(slot: number): void {
+    this.#changed.delete(slot);
+  }
+
   /** The slots whose table changed since the last call, and forgets them. */
   takeChanged(): Set<number> {
     const changed = this.#changed;
@@ -121,7 +129,9 @@ export class BackendRegistry {
     const next: BackendRecord = Object.freeze({ ...current, ...change });
     if (this.#records.has(id)) {
       this.#records.set(id, next);
-      this.#changed.add(next.slot);
+      // Only what the engine runs (state and weight) makes the table change: the same state set
+      // again, a slow-start step that keeps the weight or a new health reason sends nothing.
+      if (engineState(next) !== engineState(current) || next.effectiveWeight !== current.effectiveWeight) this.#changed.add(next.slot);
     }
     this.#byKey.set(next.key, next);
     return next;

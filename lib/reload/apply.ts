@@ -15,8 +15,8 @@ import type { Logger } from '../log.js';
 import type { BackendControl } from '../registry/backends.js';
 import type { EngineSync } from '../registry/engine-sync.js';
 import type { ListenerSlot, ListenerTable } from '../registry/listeners.js';
-import type { BackendRegistry } from '../registry/registry.js';
-import type { BalancerConfig, BalancerEvents, BalancerOptions, ListenerConfig, ReloadSummary } from '../types.js';
+import type { BackendRecord, BackendRegistry } from '../registry/registry.js';
+import type { BackendConfig, BalancerConfig, BalancerEvents, BalancerOptions, ListenerConfig, ReloadSummary } from '../types.js';
 import { planReload, type ReloadPlan } from './plan.js';
 
 export interface ReloadParts {
@@ -119,8 +119,10 @@ export class Reloader {
     const result = this.#p.engine.addListener(nativeListener(l, this.#p.dualStackFallback), registry.nativeTable(slot));
     if (!('slot' in result)) {
       for (const r of records) registry.remove(r);
+      registry.markSent(slot);  // the engine has no such slot: nothing to send it
       throw listenError(l, result.errno, result.syscall);
     }
+    registry.markSent(slot);  // addListener carried the whole table
     listeners.opened(result.slot, l.algorithm);
     await result.ready;
     const bound = Object.freeze({ ...l, port: result.port });
@@ -172,15 +174,24 @@ export class Reloader {
         summary.backendsRemoved.push(`${name}/${b.id}`);
       }
       for (const b of change.backends.added) {
+        // The plan compares config with config, but the API may have added a backend of this id
+        // since: at the same address it stays, with the file's settings; at another, it goes.
+        const running = registry.get(s.slot, b.id);
+        if (running && running.ip === b.ip && running.port === b.port) {
+          if (this.#changeInPlace(running, b, drainMs)) summary.backendsChanged.push(`${name}/${b.id}`);
+          continue;
+        }
+        if (running) {
+          backends.forget(running, drainMs);
+          summary.backendsRemoved.push(`${name}/${b.id}`);
+        }
         backends.watch(registry.add(s.slot, name, b, change.after.health ? 'up' : 'unchecked'));
         summary.backendsAdded.push(`${name}/${b.id}`);
       }
       for (const { after } of change.backends.changed) {
-        let record = registry.get(s.slot, after.id);
+        const record = registry.get(s.slot, after.id);
         if (!record) continue;
-        if (record.weight !== after.weight) record = backends.changeWeight(record, after.weight);
-        record = registry.update(record, { address: after.address });
-        if (record.state !== after.state) backends.changeState(record, after.state, drainMs, 'reload');
+        this.#changeInPlace(record, after, drainMs);
         summary.backendsChanged.push(`${name}/${after.id}`);
       }
     }
@@ -191,5 +202,15 @@ export class Reloader {
     this.#p.setConfig(Object.freeze({ ...next, listeners: Object.freeze(next.listeners.map((l) => listeners.get(l.name)!.config)), ...kept }));
     if (plan.adminChanged) this.#p.restartAdmin();
     return summary;
+  }
+
+  /** Gives a running backend the weight, state and address as written of `after`; returns whether any differed. */
+  #changeInPlace(record: BackendRecord, after: BackendConfig, drainMs: number): boolean {
+    const { registry, backends } = this.#p;
+    const changed = record.weight !== after.weight || record.state !== after.state || record.address !== after.address;
+    if (record.weight !== after.weight) record = backends.changeWeight(record, after.weight);
+    record = registry.update(record, { address: after.address });
+    if (record.state !== after.state) backends.changeState(record, after.state, drainMs, 'reload');
+    return changed;
   }
 }

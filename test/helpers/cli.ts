@@ -1,6 +1,6 @@
 // The lb4 command line as the tests run it: `node dist/bin/lb4.js ...` in a child process, its
-// output awaited line by line, every wait bounded. Shared by test/cli.test.ts and
-// test/cli-control.test.ts.
+// output awaited line by line, every wait bounded. Shared by test/bin/cli.test.ts and
+// test/integration/cli-control.test.ts.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';

@@ -9,9 +9,9 @@ import { get as httpGet } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { tunables } from '../lib/config/options.js';
-import { buildDist, Cli, killChildren, onlyLine, refused, refusedSoon, root, runCli, startCli, waitMs } from './helpers/cli.js';
-import { within } from './helpers/sockets.js';
+import { tunables } from '../../lib/config/options.js';
+import { buildDist, Cli, killChildren, onlyLine, refused, refusedSoon, root, runCli, startCli, waitMs } from '../helpers/cli.js';
+import { within } from '../helpers/sockets.js';
 
 const packageVersion = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
 

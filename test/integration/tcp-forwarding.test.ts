@@ -5,8 +5,8 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import t from 'tap';
-import { startBalancer } from '../lib/index.js';
-import { connect, echoBackend, integrityBackend, integrityExchange, readAll, sha256, startBackend, until, within } from './helpers/sockets.js';
+import { startBalancer } from '../../lib/index.js';
+import { connect, echoBackend, integrityBackend, integrityExchange, readAll, sha256, startBackend, until, within } from '../helpers/sockets.js';
 import { randomBytes } from 'node:crypto';
 
 const MiB = 1024 * 1024;

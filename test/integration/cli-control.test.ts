@@ -12,8 +12,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { buildDist, Cli, killChildren, onlyLine, refusedSoon, runCli, startCli, waitMs, type LogLine } from './helpers/cli.js';
-import { integrityBackend, integrityExchange as exchangeWithin, nameBackend, startBackend, whoAnswers, within, type TestBackend } from './helpers/sockets.js';
+import { buildDist, Cli, killChildren, onlyLine, refusedSoon, runCli, startCli, waitMs, type LogLine } from '../helpers/cli.js';
+import { integrityBackend, integrityExchange as exchangeWithin, nameBackend, startBackend, whoAnswers, within, type TestBackend } from '../helpers/sockets.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lb4-cli-control-'));
 // Client sockets a test leaves open when an assertion fails half-way.

@@ -1,6 +1,7 @@
 // The admin HTTP API over real HTTP (127.0.0.1 port 0, and a unix socket), against an in-memory
 // AdminTarget, so no data plane is needed: every endpoint, the token, the error mapping, paging,
-// and the server's own life (socket files, keep-alive connections on close, process exit).
+// and the server's own life (socket files, keep-alive connections on close, process exit). A real
+// balancer's admin API is tested in test/integration/control-plane-live.test.ts.
 
 import { execFile, spawn } from 'node:child_process';
 import { EventEmitter, once } from 'node:events';
@@ -11,15 +12,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import type { BackendInfo, BackendScope, BalancerEvents, BalancerStats, Connection, ConnectionFilter, Counters, ListenerAddress, ReloadSummary } from '../lib/types.js';
-import type { AdminConfig, BackendOptions, BackendState, BalancerConfig, BalancerOptions, ListenerConfig } from '../lib/types.js';
-import { Lb4Error } from '../lib/errors.js';
-import { startBalancer } from '../lib/index.js';
-import { silentLogger } from '../lib/log.js';
-import { counterNames, type CounterName } from '../lib/engine/native-types.js';
-import { startAdminServer, type AdminServer } from '../lib/api/server.js';
-import type { AdminTarget } from '../lib/api/target.js';
-import { connect, echoBackend, until, within } from './helpers/sockets.js';
+import type { BackendInfo, BackendScope, BalancerEvents, BalancerStats, Connection, ConnectionFilter, Counters, ListenerAddress, ReloadSummary } from '../../lib/types.js';
+import type { AdminConfig, BackendOptions, BackendState, BalancerConfig, BalancerOptions, ListenerConfig } from '../../lib/types.js';
+import { Lb4Error } from '../../lib/errors.js';
+import { silentLogger } from '../../lib/log.js';
+import { counterNames, type CounterName } from '../../lib/engine/native-types.js';
+import { startAdminServer, type AdminServer } from '../../lib/api/server.js';
+import type { AdminTarget } from '../../lib/api/target.js';
+import { call, type CallOptions, type Where } from '../helpers/admin-http.js';
+import { within } from '../helpers/sockets.js';
 
 const token = 'correct-horse-battery-staple';
 const states: readonly BackendState[] = ['up', 'down', 'draining', 'maintenance'];
@@ -226,53 +227,6 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
   }
 }
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-  // Parsed JSON, read field by field by the tests (never passed on).
-  json: any;
-}
-
-interface Where {
-  port?: number;
-  socketPath?: string;
-}
-
-interface CallOptions {
-  body?: unknown;
-  raw?: string;
-  token?: string | null;
-  headers?: http.OutgoingHttpHeaders;
-}
-
-/** One HTTP request on its own connection; JSON bodies are parsed. */
-function call(where: Where, method: string, path: string, options: CallOptions = {}): Promise<Reply> {
-  const payload = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
-  const headers: http.OutgoingHttpHeaders = { ...options.headers };
-  if (options.token) headers.authorization = `Bearer ${options.token}`;
-  if (payload !== undefined) {
-    headers['content-type'] = 'application/json';
-    headers['content-length'] = Buffer.byteLength(payload);
-  }
-  const req = http.request({ host: '127.0.0.1', port: where.port, socketPath: where.socketPath, method, path, headers, agent: false });
-  const done = new Promise<Reply>((resolve, reject) => {
-    req.once('error', reject);
-    req.once('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.once('error', reject);
-      res.once('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const json = text !== '' && /application\/json/.test(res.headers['content-type'] ?? '') ? JSON.parse(text) : undefined;
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-      });
-    });
-  });
-  req.end(payload);
-  return within(done, 10_000, `${method} ${path}`);
-}
-
 async function start(t: { teardown(fn: () => unknown): void }, config: Partial<AdminConfig> = {}, target = new FakeTarget()) {
   const admin = await startAdminServer(target, { kind: 'tcp', host: '127.0.0.1', port: 0, token: null, ...config } as AdminConfig, silentLogger());
   t.teardown(() => admin.close());
@@ -298,7 +252,7 @@ t.test('GET /status', async (t) => {
   const r = await call('GET', '/status');
   t.equal(r.status, 200);
   t.match(r.headers['content-type'], /^application\/json/);
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   t.same(r.json, {
     version: pkg.version,
     uptimeSeconds: 42.5,
@@ -706,7 +660,7 @@ t.test('a unix socket', async (t) => {
 
 t.test('the admin server does not keep the process alive by itself', async (t) => {
   // A child starts the server and returns; it must exit on its own, with the server still open.
-  const server = fileURLToPath(new URL('../lib/api/server.ts', import.meta.url));
+  const server = fileURLToPath(new URL('../../lib/api/server.ts', import.meta.url));
   const code = `
     import { EventEmitter } from 'node:events';
     const { startAdminServer } = await import(${JSON.stringify(server)});
@@ -720,75 +674,4 @@ t.test('the admin server does not keep the process alive by itself', async (t) =
   const [exitCode] = (await within(once(child, 'exit'), 20_000, 'the child to exit by itself')) as [number | null];
   t.equal(exitCode, 0);
   t.match(out, /^http:\/\/127\.0\.0\.1:\d+\n$/, 'after it had started the server');
-});
-
-t.test('a real balancer serves its admin API', async (t) => {
-  const one = await echoBackend();
-  const two = await echoBackend();
-  const lb = await startBalancer({ listen: '127.0.0.1:0', backends: [one.address], workers: 1, admin: { listen: '127.0.0.1:0' } });
-  t.teardown(async () => {
-    await lb.close({ drainTimeout: 0 });
-    await one.close();
-    await two.close();
-  });
-  t.match(lb.adminUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
-  const where: Where = { port: Number(new URL(lb.adminUrl!).port) };
-  const listener = lb.address().name;
-
-  const status = await call(where, 'GET', '/status');
-  t.equal(status.status, 200);
-  t.match(status.json, { workers: 1, listeners: 1, backends: { total: 1, up: 1, takingNewFlows: 1 }, openFlows: 0 });
-
-  const added = await call(where, 'POST', '/backends', { body: { address: two.address, id: 'two', weight: 2 } });
-  t.equal(added.status, 201);
-  t.same(lb.backends().map((b) => b.id), [one.address, 'two'], 'the balancer has it');
-
-  // One flow held open, to be seen in /connections and the metrics.
-  const client = await connect(lb.address().port);
-  client.on('error', () => {}); // closing the balancer without a drain resets it
-  t.teardown(() => client.destroy());
-  client.write('ping');
-  await within(once(client, 'data'), 5000, 'the echo');
-  const flows = await call(where, 'GET', '/connections?limit=10');
-  t.equal(flows.status, 200);
-  t.equal(flows.json.items.length, 1);
-  t.match(flows.json.items[0], { listener, state: 'established' });
-  t.equal(flows.json.next, null);
-
-  const metrics = await call(where, 'GET', '/metrics');
-  t.equal(metrics.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
-  t.match(metrics.text, new RegExp(`^lb4_listener_accepted_total\\{listener="${listener.replace(/\./g, '\\.')}"\\} 1$`, 'm'));
-  t.match(metrics.text, /^lb4_backend_up\{listener="[^"]+",backend="two"\} 1$/m);
-
-  t.equal((await call(where, 'PUT', '/backends/two/weight', { body: { weight: 5 } })).json[0].weight, 5);
-  t.equal((await call(where, 'POST', '/backends/two/drain', { body: { drainTimeout: '1s' } })).json[0].state, 'draining');
-  t.equal(lb.backends().find((b) => b.id === 'two')?.state, 'draining');
-  t.equal((await call(where, 'POST', '/backends/two/enable')).json[0].state, 'up');
-  t.equal((await call(where, 'PUT', '/backends/nope/weight', { body: { weight: 1 } })).status, 404, "the balancer's unknown backend is 404");
-  t.equal((await call(where, 'DELETE', '/backends/two?drainTimeout=0')).status, 204);
-  t.same(lb.backends().map((b) => b.id), [one.address]);
-
-  const before = lb.config;
-  const bad = await call(where, 'POST', '/reload', { body: { listen: '127.0.0.1:0', backends: [one.address], workers: 'many' } });
-  t.equal(bad.status, 400);
-  t.match(bad.json.error, { code: 'LB4_INVALID_OPTION', field: 'workers' });
-  t.equal(lb.config, before, 'the running config keeps serving');
-  const noFile = await call(where, 'POST', '/reload');
-  t.equal(noFile.status, 400, 'no body and no config file to re-read');
-  t.equal(noFile.json.error.code, 'LB4_RELOAD_FAILED');
-
-  // A reload that changes the admin settings restarts this very server while it answers.
-  const oldUrl = lb.adminUrl;
-  const restart = await call(where, 'POST', '/reload', { body: { listen: '127.0.0.1:0', backends: [one.address], workers: 1, admin: { listen: '127.0.0.1:0', token } } });
-  t.equal(restart.status, 200, 'the reload is answered although it closes the server answering');
-  t.same(restart.json.listenersAdded, []);
-  await until(() => lb.adminUrl !== null, 5000, 'the admin API to start again');
-  const next: Where = { port: Number(new URL(lb.adminUrl!).port) };
-  t.equal((await call(next, 'GET', '/status')).status, 401, 'the new token is required');
-  t.equal((await call(next, 'GET', '/status', { token })).status, 200);
-  // Port 0 again: the kernel may hand out the old port once more.
-  if (lb.adminUrl !== oldUrl) await t.rejects(call(where, 'GET', '/status'), { code: 'ECONNREFUSED' }, 'the old server is gone');
-
-  await lb.close({ drainTimeout: 0 });
-  await t.rejects(call(next, 'GET', '/status', { token }), { code: 'ECONNREFUSED' }, 'the admin API closes with the balancer');
 });

@@ -1,6 +1,7 @@
 // The control plane driving the real data plane: health checks taking a dead backend out of
 // rotation under load and bringing it back, reloads that keep established flows intact, drains
-// with a timeout, every backend down, slow start and the access log.
+// with a timeout, every backend down, slow start and the access log; then the admin API and
+// /metrics of a real balancer.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -8,8 +9,11 @@ import net from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import t from 'tap';
-import { startBalancer, type BalancerOptions } from '../lib/index.js';
-import { connect, echoBackend, readAll, sha256, startBackend, until, within } from './helpers/sockets.js';
+import { startBalancer, type BalancerOptions } from '../../lib/index.js';
+import type { BalancerEvents } from '../../lib/types.js';
+import { call, type Where } from '../helpers/admin-http.js';
+import { parseExposition, scrape, value } from '../helpers/exposition.js';
+import { connect, echoBackend, readAll, refusingPort, sha256, startBackend, until, within } from '../helpers/sockets.js';
 
 /** A pino logger whose lines land in an array, to check what lb4 logs. */
 function capturingLogger() {
@@ -305,4 +309,122 @@ t.test('the access log records closed flows, sampled', async (t) => {
   for (let i = 0; i < 8; i++) await echoOnce(lb.address().port, Buffer.alloc(10));
   await until(() => records.length === 2, 5000, 'two sampled records');
   t.equal(records.length, 2, 'one flow in four is logged');
+});
+
+// --- the admin API and /metrics of a real balancer ---------------------------------------------
+
+const token = 'correct-horse-battery-staple';
+
+t.test('a real balancer serves its admin API', async (t) => {
+  const one = await echoBackend();
+  const two = await echoBackend();
+  const lb = await startBalancer({ listen: '127.0.0.1:0', backends: [one.address], workers: 1, admin: { listen: '127.0.0.1:0' } });
+  t.teardown(async () => {
+    await lb.close({ drainTimeout: 0 });
+    await one.close();
+    await two.close();
+  });
+  t.match(lb.adminUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
+  const where: Where = { port: Number(new URL(lb.adminUrl!).port) };
+  const listener = lb.address().name;
+
+  const status = await call(where, 'GET', '/status');
+  t.equal(status.status, 200);
+  t.match(status.json, { workers: 1, listeners: 1, backends: { total: 1, up: 1, takingNewFlows: 1 }, openFlows: 0 });
+
+  const added = await call(where, 'POST', '/backends', { body: { address: two.address, id: 'two', weight: 2 } });
+  t.equal(added.status, 201);
+  t.same(lb.backends().map((b) => b.id), [one.address, 'two'], 'the balancer has it');
+
+  // One flow held open, to be seen in /connections and the metrics.
+  const client = await connect(lb.address().port);
+  client.on('error', () => {}); // closing the balancer without a drain resets it
+  t.teardown(() => client.destroy());
+  client.write('ping');
+  await within(once(client, 'data'), 5000, 'the echo');
+  const flows = await call(where, 'GET', '/connections?limit=10');
+  t.equal(flows.status, 200);
+  t.equal(flows.json.items.length, 1);
+  t.match(flows.json.items[0], { listener, state: 'established' });
+  t.equal(flows.json.next, null);
+
+  const metrics = await call(where, 'GET', '/metrics');
+  t.equal(metrics.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+  t.match(metrics.text, new RegExp(`^lb4_listener_accepted_total\\{listener="${listener.replace(/\./g, '\\.')}"\\} 1$`, 'm'));
+  t.match(metrics.text, /^lb4_backend_up\{listener="[^"]+",backend="two"\} 1$/m);
+
+  t.equal((await call(where, 'PUT', '/backends/two/weight', { body: { weight: 5 } })).json[0].weight, 5);
+  t.equal((await call(where, 'POST', '/backends/two/drain', { body: { drainTimeout: '1s' } })).json[0].state, 'draining');
+  t.equal(lb.backends().find((b) => b.id === 'two')?.state, 'draining');
+  t.equal((await call(where, 'POST', '/backends/two/enable')).json[0].state, 'up');
+  t.equal((await call(where, 'PUT', '/backends/nope/weight', { body: { weight: 1 } })).status, 404, "the balancer's unknown backend is 404");
+  t.equal((await call(where, 'DELETE', '/backends/two?drainTimeout=0')).status, 204);
+  t.same(lb.backends().map((b) => b.id), [one.address]);
+
+  const before = lb.config;
+  const bad = await call(where, 'POST', '/reload', { body: { listen: '127.0.0.1:0', backends: [one.address], workers: 'many' } });
+  t.equal(bad.status, 400);
+  t.match(bad.json.error, { code: 'LB4_INVALID_OPTION', field: 'workers' });
+  t.equal(lb.config, before, 'the running config keeps serving');
+  const noFile = await call(where, 'POST', '/reload');
+  t.equal(noFile.status, 400, 'no body and no config file to re-read');
+  t.equal(noFile.json.error.code, 'LB4_RELOAD_FAILED');
+
+  // A reload that changes the admin settings restarts this very server while it answers.
+  const oldUrl = lb.adminUrl;
+  const restart = await call(where, 'POST', '/reload', { body: { listen: '127.0.0.1:0', backends: [one.address], workers: 1, admin: { listen: '127.0.0.1:0', token } } });
+  t.equal(restart.status, 200, 'the reload is answered although it closes the server answering');
+  t.same(restart.json.listenersAdded, []);
+  await until(() => lb.adminUrl !== null, 5000, 'the admin API to start again');
+  const next: Where = { port: Number(new URL(lb.adminUrl!).port) };
+  t.equal((await call(next, 'GET', '/status')).status, 401, 'the new token is required');
+  t.equal((await call(next, 'GET', '/status', { token })).status, 200);
+  // Port 0 again: the kernel may hand out the old port once more.
+  if (lb.adminUrl !== oldUrl) await t.rejects(call(where, 'GET', '/status'), { code: 'ECONNREFUSED' }, 'the old server is gone');
+
+  await lb.close({ drainTimeout: 0 });
+  await t.rejects(call(next, 'GET', '/status', { token }), { code: 'ECONNREFUSED' }, 'the admin API closes with the balancer');
+});
+
+t.test('a real balancer with health checks: its /metrics parses and the histogram fills', async (t) => {
+  const up = await echoBackend();
+  const refused = `127.0.0.1:${await refusingPort()}`;
+  const lb = await startBalancer({
+    listen: '127.0.0.1:0',
+    backends: [up.address, { address: refused, id: 'refused' }],
+    health: { type: 'tcp', interval: '100ms' },
+    workers: 1,
+    admin: { listen: '127.0.0.1:0' },
+  });
+  t.teardown(async () => {
+    await lb.close({ drainTimeout: 0 });
+    await up.close();
+  });
+  // Wait until each backend has been checked at least once.
+  const checked = new Set<string>();
+  await within(
+    new Promise<void>((resolve) => {
+      const onCheck = (info: BalancerEvents['health-check'][0]) => {
+        checked.add(info.backend);
+        if (checked.size < 2) return;
+        lb.off('health-check', onCheck);
+        resolve();
+      };
+      lb.on('health-check', onCheck);
+    }),
+    10_000,
+    'a health check of each backend',
+  );
+  const { contentType, text } = await scrape(lb.adminUrl!);
+  t.equal(contentType, 'text/plain; version=0.0.4; charset=utf-8');
+  const families = parseExposition(text);
+  const listener = lb.address().name;
+  const good = { listener, backend: up.address };
+  const bad = { listener, backend: 'refused' };
+  t.ok(value(families, 'lb4_health_check_duration_seconds_count', good)! >= 1, 'checks of the healthy backend are counted');
+  t.equal(value(families, 'lb4_health_check_failures_total', good), 0);
+  t.ok(value(families, 'lb4_health_check_failures_total', bad)! >= 1, 'failed checks are counted');
+  t.equal(value(families, 'lb4_backend_up', good), 1);
+  t.equal(value(families, 'lb4_listener_accepted_total', { listener }), lb.stats().listeners[0].counters.flows_total);
+  t.equal(value(families, 'lb4_workers'), 1);
 });

@@ -1,17 +1,20 @@
 // Active health checks: config validation and the CLI shorthand, every check type against real
 // fake servers on 127.0.0.1 (pass, refused, timeout, wrong status/body/banner, early close), the
-// rise/fall state machine as a table, and the monitor driven by a hand-advanced clock.
+// rise/fall state machine as a table, and the monitor driven by a hand-advanced clock. Then
+// passive health's count of consecutive connect failures.
 
 import { once } from 'node:events';
 import type net from 'node:net';
 import t, { type Test } from 'tap';
-import { Lb4Error } from '../lib/errors.js';
-import { formatHealthFlag, parseHealthFlag, sameHealthConfig, validateHealthConfig, type HealthConfig, type HealthOptions } from '../lib/health/check-config.js';
-import { maxResponseBytes, runCheck, type CheckResult } from '../lib/health/checkers.js';
-import { HealthMonitor, type HealthClock, type HealthResultEvent, type HealthTransition } from '../lib/health/monitor.js';
-import { riseFall, type RiseFallState } from '../lib/health/rise-fall.js';
-import { startBlackhole } from './helpers/blackhole.js';
-import { refusingPort, startBackend, until, within, type TestBackend } from './helpers/sockets.js';
+import { Lb4Error } from '../../lib/errors.js';
+import { formatHealthFlag, parseHealthFlag, sameHealthConfig, validateHealthConfig, type HealthConfig, type HealthOptions } from '../../lib/health/check-config.js';
+import { maxResponseBytes, runCheck, type CheckResult } from '../../lib/health/checkers.js';
+import { HealthMonitor, type HealthResultEvent, type HealthTransition } from '../../lib/health/monitor.js';
+import { ConsecutiveFailures } from '../../lib/health/passive.js';
+import { riseFall, type RiseFallState } from '../../lib/health/rise-fall.js';
+import { startBlackhole } from '../helpers/blackhole.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { refusingPort, startBackend, until, within, type TestBackend } from '../helpers/sockets.js';
 
 const loopback = '127.0.0.1';
 
@@ -368,40 +371,6 @@ t.test('rise/fall state machine', async (t) => {
 
 // --- the monitor -----------------------------------------------------------------------------
 
-/** A clock the test advances by hand; timers run in time order. */
-class FakeClock implements HealthClock {
-  time = 1_000_000;
-  #timers = new Map<number, { at: number; fn: () => void }>();
-  #next = 1;
-  now(): number {
-    return this.time;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.time + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-  get pending(): number {
-    return this.#timers.size;
-  }
-  /** Moves time forward by `ms`, running each timer due on the way at its own time. */
-  advance(ms: number): void {
-    const end = this.time + ms;
-    for (;;) {
-      let first: [number, { at: number; fn: () => void }] | undefined;
-      for (const entry of this.#timers) if (entry[1].at <= end && (!first || entry[1].at < first[1].at)) first = entry;
-      if (!first) break;
-      this.#timers.delete(first[0]);
-      this.time = Math.max(this.time, first[1].at);
-      first[1].fn();
-    }
-    this.time = end;
-  }
-}
-
 interface MonitorRig {
   clock: FakeClock;
   monitor: HealthMonitor;
@@ -631,4 +600,17 @@ t.test('monitor: real timers are unref()d; close() abandons checks and closes so
   await until(() => backend.sockets.size === 0, 5000, 'the abandoned check to close');
   t.equal(after, 0, 'no result after close()');
   t.throws(() => monitor.add('late', { ip: loopback, port: fast.port }, config({ type: 'tcp' })), { code: 'LB4_CLOSED' });
+});
+
+// --- passive health ------------------------------------------------------------------------
+
+t.test('passive health counts consecutive connect failures across reports', async (t) => {
+  const c = new ConsecutiveFailures();
+  t.equal(c.record(1, { failures: 2, successes: 0, trailingFailures: 2 }), 2);
+  t.equal(c.record(1, { failures: 1, successes: 0, trailingFailures: 1 }), 3, 'failures add up across reports');
+  t.equal(c.record(1, { failures: 3, successes: 1, trailingFailures: 1 }), 1, 'a success restarts the count');
+  t.equal(c.record(1, { failures: 0, successes: 5, trailingFailures: 0 }), 0);
+  t.equal(c.record(2, { failures: 1, successes: 0, trailingFailures: 1 }), 1, 'per backend');
+  c.reset(2);
+  t.equal(c.record(2, { failures: 1, successes: 0, trailingFailures: 1 }), 1);
 });

@@ -3,9 +3,9 @@
 // A real engine on loopback, port 0; no backend is ever connected to.
 
 import t from 'tap';
-import { startBalancer } from '../lib/index.js';
-import { createEngine } from '../lib/engine/addon.js';
-import { NativeBackendState, type NativeBackend, type NativeEngine, type NativeEngineOptions } from '../lib/engine/native-types.js';
+import { startBalancer } from '../../lib/index.js';
+import { createEngine } from '../../lib/engine/addon.js';
+import { NativeBackendState, type NativeBackend, type NativeEngine, type NativeEngineOptions } from '../../lib/engine/native-types.js';
 
 interface Sent {
   slot: number;

@@ -2,9 +2,9 @@
 // and what happens when a backend refuses, never answers, or none is left.
 
 import t, { type Test } from 'tap';
-import { startBalancer, type Balancer } from '../lib/index.js';
-import { startBlackhole } from './helpers/blackhole.js';
-import { connect, echoBackend, nameBackend, readAll, refusingPort, sha256, startBackend, until, whoAnswers, type TestBackend } from './helpers/sockets.js';
+import { startBalancer, type Balancer } from '../../lib/index.js';
+import { startBlackhole } from '../helpers/blackhole.js';
+import { connect, echoBackend, nameBackend, readAll, refusingPort, sha256, startBackend, until, whoAnswers, type TestBackend } from '../helpers/sockets.js';
 import type net from 'node:net';
 
 async function tally(port: number, flows: number): Promise<Record<string, number>> {

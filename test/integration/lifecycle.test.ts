@@ -4,9 +4,9 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import t from 'tap';
-import { Lb4Error, startBalancer } from '../lib/index.js';
-import { startChildBalancer } from './helpers/child-balancer.js';
-import { connect, echoBackend, readAll, until, within } from './helpers/sockets.js';
+import { Lb4Error, startBalancer } from '../../lib/index.js';
+import { startChildBalancer } from '../helpers/child-balancer.js';
+import { connect, echoBackend, readAll, until, within } from '../helpers/sockets.js';
 
 t.test('listen failures are Node-style errors and leave nothing open', async (t) => {
   const backend = await echoBackend();

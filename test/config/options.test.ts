@@ -3,20 +3,20 @@
 
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { describeDefault, optionTable, restartOnlySettings, liveSettings, topLevelOptions, tunableNames, tunables, type OptionName, type OptionSpec } from '../lib/config/options.js';
-import { validateOptions } from '../lib/config/validate.js';
-import { nativeOptionLimits } from '../lib/engine/addon.js';
-import { nativeOptions } from '../lib/engine/open.js';
-import { Lb4Error } from '../lib/errors.js';
-import { planReload } from '../lib/reload/plan.js';
-import type { BalancerConfig } from '../lib/types.js';
+import { describeDefault, optionTable, restartOnlySettings, liveSettings, topLevelOptions, tunableNames, tunables, type OptionName, type OptionSpec } from '../../lib/config/options.js';
+import { validateOptions } from '../../lib/config/validate.js';
+import { nativeOptionLimits } from '../../lib/engine/addon.js';
+import { nativeOptions } from '../../lib/engine/open.js';
+import { Lb4Error } from '../../lib/errors.js';
+import { planReload } from '../../lib/reload/plan.js';
+import type { BalancerConfig } from '../../lib/types.js';
 
 const entries = Object.entries(optionTable) as Array<[OptionName, OptionSpec]>;
 const flagName = (spec: OptionSpec) => spec.flag!.split(' ')[0];
 
 /** The README's `lb4 start` table: each row's flags (from its first cell) with their defaults. */
 function readmeFlags(): Map<string, string> {
-  const lines = readFileSync(new URL('../README.md', import.meta.url), 'utf8').split('\n');
+  const lines = readFileSync(new URL('../../README.md', import.meta.url), 'utf8').split('\n');
   const start = lines.findIndex((l) => l.startsWith('`lb4 start` options:'));
   if (start < 0) throw new Error('README.md has no "`lb4 start` options:" table');
   const rows = [];
