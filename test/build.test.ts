@@ -22,8 +22,13 @@ function gypSources(): string[] {
   return [...gyp.targets[0].sources].sort();
 }
 
+// Every file under `dir`, as paths relative to the package root: native/core has folders.
+function filesUnder(dir: string): string[] {
+  return readdirSync(join(root, dir), { recursive: true, encoding: 'utf8' }).map((f) => `${dir}/${f}`);
+}
+
 function sourceFiles(): string[] {
-  return ['native/core', 'native/binding'].flatMap((dir) => readdirSync(join(root, dir)).filter((f) => f.endsWith('.cc')).map((f) => `${dir}/${f}`)).sort();
+  return ['native/core', 'native/binding'].flatMap((dir) => filesUnder(dir).filter((f) => f.endsWith('.cc'))).sort();
 }
 
 t.test('CMake and binding.gyp compile the same sources', async (t) => {
@@ -35,8 +40,8 @@ t.test('every .cc file under native/ is compiled', async (t) => {
 });
 
 t.test('native/core stays free of Node-API headers', async (t) => {
-  for (const f of readdirSync(join(root, 'native/core'))) {
-    const text = readFileSync(join(root, 'native/core', f), 'utf8');
+  for (const f of filesUnder('native/core').filter((p) => /\.(h|cc)$/.test(p))) {
+    const text = readFileSync(join(root, f), 'utf8');
     t.notMatch(text, /#include\s+[<"](napi|node_api|node)\.h[>"]/, `${f} includes no Node-API header`);
   }
 });

@@ -5,6 +5,7 @@
 
 #include "counters.h"
 #include "engine_wrap.h"
+#include "vip_wrap.h"
 
 namespace {
 
@@ -19,6 +20,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     counters.Set(i, c);
   }
   exports.Set("counters", counters);
+  exports.Set("vip", lb4::defineVip(env));
   return exports;
 }
 
