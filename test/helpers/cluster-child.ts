@@ -1,13 +1,25 @@
-// Runs test/fixtures/cluster-node-process.ts in a child process (with the same TypeScript loader
-// as this test process), optionally inside a network namespace, and reads its JSON lines.
+// Runs test/fixtures/cluster-node-process.mjs (from dist/, built first) in a child process,
+// optionally inside a network namespace, and reads its JSON lines. Also the command line for any
+// other fixture that must run inside a namespace.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { buildDist } from './cli.js';
 import { within } from './sockets.js';
 
-const fixture = fileURLToPath(new URL('../fixtures/cluster-node-process.ts', import.meta.url));
+const fixture = fileURLToPath(new URL('../fixtures/cluster-node-process.mjs', import.meta.url));
+
+/**
+ * argv that runs `node SCRIPT ARGS...`, inside `netns` if given. tap puts its process tracker
+ * into every child's NODE_OPTIONS; env(1) removes it (it would double the start-up time) and
+ * then execs node, as `ip netns exec` execs env: the child's pid is node's, so signals reach it.
+ */
+export function nodeCommand(script: string, args: string[], netns?: string): [string, string[]] {
+  const argv = ['env', '-u', 'NODE_OPTIONS', process.execPath, script, ...args];
+  return netns ? ['ip', ['netns', 'exec', netns, ...argv]] : [argv[0], argv.slice(1)];
+}
 
 export interface ClusterChild {
   child: ChildProcess;
@@ -23,8 +35,9 @@ export interface ClusterChild {
 
 /** Starts the fixture; with `netns`, under `ip netns exec NETNS`. Resolves once it is bound. */
 export async function startClusterChild(options: object, netns?: string): Promise<ClusterChild> {
-  const args = [...process.execArgv, fixture, JSON.stringify(options)];
-  const child = netns ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...args], { stdio: ['pipe', 'pipe', 'inherit'] }) : spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  await buildDist();
+  const [command, args] = nodeCommand(fixture, [JSON.stringify(options)], netns);
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   const lines: Record<string, unknown>[] = [];
   const unread: Record<string, unknown>[] = [];
