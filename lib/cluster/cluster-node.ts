@@ -164,6 +164,9 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     super();
     if (options.key.length < 32) throw new RangeError('the cluster key must be at least 32 bytes');
     if (!isIP(options.peer.host)) throw new TypeError(`peer host must be a numeric IP address, got "${options.peer.host}"`);
+    const own = options.heartbeat.host;
+    if (own !== '' && !isIP(own)) throw new TypeError(`heartbeat host must be a numeric IP address or '', got "${own}"`);
+    if (own !== '' && isIP(own) !== isIP(options.peer.host)) throw new TypeError(`heartbeat address ${own} and peer ${options.peer.host} are of different IP families`);
     this.#o = {
       nodeId: options.nodeId,
       priority: options.priority ?? 100,
@@ -290,6 +293,8 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     for (const t of this.#announceTimers) clearTimeout(t);
     this.#announceTimers.clear();
     await sent;
+    // A bind still under way finishes first, so its socket is closed too and not left open.
+    await this.#binding?.catch(() => {});
     const socket = this.#socket;
     this.#socket = undefined;
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
