@@ -21,7 +21,11 @@
         "native/core/worker.cc",
         "native/binding/addon.cc",
         "native/binding/engine_wrap.cc",
-        "native/binding/options.cc"
+        "native/binding/options.cc",
+        "native/core/vip/address_netlink.cc",
+        "native/core/vip/announce.cc",
+        "native/core/vip/vip_address.cc",
+        "native/binding/vip_wrap.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/core"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -187,6 +187,23 @@ export type NativeOptionName = NativeEngineScalar | 'backlog';
 /** The native options' ranges, by their native name. */
 export type NativeOptionLimits = Readonly<Record<NativeOptionName, NativeLimit>>;
 
+/** A failure as the addon's vip functions return it: errno-style, never thrown. */
+export interface NativeVipFailure {
+  errno: number;
+  syscall: string;
+  /** The kernel's own explanation (netlink extended ack), when it gave one. */
+  detail?: string;
+}
+
+/** The addon's `vip` object. Each call runs on the JS thread and returns at once. */
+export interface NativeVip {
+  /** Adds `cidr` ("ip/prefix") to `ifname`; IPv6 without duplicate address detection. */
+  add(ifname: string, cidr: string): NativeVipFailure | undefined;
+  remove(ifname: string, cidr: string): NativeVipFailure | undefined;
+  has(ifname: string, ip: string): boolean | NativeVipFailure;
+  announce(ifname: string, ip: string, count: number): NativeVipFailure | undefined;
+}
+
 /** The addon's exports; lib/engine/addon.ts checks every list against the declarations here. */
 export interface Addon {
   Engine: new (options: NativeEngineOptions) => NativeEngine;
@@ -196,4 +213,6 @@ export interface Addon {
   closeReasons: string[];
   protocols: string[];
   optionLimits: NativeOptionLimits;
+  /** Virtual IP addresses for the HA pair (native/core/vip). */
+  vip: NativeVip;
 }

@@ -1,7 +1,7 @@
 // The addon's entry: exports the Engine class and the data plane's tables, each from its one
 // declaration in native/core: the counters (names, kinds, help), the enumerations' names (a
-// value's number is its index) and the engine options' ranges. lib/native.ts checks each list
-// against its own declaration when it loads the addon.
+// value's number is its index) and the engine options' ranges; and the `vip` functions of the HA
+// pair. lib/engine/addon.ts checks each list against its own declaration when it loads the addon.
 
 #include <napi.h>
 
@@ -9,6 +9,7 @@
 #include "engine_options.h"
 #include "engine_wrap.h"
 #include "enums.h"
+#include "vip_wrap.h"
 
 namespace {
 
@@ -42,6 +43,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     limits.Set(option.name, range);
   }
   exports.Set("optionLimits", limits);
+  exports.Set("vip", lb4::defineVip(env));
   return exports;
 }
 
