@@ -14,18 +14,24 @@ export interface AdminFlags {
   listener?: string;
 }
 
-interface Target {
+export interface Target {
   socketPath?: string;
   host?: string;
   port?: number;
 }
 
-function parseTarget(admin: string): Target {
+/** Where the admin commands send their requests: only ever the address the user gave. */
+export function parseTarget(admin: string): Target {
   if (admin.startsWith('/') || admin.startsWith('.')) return { socketPath: admin };
   const text = admin.replace(/^http:\/\//, '').replace(/\/$/, '');
-  const m = /^(?:\[([^\]]+)\]|([^:]+))?:?(\d+)$/.exec(text);
-  if (!m) throw new Lb4Error('LB4_INVALID_ADDRESS', `"${admin}" is not an admin address ([host:]port, http://host:port or a socket path)`, { field: 'admin' });
-  return { host: m[1] ?? m[2] ?? '127.0.0.1', port: Number(m[3]) };
+  // The host, when there is one, ends at a colon: "9090" is a port on loopback, never the host
+  // "909" with port 0 (which the resolver would turn into 0.0.3.141, off this machine).
+  const m = /^(?:(?:\[([^\]]+)\]|([^:[\]]*)):)?(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || port < 1 || port > 65535) {
+    throw new Lb4Error('LB4_INVALID_ADDRESS', `"${admin}" is not an admin address ([host:]port with a port from 1 to 65535, http://host:port or a socket path)`, { field: 'admin' });
+  }
+  return { host: m[1] || m[2] || '127.0.0.1', port };
 }
 
 /** Calls the admin API; resolves with the parsed JSON body, rejects with its error message. */
