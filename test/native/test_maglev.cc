@@ -126,6 +126,30 @@ TEST(maglev, one_heavy_backend_among_thousands_builds_as_fast_as_even_weights) {
   CHECK_LT(skewedUs, 10 * evenUs + 20000);
 }
 
+TEST(maglev, a_retry_with_every_backend_tried_does_not_walk_the_whole_table) {
+  // One backend that refuses: each retry of each flow found no untried backend only after
+  // reading all 65,537 entries, then fell back to the tried one. It must cost about what a
+  // first pick costs.
+  auto table = lb4::buildBackendTable(Algorithm::Maglev, 1, {entry(0, "web/a"), entry(1, "web/b", 0)});
+  REQUIRE(table->maglevOwners == std::vector<uint32_t>{0});  // weight 0 owns nothing
+  auto picker = lb4::makePicker(Algorithm::Maglev, 0);
+  picker->reset(table.get());
+  lb4::TriedBackends tried;
+  tried.add(0);
+  constexpr int kPicks = 2000;
+  auto micros = [&](const lb4::TriedBackends& t) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kPicks; ++i) {
+      const BackendEntry* b = picker->pick(lb4::mixHash(i), t);
+      CHECK(b != nullptr && b->key == 0);  // the tried one again, rather than no backend
+    }
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  };
+  const int64_t first = micros({});
+  const int64_t retry = micros(tried);
+  CHECK_LT(retry, 20 * first + 20000);
+}
+
 TEST(maglev, every_entry_filled_and_equal_weights_share_evenly) {
   const auto table = lb4::buildMaglevTable(members(10));
   REQUIRE(table.size() == size_t{lb4::kMaglevTableSize});
