@@ -49,6 +49,11 @@ workers: 1
     ['bad.yaml', 'listeners:\n  - name: [unclosed\n', /bad\.yaml is not valid YAML at line \d+, column \d+/],
     ['bad.json', '{ "listen": ', /bad\.json is not valid JSON/],
     ['list.yaml', '- a\n- b\n', /must hold a mapping/],
+    [
+      'aliases.yaml',
+      `a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n${[1, 2, 3, 4, 5, 6].map((i) => `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]\n`).join('')}listeners: *a6\n`,
+      /aliases\.yaml is not usable YAML: Excessive alias count/,
+    ],
     ['field.yaml', 'listeners:\n  - listen: 127.0.0.1:0\n    backends: ["127.0.0.1:9001,weight=lots"]\n', /field\.yaml: listeners\[0\]\.backends\[0\]: weight must be a whole number/],
     ['nobackend.yaml', 'listeners:\n  - listen: 127.0.0.1:0\n', /listeners\[0\]\.backends: at least one backend/],
     ['unknown.yaml', 'listeners:\n  - listen: 127.0.0.1:0\n    backends: ["127.0.0.1:1"]\n    colour: red\n', /listeners\[0\]\.colour: unknown option/],
