@@ -4,7 +4,7 @@
 // neither help nor a usage error loads the native addon.
 
 import { createRequire } from 'node:module';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { describeDefault, optionTable, type OptionName, type OptionSpec } from '../lib/config/options.js';
 import type { LogFormat } from '../lib/log.js';
 import { commanderLine, describeFailure, usageExitCode } from './cli-error.js';
@@ -25,6 +25,19 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
+// commander keeps the last value of a flag given twice. For a flag that takes one value that is
+// a silent choice between two things the person typed (`--retries 2 ... --retries 7`, often a
+// script appending to a command line): refuse it and name the flag instead.
+function once(option: Option): void {
+  const parse = option.parseArg;
+  let given = false;
+  option.argParser((value: string, previous: unknown) => {
+    if (given) throw new InvalidArgumentError('the flag is given more than once.');
+    given = true;
+    return parse ? parse(value, previous) : value;
+  });
+}
+
 // Every flag of `lb4 start` comes from the library's option table, so a new option shows up here,
 // in help and in validation without touching this file.
 function tableOption(name: OptionName, spec: OptionSpec, defaultOverride?: string): Option {
@@ -43,6 +56,7 @@ function tableOption(name: OptionName, spec: OptionSpec, defaultOverride?: strin
     // default (workers: one per CPU) is the library's to compute; the help text says so.
     option.default(value, describeDefault(name));
   }
+  if (!spec.repeatable) once(option);
   return option;
 }
 

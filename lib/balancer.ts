@@ -144,7 +144,15 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
    * return the same promise (and may shorten the drain).
    */
   close(options: { drainTimeout?: number | string } = {}): Promise<void> {
-    return this.#plane.close(this.#plane.backends.drainMs(options.drainTimeout));
+    // A bad drainTimeout rejects (and closes nothing) rather than throwing: not async, because a
+    // second call must return the first call's promise.
+    let drainMs: number;
+    try {
+      drainMs = this.#plane.backends.drainMs(options.drainTimeout);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#plane.close(drainMs);
   }
 
   /** Lets the process exit even though the balancer runs (like `server.unref()`). */

@@ -16,6 +16,8 @@ export const errorCodes = Object.freeze({
   LB4_RELOAD_FAILED: { summary: 'reload failed', status: 400 },
   LB4_BAD_JSON: { summary: 'the request body is not JSON', status: 400 },
   LB4_UNAUTHORIZED: { summary: 'no or wrong bearer token', status: 401 },
+  // A request a web browser sent on behalf of a page (cross-site request forgery, DNS rebinding).
+  LB4_FORBIDDEN: { summary: 'request from a web page refused', status: 403 },
   LB4_UNKNOWN_BACKEND: { summary: 'unknown backend', status: 404 },
   LB4_NOT_FOUND: { summary: 'no such endpoint', status: 404 },
   LB4_METHOD_NOT_ALLOWED: { summary: 'method not allowed', status: 405 },

@@ -51,7 +51,11 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
     options.health = { ...base, ...defined(healthParts) };
   }
   if (flags.admin !== undefined) options.admin = { listen: flags.admin, ...(process.env.LB4_ADMIN_TOKEN ? { token: process.env.LB4_ADMIN_TOKEN } : {}) };
-  if (flags.accessLog !== undefined) options.accessLog = flags.accessLog === true ? true : { sample: Number(flags.accessLog) };
+  // Digits become a number; anything else goes through as typed, for the error to quote it.
+  if (flags.accessLog !== undefined) {
+    const sample = String(flags.accessLog);
+    options.accessLog = flags.accessLog === true ? true : { sample: /^\d+$/.test(sample) ? Number(sample) : sample };
+  }
   return options as BalancerOptions;
 }
 

@@ -10,7 +10,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, isIP, type AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatHostPort } from '../config/address.js';
@@ -74,6 +74,29 @@ function authorize(req: IncomingMessage, tokenHash: Buffer): void {
   if (!timingSafeEqual(sha256(match[1]), tokenHash)) {
     throw httpError('LB4_UNAUTHORIZED', 'the bearer token is wrong', { headers: { 'www-authenticate': 'Bearer realm="lb4", error="invalid_token"' } });
   }
+}
+
+/**
+ * Refuses requests that a web browser makes on behalf of a page. Without a token, the API trusts
+ * whoever can connect to loopback, and a browser on this host can: any page may POST to
+ * http://127.0.0.1:9090/backends with a text/plain body (a "simple" request, sent without asking)
+ * and add its own server as a backend, or drain every backend; and a name the page's owner points
+ * at 127.0.0.1 (DNS rebinding) even lets it read the answers. Browsers always send `Origin` with a
+ * cross-site POST, PUT or DELETE, and always send the page's host name in `Host`; curl, the lb4
+ * CLI and Prometheus send no `Origin` and name the address they were given. So: no `Origin`,
+ * and, without a token, a `Host` that is an IP address, localhost, or the host the API was
+ * configured on. (With a token a page can do nothing, rebound or not, and a remote client may
+ * reach the API under any name.)
+ */
+function refuseBrowserRequests(req: IncomingMessage, configuredHost: string, hasToken: boolean): void {
+  if (req.headers.origin !== undefined) {
+    throw httpError('LB4_FORBIDDEN', 'requests from web pages (with an Origin header) are refused');
+  }
+  const host = req.headers.host;
+  if (hasToken || host === undefined) return;
+  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '')).toLowerCase();
+  if (isIP(name) || name === 'localhost' || name === configuredHost.toLowerCase()) return;
+  throw httpError('LB4_FORBIDDEN', `the Host header names "${name}", not this admin API's address`);
 }
 
 /** Splits a request target into path and query without URL's host parsing (`//x/status` is a path here). */
@@ -161,6 +184,7 @@ export async function startAdminServer(target: AdminTarget, config: AdminConfig,
     });
     if (closing) res.setHeader('connection', 'close');
     try {
+      if (config.kind === 'tcp') refuseBrowserRequests(req, config.host, tokenHash !== null);
       if (tokenHash) authorize(req, tokenHash);
       const match = pathname.startsWith('/') ? matchRoute(method, pathname) : ({ kind: 'not-found' } as const);
       if (match.kind === 'not-found') throw httpError('LB4_NOT_FOUND', `no such endpoint: ${pathname} (GET / lists them)`);

@@ -33,7 +33,13 @@ export async function readConfigFile(path: string): Promise<BalancerOptions> {
       const where = e.linePos ? ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '';
       throw new Lb4Error('LB4_CONFIG_FILE', `${path} is not valid YAML${where}: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`);
     }
-    value = doc.toJS();
+    try {
+      // toJS() expands aliases, and refuses (throws) when they would blow up (a "billion laughs"
+      // file): that is the file's problem, reported as such.
+      value = doc.toJS();
+    } catch (cause) {
+      throw new Lb4Error('LB4_CONFIG_FILE', `${path} is not usable YAML: ${(cause as Error).message.split('\n')[0]}`, { cause });
+    }
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new Lb4Error('LB4_CONFIG_FILE', `${path} must hold a mapping of options (listeners, admin, ...)`);

@@ -20,6 +20,16 @@ import { formatHostPort, parseHostPort, resolveHost } from './address.js';
 import { backendStates, type BackendState } from './enums.js';
 import { checkTunable, topLevelOptions, validateTunables } from './options.js';
 
+/**
+ * Rejects a key `known` does not list: a misspelt field (`wieght: 3`, `tokne: ...`) would
+ * otherwise be dropped in silence and its default run instead.
+ */
+function checkKnownKeys(opts: object, known: readonly string[], field: string): void {
+  for (const key of Object.keys(opts)) {
+    if (!known.includes(key)) throw new Lb4Error('LB4_INVALID_OPTION', `unknown option (known: ${known.join(', ')})`, { field: `${field}.${key}` });
+  }
+}
+
 /** Parses `host:port[,weight=N][,state=S][,id=NAME]`, the CLI's backend syntax. */
 export function parseBackendSpec(text: string, field: string): BackendOptions {
   const [address, ...params] = text.split(',');
@@ -45,7 +55,8 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
 /** Checks one backend and resolves its host. */
 export async function validateBackend(raw: unknown, field: string): Promise<BackendConfig> {
   const opts: BackendOptions = typeof raw === 'string' ? parseBackendSpec(raw, field) : (raw as BackendOptions);
-  if (typeof opts !== 'object' || opts === null) throw new Lb4Error('LB4_INVALID_OPTION', 'must be "host:port" or { address, weight }', { field });
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new Lb4Error('LB4_INVALID_OPTION', 'must be "host:port" or { address, weight }', { field });
+  checkKnownKeys(opts, ['address', 'weight', 'state', 'id'], field);
   const { host, port } = parseHostPort(opts.address, `${field}.address`, { allowEmptyHost: false, allowPortZero: false });
   const weight = opts.weight ?? 1;
   if (!Number.isInteger(weight) || weight < 0 || weight > 1_000_000) {
@@ -72,10 +83,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   const isObject = typeof raw === 'object' && raw !== null;
   const opts: ListenerOptions = isObject ? (raw as ListenerOptions) : { listen: raw as string };
   if (isObject) {
-    const known = ['listen', 'name', 'protocol', 'algorithm', 'backends', 'health'];
-    for (const key of Object.keys(opts)) {
-      if (!known.includes(key)) throw new Lb4Error('LB4_INVALID_OPTION', `unknown option (known: ${known.join(', ')})`, { field: `${field}.${key}` });
-    }
+    checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'backends', 'health'], field);
   }
   const listenField = isObject ? `${field}.listen` : field;
   const { host, port } = parseHostPort(opts.listen, listenField, { allowEmptyHost: true, allowPortZero: true });
@@ -115,6 +123,7 @@ async function validateBackends(list: Array<string | BackendOptions>, field: str
 function validateAdmin(raw: unknown): AdminConfig | null {
   if (raw === undefined || raw === null) return null;
   const opts = (typeof raw === 'object' ? raw : { listen: raw }) as AdminOptions;
+  checkKnownKeys(opts, ['listen', 'token'], 'admin');
   const token = opts.token ?? null;
   if (token !== null && (typeof token !== 'string' || token.length < 16)) {
     throw new Lb4Error('LB4_INVALID_OPTION', 'must be a string of at least 16 characters', { field: 'admin.token' });
@@ -130,9 +139,13 @@ function validateAdmin(raw: unknown): AdminConfig | null {
 }
 
 function validateAccessLog(raw: unknown): { sample: number } | null {
-  if (raw === undefined || raw === false) return null;
+  if (raw === undefined || raw === null || raw === false) return null;
   if (raw === true) return Object.freeze({ sample: 1 });
-  const sample = (raw as { sample?: unknown })?.sample ?? 1;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be true, false or { sample }, got ${JSON.stringify(raw)}`, { field: 'accessLog' });
+  }
+  checkKnownKeys(raw, ['sample'], 'accessLog');
+  const sample = (raw as { sample?: unknown }).sample ?? 1;
   if (typeof sample !== 'number' || !Number.isInteger(sample) || sample < 1 || sample > 1_000_000) {
     throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 1 to 1000000, got ${JSON.stringify(sample)}`, { field: 'accessLog.sample' });
   }

@@ -50,7 +50,12 @@ export class Reloader {
 
   /** Applies `options`, or the config file read again; one reload at a time, in call order. */
   reload(options?: BalancerOptions): Promise<ReloadSummary> {
-    this.#p.assertOpen();
+    // A promise-returning call rejects, never throws: `reload().catch(...)` must see LB4_CLOSED.
+    try {
+      this.#p.assertOpen();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     // A second reload waits for the first, then applies itself.
     const previous = this.#running ?? Promise.resolve();
     const run = previous.catch(() => {}).then(async () => this.#reload(options ?? (await this.#readConfigFile())));

@@ -463,6 +463,32 @@ t.test('the token', async (t) => {
   t.equal((await call('GET', '/metrics', { token })).status, 200, '/metrics needs it too, and takes it');
 });
 
+t.test('a web page cannot drive the API through a browser (cross-site requests, DNS rebinding)', async (t) => {
+  const { call, target, where } = await start(t);
+  // What a page's fetch('http://127.0.0.1:9090/backends', { method: 'POST', mode: 'no-cors',
+  // body }) sends: a "simple" request, which the browser sends without asking first.
+  const page = { origin: 'http://attacker.example', 'content-type': 'text/plain;charset=UTF-8' };
+  const added = await call('POST', '/backends', { raw: '{"address": "203.0.113.7:80", "id": "evil"}', headers: page });
+  t.equal(added.status, 403, 'a cross-site POST is refused');
+  t.equal(added.json.error.code, 'LB4_FORBIDDEN');
+  t.equal((await call('POST', '/backends/a/drain', { headers: page })).status, 403, 'so is a drain');
+  t.equal((await call('POST', '/reload', { headers: { origin: 'null' } })).status, 403, 'and a sandboxed page (Origin: null)');
+  t.notOk(target.calls.some((c) => c.method === 'addBackend' || c.method === 'setBackendState' || c.method === 'reload'), 'nothing reached the balancer');
+  // DNS rebinding: the page's own name, pointed at 127.0.0.1, reads answers as same-origin.
+  const rebound = await call('GET', '/connections', { headers: { host: `attacker.example:${where.port}` } });
+  t.equal(rebound.status, 403, 'a Host that names another site is refused');
+  t.match(rebound.json.error.message, /attacker\.example/);
+  // What curl, the CLI and Prometheus send still works.
+  for (const host of [`127.0.0.1:${where.port}`, `localhost:${where.port}`, `LOCALHOST`, `[::1]:${where.port}`]) {
+    t.equal((await call('GET', '/status', { headers: { host } })).status, 200, `Host: ${host}`);
+  }
+  t.equal((await call('POST', '/backends', { body: { address: '127.0.0.1:9003' } })).status, 201, 'a POST without Origin');
+  // With a token, a remote client may name the API's host as it likes; a page still may not post.
+  const tokened = await start(t, { token });
+  t.equal((await tokened.call('GET', '/status', { token, headers: { host: 'lb4.internal.example:9090' } })).status, 200, 'any Host with the token');
+  t.equal((await tokened.call('POST', '/reload', { token, headers: { origin: 'http://attacker.example' } })).status, 403, 'but never an Origin');
+});
+
 t.test('bad requests: JSON, size, routes, methods', async (t) => {
   const { call } = await start(t);
   const badJson = await call('POST', '/backends', { raw: '{"address": "127.0.0.1:9003",}' });

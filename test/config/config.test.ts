@@ -49,6 +49,11 @@ workers: 1
     ['bad.yaml', 'listeners:\n  - name: [unclosed\n', /bad\.yaml is not valid YAML at line \d+, column \d+/],
     ['bad.json', '{ "listen": ', /bad\.json is not valid JSON/],
     ['list.yaml', '- a\n- b\n', /must hold a mapping/],
+    [
+      'aliases.yaml',
+      `a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n${[1, 2, 3, 4, 5, 6].map((i) => `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]\n`).join('')}listeners: *a6\n`,
+      /aliases\.yaml is not usable YAML: Excessive alias count/,
+    ],
     ['field.yaml', 'listeners:\n  - listen: 127.0.0.1:0\n    backends: ["127.0.0.1:9001,weight=lots"]\n', /field\.yaml: listeners\[0\]\.backends\[0\]: weight must be a whole number/],
     ['nobackend.yaml', 'listeners:\n  - listen: 127.0.0.1:0\n', /listeners\[0\]\.backends: at least one backend/],
     ['unknown.yaml', 'listeners:\n  - listen: 127.0.0.1:0\n    backends: ["127.0.0.1:1"]\n    colour: red\n', /listeners\[0\]\.colour: unknown option/],
@@ -56,6 +61,11 @@ workers: 1
     ['dupe.yaml', 'listeners:\n  - { name: a, listen: "127.0.0.1:0", backends: ["127.0.0.1:1"] }\n  - { name: a, listen: "127.0.0.1:0", backends: ["127.0.0.1:1"] }\n', /listeners\[1\]\.name: listener name "a" is used twice/],
     ['admin.yaml', 'listen: ":0"\nbackends: ["127.0.0.1:1"]\nadmin: { listen: "0.0.0.0:9000" }\n', /admin\.token: a token is required/],
     ['health.yaml', 'listen: ":0"\nbackends: ["127.0.0.1:1"]\nhealth: { type: ping }\n', /health\.type/],
+    // A misspelt field must not be dropped in silence (and its default run instead).
+    ['backendtypo.yaml', 'listeners:\n  - listen: 127.0.0.1:0\n    backends: [{ address: "127.0.0.1:1", wieght: 3 }]\n', /listeners\[0\]\.backends\[0\]\.wieght: unknown option \(known: address, weight, state, id\)/],
+    ['admintypo.yaml', 'listen: ":0"\nbackends: ["127.0.0.1:1"]\nadmin: { listen: "127.0.0.1:0", tokne: "0123456789abcdef" }\n', /admin\.tokne: unknown option/],
+    ['logtypo.yaml', 'listen: ":0"\nbackends: ["127.0.0.1:1"]\naccessLog: { sampel: 100 }\n', /accessLog\.sampel: unknown option/],
+    ['lognumber.yaml', 'listen: ":0"\nbackends: ["127.0.0.1:1"]\naccessLog: 100\n', /accessLog: must be true, false or \{ sample \}, got 100/],
   ];
   for (const [name, text, message] of cases) {
     const path = name === 'missing.yaml' ? join(dir, name) : file(name, text);

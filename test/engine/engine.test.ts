@@ -318,6 +318,15 @@ t.test('close(): idempotent; a second call may shorten the drain; every timer st
   await t.rejects(lb.setBackendWeight(A, 2), { code: 'LB4_CLOSED' });
 });
 
+t.test('close() with a bad drain timeout rejects; it does not throw', async (t) => {
+  const { lb } = await startFake(t, { listen: '127.0.0.1:0', backends: [A], workers: 1 });
+  let closing: Promise<void> | undefined;
+  t.doesNotThrow(() => (closing = lb.close({ drainTimeout: 'soon' })), 'a promise-returning call never throws');
+  await t.rejects(closing!, { code: 'LB4_INVALID_DURATION', field: 'drainTimeout' });
+  t.notOk(lb.closed, 'a rejected close() leaves the balancer running');
+  await lb.close({ drainTimeout: 0 });
+});
+
 // Last: it loads the addon into this process.
 t.test('the check above sees the addon once an engine needs it', async (t) => {
   const { addon } = await import('../../lib/engine/addon.js');

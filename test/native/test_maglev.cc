@@ -1,6 +1,8 @@
 // Maglev consistent hashing: the lookup table (shares by weight, order independence, the small
 // disruption when a backend goes) and the picker over a real BackendTable.
 
+#include <algorithm>
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -42,7 +44,111 @@ BackendEntry entry(uint32_t key, const std::string& id, uint32_t weight = 1, Bac
   return e;
 }
 
+// The table as the weighted fill defines it, walked pass by pass (the first implementation): the
+// builder must give exactly this table, so that two nodes of a pair running different lb4
+// versions still agree on every client's backend.
+std::vector<uint32_t> passByPass(const std::vector<MaglevMember>& members, uint32_t size = lb4::kMaglevTableSize) {
+  std::vector<uint32_t> order;
+  uint32_t maxWeight = 0;
+  for (uint32_t i = 0; i < members.size(); ++i) {
+    if (members[i].weight == 0) continue;
+    order.push_back(i);
+    maxWeight = std::max(maxWeight, members[i].weight);
+  }
+  if (order.empty()) return {};
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    if (members[a].idHash != members[b].idHash) return members[a].idHash < members[b].idHash;
+    if (members[a].weight != members[b].weight) return members[a].weight < members[b].weight;
+    return a < b;
+  });
+  const size_t n = order.size();
+  std::vector<uint64_t> offset(n), skip(n), next(n, 0), credit(n, 0);
+  for (size_t k = 0; k < n; ++k) {
+    offset[k] = lb4::mixHash(members[order[k]].idHash) % size;
+    skip[k] = lb4::mixHash(members[order[k]].idHash ^ 0x9e3779b97f4a7c15ULL) % (size - 1) + 1;
+  }
+  std::vector<uint32_t> table(size, UINT32_MAX);
+  uint32_t filled = 0;
+  while (filled < size) {
+    for (size_t k = 0; k < n && filled < size; ++k) {
+      credit[k] += members[order[k]].weight;
+      if (credit[k] < maxWeight) continue;
+      credit[k] -= maxWeight;
+      uint64_t entry;
+      do {
+        entry = (offset[k] + next[k] * skip[k]) % size;
+        next[k]++;
+      } while (table[entry] != UINT32_MAX);
+      table[entry] = order[k];
+      filled++;
+    }
+  }
+  return table;
+}
+
+// The fastest of three builds, in microseconds.
+int64_t buildMicros(const std::vector<MaglevMember>& m) {
+  int64_t best = INT64_MAX;
+  for (int i = 0; i < 3; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto table = lb4::buildMaglevTable(m);
+    const auto t1 = std::chrono::steady_clock::now();
+    CHECK_EQ(table.size(), size_t{lb4::kMaglevTableSize});
+    best = std::min<int64_t>(best, std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count());
+  }
+  return best;
+}
+
 }  // namespace
+
+TEST(maglev, the_table_is_the_pass_by_pass_weighted_fill) {
+  std::vector<MaglevMember> m = members(40);
+  for (size_t i = 0; i < m.size(); ++i) m[i].weight = static_cast<uint32_t>((i * 7919) % 13);  // some 0
+  m[5].weight = 1000000;
+  m[6].weight = 999999;
+  CHECK(lb4::buildMaglevTable(m) == passByPass(m));
+  CHECK(lb4::buildMaglevTable(members(10)) == passByPass(members(10)));
+  std::vector<MaglevMember> skewed = members(300);
+  skewed[0].weight = 1000000;
+  CHECK(lb4::buildMaglevTable(skewed) == passByPass(skewed));
+  CHECK(lb4::buildMaglevTable(members(5), 7) == passByPass(members(5), 7));
+}
+
+TEST(maglev, one_heavy_backend_among_thousands_builds_as_fast_as_even_weights) {
+  // Weights 1000000 and 1 (both valid) made the pass-by-pass fill run one pass per entry of the
+  // heavy backend over every backend: 2,000 x 65,537 steps, on the control thread, for every
+  // change to the listener. The build must cost about what an even table of as many costs.
+  std::vector<MaglevMember> even = members(2000);
+  std::vector<MaglevMember> skewed = even;
+  skewed[0].weight = 1000000;
+  const int64_t evenUs = buildMicros(even);
+  const int64_t skewedUs = buildMicros(skewed);
+  CHECK_LT(skewedUs, 10 * evenUs + 20000);
+}
+
+TEST(maglev, a_retry_with_every_backend_tried_does_not_walk_the_whole_table) {
+  // One backend that refuses: each retry of each flow found no untried backend only after
+  // reading all 65,537 entries, then fell back to the tried one. It must cost about what a
+  // first pick costs.
+  auto table = lb4::buildBackendTable(Algorithm::Maglev, 1, {entry(0, "web/a"), entry(1, "web/b", 0)});
+  REQUIRE(table->maglevOwners == std::vector<uint32_t>{0});  // weight 0 owns nothing
+  auto picker = lb4::makePicker(Algorithm::Maglev, 0);
+  picker->reset(table.get());
+  lb4::TriedBackends tried;
+  tried.add(0);
+  constexpr int kPicks = 2000;
+  auto micros = [&](const lb4::TriedBackends& t) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kPicks; ++i) {
+      const BackendEntry* b = picker->pick(lb4::mixHash(i), t);
+      CHECK(b != nullptr && b->key == 0);  // the tried one again, rather than no backend
+    }
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  };
+  const int64_t first = micros({});
+  const int64_t retry = micros(tried);
+  CHECK_LT(retry, 20 * first + 20000);
+}
 
 TEST(maglev, every_entry_filled_and_equal_weights_share_evenly) {
   const auto table = lb4::buildMaglevTable(members(10));

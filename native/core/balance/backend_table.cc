@@ -25,6 +25,10 @@ std::shared_ptr<const BackendTable> buildBackendTable(Algorithm algorithm, uint6
       members.reserve(table->backends.size());
       for (const BackendEntry& b : table->backends) members.push_back({b.idHash, b.takesNewFlows() ? b.weight : 0});
       table->maglev = buildMaglevTable(members);
+      std::vector<bool> owns(table->backends.size(), false);
+      for (uint32_t index : table->maglev) owns[index] = true;
+      for (size_t i = 0; i < owns.size(); ++i)
+        if (owns[i]) table->maglevOwners.push_back(table->backends[i].key);
       break;
     }
   }

@@ -46,6 +46,9 @@ struct BackendTable {
   // Maglev: the lookup table, each entry an index into `backends` (balance/maglev.h); empty
   // when no backend takes new flows or the algorithm is another.
   std::vector<uint32_t> maglev;
+  // Maglev: the keys of the backends that own at least one entry of `maglev`, so that a retry
+  // can tell at once whether the table holds a backend it has not tried yet.
+  std::vector<uint32_t> maglevOwners;
 };
 
 // Builds a listener's table on the control thread: hashes every backend's id and computes

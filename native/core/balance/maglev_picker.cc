@@ -1,5 +1,7 @@
 #include "balance/maglev_picker.h"
 
+#include <algorithm>
+
 #include "balance/hash.h"
 
 namespace lb4 {
@@ -12,6 +14,14 @@ const BackendEntry* MaglevPicker::choose(uint64_t flowHash, const TriedBackends&
   const size_t size = lookup.size();
   size_t entry = static_cast<size_t>(mixHash(flowHash) % size);
   if (!avoidTried || tried.count == 0) return &table_->backends[lookup[entry]];
+  // When every backend of the table has been tried, the walk below would read all 65,537 entries
+  // to find nothing, on each of up to `retries` attempts of every flow while the backends refuse.
+  // Fewer keys tried than owners means some owner is untried (tried keys may even name backends
+  // of an older table), and the walk ends on it; otherwise look at the few owners first.
+  const std::vector<uint32_t>& owners = table_->maglevOwners;
+  if (static_cast<size_t>(tried.count) >= owners.size() &&
+      std::all_of(owners.begin(), owners.end(), [&](uint32_t key) { return tried.contains(key); }))
+    return nullptr;
   // A retry after a failed connect: the next entries of the table, in order, give a second
   // choice that is as deterministic as the first (the same on every node) and spread over the
   // other backends in proportion to their shares. The walk ends at the first untried backend;
