@@ -96,6 +96,11 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   }
   const algorithm = opts.algorithm === undefined ? defaults.algorithm : (checkTunable('algorithm', opts.algorithm, `${field}.algorithm`) as Algorithm);
   const health = opts.health === undefined ? defaults.health : opts.health === false ? null : validateHealthConfig(opts.health, `${field}.health`);
+  // A UDP backend has no connection to check, and a TCP one no datagram to answer.
+  if (health && (health.type === 'udp') !== (protocol === 'udp')) {
+    const where = opts.health === undefined ? 'health.type' : `${field}.health.type`;
+    throw new Lb4Error('LB4_INVALID_OPTION', protocol === 'udp' ? `a UDP listener (${listen}) takes udp checks, got ${health.type}` : `udp checks are for UDP listeners, and ${listen} is TCP`, { field: where });
+  }
   let backends = defaults.backends;
   if (!backends) {
     if (!Array.isArray(opts.backends) || opts.backends.length === 0) {

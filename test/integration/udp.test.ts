@@ -387,3 +387,43 @@ t.test('no descriptor is left behind when sessions end', async (t) => {
   t.ok(fds() <= before, `descriptors: ${before} before, ${fds()} after 100 sessions`);
   await Promise.all(clients.map((c) => c.close()));
 });
+
+t.test('active UDP checks: pass, wrong answer, no answer, refused; a failing backend leaves the rotation', async (t) => {
+  const { runCheck } = await import('../../lib/health/checkers.js');
+  const { validateHealthConfig } = await import('../../lib/health/check-config.js');
+  const pong = await udpBackend((msg) => (String(msg) === 'ping' ? Buffer.from('pong 1.0') : Buffer.from('what?')));
+  const silent = await udpBackend(() => null);
+  const gone = await udpBackend(() => null);
+  const gonePort = gone.port;
+  await gone.close();
+  t.teardown(() => Promise.all([pong.close(), silent.close()]));
+  const check = (text: string) => validateHealthConfig(text, '--health-check');
+  const at = (port: number) => ({ ip: '127.0.0.1', port });
+  t.match(await runCheck(at(pong.port), check('udp,send=ping,expect=pong')), { ok: true, reason: 'answered with "pong"' });
+  t.match(await runCheck(at(pong.port), check('udp,send=ping,expect=1.0')), { ok: true }, 'substring by default');
+  t.match(await runCheck(at(pong.port), check('udp,send=ping,expect=1.0,match=prefix')), { ok: false, reason: /wrong answer: got "pong 1.0" expected to start with "1.0"/ });
+  t.match(await runCheck(at(pong.port), check('udp,send-hex=70696e67,expect-hex=706f6e67')), { ok: true }, 'hex both ways');
+  t.match(await runCheck(at(pong.port), check('udp,send=hello')), { ok: true, reason: /answered \(5 bytes\)/ }, 'any reply passes without an expectation');
+  t.match(await runCheck(at(pong.port), check('udp,send=hello,expect=pong')), { ok: false, reason: /wrong answer: got "what\?"/ });
+  t.match(await runCheck(at(silent.port), check('udp,send=ping,expect=pong,timeout=200ms,interval=1s')), { ok: false, reason: 'no answer within 200ms' });
+  t.match(await runCheck(at(gonePort), check('udp,send=ping,timeout=1s')), { ok: false, reason: /ECONNREFUSED/ }, 'a refusal fails at once');
+
+  // Wired into a UDP listener: the silent backend goes down and clients reach only the other.
+  const lb = await startBalancer({
+    listen: '127.0.0.1:0/udp',
+    backends: [{ address: pong.address, id: 'pong' }, { address: silent.address, id: 'silent' }],
+    health: { type: 'udp', send: 'ping', expect: 'pong', interval: '300ms', timeout: '250ms', rise: 1, fall: 2 },
+    workers: 1,
+  });
+  closeAtEnd(t, lb);
+  await until(() => lb.backends().find((b) => b.id === 'silent')?.health === 'down', 5000, 'the silent backend to go down');
+  t.equal(lb.backends().find((b) => b.id === 'pong')?.health, 'up');
+  for (let i = 0; i < 6; i++) {
+    const client = await UdpClient.open();
+    t.equal(String(await client.ask('ping', lb.address().port)), 'pong 1.0', `client ${i}: answered by the healthy backend`);
+    await client.close();
+  }
+  // And the checks match their listener's protocol.
+  await t.rejects(startBalancer({ listen: '127.0.0.1:0/udp', backends: [pong.address], health: { type: 'tcp' } }), { code: 'LB4_INVALID_OPTION', field: 'health.type' });
+  await t.rejects(startBalancer({ listen: '127.0.0.1:0', backends: [pong.address], health: { type: 'udp', send: 'x' } }), { code: 'LB4_INVALID_OPTION', field: 'health.type' });
+});
