@@ -441,7 +441,15 @@ void UdpProxy::onBackendFailed(UdpSession& s, int error) {
   bc.add(Counter::connect_failures, 1);
   lc.add(Counter::connect_failures, 1);
   tallies_.add(s.backendKey, false, false);
-  refused_.push_back(Refusal{s.backendKey, now() + options_.connectTimeoutMs});
+  // One entry per backend, however many of its sessions are refused: a flood of refusals must
+  // not grow the list.
+  const int64_t until = now() + options_.connectTimeoutMs;
+  auto known = std::find_if(refused_.begin(), refused_.end(), [&](const Refusal& r) { return r.backendKey == s.backendKey; });
+  if (known != refused_.end()) {
+    known->untilMs = until;
+  } else {
+    refused_.push_back(Refusal{s.backendKey, until});
+  }
   closeSession(s, error == ECONNREFUSED ? CloseReason::Refused : CloseReason::Error);
 }
 
