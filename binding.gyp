@@ -18,6 +18,8 @@
         "native/core/tcp/pipe_pool.cc",
         "native/core/tcp/splice_pump.cc",
         "native/core/tcp/tcp_proxy.cc",
+        "native/core/udp/session_table.cc",
+        "native/core/udp/udp_proxy.cc",
         "native/core/worker.cc",
         "native/binding/addon.cc",
         "native/binding/engine_wrap.cc",

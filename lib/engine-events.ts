@@ -66,8 +66,10 @@ export class EngineEvents {
   #onFlowClosed(e: Extract<NativeEvent, { type: 'flow-closed' }>): void {
     const listener = this.#p.listeners.nameOf(e.listener);
     const backend = e.backendKey === undefined ? null : (this.#p.registry.byKey(e.backendKey)?.id ?? `#${e.backendKey}`);
+    const udp = e.protocol === 'udp' ? { datagramsToBackend: e.datagramsToBackend ?? 0, datagramsToClient: e.datagramsToClient ?? 0 } : {};
     const record: FlowRecord = {
       id: e.id,
+      protocol: e.protocol,
       listener,
       client: e.client,
       backend,
@@ -76,8 +78,12 @@ export class EngineEvents {
       startedAt: new Date(e.startedAt),
       durationMs: e.durationMs,
       reason: e.reason,
+      ...udp,
     };
-    this.#p.logs.access.info({ flow: e.id, listener, client: e.client, backend, bytesToBackend: e.bytesToBackend, bytesToClient: e.bytesToClient, durationMs: e.durationMs, reason: e.reason }, 'flow closed');
+    // One line per ended flow or UDP session; a session's line says so and counts its datagrams.
+    const fields = { listener, client: e.client, backend, bytesToBackend: e.bytesToBackend, bytesToClient: e.bytesToClient, durationMs: e.durationMs, reason: e.reason };
+    if (e.protocol === 'udp') this.#p.logs.access.info({ session: e.id, protocol: 'udp', ...fields, ...udp }, 'session closed');
+    else this.#p.logs.access.info({ flow: e.id, ...fields }, 'flow closed');
     if (this.#p.events.listenerCount('flow') > 0) this.#p.events.emit('flow', Object.freeze(record));
   }
 }

@@ -36,8 +36,9 @@ export type {
   ListenerAddress,
   ListenerOptions,
 } from './types.js';
-/** Every balancing algorithm and every backend state, as the options spell them. */
-export { algorithms, backendStates } from './config/enums.js';
+/** Every balancing algorithm, backend state and listener protocol, as the options spell them. */
+export { algorithms, backendStates, protocols } from './config/enums.js';
+export type { Protocol } from './config/enums.js';
 /** The tunables (algorithm, workers, timeouts, ...): flag, help, default and range of each. */
 export { tunables } from './config/options.js';
 /** An error in what a person asked of lb4, with a stable `code` and the `field` it is about. */

@@ -3,7 +3,7 @@
 // file loads nothing, so any part of lib/ may depend on it.
 
 import type { Clock } from './clock.js';
-import type { Algorithm, BackendState } from './config/enums.js';
+import type { Algorithm, BackendState, Protocol } from './config/enums.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
@@ -45,12 +45,15 @@ export interface BackendOptions {
  * `backends` at the top level) a string or number is the `listen` address alone.
  */
 export interface ListenerOptions {
-  /** `:port` (every interface, IPv4 and IPv6), `host:port` or `[ipv6]:port`. Port 0 picks a free port. */
+  /**
+   * `:port` (every interface, IPv4 and IPv6), `host:port` or `[ipv6]:port`, optionally followed by
+   * `/udp` (or `/tcp`, the default). Port 0 picks a free port.
+   */
   listen: string | number;
   /** Name used in stats, logs, metrics and the admin API. Default: the address as written. */
   name?: string;
-  /** Only `tcp` today. */
-  protocol?: 'tcp';
+  /** `tcp` (the default) or `udp`; the same as a `/udp` suffix on `listen`. */
+  protocol?: Protocol;
   /** Default: the top-level `algorithm`. */
   algorithm?: Algorithm;
   /** This listener's backends (full form only; the shorthand shares the top-level `backends`). */
@@ -100,6 +103,8 @@ export interface ListenerConfig {
   readonly port: number;
   /** Every interface: bind '::' and take IPv4 clients too. */
   readonly anyInterface: boolean;
+  /** TCP flows or UDP sessions. */
+  readonly protocol: Protocol;
   readonly algorithm: Algorithm;
   readonly backends: readonly BackendConfig[];
   readonly health: HealthConfig | null;
@@ -182,9 +187,11 @@ export interface BalancerStats {
   readonly droppedEvents: number;
 }
 
-/** One tracked flow (a proxied TCP connection). */
+/** One tracked flow (a proxied TCP connection) or UDP session. */
 export interface Connection {
   readonly id: number;
+  /** `tcp`: a flow; `udp`: a session (a client address bound to a backend). */
+  readonly protocol: Protocol;
   readonly listener: string;
   readonly worker: number;
   readonly state: 'connecting' | 'established';
@@ -195,6 +202,9 @@ export interface Connection {
   readonly startedAt: Date;
   readonly bytesToBackend: number;
   readonly bytesToClient: number;
+  /** UDP sessions only: datagrams each way. */
+  readonly datagramsToBackend?: number;
+  readonly datagramsToClient?: number;
 }
 
 export interface ConnectionFilter {
@@ -209,9 +219,10 @@ export interface BackendScope {
   listener?: string;
 }
 
-/** A closed flow, as the access log records it. */
+/** A closed flow or UDP session, as the access log records it. */
 export interface FlowRecord {
   readonly id: number;
+  readonly protocol: Protocol;
   readonly listener: string;
   readonly client: string;
   readonly backend: string | null;
@@ -220,6 +231,9 @@ export interface FlowRecord {
   readonly startedAt: Date;
   readonly durationMs: number;
   readonly reason: string;
+  /** UDP sessions only: datagrams each way. */
+  readonly datagramsToBackend?: number;
+  readonly datagramsToClient?: number;
 }
 
 /** What a reload changed. */

@@ -62,10 +62,12 @@ t.test('the addon exports its enumerations and option ranges, checked at load', 
   // numbers the rest of lib/ sends.
   t.same(native.NativeAlgorithm, { roundrobin: 0, leastconn: 1, maglev: 2 });
   t.same(native.NativeBackendState, { up: 0, down: 1, draining: 2, maintenance: 3 });
-  t.same(native.NativeProtocol, { tcp: 0 });
-  t.same(native.closeReasonNames, ['done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error']);
+  t.same(native.NativeProtocol, { tcp: 0, udp: 1 });
+  t.same(native.closeReasonNames, [
+    'done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error', 'evicted', 'responses', 'backend-gone', 'refused',
+  ]);
   t.same(Object.keys(optionLimits), [...native.optionLimitNames]);
   for (const [name, range] of Object.entries(optionLimits)) t.ok(range.min <= range.max, `${name}: ${range.min} to ${range.max}`);
-  t.equal(native.counterNames.at(-1), 'connect_no_descriptors', 'a new counter is appended last');
+  t.equal(native.counterNames.at(-1), 'dropped_cap', 'a new counter is appended last');
 });
 

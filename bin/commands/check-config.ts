@@ -9,11 +9,12 @@ import type { BalancerConfig } from '../../lib/index.js';
 /**
  * Every setting of the option table the config holds, as the file would write it
  * (`workers 2, connectTimeout 5s, ...`): one line for those a reload applies, one for those only a
- * restart does.
+ * restart does. The UDP settings (`udp...`) show when a listener is UDP.
  */
 function settingsLines(config: BalancerConfig): string[] {
   const values = config as unknown as Readonly<Record<string, number | string>>;
-  const specs = (Object.values(optionTable) as OptionSpec[]).filter((spec) => spec.config !== undefined && spec.field !== null);
+  const udp = config.listeners.some((l) => l.protocol === 'udp');
+  const specs = (Object.values(optionTable) as OptionSpec[]).filter((spec) => spec.config !== undefined && spec.field !== null && (udp || !spec.field.startsWith('udp')));
   const show = (spec: OptionSpec) => {
     const value = values[spec.config!];
     return `${spec.field} ${spec.kind === 'duration' ? formatDuration(value as number) : value}`;
@@ -27,7 +28,8 @@ function settingsLines(config: BalancerConfig): string[] {
 export async function checkConfig(file: string): Promise<void> {
   const { config } = await loadConfigFile(file);
   const backends = config.listeners.reduce((n, l) => n + l.backends.length, 0);
-  const lines = [`${file}: ok: ${config.listeners.length} listener(s), ${backends} backend(s)`];
+  const udpListeners = config.listeners.filter((l) => l.protocol === 'udp').length;
+  const lines = [`${file}: ok: ${config.listeners.length} listener(s)${udpListeners > 0 ? ` (${udpListeners} UDP)` : ''}, ${backends} backend(s)`];
   for (const l of config.listeners) {
     const health = l.health ? `${l.health.type} checks every ${l.health.interval}ms` : 'no health checks';
     lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${l.backends.map((b) => `${b.id}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}`).join(', ')}; ${health}`);

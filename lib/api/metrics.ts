@@ -43,6 +43,15 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   accept_shed: { scopes: ['listener'] },
   accept_errors: { scopes: ['listener'] },
   connect_no_descriptors: { scopes: ['listener'] },
+  // UDP: datagrams each way in one family, like bytes; sessions beside flows; drops by reason.
+  datagrams_to_backend: { name: 'datagrams_total', label: ['direction', 'to_backend'] },
+  datagrams_to_client: { name: 'datagrams_total', label: ['direction', 'to_client'] },
+  sessions_active: { name: 'active_sessions' },
+  // No backend and the cap are decided before a session has a backend.
+  dropped_no_backend: { name: 'dropped_datagrams_total', label: ['reason', 'no_backend'], scopes: ['listener'] },
+  dropped_cap: { name: 'dropped_datagrams_total', label: ['reason', 'cap'], scopes: ['listener'] },
+  dropped_truncated: { name: 'dropped_datagrams_total', label: ['reason', 'truncated'] },
+  dropped_send_error: { name: 'dropped_datagrams_total', label: ['reason', 'send_error'] },
 };
 
 /** Upper bounds (seconds) of the health check duration histogram's buckets. */

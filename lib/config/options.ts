@@ -67,7 +67,7 @@ const maxWorkers = 255;
 export const optionTable = {
   listen: {
     flag: '--listen <address>', repeatable: true, field: 'listen', kind: 'address', defaultText: 'required', reload: 'live',
-    help: 'where clients connect: :port (every interface, IPv4 and IPv6), host:port or [ipv6]:port; repeatable',
+    help: 'where clients connect: :port (every interface, IPv4 and IPv6), host:port or [ipv6]:port, with /udp for UDP (/tcp is the default); repeatable',
   },
   backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N]; repeatable' },
   listeners: { flag: null, field: 'listeners', kind: 'object', reload: 'live', help: 'the full form: listeners, each with its own backends, algorithm and health checks' },
@@ -116,6 +116,22 @@ export const optionTable = {
   passiveFailures: {
     flag: '--passive-failures <n>', field: 'passiveFailures', config: 'passiveFailures', kind: 'integer', default: 3, min: 0, max: 1000,
     reload: 'live', help: 'consecutive connect failures that mark a checked backend down (0: off)',
+  },
+  udpIdleTimeout: {
+    flag: '--udp-idle-timeout <duration>', field: 'udpIdleTimeout', config: 'udpIdleTimeoutMs', kind: 'duration', default: '30s', min: 1, max: 86_400_000,
+    reload: 'restart', native: 'udpIdleTimeoutMs', help: 'close a UDP session with no datagram either way for this long',
+  },
+  udpResponses: {
+    flag: '--udp-responses <n>', field: 'udpResponses', config: 'udpResponses', kind: 'integer', default: 0, min: 0, max: 1_000_000,
+    reload: 'restart', native: 'udpResponses', help: 'replies a backend sends per client datagram; the UDP session ends when they are back (1 for DNS; 0: unlimited)',
+  },
+  udpMaxSessions: {
+    flag: '--udp-max-sessions <n>', field: 'udpMaxSessions', config: 'udpMaxSessions', kind: 'integer', default: 16384, min: 1, max: 1_000_000,
+    reload: 'restart', native: 'udpMaxSessions', help: 'UDP sessions per listener; a new client past it evicts the least recently active one',
+  },
+  udpMaxDatagram: {
+    flag: '--udp-max-datagram <bytes>', field: 'udpMaxDatagram', config: 'udpMaxDatagram', kind: 'integer', default: 65535, min: 512, max: 65535,
+    reload: 'restart', native: 'udpMaxDatagram', help: 'the largest UDP datagram forwarded; larger ones are dropped (counted), never forwarded cut',
   },
   logLevel: { flag: '--log-level <level>', field: null, kind: 'choice', choices: logLevels, default: 'info', reload: 'restart', help: 'log events at this level and above' },
   logFormat: { flag: '--log-format <format>', field: null, kind: 'choice', choices: logFormats, default: 'json', reload: 'restart', help: 'json: one object per line; pretty: for reading' },

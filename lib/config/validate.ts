@@ -17,7 +17,7 @@ import type {
   ListenerOptions,
 } from '../types.js';
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
-import { backendStates, type BackendState } from './enums.js';
+import { backendStates, protocols, type BackendState, type Protocol } from './enums.js';
 import { checkTunable, topLevelOptions, validateTunables } from './options.js';
 
 /**
@@ -86,17 +86,29 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'backends', 'health'], field);
   }
   const listenField = isObject ? `${field}.listen` : field;
-  const { host, port } = parseHostPort(opts.listen, listenField, { allowEmptyHost: true, allowPortZero: true });
-  const listen = host === '' ? `:${port}` : formatHostPort(host, port);
-  const name = opts.name ?? listen;
-  if (typeof name !== 'string' || !/^[\w.:\[\]-]{1,100}$/.test(name)) {
-    throw new Lb4Error('LB4_INVALID_OPTION', 'must be 1-100 letters, digits or ._:-[]', { field: `${field}.name` });
+  const { text: address, protocol: written } = splitProtocol(opts.listen, listenField);
+  if (opts.protocol !== undefined && !protocols.includes(opts.protocol)) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${protocols.join(', ')}, got ${JSON.stringify(opts.protocol)}`, { field: `${field}.protocol` });
   }
-  if (opts.protocol !== undefined && opts.protocol !== 'tcp') {
-    throw new Lb4Error('LB4_INVALID_OPTION', `only tcp is supported, got ${JSON.stringify(opts.protocol)}`, { field: `${field}.protocol` });
+  if (opts.protocol !== undefined && written !== null && opts.protocol !== written) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `says ${opts.protocol} but listen "${String(opts.listen)}" says ${written}`, { field: `${field}.protocol` });
+  }
+  const protocol: Protocol = opts.protocol ?? written ?? 'tcp';
+  const { host, port } = parseHostPort(address, listenField, { allowEmptyHost: true, allowPortZero: true });
+  // A UDP listener's address says so, so that a TCP and a UDP listener on one port get
+  // different default names.
+  const listen = (host === '' ? `:${port}` : formatHostPort(host, port)) + (protocol === 'udp' ? '/udp' : '');
+  const name = opts.name ?? listen;
+  if (typeof name !== 'string' || !/^[\w.:\[\]\/-]{1,100}$/.test(name)) {
+    throw new Lb4Error('LB4_INVALID_OPTION', 'must be 1-100 letters, digits or ._:-[]/', { field: `${field}.name` });
   }
   const algorithm = opts.algorithm === undefined ? defaults.algorithm : (checkTunable('algorithm', opts.algorithm, `${field}.algorithm`) as Algorithm);
   const health = opts.health === undefined ? defaults.health : opts.health === false ? null : validateHealthConfig(opts.health, `${field}.health`);
+  // A UDP backend has no connection to check, and a TCP one no datagram to answer.
+  if (health && (health.type === 'udp') !== (protocol === 'udp')) {
+    const where = opts.health === undefined ? 'health.type' : `${field}.health.type`;
+    throw new Lb4Error('LB4_INVALID_OPTION', protocol === 'udp' ? `a UDP listener (${listen}) takes udp checks, got ${health.type}` : `udp checks are for UDP listeners, and ${listen} is TCP`, { field: where });
+  }
   let backends = defaults.backends;
   if (!backends) {
     if (!Array.isArray(opts.backends) || opts.backends.length === 0) {
@@ -107,7 +119,19 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
   }
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
-  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', algorithm, backends, health });
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', protocol, algorithm, backends, health });
+}
+
+/** Splits `host:port/udp` into the address and the protocol written after it (null: none). */
+function splitProtocol(raw: unknown, field: string): { text: unknown; protocol: Protocol | null } {
+  if (typeof raw !== 'string') return { text: raw, protocol: null };
+  const m = /^(.*)\/([A-Za-z]+)$/.exec(raw);
+  if (!m) return { text: raw, protocol: null };
+  const protocol = m[2].toLowerCase();
+  if (!protocols.includes(protocol as Protocol)) {
+    throw new Lb4Error('LB4_INVALID_ADDRESS', `"${raw}": unknown protocol "/${m[2]}" (known: ${protocols.map((p) => `/${p}`).join(', ')})`, { field });
+  }
+  return { text: m[1], protocol: protocol as Protocol };
 }
 
 async function validateBackends(list: Array<string | BackendOptions>, field: string): Promise<readonly BackendConfig[]> {

@@ -11,11 +11,16 @@ export const algorithmNames = ['roundrobin', 'leastconn', 'maglev'] as const;
 /** Backend states, in the engine's order. */
 export const backendStateNames = ['up', 'down', 'draining', 'maintenance'] as const;
 /** Why a flow ended, in the engine's order. */
-export const closeReasonNames = ['done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error'] as const;
+export const closeReasonNames = [
+  'done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error', 'evicted', 'responses', 'backend-gone', 'refused',
+] as const;
 /** Listener protocols, in the engine's order. */
-export const protocolNames = ['tcp'] as const;
+export const protocolNames = ['tcp', 'udp'] as const;
 /** The engine options whose ranges the addon exports as `optionLimits`, in its order. */
-export const optionLimitNames = ['workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'maxIdlePipes', 'backlog'] as const satisfies readonly NativeOptionName[];
+export const optionLimitNames = [
+  'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'maxIdlePipes', 'backlog',
+  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
+] as const satisfies readonly NativeOptionName[];
 
 /** Each name of `names` mapped to its number (its index). */
 function numbering<const T extends readonly string[]>(names: T): { readonly [K in T[number]]: number } {
@@ -49,6 +54,14 @@ export interface NativeEngineOptions {
   /** Pipe capacity in bytes for splice; 0 keeps the kernel default (64 KiB). */
   pipeSize: number;
   maxIdlePipes: number;
+  /** A UDP session with no datagram either way for this long closes. */
+  udpIdleTimeoutMs: number;
+  /** Replies each client datagram expects; when all are back the session ends. 0: unlimited. */
+  udpResponses: number;
+  /** UDP sessions per listener; past it the oldest is evicted. */
+  udpMaxSessions: number;
+  /** The largest datagram forwarded, in bytes; larger ones are dropped and counted. */
+  udpMaxDatagram: number;
 }
 
 export interface NativeBackend {
@@ -79,6 +92,8 @@ export interface NativeStartFailure {
 
 export interface NativeFlow {
   id: number;
+  /** `tcp`: a flow; `udp`: a session. */
+  protocol: NativeProtocolName;
   listener: number;
   worker: number;
   state: 'connecting' | 'established';
@@ -88,7 +103,13 @@ export interface NativeFlow {
   startedAt: number;
   bytesToBackend: number;
   bytesToClient: number;
+  /** UDP sessions only. */
+  datagramsToBackend?: number;
+  datagramsToClient?: number;
 }
+
+/** A listener's transport. */
+export type NativeProtocolName = (typeof protocolNames)[number];
 
 /** Why a flow ended, as the engine reports it in flow-closed events. */
 export type NativeCloseReason = (typeof closeReasonNames)[number];
@@ -117,6 +138,10 @@ export type NativeEvent =
       bytesToClient: number;
       startedAt: number;
       durationMs: number;
+      protocol: NativeProtocolName;
+      /** UDP sessions only. */
+      datagramsToBackend?: number;
+      datagramsToClient?: number;
     };
 
 export interface NativeConnectionFilter {
@@ -163,7 +188,9 @@ export interface NativeEngine {
 export const counterNames = [
   'flows_active', 'flows_total', 'bytes_to_backend', 'bytes_to_client', 'spliced_bytes', 'copied_bytes',
   'connect_failures', 'connect_timeouts', 'retries', 'no_backend', 'resets', 'idle_timeouts', 'drain_closed',
-  'accept_shed', 'accept_errors', 'connect_no_descriptors',
+  'accept_shed', 'accept_errors', 'connect_no_descriptors', 'datagrams_to_backend', 'datagrams_to_client',
+  'sessions_active', 'sessions_total', 'sessions_evicted', 'sessions_expired', 'dropped_no_backend', 'dropped_truncated',
+  'dropped_send_error', 'dropped_cap',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 

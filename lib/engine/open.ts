@@ -32,7 +32,7 @@ const listenBacklog = optionDefault('backlog') as number;
 export function nativeListener(l: ListenerConfig, dualStackFallback = false): NativeListenerOptions {
   return {
     name: l.name,
-    protocol: NativeProtocol.tcp,
+    protocol: NativeProtocol[l.protocol],
     ip: l.anyInterface && dualStackFallback ? '0.0.0.0' : l.ip,
     port: l.port,
     dualStack: l.anyInterface && !dualStackFallback,

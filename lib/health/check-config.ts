@@ -19,6 +19,8 @@ export type {
   SendExpectHealthOptions,
   TcpHealthConfig,
   TcpHealthOptions,
+  UdpHealthConfig,
+  UdpHealthOptions,
 } from './check-options.js';
 export { formatHealthFlag, parseHealthFlag } from './health-flag.js';
 

@@ -13,8 +13,8 @@ import { formatDuration, parseDuration } from '../config/duration.js';
 import { Lb4Error } from '../errors.js';
 
 /** The kinds of active check. */
-export const healthCheckTypes = ['tcp', 'http', 'send-expect'] as const;
-/** `tcp`, `http` or `send-expect`. */
+export const healthCheckTypes = ['tcp', 'http', 'send-expect', 'udp'] as const;
+/** `tcp`, `http` or `send-expect` (TCP listeners), or `udp` (UDP listeners). */
 export type HealthCheckType = (typeof healthCheckTypes)[number];
 
 /** Options every check type takes. Durations are milliseconds or strings such as `500ms`, `2s`. */
@@ -69,7 +69,23 @@ export interface SendExpectHealthOptions extends HealthCommonOptions {
 }
 
 /** A health check as a person or program writes it. A string is the CLI shorthand ({@link parseHealthFlag}). */
-export type HealthOptions = TcpHealthOptions | HttpHealthOptions | SendExpectHealthOptions;
+/**
+ * For UDP backends: send one datagram (`send` as text, or `sendHex`) from a connected socket and
+ * pass on the first reply that holds `expect` (or `expectHex`): anywhere in it, or at its start
+ * with `match: 'prefix'`. Without an expectation any reply passes. A refusal (ICMP port
+ * unreachable), a reply without the bytes, or no reply within the timeout fails.
+ */
+export interface UdpHealthOptions extends HealthCommonOptions {
+  type: 'udp';
+  send?: string;
+  sendHex?: string;
+  expect?: string;
+  expectHex?: string;
+  /** Where `expect` must appear in the reply. Default `substring`. */
+  match?: 'prefix' | 'substring';
+}
+
+export type HealthOptions = TcpHealthOptions | HttpHealthOptions | SendExpectHealthOptions | UdpHealthOptions;
 
 interface HealthConfigCommon {
   /** Milliseconds between the starts of two checks of one target (before jitter). */
@@ -112,8 +128,18 @@ export interface SendExpectHealthConfig extends HealthConfigCommon {
   readonly expectHex?: string;
 }
 
+/** A validated UDP check: exactly one of `send`/`sendHex`; at most one of `expect`/`expectHex`. */
+export interface UdpHealthConfig extends HealthConfigCommon {
+  readonly type: 'udp';
+  readonly send?: string;
+  readonly sendHex?: string;
+  readonly expect?: string;
+  readonly expectHex?: string;
+  readonly match: 'prefix' | 'substring';
+}
+
 /** A validated, frozen health check config. */
-export type HealthConfig = TcpHealthConfig | HttpHealthConfig | SendExpectHealthConfig;
+export type HealthConfig = TcpHealthConfig | HttpHealthConfig | SendExpectHealthConfig | UdpHealthConfig;
 
 /** Default values, in the units of {@link HealthConfig}. */
 export const healthDefaults = Object.freeze({
@@ -149,6 +175,7 @@ const typeKeys: Record<HealthCheckType, readonly string[]> = {
   tcp: [],
   http: ['method', 'path', 'host', 'expectStatus', 'expectBody'],
   'send-expect': ['send', 'sendHex', 'expect', 'expectHex'],
+  udp: ['send', 'sendHex', 'expect', 'expectHex', 'match'],
 };
 
 /** An LB4_INVALID_OPTION error about `field`. */
@@ -305,6 +332,24 @@ export function validateHealthOptions(raw: unknown, field: string): HealthConfig
     if (opts.expectHex !== undefined) out.expectHex = parseHex(opts.expectHex, `${field}.expectHex`, healthLimits.maxExpectBytes);
     if (out.expect === '' || out.expectHex === '') throw invalid(`${field}.${out.expect === '' ? 'expect' : 'expectHex'}`, 'must not be empty');
     return Object.freeze(out) as unknown as SendExpectHealthConfig;
+  }
+
+  if (checkType === 'udp') {
+    const out: Record<string, unknown> = { ...common };
+    if (opts.send !== undefined && opts.sendHex !== undefined) throw invalid(`${field}.sendHex`, 'give send (text) or sendHex, not both');
+    if (opts.send === undefined && opts.sendHex === undefined) {
+      throw invalid(`${field}.send`, 'is required: the datagram to send (send, or sendHex for binary protocols)');
+    }
+    if (opts.send !== undefined) out.send = checkText(opts.send, `${field}.send`, healthLimits.maxSendBytes);
+    if (opts.sendHex !== undefined) out.sendHex = parseHex(opts.sendHex, `${field}.sendHex`, healthLimits.maxSendBytes);
+    if (opts.expect !== undefined && opts.expectHex !== undefined) throw invalid(`${field}.expectHex`, 'give expect (text) or expectHex, not both');
+    if (opts.expect !== undefined) out.expect = checkText(opts.expect, `${field}.expect`, healthLimits.maxExpectBytes);
+    if (opts.expectHex !== undefined) out.expectHex = parseHex(opts.expectHex, `${field}.expectHex`, healthLimits.maxExpectBytes);
+    if (out.expect === '' || out.expectHex === '') throw invalid(`${field}.${out.expect === '' ? 'expect' : 'expectHex'}`, 'must not be empty (leave it out to accept any reply)');
+    const match = opts.match ?? 'substring';
+    if (match !== 'prefix' && match !== 'substring') throw invalid(`${field}.match`, `must be prefix or substring, got ${show(match)}`);
+    out.match = match;
+    return Object.freeze(out) as unknown as UdpHealthConfig;
   }
 
   return Object.freeze(common) as unknown as TcpHealthConfig;

@@ -20,9 +20,11 @@ export interface Plan {
   /** expectBody for http, expect for send-expect. */
   readonly needle: Buffer | null;
   readonly needleText: string;
-  // send-expect
+  // send-expect, udp
   readonly send: Buffer | null;
   readonly hex: boolean;
+  /** udp: the expectation must start the reply. */
+  readonly prefix: boolean;
 }
 
 const plans = new WeakMap<HealthConfig, Plan>();
@@ -30,7 +32,7 @@ const plans = new WeakMap<HealthConfig, Plan>();
 export function planFor(config: HealthConfig): Plan {
   let plan = plans.get(config);
   if (plan) return plan;
-  const base = { timeoutReason: `timed out after ${config.timeout}ms`, requestHead: '', host: undefined, statusLow: 0, statusHigh: 0, statusText: '', needle: null, needleText: '', send: null, hex: false };
+  const base = { timeoutReason: `timed out after ${config.timeout}ms`, requestHead: '', host: undefined, statusLow: 0, statusHigh: 0, statusText: '', needle: null, needleText: '', send: null, hex: false, prefix: false };
   if (config.type === 'tcp') {
     plan = { ...base, kind: 'tcp' };
   } else if (config.type === 'http') {
@@ -47,6 +49,11 @@ export function planFor(config: HealthConfig): Plan {
       needle,
       needleText: needle ? quote(needle, false) : '',
     };
+  } else if (config.type === 'udp') {
+    const hex = config.expectHex !== undefined || (config.expect === undefined && config.sendHex !== undefined);
+    const needle = config.expectHex !== undefined ? Buffer.from(config.expectHex, 'hex') : config.expect !== undefined ? Buffer.from(config.expect) : null;
+    const send = config.sendHex !== undefined ? Buffer.from(config.sendHex, 'hex') : Buffer.from(config.send ?? '');
+    plan = { ...base, kind: 'udp', needle, needleText: needle ? quote(needle, hex) : '', send, hex, prefix: config.match === 'prefix' };
   } else {
     const hex = config.expectHex !== undefined;
     const needle = hex ? Buffer.from(config.expectHex!, 'hex') : Buffer.from(config.expect!);

@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { formatHostPort } from '../config/address.js';
 import { contentLength, describeError, headerEnd, httpPrefix, planFor, quote, statusLine, type Plan } from './check-plan.js';
 import type { HealthConfig } from './check-options.js';
+import { UdpProbe } from './udp-check.js';
 
 /** Where a check connects: a numeric IP address and a port. */
 export interface CheckTarget {
@@ -80,6 +81,8 @@ export class CheckProbe {
   #status = 0;
   #bodyStart = -1;
   #bodyEnd = -1;
+  /** UDP checks go to a probe of their own, made on the first one. */
+  #udp: UdpProbe | null = null;
 
   /**
    * @param onResult - called once per check with its result.
@@ -94,12 +97,17 @@ export class CheckProbe {
 
   /** Whether a check is in flight. */
   get active(): boolean {
-    return this.#active;
+    return this.#active || (this.#udp?.active ?? false);
   }
 
   /** Starts a check of `config` against `target` (or against `config.address`/`config.port` when set). */
   start(target: CheckTarget, config: HealthConfig): void {
-    if (this.#active) throw new Error('CheckProbe.start: a check is already in flight');
+    if (this.active) throw new Error('CheckProbe.start: a check is already in flight');
+    if (config.type === 'udp') {
+      this.#udp ??= new UdpProbe(this.#onResult, { now: this.#now, unref: this.#unref });
+      this.#udp.start(target, config);
+      return;
+    }
     const plan = planFor(config);
     this.#plan = plan;
     this.#active = true;
@@ -128,6 +136,7 @@ export class CheckProbe {
 
   /** Ends the check in flight as failed because its time is up. */
   timeout(): void {
+    this.#udp?.timeout();
     if (!this.#active) return;
     const plan = this.#plan!;
     let reason = plan.timeoutReason;
@@ -144,6 +153,7 @@ export class CheckProbe {
 
   /** Abandons the check in flight, if any, without a result. */
   cancel(): void {
+    this.#udp?.cancel();
     if (!this.#active) return;
     this.#active = false;
     this.#release();
@@ -152,8 +162,9 @@ export class CheckProbe {
   /** Cancels any check and resolves once the socket is closed: the probe holds no descriptor then. */
   close(): Promise<void> {
     this.cancel();
-    if (this.#socketClosed || this.#socket === null) return Promise.resolve();
-    return new Promise((resolve) => this.#closeWaiters.push(resolve));
+    const udp = this.#udp?.close() ?? Promise.resolve();
+    if (this.#socketClosed || this.#socket === null) return udp;
+    return Promise.all([udp, new Promise<void>((resolve) => this.#closeWaiters.push(resolve))]).then(() => undefined);
   }
 
   // --- socket ------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ const flagKeys: Record<string, string> = {
   expect: 'expect',
   'expect-hex': 'expectHex',
   expectHex: 'expectHex',
+  match: 'match',
 };
 
 const escapes: Record<string, string> = { n: '\n', r: '\r', t: '\t', '0': '\0', '\\': '\\', ',': ',', '=': '=' };
@@ -80,6 +81,7 @@ function splitFlag(text: string, field: string): Array<{ raw: string; value: str
  * - `tcp`
  * - `http`, `http:/healthz`, `http:HEAD /ping`, `http:/healthz,status=200-299,body=ok,host=example.com`
  * - `send-expect,send=PING\r\n,expect=+PONG`, `send-expect,expect=SSH-2.0-`, `send-expect,send-hex=0100,expect-hex=0200`
+ * - `udp,send=ping,expect=pong`, `udp,send-hex=...,expect-hex=...,match=prefix` (UDP listeners)
  * - common keys: `interval=1s,timeout=500ms,rise=2,fall=3,jitter=0.1,address=10.0.0.9,port=8080`
  *
  * Values take backslash escapes: `\r \n \t \0 \\ \, \= \xNN` (`\xNN` is the character U+00NN, sent
@@ -149,11 +151,12 @@ export function formatHealthFlag(config: HealthConfig): string {
     parts.push(`status=${lo === hi ? lo : `${lo}-${hi}`}`);
     if (config.host !== undefined) parts.push(`host=${escapeFlagValue(config.host)}`);
     if (config.expectBody !== undefined) parts.push(`body=${escapeFlagValue(config.expectBody)}`);
-  } else if (config.type === 'send-expect') {
+  } else if (config.type === 'send-expect' || config.type === 'udp') {
     if (config.send !== undefined) parts.push(`send=${escapeFlagValue(config.send)}`);
     if (config.sendHex !== undefined) parts.push(`send-hex=${config.sendHex}`);
     if (config.expect !== undefined) parts.push(`expect=${escapeFlagValue(config.expect)}`);
     if (config.expectHex !== undefined) parts.push(`expect-hex=${config.expectHex}`);
+    if (config.type === 'udp') parts.push(`match=${config.match}`);
   }
   return parts.join(',');
 }

@@ -21,6 +21,8 @@ export type {
   SendExpectHealthOptions,
   TcpHealthConfig,
   TcpHealthOptions,
+  UdpHealthConfig,
+  UdpHealthOptions,
 } from './check-config.js';
 export { maxResponseBytes, runCheck } from './checkers.js';
 export type { CheckResult, CheckTarget } from './checkers.js';

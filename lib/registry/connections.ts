@@ -22,6 +22,7 @@ export async function listConnections(engine: NativeEngine, registry: BackendReg
     const backend = f.backendKey !== undefined ? registry.byKey(f.backendKey) : undefined;
     return Object.freeze({
       id: f.id,
+      protocol: f.protocol,
       listener: slotNames.get(f.listener) ?? String(f.listener),
       worker: f.worker,
       state: f.state,
@@ -30,6 +31,7 @@ export async function listConnections(engine: NativeEngine, registry: BackendReg
       startedAt: new Date(f.startedAt),
       bytesToBackend: f.bytesToBackend,
       bytesToClient: f.bytesToClient,
+      ...(f.protocol === 'udp' ? { datagramsToBackend: f.datagramsToBackend ?? 0, datagramsToClient: f.datagramsToClient ?? 0 } : {}),
     });
   });
 }

@@ -35,7 +35,7 @@ export interface ReloadPlan {
 // The running config holds the ports listeners are bound to; port 0 in a new config means
 // "any port", which the running listener already has.
 const sameAddress = (running: ListenerConfig, next: ListenerConfig) =>
-  running.ip === next.ip && running.anyInterface === next.anyInterface && (running.port === next.port || next.port === 0);
+  running.ip === next.ip && running.anyInterface === next.anyInterface && running.protocol === next.protocol && (running.port === next.port || next.port === 0);
 const json = (v: unknown) => JSON.stringify(v);
 
 function diffBackends(before: readonly BackendConfig[], after: readonly BackendConfig[]): BackendChanges {

@@ -215,6 +215,11 @@ Napi::Value EngineWrap::connections(const Napi::CallbackInfo& info) {
         o.Set("startedAt", static_cast<double>(f.startWallMs));
         o.Set("bytesToBackend", static_cast<double>(f.bytesToBackend));
         o.Set("bytesToClient", static_cast<double>(f.bytesToClient));
+        o.Set("protocol", enumName(f.protocol));
+        if (f.protocol == Protocol::Udp) {
+          o.Set("datagramsToBackend", static_cast<double>(f.datagramsToBackend));
+          o.Set("datagramsToClient", static_cast<double>(f.datagramsToClient));
+        }
         out.Set(i, o);
       }
       deferred->Resolve(out);
@@ -261,6 +266,11 @@ void EngineWrap::deliverEvents(Napi::Env env) {
       o.Set("bytesToClient", static_cast<double>(e.bytesToClient));
       o.Set("startedAt", static_cast<double>(e.startWallMs));
       o.Set("durationMs", static_cast<double>(e.durationMs));
+      o.Set("protocol", enumName(e.protocol));
+      if (e.protocol == Protocol::Udp) {
+        o.Set("datagramsToBackend", static_cast<double>(e.datagramsToBackend));
+        o.Set("datagramsToClient", static_cast<double>(e.datagramsToClient));
+      }
     } else {
       o.Set("type", "listener-error");
       o.Set("listener", e.listener);

@@ -61,13 +61,18 @@ bool getAddress(Napi::Env env, Napi::Object obj, const std::string& where, Socke
 bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   if (!value.IsObject()) return throwType(env, "options must be an object");
   Napi::Object o = value.As<Napi::Object>();
-  double workers, connectTimeout, idleTimeout, retries, pipeSize, maxIdlePipes;
+  double workers, connectTimeout, idleTimeout, retries, pipeSize, maxIdlePipes, udpIdleTimeout, udpResponses,
+      udpMaxSessions, udpMaxDatagram;
   if (!getOption(env, o, EngineOption::workers, "options", workers) ||
       !getOption(env, o, EngineOption::connectTimeoutMs, "options", connectTimeout) ||
       !getOption(env, o, EngineOption::idleTimeoutMs, "options", idleTimeout) ||
       !getOption(env, o, EngineOption::retries, "options", retries) ||
       !getOption(env, o, EngineOption::pipeSize, "options", pipeSize) ||
-      !getOption(env, o, EngineOption::maxIdlePipes, "options", maxIdlePipes))
+      !getOption(env, o, EngineOption::maxIdlePipes, "options", maxIdlePipes) ||
+      !getOption(env, o, EngineOption::udpIdleTimeoutMs, "options", udpIdleTimeout) ||
+      !getOption(env, o, EngineOption::udpResponses, "options", udpResponses) ||
+      !getOption(env, o, EngineOption::udpMaxSessions, "options", udpMaxSessions) ||
+      !getOption(env, o, EngineOption::udpMaxDatagram, "options", udpMaxDatagram))
     return false;
   out.workers = static_cast<uint32_t>(workers);
   out.worker.connectTimeoutMs = static_cast<int64_t>(connectTimeout);
@@ -75,6 +80,10 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   out.worker.retries = static_cast<uint32_t>(retries);
   out.worker.pipeSize = static_cast<int>(pipeSize);
   out.worker.maxIdlePipes = static_cast<size_t>(maxIdlePipes);
+  out.worker.udpIdleTimeoutMs = static_cast<int64_t>(udpIdleTimeout);
+  out.worker.udpResponses = static_cast<uint32_t>(udpResponses);
+  out.worker.udpMaxSessions = static_cast<uint32_t>(udpMaxSessions);
+  out.worker.udpMaxDatagram = static_cast<uint32_t>(udpMaxDatagram);
 
   Napi::Value listeners = o.Get("listeners");
   if (!listeners.IsArray()) return throwType(env, "options.listeners must be an array");

@@ -2,6 +2,8 @@
 // Every counter the data plane keeps, declared once. Listeners and backends share the one list
 // (a few entries only ever move on one of the two); the binding exports the names and kinds so
 // the control plane derives its stats objects and metric names from this table and nowhere else.
+// (Which of listener and backend each counter applies to, and to which protocol, is said once in
+// lib/api/metrics.ts.)
 //
 // Counters are per worker and single-writer: the worker that owns a block is the only thread that
 // writes it, with relaxed load+store (no locked instruction on the hot path); any thread may read
@@ -32,7 +34,17 @@ namespace lb4 {
   X(accept_shed, "counter", "Connections accepted and closed at once because descriptors ran out")  \
   X(accept_errors, "counter", "accept() failures other than running out of descriptors")          \
   X(connect_no_descriptors, "counter",                                                             \
-    "Backend connects not attempted because lb4 had no descriptor or socket memory left")
+    "Backend connects not attempted because lb4 had no descriptor or socket memory left")          \
+  X(datagrams_to_backend, "counter", "UDP datagrams forwarded from clients to backends")           \
+  X(datagrams_to_client, "counter", "UDP datagrams forwarded from backends to clients")            \
+  X(sessions_active, "gauge", "UDP sessions open now")                                             \
+  X(sessions_total, "counter", "UDP sessions opened")                                              \
+  X(sessions_evicted, "counter", "UDP sessions closed to make room under the session cap")          \
+  X(sessions_expired, "counter", "UDP sessions closed by the UDP idle timeout")                     \
+  X(dropped_no_backend, "counter", "UDP datagrams dropped because no backend could take them")     \
+  X(dropped_truncated, "counter", "UDP datagrams dropped because they were larger than the buffer") \
+  X(dropped_send_error, "counter", "UDP datagrams dropped because the kernel would not send them")  \
+  X(dropped_cap, "counter", "UDP datagrams dropped because the session cap left no room")
 
 enum class Counter : uint32_t {
 #define LB4_COUNTER_ENUM(name, kind, help) name,

@@ -127,8 +127,9 @@ void Engine::removeListener(uint32_t slot, int64_t drainMs, std::function<void()
     if (done) done();
     return;
   }
-  // As in stop(): refuse new connections now; the workers close the sockets.
-  for (int fd : listenerFds_[slot]) ::shutdown(fd, SHUT_RD);
+  // As in stop(): refuse new connections now (TCP only, see there); the workers close the sockets.
+  if (config_.listeners[slot].protocol == Protocol::Tcp)
+    for (int fd : listenerFds_[slot]) ::shutdown(fd, SHUT_RD);
   listenerFds_[slot].clear();
   broadcast(command::RemoveListener{slot, drainMs}, completionForAll(std::move(done)));
 }
@@ -210,9 +211,15 @@ void Engine::stop(int64_t drainMs, std::function<void()> done) {
   // The kernel refuses new connections from this moment: shutdown() on a listening socket stops
   // it listening while the descriptor stays open, so the workers, which own the descriptors and
   // close them, never see one closed under them.
+  //
+  // Not for a UDP listener: shutdown() does not stop the kernel from queueing datagrams to an
+  // unconnected socket, and leaves it readable (EPOLLRDHUP) for good, which would spin its
+  // level-triggered worker. A UDP listener stops when its worker closes it, at once.
   if (!stopRequested_) {
-    for (auto& fds : listenerFds_)
-      for (int fd : fds) ::shutdown(fd, SHUT_RD);
+    for (size_t slot = 0; slot < listenerFds_.size(); ++slot) {
+      if (config_.listeners[slot].protocol != Protocol::Tcp) continue;
+      for (int fd : listenerFds_[slot]) ::shutdown(fd, SHUT_RD);
+    }
     listenerFds_.clear();
   }
   stopRequested_ = true;

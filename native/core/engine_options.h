@@ -18,6 +18,11 @@ namespace lb4 {
 //   pipeSize          splice pipe capacity in bytes; 0 keeps the kernel's (64 KiB)
 //   maxIdlePipes      spare pipes kept per worker
 //   backlog           a listening socket's accept queue
+//   udpIdleTimeoutMs  a UDP session with no datagram either way for this long is closed
+//   udpResponses      datagrams a backend answers each client datagram with; when they are back
+//                     the session ends (nginx's proxy_responses); 0: unlimited
+//   udpMaxSessions    UDP sessions per listener; past it the oldest session is evicted
+//   udpMaxDatagram    the largest UDP datagram forwarded (bytes); larger ones are dropped, counted
 #define LB4_ENGINE_OPTIONS(X)          \
   X(workers, 1, 255, 1)                \
   X(connectTimeoutMs, 1, 86400000, 5000) \
@@ -25,7 +30,11 @@ namespace lb4 {
   X(retries, 0, 7, 2)                  \
   X(pipeSize, 0, 1048576, 0)           \
   X(maxIdlePipes, 0, 65536, 256)       \
-  X(backlog, 1, 65535, 511)
+  X(backlog, 1, 65535, 511)            \
+  X(udpIdleTimeoutMs, 1, 86400000, 30000) \
+  X(udpResponses, 0, 1000000, 0)       \
+  X(udpMaxSessions, 1, 1000000, 16384)  \
+  X(udpMaxDatagram, 512, 65535, 65535)
 
 enum class EngineOption : uint32_t {
 #define LB4_OPTION_ENUM(name, min, max, def) name,
@@ -57,6 +66,10 @@ struct WorkerOptions {
   uint32_t retries = static_cast<uint32_t>(optionDefault(EngineOption::retries));
   int pipeSize = static_cast<int>(optionDefault(EngineOption::pipeSize));  // 0: the kernel's default
   size_t maxIdlePipes = static_cast<size_t>(optionDefault(EngineOption::maxIdlePipes));
+  int64_t udpIdleTimeoutMs = optionDefault(EngineOption::udpIdleTimeoutMs);
+  uint32_t udpResponses = static_cast<uint32_t>(optionDefault(EngineOption::udpResponses));
+  uint32_t udpMaxSessions = static_cast<uint32_t>(optionDefault(EngineOption::udpMaxSessions));
+  uint32_t udpMaxDatagram = static_cast<uint32_t>(optionDefault(EngineOption::udpMaxDatagram));
 };
 
 }  // namespace lb4

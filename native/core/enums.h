@@ -10,9 +10,11 @@
 
 namespace lb4 {
 
-// A listener's transport. Each protocol has its own handler on the worker (tcp/ today; UDP
-// sessions will live in udp/).
-#define LB4_PROTOCOLS(X) X(Tcp, "tcp")
+// A listener's transport. Each protocol has its own handler on the worker: tcp/TcpProxy for
+// flows, udp/UdpProxy for sessions.
+#define LB4_PROTOCOLS(X) \
+  X(Tcp, "tcp")          \
+  X(Udp, "udp")
 
 // How a listener picks a backend for a new flow: one module each in balance/.
 #define LB4_ALGORITHMS(X)          \
@@ -28,7 +30,7 @@ namespace lb4 {
   X(Draining, "draining")     \
   X(Maintenance, "maintenance")
 
-// Why a flow ended: counted, shown in snapshots and in the access log.
+// Why a flow or a UDP session ended: counted, shown in snapshots and in the access log.
 //   done           both directions finished with a FIN
 //   client-reset   the client reset (or failed) the connection
 //   backend-reset  the backend did
@@ -36,6 +38,10 @@ namespace lb4 {
 //   no-backend     no backend could be connected (after retries)
 //   drained        still open when a drain timeout ran out
 //   error          a local failure (e.g. descriptors ran out mid-flow)
+//   evicted        (UDP) the listener's session cap was reached and this was its oldest session
+//   responses      (UDP) every response the session's requests expected came back
+//   backend-gone   (UDP) its backend was removed, or went down or into maintenance
+//   refused        (UDP) the backend's host refused a datagram (ICMP port unreachable)
 #define LB4_CLOSE_REASONS(X)        \
   X(Done, "done")                   \
   X(ClientReset, "client-reset")    \
@@ -43,7 +49,11 @@ namespace lb4 {
   X(IdleTimeout, "idle-timeout")    \
   X(NoBackend, "no-backend")        \
   X(Drained, "drained")             \
-  X(Error, "error")
+  X(Error, "error")                 \
+  X(Evicted, "evicted")             \
+  X(Responses, "responses")         \
+  X(BackendGone, "backend-gone")    \
+  X(Refused, "refused")
 
 // Where a TCP flow is in its life.
 #define LB4_FLOW_STATES(X)          \

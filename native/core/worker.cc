@@ -25,7 +25,8 @@ Worker::Worker(uint32_t index, const WorkerOptions& options, std::vector<Listene
       options_(options),
       events_(events),
       listeners_(std::move(listeners)),
-      tcp_(index, options_, clock_, loop_, listeners_, events, flowLogEvery) {}
+      tcp_(index, options_, clock_, loop_, listeners_, events, flowLogEvery),
+      udp_(index, options_, clock_, loop_, listeners_, events, flowLogEvery) {}
 
 Worker::~Worker() {
   join();
@@ -67,6 +68,7 @@ void Worker::run() {
   clock_.update();
   nextTickMs_ = clock_.now() + kTickMs;
   nextIdleSweepMs_ = clock_.now() + idleSweepMs(options_.idleTimeoutMs);
+  nextUdpSweepMs_ = clock_.now() + udp_.sweepIntervalMs();
   for (;;) {
     int timeout = hasYielded() ? 0 : static_cast<int>(std::max<int64_t>(0, nextTickMs_ - clock_.now()));
     int n = loop_.wait(timeout);
@@ -85,10 +87,14 @@ void Worker::run() {
         case TagKind::TcpBackend:
           tcp_.onFlowEvent(index, tagKind(ev.data.u64) == TagKind::TcpBackend, ev.events);
           break;
+        case TagKind::UdpUpstream:
+          udp_.onUpstreamEvent(index, ev.events);
+          break;
       }
     }
     tcp_.runYielded();
     tcp_.releaseClosed();
+    udp_.releaseClosed();
     if (clock_.now() >= nextTickMs_) onTick();
     if (stopping_ && (tcp_.liveFlows() == 0 || clock_.now() >= drainDeadlineMs_)) break;
   }
@@ -98,6 +104,9 @@ void Worker::run() {
   tcp_.closeAll(CloseReason::Drained);
   tcp_.releaseClosed();
   tcp_.flushConnectTallies();
+  udp_.closeAll(CloseReason::Drained);
+  udp_.releaseClosed();
+  udp_.flushTallies();
   closeListeners();
   for (auto& c : stopCompletions_) c->arrive();
 }
@@ -125,11 +134,13 @@ void Worker::ensureSlot(uint32_t slot) {
 void Worker::apply(command::ApplyBackends& c) {
   if (c.slot >= listeners_.size()) return;  // a slot this worker never had: nothing routes to it
   listeners_[c.slot].adoptTable(std::move(c.table), index_);
+  if (listeners_[c.slot].protocol == Protocol::Udp) udp_.onTableChanged(c.slot);
 }
 
 void Worker::apply(command::Snapshot& c) {
   std::vector<FlowInfo> mine;
   tcp_.snapshot(c.request->filter, mine);
+  udp_.snapshot(c.request->filter, mine);
   std::lock_guard<std::mutex> lock(c.request->mutex);
   for (auto& info : mine) c.request->flows.push_back(std::move(info));
 }
@@ -140,6 +151,9 @@ void Worker::apply(command::Stop& c, std::shared_ptr<Completion>& completion) {
   // A second stop can only shorten the drain.
   drainDeadlineMs_ = stopping_ ? std::min(drainDeadlineMs_, deadline) : deadline;
   stopping_ = true;
+  // A UDP session's replies leave through the listener socket, which closes now: its sessions
+  // cannot be served any more, so they end at once instead of draining.
+  udp_.closeAll(CloseReason::Drained);
   closeListeners();
 }
 
@@ -161,12 +175,19 @@ void Worker::apply(command::RemoveListener& c) {
   ListenerSlot& l = listeners_[c.slot];
   l.socket.reset();
   l.paused = false;
+  // UDP sessions answer through the listener socket, just closed: they end now.
+  if (l.protocol == Protocol::Udp) {
+    FlowFilter filter;
+    filter.listener = c.slot;
+    udp_.closeSessions(filter, CloseReason::Drained);
+  }
   // Its flows run on until they end or the drain deadline; the tick closes what is left then.
   l.drainDeadlineMs = clock_.now() + std::max<int64_t>(0, c.drainMs);
 }
 
 void Worker::apply(command::CloseFlows& c) {
-  c.closed->fetch_add(tcp_.closeFlows(c.filter, CloseReason::Drained), std::memory_order_relaxed);
+  c.closed->fetch_add(tcp_.closeFlows(c.filter, CloseReason::Drained) + udp_.closeSessions(c.filter, CloseReason::Drained),
+                      std::memory_order_relaxed);
 }
 
 void Worker::closeListeners() {
@@ -180,6 +201,9 @@ void Worker::onListenerReadable(uint32_t slot) {
   switch (listeners_[slot].protocol) {
     case Protocol::Tcp:
       keepWatching = tcp_.acceptOn(slot);
+      break;
+    case Protocol::Udp:
+      udp_.readListener(slot);
       break;
   }
   if (!keepWatching) pauseListener(slot);
@@ -198,7 +222,12 @@ void Worker::onTick() {
     nextIdleSweepMs_ = now + idleSweepMs(options_.idleTimeoutMs);
     tcp_.expireIdle();
   }
+  if (now >= nextUdpSweepMs_) {
+    nextUdpSweepMs_ = now + udp_.sweepIntervalMs();
+    udp_.expireIdle();
+  }
   tcp_.flushConnectTallies();
+  udp_.flushTallies();
   for (uint32_t slot = 0; slot < listeners_.size(); ++slot) {
     ListenerSlot& l = listeners_[slot];
     if (l.drainDeadlineMs == 0 || now < l.drainDeadlineMs) continue;
@@ -206,6 +235,7 @@ void Worker::onTick() {
     FlowFilter filter;
     filter.listener = slot;
     tcp_.closeFlows(filter, CloseReason::Drained);
+    udp_.closeSessions(filter, CloseReason::Drained);
   }
   for (uint32_t slot = 0; slot < listeners_.size(); ++slot) {
     ListenerSlot& l = listeners_[slot];
@@ -214,6 +244,7 @@ void Worker::onTick() {
     if (loop_.watch(l.socket.get(), EPOLLIN, makeTag(TagKind::Listener, slot)).ok()) l.paused = false;
   }
   tcp_.releaseClosed();
+  udp_.releaseClosed();
 }
 
 }  // namespace lb4

@@ -1,6 +1,6 @@
 #pragma once
 // A data-plane worker: one thread, one epoll loop, its own reuseport listening sockets, and one
-// handler per protocol (tcp/ today, udp/ to come) that owns that protocol's flows or sessions.
+// handler per protocol (tcp/TcpProxy, udp/UdpProxy) that owns that protocol's flows or sessions.
 // The worker owns the loop, the clock, the timers, the listener slots and the command queue; it
 // dispatches each epoll event by its tag's kind, and the listener's protocol, to a handler.
 // Nothing here is shared with another worker except read-only backend tables and the counters
@@ -24,6 +24,7 @@
 #include "io/wake_queue.h"
 #include "listener_slot.h"
 #include "tcp/tcp_proxy.h"
+#include "udp/udp_proxy.h"
 #include "worker_command.h"
 
 namespace lb4 {
@@ -73,9 +74,11 @@ class Worker {
   WakeQueue<WorkerCommand> commands_;
   std::vector<ListenerSlot> listeners_;
   TcpProxy tcp_;
+  UdpProxy udp_;
 
   int64_t nextTickMs_ = 0;
   int64_t nextIdleSweepMs_ = 0;
+  int64_t nextUdpSweepMs_ = 0;
   bool stopping_ = false;
   int64_t drainDeadlineMs_ = 0;
   std::vector<std::shared_ptr<Completion>> stopCompletions_;

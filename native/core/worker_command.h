@@ -42,6 +42,9 @@ struct FlowInfo {
   int64_t startWallMs;
   uint64_t bytesToBackend;
   uint64_t bytesToClient;
+  Protocol protocol = Protocol::Tcp;
+  uint64_t datagramsToBackend = 0;  // UDP sessions only
+  uint64_t datagramsToClient = 0;
 };
 
 // Which flows a snapshot or a forced close concerns.

@@ -34,7 +34,7 @@ function counters(values: Partial<Record<CounterName, number>> = {}): Counters {
 type FakeBackend = { -readonly [K in keyof BackendInfo]: BackendInfo[K] } & { counters: Counters };
 
 function listenerConfig(name: string, port: number): ListenerConfig {
-  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, algorithm: name === 'api' ? 'leastconn' : 'roundrobin', backends: [], health: null };
+  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', backends: [], health: null };
 }
 
 /**
@@ -52,6 +52,10 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     pipeSize: 0,
     slowStartMs: 0,
     passiveFailures: 3,
+    udpIdleTimeoutMs: 30_000,
+    udpResponses: 0,
+    udpMaxSessions: 16384,
+    udpMaxDatagram: 65535,
     admin: null,
     accessLog: null,
   });
@@ -84,6 +88,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     for (let i = 0; i < flowCount; i++) {
       this.flows.push({
         id: i,
+        protocol: 'tcp',
         listener: i % 2 === 0 ? 'web' : 'api',
         worker: i % 4,
         state: 'established',

@@ -61,7 +61,10 @@ t.test('every table entry is consistent', async (t) => {
 });
 
 t.test('the public tunables are the table view they always were', async (t) => {
-  t.same(Object.keys(tunables), ['algorithm', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures']);
+  t.same(Object.keys(tunables), [
+    'algorithm', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
+    'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
+  ]);
   t.same(tunables.retries, { flag: '--retries <n>', description: 'connect attempts on other backends after a failed one', kind: 'integer', default: 2, min: 0, max: 7 });
   t.same(tunables.algorithm, { flag: '--algorithm <name>', description: 'how new flows pick a backend: roundrobin, leastconn, or maglev (consistent hashing of the client address)', kind: 'choice', default: 'roundrobin', choices: ['roundrobin', 'leastconn', 'maglev'] });
   t.type(tunables.workers.default, 'function', 'workers: computed on the host');
@@ -81,7 +84,7 @@ t.test('validation knows exactly the top-level options of the table', async (t) 
 
 t.test("a reload reports a change as needing a restart exactly when the table says so", async (t) => {
   const base = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'] });
-  t.same(restartOnlySettings, ['workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize']);
+  t.same(restartOnlySettings, ['workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
   t.same(liveSettings, ['drainTimeoutMs', 'slowStartMs', 'passiveFailures']);
   for (const key of [...restartOnlySettings, ...liveSettings]) {
     const changed = { ...base, [key]: (base as unknown as Record<string, number>)[key] + 1 } as BalancerConfig;

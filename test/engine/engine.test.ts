@@ -167,6 +167,7 @@ t.test('connections(): the engine snapshot with listener and backend names', asy
   const [a, b] = engine.tables[0].map((e) => e.key);
   const flow = (id: number, listener: number, backendKey?: number) => ({
     id,
+    protocol: 'tcp' as const,
     listener,
     worker: id % 2,
     state: backendKey === undefined ? ('connecting' as const) : ('established' as const),
@@ -179,8 +180,8 @@ t.test('connections(): the engine snapshot with listener and backend names', asy
   engine.flows = [flow(1, 0, a), flow(2, 0, b), flow(3, 1, engine.tables[1][0].key), flow(4, 0)];
 
   const all = await lb.connections();
-  t.same(all[1], { id: 2, listener: 'web', worker: 0, state: 'established', client: '198.51.100.1:5002', backend: 'b', backendAddress: B, startedAt: new Date(1_700_000_000_002), bytesToBackend: 2, bytesToClient: 4 });
-  t.same(all[3], { id: 4, listener: 'web', worker: 0, state: 'connecting', client: '198.51.100.1:5004', startedAt: new Date(1_700_000_000_004), bytesToBackend: 4, bytesToClient: 8 }, 'no backend yet');
+  t.same(all[1], { id: 2, protocol: 'tcp', listener: 'web', worker: 0, state: 'established', client: '198.51.100.1:5002', backend: 'b', backendAddress: B, startedAt: new Date(1_700_000_000_002), bytesToBackend: 2, bytesToClient: 4 });
+  t.same(all[3], { id: 4, protocol: 'tcp', listener: 'web', worker: 0, state: 'connecting', client: '198.51.100.1:5004', startedAt: new Date(1_700_000_000_004), bytesToBackend: 4, bytesToClient: 8 }, 'no backend yet');
   t.same(engine.callsOf('connections').at(-1)?.filter, { listener: undefined, backendKey: undefined, limit: 1000 }, 'at most 1000 by default');
 
   t.same((await lb.connections({ listener: 'api' })).map((c) => c.id), [3]);
@@ -195,7 +196,7 @@ t.test('connections(): the engine snapshot with listener and backend names', asy
 // --- events ----------------------------------------------------------------------------------
 
 function flowClosed(over: Partial<Extract<NativeEvent, { type: 'flow-closed' }>> = {}): NativeEvent {
-  return { type: 'flow-closed', worker: 1, listener: 0, id: 42, client: '198.51.100.1:5000', reason: 'done', bytesToBackend: 10, bytesToClient: 20, startedAt: 1_700_000_000_000, durationMs: 15, ...over };
+  return { type: 'flow-closed', worker: 1, listener: 0, protocol: 'tcp', id: 42, client: '198.51.100.1:5000', reason: 'done', bytesToBackend: 10, bytesToClient: 20, startedAt: 1_700_000_000_000, durationMs: 15, ...over };
 }
 
 t.test("flow-closed: a 'flow' event and an access log line, sampled as configured", async (t) => {
@@ -206,7 +207,7 @@ t.test("flow-closed: a 'flow' event and an access log line, sampled as configure
   lb.on('flow', (f) => flows.push(f));
 
   engine.emit(flowClosed({ backendKey: a }), flowClosed({ id: 43, reason: 'no-backend', bytesToBackend: 0, bytesToClient: 0 }), flowClosed({ id: 44, backendKey: 999, reason: 'backend-reset' }));
-  t.same(flows[0], { id: 42, listener: '127.0.0.1:0', client: '198.51.100.1:5000', backend: A, bytesToBackend: 10, bytesToClient: 20, startedAt: new Date(1_700_000_000_000), durationMs: 15, reason: 'done' });
+  t.same(flows[0], { id: 42, protocol: 'tcp', listener: '127.0.0.1:0', client: '198.51.100.1:5000', backend: A, bytesToBackend: 10, bytesToClient: 20, startedAt: new Date(1_700_000_000_000), durationMs: 15, reason: 'done' });
   t.ok(Object.isFrozen(flows[0]));
   t.match(flows.slice(1), [{ id: 43, backend: null, reason: 'no-backend' }, { id: 44, backend: '#999', reason: 'backend-reset' }], 'no backend, and a key nobody knows');
   const lines = logged('flow closed');

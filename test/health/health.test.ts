@@ -91,8 +91,13 @@ t.test('config: every error names its field', async (t) => {
     [{ type: 'tcp', rise: 0 }, 'listeners[0].health.rise', /^listeners\[0\]\.health\.rise: must be a whole number from 1 to 100, got 0$/],
     [{ type: 'tcp', fall: 1.5 }, 'listeners[0].health.fall', /must be a whole number from 1 to 100, got 1\.5/],
     [{ type: 'tcp', fall: 101 }, 'listeners[0].health.fall', /from 1 to 100, got 101/],
-    [{}, 'listeners[0].health.type', /must be one of tcp, http, send-expect, got undefined/],
-    [{ type: 'udp' }, 'listeners[0].health.type', /got "udp"/],
+    [{}, 'listeners[0].health.type', /must be one of tcp, http, send-expect, udp, got undefined/],
+    [{ type: 'sctp' }, 'listeners[0].health.type', /got "sctp"/],
+    [{ type: 'udp' }, 'listeners[0].health.send', /is required: the datagram to send/],
+    [{ type: 'udp', send: 'a', sendHex: '00' }, 'listeners[0].health.sendHex', /not both/],
+    [{ type: 'udp', send: 'a', expect: '' }, 'listeners[0].health.expect', /leave it out to accept any reply/],
+    [{ type: 'udp', send: 'a', match: 'suffix' }, 'listeners[0].health.match', /must be prefix or substring, got "suffix"/],
+    [{ type: 'tcp', match: 'prefix' }, 'listeners[0].health.match', /only applies to udp checks, not tcp/],
     [{ type: 'tcp', path: '/x' }, 'listeners[0].health.path', /only applies to http checks, not tcp/],
     [{ type: 'http', expect: 'x' }, 'listeners[0].health.expect', /only applies to send-expect checks, not http/],
     [{ type: 'http', colour: 'red' }, 'listeners[0].health.colour', /unknown option \(known for http: type, interval, .*expectBody\)/],
@@ -149,7 +154,7 @@ t.test('config: the CLI shorthand', async (t) => {
 
   const errors: Array<[string, RegExp, string?]> = [
     ['', /must be a check such as tcp/],
-    ['ftp', /unknown check type "ftp" in "ftp" \(known: tcp, http, send-expect\)/],
+    ['ftp', /unknown check type "ftp" in "ftp" \(known: tcp, http, send-expect, udp\)/],
     ['tcp:/x', /"tcp:\.\.\." takes no argument/],
     ['http:GET', /"GET" is not a path|must start with \//, '--health-check.path'],
     ['http:/x,colour=red', /unknown parameter "colour" in "http:\/x,colour=red" \(known: interval, .*\)/],
@@ -168,6 +173,8 @@ t.test('config: the CLI shorthand', async (t) => {
     validateHealthConfig({ type: 'http', method: 'OPTIONS', path: '/s?a=1', host: 'h.test', expectStatus: 204, expectBody: 'a,b=c\\d' }, 'h'),
     validateHealthConfig({ type: 'send-expect', send: 'PING\r\n\ttab\u00e9', expect: '+PONG', address: '::1' }, 'h'),
     validateHealthConfig({ type: 'send-expect', sendHex: '00ff', expectHex: 'cafe' }, 'h'),
+    validateHealthConfig({ type: 'udp', send: 'ping\r\n', expect: 'pong', match: 'prefix' }, 'h'),
+    validateHealthConfig({ type: 'udp', sendHex: '0001' }, 'h'),
   ];
   for (const c of configs) {
     const text = formatHealthFlag(c);

@@ -299,9 +299,15 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
     { name: 'missing backends', file: writeConfig('empty.yaml', listener('    algorithm: roundrobin')), names: ['listeners[0].backends', 'at least one backend'] },
     { name: 'no such file', file: join(dir, 'nothing-here.yaml'), names: ['no such file'] },
     { name: 'unresolvable host', file: writeConfig('host.yaml', listener('    backends: [nosuchhost.invalid:80]')), names: ['listeners[0].backends[0].address', 'nosuchhost.invalid'] },
+    { name: 'unknown protocol', file: writeConfig('proto.yaml', ['listen: 127.0.0.1:53/sctp', 'backends: [127.0.0.1:9001]', ''].join('\n')), names: ['listen', '/sctp'] },
+    { name: 'two protocols', file: writeConfig('proto2.yaml', ['listeners:', '  - listen: 127.0.0.1:53/udp', '    protocol: tcp', '    backends: [127.0.0.1:9001]', ''].join('\n')), names: ['listeners[0].protocol', 'udp'] },
+    { name: 'bad UDP setting', file: writeConfig('udpopt.yaml', ['listen: 127.0.0.1:53/udp', 'udpMaxDatagram: 100', 'backends: [127.0.0.1:9001]', ''].join('\n')), names: ['udpMaxDatagram', '512'] },
   ];
+  // A UDP listener beside a TCP one: the UDP settings are listed too.
+  const udp = writeConfig('udp.yaml', ['listen: [":5353/udp", "127.0.0.1:0"]', 'udpResponses: 1', 'backends: [127.0.0.1:9001]', ''].join('\n'));
   // The runs are independent: start them together, check them in order.
   const runs = [good, ...bad.map((c) => c.file)].map((file) => runCli(['check-config', file]));
+  const udpRun = runCli(['check-config', udp]);
 
   const ok = await runs[0];
   t.equal(ok.exit.code, 0, `ok file: exit 0 ${ok.stderr}`);
@@ -313,6 +319,11 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   // The settings lines come from the option table: every setting, by its config file name.
   t.match(ok.stdout, /settings a reload applies: drainTimeout 10s, slowStart 0ms, passiveFailures 3\n/);
   t.match(ok.stdout, /settings a restart applies: workers \d+, connectTimeout 5s, idleTimeout 5m, retries 2, pipeSize 0\n/);
+  const udpOk = await udpRun;
+  t.equal(udpOk.exit.code, 0, `UDP file: exit 0 ${udpOk.stderr}`);
+  t.match(udpOk.stdout, `${udp}: ok: 2 listener(s) (1 UDP), 2 backend(s)`);
+  t.match(udpOk.stdout, /:5353\/udp on :5353\/udp: roundrobin, 127\.0\.0\.1:9001/);
+  t.match(udpOk.stdout, /pipeSize 0, udpIdleTimeout 30s, udpResponses 1, udpMaxSessions 16384, udpMaxDatagram 65535\n/);
 
   for (const [i, c] of bad.entries()) {
     await t.test(c.name, async (t) => {

@@ -30,14 +30,15 @@ std::string joined() {
 
 TEST(enums, names_in_boundary_order) {
   // These lists cross to JavaScript by position (PLAN.md's boundary): a value is only appended.
-  CHECK_EQ(joined<Protocol>(), "tcp");
+  CHECK_EQ(joined<Protocol>(), "tcp,udp");
   CHECK_EQ(joined<Algorithm>(), "roundrobin,leastconn,maglev");
   CHECK_EQ(joined<BackendState>(), "up,down,draining,maintenance");
-  CHECK_EQ(joined<CloseReason>(), "done,client-reset,backend-reset,idle-timeout,no-backend,drained,error");
+  CHECK_EQ(joined<CloseReason>(),
+           "done,client-reset,backend-reset,idle-timeout,no-backend,drained,error,evicted,responses,backend-gone,refused");
   CHECK_EQ(joined<FlowState>(), "connecting,established,closed");
   CHECK_EQ(static_cast<int>(Algorithm::LeastConn), 1);
   CHECK_EQ(static_cast<int>(CloseReason::Error), 6);
-  CHECK_EQ(std::string(lb4::enumName(static_cast<CloseReason>(7))), "?");
+  CHECK_EQ(std::string(lb4::enumName(static_cast<CloseReason>(11))), "?");
 }
 
 TEST(enums, numbers_outside_the_list_are_refused) {
@@ -51,7 +52,9 @@ TEST(enums, numbers_outside_the_list_are_refused) {
   CHECK(s == BackendState::Maintenance);
   CHECK(!lb4::enumFromNumber(4, s));
   Protocol p = Protocol::Tcp;
-  CHECK(!lb4::enumFromNumber(1, p));
+  CHECK(lb4::enumFromNumber(1, p));
+  CHECK(p == Protocol::Udp);
+  CHECK(!lb4::enumFromNumber(2, p));
 }
 
 TEST(engine_options, one_table_of_ranges_and_defaults) {

@@ -57,7 +57,7 @@ function keyOf(engine: FakeEngine, address: string): number {
 
 /** A flow the engine holds open on a backend. */
 function flow(id: number, listener: number, backendKey: number): NativeFlow {
-  return { id, listener, worker: 0, state: 'established', client: `198.51.100.1:${40000 + id}`, backendKey, backend: 'x', startedAt: 1_700_000_000_000, bytesToBackend: 0, bytesToClient: 0 };
+  return { id, protocol: 'tcp', listener, worker: 0, state: 'established', client: `198.51.100.1:${40000 + id}`, backendKey, backend: 'x', startedAt: 1_700_000_000_000, bytesToBackend: 0, bytesToClient: 0 };
 }
 
 /** The weights the engine was sent for `key`, call by call. */

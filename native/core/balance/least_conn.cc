@@ -8,8 +8,8 @@ const BackendEntry* LeastConnPicker::choose(uint64_t, const TriedBackends& tried
   // Load is active flows over weight, compared by cross-multiplying to stay in integers. Active
   // counts are summed over every worker's counters: a relaxed read of a few cache lines.
   auto lighter = [](const BackendEntry& a, const BackendEntry& b) {
-    int64_t la = a.counters->sum(Counter::flows_active);
-    int64_t lb = b.counters->sum(Counter::flows_active);
+    int64_t la = a.counters->sum(Counter::flows_active) + a.counters->sum(Counter::sessions_active);
+    int64_t lb = b.counters->sum(Counter::flows_active) + b.counters->sum(Counter::sessions_active);
     return la * static_cast<int64_t>(b.weight) < lb * static_cast<int64_t>(a.weight);
   };
   auto eligible = [&](const BackendEntry& b) { return b.takesNewFlows() && !(avoidTried && tried.contains(b.key)); };

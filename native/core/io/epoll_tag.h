@@ -12,6 +12,7 @@ enum class TagKind : uint8_t {
   Listener = 1,    // a listening socket; index: the listener slot
   TcpClient = 2,   // a TCP flow's client socket; index: the flow's slot in the flow table
   TcpBackend = 3,  // a TCP flow's backend socket; index: the flow's slot
+  UdpUpstream = 4, // a UDP session's connected socket to its backend; index: the session's slot
 };
 
 constexpr int kTagKindBits = 8;

@@ -21,7 +21,7 @@ enum class EventType : uint8_t {
   BackendConnects = 0,
   // accept() failed on a listener with an error other than running out of descriptors.
   ListenerError = 1,
-  // A flow ended (only when the flow log is on, and only one flow in N): the access log.
+  // A flow or UDP session ended (only when the flow log is on, and only one in N): the access log.
   FlowClosed = 2,
 };
 
@@ -37,7 +37,10 @@ struct Event {
   uint32_t trailingFailures = 0;  // BackendConnects: failures since the last success
   int error = 0;  // errno for ListenerError
   // FlowClosed:
+  Protocol protocol = Protocol::Tcp;
   uint64_t flowId = 0;
+  uint64_t datagramsToBackend = 0;  // UDP sessions only
+  uint64_t datagramsToClient = 0;
   bool hasBackend = false;
   CloseReason reason = CloseReason::Done;
   SocketAddress client;

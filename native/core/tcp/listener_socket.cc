@@ -20,8 +20,12 @@ bool openOne(const ListenerConfig& config, const SocketAddress& address, bool re
   UniqueFd fd(socket(address.family(), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return fail(err, "socket");
   int one = 1;
-  // SO_REUSEADDR lets lb4 restart while old flows sit in TIME_WAIT on the port.
-  if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) return fail(err, "setsockopt");
+  // SO_REUSEADDR lets lb4 restart while old flows sit in TIME_WAIT on the port. Never on a
+  // datagram socket: there it means "share this port with any other SO_REUSEADDR socket", so the
+  // probe below would bind beside another program's UDP socket instead of failing, and the two
+  // would split the datagrams. UDP has no TIME_WAIT to wait out.
+  if (type == SOCK_STREAM && setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+    return fail(err, "setsockopt");
   if (reusePort && setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
     return fail(err, "setsockopt");
   if (address.family() == AF_INET6) {
@@ -33,6 +37,20 @@ bool openOne(const ListenerConfig& config, const SocketAddress& address, bool re
   // setsockopt() to say so.
   if (type == SOCK_STREAM && setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
     return fail(err, "setsockopt");
+  // A datagram socket bound to every address cannot tell which local address a client sent to,
+  // and without it a reply leaves from whatever address the route prefers: a client on a second
+  // address (or a resolver that matches replies by address) drops it. IP_PKTINFO makes every
+  // recvmsg() carry the datagram's destination address, which the reply then names as its
+  // source. On an IPv6 socket IPV6_RECVPKTINFO does it for IPv6 datagrams, and IP_PKTINFO (which
+  // Linux accepts on IPv6 sockets too) for IPv4 ones reaching a dual-stack socket.
+  if (type == SOCK_DGRAM && isWildcard(address)) {
+    if (address.family() == AF_INET6 &&
+        setsockopt(fd.get(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) != 0)
+      return fail(err, "setsockopt");
+    if ((address.family() == AF_INET || config.dualStack) &&
+        setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) != 0)
+      return fail(err, "setsockopt");
+  }
   if (bind(fd.get(), address.get(), address.length()) != 0) return fail(err, "bind");
   out = std::move(fd);
   return true;
@@ -40,10 +58,21 @@ bool openOne(const ListenerConfig& config, const SocketAddress& address, bool re
 
 }  // namespace
 
+bool isWildcard(const SocketAddress& address) {
+  uint8_t ip[16];
+  size_t n = address.ipBytes(ip);
+  if (n == 0) return false;
+  for (size_t i = 0; i < n; ++i)
+    if (ip[i] != 0) return false;
+  return true;
+}
+
 int listenerSocketType(Protocol protocol) {
   switch (protocol) {
     case Protocol::Tcp:
       return SOCK_STREAM;
+    case Protocol::Udp:
+      return SOCK_DGRAM;
   }
   return SOCK_STREAM;  // not reached: every protocol is above (the compiler checks)
 }

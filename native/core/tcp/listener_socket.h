@@ -16,9 +16,13 @@ struct SocketError {
   const char* syscall = "";
 };
 
-// The socket type a listener of `protocol` opens: SOCK_STREAM for TCP. A datagram protocol
-// would open SOCK_DGRAM sockets in the same reuseport group and skip listen().
+// The socket type a listener of `protocol` opens: SOCK_STREAM for TCP, SOCK_DGRAM for UDP (in
+// the same kind of reuseport group, without listen(): the kernel spreads clients' 4-tuples
+// across the workers' sockets as it spreads connections).
 int listenerSocketType(Protocol protocol);
+
+// 0.0.0.0 or ::, where a datagram listener needs IP_PKTINFO to learn its local address.
+bool isWildcard(const SocketAddress& address);
 
 // Opens `count` reuseport sockets of the listener's protocol bound to `config.address`, and
 // listening. A port of 0 is chosen by the kernel for the first socket and reused for the rest;

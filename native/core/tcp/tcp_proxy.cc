@@ -406,43 +406,9 @@ void TcpProxy::snapshot(const FlowFilter& filter, std::vector<FlowInfo>& out) {
   });
 }
 
-void TcpProxy::tallyConnect(uint32_t backendKey, bool ok, bool timeout) {
-  auto it = std::find_if(tallies_.begin(), tallies_.end(), [&](const ConnectTally& t) { return t.backendKey == backendKey; });
-  if (it == tallies_.end()) it = tallies_.insert(tallies_.end(), ConnectTally{backendKey, 0, 0, 0, 0});
-  if (ok) {
-    it->successes++;
-    it->trailingFailures = 0;
-  } else {
-    it->failures++;
-    it->trailingFailures++;
-    if (timeout) it->timeouts++;
-  }
-}
+void TcpProxy::tallyConnect(uint32_t backendKey, bool ok, bool timeout) { tallies_.add(backendKey, ok, timeout); }
 
-void TcpProxy::flushConnectTallies() {
-  // Connect outcomes go up once per tick per backend, when something failed, or when a backend
-  // that was failing succeeds again (so the control plane can count consecutive failures). A
-  // healthy backend's successes alone are not news.
-  for (const ConnectTally& t : tallies_) {
-    auto failing = std::find(failingKeys_.begin(), failingKeys_.end(), t.backendKey);
-    bool wasFailing = failing != failingKeys_.end();
-    if (t.failures == 0 && !wasFailing) continue;
-    if (t.trailingFailures == 0 && wasFailing) {
-      failingKeys_.erase(failing);
-    } else if (t.trailingFailures > 0 && !wasFailing) {
-      failingKeys_.push_back(t.backendKey);
-    }
-    Event e{EventType::BackendConnects};
-    e.worker = index_;
-    e.backendKey = t.backendKey;
-    e.count = t.failures;
-    e.timeouts = t.timeouts;
-    e.successes = t.successes;
-    e.trailingFailures = t.trailingFailures;
-    events_.push(e);
-  }
-  tallies_.clear();
-}
+void TcpProxy::flushConnectTallies() { tallies_.flush(events_, index_); }
 
 void TcpProxy::logClosedFlow(const Flow& f) {
   uint32_t every = flowLogEvery_.load(std::memory_order_relaxed);
@@ -457,6 +423,7 @@ void TcpProxy::logClosedFlow(const Flow& f) {
   e.client = f.clientAddress;
   e.bytesToBackend = f.up.bytes;
   e.bytesToClient = f.down.bytes;
+  e.protocol = Protocol::Tcp;
   e.startWallMs = f.startMs + (wallClockMs() - monotonicMs());
   e.durationMs = now() - f.startMs;
   events_.push(e);

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "connect_tally.h"
 #include "io/clock.h"
 #include "io/epoll_loop.h"
 #include "io/event_queue.h"
@@ -96,13 +97,7 @@ class TcpProxy {
   Flow* connectTail_ = nullptr;
   std::vector<uint32_t> yielded_;
 
-  struct ConnectTally {
-    uint32_t backendKey, failures, timeouts, successes;
-    uint32_t trailingFailures;  // failures since the last success in this tally
-  };
-  std::vector<ConnectTally> tallies_;
-  // Backends whose last report from this worker had failures: their next successes are news.
-  std::vector<uint32_t> failingKeys_;
+  ConnectTallies tallies_;
 };
 
 }  // namespace lb4

@@ -1,0 +1,96 @@
+#pragma once
+// A worker's UDP sessions (UdpProxy's table), shaped like tcp/FlowTable: slots are reused, and a
+// session retired during an epoll pass keeps its slot until releaseClosed() between two passes,
+// so an event already returned for its upstream socket finds a closed session, never a new one
+// in the same slot. Unlike a flow, a retired session leaves the key index, its listener's list
+// and its backend's list at once: the client's next datagram in the same pass opens a new
+// session.
+//
+// Three indexes over the live sessions:
+//   - by key (listener, client address and port, local address): the lookup for every datagram
+//     a listener reads;
+//   - per listener, a list from least to most recently active: the idle sweep walks it from the
+//     head and stops at the first session still in use, and the session cap evicts the head;
+//   - per backend key, a list (Envoy's udp_proxy keeps the same second index): closing the
+//     sessions of a removed or down backend touches only those.
+//
+// Contract: open() gives an Active session, linked everywhere, with its id and slot; the caller
+// sets the backend (then linkBackend) and the descriptor; touch() after every datagram either
+// way; retire() unlinks and marks it Closed (the caller has counted it), and the upstream
+// descriptor closes at releaseClosed(). Single-threaded: owned by one worker.
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "udp/session.h"
+
+namespace lb4 {
+
+class SessionTable {
+ public:
+  explicit SessionTable(uint32_t workerIndex) : workerIndex_(workerIndex) {}
+  SessionTable(const SessionTable&) = delete;
+  SessionTable& operator=(const SessionTable&) = delete;
+
+  UdpSession* find(const SessionKey& key);
+  // A new Active session for `key` (which must not have one), most recently active of its
+  // listener at `nowMs`.
+  UdpSession& open(const SessionKey& key, int64_t nowMs);
+  // Adds the session to its backend's list (backendKey set, backendCounters non-null).
+  void linkBackend(UdpSession& s);
+  // A datagram moved: the session becomes its listener's most recently active.
+  void touch(UdpSession& s, int64_t nowMs);
+  void retire(UdpSession& s);
+  // Between two epoll passes: retired sessions' descriptors close and their slots become free.
+  void releaseClosed();
+
+  UdpSession* at(uint32_t slot) { return slot < slots_.size() ? slots_[slot].get() : nullptr; }
+  size_t live() const { return live_; }
+  size_t liveOn(uint32_t listener) const { return listener < lists_.size() ? lists_[listener].count : 0; }
+  // The listener's least recently active session; null if it has none.
+  UdpSession* oldest(uint32_t listener) { return listener < lists_.size() ? lists_[listener].head : nullptr; }
+
+  // fn(UdpSession&) for each live session; fn may retire the one it is given.
+  template <typename Fn>
+  void forEach(Fn&& fn) {
+    for (auto& s : slots_)
+      if (s->state == SessionState::Active) fn(*s);
+  }
+  // fn(UdpSession&) for each live session of backend `key`; fn may retire the one it is given.
+  template <typename Fn>
+  void forEachOfBackend(uint32_t key, Fn&& fn) {
+    auto it = byBackend_.find(key);
+    if (it == byBackend_.end()) return;
+    for (UdpSession* s = it->second; s;) {
+      UdpSession* next = s->backendNext;
+      fn(*s);
+      s = next;
+    }
+  }
+  // The backend keys that have sessions now.
+  std::vector<uint32_t> backendKeys() const;
+
+ private:
+  struct ListenerList {
+    UdpSession* head = nullptr;
+    UdpSession* tail = nullptr;
+    size_t count = 0;
+  };
+  void unlinkLru(UdpSession& s);
+  void appendLru(UdpSession& s);
+  void unlinkBackend(UdpSession& s);
+
+  uint32_t workerIndex_;
+  uint64_t nextSerial_ = 1;
+  size_t live_ = 0;
+  std::vector<std::unique_ptr<UdpSession>> slots_;
+  std::vector<uint32_t> free_;
+  std::vector<uint32_t> retired_;
+  std::unordered_map<SessionKey, uint32_t, SessionKeyHash> byKey_;
+  std::vector<ListenerList> lists_;
+  std::unordered_map<uint32_t, UdpSession*> byBackend_;  // head of each backend's list
+};
+
+}  // namespace lb4

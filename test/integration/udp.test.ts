@@ -1,0 +1,429 @@
+// UDP sessions through the real data plane: request/response from many client ports, a
+// DNS-shaped exchange, the largest datagrams, truncation, idle expiry, responses per request,
+// the session cap, a refusing backend, wildcard listeners answering from the right address,
+// IPv6, TCP and UDP on one port, and no descriptor left behind.
+
+import { readdirSync } from 'node:fs';
+import t, { type Test } from 'tap';
+import { startBalancer, type Balancer } from '../../lib/index.js';
+import { UdpClient, namedEcho, udpBackend } from '../helpers/datagrams.js';
+import { until } from '../helpers/sockets.js';
+
+function closeAtEnd(t: Test, lb: Balancer): void {
+  t.teardown(() => lb.close({ drainTimeout: 0 }));
+}
+
+t.test('request/response from many client ports, each answer to its own client', async (t) => {
+  const a = await udpBackend(namedEcho('a'));
+  const b = await udpBackend(namedEcho('b'));
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  const lb = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [a.address, b.address], workers: 2 });
+  closeAtEnd(t, lb);
+  const port = lb.address().port;
+  const clients = await Promise.all(Array.from({ length: 40 }, () => UdpClient.open()));
+  t.teardown(() => Promise.all(clients.map((c) => c.close())));
+  const answers = await Promise.all(
+    clients.map(async (c, i) => {
+      const out: string[] = [];
+      for (let j = 0; j < 3; j++) out.push((await c.ask(`client ${i} request ${j}`, port)).toString());
+      return out;
+    }),
+  );
+  const backendsSeen = new Set<string>();
+  for (const [i, out] of answers.entries()) {
+    for (const [j, text] of out.entries()) t.match(text, new RegExp(`^[ab]:client ${i} request ${j}$`), `client ${i} got its own answer ${j}`);
+    t.equal(new Set(out.map((s) => s[0])).size, 1, `client ${i} kept its backend`);
+    backendsSeen.add(out[0][0]);
+  }
+  t.same([...backendsSeen].sort(), ['a', 'b'], 'clients spread over both backends');
+  const c = lb.stats().listeners[0].counters;
+  t.equal(c.datagrams_to_backend, 120, 'datagrams to backends counted');
+  t.equal(c.datagrams_to_client, 120, 'datagrams to clients counted');
+  t.equal(c.sessions_total, 40, 'one session per client port');
+  t.equal(c.sessions_active, 40);
+  const sessions = await lb.connections();
+  t.equal(sessions.length, 40, 'sessions are listed with the flows');
+  t.match(sessions[0], { protocol: 'udp', state: 'established', datagramsToBackend: 3, datagramsToClient: 3 });
+});
+
+// A DNS query for `name` (type A, class IN) with id `id`, as a resolver sends it.
+function dnsQuery(id: number, name: string): Buffer {
+  const labels = name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
+  const header = Buffer.alloc(12);
+  header.writeUInt16BE(id, 0);
+  header.writeUInt16BE(0x0100, 2); // recursion desired
+  header.writeUInt16BE(1, 4); // one question
+  return Buffer.concat([header, ...labels, Buffer.from([0, 0, 1, 0, 1])]);
+}
+
+// The answer a DNS server gives: the query with QR set, one A record pointing back at the name.
+function dnsAnswer(query: Buffer, ip: number[]): Buffer {
+  const out = Buffer.concat([query, Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, ...ip])]);
+  out.writeUInt16BE(0x8180, 2);
+  out.writeUInt16BE(1, 6); // one answer
+  return out;
+}
+
+t.test('a DNS-shaped exchange: with --udp-responses 1 each answer frees its session', async (t) => {
+  const dns = await udpBackend((q) => dnsAnswer(q, [192, 0, 2, 7]));
+  t.teardown(() => dns.close());
+  const lb = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [dns.address], workers: 2, udpResponses: 1 });
+  closeAtEnd(t, lb);
+  const client = await UdpClient.open();
+  t.teardown(() => client.close());
+  for (let id = 1; id <= 20; id++) {
+    const query = dnsQuery(id, `host${id}.example.com`);
+    const answer = await client.ask(query, lb.address().port);
+    t.equal(answer.readUInt16BE(0), id, `answer ${id} carries the query's id`);
+    t.equal(answer.readUInt16BE(2), 0x8180, 'a response');
+    t.same([...answer.subarray(-4)], [192, 0, 2, 7], 'with the address');
+  }
+  // Each query opened a session and its answer closed it: one client port, 20 sessions.
+  await until(() => lb.stats().listeners[0].counters.sessions_active === 0, 5000, 'every session to end');
+  const c = lb.stats().listeners[0].counters;
+  t.equal(c.sessions_total, 20, 'a session per query');
+  t.equal(c.sessions_expired, 0, 'none waited for the idle timeout');
+  t.same(await lb.connections(), [], 'no session left');
+});
+
+t.test('responses per request: a session ends once every expected reply is back', async (t) => {
+  // Three replies per request, and a request for which the backend sends only two.
+  const backend = await udpBackend((msg) => (String(msg) === 'short' ? [Buffer.from('1'), Buffer.from('2')] : [Buffer.from('1'), Buffer.from('2'), Buffer.from('3')]));
+  t.teardown(() => backend.close());
+  const lb = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [backend.address], workers: 1, udpResponses: 3 });
+  closeAtEnd(t, lb);
+  const client = await UdpClient.open();
+  t.teardown(() => client.close());
+  await client.send('full', lb.address().port);
+  for (const want of ['1', '2', '3']) t.equal(String((await client.next()).msg), want);
+  await until(() => lb.stats().listeners[0].counters.sessions_active === 0, 5000, 'the session to end after three replies');
+  await client.send('short', lb.address().port);
+  for (const want of ['1', '2']) t.equal(String((await client.next()).msg), want);
+  const sessions = await lb.connections();
+  t.equal(sessions.length, 1, 'a session still waiting for its third reply stays');
+  t.match(sessions[0], { protocol: 'udp', datagramsToBackend: 1, datagramsToClient: 2 });
+});
+
+t.test('65,507-byte datagrams pass intact both ways; larger than the buffer is dropped and counted', async (t) => {
+  const { createHash, randomBytes } = await import('node:crypto');
+  const digest = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  // The backend answers with its own largest datagram: the hash of what it got, padded.
+  const backend = await udpBackend((msg) => {
+    if (String(msg.subarray(0, 4)) === 'big?') return Buffer.alloc(2000, 'x');
+    const out = randomBytes(65_507);
+    out.write(digest(msg), 0, 'latin1');
+    return out;
+  });
+  t.teardown(() => backend.close());
+  const lb = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [backend.address], workers: 1 });
+  closeAtEnd(t, lb);
+  const client = await UdpClient.open();
+  t.teardown(() => client.close());
+  for (let i = 0; i < 4; i++) {
+    const payload = randomBytes(65_507);
+    const answer = await client.ask(payload, lb.address().port);
+    t.equal(answer.length, 65_507, 'the answer is whole');
+    t.equal(answer.subarray(0, 64).toString('latin1'), digest(payload), 'the backend got the datagram intact');
+  }
+  t.equal(lb.stats().listeners[0].counters.bytes_to_backend, 4 * 65_507);
+
+  // With a 1024-byte limit: a larger datagram either way is dropped, never forwarded cut.
+  const small = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [backend.address], workers: 1, udpMaxDatagram: 1024 });
+  closeAtEnd(t, small);
+  const port = small.address().port;
+  await client.send(Buffer.alloc(2000, 'a'), port);
+  await until(() => small.stats().listeners[0].counters.dropped_truncated === 1, 5000, 'the long request to be counted');
+  t.equal(small.stats().listeners[0].counters.datagrams_to_backend, 0, 'and not forwarded');
+  t.equal(backend.seen.length, 4, 'the backend never saw it');
+  await client.send('big?', port);
+  await until(() => small.stats().backends[0].counters.dropped_truncated === 1, 5000, 'the long reply to be counted');
+  t.equal(small.stats().listeners[0].counters.datagrams_to_client, 0, 'the long reply was not forwarded');
+  t.equal(client.received.length, 0, 'the client got nothing cut');
+});
+
+t.test('idle sessions expire', async (t) => {
+  const backend = await udpBackend(namedEcho('a'));
+  t.teardown(() => backend.close());
+  const lb = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [backend.address], workers: 2, udpIdleTimeout: '150ms', accessLog: true });
+  closeAtEnd(t, lb);
+  const records: Array<{ protocol: string; reason: string; datagramsToBackend?: number }> = [];
+  lb.on('flow', (r) => records.push(r));
+  const client = await UdpClient.open();
+  t.teardown(() => client.close());
+  t.equal(String(await client.ask('x', lb.address().port)), 'a:x');
+  t.equal(lb.stats().listeners[0].counters.sessions_active, 1);
+  await until(() => lb.stats().listeners[0].counters.sessions_expired === 1, 5000, 'the session to expire');
+  t.equal(lb.stats().listeners[0].counters.sessions_active, 0);
+  t.equal(lb.stats().backends[0].counters.sessions_expired, 1, 'counted for the backend too');
+  await until(() => records.length === 1, 5000, 'the access log record');
+  t.match(records[0], { protocol: 'udp', reason: 'idle-timeout', datagramsToBackend: 1, datagramsToClient: 1 }, 'one access log record per ended session');
+  // The client's next datagram opens a new session from the same port.
+  t.equal(String(await client.ask('y', lb.address().port)), 'a:y');
+  t.equal(lb.stats().listeners[0].counters.sessions_total, 2);
+});
+
+t.test('at the session cap the oldest session is evicted', async (t) => {
+  const backend = await udpBackend(namedEcho('a'));
+  t.teardown(() => backend.close());
+  const lb = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [backend.address], workers: 1, udpMaxSessions: 3 });
+  closeAtEnd(t, lb);
+  const clients = await Promise.all(Array.from({ length: 5 }, () => UdpClient.open()));
+  t.teardown(() => Promise.all(clients.map((c) => c.close())));
+  for (const [i, c] of clients.entries()) t.equal(String(await c.ask(`${i}`, lb.address().port)), `a:${i}`, `client ${i} is served`);
+  const counters = lb.stats().listeners[0].counters;
+  t.equal(counters.sessions_active, 3, 'never more than the cap');
+  t.equal(counters.sessions_evicted, 2, 'two evicted');
+  const ports = (await lb.connections()).map((s) => Number(s.client.split(':').pop())).sort();
+  t.same(ports, clients.slice(2).map((c) => c.port).sort(), 'the two oldest went');
+});
+
+t.test('a refusing backend: counted for passive health, the session ends, the next datagram goes elsewhere', async (t) => {
+  const dead = await udpBackend(() => null);
+  const deadPort = dead.port;
+  await dead.close(); // nothing listens there now: the host answers ICMP port unreachable
+  const live = await udpBackend(namedEcho('live'));
+  t.teardown(() => live.close());
+  // The dead backend's weight makes it the first pick.
+  const lb = await startBalancer({
+    listen: '127.0.0.1:0/udp',
+    backends: [{ address: `127.0.0.1:${deadPort}`, id: 'dead', weight: 100 }, { address: live.address, id: 'live' }],
+    workers: 1,
+  });
+  closeAtEnd(t, lb);
+  const failures: Array<{ backend: string; failures: number }> = [];
+  lb.on('backend-connect-failures', (e) => failures.push(e));
+  const client = await UdpClient.open();
+  t.teardown(() => client.close());
+  await client.send('first', lb.address().port);
+  const deadStats = () => lb.stats().backends.find((b) => b.id === 'dead')!.counters;
+  await until(() => deadStats().connect_failures === 1, 5000, 'the refusal to be counted');
+  await until(() => lb.stats().listeners[0].counters.sessions_active === 0, 5000, 'the refused session to end');
+  t.equal(String(await client.ask('second', lb.address().port)), 'live:second', "the client's retry is answered by the live backend");
+  await until(() => failures.length > 0, 5000, 'the passive health event');
+  t.match(failures[0], { backend: 'dead', failures: 1 });
+});
+
+t.test('a wildcard listener answers from the address the client sent to', async (t) => {
+  const backend = await udpBackend(namedEcho('a'));
+  t.teardown(() => backend.close());
+  for (const listen of ['0.0.0.0:0/udp', ':0/udp']) {
+    const lb = await startBalancer({ listen, backends: [backend.address], workers: 2 });
+    const client = await UdpClient.open('127.0.0.1');
+    for (const to of ['127.0.0.2', '127.0.0.3', '127.0.0.1']) {
+      await client.send(`to ${to}`, lb.address().port, to);
+      const { msg, from } = await client.next();
+      t.equal(String(msg), `a:to ${to}`, `${listen}: the answer to ${to}`);
+      t.equal(from.address, to, `${listen}: comes from ${to}`);
+      t.equal(from.port, lb.address().port, `${listen}: and from the listener's port`);
+    }
+    // Two local addresses, one client port: two sessions.
+    t.equal(lb.stats().listeners[0].counters.sessions_total, 3, `${listen}: a session per local address`);
+    await client.close();
+    await lb.close({ drainTimeout: 0 });
+  }
+});
+
+t.test('IPv6', async (t) => {
+  const backend = await udpBackend(namedEcho('six'), '::1');
+  t.teardown(() => backend.close());
+  const lb = await startBalancer({ listen: '[::1]:0/udp', backends: [backend.address], workers: 1 });
+  closeAtEnd(t, lb);
+  const client = await UdpClient.open('::1');
+  t.teardown(() => client.close());
+  t.equal(String(await client.ask('hello', lb.address().port, '::1')), 'six:hello');
+  t.match((await lb.connections())[0], { protocol: 'udp', client: /^\[::1\]:\d+$/, backendAddress: backend.address });
+});
+
+// A port that is free for both TCP and UDP on 127.0.0.1 right now.
+async function portFreeForBoth(): Promise<number> {
+  const net = await import('node:net');
+  const dgram = await import('node:dgram');
+  for (;;) {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const socket = dgram.createSocket('udp4');
+    const ok = await new Promise<boolean>((r) => {
+      socket.once('error', () => r(false));
+      socket.bind(port, '127.0.0.1', () => r(true));
+    });
+    await new Promise<void>((r) => server.close(() => r()));
+    await new Promise<void>((r) => socket.close(() => r()));
+    if (ok) return port;
+  }
+}
+
+t.test('TCP and UDP on one port', async (t) => {
+  const { nameBackend, readAll, connect } = await import('../helpers/sockets.js');
+  const tcp = await nameBackend('tcp-backend');
+  const udp = await udpBackend(namedEcho('udp-backend'));
+  t.teardown(() => Promise.all([tcp.close(), udp.close()]));
+  const port = await portFreeForBoth();
+  const lb = await startBalancer({
+    listeners: [
+      { listen: `127.0.0.1:${port}`, backends: [tcp.address] },
+      { listen: `127.0.0.1:${port}`, protocol: 'udp', backends: [udp.address] },
+    ],
+    workers: 2,
+  });
+  closeAtEnd(t, lb);
+  t.same(lb.addresses().map((a) => [a.name, a.port]), [[`127.0.0.1:${port}`, port], [`127.0.0.1:${port}/udp`, port]], 'one port, two listeners, named apart');
+  t.equal(String((await readAll(await connect(port))).data).trim(), 'tcp-backend', 'TCP goes to the TCP backend');
+  const client = await UdpClient.open();
+  t.teardown(() => client.close());
+  t.equal(String(await client.ask('hi', port)), 'udp-backend:hi', 'UDP goes to the UDP backend');
+  const both = await lb.connections();
+  t.ok(both.every((c) => c.protocol === 'udp' || c.protocol === 'tcp'));
+  t.equal(both.filter((c) => c.protocol === 'udp').length, 1, 'the UDP session is listed');
+  // A second UDP listener on the same address and port is refused, as for TCP.
+  await t.rejects(startBalancer({ listen: `127.0.0.1:${port}/udp`, backends: [udp.address], workers: 1 }), { code: 'EADDRINUSE' });
+});
+
+t.test('backend changes: removed, down or maintenance backends lose their sessions; draining ones keep them', async (t) => {
+  const a = await udpBackend(namedEcho('a'));
+  const b = await udpBackend(namedEcho('b'));
+  const c = await udpBackend(namedEcho('c'));
+  t.teardown(() => Promise.all([a.close(), b.close(), c.close()]));
+  const lb = await startBalancer({
+    listen: '127.0.0.1:0/udp',
+    backends: [{ address: a.address, id: 'a' }, { address: b.address, id: 'b' }, { address: c.address, id: 'c' }],
+    workers: 1,
+  });
+  closeAtEnd(t, lb);
+  const clients = await Promise.all(Array.from({ length: 9 }, () => UdpClient.open()));
+  t.teardown(() => Promise.all(clients.map((x) => x.close())));
+  const owner = new Map<UdpClient, string>();
+  for (const x of clients) owner.set(x, String(await x.ask('hi', lb.address().port))[0]);
+  const sessionsOf = async (id: string) => (await lb.connections({ backend: id })).length;
+  t.equal(await sessionsOf('a'), 3);
+  await lb.setBackendState('a', 'draining');
+  t.equal(await sessionsOf('a'), 3, 'draining: sessions kept');
+  for (const [x, id] of owner) if (id === 'a') t.equal(String(await x.ask('again', lb.address().port)), 'a:again', 'and still served by a');
+  await lb.setBackendState('b', 'maintenance');
+  t.equal(await sessionsOf('b'), 0, 'maintenance: sessions closed');
+  await lb.removeBackend('c');
+  t.equal((await lb.connections()).filter((s) => s.backend === 'c').length, 0, 'removed: sessions closed');
+  // A client of b or c is served anew by the one backend left taking new sessions... none here
+  // but a (draining): it is dropped and counted as no backend.
+  const [ofB] = [...owner].find(([, id]) => id === 'b')!;
+  await ofB.send('anyone?', lb.address().port);
+  await until(() => lb.stats().listeners[0].counters.dropped_no_backend === 1, 5000, 'the datagram to be dropped');
+  await lb.setBackendState('b', 'up');
+  t.equal(String(await ofB.ask('now?', lb.address().port)), 'b:now?', 'b back: served again');
+});
+
+t.test('reload adds and removes UDP listeners', async (t) => {
+  const a = await udpBackend(namedEcho('a'));
+  const b = await udpBackend(namedEcho('b'));
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  const lb = await startBalancer({
+    listeners: [
+      { name: 'keep', listen: '127.0.0.1:0/udp', backends: [a.address] },
+      { name: 'drop', listen: '127.0.0.1:0/udp', backends: [a.address] },
+    ],
+    workers: 2,
+  });
+  closeAtEnd(t, lb);
+  const port = (name: string) => lb.addresses().find((l) => l.name === name)!.port;
+  const keepPort = port('keep');
+  const dropPort = port('drop');
+  const client = await UdpClient.open();
+  t.teardown(() => client.close());
+  t.equal(String(await client.ask('1', keepPort)), 'a:1');
+  t.equal(String(await client.ask('2', dropPort)), 'a:2');
+  const summary = await lb.reload({
+    listeners: [
+      { name: 'keep', listen: `127.0.0.1:${keepPort}/udp`, backends: [a.address] },
+      { name: 'new', listen: '127.0.0.1:0/udp', backends: [b.address] },
+    ],
+    workers: 2,
+  });
+  t.same(summary.listenersAdded, ['new']);
+  t.same(summary.listenersRemoved, ['drop']);
+  t.equal(String(await client.ask('3', keepPort)), 'a:3', 'the kept listener keeps serving, on its session');
+  t.equal(String(await client.ask('4', port('new'))), 'b:4', 'the new listener serves');
+  await client.send('5', dropPort);
+  await t.rejects(client.next(300, 'no answer'), /no answer/, 'the removed listener answers no more');
+  t.same((await lb.connections()).map((s) => s.listener).sort(), ['keep', 'new'], "the removed listener's sessions ended");
+});
+
+t.test('Maglev over UDP: a client address keeps its backend across ports and balancers', async (t) => {
+  const names = ['m1', 'm2', 'm3'];
+  const backends = await Promise.all(names.map((n) => udpBackend(namedEcho(n))));
+  t.teardown(() => Promise.all(backends.map((b) => b.close())));
+  const list = backends.map((b, i) => ({ address: b.address, id: names[i] }));
+  const one = await startBalancer({ listeners: [{ name: 'dns', listen: '127.0.0.1:0/udp', backends: list }], algorithm: 'maglev', workers: 2 });
+  const two = await startBalancer({ listeners: [{ name: 'dns', listen: '127.0.0.1:0/udp', backends: [...list].reverse() }], algorithm: 'maglev', workers: 1 });
+  closeAtEnd(t, one);
+  closeAtEnd(t, two);
+  const choice = new Map<string, string>();
+  for (let i = 0; i < 24; i++) {
+    const ip = `127.0.3.${10 + i}`;
+    const picks = new Set<string>();
+    for (const lb of [one, one, two]) {
+      const client = await UdpClient.open(ip); // a new client port each time
+      picks.add(String(await client.ask('q', lb.address().port)).split(':')[0]);
+      await client.close();
+    }
+    t.equal(picks.size, 1, `${ip}: one backend from every port and both balancers`);
+    choice.set(ip, [...picks][0]);
+  }
+  t.ok(new Set(choice.values()).size >= 2, 'clients spread over the backends');
+});
+
+t.test('no descriptor is left behind when sessions end', async (t) => {
+  const backend = await udpBackend(namedEcho('a'));
+  t.teardown(() => backend.close());
+  const fds = () => readdirSync('/proc/self/fd').length;
+  const lb = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [backend.address], workers: 2, udpResponses: 1 });
+  closeAtEnd(t, lb);
+  const clients = await Promise.all(Array.from({ length: 20 }, () => UdpClient.open()));
+  const before = fds();
+  for (let round = 0; round < 5; round++) await Promise.all(clients.map((c, i) => c.ask(`${round}/${i}`, lb.address().port)));
+  await until(() => lb.stats().listeners[0].counters.sessions_active === 0, 5000, 'every session to end');
+  t.equal(lb.stats().listeners[0].counters.sessions_total, 100);
+  // Upstream sockets close between two epoll passes, just after the session ends.
+  await until(() => fds() <= before, 5000, 'the upstream sockets to close');
+  t.ok(fds() <= before, `descriptors: ${before} before, ${fds()} after 100 sessions`);
+  await Promise.all(clients.map((c) => c.close()));
+});
+
+t.test('active UDP checks: pass, wrong answer, no answer, refused; a failing backend leaves the rotation', async (t) => {
+  const { runCheck } = await import('../../lib/health/checkers.js');
+  const { validateHealthConfig } = await import('../../lib/health/check-config.js');
+  const pong = await udpBackend((msg) => (String(msg) === 'ping' ? Buffer.from('pong 1.0') : Buffer.from('what?')));
+  const silent = await udpBackend(() => null);
+  const gone = await udpBackend(() => null);
+  const gonePort = gone.port;
+  await gone.close();
+  t.teardown(() => Promise.all([pong.close(), silent.close()]));
+  const check = (text: string) => validateHealthConfig(text, '--health-check');
+  const at = (port: number) => ({ ip: '127.0.0.1', port });
+  t.match(await runCheck(at(pong.port), check('udp,send=ping,expect=pong')), { ok: true, reason: 'answered with "pong"' });
+  t.match(await runCheck(at(pong.port), check('udp,send=ping,expect=1.0')), { ok: true }, 'substring by default');
+  t.match(await runCheck(at(pong.port), check('udp,send=ping,expect=1.0,match=prefix')), { ok: false, reason: /wrong answer: got "pong 1.0" expected to start with "1.0"/ });
+  t.match(await runCheck(at(pong.port), check('udp,send-hex=70696e67,expect-hex=706f6e67')), { ok: true }, 'hex both ways');
+  t.match(await runCheck(at(pong.port), check('udp,send=hello')), { ok: true, reason: /answered \(5 bytes\)/ }, 'any reply passes without an expectation');
+  t.match(await runCheck(at(pong.port), check('udp,send=hello,expect=pong')), { ok: false, reason: /wrong answer: got "what\?"/ });
+  t.match(await runCheck(at(silent.port), check('udp,send=ping,expect=pong,timeout=200ms,interval=1s')), { ok: false, reason: 'no answer within 200ms' });
+  t.match(await runCheck(at(gonePort), check('udp,send=ping,timeout=1s')), { ok: false, reason: /ECONNREFUSED/ }, 'a refusal fails at once');
+
+  // Wired into a UDP listener: the silent backend goes down and clients reach only the other.
+  const lb = await startBalancer({
+    listen: '127.0.0.1:0/udp',
+    backends: [{ address: pong.address, id: 'pong' }, { address: silent.address, id: 'silent' }],
+    health: { type: 'udp', send: 'ping', expect: 'pong', interval: '300ms', timeout: '250ms', rise: 1, fall: 2 },
+    workers: 1,
+  });
+  closeAtEnd(t, lb);
+  await until(() => lb.backends().find((b) => b.id === 'silent')?.health === 'down', 5000, 'the silent backend to go down');
+  t.equal(lb.backends().find((b) => b.id === 'pong')?.health, 'up');
+  for (let i = 0; i < 6; i++) {
+    const client = await UdpClient.open();
+    t.equal(String(await client.ask('ping', lb.address().port)), 'pong 1.0', `client ${i}: answered by the healthy backend`);
+    await client.close();
+  }
+  // And the checks match their listener's protocol.
+  await t.rejects(startBalancer({ listen: '127.0.0.1:0/udp', backends: [pong.address], health: { type: 'tcp' } }), { code: 'LB4_INVALID_OPTION', field: 'health.type' });
+  await t.rejects(startBalancer({ listen: '127.0.0.1:0', backends: [pong.address], health: { type: 'udp', send: 'x' } }), { code: 'LB4_INVALID_OPTION', field: 'health.type' });
+});
