@@ -34,7 +34,7 @@ function counters(values: Partial<Record<CounterName, number>> = {}): Counters {
 type FakeBackend = { -readonly [K in keyof BackendInfo]: BackendInfo[K] } & { counters: Counters };
 
 function listenerConfig(name: string, port: number): ListenerConfig {
-  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, algorithm: name === 'api' ? 'leastconn' : 'roundrobin', backends: [], health: null };
+  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, algorithm: name === 'api' ? 'leastconn' : 'roundrobin', backends: [], health: null };
 }
 
 /**
@@ -54,6 +54,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     passiveFailures: 3,
     admin: null,
     accessLog: null,
+    cluster: null,
   });
   uptimeSeconds = 42.5;
   closed = false;
