@@ -120,6 +120,10 @@ adminCommand('backends', "list a running lb4's backends, their state, health and
   const { backends } = await import('./commands/admin-client.js');
   await backends(flags);
 });
+adminCommand('cluster', "show a running lb4's HA pair: this node, the peer, states, priorities, heartbeat age, VIPs held").action(async (flags: AdminFlags) => {
+  const { cluster } = await import('./commands/cluster.js');
+  await cluster(flags);
+});
 adminCommand('backend', 'change a backend of a running lb4: drain <id>, enable <id>, weight <id> <n>, state <id> <state>')
   .argument('<action>', 'drain, enable, weight or state')
   .argument('<id>', 'the backend id (its address unless named)')

@@ -9,6 +9,7 @@ import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/na
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
 import type { Logger } from './log.js';
 import type { Vip } from './cluster/vip.js';
+import type { VipDriver } from './cluster/vip-driver.js';
 
 export type { Clock } from './clock.js';
 export type { Algorithm, BackendState } from './config/enums.js';
@@ -329,5 +330,7 @@ export interface BalancerDeps {
    * reload keeps them. Default: the file alone.
    */
   readConfig?: () => Promise<BalancerOptions>;
+  /** How a cluster node adds, removes and announces its virtual IPs. Default: the addon's (rtnetlink). */
+  vipDriver?: VipDriver;
 }
 
