@@ -6,7 +6,7 @@
 // In order, on one topology: simultaneous start (one active); forged, replayed and wrong-key
 // heartbeats change nothing; SIGKILL of the active node, several times (a restarted node first
 // removes the VIP its crash left, then takes the address back by preemption); SIGTERM (leaving
-// heartbeat); heartbeat loss both ways and one way, then recovery; fault when every backend is
+// heartbeat); a crashed node restarted below its peer dropping the VIP it left; heartbeat loss both ways and one way, then recovery; fault when every backend is
 // down; simultaneous start of two equal nodes. LB4_HA_ROUNDS sets the number of SIGKILL rounds.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -262,10 +262,25 @@ if (!isRoot) {
     t.comment(`SIGTERM of the active node: client served again after ${term.servedAfterMs.toFixed(1)} ms, gap ${term.gapMs.toFixed(1)} ms`);
     await within(nodeA.exited, 10_000, 'lb-a to exit after SIGTERM');
     t.notOk(await holds(a), 'the stopped node gave the VIP up');
+
+    // Crash of lb-b while active, restarted below lb-a: it must drop the VIP its crash left on its
+    // interface and stay backup (it never becomes active, so it must not keep the address).
     let restartedAt = wallMs();
-    nodeA = startA();
-    await nodeA.reaches('active', restartedAt);
+    nodeA = startA(50);
+    await nodeA.reaches('backup', restartedAt);
+    t.equal(nodeB.state, 'active', 'a returning node of lower priority does not preempt');
+    const crashAt = wallMs();
+    nodeB.kill('SIGKILL');
+    await nodeA.reaches('active', crashAt);
+    await nodeB.exited;
+    t.ok(await holds(b), 'the crashed lb-b left the VIP on its interface');
+    restartedAt = wallMs();
+    nodeB = startB(40);
     await nodeB.reaches('backup', restartedAt);
+    t.notOk(await holds(b), 'restarted as backup, lb-b removed the VIP its crash left');
+    t.notOk(nodeB.transitions.some((x) => x.to === 'active'), 'and never was active');
+    await client.served(wallMs());
+    // From here lb-a (50) outranks lb-b (40), as before.
 
     // Heartbeat loss, both ways: both become active (each holds the VIP); when heartbeats
     // return, lb-b (lower priority) steps down within one interval.
