@@ -159,7 +159,9 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     backends,
     sync,
     config: () => config,
-    setConfig: (next) => (config = next),
+    // The running node keeps its cluster settings (a change waits for a restart, and the plan
+    // says so): the running config goes on saying what runs.
+    setConfig: (next) => (config = Object.freeze({ ...next, cluster: config.cluster })),
     assertOpen,
     restartAdmin: () => void restartAdmin(),
     events: host,

@@ -5,7 +5,8 @@
 import type { ClusterStatus } from '../../lib/cluster/cluster-types.js';
 import { callAdmin, type AdminFlags } from './admin-client.js';
 
-function describe(s: ClusterStatus): string {
+/** What `lb4 cluster` prints for a status (without --json). */
+export function describeStatus(s: ClusterStatus): string {
   const n = s.node;
   const p = s.peer;
   const age = p.lastHeartbeatAgeMs === null ? 'never heard' : `last heartbeat ${Math.round(p.lastHeartbeatAgeMs)} ms ago`;
@@ -19,12 +20,12 @@ function describe(s: ClusterStatus): string {
     `transitions: ${s.transitions}${last ? `, last ${last.from} -> ${last.to} (${last.reason}) at ${new Date(last.at).toISOString()}` : ''}`,
     `heartbeats: ${s.heartbeats.sent} sent, ${s.heartbeats.accepted} accepted, ${rejected.length === 0 ? 'none rejected' : `rejected ${rejected.map(([r, c]) => `${r} ${c}`).join(', ')}`}`,
   ];
-  if (s.generationMismatch) lines.push(`warning: the peer runs a different backend set (generation ${p.generation} here ${n.generation})`);
+  if (s.generationMismatch) lines.push(`warning: the peer runs a different backend set (peer generation ${p.generation}, this node ${n.generation})`);
   if (s.vipErrors > 0) lines.push(`warning: ${s.vipErrors} virtual IP error(s); see the log`);
   return lines.join('\n');
 }
 
 export async function cluster(flags: AdminFlags): Promise<void> {
   const s = (await callAdmin(flags, 'GET', '/cluster')) as ClusterStatus;
-  process.stdout.write(flags.json ? `${JSON.stringify(s, null, 2)}\n` : `${describe(s)}\n`);
+  process.stdout.write(flags.json ? `${JSON.stringify(s, null, 2)}\n` : `${describeStatus(s)}\n`);
 }
