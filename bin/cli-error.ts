@@ -30,12 +30,16 @@ const flagsByField: Readonly<Record<string, string>> = (() => {
   const flagName = (spec: OptionSpec) => spec.flag!.split(' ')[0];
   for (const [, spec] of withFlags) if (spec.field !== null && !spec.field.includes('.')) map[spec.field] ??= flagName(spec);
   for (const [name, spec] of withFlags) map[name] ??= flagName(spec);
+  // The cluster's parts are each set by a flag of their own (`cluster.keyFile` by --cluster-key-file).
+  for (const [, spec] of withFlags) if (spec.field?.startsWith('cluster.')) map[spec.field] = flagName(spec);
   return map;
 })();
 
 // `listen[0].listen` and `backends[2].address` are the flag's value itself; any other sub-field
 // (`weight`, `state`, `id`) is a part of it worth naming.
 function describeField(field: string): string {
+  const whole = flagsByField[field.replace(/\[\d+\]$/, '')];
+  if (field.startsWith('cluster.') && whole) return whole;
   const match = /^([A-Za-z]+)(?:\[\d+\])?(?:\.(\w+))?$/.exec(field);
   if (!match) return field;
   const flag = flagsByField[match[1]] ?? match[1];

@@ -51,7 +51,7 @@ function tableOption(name: OptionName, spec: OptionSpec, defaultOverride?: strin
     // A CLI-only option is commander's to check: the library never sees it.
     if (spec.choices) option.choices(spec.choices);
     if (value !== undefined) option.default(value);
-  } else if (value !== undefined && typeof value !== 'function') {
+  } else if (value !== undefined && typeof value !== 'function' && !spec.field.includes('.')) {
     // The library validates its options itself (and names the flag in its errors). A computed
     // default (workers: one per CPU) is the library's to compute; the help text says so.
     option.default(value, describeDefault(name));
@@ -61,7 +61,12 @@ function tableOption(name: OptionName, spec: OptionSpec, defaultOverride?: strin
 }
 
 function startOptions(): Option[] {
-  return (Object.entries(optionTable) as Array<[OptionName, OptionSpec]>).flatMap(([name, spec]) => (spec.flag === null ? [] : [tableOption(name, spec)]));
+  return (Object.entries(optionTable) as Array<[OptionName, OptionSpec]>).flatMap(([name, spec]) => {
+    if (spec.flag === null) return [];
+    // Both forms set one value; with neither typed it stays unset and the library's default holds.
+    const negated = spec.negatable ? [new Option(`--no-${spec.flag.slice(2)}`, `the opposite of ${spec.flag}`)] : [];
+    return [tableOption(name, spec), ...negated];
+  });
 }
 
 function logOptions(defaultFormat: LogFormat): Option[] {
@@ -91,6 +96,8 @@ startCommand
       '  lb4 start --listen :8080 --backend 10.0.0.5:80 --backend 10.0.0.6:80,weight=2',
       '  lb4 start --listen :8080 --backend 10.0.0.5:80 --health-check http:/healthz --admin 9090',
       '  lb4 start --config lb4.yaml',
+      '  lb4 start --listen 192.0.2.10:80 --backend 10.0.0.5:80 --vip 192.0.2.10/24 \\',
+      '      --peer 192.0.2.3:7000 --heartbeat 7000 --priority 200 --cluster-key-file /etc/lb4/key',
     ].join('\n'),
   )
   .action(async (flags: StartFlags, command: Command) => {
@@ -126,6 +133,10 @@ adminCommand('status', "show a running lb4's status through its admin API").acti
 adminCommand('backends', "list a running lb4's backends, their state, health and flows").action(async (flags: AdminFlags) => {
   const { backends } = await import('./commands/admin-client.js');
   await backends(flags);
+});
+adminCommand('cluster', "show a running lb4's HA pair: this node, the peer, states, priorities, heartbeat age, VIPs held").action(async (flags: AdminFlags) => {
+  const { cluster } = await import('./commands/cluster.js');
+  await cluster(flags);
 });
 adminCommand('backend', 'change a backend of a running lb4: drain <id>, enable <id>, weight <id> <n>, state <id> <state>')
   .argument('<action>', 'drain, enable, weight or state')

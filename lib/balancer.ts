@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { validateOptions } from './config/validate.js';
 import { composeControlPlane, type ControlPlane } from './compose.js';
 import type { AdminTarget } from './api/target.js';
+import type { ClusterStatus } from './cluster/cluster-types.js';
 import { backendInfo } from './registry/registry.js';
 import { listConnections } from './registry/connections.js';
 import type {
@@ -66,6 +67,14 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
   /** The admin API's URL (`http://127.0.0.1:PORT` or `unix:/path`), when it runs. */
   get adminUrl(): string | null {
     return this.#plane.adminUrl();
+  }
+
+  /**
+   * This node of the HA pair (`cluster` option): its state, the peer as its heartbeats describe
+   * it, the VIPs held, transitions and rejected heartbeats. null when the balancer is no cluster node.
+   */
+  clusterStatus(): ClusterStatus | null {
+    return this.#plane.clusterStatus();
   }
 
   get closed(): boolean {

@@ -17,6 +17,8 @@ import { Lb4Error } from './errors.js';
 import { silentLogger } from './log.js';
 import type { AdminServer } from './api/server.js';
 import type { AdminTarget } from './api/target.js';
+import type { BalancerNode } from './cluster/balancer-node.js';
+import type { ClusterStatus } from './cluster/cluster-types.js';
 import { BackendControl } from './registry/backends.js';
 import { DrainTimers } from './registry/drains.js';
 import { EngineSync } from './registry/engine-sync.js';
@@ -24,6 +26,7 @@ import { ListenerTable } from './registry/listeners.js';
 import { BackendRegistry } from './registry/registry.js';
 import { SlowStart } from './registry/slow-start.js';
 import { Reloader } from './reload/apply.js';
+import { backendSetGeneration } from './cluster/generation.js';
 import type { BalancerConfig, BalancerDeps, BalancerEvents } from './types.js';
 
 /** The facade the parts report to: it emits the events and is what the admin API serves. */
@@ -40,13 +43,18 @@ export interface ControlPlane {
   /** The running config (after reloads). */
   readonly config: () => BalancerConfig;
   readonly adminUrl: () => string | null;
+  /** This node of the HA pair, when `cluster` is configured and started. */
+  readonly clusterStatus: () => ClusterStatus | null;
   /** Set once close() has been called. */
   readonly closing: () => Promise<void> | null;
   /** Throws LB4_CLOSED once close() has been called. */
   readonly assertOpen: () => void;
   /** The balancer's own handle, which keeps the process alive while it runs. */
   readonly keepAlive: NodeJS.Timeout;
-  /** Starts the admin API, if configured; when it cannot start, closes everything and throws. */
+  /**
+   * Starts the admin API and the cluster node, if configured; when either cannot start, closes
+   * everything and throws.
+   */
   start(): Promise<void>;
   /** Stops everything; idempotent (a later call may shorten the drain). */
   close(drainMs: number): Promise<void>;
@@ -67,6 +75,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     reload: log.child({ component: 'reload' }),
     access: log.child({ component: 'access' }),
     admin: log.child({ component: 'admin' }),
+    cluster: log.child({ component: 'cluster' }),
   };
   // The registry exists before the engine so the engine starts with whole tables (and keys).
   const registry = new BackendRegistry();
@@ -84,6 +93,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
   });
   let closing: Promise<void> | null = null;
   let admin: AdminServer | null = null;
+  let cluster: BalancerNode | null = null;
 
   const listeners = new ListenerTable(addresses.map((address, slot) => ({ slot, config: config.listeners[slot], address })));
   const clock = deps.clock ?? realClock;
@@ -120,6 +130,25 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
       logs.admin.error({ err: (err as Error).message }, 'admin API could not start with the new config');
     }
   };
+  // What the cluster node reports to its peer: backends that may take flows by the operator's
+  // state and by health (weight aside: a backend ramping up from 0 is healthy), and a hash of the
+  // backend set, which two nodes with the same config share.
+  const backendSummary = () => {
+    const records = registry.list();
+    const healthy = records.filter((b) => b.state === 'up' && b.health !== 'down').length;
+    return { healthy, generation: backendSetGeneration(records.map((b) => `${b.listener}/${b.id}=${formatHostPort(b.ip, b.port)}*${b.weight}`)) };
+  };
+  const startCluster = async (): Promise<void> => {
+    if (!config.cluster) return;
+    // Loaded only when configured, like the admin API.
+    const { BalancerNode } = await import('./cluster/balancer-node.js');
+    const node = new BalancerNode({ config: config.cluster, summary: backendSummary, logger: logs.cluster, vipDriver: deps.vipDriver });
+    cluster = node;
+    // A health change reaches the node at once (a last backend going down means fault now).
+    host.on('backend-health', () => node.update());
+    host.on('reload', () => node.update());
+    await node.start();
+  };
   const assertOpen = () => {
     if (closing) throw new Lb4Error('LB4_CLOSED', 'the balancer is closed');
   };
@@ -130,7 +159,9 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     backends,
     sync,
     config: () => config,
-    setConfig: (next) => (config = next),
+    // The running node keeps its cluster settings (a change waits for a restart, and the plan
+    // says so): the running config goes on saying what runs.
+    setConfig: (next) => (config = Object.freeze({ ...next, cluster: config.cluster })),
     assertOpen,
     restartAdmin: () => void restartAdmin(),
     events: host,
@@ -154,12 +185,14 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     reloader,
     config: () => config,
     adminUrl: () => admin?.url ?? null,
+    clusterStatus: () => cluster?.status() ?? null,
     closing: () => closing,
     assertOpen,
     keepAlive,
     async start() {
       try {
         await startAdmin();
+        await startCluster();
       } catch (err) {
         await plane.close(0);
         throw err;
@@ -170,6 +203,9 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
         void engine.close(drainMs);
         return closing;
       }
+      // The peer takes over first: the node gives the VIPs up and sends its leaving heartbeat
+      // before the listeners stop accepting, so clients move while this node still serves.
+      const leaving = cluster?.stop().catch((err: unknown) => logs.cluster.error({ err }, 'cluster: stopping failed'));
       clearInterval(keepAlive);
       drains.clear();
       ramps.clear();
@@ -177,7 +213,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
       log.info({ openFlows: openFlows('flows_active'), drainTimeoutMs: drainMs }, 'lb4 stopping: no new flows, draining open ones');
       const closingAdmin = admin;
       admin = null;
-      closing = Promise.all([engine.close(drainMs), closingAdmin?.close()]).then(() => {
+      closing = Promise.all([leaving, engine.close(drainMs), closingAdmin?.close()]).then(() => {
         log.info({ closedByDrainTimeout: openFlows('drain_closed') }, 'lb4 stopped');
         host.emit('close');
       });

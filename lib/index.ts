@@ -36,6 +36,18 @@ export type {
   ListenerAddress,
   ListenerOptions,
 } from './types.js';
+/**
+ * High availability: `cluster` in {@link BalancerOptions} makes the balancer one node of a pair
+ * that moves virtual IPs to whichever node is active ({@link ClusterOptions}: peer, key, VIPs,
+ * priority, heartbeat interval, dead-after, preempt, on-state-change). {@link Balancer.clusterStatus}
+ * reports the node's state, the peer as its heartbeats describe it and the VIPs held;
+ * `BalancerDeps.vipDriver` replaces the rtnetlink driver (tests, or an address that moves through
+ * a cloud API instead).
+ */
+export type { ClusterConfig, ClusterOptions, Vip } from './types.js';
+export type { ClusterStatus, ClusterTransition } from './cluster/cluster-types.js';
+export type { ClusterState, RejectReason } from './cluster/heartbeat.js';
+export type { VipDriver } from './cluster/vip-driver.js';
 /** Every balancing algorithm, backend state and listener protocol, as the options spell them. */
 export { algorithms, backendStates, protocols } from './config/enums.js';
 export type { Protocol } from './config/enums.js';

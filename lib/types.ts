@@ -8,6 +8,8 @@ import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './c
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
 import type { Logger } from './log.js';
+import type { Vip } from './cluster/vip.js';
+import type { VipDriver } from './cluster/vip-driver.js';
 
 export type { Clock } from './clock.js';
 export type { Algorithm, BackendState } from './config/enums.js';
@@ -25,6 +27,7 @@ export type {
   TcpHealthOptions,
 } from './health/check-options.js';
 export type { Logger } from './log.js';
+export type { Vip } from './cluster/vip.js';
 
 // --- options and config ------------------------------------------------------------------------
 
@@ -92,6 +95,58 @@ export interface BalancerOptions extends TunableOptions {
   admin?: AdminOptions;
   /** Per-flow access log: log one closed flow in `sample` (1: every flow). Off by default. */
   accessLog?: { sample?: number } | boolean;
+  /** Makes this balancer one node of a high-availability pair (off by default). */
+  cluster?: ClusterOptions;
+}
+
+/**
+ * One node of an HA pair: the two nodes exchange authenticated heartbeats, elect one active
+ * node, and the active one holds the virtual IPs (docs/design.md section 8). The CLI flags of
+ * the same names set these (`--node-id`, `--priority`, `--heartbeat`, `--peer`,
+ * `--cluster-key-file`, `--vip`, `--heartbeat-interval`, `--dead-after`, `--preempt`,
+ * `--on-state-change`).
+ */
+export interface ClusterOptions {
+  /** This node's name in the pair, 1-255 bytes. Default: the host name. */
+  nodeId?: string;
+  /** 1-255, the higher one holds the virtual IPs. Default 100. */
+  priority?: number;
+  /** `[host:]port` where heartbeats are sent from and received. Default: the peer's port, every address. */
+  heartbeat?: string | number;
+  /** `host:port`, the other node's heartbeat address. Required. */
+  peer: string;
+  /**
+   * A file holding the shared key: at least 32 bytes, as hex (`openssl rand -hex 32`) or raw, and
+   * readable by its owner only. Default: the `LB4_CLUSTER_KEY` environment variable.
+   */
+  keyFile?: string;
+  /** Virtual IPs, `ADDR/PREFIX[,dev=IFACE]`; without `dev`, the interface whose subnet holds the address. */
+  vips?: string[];
+  /** Time between two heartbeats. Default 100ms. */
+  heartbeatInterval?: number | string;
+  /** Missed heartbeats after which the peer is dead. Default 3. */
+  deadAfter?: number | string;
+  /** A returning node of higher priority takes the virtual IPs back. Default true. */
+  preempt?: boolean;
+  /** Run on each transition with the new state and the VIPs: a command line, or program and arguments. */
+  onStateChange?: string | string[];
+}
+
+/** The validated `cluster` option. The key itself is not kept here (it is read again at start). */
+export interface ClusterConfig {
+  readonly nodeId: string;
+  readonly priority: number;
+  /** Host '' is every address. */
+  readonly heartbeat: { readonly host: string; readonly port: number };
+  /** Numeric host. */
+  readonly peer: { readonly host: string; readonly port: number };
+  /** null: the key comes from LB4_CLUSTER_KEY. */
+  readonly keyFile: string | null;
+  readonly vips: readonly Vip[];
+  readonly heartbeatIntervalMs: number;
+  readonly deadAfter: number;
+  readonly preempt: boolean;
+  readonly onStateChange: string | readonly string[] | null;
 }
 
 export interface ListenerConfig {
@@ -105,6 +160,11 @@ export interface ListenerConfig {
   readonly anyInterface: boolean;
   /** TCP flows or UDP sessions. */
   readonly protocol: Protocol;
+  /**
+   * The address is a virtual IP of the cluster: the listener binds it with IP_FREEBIND, so it
+   * listens on both nodes all the time, whichever holds the address.
+   */
+  readonly freeBind: boolean;
   readonly algorithm: Algorithm;
   readonly backends: readonly BackendConfig[];
   readonly health: HealthConfig | null;
@@ -135,6 +195,8 @@ export interface BalancerConfig extends TunableConfig {
   readonly admin: AdminConfig | null;
   /** Log one closed flow in `sample`; null: no access log. */
   readonly accessLog: { readonly sample: number } | null;
+  /** The HA pair this balancer is a node of; null: none. */
+  readonly cluster: ClusterConfig | null;
 }
 
 // The option table and these types must agree: every top-level option the table declares is a
@@ -282,5 +344,7 @@ export interface BalancerDeps {
    * reload keeps them. Default: the file alone.
    */
   readConfig?: () => Promise<BalancerOptions>;
+  /** How a cluster node adds, removes and announces its virtual IPs. Default: the addon's (rtnetlink). */
+  vipDriver?: VipDriver;
 }
 

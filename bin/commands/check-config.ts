@@ -1,6 +1,7 @@
 // `lb4 check-config FILE`: validates a config file the way `lb4 start --config` would (host
 // names resolved included) without opening anything, and says what it holds.
 
+import { describeCluster } from '../../lib/config/cluster-options.js';
 import { loadConfigFile } from '../../lib/config/config-file.js';
 import { formatDuration } from '../../lib/config/duration.js';
 import { optionTable, type OptionSpec } from '../../lib/config/options.js';
@@ -35,6 +36,7 @@ export async function checkConfig(file: string): Promise<void> {
     lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${l.backends.map((b) => `${b.id}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}`).join(', ')}; ${health}`);
   }
   if (config.admin) lines.push(`  admin API on ${config.admin.kind === 'unix' ? config.admin.path : `${config.admin.host}:${config.admin.port}`}`);
+  if (config.cluster) lines.push(`  ${describeCluster(config.cluster)}`);
   lines.push(...settingsLines(config));
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -26,6 +26,8 @@ export type StartFlags = {
 
 const entries = Object.entries(optionTable) as Array<[OptionName, OptionSpec]>;
 /** The flags that set a part of the health option (`--health-interval` is `health.interval`), by the part's name. */
+/** The flags that set a part of the cluster option (`--priority` is `cluster.priority`), by the part's name. */
+const clusterPartFlags = entries.flatMap(([name, spec]) => (spec.field?.startsWith('cluster.') ? [[name as keyof StartFlags, spec.field.slice('cluster.'.length)] as const] : []));
 const healthPartFlags = entries.flatMap(([name, spec]) => (spec.field?.startsWith('health.') ? [[name as keyof StartFlags, spec.field.slice('health.'.length)] as const] : []));
 
 // The library validates every field and accepts the CLI's strings for whole numbers too, so the
@@ -50,6 +52,9 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
     if (!base) throw new Lb4Error('LB4_INVALID_OPTION', 'give --health-check too (tcp or http:/path)', { field: 'healthCheck' });
     options.health = { ...base, ...defined(healthParts) };
   }
+  // Cluster flags lay over the file's `cluster:` part by part, as typed.
+  const clusterParts = Object.fromEntries(clusterPartFlags.flatMap(([name, part]) => (flags[name] === undefined ? [] : [[part, flags[name]]])));
+  if (Object.keys(clusterParts).length > 0) options.cluster = { ...((options.cluster as object | undefined) ?? {}), ...clusterParts };
   if (flags.admin !== undefined) options.admin = { listen: flags.admin, ...(process.env.LB4_ADMIN_TOKEN ? { token: process.env.LB4_ADMIN_TOKEN } : {}) };
   // Digits become a number; anything else goes through as typed, for the error to quote it.
   if (flags.accessLog !== undefined) {

@@ -12,6 +12,7 @@
 
 import { counters as nativeCounters } from '../engine/addon.js';
 import type { BackendState, BalancerEvents, BalancerStats, CounterInfo, CounterName, Health } from '../types.js';
+import { clusterStates, rejectReasons } from '../cluster/heartbeat.js';
 import type { AdminTarget } from './target.js';
 
 type Scope = 'listener' | 'backend';
@@ -63,7 +64,7 @@ const backendStateValues = Object.keys({ up: true, down: true, draining: true, m
 const healthValues = Object.keys({ up: true, down: true, unchecked: true } satisfies Record<Health, true>) as Health[];
 
 /** What the collector reads of a running balancer. */
-export type MetricsSource = Pick<AdminTarget, 'stats' | 'config' | 'uptimeSeconds' | 'on' | 'off'>;
+export type MetricsSource = Pick<AdminTarget, 'stats' | 'config' | 'uptimeSeconds' | 'on' | 'off'> & Partial<Pick<AdminTarget, 'clusterStatus'>>;
 
 export interface MetricsOptions {
   /** The lb4 version, for `lb4_build_info`. */
@@ -104,6 +105,10 @@ const fixedFamilies = [
   'lb4_backend_health',
   'lb4_health_check_duration_seconds',
   'lb4_health_check_failures_total',
+  'lb4_cluster_state',
+  'lb4_cluster_peer_up',
+  'lb4_cluster_transitions_total',
+  'lb4_cluster_heartbeats_rejected_total',
 ];
 
 function counterFamilyName(info: CounterInfo, scope: Scope): string {
@@ -280,7 +285,24 @@ export class MetricsCollector {
       }),
     );
     writeFamily(out, 'lb4_health_check_failures_total', 'counter', 'Active health checks that failed', checked.map(({ labels, series }) => ({ labels, value: series.failures })));
+    this.#clusterFamilies(out);
     return `${out.join('\n')}\n`;
+  }
+
+  // Only a cluster node has these: a balancer without a peer exports none of them.
+  #clusterFamilies(out: string[]): void {
+    const c = this.#target.clusterStatus?.();
+    if (!c) return;
+    writeFamily(out, 'lb4_cluster_state', 'gauge', "This node's HA state: 1 for the current state, 0 for the others", clusterStates.map((state) => ({ labels: [['state', state]], value: c.node.state === state ? 1 : 0 })));
+    writeFamily(out, 'lb4_cluster_peer_up', 'gauge', 'Whether the peer was heard within the dead time and is not leaving (1) or not (0)', [{ labels: [], value: c.peer.up ? 1 : 0 }]);
+    writeFamily(out, 'lb4_cluster_transitions_total', 'counter', 'State changes of this node since it started', [{ labels: [], value: c.transitions }]);
+    writeFamily(
+      out,
+      'lb4_cluster_heartbeats_rejected_total',
+      'counter',
+      'Heartbeats dropped, by reason (bad MAC, replayed, old timestamp, ...)',
+      rejectReasons.map((reason) => ({ labels: [['reason', reason]], value: c.heartbeats.rejected[reason] })),
+    );
   }
 
   #counterSamples<T extends { readonly counters: BalancerStats['listeners'][number]['counters'] }>(family: CounterFamily, rows: readonly T[], labels: (row: T) => Labels) {

@@ -22,6 +22,7 @@
 //   POST   /backends/:id/enable   200 [BackendInfo]                       ?listener=
 //   GET    /connections           200 {items, offset, limit, next}        ?listener= ?backend= ?limit= ?offset=
 //   POST   /reload                200 ReloadSummary; body: new options, or none to re-read the file
+//   GET    /cluster               200 the HA node's ClusterStatus; 404: not a cluster node
 //   GET    /metrics               200 Prometheus text format 0.0.4
 //
 // Errors are `{ "error": { "code", "message", "field"? } }` with the status from lib/errors.ts:
@@ -310,6 +311,12 @@ function metrics({ ctx }: AdminRequest): Reply {
   return { status: 200, text: ctx.metrics.render(), contentType: prometheusContentType };
 }
 
+function cluster({ ctx }: AdminRequest): Reply {
+  const json = ctx.target.clusterStatus();
+  if (json === null) throw new Lb4Error('LB4_NOT_FOUND', 'this lb4 is not a cluster node (start it with --peer)');
+  return { status: 200, json };
+}
+
 function index({ ctx }: AdminRequest): Reply {
   const endpoints = routes.flatMap((r) => Object.keys(r.methods).map((m) => `${m} ${r.path}`));
   return { status: 200, json: { name: 'lb4', version: ctx.version, endpoints } };
@@ -341,6 +348,7 @@ const routes: readonly Route[] = [
   { path: '/backends/:id/enable', methods: { POST: { query: ['listener'], run: enable } } },
   { path: '/connections', methods: { GET: { query: ['listener', 'backend', 'limit', 'offset'], run: connections } } },
   { path: '/reload', methods: { POST: { query: [], run: reload } } },
+  { path: '/cluster', methods: { GET: { query: [], run: cluster } } },
   { path: '/metrics', methods: { GET: { query: [], run: metrics } } },
 ];
 

@@ -16,6 +16,7 @@ import type {
   ListenerAddress,
   ReloadSummary,
 } from '../types.js';
+import type { ClusterStatus } from '../cluster/cluster-types.js';
 
 export interface AdminTarget {
   readonly config: BalancerConfig;
@@ -28,6 +29,8 @@ export interface AdminTarget {
   setBackendWeight(id: string, weight: number, scope?: BackendScope): Promise<BackendInfo[]>;
   setBackendState(id: string, state: BackendState, scope?: BackendScope & { drainTimeout?: number | string }): Promise<BackendInfo[]>;
   connections(filter?: ConnectionFilter): Promise<Connection[]>;
+  /** The HA node's status; null when the balancer is not one of a pair. */
+  clusterStatus(): ClusterStatus | null;
   /** New options, or none to re-read the config file the balancer was started from. */
   reload(options?: BalancerOptions): Promise<ReloadSummary>;
   on<K extends keyof BalancerEvents>(event: K, listener: (...args: BalancerEvents[K]) => void): unknown;

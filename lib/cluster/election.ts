@@ -101,9 +101,23 @@ export function initialElection(config: ElectionConfig): ElectionState {
   return { config, state: 'init', running: false, startedAt: 0, healthyBackends: 0 };
 }
 
-/** How long without a heartbeat before the peer is dead. */
+/**
+ * What a takeover takes after the peer is declared dead, kept inside the dead time: the timer
+ * firing late, adding and announcing the VIP, a client's next connection. See deadTime.
+ */
+export const reactionBudgetMs = 25;
+
+/**
+ * How long without a heartbeat before the peer is dead: `deadAfter` intervals, less the reaction
+ * budget (at most a quarter interval, and none for deadAfter 1, whose single interval has no
+ * slack to give). The peer may die just after its last heartbeat, so the dead time is also the
+ * longest time from a crash to the takeover; less the budget, a crash, the takeover and the
+ * clients' move all fit in deadAfter x interval (300 ms with the defaults), while a late
+ * heartbeat still has deadAfter - 1 intervals and three quarters of one to arrive.
+ */
 export function deadTime(config: ElectionConfig): number {
-  return config.deadAfter * config.intervalMs;
+  const budget = config.deadAfter >= 2 ? Math.min(reactionBudgetMs, config.intervalMs / 4) : 0;
+  return config.deadAfter * config.intervalMs - budget;
 }
 
 /**
@@ -204,8 +218,13 @@ export function elect(s: ElectionState, event: ElectionEvent, now: number): Elec
       const next = { ...s, peer: { nodeId: p.nodeId, priority: p.priority, state: p.state, heardAt: now } };
       const { to, reason } = decide(next, now, undefined, s.peer);
       // Both active and this node outranks the peer: say so now, so the peer steps down without
-      // waiting for the next interval.
-      if (to === 'active' && s.state === 'active' && p.state === 'active') return { state: next, actions: [{ type: 'send-heartbeat', leaving: false }] };
+      // waiting for the next interval. On first hearing it active (a partition healed), announce
+      // the addresses again too: during the split the peer announced them, so clients and
+      // switches send to it, and once it steps down nothing else would move them back.
+      if (to === 'active' && s.state === 'active' && p.state === 'active') {
+        const reclaim: ElectionAction[] = s.peer?.state === 'active' ? [] : [{ type: 'add-vips' }];
+        return { state: next, actions: [...reclaim, { type: 'send-heartbeat', leaving: false }] };
+      }
       return moveTo(next, to, reason);
     }
     case 'peer-timeout': {

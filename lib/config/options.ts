@@ -30,13 +30,15 @@ import { algorithms } from './enums.js';
  * What an option's value is. `integer`, `duration` and `choice` are validated from the table
  * alone; the others are parsed by their own code (addresses, backends, health checks, ...).
  */
-export type OptionKind = 'integer' | 'duration' | 'choice' | 'address' | 'backend' | 'path' | 'health-check' | 'sample' | 'object';
+export type OptionKind = 'integer' | 'duration' | 'choice' | 'address' | 'backend' | 'path' | 'health-check' | 'sample' | 'object' | 'string' | 'boolean' | 'vip';
 
 export interface OptionSpec {
   /** The `lb4 start` flag with its value placeholder, as commander takes it; null: none. */
   readonly flag: string | null;
   /** The flag may be given several times; its values collect into a list. */
   readonly repeatable?: boolean;
+  /** A boolean flag that also has its `--no-` form (`--preempt` / `--no-preempt`). */
+  readonly negatable?: boolean;
   /**
    * Where the value goes in the library's options, which are also the config file's fields: a
    * top-level option (`workers`) or a part of one (`health.interval`); null: CLI only or fixed.
@@ -132,6 +134,34 @@ export const optionTable = {
   udpMaxDatagram: {
     flag: '--udp-max-datagram <bytes>', field: 'udpMaxDatagram', config: 'udpMaxDatagram', kind: 'integer', default: 65535, min: 512, max: 65535,
     reload: 'restart', native: 'udpMaxDatagram', help: 'the largest UDP datagram forwarded; larger ones are dropped (counted), never forwarded cut',
+  },
+  // The HA pair (lib/cluster/, docs/design.md section 8): parts of one `cluster` option, validated
+  // in lib/config/cluster-options.ts, which takes their defaults and ranges from here. Every one of
+  // them waits for a restart: a running node keeps its identity, key and addresses.
+  nodeId: { flag: '--node-id <name>', field: 'cluster.nodeId', kind: 'string', defaultText: 'host name', reload: 'restart', help: "this node's name in the pair (1-255 bytes)" },
+  priority: { flag: '--priority <n>', field: 'cluster.priority', kind: 'integer', default: 100, min: 1, max: 255, reload: 'restart', help: 'election priority, 1-255: the higher one holds the virtual IPs' },
+  heartbeat: {
+    flag: '--heartbeat <[host:]port>', field: 'cluster.heartbeat', kind: 'address', defaultText: "the peer's port", reload: 'restart',
+    help: 'where this node sends and receives heartbeats (UDP; every address unless a host is given)',
+  },
+  peer: { flag: '--peer <host:port>', field: 'cluster.peer', kind: 'address', defaultText: 'no cluster', reload: 'restart', help: "the other node's heartbeat address: makes this node one of an HA pair" },
+  clusterKeyFile: {
+    flag: '--cluster-key-file <file>', field: 'cluster.keyFile', kind: 'path', defaultText: 'LB4_CLUSTER_KEY', reload: 'restart',
+    help: 'the shared heartbeat key, at least 32 bytes (64 hex characters); only its owner may read the file',
+  },
+  vip: { flag: '--vip <address>', repeatable: true, field: 'cluster.vips', kind: 'vip', defaultText: 'none', reload: 'restart', help: 'a virtual IP the active node holds, ADDR/PREFIX[,dev=IFACE] (IPv4 or IPv6); repeatable' },
+  heartbeatInterval: {
+    flag: '--heartbeat-interval <duration>', field: 'cluster.heartbeatInterval', kind: 'duration', default: '100ms', min: 10, max: 10_000, reload: 'restart',
+    help: 'time between two heartbeats',
+  },
+  deadAfter: { flag: '--dead-after <n>', field: 'cluster.deadAfter', kind: 'integer', default: 3, min: 1, max: 100, reload: 'restart', help: 'missed heartbeats after which the peer is dead' },
+  preempt: {
+    flag: '--preempt', negatable: true, field: 'cluster.preempt', kind: 'boolean', defaultText: 'on', reload: 'restart',
+    help: 'a returning node of higher priority takes the virtual IPs back (--no-preempt: it waits as backup)',
+  },
+  onStateChange: {
+    flag: '--on-state-change <command>', field: 'cluster.onStateChange', kind: 'string', defaultText: 'none', reload: 'restart',
+    help: 'run on each transition with the new state and the virtual IPs (for clouds where gratuitous ARP cannot move an address)',
   },
   logLevel: { flag: '--log-level <level>', field: null, kind: 'choice', choices: logLevels, default: 'info', reload: 'restart', help: 'log events at this level and above' },
   logFormat: { flag: '--log-format <format>', field: null, kind: 'choice', choices: logFormats, default: 'json', reload: 'restart', help: 'json: one object per line; pretty: for reading' },

@@ -18,6 +18,7 @@ import type {
 } from '../types.js';
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
 import { backendStates, protocols, type BackendState, type Protocol } from './enums.js';
+import { onVip, validateCluster } from './cluster-options.js';
 import { checkTunable, topLevelOptions, validateTunables } from './options.js';
 
 /**
@@ -119,7 +120,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
   }
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
-  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', protocol, algorithm, backends, health });
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, backends, health });
 }
 
 /** Splits `host:port/udp` into the address and the protocol written after it (null: none). */
@@ -212,10 +213,15 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     names.add(l.name);
   }
 
+  const cluster = await validateCluster(options.cluster);
+  // A listener on a virtual IP must bind on the node that does not hold the address too.
+  if (cluster) listeners = listeners.map((l) => (onVip(l, cluster) ? Object.freeze({ ...l, freeBind: true }) : l));
+
   return Object.freeze({
     listeners: Object.freeze(listeners),
     ...validateTunables(options as Readonly<Record<string, unknown>>),
     admin: validateAdmin(options.admin),
     accessLog: validateAccessLog(options.accessLog),
+    cluster,
   });
 }

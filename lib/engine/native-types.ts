@@ -41,6 +41,8 @@ export interface NativeListenerOptions {
   ip: string;
   port: number;
   dualStack: boolean;
+  /** Bind with IP_FREEBIND / IPV6_FREEBIND: an address this host may not have yet (a virtual IP). */
+  freeBind: boolean;
   backlog: number;
   algorithm: number;
 }

@@ -36,6 +36,7 @@ export function nativeListener(l: ListenerConfig, dualStackFallback = false): Na
     ip: l.anyInterface && dualStackFallback ? '0.0.0.0' : l.ip,
     port: l.port,
     dualStack: l.anyInterface && !dualStackFallback,
+    freeBind: l.freeBind,
     backlog: listenBacklog,
     algorithm: NativeAlgorithm[l.algorithm],
   };

@@ -35,7 +35,7 @@ export interface ReloadPlan {
 // The running config holds the ports listeners are bound to; port 0 in a new config means
 // "any port", which the running listener already has.
 const sameAddress = (running: ListenerConfig, next: ListenerConfig) =>
-  running.ip === next.ip && running.anyInterface === next.anyInterface && running.protocol === next.protocol && (running.port === next.port || next.port === 0);
+  running.ip === next.ip && running.anyInterface === next.anyInterface && running.protocol === next.protocol && running.freeBind === next.freeBind && (running.port === next.port || next.port === 0);
 const json = (v: unknown) => JSON.stringify(v);
 
 function diffBackends(before: readonly BackendConfig[], after: readonly BackendConfig[]): BackendChanges {
@@ -80,6 +80,8 @@ export function planReload(current: BalancerConfig, next: BalancerConfig): Reloa
   // Which settings wait for a restart is the option table's `reload` column.
   const setting = (config: BalancerConfig, key: string) => (config as unknown as Readonly<Record<string, unknown>>)[key];
   for (const key of restartOnlySettings) if (setting(current, key) !== setting(next, key)) plan.needsRestart.push(key);
+  // The running node keeps its identity, key, peer and addresses: the cluster waits for a restart.
+  if (json(current.cluster) !== json(next.cluster)) plan.needsRestart.push('cluster');
   for (const key of liveSettings) if (setting(current, key) !== setting(next, key)) plan.tunablesChanged.push(key);
   return plan;
 }

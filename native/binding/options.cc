@@ -107,6 +107,7 @@ bool toListenerConfig(Napi::Env env, Napi::Value item, const std::string& where,
     return false;
   config.backlog = static_cast<int>(backlog);
   config.dualStack = l.Get("dualStack").ToBoolean().Value();
+  config.freeBind = l.Get("freeBind").ToBoolean().Value();
   Napi::Value name = l.Get("name");
   if (name.IsString()) config.name = name.As<Napi::String>().Utf8Value();
   return true;

@@ -14,6 +14,9 @@ struct ListenerConfig {
   Protocol protocol = Protocol::Tcp;
   SocketAddress address;
   bool dualStack = false;  // for "::": accept IPv4 clients too (IPV6_V6ONLY off)
+  // Bind even though the address is not on any interface yet: a virtual IP that the HA peer holds
+  // now and this node may take over, so a takeover opens nothing.
+  bool freeBind = false;
   int backlog = static_cast<int>(optionDefault(EngineOption::backlog));
   Algorithm algorithm = Algorithm::RoundRobin;
 };

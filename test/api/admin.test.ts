@@ -19,6 +19,7 @@ import { silentLogger } from '../../lib/log.js';
 import { counterNames, type CounterName } from '../../lib/engine/native-types.js';
 import { startAdminServer, type AdminServer } from '../../lib/api/server.js';
 import type { AdminTarget } from '../../lib/api/target.js';
+import type { ClusterStatus } from '../../lib/cluster/cluster-types.js';
 import { call, type CallOptions, type Where } from '../helpers/admin-http.js';
 import { within } from '../helpers/sockets.js';
 
@@ -34,7 +35,7 @@ function counters(values: Partial<Record<CounterName, number>> = {}): Counters {
 type FakeBackend = { -readonly [K in keyof BackendInfo]: BackendInfo[K] } & { counters: Counters };
 
 function listenerConfig(name: string, port: number): ListenerConfig {
-  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', backends: [], health: null };
+  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', backends: [], health: null };
 }
 
 /**
@@ -58,9 +59,14 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     udpMaxDatagram: 65535,
     admin: null,
     accessLog: null,
+    cluster: null,
   });
   uptimeSeconds = 42.5;
   closed = false;
+  cluster: ClusterStatus | null = null;
+  clusterStatus(): ClusterStatus | null {
+    return this.cluster;
+  }
   droppedEvents = 3;
   addressList: ListenerAddress[] = [
     { name: 'web', address: '127.0.0.1', port: 8080, family: 'IPv4' },
@@ -444,6 +450,33 @@ t.test('GET /connections pages through a snapshot', async (t) => {
     t.equal(bad.json.error.code, 'LB4_INVALID_OPTION');
   }
   t.equal((await call('GET', '/connections?listener=nope')).status, 400, 'an unknown listener is the target\'s 400');
+});
+
+t.test('GET /cluster and the cluster metrics', async (t) => {
+  const { call, target } = await start(t);
+  const none = await call('GET', '/cluster');
+  t.equal(none.status, 404, 'not a cluster node');
+  t.match(none.json.error, { code: 'LB4_NOT_FOUND', message: /not a cluster node/ });
+  t.notMatch((await call('GET', '/metrics')).text, /lb4_cluster_/, 'and no cluster metrics');
+  const rejected = { malformed: 0, 'bad-version': 0, 'bad-mac': 4, 'own-node-id': 0, timestamp: 1, replayed: 2 };
+  target.cluster = {
+    node: { id: 'lb-a', priority: 200, state: 'active', stateSince: 1, healthyBackends: 2, generation: 7, preempt: true, heartbeat: { address: '0.0.0.0', port: 7000 }, intervalMs: 100, deadAfter: 3 },
+    peer: { address: '192.0.2.3', port: 7000, up: true, id: 'lb-b', priority: 100, state: 'backup', healthyBackends: 2, generation: 7, lastHeartbeatAgeMs: 40, leaving: false, restarts: 0 },
+    generationMismatch: false,
+    vips: [{ address: '192.0.2.10/24', dev: 'eth0', held: true }],
+    transitions: 3,
+    recentTransitions: [],
+    heartbeats: { sent: 10, sendErrors: 0, accepted: 9, rejected },
+    vipErrors: 0,
+  };
+  const r = await call('GET', '/cluster');
+  t.equal(r.status, 200);
+  t.same(r.json, target.cluster);
+  const text = (await call('GET', '/metrics')).text as string;
+  for (const line of ['lb4_cluster_state{state="init"} 0', 'lb4_cluster_state{state="backup"} 0', 'lb4_cluster_state{state="active"} 1', 'lb4_cluster_peer_up 1', 'lb4_cluster_transitions_total 3', 'lb4_cluster_heartbeats_rejected_total{reason="bad-mac"} 4', 'lb4_cluster_heartbeats_rejected_total{reason="replayed"} 2']) {
+    t.ok(text.split('\n').includes(line), line);
+  }
+  t.match(text, '# TYPE lb4_cluster_heartbeats_rejected_total counter');
 });
 
 t.test('the token', async (t) => {

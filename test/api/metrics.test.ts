@@ -74,6 +74,9 @@ function backend(listener: string, id: string, over: Partial<BackendInfo>, value
 class MetricsTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
   config = { workers: 3, listeners: [] } as unknown as BalancerConfig;
   uptimeSeconds = 12.25;
+  clusterStatus() {
+    return null;
+  }
   snapshot: BalancerStats = {
     listeners: [
       { name: 'web', address: '127.0.0.1', port: 8080, family: 'IPv4', counters: counterValues({ flows_active: 5, flows_total: 120, bytes_to_backend: 1000, bytes_to_client: 2000, spliced_bytes: 2900, copied_bytes: 100, no_backend: 2 }) },

@@ -61,8 +61,8 @@ const table: Row[] = [
   { name: 'a heartbeat before start: ignored', from: initialElection(config), event: hbFrom('active'), now: 0, to: 'init', actions: [] },
 
   // init
-  { name: 'init, before the dead time: keep waiting', from: state('init'), event: { type: 'peer-timeout' }, now: 299, to: 'init', actions: [] },
-  { name: 'init, dead time passed with no peer: active', from: state('init'), event: { type: 'peer-timeout' }, now: 300, to: 'active', actions: ['add', 'hb', 'init>active:no-peer'] },
+  { name: 'init, before the dead time: keep waiting', from: state('init'), event: { type: 'peer-timeout' }, now: 274, to: 'init', actions: [] },
+  { name: 'init, dead time passed with no peer: active', from: state('init'), event: { type: 'peer-timeout' }, now: 275, to: 'active', actions: ['add', 'hb', 'init>active:no-peer'] },
   { name: 'init, peer init and lower: active', from: state('init'), event: hbFrom('init', lower), now: 50, to: 'active', actions: ['add', 'hb', 'init>active:outranks-peer'], peerUp: true },
   { name: 'init, peer init, same priority, lower id: active', from: state('init'), event: hbFrom('init', tieLowerId), now: 50, to: 'active', actions: ['add', 'hb', 'init>active:outranks-peer'], peerUp: true },
   { name: 'init, peer init, same priority, higher id: backup', from: state('init'), event: hbFrom('init', tieHigherId), now: 50, to: 'backup', actions: ['hb', 'init>backup:peer-outranks'], peerUp: true },
@@ -77,8 +77,8 @@ const table: Row[] = [
 
   // backup
   { name: 'backup, peer active and higher: stay', from: state('backup', { peer: { state: 'active', ...higher } }), event: hbFrom('active', higher), now: 1100, to: 'backup', actions: [], peerUp: true },
-  { name: 'backup, peer timeout before the dead time: stale, nothing', from: state('backup', { peer: { state: 'active', ...higher, heardAt: 1000 } }), event: { type: 'peer-timeout' }, now: 1299, to: 'backup', actions: [], peerUp: true },
-  { name: 'backup, peer dead: active', from: state('backup', { peer: { state: 'active', ...higher, heardAt: 1000 } }), event: { type: 'peer-timeout' }, now: 1300, to: 'active', actions: ['add', 'hb', 'backup>active:peer-timeout'], peerUp: false },
+  { name: 'backup, peer timeout before the dead time: stale, nothing', from: state('backup', { peer: { state: 'active', ...higher, heardAt: 1000 } }), event: { type: 'peer-timeout' }, now: 1274, to: 'backup', actions: [], peerUp: true },
+  { name: 'backup, peer dead: active', from: state('backup', { peer: { state: 'active', ...higher, heardAt: 1000 } }), event: { type: 'peer-timeout' }, now: 1275, to: 'active', actions: ['add', 'hb', 'backup>active:peer-timeout'], peerUp: false },
   { name: 'backup, peer leaving: active at once', from: state('backup', { peer: { state: 'active', ...higher } }), event: hbFrom('active', { ...higher, leaving: true }), now: 1010, to: 'active', actions: ['add', 'hb', 'backup>active:peer-leaving'], peerUp: false },
   { name: 'backup, peer went to fault: active', from: state('backup', { peer: { state: 'active', ...higher } }), event: hbFrom('fault', higher), now: 1010, to: 'active', actions: ['add', 'hb', 'backup>active:peer-fault'], peerUp: true },
   { name: 'backup, peer active and lower returns us: preempt', from: state('backup', { peer: { state: 'init', ...lower } }), event: hbFrom('active', lower), now: 1010, to: 'active', actions: ['add', 'hb', 'backup>active:preempt'], peerUp: true },
@@ -89,13 +89,14 @@ const table: Row[] = [
   // active
   { name: 'active, split brain, peer higher priority: step down', from: state('active'), event: hbFrom('active', higher), now: 1010, to: 'backup', actions: ['remove', 'hb', 'active>backup:split-brain'], peerUp: true },
   { name: 'active, split brain, same priority, peer higher id: step down', from: state('active', { peer: { state: 'active', ...tieHigherId } }), event: hbFrom('active', tieHigherId), now: 1010, to: 'backup', actions: ['remove', 'hb', 'active>backup:split-brain'], peerUp: true },
-  { name: 'active, split brain, same priority, peer lower id: stay, and tell it now', from: state('active'), event: hbFrom('active', tieLowerId), now: 1010, to: 'active', actions: ['hb'], peerUp: true },
-  { name: 'active, split brain, peer lower priority: stay, and tell it now', from: state('active'), event: hbFrom('active', lower), now: 1010, to: 'active', actions: ['hb'], peerUp: true },
+  { name: 'active, split brain, same priority, peer lower id: stay, announce again, and tell it now', from: state('active'), event: hbFrom('active', tieLowerId), now: 1010, to: 'active', actions: ['add', 'hb'], peerUp: true },
+  { name: 'active, split brain, peer lower priority: stay, announce again, and tell it now', from: state('active'), event: hbFrom('active', lower), now: 1010, to: 'active', actions: ['add', 'hb'], peerUp: true },
+  { name: 'active, split brain heard again: no second announcement', from: state('active', { peer: { state: 'active', ...lower } }), event: hbFrom('active', lower), now: 1010, to: 'active', actions: ['hb'], peerUp: true },
   { name: 'active, split brain even without preempt: rank decides', from: state('active', { cfg: { preempt: false } }), event: hbFrom('active', higher), now: 1010, to: 'backup', actions: ['remove', 'hb', 'active>backup:split-brain'], peerUp: true },
   { name: 'active, a backup peer went active over it: preempted', from: state('active', { peer: { state: 'backup', ...higher } }), event: hbFrom('active', higher), now: 1010, to: 'backup', actions: ['remove', 'hb', 'active>backup:preempted'], peerUp: true },
   { name: 'active, peer backup and higher: stay (the peer preempts, or not)', from: state('active'), event: hbFrom('backup', higher), now: 1010, to: 'active', actions: [], peerUp: true },
   { name: 'active, peer init and higher: stay', from: state('active'), event: hbFrom('init', higher), now: 1010, to: 'active', actions: [], peerUp: true },
-  { name: 'active, peer dead: stay, peer down', from: state('active', { peer: { state: 'backup', heardAt: 1000 } }), event: { type: 'peer-timeout' }, now: 1300, to: 'active', actions: [], peerUp: false },
+  { name: 'active, peer dead: stay, peer down', from: state('active', { peer: { state: 'backup', heardAt: 1000 } }), event: { type: 'peer-timeout' }, now: 1275, to: 'active', actions: [], peerUp: false },
   { name: 'active, no healthy backend: fault, give the address up', from: state('active', { peer: { state: 'backup' } }), event: { type: 'health', healthyBackends: 0 }, now: 1010, to: 'fault', actions: ['remove', 'hb', 'active>fault:no-healthy-backends'], peerUp: true },
   { name: 'active, more healthy backends: nothing to do', from: state('active'), event: { type: 'health', healthyBackends: 7 }, now: 1010, to: 'active', actions: [] },
 
@@ -124,8 +125,8 @@ t.test('election table', async (t) => {
 
 t.test('deadlines, rank, config checks', async (t) => {
   t.equal(nextDeadline(initialElection(config)), undefined, 'none before start');
-  t.equal(nextDeadline(state('init', { startedAt: 40 })), 340, 'init: dead time from start');
-  t.equal(nextDeadline(state('backup', { peer: { state: 'active', heardAt: 1000 } })), 1300, 'the peer: dead time from its last heartbeat');
+  t.equal(nextDeadline(state('init', { startedAt: 40 })), 315, 'init: dead time from start');
+  t.equal(nextDeadline(state('backup', { peer: { state: 'active', heardAt: 1000 } })), 1275, 'the peer: dead time (3 x 100 ms less the 25 ms reaction budget) from its last heartbeat');
   t.equal(nextDeadline(state('active')), undefined, 'active, no peer: nothing to wait for');
   t.ok(outranks({ priority: 101, nodeId: 'a' }, { priority: 100, nodeId: 'z' }));
   t.ok(outranks({ priority: 100, nodeId: 'b' }, { priority: 100, nodeId: 'a' }));

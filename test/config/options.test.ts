@@ -13,6 +13,7 @@ import type { BalancerConfig } from '../../lib/types.js';
 
 const entries = Object.entries(optionTable) as Array<[OptionName, OptionSpec]>;
 const flagName = (spec: OptionSpec) => spec.flag!.split(' ')[0];
+const negated = new Set(entries.filter(([, spec]) => spec.negatable).map(([, spec]) => `--no-${flagName(spec).slice(2)}`));
 
 /** The README's `lb4 start` table: each row's flags (from its first cell) with their defaults. */
 function readmeFlags(): Map<string, string> {
@@ -28,7 +29,8 @@ function readmeFlags(): Map<string, string> {
   for (const row of rows.slice(2)) {
     // Cells are split on pipes that are not escaped (`roundrobin\|leastconn`).
     const cells = row.split(/(?<!\\)\|/).slice(1, -1).map((c) => c.trim());
-    const flags = [...cells[0].matchAll(/`(--[a-z-]+)/g)].map((m) => m[1]);
+    // `--no-preempt` is the other form of a negatable flag, not a row of its own.
+    const flags = [...cells[0].matchAll(/`(--[a-z-]+)/g)].map((m) => m[1]).filter((f) => !negated.has(f));
     const defaults = flags.length > 1 ? cells[2].split(/,\s*/) : [cells[2]];
     if (defaults.length !== flags.length) throw new Error(`README row "${row}" has ${flags.length} flags but ${defaults.length} defaults`);
     flags.forEach((flag, i) => out.set(flag, defaults[i]));
@@ -71,7 +73,7 @@ t.test('the public tunables are the table view they always were', async (t) => {
 });
 
 t.test('validation knows exactly the top-level options of the table', async (t) => {
-  t.same(topLevelOptions, ['listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', ...tunableNames]);
+  t.same(topLevelOptions, ['listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', ...tunableNames, 'cluster']);
   const err = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'], colour: 'red' } as never).catch((e: unknown) => e);
   t.ok(err instanceof Lb4Error);
   t.match((err as Lb4Error).message, `colour: unknown option (known: ${topLevelOptions.join(', ')})`);

@@ -46,17 +46,28 @@ t.test('a client keeps its backend; the same backends in another order choose al
   t.same([...(await choices(two))], [...first], 'another balancer, backends in another order: the same choice for every client');
 });
 
-t.test('a backend going away moves only its own clients, and they come back with it', async (t) => {
+t.test('a backend going away moves its own clients and few others, and they come back with it', async (t) => {
   const [a, b, c] = await backends(t, ['a', 'b', 'c']);
-  const lb = await startBalancer({ listen: '127.0.0.1:0', algorithm: 'maglev', backends: [a.address, b.address, c.address], workers: 1 });
+  // Configured ids: the table depends on them, not on the backends' (random) ports.
+  const ids = [
+    { address: a.address, id: 'a' },
+    { address: b.address, id: 'b' },
+    { address: c.address, id: 'c' },
+  ];
+  const lb = await startBalancer({ listen: '127.0.0.1:0', algorithm: 'maglev', backends: ids, workers: 1 });
   t.teardown(() => lb.close({ drainTimeout: 0 }));
   const before = await choices(lb);
-  await lb.setBackendState(b.address, 'maintenance');
+  await lb.setBackendState('b', 'maintenance');
   const during = await choices(lb);
+  let othersMoved = 0;
   for (const client of clients) {
     if (before.get(client) === 'b') t.not(during.get(client), 'b', `${client} left b`);
-    else t.equal(during.get(client), before.get(client), `${client} stayed on ${before.get(client)}`);
+    else if (during.get(client) !== before.get(client)) othersMoved++;
   }
-  await lb.setBackendState(b.address, 'up');
-  t.same([...(await choices(lb))], [...before], 'b back: every client where it was');
+  // Maglev moves a few per cent of the other backends' keys when the set changes (the native
+  // test measures 0.2 % for 1 of 10); with 60 clients that is rarely one, never many.
+  const others = clients.filter((c) => before.get(c) !== 'b').length;
+  t.ok(othersMoved <= Math.ceil(others * 0.1), `${othersMoved} of ${others} clients of a and c moved`);
+  await lb.setBackendState('b', 'up');
+  t.same([...(await choices(lb))], [...before], 'b back: every client where it was (the same table)');
 });

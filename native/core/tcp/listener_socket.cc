@@ -8,6 +8,13 @@ namespace lb4 {
 
 namespace {
 
+// IPV6_FREEBIND's value in linux/in6.h; glibc's netinet/in.h does not name it everywhere.
+#ifdef IPV6_FREEBIND
+constexpr int kIpv6FreeBind = IPV6_FREEBIND;
+#else
+constexpr int kIpv6FreeBind = 78;
+#endif
+
 bool fail(SocketError& err, const char* syscall) {
   err.error = errno;
   err.syscall = syscall;
@@ -31,6 +38,15 @@ bool openOne(const ListenerConfig& config, const SocketAddress& address, bool re
   if (address.family() == AF_INET6) {
     int v6only = config.dualStack ? 0 : 1;
     if (setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) != 0)
+      return fail(err, "setsockopt");
+  }
+  // IP_FREEBIND (IPV6_FREEBIND for an IPv6 socket, Linux 4.15) lets bind() take an address no
+  // interface has: the VIP the peer holds. Without it bind() fails with EADDRNOTAVAIL on the
+  // backup, and the alternative, net.ipv4.ip_nonlocal_bind, changes every socket on the host.
+  // Once the address arrives the kernel delivers its SYNs to this socket; nothing reopens.
+  if (config.freeBind) {
+    const bool v6 = address.family() == AF_INET6;
+    if (setsockopt(fd.get(), v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? kIpv6FreeBind : IP_FREEBIND, &one, sizeof(one)) != 0)
       return fail(err, "setsockopt");
   }
   // Accepted sockets inherit TCP_NODELAY: small writes go out at once, with no per-flow
