@@ -67,7 +67,16 @@ export async function validateCluster(raw: unknown, env: NodeJS.ProcessEnv = pro
   if (opts.peer === undefined) throw new Lb4Error('LB4_INVALID_OPTION', "a cluster needs the other node's heartbeat address (--peer host:port)", { field: 'cluster.peer' });
   const peerAt = parseHostPort(opts.peer, 'cluster.peer', { allowEmptyHost: false, allowPortZero: false });
   const peer = { host: await resolveHost(peerAt.host, 'cluster.peer'), port: peerAt.port };
+  // The peer is one unicast address of another host: unspecified (this host), multicast or broadcast
+  // would send the heartbeats where the user did not mean them, or back to this node.
+  const peerUnusable = unusableVip(peer.host);
+  if (peerUnusable !== undefined && !/loopback/.test(peerUnusable)) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `${peer.host} cannot be the peer: it is ${peerUnusable}`, { field: 'cluster.peer' });
+  }
   const heartbeat = await heartbeatAddress(opts.heartbeat, peer.port);
+  if (heartbeat.port === peer.port && heartbeat.host !== '' && canonicalIp(heartbeat.host) === canonicalIp(peer.host)) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `the peer ${formatHostPort(peer.host, peer.port)} is this node's own heartbeat address: the node would hear only itself and stay active`, { field: 'cluster.peer' });
+  }
   if (heartbeat.host !== '' && isIP(heartbeat.host) !== isIP(peer.host)) {
     throw new Lb4Error('LB4_INVALID_OPTION', `heartbeat address ${heartbeat.host} and peer ${peer.host} are of different IP families`, { field: 'cluster.heartbeat' });
   }
