@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { loadClusterKey } from '../cluster/cluster-key.js';
-import { parseVipSpec, resolveVip, type Vip } from '../cluster/vip.js';
+import { canonicalIp, ipBytes, parseVipSpec, resolveVip, type Vip } from '../cluster/vip.js';
 import { Lb4Error } from '../errors.js';
 import type { ClusterConfig, ClusterOptions, ListenerConfig } from '../types.js';
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
@@ -67,7 +67,16 @@ export async function validateCluster(raw: unknown, env: NodeJS.ProcessEnv = pro
   if (opts.peer === undefined) throw new Lb4Error('LB4_INVALID_OPTION', "a cluster needs the other node's heartbeat address (--peer host:port)", { field: 'cluster.peer' });
   const peerAt = parseHostPort(opts.peer, 'cluster.peer', { allowEmptyHost: false, allowPortZero: false });
   const peer = { host: await resolveHost(peerAt.host, 'cluster.peer'), port: peerAt.port };
+  // The peer is one unicast address of another host: unspecified (this host), multicast or broadcast
+  // would send the heartbeats where the user did not mean them, or back to this node.
+  const peerUnusable = unusableVip(peer.host);
+  if (peerUnusable !== undefined && !/loopback/.test(peerUnusable)) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `${peer.host} cannot be the peer: it is ${peerUnusable}`, { field: 'cluster.peer' });
+  }
   const heartbeat = await heartbeatAddress(opts.heartbeat, peer.port);
+  if (heartbeat.port === peer.port && heartbeat.host !== '' && canonicalIp(heartbeat.host) === canonicalIp(peer.host)) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `the peer ${formatHostPort(peer.host, peer.port)} is this node's own heartbeat address: the node would hear only itself and stay active`, { field: 'cluster.peer' });
+  }
   if (heartbeat.host !== '' && isIP(heartbeat.host) !== isIP(peer.host)) {
     throw new Lb4Error('LB4_INVALID_OPTION', `heartbeat address ${heartbeat.host} and peer ${peer.host} are of different IP families`, { field: 'cluster.heartbeat' });
   }
@@ -83,8 +92,18 @@ export async function validateCluster(raw: unknown, env: NodeJS.ProcessEnv = pro
   const vips: Vip[] = vipList.map((v, i) => Object.freeze(resolveVip(parseVipSpec(v, `cluster.vips[${i}]`), `cluster.vips[${i}]`)));
   const seen = new Set<string>();
   for (const [i, v] of vips.entries()) {
-    if (seen.has(v.ip)) throw new Lb4Error('LB4_INVALID_OPTION', `virtual IP ${v.ip} is listed twice`, { field: `cluster.vips[${i}]` });
+    const field = `cluster.vips[${i}]`;
+    if (seen.has(v.ip)) throw new Lb4Error('LB4_INVALID_OPTION', `virtual IP ${v.ip} is listed twice`, { field });
     seen.add(v.ip);
+    // A node that is not active removes its VIPs from the interface (and a starting node removes
+    // one it finds there): a VIP that is one of the host's own addresses would be taken away.
+    const unusable = unusableVip(v.ip);
+    if (unusable) throw new Lb4Error('LB4_INVALID_ADDRESS', `${v.ip} cannot be a virtual IP: it is ${unusable}`, { field });
+    for (const [what, host] of [['heartbeat', heartbeat.host], ['peer', peer.host]] as const) {
+      if (host !== '' && canonicalIp(host) === v.ip) {
+        throw new Lb4Error('LB4_INVALID_ADDRESS', `${v.ip} cannot be a virtual IP: it is the ${what} address, which the backup node would remove from its interface`, { field });
+      }
+    }
   }
   const onStateChange = opts.onStateChange === undefined || opts.onStateChange === '' ? null : opts.onStateChange;
   if (onStateChange !== null && typeof onStateChange !== 'string' && !(Array.isArray(onStateChange) && onStateChange.length > 0 && onStateChange.every((a) => typeof a === 'string'))) {
@@ -102,6 +121,27 @@ export async function validateCluster(raw: unknown, env: NodeJS.ProcessEnv = pro
     preempt: booleanPart('preempt', opts.preempt, true),
     onStateChange: onStateChange === null ? null : typeof onStateChange === 'string' ? onStateChange : Object.freeze([...onStateChange]),
   });
+}
+
+/**
+ * Why an address cannot be a virtual IP (unspecified, loopback, multicast, broadcast): the host
+ * needs it for itself, or it is no unicast address a peer could take over; undefined when it can.
+ */
+export function unusableVip(ip: string): string | undefined {
+  let b = ipBytes(ip);
+  if (!b) return 'not a numeric address';
+  if (b.length === 16 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) b = b.subarray(12);
+  if (b.length === 4) {
+    if (b[0] === 0) return 'in 0.0.0.0/8 (this host)';
+    if (b[0] === 127) return 'a loopback address';
+    if (b[0] >= 224 && b[0] <= 239) return 'a multicast address';
+    if (b.every((x) => x === 255)) return 'the broadcast address';
+    return undefined;
+  }
+  if (b.every((x) => x === 0)) return 'the unspecified address';
+  if (b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) return 'the loopback address';
+  if (b[0] === 0xff) return 'a multicast address';
+  return undefined;
 }
 
 /** Whether a listener binds a virtual IP of the cluster: it then binds with IP_FREEBIND. */

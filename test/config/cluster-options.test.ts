@@ -59,6 +59,23 @@ t.test('every problem names its field', async (t) => {
   await fails({ ...base, vips: ['198.51.100.7/24'] }, 'cluster.vips[0]', /cannot tell which interface/);
   await fails({ ...base, vips: ['192.0.2.10/24,dev=eth0', '192.0.2.10/24,dev=eth1'] }, 'cluster.vips[1]', /listed twice/);
   await fails({ ...base, heartbeat: '[::1]:7000' }, 'cluster.heartbeat', /different IP families/);
+  // A VIP the host needs for itself: the backup node removes its VIPs, so it would take it away.
+  await fails({ ...base, vips: ['127.0.0.1/8,dev=lo'] }, 'cluster.vips[0]', /127\.0\.0\.1 cannot be a virtual IP: it is a loopback address/);
+  await fails({ ...base, vips: ['::1/128,dev=lo'] }, 'cluster.vips[0]', /loopback/);
+  await fails({ ...base, vips: ['0.0.0.0/24,dev=eth0'] }, 'cluster.vips[0]', /0\.0\.0\.0\/8/);
+  await fails({ ...base, vips: ['::/64,dev=eth0'] }, 'cluster.vips[0]', /unspecified/);
+  await fails({ ...base, vips: ['224.0.0.18/32,dev=eth0'] }, 'cluster.vips[0]', /multicast/);
+  await fails({ ...base, vips: ['ff02::1/128,dev=eth0'] }, 'cluster.vips[0]', /multicast/);
+  await fails({ ...base, vips: ['::ffff:127.0.0.1/128,dev=eth0'] }, 'cluster.vips[0]', /loopback/);
+  await fails({ ...base, vips: ['255.255.255.255/32,dev=eth0'] }, 'cluster.vips[0]', /broadcast/);
+  await fails({ ...base, peer: '192.0.2.3:7000', heartbeat: '192.0.2.2:7000', vips: ['192.0.2.2/24,dev=eth0'] }, 'cluster.vips[0]', /it is the heartbeat address/);
+  await fails({ ...base, peer: '192.0.2.3:7000', heartbeat: '192.0.2.2:7000', vips: ['192.0.2.3/24,dev=eth0'] }, 'cluster.vips[0]', /it is the peer address/);
+  // A peer that is this node itself, or no single host: the node would hear only its own heartbeats.
+  await fails({ ...base, peer: '127.0.0.1:7000', heartbeat: '127.0.0.1:7000' }, 'cluster.peer', /own heartbeat address/);
+  await fails({ ...base, peer: '0.0.0.0:7000' }, 'cluster.peer', /0\.0\.0\.0 cannot be the peer/);
+  await fails({ ...base, peer: '224.0.0.18:7000' }, 'cluster.peer', /multicast/);
+  await fails({ ...base, peer: '255.255.255.255:7000' }, 'cluster.peer', /broadcast/);
+  t.match(await validateCluster({ ...base, peer: '127.0.0.1:7001', heartbeat: '127.0.0.1:7000' }, noEnv), { peer: { host: '127.0.0.1', port: 7001 } }, 'two nodes on one host: distinct ports');
   await fails({ ...base, preempt: 'maybe' }, 'cluster.preempt', /true or false/);
   await fails({ ...base, colour: 'red' }, 'cluster.colour', /unknown option/);
   await fails('yes', 'cluster', /must be a mapping/);
