@@ -211,6 +211,7 @@ t.test('random writes, half-closes and resets from both ends match a byte-stream
     }),
     { numRuns: Math.max(1, Math.floor(runs / 4)), endOnFailure: process.env.LB4_FLOW_MODEL_SHRINK !== '1' },
   );
+  t.comment(`fuzz cases: ${flows}`);
   await until(() => lb.stats().listeners[0]!.counters.flows_active === 0, SETTLE_MS, 'every flow to leave the flow table');
   t.equal(lb.stats().listeners[0]!.counters.flows_total, flows, `all ${flows} flows counted, none left active`);
 });
