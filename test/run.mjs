@@ -47,22 +47,33 @@ const bin = (name) => join(root, 'node_modules', '.bin', name);
 
 await step('type check', bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']);
 
-// native/core unit tests: a plain CMake build, no Node headers involved.
-if (
-  (await step('native unit tests: configure', 'cmake', ['-S', 'test/native', '-B', 'build/core-tests', '-DCMAKE_BUILD_TYPE=Debug', '--log-level=WARNING'])) &&
-  (await step('native unit tests: build', 'cmake', ['--build', 'build/core-tests', '-j2']))
-) {
+// native/core unit tests: a plain CMake build, no Node headers involved; once under
+// AddressSanitizer + UBSan and once under ThreadSanitizer (the engine, its workers and the control
+// thread share queues and counters).
+async function nativeTests(sanitizer) {
+  const dir = `build/core-tests-${sanitizer}`;
+  if (
+    !(await step(`native unit tests (${sanitizer}): configure`, 'cmake', ['-S', 'test/native', '-B', dir, '-DCMAKE_BUILD_TYPE=Debug', `-DLB4_SANITIZER=${sanitizer}`, '--log-level=WARNING'])) ||
+    !(await step(`native unit tests (${sanitizer}): build`, 'cmake', ['--build', dir, '-j2']))
+  ) {
+    return;
+  }
   let counted = false;
-  const code = await run(join(root, 'build/core-tests/lb4_core_tests'), [], (line) => {
+  let failedHere = 0;
+  const code = await run(join(root, dir, 'lb4_core_tests'), [], (line) => {
     const m = /^# native: (\d+) passed, (\d+) failed/.exec(line);
     if (m) {
       counted = true;
       totals.passed += Number(m[1]);
-      totals.failed += Number(m[2]);
+      failedHere = Number(m[2]);
+      totals.failed += failedHere;
     }
   });
-  if (!counted || (code !== 0 && totals.failed === 0)) totals.failed++;
+  // A sanitizer report makes the program exit non-zero after every test passed: one failure.
+  if (!counted || (code !== 0 && failedHere === 0)) totals.failed++;
 }
+await nativeTests('address');
+await nativeTests('thread');
 
 // tap: its closing "# { total, pass, fail, ... }" line is read for the counts.
 let tapCounted = false;
