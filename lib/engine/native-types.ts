@@ -192,7 +192,7 @@ export const counterNames = [
   'connect_failures', 'connect_timeouts', 'retries', 'no_backend', 'resets', 'idle_timeouts', 'drain_closed',
   'accept_shed', 'accept_errors', 'connect_no_descriptors', 'datagrams_to_backend', 'datagrams_to_client',
   'sessions_active', 'sessions_total', 'sessions_evicted', 'sessions_expired', 'dropped_no_backend', 'dropped_truncated',
-  'dropped_send_error', 'dropped_cap',
+  'dropped_send_error', 'dropped_cap', 'dropped_late',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 
