@@ -238,7 +238,7 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
   CounterBlock& lc = listenerCounters(slot);
   if (!makeRoom(slot)) return nullptr;
   Picker* picker = listeners_[slot].picker.get();
-  const uint64_t flowHash = clientFlowHash(client);
+  const uint64_t flowHash = clientFlowHash(client, options_.hashKey);
   TriedBackends tried;
   avoidRecentlyRefused(tried);
   for (uint32_t attempt = 0; attempt <= options_.retries; ++attempt) {
