@@ -4,7 +4,9 @@
 //   - http:   a fixed, fast HTTP server answering "ok" (nginx's http module with its own
 //             config, or a multi-process Node server when nginx is missing);
 //   - idle:   bench/idle-conns.mjs in two processes: a sink that accepts and holds connections,
-//             and the client that opens the idle connections through the proxy.
+//             and the client that opens the idle connections through the proxy;
+//   - dns:    NSD, an authoritative DNS server, answering a small zone over UDP (the dns-rate
+//             scenario); the iperf3 server above also takes iperf3's UDP tests (udp-bulk).
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,6 +29,57 @@ export async function startIperf3(tmp) {
   const child = start('iperf3 server', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port)], { cwd: tmp });
   await waitListening(child, port);
   return { kind: 'iperf3', port, child, description: 'iperf3 -s' };
+}
+
+/** The zone NSD serves, and the names the DNS queries ask for (one A record each). */
+export const DNS_ZONE = 'bench.test';
+export const DNS_NAMES = Array.from({ length: 16 }, (_, i) => `host${i}.${DNS_ZONE}`);
+
+/**
+ * NSD on 127.0.0.1, one server process, serving DNS_ZONE from files in a private directory,
+ * with response rate limiting off.
+ * @param {string} tmp
+ * @returns {Promise<Backend>}
+ */
+export async function startDns(tmp) {
+  const port = await freePort();
+  const dir = join(tmp, 'nsd');
+  mkdirSync(dir, { recursive: true });
+  const records = DNS_NAMES.map((name, i) => `${name}. IN A 127.0.${Math.floor(i / 250) + 1}.${(i % 250) + 1}`);
+  writeFileSync(
+    join(dir, `${DNS_ZONE}.zone`),
+    [`$ORIGIN ${DNS_ZONE}.`, '$TTL 300', `@ IN SOA ns.${DNS_ZONE}. admin.${DNS_ZONE}. 1 3600 600 86400 300`, '@ IN NS ns', 'ns IN A 127.0.0.1', ...records, ''].join('\n'),
+  );
+  const config = `# DNS backend for the dns-rate scenario: the same for every system under test.
+server:
+  ip-address: 127.0.0.1@${port}
+  server-count: 1
+  username: ""
+  chroot: ""
+  zonesdir: "${dir}"
+  database: ""
+  pidfile: "${dir}/nsd.pid"
+  xfrdfile: "${dir}/xfrd.state"
+  zonelistfile: "${dir}/zone.list"
+  logfile: "${dir}/nsd.log"
+  verbosity: 0
+  hide-version: yes
+  # Response rate limiting (on by default in Debian's NSD: 200 answers/s per /24) would drop
+  # most of the answers to a single load generator on 127.0.0.1.
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: ${DNS_ZONE}
+  zonefile: ${DNS_ZONE}.zone
+`;
+  const file = join(dir, 'nsd.conf');
+  writeFileSync(file, config);
+  // -d: stay in the foreground, in the process group the bench stops.
+  const child = start('nsd', 'nsd', ['-d', '-c', file], { cwd: dir });
+  await waitListening(child, port, 10_000, ['udp']);
+  return { kind: 'dns', port, child, description: `NSD, 1 server process, zone ${DNS_ZONE} with ${DNS_NAMES.length} A records` };
 }
 
 /**

@@ -1,4 +1,4 @@
-// Runs an iperf3 client and reads its JSON report (-J).
+// Runs an iperf3 client (TCP, or one-way UDP) and reads its JSON report (-J).
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from './processes.mjs';
@@ -42,6 +42,57 @@ export async function runIperf3({ port, seconds, streams, reverse }) {
       seconds: received.seconds,
       gbps: received.bits_per_second / 1e9,
       retransmits: report.end.sum_sent?.retransmits ?? 0,
+    };
+  }
+  throw new Error(lastError);
+}
+
+/**
+ * @typedef {object} IperfUdpResult
+ * @property {number} sent datagrams the client sent
+ * @property {number} received datagrams the server received
+ * @property {number} seconds the server's receiving time
+ * @property {number} datagramsPerSecond received / seconds
+ * @property {number} gbps the server's received rate, Gbit/s
+ * @property {number} lossPercent lost datagrams, as the server counted them from sequence numbers
+ */
+
+/**
+ * A one-way UDP test (-u), client -> server, at the bitrate given (0: as fast as the client can
+ * send). iperf3 also opens a TCP control connection to the same port first.
+ * @param {{port: number, seconds: number, length: number, bitrate: string}} options
+ * @returns {Promise<IperfUdpResult>}
+ */
+export async function runIperf3Udp({ port, seconds, length, bitrate }) {
+  const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-u', '-b', bitrate, '-l', String(length), '-J'];
+  let lastError = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const r = await run('iperf3 client', 'iperf3', args, (seconds + 20) * 1000);
+    let report;
+    try {
+      report = JSON.parse(r.stdout);
+    } catch {
+      lastError = `iperf3 printed no JSON (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`;
+      await sleep(500);
+      continue;
+    }
+    const received = report.end?.sum_received;
+    const sent = report.end?.sum_sent;
+    if (report.error || !received || !sent) {
+      lastError = `iperf3: ${report.error ?? 'no end.sum_received in report'}`;
+      await sleep(500);
+      continue;
+    }
+    // The server's own count of what arrived is its bytes: every datagram is `length` bytes.
+    // (Its `packets` is the highest sequence number seen, lost ones included.)
+    const got = Math.round(received.bytes / length);
+    return {
+      sent: sent.packets,
+      received: got,
+      seconds: received.seconds,
+      datagramsPerSecond: got / received.seconds,
+      gbps: received.bits_per_second / 1e9,
+      lossPercent: received.lost_percent,
     };
   }
   throw new Error(lastError);

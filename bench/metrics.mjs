@@ -29,6 +29,13 @@ export const metrics = [
   { key: 'rr256_rps', label: 'requests/s, keep-alive, 256 connections', unit: 'req/s', better: 'higher', digits: 0, scenario: 'request-rate' },
   { key: 'rr256_p50', label: 'latency p50, 256 connections', unit: 'ms', better: 'lower', digits: 3, scenario: 'request-rate' },
   { key: 'rr256_p99', label: 'latency p99, 256 connections', unit: 'ms', better: 'lower', digits: 3, scenario: 'request-rate' },
+  { key: 'dns_qps', label: 'DNS queries/s over UDP (dnsperf -> NSD)', unit: 'query/s', better: 'higher', digits: 0, scenario: 'dns-rate' },
+  { key: 'dns_p50', label: 'DNS latency p50', unit: 'ms', better: 'lower', digits: 3, scenario: 'dns-rate' },
+  { key: 'dns_p99', label: 'DNS latency p99', unit: 'ms', better: 'lower', digits: 3, scenario: 'dns-rate' },
+  { key: 'dns_cpu', label: 'proxy CPU per million datagrams, DNS (query + answer = 2)', unit: 'CPU s/Mdgram', better: 'lower', digits: 2, scenario: 'dns-rate', proxyOnly: true },
+  { key: 'udp_dgps', label: 'UDP datagrams/s received, iperf3 -u -b 0, client->backend', unit: 'dgram/s', better: 'higher', digits: 0, scenario: 'udp-bulk' },
+  { key: 'udp_loss', label: 'UDP datagrams lost, iperf3 -u -b 0', unit: '%', better: 'lower', digits: 1, scenario: 'udp-bulk' },
+  { key: 'udp_cpu', label: 'proxy CPU per million datagrams, iperf3 -u', unit: 'CPU s/Mdgram', better: 'lower', digits: 2, scenario: 'udp-bulk', proxyOnly: true },
   { key: 'idle_mem', label: 'proxy RSS per idle connection held open', unit: 'bytes', better: 'lower', digits: 0, scenario: 'idle-memory', proxyOnly: true },
 ];
 

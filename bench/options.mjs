@@ -20,6 +20,11 @@ Options:
   --wrk-threads N           wrk threads (default 2)
   --conn-rate-connections N wrk connections in conn-rate (default 32)
   --idle-connections N      idle connections in idle-memory (default 10000)
+  --dns-seconds S           seconds per dnsperf run (default 5, --quick 1)
+  --dns-clients N           dnsperf clients (-c: sockets, so source ports) in dns-rate (default 64)
+  --dns-outstanding N       dnsperf queries in flight (-q) in dns-rate (default 256)
+  --dns-latency-qps N       fixed query rate (dnsperf -Q) of dns-rate's latency run (default 10000)
+  --udp-length BYTES        datagram size of iperf3 -u in udp-bulk (default 512)
   --http-backend-workers N  worker processes of the shared HTTP backend (default 1)
   --haproxy-splice MODE     auto (option splice-auto) or always (splice-request/response); default auto
   --lb4-launch MODE         cli (dist/bin/lb4.js), lib (bench/lb4-proxy.mjs) or auto (cli if built); default auto
@@ -45,6 +50,11 @@ Options:
  * @property {number} wrkThreads
  * @property {number} connRateConnections
  * @property {number} idleConnections
+ * @property {number} dnsSeconds
+ * @property {number} dnsClients
+ * @property {number} dnsOutstanding
+ * @property {number} dnsLatencyQps
+ * @property {number} udpLength
  * @property {number} httpBackendWorkers
  * @property {'auto' | 'always'} haproxySplice
  * @property {'auto' | 'cli' | 'lib'} lb4Launch
@@ -86,6 +96,11 @@ export function parseOptions(argv) {
     wrkThreads: 2,
     connRateConnections: 32,
     idleConnections: 10_000,
+    dnsSeconds: quick ? 1 : 5,
+    dnsClients: 64,
+    dnsOutstanding: 256,
+    dnsLatencyQps: 10_000,
+    udpLength: 512,
     httpBackendWorkers: 1,
     haproxySplice: 'auto',
     lb4Launch: 'auto',
@@ -117,6 +132,16 @@ export function parseOptions(argv) {
       case '--wrk-threads': s.wrkThreads = positiveInt(flag, value()); break;
       case '--conn-rate-connections': s.connRateConnections = positiveInt(flag, value()); break;
       case '--idle-connections': s.idleConnections = positiveInt(flag, value()); break;
+      case '--dns-seconds': s.dnsSeconds = positiveInt(flag, value()); break;
+      case '--dns-clients': s.dnsClients = positiveInt(flag, value()); break;
+      case '--dns-outstanding': s.dnsOutstanding = positiveInt(flag, value()); break;
+      case '--dns-latency-qps': s.dnsLatencyQps = positiveInt(flag, value()); break;
+      case '--udp-length': {
+        s.udpLength = positiveInt(flag, value());
+        // iperf3 needs room for its own header (16 bytes) and a datagram fits IPv4's limit.
+        if (s.udpLength < 16 || s.udpLength > 65_507) throw new Error(`${flag} wants 16 to 65507 bytes, got ${s.udpLength}`);
+        break;
+      }
       case '--http-backend-workers': s.httpBackendWorkers = positiveInt(flag, value()); break;
       case '--haproxy-splice': s.haproxySplice = /** @type {any} */ (list(flag, value(), ['auto', 'always'])[0]); break;
       case '--retry-disturbed': {

@@ -1,5 +1,5 @@
 // Reading /proc: CPU time and resident memory of a process and its descendants, and whether a
-// TCP port is listening. Everything here is a plain synchronous read of a few small files, so
+// TCP port is listening or a UDP port bound. Everything here is a plain synchronous read of a few small files, so
 // the numbers are taken at one well-defined moment and no connection is ever made to probe.
 
 import { readdirSync, readFileSync } from 'node:fs';
@@ -95,6 +95,18 @@ export function isListening(port) {
     if (f[1] === local && f[3] === '0A') return true;
   }
   return false;
+}
+
+/**
+ * Whether a UDP socket is bound to 127.0.0.1:port, read from /proc/net/udp (a datagram sent to
+ * probe would reach the server as a real request).
+ * @param {number} port
+ * @returns {boolean}
+ */
+export function isUdpBound(port) {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const text = readFileSync('/proc/net/udp', 'utf8');
+  return text.split('\n').some((line) => line.trim().split(/\s+/)[1] === local);
 }
 
 /**

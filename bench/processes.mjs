@@ -10,7 +10,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isListening } from './proc.mjs';
+import { isListening, isUdpBound } from './proc.mjs';
 
 /** The descriptor limit the bench would like for every child: 10,000 idle flows need 20,000+ in a proxy. */
 export const WANTED_FD_LIMIT = 200_000;
@@ -50,7 +50,8 @@ function keepTail(text, max = 64 * 1024) {
  * @param {string} name for messages
  * @param {string} file program
  * @param {string[]} args
- * @param {{cwd?: string, env?: NodeJS.ProcessEnv, stdin?: boolean}} [options]
+ * @param {{cwd?: string, env?: NodeJS.ProcessEnv, stdin?: boolean, stdoutLimit?: number}} [options]
+ *   stdoutLimit: how much of the end of stdout is kept (default 1 MiB)
  * @returns {Child}
  */
 export function start(name, file, args, options = {}) {
@@ -62,7 +63,7 @@ export function start(name, file, args, options = {}) {
   });
   let out = '';
   let err = '';
-  proc.stdout.setEncoding('utf8').on('data', (d) => (out = keepTail(out + d, 1 << 20)));
+  proc.stdout.setEncoding('utf8').on('data', (d) => (out = keepTail(out + d, options.stdoutLimit ?? 1 << 20)));
   proc.stderr.setEncoding('utf8').on('data', (d) => (err = keepTail(err + d)));
   /** @type {Child} */
   const child = {
@@ -96,10 +97,11 @@ export function start(name, file, args, options = {}) {
  * @param {string} file
  * @param {string[]} args
  * @param {number} timeoutMs
+ * @param {{stdoutLimit?: number}} [options] as for start()
  * @returns {Promise<{code: number | null, signal: string | null, stdout: string, stderr: string, timedOut: boolean}>}
  */
-export async function run(name, file, args, timeoutMs) {
-  const child = start(name, file, args);
+export async function run(name, file, args, timeoutMs, options = {}) {
+  const child = start(name, file, args, options);
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -138,12 +140,15 @@ export async function stop(child, signal = 'SIGTERM', graceMs = 3000) {
 }
 
 /**
- * Waits until 127.0.0.1:port is listening, or fails with the child's own words if it exits.
+ * Waits until 127.0.0.1:port is listening (TCP) and bound (UDP) as `protocols` says, or fails
+ * with the child's own words if it exits.
  * @param {Child} child
  * @param {number} port
  * @param {number} [timeoutMs]
+ * @param {Array<'tcp' | 'udp'>} [protocols]
  */
-export async function waitListening(child, port, timeoutMs = 10_000) {
+export async function waitListening(child, port, timeoutMs = 10_000, protocols = ['tcp']) {
+  const ready = () => protocols.every((p) => (p === 'udp' ? isUdpBound(port) : isListening(port)));
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!child.running) {
@@ -152,26 +157,30 @@ export async function waitListening(child, port, timeoutMs = 10_000) {
       const key = lines.find((l) => /error|alert|emerg/i.test(l)) ?? lines.at(-1) ?? '(no output)';
       throw new Error(`${child.name} exited before listening on port ${port}: ${key}`);
     }
-    if (isListening(port)) return;
+    if (ready()) return;
     await sleep(20);
   }
-  throw new Error(`${child.name} did not listen on port ${port} within ${timeoutMs} ms`);
+  throw new Error(`${child.name} did not listen on port ${port} (${protocols.join('+')}) within ${timeoutMs} ms`);
 }
 
 /**
  * A port that was free a moment ago: bind 127.0.0.1:0, read the port, close. Configs of
- * HAProxy and nginx need concrete ports; the tiny race is accepted.
+ * HAProxy and nginx need concrete ports; the tiny race is accepted. The UDP scenarios bind the
+ * port for UDP too (iperf3's UDP test also needs TCP on it), so the port must be free for both.
  * @returns {Promise<number>}
  */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
-      server.close(() => resolve(port));
+export async function freePort() {
+  for (;;) {
+    const port = await new Promise((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const { port: p } = /** @type {import('node:net').AddressInfo} */ (server.address());
+        server.close(() => resolve(p));
+      });
     });
-  });
+    if (!isUdpBound(port)) return port;
+  }
 }
 
 /** Registers a directory to delete at exit. @param {string} dir */

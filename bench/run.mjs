@@ -9,14 +9,14 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startHttp, startIdle, startIperf3, stopBackend } from './backends.mjs';
+import { startDns, startHttp, startIdle, startIperf3, stopBackend } from './backends.mjs';
 import { metrics } from './metrics.mjs';
 import { benchCpuSeconds, machineCpu } from './proc.mjs';
 import { parseOptions, usage } from './options.mjs';
 import { cleanup, FD_LIMIT, installCleanupHandlers, MAX_IDLE_FLOWS, removeAtExit, WANTED_FD_LIMIT } from './processes.mjs';
 import { loadTable, medianTable, perRoundTable, ratioSvg, ratios, ratiosToBuilds, spreads, spreadTable, summarise } from './report.mjs';
 import { scenarios } from './scenarios/index.mjs';
-import { anchors, lb4Cli, withComparedBuilds } from './systems.mjs';
+import { anchors, lb4Cli, TCP_ONLY, withComparedBuilds } from './systems.mjs';
 import { detectTools, installLine, versions } from './tools.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -73,6 +73,15 @@ function prune(dir, keep) {
   }
 }
 
+/**
+ * Whether a system sits out a scenario: `direct` has no proxy to measure in proxy-only
+ * scenarios, and a system that cannot forward a protocol the scenario needs (UDP) cannot run it.
+ */
+function skips(scenario, system) {
+  if (scenario.proxyOnly && system.name === 'direct') return true;
+  return !(scenario.listen ?? TCP_ONLY).protocols.every((p) => system.protocols.includes(p));
+}
+
 async function main() {
   let settings;
   try {
@@ -121,7 +130,7 @@ async function main() {
   // Plan and a time estimate.
   const perRound = runnableScenarios.reduce((sum, sc) => {
     const instances = runnableSystems.reduce(
-      (n, sys) => n + (sc.proxyOnly && sys.name === 'direct' ? 0 : sys.perWorkers ? settings.workers.length : 1),
+      (n, sys) => n + (skips(sc, sys) ? 0 : sys.perWorkers ? settings.workers.length : 1),
       0,
     );
     return sum + instances * (sc.estimateSeconds(settings) + 0.5);
@@ -148,6 +157,7 @@ async function main() {
   if (needBackend.has('iperf3')) backends.iperf3 = await startIperf3(tmp);
   if (needBackend.has('http')) backends.http = await startHttp(tmp, { useNginx: tools.nginx, processes: settings.httpBackendWorkers });
   if (needBackend.has('idle')) backends.idle = await startIdle();
+  if (needBackend.has('dns')) backends.dns = await startDns(tmp);
 
   /** @type {import('./report.mjs').RunRecord[]} */
   const runs = [];
@@ -164,7 +174,7 @@ async function main() {
     const record = { round, workers: system.perWorkers ? workers : null, scenario: scenario.name, system: system.name, metrics: {}, raw: {}, notes: [] };
     let target;
     try {
-      target = await system.start({ tmp, backendPort: backend.port, workers }, settings);
+      target = await system.start({ tmp, backendPort: backend.port, workers, listen: scenario.listen ?? TCP_ONLY }, settings);
     } catch (e) {
       let error = e;
       if (system.rootOf && settings.lb4Launch === 'cli') {
@@ -173,7 +183,7 @@ async function main() {
         launchNotes.push(`${system.name} CLI failed to start (${e.message.split('\n')[0]}); switched to bench/lb4-proxy.mjs (startBalancer) for every lb4 build`);
         settings.lb4Launch = 'lib';
         try {
-          target = await system.start({ tmp, backendPort: backend.port, workers }, settings);
+          target = await system.start({ tmp, backendPort: backend.port, workers, listen: scenario.listen ?? TCP_ONLY }, settings);
         } catch (e2) {
           error = e2;
         }
@@ -190,7 +200,7 @@ async function main() {
     const own0 = benchCpuSeconds();
     const wall0 = Date.now();
     try {
-      const result = await scenario.run({ target, settings, backend });
+      const result = await scenario.run({ target, settings, backend, tmp });
       Object.assign(record, result);
       if (system.name === 'direct') for (const m of metrics) if (m.proxyOnly) delete record.metrics[m.key];
     } catch (e) {
@@ -220,7 +230,7 @@ async function main() {
       for (const [wi, workers] of settings.workers.entries()) {
         for (const system of order) {
           if (!system.perWorkers && wi > 0) continue;
-          if (scenario.proxyOnly && system.name === 'direct') continue;
+          if (skips(scenario, system)) continue;
           const label = `r${round}/${settings.rounds} ${system.perWorkers ? `w=${workers}` : 'w=-'} ${scenario.name.padEnd(14)} ${system.name.padEnd(nameWidth)}`;
           let record = await measure({ round, workers, scenario, system, backend, label });
           // On a shared machine, a run that competed with much other work is measured once more

@@ -25,10 +25,23 @@ export const lb4Cli = (root) => join(root, 'dist/bin/lb4.js');
  */
 
 /**
+ * What a scenario needs the system to listen on: TCP (the default), UDP, or both on one port
+ * (iperf3's UDP test has a TCP control connection), and for UDP how many replies end a session
+ * (nginx `proxy_responses`, lb4 `--udp-responses`; 0: only the idle timeout ends it).
+ * @typedef {object} ListenSpec
+ * @property {Array<'tcp' | 'udp'>} protocols
+ * @property {number} [udpResponses]
+ */
+
+/** @type {ListenSpec} */
+export const TCP_ONLY = { protocols: ['tcp'] };
+
+/**
  * @typedef {object} StartArgs
  * @property {string} tmp a private temp directory
  * @property {number} backendPort
  * @property {number} workers
+ * @property {ListenSpec} [listen] default TCP_ONLY
  */
 
 /**
@@ -36,6 +49,7 @@ export const lb4Cli = (root) => join(root, 'dist/bin/lb4.js');
  * @property {string} name
  * @property {boolean} perWorkers false when the system has no worker setting (measured once per round)
  * @property {string[]} needs tools it needs (keys of detectTools())
+ * @property {Array<'tcp' | 'udp'>} protocols what it can forward
  * @property {(settings: any) => string} describe one line for the report
  * @property {(args: StartArgs, settings: any) => Promise<Running>} start
  * @property {(settings: any) => string} [rootOf] set on lb4 builds: the checkout they run from
@@ -68,23 +82,28 @@ function lb4System(name, rootOf) {
     name,
     perWorkers: true,
     needs: [],
+    protocols: ['tcp', 'udp'],
     rootOf,
     describe: (s) =>
       `lb4 ${s.lb4Launch === 'cli' ? 'CLI (`node dist/bin/lb4.js start ... --workers N --log-level warn --drain-timeout 0`)' : 'via bench/lb4-proxy.mjs (startBalancer, drainTimeout 0)'}` +
-      `${rootOf(s) === REPO ? '' : ` built in ${rootOf(s)}`}, defaults otherwise (splice, default pipe size, backlog 511)`,
-    async start({ backendPort, workers }, settings) {
+      `${rootOf(s) === REPO ? '' : ` built in ${rootOf(s)}`}, defaults otherwise (splice, default pipe size, backlog 511); UDP: --listen 127.0.0.1:PORT/udp (beside the TCP listener on the same port when the scenario needs both), --udp-responses 1 for dns-rate`,
+    async start({ backendPort, workers, listen = TCP_ONLY }, settings) {
       const root = rootOf(settings);
       if (!existsSync(join(root, 'build/Release/lb4.node')) || !existsSync(join(root, 'dist/lib/index.js'))) {
         throw new Error(`lb4 is not built in ${root}: run \`npx cmake-js compile --log-level error && npx tsc -p tsconfig.build.json\``);
       }
       const port = await freePort();
-      const flags = ['--listen', `127.0.0.1:${port}`, '--backend', `127.0.0.1:${backendPort}`, '--workers', String(workers)];
+      const flags = [
+        ...listen.protocols.flatMap((p) => ['--listen', `127.0.0.1:${port}${p === 'udp' ? '/udp' : ''}`]),
+        '--backend', `127.0.0.1:${backendPort}`, '--workers', String(workers),
+      ];
+      if (listen.protocols.includes('udp') && listen.udpResponses) flags.push('--udp-responses', String(listen.udpResponses));
       const useCli = settings.lb4Launch === 'cli';
       const args = useCli
         ? [lb4Cli(root), 'start', ...flags, '--log-level', 'warn', '--drain-timeout', '0']
         : [join(here, 'lb4-proxy.mjs'), '--root', root, ...flags];
       const child = start(name, process.execPath, args);
-      await waitListening(child, port);
+      await waitListening(child, port, undefined, listen.protocols);
       return { port, pid: child.pid, stop: stopper(child) };
     },
   };
@@ -97,6 +116,8 @@ const haproxy = {
   name: 'haproxy',
   perWorkers: true,
   needs: ['haproxy'],
+  // HAProxy forwards no UDP (outside its commercial edition): the UDP scenarios skip it.
+  protocols: ['tcp'],
   describe: (s) => `HAProxy, mode tcp, option ${s.haproxySplice === 'auto' ? 'splice-auto' : 'splice-request + splice-response'}, nbthread N, maxconn ${haproxyMaxconn}, maxpipes ${haproxyMaxpipes}, no logging`,
   async start({ tmp, backendPort, workers }, settings) {
     const port = await freePort();
@@ -134,28 +155,42 @@ const nginx = {
   name: 'nginx',
   perWorkers: true,
   needs: ['nginx', 'nginx-stream'],
-  describe: () => `nginx stream module, worker_processes N (master + workers measured), listen ... reuseport, worker_connections ${FD_LIMIT - 100}, no access log`,
-  async start({ tmp, backendPort, workers }) {
+  protocols: ['tcp', 'udp'],
+  describe: () =>
+    `nginx stream module, worker_processes N (master + workers measured), listen ... reuseport, worker_connections ${FD_LIMIT - 100}, no access log; ` +
+    'UDP: a second server block with listen ... udp reuseport, proxy_timeout 30s (lb4\'s UDP idle timeout), proxy_responses 1 for dns-rate',
+  async start({ tmp, backendPort, workers, listen = TCP_ONLY }) {
     const port = await freePort();
     const dir = join(tmp, 'nginx');
     mkdirSync(dir, { recursive: true });
+    // One server block per protocol: nginx's timeouts differ (a UDP "session" has no close, so
+    // proxy_timeout is its idle timeout), and proxy_responses applies to UDP only.
+    const servers = listen.protocols.map((p) =>
+      p === 'udp'
+        ? `  server {
+    listen 127.0.0.1:${port} udp reuseport;
+    proxy_pass bench;
+    proxy_timeout 30s;${listen.udpResponses ? `\n    proxy_responses ${listen.udpResponses};` : ''}
+  }`
+        : `  server {
+    listen 127.0.0.1:${port} reuseport;
+    proxy_pass bench;
+    proxy_connect_timeout 5s;
+    proxy_timeout 300s;
+  }`,
+    );
     const config = `# Written by bench/systems.mjs.
 load_module ${NGINX_STREAM_MODULE};
 ${nginxPreamble({ dir, workers })}
 stream {
   upstream bench { server 127.0.0.1:${backendPort}; }
-  server {
-    listen 127.0.0.1:${port} reuseport;
-    proxy_pass bench;
-    proxy_connect_timeout 5s;
-    proxy_timeout 300s;
-  }
+${servers.join('\n')}
 }
 `;
     const file = join(dir, 'nginx.conf');
     writeFileSync(file, config);
     const child = start('nginx', 'nginx', ['-p', dir, '-c', file, '-e', join(dir, 'error.log')]);
-    await waitListening(child, port);
+    await waitListening(child, port, undefined, listen.protocols);
     return { port, pid: child.pid, stop: stopper(child) };
   },
 };
@@ -165,6 +200,7 @@ const nodePipe = {
   name: 'node-pipe',
   perWorkers: false,
   needs: [],
+  protocols: ['tcp'],
   describe: () => 'bench/node-pipe-proxy.mjs: one Node process, socket.pipe() both ways (no worker setting: measured once per round, shown in every table)',
   async start({ backendPort }) {
     const port = await freePort();
@@ -179,6 +215,7 @@ const direct = {
   name: 'direct',
   perWorkers: false,
   needs: [],
+  protocols: ['tcp', 'udp'],
   describe: () => 'no proxy: the client connects straight to the backend (the limit; measured once per round)',
   async start({ backendPort }) {
     return { port: backendPort, pid: null, stop: async () => '' };

@@ -14,6 +14,8 @@ const packages = {
   'nginx-stream': 'libnginx-mod-stream',
   iperf3: 'iperf3',
   wrk: 'wrk',
+  nsd: 'nsd',
+  dnsperf: 'dnsperf',
 };
 
 /** @param {string} name @returns {string | null} */
@@ -41,6 +43,8 @@ export function detectTools() {
     'nginx-stream': existsSync(NGINX_STREAM_MODULE),
     iperf3: which('iperf3') !== null,
     wrk: which('wrk') !== null,
+    nsd: which('nsd') !== null,
+    dnsperf: which('dnsperf') !== null,
   };
 }
 
@@ -64,5 +68,8 @@ export function versions(tools) {
   if (tools.nginx) v.nginx = firstLine('nginx', ['-v']);
   if (tools.iperf3) v.iperf3 = firstLine('iperf3', ['--version']);
   if (tools.wrk) v.wrk = firstLine('wrk', ['-v']);
+  if (tools.nsd) v.nsd = firstLine('nsd', ['-v']);
+  // dnsperf has no version flag: its help ends with the version line.
+  if (tools.dnsperf) v.dnsperf = `dnsperf ${/Version ([\d.]+)/.exec(spawnSync('dnsperf', ['-h'], { encoding: 'utf8', timeout: 5000 }).stdout ?? '')?.[1] ?? 'unknown'}`;
   return v;
 }

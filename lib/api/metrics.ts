@@ -53,6 +53,7 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   dropped_cap: { name: 'dropped_datagrams_total', label: ['reason', 'cap'], scopes: ['listener'] },
   dropped_truncated: { name: 'dropped_datagrams_total', label: ['reason', 'truncated'] },
   dropped_send_error: { name: 'dropped_datagrams_total', label: ['reason', 'send_error'] },
+  dropped_late: { name: 'dropped_datagrams_total', label: ['reason', 'late'] },
 };
 
 /** Upper bounds (seconds) of the health check duration histogram's buckets. */

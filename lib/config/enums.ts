@@ -2,7 +2,7 @@
 // (lib/engine/native-types.ts, checked against the addon's exports when it loads), so a value
 // the data plane gains is a value the options accept, with no second list to keep.
 
-import { algorithmNames, backendStateNames, protocolNames } from '../engine/native-types.js';
+import { algorithmNames, backendStateNames, hashKeyNames, protocolNames } from '../engine/native-types.js';
 
 /** How a new flow picks its backend. */
 export type Algorithm = (typeof algorithmNames)[number];
@@ -10,6 +10,9 @@ export type Algorithm = (typeof algorithmNames)[number];
 export type BackendState = (typeof backendStateNames)[number];
 
 export const algorithms: readonly Algorithm[] = algorithmNames;
+/** What maglev hashes: the client's address, or its address and port. */
+export type HashKey = (typeof hashKeyNames)[number];
+export const hashKeys: readonly HashKey[] = hashKeyNames;
 export const backendStates: readonly BackendState[] = backendStateNames;
 /** A listener's transport: TCP flows or UDP sessions. */
 export type Protocol = (typeof protocolNames)[number];

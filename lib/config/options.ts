@@ -24,7 +24,7 @@ import { Lb4Error } from '../errors.js';
 import { healthDefaults } from '../health/check-options.js';
 import { logFormats, logLevels } from '../log.js';
 import { formatDuration, parseDuration } from './duration.js';
-import { algorithms } from './enums.js';
+import { algorithms, hashKeys } from './enums.js';
 
 /**
  * What an option's value is. `integer`, `duration` and `choice` are validated from the table
@@ -87,6 +87,10 @@ export const optionTable = {
   },
   accessLog: { flag: '--access-log [sample]', field: 'accessLog', kind: 'sample', defaultText: 'off', reload: 'live', help: 'log closed flows (one in SAMPLE, default every one)' },
   algorithm: { flag: '--algorithm <name>', field: 'algorithm', kind: 'choice', choices: algorithms, default: 'roundrobin', reload: 'live', help: 'how new flows pick a backend: roundrobin, leastconn, or maglev (consistent hashing of the client address)' },
+  hashKey: {
+    flag: '--hash-key <key>', field: 'hashKey', config: 'hashKey', kind: 'choice', choices: hashKeys, default: 'address', reload: 'restart', native: 'hashKey',
+    help: "what maglev hashes: address (a client keeps one backend) or address-port (each client port placed on its own, e.g. many clients behind one NAT address)",
+  },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',
     min: 1, max: maxWorkers, reload: 'restart', native: 'workers', help: 'data-plane threads (default: one per CPU)',

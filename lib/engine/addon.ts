@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import {
   counterNames,
   algorithmNames,
+  hashKeyNames,
   backendStateNames,
   closeReasonNames,
   optionLimitNames,
@@ -53,6 +54,7 @@ export function addon(): Addon {
   const candidate = createRequire(import.meta.url)(found) as Addon;
   check('counters', candidate.counters.map((c) => c.name), counterNames);
   check('algorithms', candidate.algorithms, algorithmNames);
+  check('hash keys', candidate.hashKeys, hashKeyNames);
   check('backend states', candidate.backendStates, backendStateNames);
   check('close reasons', candidate.closeReasons, closeReasonNames);
   check('protocols', candidate.protocols, protocolNames);

@@ -8,6 +8,8 @@
 
 /** Balancing algorithms, in the engine's order. */
 export const algorithmNames = ['roundrobin', 'leastconn', 'maglev'] as const;
+/** What a hashing algorithm's flow hash is made of, in the engine's order. */
+export const hashKeyNames = ['address', 'address-port'] as const;
 /** Backend states, in the engine's order. */
 export const backendStateNames = ['up', 'down', 'draining', 'maintenance'] as const;
 /** Why a flow ended, in the engine's order. */
@@ -19,7 +21,7 @@ export const protocolNames = ['tcp', 'udp'] as const;
 /** The engine options whose ranges the addon exports as `optionLimits`, in its order. */
 export const optionLimitNames = [
   'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'maxIdlePipes', 'backlog',
-  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
+  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram', 'hashKey',
 ] as const satisfies readonly NativeOptionName[];
 
 /** Each name of `names` mapped to its number (its index). */
@@ -29,6 +31,8 @@ function numbering<const T extends readonly string[]>(names: T): { readonly [K i
 
 /** Balancing algorithms as the engine numbers them. */
 export const NativeAlgorithm = numbering(algorithmNames);
+/** Hash keys as the engine numbers them. */
+export const NativeHashKey = numbering(hashKeyNames);
 /** Backend states as the engine numbers them. */
 export const NativeBackendState = numbering(backendStateNames);
 /** Listener protocols as the engine numbers them. */
@@ -64,6 +68,8 @@ export interface NativeEngineOptions {
   udpMaxSessions: number;
   /** The largest datagram forwarded, in bytes; larger ones are dropped and counted. */
   udpMaxDatagram: number;
+  /** What maglev's flow hash is made of: an index into `hashKeyNames`. */
+  hashKey: number;
 }
 
 export interface NativeBackend {
@@ -192,7 +198,7 @@ export const counterNames = [
   'connect_failures', 'connect_timeouts', 'retries', 'no_backend', 'resets', 'idle_timeouts', 'drain_closed',
   'accept_shed', 'accept_errors', 'connect_no_descriptors', 'datagrams_to_backend', 'datagrams_to_client',
   'sessions_active', 'sessions_total', 'sessions_evicted', 'sessions_expired', 'dropped_no_backend', 'dropped_truncated',
-  'dropped_send_error', 'dropped_cap',
+  'dropped_send_error', 'dropped_cap', 'dropped_late',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 
@@ -238,6 +244,7 @@ export interface Addon {
   Engine: new (options: NativeEngineOptions) => NativeEngine;
   counters: CounterInfo[];
   algorithms: string[];
+  hashKeys: string[];
   backendStates: string[];
   closeReasons: string[];
   protocols: string[];

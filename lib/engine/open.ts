@@ -21,7 +21,7 @@ const EAFNOSUPPORT = 97;
 // a setting, or the table's fixed default. The type check below makes sure the table names every
 // scalar option the engine declares.
 const engineOptions = (Object.entries(optionTable) as Array<[keyof typeof optionTable, OptionSpec]>).flatMap(([name, spec]) =>
-  spec.native === undefined || spec.native === 'backlog' ? [] : [{ name, native: spec.native, config: spec.config }],
+  spec.native === undefined || spec.native === 'backlog' ? [] : [{ name, native: spec.native, config: spec.config, choices: spec.choices }],
 );
 type TableNative = Extract<(typeof optionTable)[keyof typeof optionTable], { native: string }>['native'];
 type Assert<T extends true> = T;
@@ -45,8 +45,13 @@ export function nativeListener(l: ListenerConfig, dualStackFallback = false): Na
 /** The engine's options for a config. */
 export function nativeOptions(config: BalancerConfig, dualStackFallback: boolean): NativeEngineOptions {
   const scalars = {} as Record<NativeEngineScalar, number>;
-  const settings = config as unknown as Readonly<Record<string, number>>;
-  for (const o of engineOptions) scalars[o.native] = o.config === undefined ? (optionDefault(o.name) as number) : settings[o.config];
+  const settings = config as unknown as Readonly<Record<string, number | string>>;
+  for (const o of engineOptions) {
+    const value: number | string = o.config === undefined ? (optionDefault(o.name) as number | string) : settings[o.config];
+    // A choice crosses as its number: its place in the choices, which are the engine's own list
+    // (e.g. hashKeyNames), checked against the addon when it loads.
+    scalars[o.native] = typeof value === 'string' ? o.choices!.indexOf(value) : value;
+  }
   return { ...scalars, listeners: config.listeners.map((l) => nativeListener(l, dualStackFallback)) };
 }
 

@@ -32,6 +32,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   }
   exports.Set("counters", counters);
   exports.Set("algorithms", enumNames<lb4::Algorithm>(env));
+  exports.Set("hashKeys", enumNames<lb4::HashKey>(env));
   exports.Set("backendStates", enumNames<lb4::BackendState>(env));
   exports.Set("closeReasons", enumNames<lb4::CloseReason>(env));
   exports.Set("protocols", enumNames<lb4::Protocol>(env));

@@ -62,7 +62,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   if (!value.IsObject()) return throwType(env, "options must be an object");
   Napi::Object o = value.As<Napi::Object>();
   double workers, connectTimeout, idleTimeout, retries, pipeSize, maxIdlePipes, udpIdleTimeout, udpResponses,
-      udpMaxSessions, udpMaxDatagram;
+      udpMaxSessions, udpMaxDatagram, hashKey;
   if (!getOption(env, o, EngineOption::workers, "options", workers) ||
       !getOption(env, o, EngineOption::connectTimeoutMs, "options", connectTimeout) ||
       !getOption(env, o, EngineOption::idleTimeoutMs, "options", idleTimeout) ||
@@ -72,7 +72,9 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
       !getOption(env, o, EngineOption::udpIdleTimeoutMs, "options", udpIdleTimeout) ||
       !getOption(env, o, EngineOption::udpResponses, "options", udpResponses) ||
       !getOption(env, o, EngineOption::udpMaxSessions, "options", udpMaxSessions) ||
-      !getOption(env, o, EngineOption::udpMaxDatagram, "options", udpMaxDatagram))
+      !getOption(env, o, EngineOption::udpMaxDatagram, "options", udpMaxDatagram) ||
+      !getOption(env, o, EngineOption::hashKey, "options", hashKey) ||
+      !enumFromNumber(static_cast<uint32_t>(hashKey), out.worker.hashKey))
     return false;
   out.workers = static_cast<uint32_t>(workers);
   out.worker.connectTimeoutMs = static_cast<int64_t>(connectTimeout);

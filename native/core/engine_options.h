@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "enums.h"
+
 namespace lb4 {
 
 // X(name, min, max, default): `name` is the option's name in the JS options object.
@@ -23,6 +25,7 @@ namespace lb4 {
 //                     the session ends (nginx's proxy_responses); 0: unlimited
 //   udpMaxSessions    UDP sessions per listener; past it the oldest session is evicted
 //   udpMaxDatagram    the largest UDP datagram forwarded (bytes); larger ones are dropped, counted
+//   hashKey           what a client's flow hash is made of: a HashKey (enums.h) by its number
 #define LB4_ENGINE_OPTIONS(X)          \
   X(workers, 1, 255, 1)                \
   X(connectTimeoutMs, 1, 86400000, 5000) \
@@ -34,7 +37,8 @@ namespace lb4 {
   X(udpIdleTimeoutMs, 1, 86400000, 30000) \
   X(udpResponses, 0, 1000000, 0)       \
   X(udpMaxSessions, 1, 1000000, 16384)  \
-  X(udpMaxDatagram, 512, 65535, 65535)
+  X(udpMaxDatagram, 512, 65535, 65535) \
+  X(hashKey, 0, 1, 0)
 
 enum class EngineOption : uint32_t {
 #define LB4_OPTION_ENUM(name, min, max, def) name,
@@ -70,6 +74,7 @@ struct WorkerOptions {
   uint32_t udpResponses = static_cast<uint32_t>(optionDefault(EngineOption::udpResponses));
   uint32_t udpMaxSessions = static_cast<uint32_t>(optionDefault(EngineOption::udpMaxSessions));
   uint32_t udpMaxDatagram = static_cast<uint32_t>(optionDefault(EngineOption::udpMaxDatagram));
+  HashKey hashKey = static_cast<HashKey>(optionDefault(EngineOption::hashKey));
 };
 
 }  // namespace lb4

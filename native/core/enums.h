@@ -22,6 +22,13 @@ namespace lb4 {
   X(LeastConn, "leastconn")        \
   X(Maglev, "maglev")
 
+// What the flow hash a hashing algorithm (maglev) uses is made of: the client's address alone
+// (every connection and session of a client on one backend), or its address and port (each of a
+// client's flows placed on its own, so one address behind a NAT spreads over the backends).
+#define LB4_HASH_KEYS(X)           \
+  X(Address, "address")            \
+  X(AddressPort, "address-port")
+
 // Only an `up` backend (with a non-zero weight) takes new flows; `down`, `draining` and
 // `maintenance` keep the flows they have.
 #define LB4_BACKEND_STATES(X) \
@@ -78,6 +85,7 @@ struct EnumInfo;
 
 LB4_DEFINE_ENUM(Protocol, LB4_PROTOCOLS)
 LB4_DEFINE_ENUM(Algorithm, LB4_ALGORITHMS)
+LB4_DEFINE_ENUM(HashKey, LB4_HASH_KEYS)
 LB4_DEFINE_ENUM(BackendState, LB4_BACKEND_STATES)
 LB4_DEFINE_ENUM(CloseReason, LB4_CLOSE_REASONS)
 LB4_DEFINE_ENUM(FlowState, LB4_FLOW_STATES)

@@ -57,6 +57,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     udpResponses: 0,
     udpMaxSessions: 16384,
     udpMaxDatagram: 65535,
+    hashKey: 'address',
     admin: null,
     accessLog: null,
     cluster: null,

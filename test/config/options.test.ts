@@ -64,9 +64,11 @@ t.test('every table entry is consistent', async (t) => {
 
 t.test('the public tunables are the table view they always were', async (t) => {
   t.same(Object.keys(tunables), [
-    'algorithm', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
+    'algorithm', 'hashKey', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
     'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
   ]);
+  t.same(tunables.hashKey.choices, ['address', 'address-port']);
+  t.equal(tunables.hashKey.default, 'address');
   t.same(tunables.retries, { flag: '--retries <n>', description: 'connect attempts on other backends after a failed one', kind: 'integer', default: 2, min: 0, max: 7 });
   t.same(tunables.algorithm, { flag: '--algorithm <name>', description: 'how new flows pick a backend: roundrobin, leastconn, or maglev (consistent hashing of the client address)', kind: 'choice', default: 'roundrobin', choices: ['roundrobin', 'leastconn', 'maglev'] });
   t.type(tunables.workers.default, 'function', 'workers: computed on the host');
@@ -86,7 +88,7 @@ t.test('validation knows exactly the top-level options of the table', async (t) 
 
 t.test("a reload reports a change as needing a restart exactly when the table says so", async (t) => {
   const base = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'] });
-  t.same(restartOnlySettings, ['workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
+  t.same(restartOnlySettings, ['hashKey', 'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
   t.same(liveSettings, ['drainTimeoutMs', 'slowStartMs', 'passiveFailures']);
   for (const key of [...restartOnlySettings, ...liveSettings]) {
     const changed = { ...base, [key]: (base as unknown as Record<string, number>)[key] + 1 } as BalancerConfig;
@@ -101,6 +103,9 @@ t.test("the engine's options come from the table", async (t) => {
   const native = nativeOptions(config, false);
   t.match(native, { workers: 3, connectTimeoutMs: 2000, idleTimeoutMs: 60_000, retries: 1, pipeSize: 65536, maxIdlePipes: optionTable.maxIdlePipes.default });
   t.equal(native.listeners[0].backlog, optionTable.backlog.default);
+  t.equal(native.hashKey, 0, 'hashKey: address, by its number');
+  const byPort = nativeOptions(await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'], hashKey: 'address-port' }), false);
+  t.equal(byPort.hashKey, 1, 'hashKey: address-port, by its number');
 });
 
 const limits = nativeOptionLimits();
@@ -110,7 +115,10 @@ t.test("the table's ranges lie within the addon's limits", async (t) => {
     const limit = limits[spec.native];
     t.ok(limit, `${name}: the addon has a limit for ${spec.native}`);
     if (!limit) continue;
-    const values = [spec.min, spec.max, typeof spec.default === 'number' ? spec.default : undefined].filter((v): v is number => v !== undefined);
+    // A choice crosses as its index in the choices.
+    const values = spec.choices
+      ? spec.choices.map((_, i) => i)
+      : [spec.min, spec.max, typeof spec.default === 'number' ? spec.default : undefined].filter((v): v is number => v !== undefined);
     t.ok(values.length > 0, `${name}: has a range or a fixed value to check`);
     for (const v of values) t.ok(v >= limit.min && v <= limit.max, `${name}: ${v} within ${spec.native} [${limit.min}, ${limit.max}]`);
   }

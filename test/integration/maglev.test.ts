@@ -71,3 +71,54 @@ t.test('a backend going away moves its own clients and few others, and they come
   await lb.setBackendState('b', 'up');
   t.same([...(await choices(lb))], [...before], 'b back: every client where it was (the same table)');
 });
+
+t.test('hash key: with address-port the ports of one address spread over backends; with address they never do', async (t) => {
+  const { UdpClient, namedEcho, udpBackend } = await import('../helpers/datagrams.js');
+  const [a, b, c] = await backends(t, ['a', 'b', 'c']);
+  const udp = await Promise.all(['a', 'b', 'c'].map((n) => udpBackend(namedEcho(n))));
+  t.teardown(() => Promise.all(udp.map((u) => u.close())));
+  const start = (hashKey: 'address' | 'address-port') =>
+    startBalancer({
+      listeners: [
+        { name: 'tcp', listen: '127.0.0.1:0', backends: [a.address, b.address, c.address] },
+        { name: 'udp', listen: '127.0.0.1:0/udp', backends: udp.map((u) => u.address) },
+      ],
+      algorithm: 'maglev',
+      hashKey,
+      workers: 2,
+    });
+  // 24 new connections and 24 new client sockets, all from 127.0.0.1, each from its own port.
+  const picks = async (lb: Balancer) => {
+    const [tcpPort, udpPort] = [lb.addresses()[0].port, lb.addresses()[1].port];
+    const tcp: string[] = [];
+    const datagrams: string[] = [];
+    for (let i = 0; i < 24; i++) {
+      tcp.push(await answerFrom(tcpPort, '127.0.0.1'));
+      const client = await UdpClient.open('127.0.0.1');
+      datagrams.push(String(await client.ask('q', udpPort)).split(':')[0]);
+      await client.close();
+    }
+    return { tcp: new Set(tcp), udp: new Set(datagrams) };
+  };
+
+  const byAddress = await start('address');
+  t.teardown(() => byAddress.close({ drainTimeout: 0 }));
+  const one = await picks(byAddress);
+  t.equal(one.tcp.size, 1, `address: every TCP flow of 127.0.0.1 on one backend (${[...one.tcp]})`);
+  t.equal(one.udp.size, 1, `address: every UDP session of 127.0.0.1 on one backend (${[...one.udp]})`);
+
+  const byPort = await start('address-port');
+  t.teardown(() => byPort.close({ drainTimeout: 0 }));
+  t.equal(byPort.config.hashKey, 'address-port');
+  const many = await picks(byPort);
+  // With the port in the hash, 24 flows all on one of three equal backends has odds of 3^-23.
+  t.ok(many.tcp.size >= 2, `address-port: TCP flows of one address on ${many.tcp.size} backends (${[...many.tcp]})`);
+  t.ok(many.udp.size >= 2, `address-port: UDP sessions of one address on ${many.udp.size} backends (${[...many.udp]})`);
+});
+
+t.test('hash key: a bad value is refused, naming the field', async (t) => {
+  await t.rejects(startBalancer({ listen: '127.0.0.1:0', backends: ['127.0.0.1:1'], algorithm: 'maglev', hashKey: 'port' }), {
+    code: 'LB4_INVALID_OPTION',
+    message: /^hashKey: must be one of address, address-port/,
+  });
+});

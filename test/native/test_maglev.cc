@@ -268,3 +268,22 @@ TEST(maglev, picker_keeps_a_client_on_one_backend_and_retries_elsewhere) {
   p1->reset(none.get());
   CHECK(p1->pick(1, {}) == nullptr);
 }
+
+TEST(maglev, the_hash_key_decides_whether_the_port_counts) {
+  using lb4::HashKey;
+  const auto a1 = lb4test::address("192.0.2.10", 40000);
+  const auto a2 = lb4test::address("192.0.2.10", 40001);
+  const auto mapped = lb4test::address("::ffff:192.0.2.10", 40000);
+  // By address: the port never counts, and an IPv4-mapped client is the IPv4 one.
+  CHECK_EQ(lb4::clientFlowHash(a1), lb4::clientFlowHash(a2));
+  CHECK_EQ(lb4::clientFlowHash(a1, HashKey::Address), lb4::clientFlowHash(a2, HashKey::Address));
+  CHECK_EQ(lb4::clientFlowHash(a1, HashKey::Address), lb4::clientFlowHash(mapped, HashKey::Address));
+  // By address and port: two ports of one address hash apart; the same pair hashes alike,
+  // mapped or not.
+  CHECK(lb4::clientFlowHash(a1, HashKey::AddressPort) != lb4::clientFlowHash(a2, HashKey::AddressPort));
+  CHECK(lb4::clientFlowHash(a1, HashKey::AddressPort) != lb4::clientFlowHash(a1, HashKey::Address));
+  CHECK_EQ(lb4::clientFlowHash(a1, HashKey::AddressPort), lb4::clientFlowHash(mapped, HashKey::AddressPort));
+  // The bytes hashed are the address then the port, big-endian: the same value on every node.
+  const uint8_t bytes[] = {192, 0, 2, 10, 40000 >> 8, 40000 & 0xff};
+  CHECK_EQ(lb4::clientFlowHash(a1, HashKey::AddressPort), lb4::fnv1a64(bytes, sizeof(bytes)));
+}

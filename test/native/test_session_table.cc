@@ -177,3 +177,84 @@ TEST(session_table, a_session_owns_its_upstream_socket) {
   }
   CHECK_EQ(lb4test::descriptorError(sv[1]), EBADF);  // the table's end closed the live one
 }
+
+TEST(session_table, a_warm_slot_keeps_its_socket_for_the_next_session_to_its_backend) {
+  lb4::CounterSet counters(1);
+  int sv[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0);
+  SessionTable t(0);
+  UdpSession& a = t.open(key(0, "127.0.0.1", 1), 1);
+  a.upstream.reset(sv[0]);
+  a.backendAddress = addr("127.0.0.1", 53);
+  assign(t, a, 7, counters);
+  const uint32_t slot = a.slot;
+  t.retire(a, true);
+  // Not warm within the pass it ended in: an event already returned for its socket must find a
+  // closed session, not the next one.
+  CHECK(t.warm(7) == nullptr);
+  CHECK_EQ(t.live(), 0u);
+  t.releaseClosed();
+  UdpSession* w = t.warm(7);
+  REQUIRE(w != nullptr);
+  CHECK(w->state == SessionState::Warm);
+  CHECK(t.warm(8) == nullptr);  // only for its own backend
+  CHECK(lb4test::isOpen(sv[0]));
+  CHECK_EQ(t.warmCount(), 1u);
+  size_t active = 0;
+  t.forEach([&](UdpSession&) { ++active; });
+  CHECK_EQ(active, 0u);  // a warm slot is not a session
+
+  UdpSession& b = t.reopen(*w, key(0, "127.0.0.1", 2), 2);
+  CHECK_EQ(b.slot, slot);
+  CHECK(b.state == SessionState::Active);
+  CHECK_EQ(b.upstream.get(), sv[0]);
+  CHECK_EQ(b.backendKey, 7u);
+  CHECK(b.backendCounters == nullptr);  // the caller links the backend again
+  CHECK(t.find(key(0, "127.0.0.1", 2)) == &b);
+  CHECK(t.find(key(0, "127.0.0.1", 1)) == nullptr);
+  CHECK_EQ(t.warmCount(), 0u);
+  CHECK(t.warm(7) == nullptr);
+
+  // Retired without keepWarm, the socket closes between passes as before.
+  t.retire(b);
+  t.releaseClosed();
+  CHECK(t.warm(7) == nullptr);
+  CHECK_EQ(lb4test::descriptorError(sv[0]), EBADF);
+  ::close(sv[1]);
+}
+
+TEST(session_table, closing_warm_slots_lets_their_sockets_go_between_passes) {
+  lb4::CounterSet counters(1);
+  int sv[2], sw[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0);
+  REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sw) == 0);
+  SessionTable t(0);
+  UdpSession& a = t.open(key(0, "127.0.0.1", 1), 1);
+  a.upstream.reset(sv[0]);
+  assign(t, a, 7, counters);
+  UdpSession& b = t.open(key(0, "127.0.0.1", 2), 1);
+  b.upstream.reset(sw[0]);
+  assign(t, b, 7, counters);
+  t.retire(a, true);
+  t.releaseClosed();
+  UdpSession* w = t.warm(7);
+  REQUIRE(w != nullptr);
+  const uint32_t slot = w->slot;
+  t.closeWarm(*w);
+  CHECK(t.warm(7) == nullptr);
+  // Still open, and the slot not free, until the pass ends.
+  CHECK(lb4test::isOpen(sv[0]));
+  CHECK(t.open(key(0, "127.0.0.1", 3), 1).slot != slot);
+  t.releaseClosed();
+  CHECK_EQ(lb4test::descriptorError(sv[0]), EBADF);
+
+  // closeAllWarm also drops what this pass retired keepWarm.
+  t.retire(b, true);
+  t.closeAllWarm();
+  t.releaseClosed();
+  CHECK(t.warm(7) == nullptr);
+  CHECK_EQ(t.warmCount(), 0u);
+  CHECK_EQ(lb4test::descriptorError(sw[0]), EBADF);
+  ::close(sv[1]);
+  ::close(sw[1]);
+}

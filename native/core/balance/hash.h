@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "enums.h"
 #include "io/socket_address.h"
 
 namespace lb4 {
@@ -41,13 +42,21 @@ constexpr uint64_t mixHash(uint64_t x) {
 // A backend's identity hash (BackendEntry::idHash), from its stable id "<listener>/<backend>".
 inline uint64_t backendIdHash(std::string_view id) { return fnv1a64(id); }
 
-// The flow hash a picker receives: the client's IP address only, not its port, so that a
-// hashing algorithm keeps every connection of one client on one backend. An IPv4 client seen
-// on a dual-stack listener (::ffff:a.b.c.d) hashes as the IPv4 address it is.
-inline uint64_t clientFlowHash(const SocketAddress& client) {
-  uint8_t ip[16];
-  size_t n = client.ipBytes(ip);
-  return fnv1a64(ip, n);
+// The flow hash a picker receives. By default (HashKey::Address) the client's IP address only,
+// not its port, so that a hashing algorithm keeps every connection of one client on one backend;
+// with HashKey::AddressPort the port follows the address bytes, so each of a client's flows (each
+// source port) is placed on its own. An IPv4 client seen on a dual-stack listener
+// (::ffff:a.b.c.d) hashes as the IPv4 address it is. The port goes in in network byte order, so
+// the hash is the same on every node whatever its byte order.
+inline uint64_t clientFlowHash(const SocketAddress& client, HashKey key = HashKey::Address) {
+  uint8_t bytes[18];
+  size_t n = client.ipBytes(bytes);
+  if (key == HashKey::AddressPort) {
+    const uint16_t port = client.port();
+    bytes[n++] = static_cast<uint8_t>(port >> 8);
+    bytes[n++] = static_cast<uint8_t>(port & 0xff);
+  }
+  return fnv1a64(bytes, n);
 }
 
 }  // namespace lb4

@@ -115,7 +115,7 @@ void TcpProxy::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t list
   f.listener = listener;
   f.client.fd = std::move(fd);
   f.clientAddress = client;
-  f.flowHash = clientFlowHash(client);
+  f.flowHash = clientFlowHash(client, options_.hashKey);
   f.startMs = f.lastActiveMs = now();
   CounterBlock& lc = listenerCounters(listener);
   lc.add(Counter::flows_total, 1);

@@ -61,7 +61,10 @@ struct SessionKeyHash {
   size_t operator()(const SessionKey& k) const;
 };
 
-enum class SessionState : uint8_t { Closed, Active };
+// Warm: not a session but a slot kept with its upstream socket, still connected to its backend
+// and watched by the loop under the slot's tag, for the next session to that backend (see
+// SessionTable::retire).
+enum class SessionState : uint8_t { Closed, Active, Warm };
 
 struct UdpSession {
   uint64_t id = 0;

@@ -1,5 +1,7 @@
 #include "udp/session_table.h"
 
+#include <algorithm>
+
 #include "balance/hash.h"
 
 namespace lb4 {
@@ -25,6 +27,11 @@ UdpSession& SessionTable::open(const SessionKey& key, int64_t nowMs) {
   }
   UdpSession& s = *slots_[slot];
   s.slot = slot;
+  activate(s, key, nowMs);
+  return s;
+}
+
+void SessionTable::activate(UdpSession& s, const SessionKey& key, int64_t nowMs) {
   // Ids share the flows' form: unique across workers, below 2^53 for JavaScript. The low byte
   // names the worker; sessions count from the top half of the serials so that a session and a
   // flow of one worker never share an id.
@@ -33,11 +40,49 @@ UdpSession& SessionTable::open(const SessionKey& key, int64_t nowMs) {
   s.key = key;
   s.listener = key.listener;
   s.startMs = s.lastActiveMs = nowMs;
-  byKey_.emplace(key, slot);
+  byKey_.emplace(key, s.slot);
   if (s.listener >= lists_.size()) lists_.resize(s.listener + 1);
   appendLru(s);
   ++live_;
-  return s;
+}
+
+UdpSession* SessionTable::warm(uint32_t backendKey) {
+  auto it = warm_.find(backendKey);
+  return it == warm_.end() || it->second.empty() ? nullptr : slots_[it->second.back()].get();
+}
+
+UdpSession& SessionTable::reopen(UdpSession& w, const SessionKey& key, int64_t nowMs) {
+  auto& list = warm_[w.backendKey];
+  list.erase(std::find(list.begin(), list.end(), w.slot));
+  --warmCount_;
+  // A fresh session in the same slot, with the socket and what it is connected to.
+  UniqueFd upstream = std::move(w.upstream);
+  SocketAddress backendAddress = w.backendAddress;
+  const uint32_t slot = w.slot, backendKey = w.backendKey;
+  w = UdpSession{};
+  w.slot = slot;
+  w.upstream = std::move(upstream);
+  w.backendAddress = backendAddress;
+  w.backendKey = backendKey;
+  activate(w, key, nowMs);
+  return w;
+}
+
+void SessionTable::closeAllWarm() {
+  retired_.insert(retired_.end(), retiredWarm_.begin(), retiredWarm_.end());
+  retiredWarm_.clear();
+  forEachWarm([this](UdpSession& w) { closeWarm(w); });
+}
+
+void SessionTable::closeWarm(UdpSession& w) {
+  if (w.state != SessionState::Warm) return;
+  auto& list = warm_[w.backendKey];
+  list.erase(std::find(list.begin(), list.end(), w.slot));
+  --warmCount_;
+  // Like a retired session, the slot and the descriptor are let go between passes: an event
+  // already returned for this socket must not find another socket's session in the slot.
+  w.state = SessionState::Closed;
+  retired_.push_back(w.slot);
 }
 
 void SessionTable::linkBackend(UdpSession& s) {
@@ -102,17 +147,28 @@ void SessionTable::touch(UdpSession& s, int64_t nowMs) {
   appendLru(s);
 }
 
-void SessionTable::retire(UdpSession& s) {
+void SessionTable::retire(UdpSession& s, bool keepWarm) {
   if (s.state != SessionState::Active) return;
   unlinkLru(s);
   unlinkBackend(s);
   byKey_.erase(s.key);
   s.state = SessionState::Closed;
   --live_;
-  retired_.push_back(s.slot);
+  (keepWarm && s.upstream ? retiredWarm_ : retired_).push_back(s.slot);
 }
 
 void SessionTable::releaseClosed() {
+  for (uint32_t slot : retiredWarm_) {
+    UdpSession& s = *slots_[slot];
+    if (warmCount_ >= kMaxWarm) {
+      retired_.push_back(slot);
+      continue;
+    }
+    s.state = SessionState::Warm;
+    warm_[s.backendKey].push_back(slot);
+    ++warmCount_;
+  }
+  retiredWarm_.clear();
   for (uint32_t slot : retired_) {
     // The upstream socket closes here rather than at retire(): epoll may still hold an event for
     // it in this pass, and a descriptor number reused at once could be another socket's.
