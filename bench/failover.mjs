@@ -204,13 +204,21 @@ class Pair {
     await sleep(Math.random() * KILL_JITTER_MS);
     this.#checkRunning([...this.#a, ...this.#b]);
     const at = Date.now();
-    for (const pid of pids) {
-      try {
-        process.kill(pid, this.system.signal);
-      } catch {
-        // gone already
+    // A crash hits every process of the node at the same instant. Signals go out one by one, so
+    // every process is stopped first and only then killed: keepalived's VRRP child is told when
+    // its parent dies (SIGTERM) and, if it ran before its own SIGKILL, would send a priority-0
+    // advertisement, a clean handover that the backup follows within its skew time, not a crash.
+    const send = (signal) => {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, signal);
+        } catch {
+          // gone already
+        }
       }
-    }
+    };
+    if (this.system.signal === 'SIGKILL') send('SIGSTOP');
+    send(this.system.signal);
     const first = await until(() => outage(this.client.attempts, at), SERVED_TIMEOUT_MS, `the client to be served after the ${this.system.signal}`);
     // Node a must be gone before it starts again: after SIGTERM lb4 drains (up to 1 s).
     await Promise.race([Promise.all(this.#a.map((x) => x.exited)), sleep(10_000)]);
@@ -354,7 +362,7 @@ async function main() {
     `Network namespaces on one machine: a client, two balancer nodes (a, b) and two backends on one bridge, the VIP ${pairAddresses.vip}/${pairAddresses.prefix}. ` +
     `The client opens a new TCP connection to VIP:${VIP_PORT} every ${PROBE_EVERY_MS} ms; a connection counts as served when a backend's reply arrives (it fails on refusal, reset, or no reply within ${PROBE_TIMEOUT_MS} ms). ` +
     `Each failure: with node a active and the client served, after a random 0-${KILL_JITTER_MS} ms wait (so failures fall at every phase of the heartbeat or advertisement), ` +
-    'every process of node a gets the signal at once (SIGKILL: a machine failure; its kernel stays, with the VIP on its interface, so connections to it are refused until the client follows the gratuitous ARP of node b). ' +
+    'every process of node a gets the signal at once (SIGKILL: a machine failure; every process is stopped with SIGSTOP before any is killed, so none can hand over cleanly; its kernel stays, with the VIP on its interface, so connections to it are refused until the client follows the gratuitous ARP of node b). ' +
     'Outage = from the signal to the end of the first connection started after it that was served; failed connections = those started in between. ' +
     'Node a is then restarted and takes the VIP back (preemption) before the next failure. Systems take turns in blocks, so load on the machine falls on all of them alike.';
   const caveat = `The client, both nodes and the backends share this machine's ${host.cores} cores with whatever else runs on it (load average ${loadBefore.map((x) => x.toFixed(2)).join(', ')} at the start, ${host.loadavgAfter.map((x) => x.toFixed(2)).join(', ')} at the end).`;
