@@ -357,7 +357,7 @@ async function main() {
     keepalived: which('keepalived') ? versionOf('keepalived', ['--version']) : null,
     lb4: `${git(['rev-parse', '--short', 'HEAD'])}${git(['status', '--porcelain', '--', 'lib', 'native', 'bin']) ? ' (with uncommitted changes)' : ''}`,
   };
-  const command = `npm run bench:failover --${process.argv.slice(2).map((a) => ` ${a}`).join('')}`;
+  const command = ['npm run bench:failover', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
   const method =
     `Network namespaces on one machine: a client, two balancer nodes (a, b) and two backends on one bridge, the VIP ${pairAddresses.vip}/${pairAddresses.prefix}. ` +
     `The client opens a new TCP connection to VIP:${VIP_PORT} every ${PROBE_EVERY_MS} ms; a connection counts as served when a backend's reply arrives (it fails on refusal, reset, or no reply within ${PROBE_TIMEOUT_MS} ms). ` +
