@@ -66,7 +66,9 @@ function formatMetrics(values) {
 }
 
 function prune(dir, keep) {
-  const files = readdirSync(dir).sort();
+  // Only this bench's copies (named by their time stamp): bench/failover.mjs keeps its own
+  // failover-* copies in the same directory and prunes them itself.
+  const files = readdirSync(dir).filter((f) => /^\d/.test(f)).sort();
   const stamps = [...new Set(files.map((f) => f.replace(/\.(md|json)$/, '')))];
   for (const stamp of stamps.slice(0, Math.max(0, stamps.length - keep))) {
     for (const f of files.filter((x) => x.startsWith(`${stamp}.`))) rmSync(join(dir, f));

@@ -20,11 +20,12 @@ import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import { nodeCommand } from '../helpers/cluster-child.js';
 import { buildDist, cliPath } from '../helpers/cli.js';
-import { bridge, deleteOrphans, isRoot, makeNamespaces, notRootMessage, type Netns } from '../helpers/netns.js';
+import { deleteOrphans, isRoot, makeNamespaces, notRootMessage, type Netns } from '../helpers/netns.js';
+import { outage, pairAddresses, pairHosts, tcpNameServer, tcpProber, wirePair, type Attempt } from '../helpers/pair-topology.mjs';
 import { until, within } from '../helpers/sockets.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
-const vip = '192.0.2.10';
+const vip = pairAddresses.vip;
 const keyHex = 'd4'.repeat(32);
 // Date.now(), as pino stamps the nodes' log lines: the same clock on both sides.
 const wallMs = () => Date.now();
@@ -81,15 +82,8 @@ class Lb4Node {
   }
 }
 
-interface Attempt {
-  start: number;
-  end: number;
-  ok: boolean;
-  from: string;
-}
-
 function startProber(t: Test, ns: Netns) {
-  const [command, args] = nodeCommand(fixture('tcp-prober.mjs'), [vip, '80', '10', '1000'], ns.name);
+  const [command, args] = nodeCommand(tcpProber, [vip, '80', '10', '1000'], ns.name);
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => child.kill('SIGKILL'));
   const attempts: Attempt[] = [];
@@ -101,17 +95,13 @@ function startProber(t: Test, ns: Netns) {
       await until(() => attempts.some((a) => a.ok && a.start > after), ms, 'the client to be served');
       return attempts.filter((a) => a.ok && a.start > after).sort((x, y) => x.end - y.end)[0];
     },
-    /** The outage around `at`: from the last served connection before it to the first served after it. */
-    outage(at: number) {
-      const before = attempts.filter((a) => a.ok && a.end <= at).sort((x, y) => x.end - y.end).at(-1);
-      const after = attempts.filter((a) => a.ok && a.start > at).sort((x, y) => x.end - y.end)[0];
-      return { servedAfterMs: after.end - at, gapMs: after.end - (before?.end ?? at) };
-    },
+    /** The outage around `at`, once a connection started after it was served. */
+    outage: (at: number) => outage(attempts, at)!,
   };
 }
 
 async function startServer(t: Test, ns: Netns, name: string) {
-  const [command, args] = nodeCommand(fixture('tcp-name-server.mjs'), [name, '8080'], ns.name);
+  const [command, args] = nodeCommand(tcpNameServer, [name, '8080'], ns.name);
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => child.kill('SIGKILL'));
   await within(once(createInterface({ input: child.stdout! }), 'line'), 10_000, `backend ${name} to listen`);
@@ -146,10 +136,9 @@ if (!isRoot) {
   await buildDist();
 
   t.test('an lb4 HA pair: start, forgeries, SIGKILL, SIGTERM, heartbeat loss, fault', async (t) => {
-    const { sw, c, a, b, s1, s2 } = await makeNamespaces(t, 'sw', 'c', 'a', 'b', 's1', 's2');
-    await bridge(sw, [c, a, b, s1, s2]);
-    const hosts: Array<[Netns, string]> = [[c, '192.0.2.1'], [a, '192.0.2.2'], [b, '192.0.2.3'], [s1, '192.0.2.11'], [s2, '192.0.2.12']];
-    for (const [ns, address] of hosts) await ns.ip('addr', 'add', `${address}/24`, 'dev', 'eth0');
+    const hosts = await makeNamespaces(t, ...pairHosts);
+    const { sw, c, a, b, s1, s2 } = hosts;
+    await wirePair(hosts);
     const dir = mkdtempSync(join(tmpdir(), 'lb4-ha-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const keyFile = join(dir, 'key');

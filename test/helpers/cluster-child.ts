@@ -7,19 +7,12 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { buildDist } from './cli.js';
+import { nodeCommand } from './netns-core.mjs';
 import { within } from './sockets.js';
 
-const fixture = fileURLToPath(new URL('../fixtures/cluster-node-process.mjs', import.meta.url));
+export { nodeCommand } from './netns-core.mjs';
 
-/**
- * argv that runs `node SCRIPT ARGS...`, inside `netns` if given. tap puts its process tracker
- * into every child's NODE_OPTIONS; env(1) removes it (it would double the start-up time) and
- * then execs node, as `ip netns exec` execs env: the child's pid is node's, so signals reach it.
- */
-export function nodeCommand(script: string, args: string[], netns?: string): [string, string[]] {
-  const argv = ['env', '-u', 'NODE_OPTIONS', process.execPath, script, ...args];
-  return netns ? ['ip', ['netns', 'exec', netns, ...argv]] : [argv[0], argv.slice(1)];
-}
+const fixture = fileURLToPath(new URL('../fixtures/cluster-node-process.mjs', import.meta.url));
 
 export interface ClusterChild {
   child: ChildProcess;
