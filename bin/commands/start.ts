@@ -94,8 +94,8 @@ function reloadOnHangup(file: string | undefined, log: Logger): (balancer: Balan
       log.warn({ file }, 'SIGHUP: lb4 is stopping, so there is nothing to reload');
       return;
     }
-    log.info({ file }, 'SIGHUP: reloading');
-    // The balancer logs what the reload did, or why it was rejected.
+    // The reload logs one line itself: what it applied, or why it was rejected (every error,
+    // the config file's included); the rejection is not lost, only not logged twice.
     balancer.reload().catch(() => {});
   };
   process.on('SIGHUP', () => {
