@@ -69,8 +69,10 @@ export interface ListenerOptions {
 export interface AdminOptions {
   /** `[host:]port` (host defaults to 127.0.0.1) or a unix socket path (starting with `/` or `.`). */
   listen: string | number;
-  /** Bearer token; required when `listen` is not a loopback address or a unix socket. */
+  /** Bearer token; required when `listen` does not resolve to a loopback address, or is a unix socket. */
   token?: string;
+  /** Connections the API holds at once (default 256); more are closed at once. */
+  maxConnections?: number | string;
 }
 
 /**
@@ -171,8 +173,16 @@ export interface ListenerConfig {
 }
 
 export type AdminConfig =
-  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly token: string | null }
-  | { readonly kind: 'unix'; readonly path: string; readonly token: string | null };
+  | {
+      readonly kind: 'tcp';
+      /** The host as written (a name or an address); the API listens on `ip`, what it resolved to. */
+      readonly host: string;
+      readonly ip: string;
+      readonly port: number;
+      readonly token: string | null;
+      readonly maxConnections: number;
+    }
+  | { readonly kind: 'unix'; readonly path: string; readonly token: string | null; readonly maxConnections: number };
 
 export interface BackendConfig {
   readonly id: string;

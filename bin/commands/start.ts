@@ -56,6 +56,11 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
   const clusterParts = Object.fromEntries(clusterPartFlags.flatMap(([name, part]) => (flags[name] === undefined ? [] : [[part, flags[name]]])));
   if (Object.keys(clusterParts).length > 0) options.cluster = { ...((options.cluster as object | undefined) ?? {}), ...clusterParts };
   if (flags.admin !== undefined) options.admin = { listen: flags.admin, ...(process.env.LB4_ADMIN_TOKEN ? { token: process.env.LB4_ADMIN_TOKEN } : {}) };
+  if (flags.adminMaxConnections !== undefined) {
+    const admin = options.admin as object | undefined;
+    if (admin === undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'give --admin too (or admin in the config file)', { field: 'adminMaxConnections' });
+    options.admin = { ...(typeof admin === 'object' && admin !== null ? admin : { listen: admin }), maxConnections: flags.adminMaxConnections };
+  }
   // Digits become a number; anything else goes through as typed, for the error to quote it.
   if (flags.accessLog !== undefined) {
     const sample = String(flags.accessLog);

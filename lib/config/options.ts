@@ -85,6 +85,10 @@ export const optionTable = {
     flag: '--admin <[host:]port>', field: 'admin', kind: 'address', defaultText: 'off', reload: 'live',
     help: 'serve the admin API and /metrics here (127.0.0.1 unless a host is given; a token from LB4_ADMIN_TOKEN is required off loopback)',
   },
+  adminMaxConnections: {
+    flag: '--admin-max-connections <n>', field: 'admin.maxConnections', kind: 'integer', default: 256, min: 1, max: 65_536, reload: 'live',
+    help: 'connections the admin API holds at once; more are closed at once (idle ones end after a few seconds), so it never takes the data plane\'s descriptors',
+  },
   accessLog: { flag: '--access-log [sample]', field: 'accessLog', kind: 'sample', defaultText: 'off', reload: 'live', help: 'log closed flows (one in SAMPLE, default every one)' },
   algorithm: { flag: '--algorithm <name>', field: 'algorithm', kind: 'choice', choices: algorithms, default: 'roundrobin', reload: 'live', help: 'how new flows pick a backend: roundrobin, leastconn, or maglev (consistent hashing of the client address)' },
   workers: {
@@ -237,6 +241,15 @@ export function describeDefault(name: OptionName): string {
 
 /** Checks one tunable's value (the default when absent) against its kind and range. */
 export function checkTunable(name: TunableName, raw: unknown, field: string = name): number | string {
+  return checkValue(name, raw, field);
+}
+
+/** Checks a whole-number option that is part of another (`admin.maxConnections`) against the table. */
+export function checkTableInteger(name: OptionName, raw: unknown, field: string): number {
+  return checkValue(name, raw, field) as number;
+}
+
+function checkValue(name: OptionName, raw: unknown, field: string): number | string {
   const spec: OptionSpec = optionTable[name];
   const value = raw === undefined ? optionDefault(name) : raw;
   if (spec.kind === 'choice') {

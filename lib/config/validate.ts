@@ -19,7 +19,7 @@ import type {
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
 import { backendStates, protocols, type BackendState, type Protocol } from './enums.js';
 import { onVip, validateCluster } from './cluster-options.js';
-import { checkTunable, topLevelOptions, validateTunables } from './options.js';
+import { checkTableInteger, checkTunable, topLevelOptions, validateTunables } from './options.js';
 
 /**
  * Rejects a key `known` does not list: a misspelt field (`wieght: 3`, `tokne: ...`) would
@@ -145,22 +145,32 @@ async function validateBackends(list: Array<string | BackendOptions>, field: str
   return Object.freeze(backends);
 }
 
-function validateAdmin(raw: unknown): AdminConfig | null {
+/** Whether a numeric address is a loopback one (127.0.0.0/8, ::1, or 127/8 mapped into IPv6). */
+function isLoopback(ip: string): boolean {
+  const v4 = ip.toLowerCase().replace(/^::ffff:/, '');
+  return /^127\.\d+\.\d+\.\d+$/.test(v4) || ip === '::1' || ip === '0:0:0:0:0:0:0:1';
+}
+
+async function validateAdmin(raw: unknown): Promise<AdminConfig | null> {
   if (raw === undefined || raw === null) return null;
   const opts = (typeof raw === 'object' ? raw : { listen: raw }) as AdminOptions;
-  checkKnownKeys(opts, ['listen', 'token'], 'admin');
+  checkKnownKeys(opts, ['listen', 'token', 'maxConnections'], 'admin');
   const token = opts.token ?? null;
   if (token !== null && (typeof token !== 'string' || token.length < 16)) {
     throw new Lb4Error('LB4_INVALID_OPTION', 'must be a string of at least 16 characters', { field: 'admin.token' });
   }
-  if (typeof opts.listen === 'string' && /^[/.]/.test(opts.listen)) return Object.freeze({ kind: 'unix', path: opts.listen, token });
+  const maxConnections = checkTableInteger('adminMaxConnections', opts.maxConnections, 'admin.maxConnections');
+  if (typeof opts.listen === 'string' && /^[/.]/.test(opts.listen)) return Object.freeze({ kind: 'unix', path: opts.listen, token, maxConnections });
   const text = typeof opts.listen === 'number' || /^\d+$/.test(String(opts.listen)) ? `127.0.0.1:${opts.listen}` : String(opts.listen);
   const { host, port } = parseHostPort(text.startsWith(':') ? `127.0.0.1${text}` : text, 'admin.listen', { allowEmptyHost: false, allowPortZero: true });
-  const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
-  if (!loopback && token === null) {
-    throw new Lb4Error('LB4_INVALID_OPTION', `a token is required when the admin API listens on ${formatHostPort(host, port)}, which is not loopback`, { field: 'admin.token' });
+  // Whether a token is needed is decided by where the API will listen, not by how the address
+  // is written: "127.example.com" may resolve anywhere. The API then listens on that very address.
+  const ip = await resolveHost(host, 'admin.listen');
+  if (!isLoopback(ip) && token === null) {
+    const shown = ip === host ? formatHostPort(host, port) : `${formatHostPort(host, port)} (${ip})`;
+    throw new Lb4Error('LB4_INVALID_OPTION', `a token is required when the admin API listens on ${shown}, which is not loopback`, { field: 'admin.token' });
   }
-  return Object.freeze({ kind: 'tcp', host, port, token });
+  return Object.freeze({ kind: 'tcp', host, ip, port, token, maxConnections });
 }
 
 function validateAccessLog(raw: unknown): { sample: number } | null {
@@ -220,7 +230,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
   return Object.freeze({
     listeners: Object.freeze(listeners),
     ...validateTunables(options as Readonly<Record<string, unknown>>),
-    admin: validateAdmin(options.admin),
+    admin: await validateAdmin(options.admin),
     accessLog: validateAccessLog(options.accessLog),
     cluster,
   });
