@@ -78,7 +78,8 @@ export interface AdminOptions {
 /**
  * Options for {@link startBalancer}, and the shape of a config file. Either the shorthand
  * (`listen` and `backends`: every listener balances over the same backends) or the full form
- * (`listeners`, each with its own backends). Durations take milliseconds or strings like `2s`;
+ * (`listeners`, each with its own backends). Durations take milliseconds (a number) or strings with a
+ * unit like `2s` (a string without a unit is refused, and so is a number in a config file);
  * whole numbers may also be given as strings of digits (as from a command line). The tunables
  * (`algorithm`, `workers`, `connectTimeout`, `idleTimeout`, `retries`, `drainTimeout`,
  * `pipeSize`, `slowStart`, `passiveFailures`) come from the option table, where each is described

@@ -32,6 +32,7 @@ import { Lb4Error } from '../errors.js';
 import type { BackendInfo, BackendOptions, BackendScope, BackendState, BalancerOptions, BalancerStats } from '../types.js';
 import type { MetricsCollector } from './metrics.js';
 import type { AdminTarget } from './target.js';
+import { showValue } from '../config/show-value.js';
 
 /** What every handler can reach. */
 export interface AdminContext {
@@ -84,9 +85,7 @@ function invalid(field: string, message: string): Lb4Error {
   return new Lb4Error('LB4_INVALID_OPTION', message, { field });
 }
 
-function describe(value: unknown): string {
-  return value === undefined ? 'nothing' : JSON.stringify(value);
-}
+const describe = showValue;
 
 /** The body as an object with only `known` fields; an absent body is `{}` unless `required`. */
 function objectBody(value: unknown, known: readonly string[], required: boolean): JsonObject {

@@ -25,6 +25,7 @@ import { healthDefaults } from '../health/check-options.js';
 import { logFormats, logLevels } from '../log.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { algorithms } from './enums.js';
+import { showValue } from './show-value.js';
 
 /**
  * What an option's value is. `integer`, `duration` and `choice` are validated from the table
@@ -254,7 +255,7 @@ function checkValue(name: OptionName, raw: unknown, field: string): number | str
   const value = raw === undefined ? optionDefault(name) : raw;
   if (spec.kind === 'choice') {
     if (typeof value !== 'string' || !spec.choices!.includes(value)) {
-      throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${spec.choices!.join(', ')}, got ${JSON.stringify(value)}`, { field });
+      throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${spec.choices!.join(', ')}, got ${showValue(value)}`, { field });
     }
     return value;
   }
@@ -263,7 +264,7 @@ function checkValue(name: OptionName, raw: unknown, field: string): number | str
     n = parseDuration(value, field);
   } else {
     n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : (value as number);
-    if (typeof n !== 'number' || !Number.isInteger(n)) throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number, got ${JSON.stringify(value)}`, { field });
+    if (typeof n !== 'number' || !Number.isInteger(n)) throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number, got ${showValue(value)}`, { field });
   }
   if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
     const show = spec.kind === 'duration' ? formatDuration : String;

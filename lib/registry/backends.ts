@@ -21,6 +21,7 @@ import type { EngineSync } from './engine-sync.js';
 import type { ListenerTable } from './listeners.js';
 import { backendInfo, engineState, type BackendRecord, type BackendRegistry } from './registry.js';
 import type { SlowStart } from './slow-start.js';
+import { showValue } from '../config/show-value.js';
 
 /** What the backend operations work with; the composition root (lib/compose.ts) makes them. */
 export interface BackendParts {
@@ -91,7 +92,7 @@ export class BackendControl {
   async setState(id: string, state: BackendState, scope: BackendScope & { drainTimeout?: number | string } = {}): Promise<BackendInfo[]> {
     const slot = this.#p.listeners.scopeSlot(scope);
     if (!backendStates.includes(state)) {
-      throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${JSON.stringify(state)}`, { field: 'state' });
+      throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${showValue(state)}`, { field: 'state' });
     }
     const drainMs = this.drainMs(scope.drainTimeout);
     const updated = this.#p.registry.find(id, slot).map((b) => this.changeState(b, state, drainMs, 'operator'));
