@@ -3,6 +3,7 @@
 // token requirement decided from the resolved address, an accurate error for a unix socket in a
 // missing directory. Real sockets on 127.0.0.1, against `lb4 start` in a child process.
 
+import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -124,11 +125,19 @@ t.test('the token requirement follows the resolved address, not its text', async
   await t.rejects(validateOptions({ ...base, admin: { listen: '127.0.0.1:0', maxConnections: 'many' } }), { field: 'admin.maxConnections', message: /"many"/ });
 });
 
-t.test('an admin unix socket in a missing directory says so', async (t) => {
+t.test('an admin address lb4 cannot listen on: one accurate line, nothing logged before it', async (t) => {
   const missing = join(tmpdir(), `lb4-reliab-missing-${process.pid}`, 'admin.sock');
   const run = await runCli(['start', '--listen', '127.0.0.1:0', '--backend', '127.0.0.1:9', '--admin', missing]);
   t.not(run.exit.code, 0);
-  const line = onlyLine(t, run.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{')).join('\n') + '\n');
+  const line = onlyLine(t, run.stderr);
   t.match(line, /the directory .*lb4-reliab-missing-\d+ does not exist/);
   t.notMatch(line, /permission denied|below 1024/);
+
+  const holder = net.createServer().listen(0, '127.0.0.1');
+  await once(holder, 'listening');
+  t.teardown(() => holder.close());
+  const taken = (holder.address() as net.AddressInfo).port;
+  const inUse = await runCli(['start', '--listen', '127.0.0.1:0', '--backend', '127.0.0.1:9', '--admin', String(taken)]);
+  t.not(inUse.exit.code, 0);
+  t.match(onlyLine(t, inUse.stderr), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken}: address already in use`), 'no "lb4 started" or "lb4 stopped" before the error');
 });
