@@ -127,6 +127,17 @@ export class BackendControl {
     else this.#p.drains.schedule(b, drainMs);
   }
 
+  /** Puts a record back as it was before a failed reload: no drain pending, checks as before. */
+  restore(b: BackendRecord): void {
+    this.unwatch(b);
+    this.#p.ramps.stop(b.key);
+    this.#p.drains.cancel(b.key);
+    // A ramp cut short would leave the weight part-way: the record comes back at its whole weight.
+    const whole = b.effectiveWeight === b.weight ? b : Object.freeze({ ...b, effectiveWeight: b.weight });
+    this.#p.registry.restore(whole);
+    this.watch(whole);
+  }
+
   /** A new weight, in full at once: a ramp in progress ends. */
   changeWeight(b: BackendRecord, weight: number): BackendRecord {
     this.#p.ramps.stop(b.key);

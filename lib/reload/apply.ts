@@ -2,9 +2,12 @@
 // with what runs, the listeners and the backends as the registry holds them, admin API changes
 // included (plan.ts states the rule), then applied all or nothing. New listeners open first, and
 // if one cannot, the ones already opened close again and nothing else has changed; then kept
-// listeners change their backends in place and removed listeners stop and drain. Settings that
-// need a restart keep their running values and are reported. One reload runs at a time, and each
-// logs exactly one line: applied, with its summary, or rejected, with the reason.
+// listeners change their backends in place and the engine is sent the new tables; only once it
+// has taken them do removed listeners stop and drain, the one step that cannot be taken back. If
+// a step fails or the engine refuses a table, the backend records are put back exactly as they
+// ran (same keys, no drain started) and the new listeners close. Settings that need a restart keep
+// their running values and are reported. One reload runs at a time, and each logs exactly one
+// line: applied, with its summary, or rejected, with the reason.
 
 import type { EventEmitter } from 'node:events';
 import { readConfigFile } from '../config/config-file.js';
@@ -125,38 +128,64 @@ export class Reloader {
     // The plan is made now, from what runs at this moment, and applied without a pause: an admin
     // change that ran while the listeners opened is part of what it reconciles.
     const previous = this.#p.config();
-    const before = this.#runningConfig();
-    const plan = planReload(before, next, previous);
+    const plan = planReload(this.#runningConfig(), next, previous);
     const leaving = plan.removedListeners.map((l) => this.#p.listeners.get(l.name)).filter((s) => s !== undefined);
+    const keptSlots = new Set(plan.keptListeners.map((k) => this.#p.listeners.get(k.after.name)!.slot));
+    const snapshot = this.#p.registry.list().filter((b) => keptSlots.has(b.slot));
     let summary: ReloadSummary;
     try {
-      summary = this.#applyPlan(plan, next, opened, leaving);
+      summary = this.#applyPlan(plan, next, opened);
+      // The engine takes the new tables, or refuses them (then nothing may stay changed).
+      await this.#p.sync.flush();
     } catch (err) {
-      // Not expected (the plan was made from the registry itself), but if a step throws, the
-      // backends go back to what ran and the new listeners close: all or nothing.
-      this.#rollBack(before, previous, opened, leaving);
+      this.#rollBack(previous, snapshot, keptSlots, opened, leaving, plan.accessLogChanged);
+      await this.#p.sync.flush().catch((e: unknown) => this.#p.log.error({ err: (e as Error).message }, 'reload roll-back: the engine refused the previous tables too'));
       throw err;
     }
+    // Only now, with nothing left to fail, do removed listeners stop: that cannot be taken back.
+    this.#removeListeners(leaving, next.drainTimeoutMs);
     await this.#p.sync.flush();
+    if (plan.adminChanged) this.#p.restartAdmin();
     return summary;
   }
 
-  /** Puts kept listeners' backends back as they ran before a failed apply, and closes the new listeners. */
-  #rollBack(before: BalancerConfig, previous: BalancerConfig, opened: ListenerSlot[], leaving: ListenerSlot[]): void {
-    const { listeners } = this.#p;
+  /**
+   * Undoes an applied plan: the kept listeners get back their settings and their backend records
+   * exactly as they ran (same keys, so their flows are untouched, no drain pending), the new
+   * listeners close, and the running config is the previous one.
+   */
+  #rollBack(previous: BalancerConfig, snapshot: BackendRecord[], keptSlots: Set<number>, opened: ListenerSlot[], leaving: ListenerSlot[], accessLogChanged: boolean): void {
+    const { listeners, registry, backends, sync } = this.#p;
+    for (const s of opened) if (listeners.get(s.config.name) === s) listeners.remove(s.config.name);
+    for (const s of leaving) if (!listeners.get(s.config.name)) listeners.add(s);
+    for (const l of previous.listeners) {
+      const s = listeners.get(l.name);
+      if (s && keptSlots.has(s.slot) && s.config.algorithm !== l.algorithm) sync.markChanged(s.slot);
+      if (s && keptSlots.has(s.slot)) s.config = l;
+    }
+    const kept = new Set(snapshot.map((b) => b.key));
+    for (const b of registry.list()) if (keptSlots.has(b.slot) && !kept.has(b.key)) backends.forget(b, null);
+    for (const b of snapshot) backends.restore(b);
+    this.#p.setConfig(previous);
+    void this.#closeOpened(opened);
     try {
-      // The listeners that stay get back their settings, then their backends as they ran.
-      for (const l of previous.listeners) {
-        const s = listeners.get(l.name);
-        if (s && !opened.includes(s)) s.config = l;
+      if (accessLogChanged) this.#p.engine.setFlowLog(previous.accessLog?.sample ?? 0);
+    } catch (err) {
+      this.#p.log.error({ err: (err as Error).message }, 'reload roll-back: the access log setting could not be restored');
+    }
+  }
+
+  /** Listeners that are gone (or moved to a new address): stop accepting, drain their flows. */
+  #removeListeners(leaving: ListenerSlot[], drainMs: number): void {
+    const { registry, listeners, backends, sync } = this.#p;
+    for (const s of leaving) {
+      void this.#p.engine.removeListener(s.slot, drainMs);
+      // The engine drains the whole listener; no per-backend drain timers are needed.
+      for (const b of registry.list(s.slot)) backends.forget(b, null);
+      if (listeners.get(s.config.name) === s) {
+        listeners.remove(s.config.name);
+        sync.forgetListener(s.config.name);
       }
-      this.#applyBackendChanges(planReload(this.#runningConfig(), before, before).keptListeners, previous.drainTimeoutMs, null);
-    } finally {
-      for (const s of opened) if (listeners.get(s.config.name) === s) listeners.remove(s.config.name);
-      for (const s of leaving) if (!listeners.get(s.config.name)) listeners.add(s);
-      this.#p.setConfig(previous);
-      void this.#closeOpened(opened);
-      void this.#p.sync.flush();
     }
   }
 
@@ -192,17 +221,16 @@ export class Reloader {
   }
 
   /**
-   * Applies a plan made from what runs. The steps that only change this process's tables come
-   * first and the engine calls that cannot be taken back (a removed listener stops accepting)
-   * come last, so a step that throws leaves nothing the roll-back cannot undo.
+   * Applies a plan made from what runs, except removing listeners, which cannot be taken back and
+   * waits until the engine has taken the new tables: whatever fails here, the roll-back undoes.
    */
-  #applyPlan(plan: ReloadPlan, next: BalancerConfig, opened: ListenerSlot[], leaving: ListenerSlot[]): ReloadSummary {
-    const { registry, listeners, backends, sync } = this.#p;
+  #applyPlan(plan: ReloadPlan, next: BalancerConfig, opened: ListenerSlot[]): ReloadSummary {
+    const { registry, listeners, backends } = this.#p;
     const drainMs = next.drainTimeoutMs;
     const summary = {
       listenersAdded: plan.addedListeners.map((l) => l.name),
       listenersRemoved: plan.removedListeners.filter((l) => !plan.addedListeners.some((a) => a.name === l.name)).map((l) => l.name),
-      ...this.#applyBackendChanges(plan.keptListeners, drainMs, next),
+      ...this.#applyBackendChanges(plan.keptListeners, drainMs),
       needsRestart: plan.needsRestart,
     };
     // New listeners join the table; their backends were registered when they opened.
@@ -211,42 +239,26 @@ export class Reloader {
       for (const b of registry.list(s.slot)) backends.watch(b);
     }
     if (plan.accessLogChanged) this.#p.engine.setFlowLog(next.accessLog?.sample ?? 0);
-    // Listeners that are gone (or moved to a new address): stop accepting, drain their flows.
-    for (const s of leaving) {
-      void this.#p.engine.removeListener(s.slot, drainMs);
-      // The engine drains the whole listener; no per-backend drain timers are needed.
-      for (const b of registry.list(s.slot)) backends.forget(b, null);
-      if (listeners.get(s.config.name) === s) {
-        listeners.remove(s.config.name);
-        sync.forgetListener(s.config.name);
-      }
-    }
     // Settings that need a restart keep their running values; listeners carry their bound ports.
     const running = this.#p.config() as unknown as Readonly<Record<string, unknown>>;
     const kept = Object.fromEntries(restartOnlySettings.map((key) => [key, running[key]]));
     this.#p.setConfig(Object.freeze({ ...next, listeners: Object.freeze(next.listeners.map((l) => listeners.get(l.name)!.config)), ...kept }));
-    if (plan.adminChanged) this.#p.restartAdmin();
     return summary;
   }
 
-  /**
-   * Changes the backends (and algorithm, health checks) of listeners that stay. `next` is the
-   * config whose listener settings they take; null when rolling back, which restores backends only.
-   */
-  #applyBackendChanges(kept: readonly ListenerChanges[], drainMs: number, next: BalancerConfig | null) {
+  /** Changes the settings (algorithm, health checks) and backends of listeners that stay. */
+  #applyBackendChanges(kept: readonly ListenerChanges[], drainMs: number) {
     const { registry, listeners, backends, sync } = this.#p;
     const out = { backendsAdded: [] as string[], backendsRemoved: [] as string[], backendsChanged: [] as string[] };
     for (const change of kept) {
       const s = listeners.get(change.after.name)!;
       const name = change.after.name;
-      if (next) {
-        s.config = Object.freeze({ ...change.after, port: s.address.port });
-        if (change.algorithmChanged) sync.markChanged(s.slot);
-        if (change.healthChanged) {
-          for (const b of registry.list(s.slot)) {
-            backends.unwatch(b);
-            backends.watch(registry.update(b, { health: change.after.health ? 'up' : 'unchecked', healthReason: null }));
-          }
+      s.config = Object.freeze({ ...change.after, port: s.address.port });
+      if (change.algorithmChanged) sync.markChanged(s.slot);
+      if (change.healthChanged) {
+        for (const b of registry.list(s.slot)) {
+          backends.unwatch(b);
+          backends.watch(registry.update(b, { health: change.after.health ? 'up' : 'unchecked', healthReason: null }));
         }
       }
       for (const b of change.backends.removed) {

@@ -107,8 +107,10 @@ t.test('a step that fails while applying rolls every change back', async (t) => 
   await lb.setBackendWeight(B, 5, { listener: 'web' });
   const before = runningState(lb);
   const config = lb.config;
-  // The access log is the last step before listeners are removed: make the engine refuse it.
+  // The access log is the last step of the plan: make the engine refuse it, once.
+  const setFlowLog = engine.setFlowLog.bind(engine);
   engine.setFlowLog = () => {
+    engine.setFlowLog = setFlowLog;
     throw new Error('flow log refused');
   };
   const next = { ...file, listeners: [file.listeners[0], { name: 'new', listen: '127.0.0.1:0', backends: [C] }], accessLog: true };
@@ -123,4 +125,36 @@ t.test('a step that fails while applying rolls every change back', async (t) => 
     "the engine runs web's old table",
   );
   t.equal(reloadLines(rig).length, 1, 'one log line: rejected');
+});
+
+t.test('tables the engine refuses roll the whole reload back: same records, same keys, no drain, removed listeners still serve', async (t) => {
+  const rig = await startFake(t, file);
+  const { lb, engine, clock } = rig;
+  await lb.addBackend({ address: '192.0.2.9:80', id: 'extra' }, { listener: 'web' });
+  await lb.setBackendState(C, 'draining', { listener: 'web', drainTimeout: '1h' });
+  const byName = (list: ReturnType<typeof lb.backends>) => [...list].sort((x, y) => `${x.listener}/${x.id}`.localeCompare(`${y.listener}/${y.id}`));
+  const before = byName(lb.backends());
+  const tables = structuredClone(engine.tables);
+  const config = lb.config;
+  engine.clearCalls();
+  // The engine refuses the first table it is sent, as it would one it cannot run.
+  const applyBackends = engine.applyBackends.bind(engine);
+  engine.applyBackends = () => {
+    engine.applyBackends = applyBackends;
+    return Promise.reject(new Error('table refused'));
+  };
+  const next = { ...file, listeners: [{ ...file.listeners[0], backends: [A, `${B},weight=9`] }, { name: 'new', listen: '127.0.0.1:0', backends: [C] }] };
+  await t.rejects(lb.reload(next), /table refused/);
+  t.same(byName(lb.backends()), before, 'every backend record is back as it was, with its key and state');
+  t.same(engine.tables.slice(0, 2), tables, 'the engine runs the tables it ran, in the same order');
+  t.same(lb.addresses().map((a) => a.name), ['web', 'api']);
+  t.same(lb.config, config);
+  t.same(engine.callsOf('removeListener').map((c) => c.slot), [2], 'api was never removed; the new listener closed');
+  clock.advance(60_000);
+  t.same(engine.callsOf('closeFlows'), [], 'no drain of the backends the reload had removed');
+  t.same(reloadLines(rig).map((l) => l.msg), ['reload rejected: the running config keeps serving']);
+  // The same reload, with the engine willing, applies.
+  const summary = await lb.reload(next);
+  t.same(summary.listenersRemoved, ['api']);
+  t.same(summary.backendsRemoved.sort(), ['web/192.0.2.3:80', 'web/extra']);
 });
