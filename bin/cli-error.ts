@@ -66,7 +66,8 @@ function describeSystemError(err: Error & SystemErrorLike): string {
   // errno values on Node errors are negative; the text table takes the positive errno.
   const reason = typeof err.errno === 'number' ? osErrorMessage(-err.errno) : err.code;
   const what = reason.startsWith('system error') ? err.code : `${reason} (${err.code})`;
-  if (typeof err.address === 'string' && typeof err.port === 'number') {
+  // A unix socket's error has the path as address and port -1: its own message says it better.
+  if (typeof err.address === 'string' && typeof err.port === 'number' && err.port >= 0) {
     // Every-interface listeners bind '::' (or '0.0.0.0' without IPv6): show them the way they
     // are written on the command line.
     const where = err.address === '::' || err.address === '0.0.0.0' ? `:${err.port}` : formatHostPort(err.address, err.port);

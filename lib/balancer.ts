@@ -139,9 +139,12 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
   /**
    * Applies a new configuration without dropping established flows: new listeners open, removed
    * ones stop accepting and drain, backends are added, removed (drained) and changed in place.
-   * A config that is invalid, or whose new listeners cannot open, is rejected and the running
-   * one keeps serving. Settings that need a restart (workers, timeouts) keep their running
-   * values and are reported in `needsRestart`.
+   * It reconciles: the listeners, backend set and weights become the new config's, whatever was
+   * changed at run time (`addBackend`, the admin API); a state set at run time on a backend the
+   * config keeps stays, unless the config itself changed that backend's state. All or nothing: a
+   * config that is invalid, or whose new listeners cannot open, is rejected and nothing changes.
+   * Each reload logs one line. Settings that need a restart (workers, timeouts) keep their
+   * running values and are reported in `needsRestart`.
    */
   reload(options?: BalancerOptions): Promise<ReloadSummary> {
     return this.#plane.reloader.reload(options);

@@ -92,6 +92,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     listeners: Object.freeze(initial.listeners.map((l, i) => Object.freeze({ ...l, port: addresses[i].port }))),
   });
   let closing: Promise<void> | null = null;
+  let started = false;
   let admin: AdminServer | null = null;
   let cluster: BalancerNode | null = null;
 
@@ -193,6 +194,11 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
       try {
         await startAdmin();
         await startCluster();
+        // Only a start that succeeded says so: one that fails (an admin port in use) ends with
+        // its one error and nothing logged before it.
+        started = true;
+        log.info({ listeners: listeners.all().map((s) => ({ name: s.config.name, address: formatHostPort(s.address.address, s.address.port) })), workers: config.workers }, 'lb4 started');
+        for (const b of registry.list()) logs.registry.info({ listener: b.listener, backend: b.id, address: formatHostPort(b.ip, b.port), weight: b.weight, state: b.state }, 'backend added');
       } catch (err) {
         await plane.close(0);
         throw err;
@@ -210,11 +216,11 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
       drains.clear();
       ramps.clear();
       monitor.close();
-      log.info({ openFlows: openFlows('flows_active'), drainTimeoutMs: drainMs }, 'lb4 stopping: no new flows, draining open ones');
+      if (started) log.info({ openFlows: openFlows('flows_active'), drainTimeoutMs: drainMs }, 'lb4 stopping: no new flows, draining open ones');
       const closingAdmin = admin;
       admin = null;
       closing = Promise.all([leaving, engine.close(drainMs), closingAdmin?.close()]).then(() => {
-        log.info({ closedByDrainTimeout: openFlows('drain_closed') }, 'lb4 stopped');
+        if (started) log.info({ closedByDrainTimeout: openFlows('drain_closed') }, 'lb4 stopped');
         host.emit('close');
       });
       return closing;
@@ -223,7 +229,5 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
 
   for (const b of registry.list()) backends.watch(b);
   if (config.accessLog) engine.setFlowLog(config.accessLog.sample);
-  log.info({ listeners: listeners.all().map((s) => ({ name: s.config.name, address: formatHostPort(s.address.address, s.address.port) })), workers: config.workers }, 'lb4 started');
-  for (const b of registry.list()) logs.registry.info({ listener: b.listener, backend: b.id, address: formatHostPort(b.ip, b.port), weight: b.weight, state: b.state }, 'backend added');
   return plane;
 }

@@ -69,14 +69,17 @@ export interface ListenerOptions {
 export interface AdminOptions {
   /** `[host:]port` (host defaults to 127.0.0.1) or a unix socket path (starting with `/` or `.`). */
   listen: string | number;
-  /** Bearer token; required when `listen` is not a loopback address or a unix socket. */
+  /** Bearer token; required when `listen` does not resolve to a loopback address, or is a unix socket. */
   token?: string;
+  /** Connections the API holds at once (default 256); more are closed at once. */
+  maxConnections?: number | string;
 }
 
 /**
  * Options for {@link startBalancer}, and the shape of a config file. Either the shorthand
  * (`listen` and `backends`: every listener balances over the same backends) or the full form
- * (`listeners`, each with its own backends). Durations take milliseconds or strings like `2s`;
+ * (`listeners`, each with its own backends). Durations take milliseconds (a number) or strings with a
+ * unit like `2s` (a string without a unit is refused, and so is a number in a config file);
  * whole numbers may also be given as strings of digits (as from a command line). The tunables
  * (`algorithm`, `workers`, `connectTimeout`, `idleTimeout`, `retries`, `drainTimeout`,
  * `pipeSize`, `slowStart`, `passiveFailures`) come from the option table, where each is described
@@ -171,8 +174,16 @@ export interface ListenerConfig {
 }
 
 export type AdminConfig =
-  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly token: string | null }
-  | { readonly kind: 'unix'; readonly path: string; readonly token: string | null };
+  | {
+      readonly kind: 'tcp';
+      /** The host as written (a name or an address); the API listens on `ip`, what it resolved to. */
+      readonly host: string;
+      readonly ip: string;
+      readonly port: number;
+      readonly token: string | null;
+      readonly maxConnections: number;
+    }
+  | { readonly kind: 'unix'; readonly path: string; readonly token: string | null; readonly maxConnections: number };
 
 export interface BackendConfig {
   readonly id: string;

@@ -56,6 +56,11 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
   const clusterParts = Object.fromEntries(clusterPartFlags.flatMap(([name, part]) => (flags[name] === undefined ? [] : [[part, flags[name]]])));
   if (Object.keys(clusterParts).length > 0) options.cluster = { ...((options.cluster as object | undefined) ?? {}), ...clusterParts };
   if (flags.admin !== undefined) options.admin = { listen: flags.admin, ...(process.env.LB4_ADMIN_TOKEN ? { token: process.env.LB4_ADMIN_TOKEN } : {}) };
+  if (flags.adminMaxConnections !== undefined) {
+    const admin = options.admin as object | undefined;
+    if (admin === undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'give --admin too (or admin in the config file)', { field: 'adminMaxConnections' });
+    options.admin = { ...(typeof admin === 'object' && admin !== null ? admin : { listen: admin }), maxConnections: flags.adminMaxConnections };
+  }
   // Digits become a number; anything else goes through as typed, for the error to quote it.
   if (flags.accessLog !== undefined) {
     const sample = String(flags.accessLog);
@@ -94,8 +99,8 @@ function reloadOnHangup(file: string | undefined, log: Logger): (balancer: Balan
       log.warn({ file }, 'SIGHUP: lb4 is stopping, so there is nothing to reload');
       return;
     }
-    log.info({ file }, 'SIGHUP: reloading');
-    // The balancer logs what the reload did, or why it was rejected.
+    // The reload logs one line itself: what it applied, or why it was rejected (every error,
+    // the config file's included); the rejection is not lost, only not logged twice.
     balancer.reload().catch(() => {});
   };
   process.on('SIGHUP', () => {

@@ -51,9 +51,11 @@ export function errorReply(err: unknown): ErrorReply {
     return { status: statusOf(err.code), body, headers: errorHeaders.get(err) ?? {}, expected: true };
   }
   // A Node-style system error (e.g. a reload whose new listener cannot bind) says exactly what
-  // went wrong on the host; the operator needs that message, and it holds nothing secret.
+  // went wrong on the host; the operator needs that message, and it holds nothing secret. An
+  // address the host will not give is no fault of lb4: the request was fine, the host is in the way.
   if (isSystemError(err)) {
-    return { status: 500, body: { error: { code: err.code, message: err.message } }, headers: {}, expected: false };
+    const listen = err.syscall === 'bind' || err.syscall === 'listen' || err.syscall === 'socket';
+    return { status: listen ? statusOf('LB4_LISTEN_FAILED') : 500, body: { error: { code: err.code, message: err.message } }, headers: {}, expected: listen };
   }
   return { status: statusOf('LB4_INTERNAL'), body: { error: { code: 'LB4_INTERNAL', message: 'internal error (see the lb4 log)' } }, headers: {}, expected: false };
 }

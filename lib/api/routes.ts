@@ -6,9 +6,8 @@
 // DELETE must not quietly remove a backend from every listener.
 //
 //   GET    /                      200 {name, version, endpoints}
-//   GET    /status                200 {version, uptimeSeconds, workers, listeners, backends: {total,
-//                                     up, down, draining, maintenance, takingNewFlows}, openFlows,
-//                                     droppedEvents}
+//   GET    /status                200 {version, uptimeSeconds, workers, listeners, backends: {total, up,
+//                                     down, draining, maintenance, takingNewFlows}, openFlows, droppedEvents}
 //   GET    /listeners             200 [{name, address, port, family, listen, algorithm, health,
 //                                     backends, counters}]
 //   GET    /backends              200 [BackendInfo + counters]            ?listener=
@@ -24,15 +23,16 @@
 //   POST   /reload                200 ReloadSummary; body: new options, or none to re-read the file
 //   GET    /cluster               200 the HA node's ClusterStatus; 404: not a cluster node
 //   GET    /metrics               200 Prometheus text format 0.0.4
-//
 // Errors are `{ "error": { "code", "message", "field"? } }` with the status from lib/errors.ts:
-// 400 bad input (LB4_BAD_JSON, LB4_INVALID_*), 401 token, 404 unknown backend or endpoint, 405
-// (with Allow), 409 duplicate backend, 413 body over 1 MiB, 500 unexpected, 503 balancer closed.
+// 400 bad input (LB4_BAD_JSON, LB4_INVALID_*), 401 token, 404 unknown backend or endpoint, 405 (Allow),
+// 409 duplicate backend or an address lb4 cannot listen on, 413 body over 1 MiB, 431 URL or headers
+// over 16 KiB (server.ts), 500 unexpected, 503 balancer closed.
 
 import { Lb4Error } from '../errors.js';
 import type { BackendInfo, BackendOptions, BackendScope, BackendState, BalancerOptions, BalancerStats } from '../types.js';
 import type { MetricsCollector } from './metrics.js';
 import type { AdminTarget } from './target.js';
+import { showValue } from '../config/show-value.js';
 
 /** What every handler can reach. */
 export interface AdminContext {
@@ -66,14 +66,14 @@ export interface Handler {
 export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 interface Route {
-  /** Segments; `:id` matches one segment (a backend id). */
-  readonly path: string;
+  readonly path: string; // segments; `:id` matches one (a backend id)
   readonly methods: Readonly<Partial<Record<Method, Handler>>>;
 }
 
-/** Page size for /connections when none is asked, and the most one page may hold. */
+/** Page size for /connections when none is asked, the most one page may hold, the deepest page. */
 export const defaultPageSize = 100;
 export const maxPageSize = 1000;
+export const maxOffset = 1_000_000;
 
 const prometheusContentType = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -85,9 +85,7 @@ function invalid(field: string, message: string): Lb4Error {
   return new Lb4Error('LB4_INVALID_OPTION', message, { field });
 }
 
-function describe(value: unknown): string {
-  return value === undefined ? 'nothing' : JSON.stringify(value);
-}
+const describe = showValue;
 
 /** The body as an object with only `known` fields; an absent body is `{}` unless `required`. */
 function objectBody(value: unknown, known: readonly string[], required: boolean): JsonObject {
@@ -136,10 +134,10 @@ function queryParam(query: URLSearchParams, name: string): string | undefined {
   return value;
 }
 
-function wholeParam(query: URLSearchParams, name: string, fallback: number, min: number): number {
+function wholeParam(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
   const text = queryParam(query, name);
   if (text === undefined) return fallback;
-  if (!/^\d{1,15}$/.test(text) || Number(text) < min) throw invalid(name, `must be a whole number of at least ${min}, got "${text}"`);
+  if (!/^\d{1,9}$/.test(text) || Number(text) < min || Number(text) > max) throw invalid(name, `must be a whole number from ${min} to ${max}, got "${text.slice(0, 40)}"`);
   return Number(text);
 }
 
@@ -283,8 +281,9 @@ async function enable({ ctx, query, id, body }: AdminRequest): Promise<Reply> {
 }
 
 async function connections({ ctx, query }: AdminRequest): Promise<Reply> {
-  const limit = Math.min(wholeParam(query, 'limit', defaultPageSize, 1), maxPageSize);
-  const offset = wholeParam(query, 'offset', 0, 0);
+  // Both bounded: the engine snapshots offset + limit + 1 flows, never an impossible count.
+  const limit = Math.min(wholeParam(query, 'limit', defaultPageSize, 1, 1_000_000), maxPageSize);
+  const offset = wholeParam(query, 'offset', 0, 0, maxOffset);
   const listener = queryParam(query, 'listener');
   const backend = queryParam(query, 'backend');
   // The engine has no cursor: a page is the tail of a snapshot of offset + limit flows, and

@@ -36,6 +36,19 @@ export interface AdminServer {
 const closeGraceMs = 2000;
 /** A whole request, headers and body, must arrive within this; the slowest handler is a reload. */
 const requestTimeoutMs = 60_000;
+/**
+ * The admin port must never hold descriptors the data plane needs. A connection has this long to
+ * send its request line and headers (a connection that sends nothing included), and a kept-alive
+ * connection is closed after this long without a request. Node checks both every
+ * `checkIntervalMs`, so an idle connection lasts at most the sum.
+ */
+const headersTimeoutMs = 5_000;
+const keepAliveTimeoutMs = 5_000;
+const checkIntervalMs = 1_000;
+/** Request line and headers together; a longer URL or more headers are answered 431. */
+const maxHeaderBytes = 16 * 1024;
+/** Connections refused at the limit are logged at most this often. */
+const dropLogIntervalMs = 10_000;
 
 let version: string | undefined;
 
@@ -135,7 +148,13 @@ function listen(server: Server, config: AdminConfig): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       const where = config.kind === 'unix' ? config.path : formatHostPort(config.host, config.port);
-      err.message = `cannot listen for the admin API on ${where}: ${err.message}`;
+      // listen(2) on a path whose directory is missing fails with EACCES or ENOENT, which reads
+      // like a permission problem; say what it is.
+      if (config.kind === 'unix' && (err.code === 'EACCES' || err.code === 'ENOENT') && !existsSync(dirname(config.path))) {
+        err.message = `cannot listen for the admin API on ${where}: the directory ${dirname(config.path)} does not exist`;
+      } else {
+        err.message = `cannot listen for the admin API on ${where}: ${err.message}`;
+      }
       reject(err);
     };
     server.once('error', onError);
@@ -144,7 +163,7 @@ function listen(server: Server, config: AdminConfig): Promise<void> {
       resolve();
     };
     if (config.kind === 'unix') server.listen({ path: config.path }, ready);
-    else server.listen({ host: config.host, port: config.port }, ready);
+    else server.listen({ host: config.ip, port: config.port }, ready);
   });
 }
 
@@ -205,10 +224,34 @@ export async function startAdminServer(target: AdminTarget, config: AdminConfig,
     }
   };
 
-  const server = createServer({ requestTimeout: requestTimeoutMs }, (req, res) => void handle(req, res));
-  // A client that misbehaves below HTTP (a reset, garbage) gets its socket closed; it is not
-  // the server's error.
-  server.on('clientError', (_err, socket) => socket.destroy());
+  const server = createServer(
+    { requestTimeout: requestTimeoutMs, headersTimeout: headersTimeoutMs, keepAliveTimeout: keepAliveTimeoutMs, connectionsCheckingInterval: checkIntervalMs, maxHeaderSize: maxHeaderBytes },
+    (req, res) => void handle(req, res),
+  );
+  // Past the limit Node accepts and closes at once: the descriptor is given back immediately.
+  server.maxConnections = config.maxConnections;
+  let dropped = 0;
+  let droppedLoggedAt = -Infinity;
+  server.on('drop', () => {
+    dropped++;
+    const now = Date.now();
+    if (now - droppedLoggedAt < dropLogIntervalMs) return;
+    droppedLoggedAt = now;
+    log.warn({ maxConnections: config.maxConnections, dropped }, 'admin API at its connection limit: new connections are closed');
+  });
+  // A client that misbehaves below HTTP gets a short answer where one helps (431 for a URL or
+  // headers too large, 400 for what is not HTTP), then its socket is closed; a reset or a timeout
+  // just closes it. None of it is the server's error.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code?.startsWith('HPE_') ? '400 Bad Request' : null;
+    if (status !== null && socket.writable) {
+      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      // A client that never reads its answer does not keep the descriptor.
+      setTimeout(() => socket.destroy(), checkIntervalMs).unref();
+      return;
+    }
+    socket.destroy();
+  });
 
   if (config.kind === 'unix') await removeStaleSocket(config.path);
   try {

@@ -88,6 +88,7 @@ export function parseVipSpec(value: unknown, field: string): VipSpec {
   if (!m) throw new Lb4Error('LB4_INVALID_ADDRESS', `"${cidr}" is not ADDR/PREFIX (e.g. 192.0.2.10/24 or 2001:db8::10/64)`, { field });
   const family = isIP(m[1]);
   if (family === 0) throw new Lb4Error('LB4_INVALID_ADDRESS', `"${m[1]}" is not a numeric IPv4 or IPv6 address`, { field });
+  if (m[1].includes('%')) throw new Lb4Error('LB4_INVALID_ADDRESS', `"${m[1]}": scoped IPv6 addresses (with a %zone) are not supported; the interface is given with dev=`, { field });
   const prefix = Number(m[2]);
   const max = family === 4 ? 32 : 128;
   if (prefix < 1 || prefix > max) throw new Lb4Error('LB4_INVALID_ADDRESS', `prefix /${prefix} is out of range for an IPv${family} address (1-${max})`, { field });

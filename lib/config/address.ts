@@ -38,6 +38,7 @@ export function parseHostPort(value: unknown, field: string, opts: { allowEmptyH
     host = text.slice(1, end);
     portText = text.slice(end + 2);
     if (isIP(host) !== 6) throw new Lb4Error('LB4_INVALID_ADDRESS', `"${host}" in "${text}" is not an IPv6 address`, { field });
+    refuseScoped(host, text, field);
   } else {
     const colon = text.lastIndexOf(':');
     if (colon < 0) throw new Lb4Error('LB4_INVALID_ADDRESS', `"${text}" has no port (expected host:port)`, { field });
@@ -53,6 +54,17 @@ export function parseHostPort(value: unknown, field: string, opts: { allowEmptyH
   return { host, port: parsePort(portText, field, text, opts.allowPortZero) };
 }
 
+/**
+ * A scoped IPv6 address (`fe80::1%eth0`) needs its interface index at every socket call, which
+ * the engine's address tables do not carry: it is refused here, where the field can be named,
+ * rather than accepted by validation and rejected later by the engine.
+ */
+function refuseScoped(host: string, text: string, field: string): void {
+  if (host.includes('%')) {
+    throw new Lb4Error('LB4_INVALID_ADDRESS', `"${text}": scoped IPv6 addresses (with a %zone) are not supported; use a global or unique-local address`, { field });
+  }
+}
+
 /** Formats a host and port as `host:port` or `[v6]:port`. */
 export function formatHostPort(host: string, port: number): string {
   return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
@@ -61,10 +73,13 @@ export function formatHostPort(host: string, port: number): string {
 /** Resolves a host name to one numeric address; numeric hosts come back unchanged. */
 export async function resolveHost(host: string, field: string): Promise<string> {
   if (isIP(host)) return host;
+  let address: string;
   try {
-    const { address } = await lookup(host);
-    return address;
+    ({ address } = await lookup(host));
   } catch (cause) {
     throw new Lb4Error('LB4_UNRESOLVABLE_HOST', `cannot resolve host "${host}" (${(cause as NodeJS.ErrnoException).code ?? 'lookup failed'})`, { field, cause });
   }
+  // A name can resolve to a link-local address with a zone (/etc/hosts may say so).
+  refuseScoped(address, `${host} (${address})`, field);
+  return address;
 }

@@ -12,6 +12,7 @@ import type { ClusterConfig, ClusterOptions, ListenerConfig } from '../types.js'
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
 import { optionTable, type OptionName, type OptionSpec } from './options.js';
 import { parseDuration } from './duration.js';
+import { showValue } from './show-value.js';
 
 /** The option table's entries for the parts of `cluster`, by part name (`priority`, `keyFile`, ...). */
 const parts = new Map(
@@ -24,7 +25,7 @@ function integerPart(part: string, raw: unknown): number {
   const field = `cluster.${part}`;
   const value = raw === undefined ? spec.default : raw;
   const n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isInteger(n)) throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number, got ${JSON.stringify(value)}`, { field });
+  if (typeof n !== 'number' || !Number.isInteger(n)) throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number, got ${showValue(value)}`, { field });
   if (n < spec.min! || n > spec.max!) throw new Lb4Error('LB4_INVALID_OPTION', `must be between ${spec.min} and ${spec.max}, got ${n}`, { field });
   return n;
 }
@@ -41,7 +42,7 @@ function booleanPart(part: string, raw: unknown, fallback: boolean): boolean {
   if (raw === undefined) return fallback;
   if (raw === true || raw === 'true' || raw === 'on') return true;
   if (raw === false || raw === 'false' || raw === 'off') return false;
-  throw new Lb4Error('LB4_INVALID_OPTION', `must be true or false, got ${JSON.stringify(raw)}`, { field: `cluster.${part}` });
+  throw new Lb4Error('LB4_INVALID_OPTION', `must be true or false, got ${showValue(raw)}`, { field: `cluster.${part}` });
 }
 
 /** Where heartbeats go out from and arrive: `[host:]port`; absent: the peer's port on every address. */

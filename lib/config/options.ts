@@ -25,6 +25,7 @@ import { healthDefaults } from '../health/check-options.js';
 import { logFormats, logLevels } from '../log.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { algorithms, hashKeys } from './enums.js';
+import { showValue } from './show-value.js';
 
 /**
  * What an option's value is. `integer`, `duration` and `choice` are validated from the table
@@ -84,6 +85,10 @@ export const optionTable = {
   admin: {
     flag: '--admin <[host:]port>', field: 'admin', kind: 'address', defaultText: 'off', reload: 'live',
     help: 'serve the admin API and /metrics here (127.0.0.1 unless a host is given; a token from LB4_ADMIN_TOKEN is required off loopback)',
+  },
+  adminMaxConnections: {
+    flag: '--admin-max-connections <n>', field: 'admin.maxConnections', kind: 'integer', default: 256, min: 1, max: 65_536, reload: 'live',
+    help: 'connections the admin API holds at once; more are closed at once (idle ones end after a few seconds), so it never takes the data plane\'s descriptors',
   },
   accessLog: { flag: '--access-log [sample]', field: 'accessLog', kind: 'sample', defaultText: 'off', reload: 'live', help: 'log closed flows (one in SAMPLE, default every one)' },
   algorithm: { flag: '--algorithm <name>', field: 'algorithm', kind: 'choice', choices: algorithms, default: 'roundrobin', reload: 'live', help: 'how new flows pick a backend: roundrobin, leastconn, or maglev (consistent hashing of the client address)' },
@@ -241,11 +246,20 @@ export function describeDefault(name: OptionName): string {
 
 /** Checks one tunable's value (the default when absent) against its kind and range. */
 export function checkTunable(name: TunableName, raw: unknown, field: string = name): number | string {
+  return checkValue(name, raw, field);
+}
+
+/** Checks a whole-number option that is part of another (`admin.maxConnections`) against the table. */
+export function checkTableInteger(name: OptionName, raw: unknown, field: string): number {
+  return checkValue(name, raw, field) as number;
+}
+
+function checkValue(name: OptionName, raw: unknown, field: string): number | string {
   const spec: OptionSpec = optionTable[name];
   const value = raw === undefined ? optionDefault(name) : raw;
   if (spec.kind === 'choice') {
     if (typeof value !== 'string' || !spec.choices!.includes(value)) {
-      throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${spec.choices!.join(', ')}, got ${JSON.stringify(value)}`, { field });
+      throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${spec.choices!.join(', ')}, got ${showValue(value)}`, { field });
     }
     return value;
   }
@@ -254,7 +268,7 @@ export function checkTunable(name: TunableName, raw: unknown, field: string = na
     n = parseDuration(value, field);
   } else {
     n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : (value as number);
-    if (typeof n !== 'number' || !Number.isInteger(n)) throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number, got ${JSON.stringify(value)}`, { field });
+    if (typeof n !== 'number' || !Number.isInteger(n)) throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number, got ${showValue(value)}`, { field });
   }
   if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
     const show = spec.kind === 'duration' ? formatDuration : String;

@@ -19,7 +19,8 @@ import type {
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
 import { backendStates, protocols, type BackendState, type Protocol } from './enums.js';
 import { onVip, validateCluster } from './cluster-options.js';
-import { checkTunable, topLevelOptions, validateTunables } from './options.js';
+import { checkTableInteger, checkTunable, topLevelOptions, validateTunables } from './options.js';
+import { showValue } from './show-value.js';
 
 /**
  * Rejects a key `known` does not list: a misspelt field (`wieght: 3`, `tokne: ...`) would
@@ -53,6 +54,11 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
   return out;
 }
 
+/** The longest backend id. */
+export const maxBackendIdLength = 128;
+/** The most listeners one balancer runs: the engine's own limit (native/binding/options.cc). */
+export const maxListeners = 1024;
+
 /** Checks one backend and resolves its host. */
 export async function validateBackend(raw: unknown, field: string): Promise<BackendConfig> {
   const opts: BackendOptions = typeof raw === 'string' ? parseBackendSpec(raw, field) : (raw as BackendOptions);
@@ -61,15 +67,18 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
   const { host, port } = parseHostPort(opts.address, `${field}.address`, { allowEmptyHost: false, allowPortZero: false });
   const weight = opts.weight ?? 1;
   if (!Number.isInteger(weight) || weight < 0 || weight > 1_000_000) {
-    throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 0 to 1000000, got ${JSON.stringify(opts.weight)}`, { field: `${field}.weight` });
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 0 to 1000000, got ${showValue(opts.weight)}`, { field: `${field}.weight` });
   }
   const state = opts.state ?? 'up';
   if (!backendStates.includes(state)) {
-    throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${JSON.stringify(state)}`, { field: `${field}.state` });
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${showValue(state)}`, { field: `${field}.state` });
   }
   const address = formatHostPort(host, port);
   const id = opts.id ?? address;
-  if (typeof id !== 'string' || id === '') throw new Lb4Error('LB4_INVALID_OPTION', 'must be a non-empty string', { field: `${field}.id` });
+  if (typeof id !== 'string' || id === '') throw new Lb4Error('LB4_INVALID_OPTION', `must be a non-empty string, got ${showValue(id)}`, { field: `${field}.id` });
+  // An id is a label in every /metrics scrape and log line: bounded, and with no control characters.
+  if (id.length > maxBackendIdLength) throw new Lb4Error('LB4_INVALID_OPTION', `must be at most ${maxBackendIdLength} characters, got ${id.length}`, { field: `${field}.id` });
+  if (/[\x00-\x1f\x7f]/.test(id)) throw new Lb4Error('LB4_INVALID_OPTION', `must not hold control characters, got ${showValue(id)}`, { field: `${field}.id` });
   const ip = await resolveHost(host, `${field}.address`);
   return Object.freeze({ id, address, ip, port, weight, state });
 }
@@ -89,7 +98,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   const listenField = isObject ? `${field}.listen` : field;
   const { text: address, protocol: written } = splitProtocol(opts.listen, listenField);
   if (opts.protocol !== undefined && !protocols.includes(opts.protocol)) {
-    throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${protocols.join(', ')}, got ${JSON.stringify(opts.protocol)}`, { field: `${field}.protocol` });
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${protocols.join(', ')}, got ${showValue(opts.protocol)}`, { field: `${field}.protocol` });
   }
   if (opts.protocol !== undefined && written !== null && opts.protocol !== written) {
     throw new Lb4Error('LB4_INVALID_OPTION', `says ${opts.protocol} but listen "${String(opts.listen)}" says ${written}`, { field: `${field}.protocol` });
@@ -145,34 +154,44 @@ async function validateBackends(list: Array<string | BackendOptions>, field: str
   return Object.freeze(backends);
 }
 
-function validateAdmin(raw: unknown): AdminConfig | null {
+/** Whether a numeric address is a loopback one (127.0.0.0/8, ::1, or 127/8 mapped into IPv6). */
+function isLoopback(ip: string): boolean {
+  const v4 = ip.toLowerCase().replace(/^::ffff:/, '');
+  return /^127\.\d+\.\d+\.\d+$/.test(v4) || ip === '::1' || ip === '0:0:0:0:0:0:0:1';
+}
+
+async function validateAdmin(raw: unknown): Promise<AdminConfig | null> {
   if (raw === undefined || raw === null) return null;
   const opts = (typeof raw === 'object' ? raw : { listen: raw }) as AdminOptions;
-  checkKnownKeys(opts, ['listen', 'token'], 'admin');
+  checkKnownKeys(opts, ['listen', 'token', 'maxConnections'], 'admin');
   const token = opts.token ?? null;
   if (token !== null && (typeof token !== 'string' || token.length < 16)) {
     throw new Lb4Error('LB4_INVALID_OPTION', 'must be a string of at least 16 characters', { field: 'admin.token' });
   }
-  if (typeof opts.listen === 'string' && /^[/.]/.test(opts.listen)) return Object.freeze({ kind: 'unix', path: opts.listen, token });
+  const maxConnections = checkTableInteger('adminMaxConnections', opts.maxConnections, 'admin.maxConnections');
+  if (typeof opts.listen === 'string' && /^[/.]/.test(opts.listen)) return Object.freeze({ kind: 'unix', path: opts.listen, token, maxConnections });
   const text = typeof opts.listen === 'number' || /^\d+$/.test(String(opts.listen)) ? `127.0.0.1:${opts.listen}` : String(opts.listen);
   const { host, port } = parseHostPort(text.startsWith(':') ? `127.0.0.1${text}` : text, 'admin.listen', { allowEmptyHost: false, allowPortZero: true });
-  const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
-  if (!loopback && token === null) {
-    throw new Lb4Error('LB4_INVALID_OPTION', `a token is required when the admin API listens on ${formatHostPort(host, port)}, which is not loopback`, { field: 'admin.token' });
+  // Whether a token is needed is decided by where the API will listen, not by how the address
+  // is written: "127.example.com" may resolve anywhere. The API then listens on that very address.
+  const ip = await resolveHost(host, 'admin.listen');
+  if (!isLoopback(ip) && token === null) {
+    const shown = ip === host ? formatHostPort(host, port) : `${formatHostPort(host, port)} (${ip})`;
+    throw new Lb4Error('LB4_INVALID_OPTION', `a token is required when the admin API listens on ${shown}, which is not loopback`, { field: 'admin.token' });
   }
-  return Object.freeze({ kind: 'tcp', host, port, token });
+  return Object.freeze({ kind: 'tcp', host, ip, port, token, maxConnections });
 }
 
 function validateAccessLog(raw: unknown): { sample: number } | null {
   if (raw === undefined || raw === null || raw === false) return null;
   if (raw === true) return Object.freeze({ sample: 1 });
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new Lb4Error('LB4_INVALID_OPTION', `must be true, false or { sample }, got ${JSON.stringify(raw)}`, { field: 'accessLog' });
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be true, false or { sample }, got ${showValue(raw)}`, { field: 'accessLog' });
   }
   checkKnownKeys(raw, ['sample'], 'accessLog');
   const sample = (raw as { sample?: unknown }).sample ?? 1;
   if (typeof sample !== 'number' || !Number.isInteger(sample) || sample < 1 || sample > 1_000_000) {
-    throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 1 to 1000000, got ${JSON.stringify(sample)}`, { field: 'accessLog.sample' });
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 1 to 1000000, got ${showValue(sample)}`, { field: 'accessLog.sample' });
   }
   return Object.freeze({ sample });
 }
@@ -194,11 +213,15 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (!Array.isArray(options.listeners) || options.listeners.length === 0) {
       throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listener is required', { field: 'listeners' });
     }
+    if (options.listeners.length > maxListeners) {
+      throw new Lb4Error('LB4_INVALID_OPTION', `at most ${maxListeners} listeners, got ${options.listeners.length}`, { field: 'listeners' });
+    }
     listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, health })));
   } else {
     if (options.listen === undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listen address is required', { field: 'listen' });
     const listenList = Array.isArray(options.listen) ? options.listen : [options.listen];
     if (listenList.length === 0) throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listen address is required', { field: 'listen' });
+    if (listenList.length > maxListeners) throw new Lb4Error('LB4_INVALID_OPTION', `at most ${maxListeners} listen addresses, got ${listenList.length}`, { field: 'listen' });
     if (!Array.isArray(options.backends) || options.backends.length === 0) {
       throw new Lb4Error('LB4_NO_BACKEND', 'at least one backend is required (e.g. --backend 127.0.0.1:9001)', { field: 'backends' });
     }
@@ -220,7 +243,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
   return Object.freeze({
     listeners: Object.freeze(listeners),
     ...validateTunables(options as Readonly<Record<string, unknown>>),
-    admin: validateAdmin(options.admin),
+    admin: await validateAdmin(options.admin),
     accessLog: validateAccessLog(options.accessLog),
     cluster,
   });

@@ -293,6 +293,8 @@ export function validateHealthOptions(raw: unknown, field: string): HealthConfig
       // Checks run every second or so: resolving a name each time would put DNS on the hot path.
       throw invalid(`${field}.address`, `must be a numeric IP address such as 10.0.0.5 or ::1, got ${show(opts.address)}`);
     }
+    // The checker connects without an interface index, as the engine does (lib/config/address.ts).
+    if (opts.address.includes('%')) throw invalid(`${field}.address`, `scoped IPv6 addresses (with a %zone) are not supported, got ${show(opts.address)}`);
     common.address = opts.address;
   }
   if (opts.port !== undefined) common.port = wholeNumber(opts.port, 1, 65535, `${field}.port`);

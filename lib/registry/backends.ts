@@ -21,6 +21,7 @@ import type { EngineSync } from './engine-sync.js';
 import type { ListenerTable } from './listeners.js';
 import { backendInfo, engineState, type BackendRecord, type BackendRegistry } from './registry.js';
 import type { SlowStart } from './slow-start.js';
+import { showValue } from '../config/show-value.js';
 
 /** What the backend operations work with; the composition root (lib/compose.ts) makes them. */
 export interface BackendParts {
@@ -91,7 +92,7 @@ export class BackendControl {
   async setState(id: string, state: BackendState, scope: BackendScope & { drainTimeout?: number | string } = {}): Promise<BackendInfo[]> {
     const slot = this.#p.listeners.scopeSlot(scope);
     if (!backendStates.includes(state)) {
-      throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${JSON.stringify(state)}`, { field: 'state' });
+      throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${showValue(state)}`, { field: 'state' });
     }
     const drainMs = this.drainMs(scope.drainTimeout);
     const updated = this.#p.registry.find(id, slot).map((b) => this.changeState(b, state, drainMs, 'operator'));
@@ -124,6 +125,17 @@ export class BackendControl {
     this.#p.ramps.stop(b.key);
     if (drainMs === null) this.#p.drains.cancel(b.key);
     else this.#p.drains.schedule(b, drainMs);
+  }
+
+  /** Puts a record back as it was before a failed reload: no drain pending, checks as before. */
+  restore(b: BackendRecord): void {
+    this.unwatch(b);
+    this.#p.ramps.stop(b.key);
+    this.#p.drains.cancel(b.key);
+    // A ramp cut short would leave the weight part-way: the record comes back at its whole weight.
+    const whole = b.effectiveWeight === b.weight ? b : Object.freeze({ ...b, effectiveWeight: b.weight });
+    this.#p.registry.restore(whole);
+    this.watch(whole);
   }
 
   /** A new weight, in full at once: a ramp in progress ends. */

@@ -118,6 +118,17 @@ export class BackendRegistry {
     return record;
   }
 
+  /**
+   * Puts back a record as it was (same key): a reload that failed undoes its changes. Restored in
+   * their old order, a listener's records keep their old order in its table.
+   */
+  restore(record: BackendRecord): void {
+    this.#records.delete(recordId(record.slot, record.id));
+    this.#records.set(recordId(record.slot, record.id), record);
+    this.#byKey.set(record.key, record);
+    this.#changed.add(record.slot);
+  }
+
   /** Forgets a backend. Its key stays known, so flows still open on it keep their name. */
   remove(record: BackendRecord): void {
     if (this.#records.delete(recordId(record.slot, record.id))) this.#changed.add(record.slot);

@@ -1,8 +1,13 @@
-// Applying a reload: a new config is validated and compared with the running one (plan.ts), then
-// applied in an order that never leaves the balancer half-changed. New listeners open first, and
-// if one cannot, the ones already opened close again and nothing else has changed; only then do
-// removed listeners stop and drain, and kept listeners change their backends in place. Settings
-// that need a restart keep their running values and are reported. One reload runs at a time.
+// Applying a reload: reconciliation. A new config (the desired state) is validated and compared
+// with what runs, the listeners and the backends as the registry holds them, admin API changes
+// included (plan.ts states the rule), then applied all or nothing. New listeners open first, and
+// if one cannot, the ones already opened close again and nothing else has changed; then kept
+// listeners change their backends in place and the engine is sent the new tables; only once it
+// has taken them do removed listeners stop and drain, the one step that cannot be taken back. If
+// a step fails or the engine refuses a table, the backend records are put back exactly as they
+// ran (same keys, no drain started) and the new listeners close. Settings that need a restart keep
+// their running values and are reported. One reload runs at a time, and each logs exactly one
+// line: applied, with its summary, or rejected, with the reason.
 
 import type { EventEmitter } from 'node:events';
 import { readConfigFile } from '../config/config-file.js';
@@ -17,7 +22,7 @@ import type { EngineSync } from '../registry/engine-sync.js';
 import type { ListenerSlot, ListenerTable } from '../registry/listeners.js';
 import type { BackendRecord, BackendRegistry } from '../registry/registry.js';
 import type { BackendConfig, BalancerConfig, BalancerEvents, BalancerOptions, ListenerConfig, ReloadSummary } from '../types.js';
-import { planReload, type ReloadPlan } from './plan.js';
+import { planReload, type ListenerChanges, type ReloadPlan } from './plan.js';
 
 export interface ReloadParts {
   readonly engine: NativeEngine;
@@ -58,7 +63,7 @@ export class Reloader {
     }
     // A second reload waits for the first, then applies itself.
     const previous = this.#running ?? Promise.resolve();
-    const run = previous.catch(() => {}).then(async () => this.#reload(options ?? (await this.#readConfigFile())));
+    const run = previous.catch(() => {}).then(() => this.#reload(options));
     this.#running = run;
     void run
       .finally(() => {
@@ -68,50 +73,131 @@ export class Reloader {
     return run;
   }
 
+  /** The one line a failed reload logs: nothing changed, the running config keeps serving. */
   #rejected(err: unknown): void {
-    this.#p.log.error({ err: (err as Error).message }, 'reload rejected: the running config keeps serving');
+    const e = err as Error & { code?: string };
+    this.#p.log.error({ err: e.message, code: e.code }, 'reload rejected: the running config keeps serving');
   }
 
   async #readConfigFile(): Promise<BalancerOptions> {
     const { configFile, readConfig } = this.#p;
     if (!configFile) throw new Lb4Error('LB4_RELOAD_FAILED', 'lb4 was started without a config file, so there is nothing to re-read: give the new options');
+    return readConfig ? readConfig() : readConfigFile(configFile);
+  }
+
+  /** Reads, validates and applies; every outcome is logged here, once. */
+  async #reload(options: BalancerOptions | undefined): Promise<ReloadSummary> {
+    let summary: ReloadSummary;
     try {
-      return await (readConfig ? readConfig() : readConfigFile(configFile));
+      this.#p.assertOpen();
+      summary = await this.#apply(await validateOptions(options ?? (await this.#readConfigFile())));
     } catch (err) {
       this.#rejected(err);
       throw err;
+    }
+    // One line: what changed, and which settings wait for a restart (a warning then, to be seen).
+    const line = { ...summary, file: this.#p.configFile ?? undefined };
+    if (summary.needsRestart.length > 0) this.#p.log.warn(line, 'reload applied');
+    else this.#p.log.info(line, 'reload applied');
+    this.#p.events.emit('reload', summary);
+    return summary;
+  }
+
+  /** The running config with each listener's backends as the registry holds them now. */
+  #runningConfig(): BalancerConfig {
+    const { registry, listeners } = this.#p;
+    const config = this.#p.config();
+    const running = config.listeners.map((l) => {
+      const s = listeners.get(l.name);
+      return s ? { ...s.config, backends: registry.list(s.slot) } : l;
+    });
+    return { ...config, listeners: running };
+  }
+
+  async #apply(next: BalancerConfig): Promise<ReloadSummary> {
+    // Everything that can fail happens before the first change: the config was validated (and
+    // its host names resolved), and now every new listener opens. If one cannot, the ones already
+    // opened close again and nothing else has changed.
+    const opened: ListenerSlot[] = [];
+    try {
+      for (const l of planReload(this.#runningConfig(), next).addedListeners) opened.push(await this.#openListener(l));
+    } catch (err) {
+      await this.#closeOpened(opened);
+      throw err;
+    }
+    // The plan is made now, from what runs at this moment, and applied without a pause: an admin
+    // change that ran while the listeners opened is part of what it reconciles.
+    const previous = this.#p.config();
+    const plan = planReload(this.#runningConfig(), next, previous);
+    const leaving = plan.removedListeners.map((l) => this.#p.listeners.get(l.name)).filter((s) => s !== undefined);
+    const keptSlots = new Set(plan.keptListeners.map((k) => this.#p.listeners.get(k.after.name)!.slot));
+    const snapshot = this.#p.registry.list().filter((b) => keptSlots.has(b.slot));
+    let summary: ReloadSummary;
+    try {
+      summary = this.#applyPlan(plan, next, opened);
+      // The engine takes the new tables, or refuses them (then nothing may stay changed).
+      await this.#p.sync.flush();
+    } catch (err) {
+      this.#rollBack(previous, snapshot, keptSlots, opened, leaving, plan.accessLogChanged);
+      await this.#p.sync.flush().catch((e: unknown) => this.#p.log.error({ err: (e as Error).message }, 'reload roll-back: the engine refused the previous tables too'));
+      throw err;
+    }
+    // Only now, with nothing left to fail, do removed listeners stop: that cannot be taken back.
+    this.#removeListeners(leaving, next.drainTimeoutMs);
+    await this.#p.sync.flush();
+    if (plan.adminChanged) this.#p.restartAdmin();
+    return summary;
+  }
+
+  /**
+   * Undoes an applied plan: the kept listeners get back their settings and their backend records
+   * exactly as they ran (same keys, so their flows are untouched, no drain pending), the new
+   * listeners close, and the running config is the previous one.
+   */
+  #rollBack(previous: BalancerConfig, snapshot: BackendRecord[], keptSlots: Set<number>, opened: ListenerSlot[], leaving: ListenerSlot[], accessLogChanged: boolean): void {
+    const { listeners, registry, backends, sync } = this.#p;
+    for (const s of opened) if (listeners.get(s.config.name) === s) listeners.remove(s.config.name);
+    for (const s of leaving) if (!listeners.get(s.config.name)) listeners.add(s);
+    for (const l of previous.listeners) {
+      const s = listeners.get(l.name);
+      if (s && keptSlots.has(s.slot) && s.config.algorithm !== l.algorithm) sync.markChanged(s.slot);
+      if (s && keptSlots.has(s.slot)) s.config = l;
+    }
+    const kept = new Set(snapshot.map((b) => b.key));
+    for (const b of registry.list()) if (keptSlots.has(b.slot) && !kept.has(b.key)) backends.forget(b, null);
+    for (const b of snapshot) backends.restore(b);
+    this.#p.setConfig(previous);
+    void this.#closeOpened(opened);
+    try {
+      if (accessLogChanged) this.#p.engine.setFlowLog(previous.accessLog?.sample ?? 0);
+    } catch (err) {
+      this.#p.log.error({ err: (err as Error).message }, 'reload roll-back: the access log setting could not be restored');
     }
   }
 
-  async #reload(options: BalancerOptions): Promise<ReloadSummary> {
-    this.#p.assertOpen();
-    let next: BalancerConfig;
-    try {
-      next = await validateOptions(options);
-    } catch (err) {
-      this.#rejected(err);
-      throw err;
-    }
-    const plan = planReload(this.#p.config(), next);
-    // Open new listeners first: if one cannot open, nothing has changed yet.
-    const opened: ListenerSlot[] = [];
-    try {
-      for (const l of plan.addedListeners) opened.push(await this.#openListener(l));
-    } catch (err) {
-      for (const s of opened) {
-        this.#p.listeners.abandon(s.slot);
-        await this.#p.engine.removeListener(s.slot, 0);
-        for (const b of this.#p.registry.list(s.slot)) this.#p.registry.remove(b);
+  /** Listeners that are gone (or moved to a new address): stop accepting, drain their flows. */
+  #removeListeners(leaving: ListenerSlot[], drainMs: number): void {
+    const { registry, listeners, backends, sync } = this.#p;
+    for (const s of leaving) {
+      void this.#p.engine.removeListener(s.slot, drainMs);
+      // The engine drains the whole listener; no per-backend drain timers are needed.
+      for (const b of registry.list(s.slot)) backends.forget(b, null);
+      if (listeners.get(s.config.name) === s) {
+        listeners.remove(s.config.name);
+        sync.forgetListener(s.config.name);
       }
-      this.#rejected(err);
-      throw err;
     }
-    const summary = this.#applyPlan(plan, next, opened);
-    await this.#p.sync.flush();
-    this.#p.log.info(summary, 'reload applied');
-    if (summary.needsRestart.length > 0) this.#p.log.warn({ settings: summary.needsRestart }, 'these settings changed but only take effect on a restart');
-    this.#p.events.emit('reload', summary);
-    return summary;
+  }
+
+  async #closeOpened(opened: ListenerSlot[]): Promise<void> {
+    for (const s of opened) {
+      this.#p.listeners.abandon(s.slot);
+      for (const b of this.#p.registry.list(s.slot)) {
+        this.#p.backends.unwatch(b);
+        this.#p.registry.remove(b);
+      }
+      await this.#p.engine.removeListener(s.slot, 0);
+    }
   }
 
   /** Opens a listener in a new slot, with its backends registered there. */
@@ -134,38 +220,41 @@ export class Reloader {
     return { slot, config: bound, address: Object.freeze({ name: l.name, address: result.ip, port: result.port, family: result.family }) };
   }
 
+  /**
+   * Applies a plan made from what runs, except removing listeners, which cannot be taken back and
+   * waits until the engine has taken the new tables: whatever fails here, the roll-back undoes.
+   */
   #applyPlan(plan: ReloadPlan, next: BalancerConfig, opened: ListenerSlot[]): ReloadSummary {
-    const { registry, listeners, backends, sync } = this.#p;
+    const { registry, listeners, backends } = this.#p;
+    const drainMs = next.drainTimeoutMs;
     const summary = {
       listenersAdded: plan.addedListeners.map((l) => l.name),
       listenersRemoved: plan.removedListeners.filter((l) => !plan.addedListeners.some((a) => a.name === l.name)).map((l) => l.name),
-      backendsAdded: [] as string[],
-      backendsRemoved: [] as string[],
-      backendsChanged: [] as string[],
+      ...this.#applyBackendChanges(plan.keptListeners, drainMs),
       needsRestart: plan.needsRestart,
     };
-    const drainMs = next.drainTimeoutMs;
-    // Listeners that are gone (or moved to a new address): stop accepting, drain their flows.
-    for (const l of plan.removedListeners) {
-      const s = listeners.get(l.name);
-      if (!s) continue;
-      void this.#p.engine.removeListener(s.slot, drainMs);
-      // The engine drains the whole listener; no per-backend drain timers are needed.
-      for (const b of registry.list(s.slot)) backends.forget(b, null);
-      listeners.remove(l.name);
-      sync.forgetListener(l.name);
-    }
-    // New listeners take their place; their backends were registered when they opened.
+    // New listeners join the table; their backends were registered when they opened.
     for (const s of opened) {
       listeners.add(s);
       for (const b of registry.list(s.slot)) backends.watch(b);
     }
-    // Listeners that stay: change their backends in place.
-    for (const change of plan.keptListeners) {
+    if (plan.accessLogChanged) this.#p.engine.setFlowLog(next.accessLog?.sample ?? 0);
+    // Settings that need a restart keep their running values; listeners carry their bound ports.
+    const running = this.#p.config() as unknown as Readonly<Record<string, unknown>>;
+    const kept = Object.fromEntries(restartOnlySettings.map((key) => [key, running[key]]));
+    this.#p.setConfig(Object.freeze({ ...next, listeners: Object.freeze(next.listeners.map((l) => listeners.get(l.name)!.config)), ...kept }));
+    return summary;
+  }
+
+  /** Changes the settings (algorithm, health checks) and backends of listeners that stay. */
+  #applyBackendChanges(kept: readonly ListenerChanges[], drainMs: number) {
+    const { registry, listeners, backends, sync } = this.#p;
+    const out = { backendsAdded: [] as string[], backendsRemoved: [] as string[], backendsChanged: [] as string[] };
+    for (const change of kept) {
       const s = listeners.get(change.after.name)!;
+      const name = change.after.name;
       s.config = Object.freeze({ ...change.after, port: s.address.port });
       if (change.algorithmChanged) sync.markChanged(s.slot);
-      const name = change.after.name;
       if (change.healthChanged) {
         for (const b of registry.list(s.slot)) {
           backends.unwatch(b);
@@ -176,37 +265,20 @@ export class Reloader {
         const record = registry.get(s.slot, b.id);
         if (!record) continue;
         backends.forget(record, drainMs);
-        summary.backendsRemoved.push(`${name}/${b.id}`);
+        out.backendsRemoved.push(`${name}/${b.id}`);
       }
       for (const b of change.backends.added) {
-        // The plan compares config with config, but the API may have added a backend of this id
-        // since: at the same address it stays, with the file's settings; at another, it goes.
-        const running = registry.get(s.slot, b.id);
-        if (running && running.ip === b.ip && running.port === b.port) {
-          if (this.#changeInPlace(running, b, drainMs)) summary.backendsChanged.push(`${name}/${b.id}`);
-          continue;
-        }
-        if (running) {
-          backends.forget(running, drainMs);
-          summary.backendsRemoved.push(`${name}/${b.id}`);
-        }
-        backends.watch(registry.add(s.slot, name, b, change.after.health ? 'up' : 'unchecked'));
-        summary.backendsAdded.push(`${name}/${b.id}`);
+        backends.watch(registry.add(s.slot, name, b, s.config.health ? 'up' : 'unchecked'));
+        out.backendsAdded.push(`${name}/${b.id}`);
       }
       for (const { after } of change.backends.changed) {
         const record = registry.get(s.slot, after.id);
         if (!record) continue;
         this.#changeInPlace(record, after, drainMs);
-        summary.backendsChanged.push(`${name}/${after.id}`);
+        out.backendsChanged.push(`${name}/${after.id}`);
       }
     }
-    if (plan.accessLogChanged) this.#p.engine.setFlowLog(next.accessLog?.sample ?? 0);
-    // Settings that need a restart keep their running values; listeners carry their bound ports.
-    const running = this.#p.config() as unknown as Readonly<Record<string, unknown>>;
-    const kept = Object.fromEntries(restartOnlySettings.map((key) => [key, running[key]]));
-    this.#p.setConfig(Object.freeze({ ...next, listeners: Object.freeze(next.listeners.map((l) => listeners.get(l.name)!.config)), ...kept }));
-    if (plan.adminChanged) this.#p.restartAdmin();
-    return summary;
+    return out;
   }
 
   /** Gives a running backend the weight, state and address as written of `after`; returns whether any differed. */

@@ -1,6 +1,12 @@
-// What a reload changes: the difference between the running config and a new, valid one, as a
-// plan the balancer applies in order (open new listeners, change backends in place, drain the
-// listeners and backends that are gone). Pure: tested without sockets.
+// What a reload changes: the difference between what runs and a new, valid config (the desired
+// state), as a plan the balancer applies in order (open new listeners, change backends in place,
+// drain the listeners and backends that are gone). Pure: tested without sockets.
+//
+// The rule a reload follows: it makes the listeners, the backend set and the weights equal to the
+// file, whatever the admin API changed since (a backend added at run time and not in the file
+// goes; a weight set at run time goes back to the file's). An operator's state on a backend
+// that stays in the file (draining, maintenance, down) is kept, unless the file itself now says
+// something new about that backend's state: then the file wins.
 
 import { liveSettings, restartOnlySettings } from '../config/options.js';
 import type { BackendConfig, BalancerConfig, ListenerConfig } from '../types.js';
@@ -38,8 +44,13 @@ const sameAddress = (running: ListenerConfig, next: ListenerConfig) =>
   running.ip === next.ip && running.anyInterface === next.anyInterface && running.protocol === next.protocol && running.freeBind === next.freeBind && (running.port === next.port || next.port === 0);
 const json = (v: unknown) => JSON.stringify(v);
 
-function diffBackends(before: readonly BackendConfig[], after: readonly BackendConfig[]): BackendChanges {
+/**
+ * `before`: the backends that run; `after`: the file's; `filed`: the previous file's, which tells
+ * whether the file changed a backend's state or the operator did.
+ */
+function diffBackends(before: readonly BackendConfig[], after: readonly BackendConfig[], filed: readonly BackendConfig[]): BackendChanges {
   const old = new Map(before.map((b) => [b.id, b]));
+  const previous = new Map(filed.map((b) => [b.id, b]));
   const out: BackendChanges = { added: [], removed: [], changed: [] };
   for (const b of after) {
     const prior = old.get(b.id);
@@ -49,13 +60,21 @@ function diffBackends(before: readonly BackendConfig[], after: readonly BackendC
       // Another server under the same name: its flows belong to the old one.
       out.removed.push(prior);
       out.added.push(b);
-    } else if (prior.weight !== b.weight || prior.state !== b.state || prior.address !== b.address) out.changed.push({ before: prior, after: b });
+    } else {
+      const wanted = previous.get(b.id)?.state === b.state ? { ...b, state: prior.state } : b;
+      if (prior.weight !== wanted.weight || prior.state !== wanted.state || prior.address !== wanted.address) out.changed.push({ before: prior, after: wanted });
+    }
   }
   out.removed.push(...old.values());
   return out;
 }
 
-export function planReload(current: BalancerConfig, next: BalancerConfig): ReloadPlan {
+/**
+ * The plan that takes `current` (what runs: each listener's backends as the registry holds them)
+ * to `next` (the new file). `previous` is the config the last reload or the start applied, whose
+ * backend states tell an operator's change from the file's; by default `current` itself.
+ */
+export function planReload(current: BalancerConfig, next: BalancerConfig, previous: BalancerConfig = current): ReloadPlan {
   const plan: ReloadPlan = { addedListeners: [], removedListeners: [], keptListeners: [], adminChanged: false, accessLogChanged: false, needsRestart: [], tunablesChanged: [] };
   const old = new Map(current.listeners.map((l) => [l.name, l]));
   for (const l of next.listeners) {
@@ -69,7 +88,7 @@ export function planReload(current: BalancerConfig, next: BalancerConfig): Reloa
     plan.keptListeners.push({
       before: prior,
       after: l,
-      backends: diffBackends(prior.backends, l.backends),
+      backends: diffBackends(prior.backends, l.backends, previous.listeners.find((p) => p.name === l.name)?.backends ?? []),
       algorithmChanged: prior.algorithm !== l.algorithm,
       healthChanged: json(prior.health) !== json(l.health),
     });

@@ -240,7 +240,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
 }
 
 async function start(t: { teardown(fn: () => unknown): void }, config: Partial<AdminConfig> = {}, target = new FakeTarget()) {
-  const admin = await startAdminServer(target, { kind: 'tcp', host: '127.0.0.1', port: 0, token: null, ...config } as AdminConfig, silentLogger());
+  const admin = await startAdminServer(target, { kind: 'tcp', host: '127.0.0.1', ip: '127.0.0.1', port: 0, token: null, maxConnections: 256, ...config } as AdminConfig, silentLogger());
   t.teardown(() => admin.close());
   const where: Where = { port: Number(new URL(admin.url).port) };
   return { admin, target, where, call: (method: string, path: string, options?: CallOptions) => call(where, method, path, options) };
@@ -662,7 +662,7 @@ t.test('close() lets an answer being prepared go out, then ends its connection',
 t.test('an IPv6 address is in brackets in the URL', async (t) => {
   let admin: AdminServer;
   try {
-    admin = await startAdminServer(new FakeTarget(), { kind: 'tcp', host: '::1', port: 0, token: null }, silentLogger());
+    admin = await startAdminServer(new FakeTarget(), { kind: 'tcp', host: '::1', ip: '::1', port: 0, token: null, maxConnections: 256 }, silentLogger());
   } catch (err) {
     t.pass('IPv6', { skip: `no IPv6 loopback here (${(err as Error).message})` });
     return;
@@ -680,7 +680,7 @@ t.test('a unix socket', async (t) => {
 
   await t.test('serves, is owner-only, and is removed on close', async (t) => {
     const path = join(dir, 'admin.sock');
-    const admin = await startAdminServer(target, { kind: 'unix', path, token }, silentLogger());
+    const admin = await startAdminServer(target, { kind: 'unix', path, token, maxConnections: 256 }, silentLogger());
     t.teardown(() => admin.close());
     t.equal(admin.url, `unix:${path}`);
     t.ok(statSync(path).isSocket());
@@ -699,7 +699,7 @@ t.test('a unix socket', async (t) => {
     const code = `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`;
     await new Promise<void>((resolve) => execFile(process.execPath, ['-e', code], () => resolve()));
     t.ok(statSync(path).isSocket(), 'the stale socket exists');
-    const admin = await startAdminServer(target, { kind: 'unix', path, token: null }, silentLogger());
+    const admin = await startAdminServer(target, { kind: 'unix', path, token: null, maxConnections: 256 }, silentLogger());
     t.teardown(() => admin.close());
     t.equal((await call({ socketPath: path }, 'GET', '/status')).status, 200);
   });
@@ -709,7 +709,7 @@ t.test('a unix socket', async (t) => {
     const other = net.createServer((s) => s.on('error', () => {}).end('other\n')).listen(live);
     await once(other, 'listening');
     t.teardown(() => new Promise<void>((r) => other.close(() => r())));
-    await t.rejects(startAdminServer(target, { kind: 'unix', path: live, token: null }, silentLogger()), { code: 'EADDRINUSE', message: /cannot listen for the admin API on .*live\.sock/ });
+    await t.rejects(startAdminServer(target, { kind: 'unix', path: live, token: null, maxConnections: 256 }, silentLogger()), { code: 'EADDRINUSE', message: /cannot listen for the admin API on .*live\.sock/ });
     const still = net.connect(live).on('error', () => {});
     t.teardown(() => still.destroy());
     const [line] = (await within(once(still, 'data'), 5000, 'the other server')) as [Buffer];
@@ -717,7 +717,7 @@ t.test('a unix socket', async (t) => {
 
     const file = join(dir, 'file.sock');
     writeFileSync(file, 'not a socket');
-    await t.rejects(startAdminServer(target, { kind: 'unix', path: file, token: null }, silentLogger()), { code: 'EADDRINUSE' });
+    await t.rejects(startAdminServer(target, { kind: 'unix', path: file, token: null, maxConnections: 256 }, silentLogger()), { code: 'EADDRINUSE' });
     t.ok(statSync(file).isFile(), 'the file is untouched');
     t.equal(target.listenerCount('health-check'), 0, 'a failed start leaves no listener on the target');
   });
@@ -730,7 +730,7 @@ t.test('the admin server does not keep the process alive by itself', async (t) =
     import { EventEmitter } from 'node:events';
     const { startAdminServer } = await import(${JSON.stringify(server)});
     const target = Object.assign(new EventEmitter(), { config: { workers: 1, listeners: [] }, uptimeSeconds: 0 });
-    const admin = await startAdminServer(target, { kind: 'tcp', host: '127.0.0.1', port: 0, token: null }, { debug() {}, warn() {}, error() {} });
+    const admin = await startAdminServer(target, { kind: 'tcp', host: '127.0.0.1', ip: '127.0.0.1', port: 0, token: null, maxConnections: 256 }, { debug() {}, warn() {}, error() {} });
     console.log(admin.url);
   `;
   const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });

@@ -116,7 +116,7 @@ function check(target: MetricsTarget, listener: string, backendId: string, ok: b
 
 t.test('GET /metrics is a valid exposition with the values of the target', async (t) => {
   const target = new MetricsTarget();
-  const admin = await startAdminServer(target, { kind: 'tcp', host: '127.0.0.1', port: 0, token: null }, silentLogger());
+  const admin = await startAdminServer(target, { kind: 'tcp', host: '127.0.0.1', ip: '127.0.0.1', port: 0, token: null, maxConnections: 256 }, silentLogger());
   t.teardown(() => admin.close());
   for (const ms of [0.5, 3, 30, 7000]) check(target, 'web', 'a', ms !== 7000, ms);
   check(target, 'api', oddId, true, 1);

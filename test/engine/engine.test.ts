@@ -122,8 +122,9 @@ t.test('stats(): counters by name, per listener and per backend, from readStats(
   engine.setBackendCounters(key, { flows_total: 11 });
   t.equal(lb.stats().backends.find((x) => x.id === added.id)?.counters.flows_total, 11, 'the array grows with the keys');
 
-  // Listener slots come first: a listener opened by a reload moves every backend block.
-  await lb.reload({ listeners: [{ name: 'web', listen: '127.0.0.1:0', backends: [A, B] }, { name: 'api', listen: '127.0.0.1:0', backends: [A] }, { name: 'new', listen: '127.0.0.1:0', backends: [B] }], workers: 1 });
+  // Listener slots come first: a listener opened by a reload moves every backend block. (The
+  // file lists the backend the API added: a reload makes the backends equal to the file.)
+  await lb.reload({ listeners: [{ name: 'web', listen: '127.0.0.1:0', backends: [A, B, '192.0.2.9:80'] }, { name: 'api', listen: '127.0.0.1:0', backends: [A] }, { name: 'new', listen: '127.0.0.1:0', backends: [B] }], workers: 1 });
   engine.setListenerCounters(2, { flows_total: 1 });
   const after = lb.stats();
   t.equal(after.listeners[2].counters.flows_total, 1);

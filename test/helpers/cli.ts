@@ -177,6 +177,14 @@ export class Cli extends EventEmitter<{ line: [stream: 'stdout' | 'stderr', line
     });
   }
 
+  /** Every JSON log line on stderr after the first `after` lines (see {@link Cli.mark}). */
+  logsAfter(after: number): LogLine[] {
+    return this.#lines
+      .filter(([s]) => s === 'stderr')
+      .slice(after)
+      .flatMap(([, line]) => parseLogLine(line) ?? []);
+  }
+
   waitForExit(ms = waitMs): Promise<Exit> {
     return within(this.closed, ms, 'lb4 to exit');
   }

@@ -95,8 +95,8 @@ t.test('reload: listeners added and removed, backends added, removed and reweigh
 
   t.same(
     engine.calls.map((c) => c.method),
-    ['addListener', 'removeListener', 'applyBackends', 'applyBackends'],
-    'the new listener opens first (with its table), then the removed one stops, then the tables of the two listeners that changed',
+    ['addListener', 'applyBackends', 'removeListener', 'applyBackends'],
+    'the new listener opens first (with its table), then the changed table goes out; only once the engine took it does the removed listener stop (its table emptied)',
   );
   const [added] = engine.callsOf('addListener');
   t.match(added, { listener: { name: 'new', ip: '127.0.0.1', port: 0 }, slot: 2 });
