@@ -24,7 +24,7 @@ import { Lb4Error } from '../errors.js';
 import { healthDefaults } from '../health/check-options.js';
 import { logFormats, logLevels } from '../log.js';
 import { formatDuration, parseDuration } from './duration.js';
-import { algorithms } from './enums.js';
+import { algorithms, forwardModes, snatModes } from './enums.js';
 
 /**
  * What an option's value is. `integer`, `duration` and `choice` are validated from the table
@@ -87,6 +87,18 @@ export const optionTable = {
   },
   accessLog: { flag: '--access-log [sample]', field: 'accessLog', kind: 'sample', defaultText: 'off', reload: 'live', help: 'log closed flows (one in SAMPLE, default every one)' },
   algorithm: { flag: '--algorithm <name>', field: 'algorithm', kind: 'choice', choices: algorithms, default: 'roundrobin', reload: 'live', help: 'how new flows pick a backend: roundrobin, leastconn, or maglev (consistent hashing of the client address)' },
+  forward: {
+    flag: '--forward <mode>', field: 'forward', config: 'forward', kind: 'choice', choices: forwardModes, default: 'proxy', reload: 'restart',
+    help: "how a listener forwards: proxy (lb4's own connection to the backend) or nat (the kernel's nftables NAT and conntrack; needs root)",
+  },
+  snat: {
+    flag: '--snat <mode>', field: 'snat', config: 'snat', kind: 'choice', choices: snatModes, default: 'none', reload: 'restart',
+    help: "nat listeners' return path: none (backends route replies through lb4; client address kept) or masquerade (backends see lb4's address)",
+  },
+  natTable: {
+    flag: '--nat-table <name>', field: 'natTable', kind: 'string', default: 'lb4', reload: 'restart',
+    help: 'the nftables table (family inet) lb4 owns for nat listeners; give each lb4 process on a host its own',
+  },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',
     min: 1, max: maxWorkers, reload: 'restart', native: 'workers', help: 'data-plane threads (default: one per CPU)',
