@@ -61,7 +61,12 @@ export class NftRunner {
     const out = new Map<string, NftCounter>();
     const r = spawnSync(this.#binary, ['-j', 'list', 'counters', 'table', 'inet', table], { encoding: 'utf8', maxBuffer: 64 << 20 });
     if (r.status !== 0) return out;
-    const parsed = JSON.parse(r.stdout) as { nftables?: Array<{ counter?: { name: string; packets: number; bytes: number } }> };
+    let parsed: { nftables?: Array<{ counter?: { name: string; packets: number; bytes: number } }> };
+    try {
+      parsed = JSON.parse(r.stdout);
+    } catch {
+      return out; // not nft's JSON: report no counters rather than fail a stats read
+    }
     for (const item of parsed.nftables ?? []) {
       if (item.counter) out.set(item.counter.name, { packets: item.counter.packets, bytes: item.counter.bytes });
     }
