@@ -87,8 +87,8 @@ t.test('options: forward, snat and natTable, per listener and at the top', async
   t.equal(d.natTable, 'lb4');
   const full = await validateOptions({ listeners: [{ listen: ':80', forward: 'nat', backends: ['127.0.0.1:9001'] }, { listen: ':81', backends: ['127.0.0.1:9001'] }] });
   t.same(full.listeners.map((l) => l.forward), ['nat', 'proxy']);
-  await t.rejects(validateOptions({ listen: ':80', backends: ['127.0.0.1:9001'], forward: 'kernel' }), { field: 'forward' });
-  await t.rejects(validateOptions({ listeners: [{ listen: ':80', snat: 'yes', backends: ['127.0.0.1:9001'] }] }), { field: 'listeners[0].snat' });
-  await t.rejects(validateOptions({ listen: ':80', backends: ['127.0.0.1:9001'], natTable: 'lb4; flush ruleset' }), { field: 'natTable' });
+  await t.rejects(validateOptions({ listen: ':80', backends: ['127.0.0.1:9001'], forward: 'kernel' }), { code: 'LB4_INVALID_OPTION', field: 'forward' });
+  await t.rejects(validateOptions({ listeners: [{ listen: ':80', snat: 'yes' as never, backends: ['127.0.0.1:9001'] }] }), { code: 'LB4_INVALID_OPTION', field: 'listeners[0].snat' });
+  await t.rejects(validateOptions({ listen: ':80', backends: ['127.0.0.1:9001'], natTable: 'lb4; flush ruleset' }), { code: 'LB4_INVALID_OPTION', field: 'natTable' });
   await t.rejects(validateOptions({ listen: ':80', backends: ['127.0.0.1:9001'], forward: 'nat', algorithm: 'leastconn' }), { field: 'algorithm', message: /leastconn needs forward: proxy/ });
 });

@@ -114,10 +114,25 @@ export async function startBackends(t: Test, topo: Topology, port = 8080): Promi
   return out;
 }
 
-/** lb4 (nat-balancer-process.mjs, from dist/) in the lb node's namespace; resolves once started. */
-export async function startLb(t: Test, lb: Netns, options: object): Promise<JsonChild> {
-  const [command, argv] = nodeCommand(balancerScript, [JSON.stringify(options)], lb.name);
-  const child = new JsonChild(t, command, argv);
+export interface LbLaunch {
+  /** Other nft / conntrack commands (BalancerDeps.natTools). */
+  natTools?: { nft?: string; conntrack?: string };
+  /** A command the node runs under, e.g. setpriv to drop a capability. */
+  wrap?: string[];
+}
+
+/** lb4 (nat-balancer-process.mjs, from dist/) in the lb node's namespace, not waited for. */
+export function launchLb(t: Test, lb: Netns, options: object, launch: LbLaunch = {}): JsonChild {
+  const args = [JSON.stringify(options), ...(launch.natTools ? [JSON.stringify(launch.natTools)] : [])];
+  const [command, argv] = nodeCommand(balancerScript, args, lb.name);
+  // `ip netns exec NS env ... node`: a wrapper goes between the namespace and env.
+  const wrapped = launch.wrap ? [...argv.slice(0, 3), ...launch.wrap, ...argv.slice(3)] : argv;
+  return new JsonChild(t, command, wrapped);
+}
+
+/** The same, resolved once it has started. */
+export async function startLb(t: Test, lb: Netns, options: object, launch: LbLaunch = {}): Promise<JsonChild> {
+  const child = launchLb(t, lb, options, launch);
   await child.next('ready', 60_000);
   return child;
 }
