@@ -88,11 +88,11 @@ export const optionTable = {
   accessLog: { flag: '--access-log [sample]', field: 'accessLog', kind: 'sample', defaultText: 'off', reload: 'live', help: 'log closed flows (one in SAMPLE, default every one)' },
   algorithm: { flag: '--algorithm <name>', field: 'algorithm', kind: 'choice', choices: algorithms, default: 'roundrobin', reload: 'live', help: 'how new flows pick a backend: roundrobin, leastconn, or maglev (consistent hashing of the client address)' },
   forward: {
-    flag: '--forward <mode>', field: 'forward', config: 'forward', kind: 'choice', choices: forwardModes, default: 'proxy', reload: 'restart',
+    flag: '--forward <mode>', field: 'forward', config: 'forward', kind: 'choice', choices: forwardModes, default: 'proxy', reload: 'live',
     help: "how a listener forwards: proxy (lb4's own connection to the backend) or nat (the kernel's nftables NAT and conntrack; needs root)",
   },
   snat: {
-    flag: '--snat <mode>', field: 'snat', config: 'snat', kind: 'choice', choices: snatModes, default: 'none', reload: 'restart',
+    flag: '--snat <mode>', field: 'snat', config: 'snat', kind: 'choice', choices: snatModes, default: 'none', reload: 'live',
     help: "nat listeners' return path: none (backends route replies through lb4; client address kept) or masquerade (backends see lb4's address)",
   },
   natTable: {
