@@ -71,6 +71,8 @@ export class NatDriver {
   #applied = false;
   #closed = false;
   #queue: Promise<void> = Promise.resolve();
+  /** The apply queued behind the running one, not started yet: later changes join it. */
+  #waiting: Promise<void> | null = null;
 
   constructor(options: NatDriverOptions) {
     this.table = options.table;
@@ -144,9 +146,15 @@ export class NatDriver {
     this.#applied = true;
   }
 
-  /** Applies the current rules after every earlier change; resolves once the kernel has them. */
+  /**
+   * Applies the current rules after every earlier change; resolves once the kernel has them.
+   * Changes made while an apply runs are coalesced into the next one: it renders the state at the
+   * time it starts, so a burst of changes (slow start's steps, a health flap) costs one apply.
+   */
   commit(): Promise<void> {
+    if (this.#waiting) return this.#waiting;
     const run = async () => {
+      this.#waiting = null;
       if (this.#closed) return;
       const text = renderRuleset(this.table, this.rules());
       this.#carryCounters();
@@ -154,6 +162,7 @@ export class NatDriver {
       this.#applied = true;
     };
     const next = this.#queue.then(run, run);
+    this.#waiting = next;
     this.#queue = next.catch((err: unknown) => this.#log.error({ err: (err as Error).message }, 'nat: the new rules were refused; the kernel keeps the previous ones'));
     return next;
   }

@@ -63,6 +63,9 @@ export class SplitEngine implements NativeEngine {
     for (const [slot, { spec, backends }] of this.#nat.slots) {
       for (const b of backends) needed = Math.max(needed, (this.#slotCount + b.key + 1) * width);
       if (needed > into.length) continue;
+      // The engine writes only the backend keys it knows, and a NAT backend's key is not one of
+      // them: its block still holds the last read, so it starts from zero here.
+      for (const b of backends) into.fill(0, (this.#slotCount + b.key) * width, (this.#slotCount + b.key + 1) * width);
       for (const b of backends) {
         const c = totals(b.key);
         const udp = spec.protocol === 'udp';

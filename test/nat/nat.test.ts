@@ -52,6 +52,18 @@ if (!isRoot) {
     const s1 = stats.backends.find((b) => b.id === b1)!.counters;
     t.equal(s1.flows_total, 10, 'new connections counted per backend');
     t.ok(s1.bytes_to_backend > 10 * (1 << 20) && s1.bytes_to_client > 10 * (1 << 20), 'bytes counted each way per backend');
+    // A weight set through the API changes the map; a reload changes it again, and the counters
+    // carried over the table's replacements only grow.
+    lb.send({ op: 'weight', id: b1, weight: 0 });
+    await lb.next('backends');
+    t.equal(count(await shaExchanges(t, topo.client, 6), 'b2'), 6, 'weight 0: every new connection to b2');
+    lb.send({ op: 'reload', options: { listen: ':80', backends: [`${b1},weight=2`, `${b2},weight=3`], forward: 'nat', workers: 1 } });
+    await lb.next('reloaded');
+    const after = await shaExchanges(t, topo.client, 10);
+    t.same([count(after, 'b1'), count(after, 'b2')], [4, 6], 'after the reload, 2:3');
+    lb.send({ op: 'stats' });
+    const later = await lb.next<{ backends: Array<{ id: string; counters: Record<string, number> }> }>('stats');
+    t.equal(later.backends.find((b) => b.id === b1)!.counters.flows_total, 14, 'b1: 10 + 4 new connections, across three tables');
     await closeLb(lb);
     t.notOk(await hasTable(topo.lb), 'stop removed the table');
   });
