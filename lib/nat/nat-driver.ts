@@ -120,7 +120,10 @@ export class NatDriver {
   /** The rules for the current listeners (the input of `renderRuleset`). */
   rules(): NatListenerRules[] {
     return [...this.#slots].map(([slot, { spec, backends }]) => {
-      const all = backends.map((b) => ({ key: b.key, id: b.id, ip: b.ip, port: b.port, weight: b.state === NativeBackendState.up ? b.weight : 0 }));
+      // A listener on one address takes clients of its family only: backends of the other family
+      // could never be reached from it (and nft refuses an IPv6 match on an IPv4 address).
+      const reachable = spec.ip === null ? backends : backends.filter((b) => familyOf(b.ip) === familyOf(spec.ip!));
+      const all = reachable.map((b) => ({ key: b.key, id: b.id, ip: b.ip, port: b.port, weight: b.state === NativeBackendState.up ? b.weight : 0 }));
       const picks: NatPick[] = families.flatMap((family): NatPick[] => {
         const mine = all.filter((b) => familyOf(b.ip) === family);
         if (mine.length === 0) return [];

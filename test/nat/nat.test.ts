@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NftRunner } from '../../lib/nat/nft.js';
 import { renderRuleset } from '../../lib/nat/render.js';
-import { backendIps, clientIp, hasTable, launchLb, lbInside, makeTopology, peer, run, shaExchanges, startBackends, startLb, vip, type JsonChild, type Topology } from './topology.js';
+import { backendIps, backendIps6, clientIp, clientIp6, vip6, hasTable, launchLb, lbInside, makeTopology, peer, run, shaExchanges, startBackends, startLb, vip, type JsonChild, type Topology } from './topology.js';
 
 const b1 = `${backendIps.b1}:8080`;
 const b2 = `${backendIps.b2}:8080`;
@@ -221,5 +221,16 @@ if (!isRoot) {
     t.match(await nocap.next('error'), /forward: nat \(:80\) needs root or CAP_NET_ADMIN/);
     await nocap.exited;
     t.notOk(await hasTable(topo.lb, 'lb4_other'), 'no table from the failed starts');
+  });
+
+  t.test('IPv6: a listener on an IPv6 address balances to IPv6 backends, client address kept', async (t) => {
+    const topo = await makeTopology(t, { ipv6: true });
+    await startBackends(t, topo);
+    const lb = await startLb(t, topo.lb, { listen: `[${vip6}]:80`, backends: [`[${backendIps6.b1}]:8080`, `[${backendIps6.b2}]:8080`], forward: 'nat', workers: 1 });
+    const results = await shaExchanges(t, topo.client, 4, 1 << 16, 1 << 16, vip6);
+    t.equal(results.filter((r) => r.ok).length, 4, 'SHA-256 equal both ways');
+    t.same([count(results, 'b1'), count(results, 'b2')], [2, 2]);
+    t.ok(results.every((r) => r.remote === clientIp6), 'backends see the client address');
+    await closeLb(lb);
   });
 }

@@ -23,6 +23,10 @@ export const vip = '10.10.0.1';
 export const lbInside = '10.20.0.1';
 export const clientIp = '10.10.0.2';
 export const backendIps = { b1: '10.20.0.11', b2: '10.20.0.12' } as const;
+/** The same network in IPv6, with `makeTopology(t, { ipv6: true })`. */
+export const vip6 = 'fd10::1';
+export const clientIp6 = 'fd10::2';
+export const backendIps6 = { b1: 'fd20::11', b2: 'fd20::12' } as const;
 
 export interface Topology {
   client: Netns;
@@ -31,7 +35,7 @@ export interface Topology {
   b2: Netns;
 }
 
-export async function makeTopology(t: Test): Promise<Topology> {
+export async function makeTopology(t: Test, options: { ipv6?: boolean } = {}): Promise<Topology> {
   const ns = await makeNamespaces(t, 'natc', 'natlb', 'natsw', 'natb1', 'natb2');
   const { natc: client, natlb: lb, natsw: sw, natb1: b1, natb2: b2 } = ns;
   // The lb node's side of the client link is eth1: `bridge` gives every host its eth0.
@@ -46,6 +50,18 @@ export async function makeTopology(t: Test): Promise<Topology> {
     await host.ip('route', 'add', 'default', 'via', lbInside);
   }
   await run(lb, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  if (options.ipv6) {
+    // nodad: the addresses are usable at once, not "tentative" while duplicate detection runs.
+    await client.ip('-6', 'addr', 'add', `${clientIp6}/64`, 'dev', 'eth0', 'nodad');
+    await lb.ip('-6', 'addr', 'add', `${vip6}/64`, 'dev', 'eth1', 'nodad');
+    await lb.ip('-6', 'addr', 'add', 'fd20::1/64', 'dev', 'eth0', 'nodad');
+    await client.ip('-6', 'route', 'add', 'default', 'via', vip6);
+    for (const [name, host] of [['b1', b1], ['b2', b2]] as const) {
+      await host.ip('-6', 'addr', 'add', `${backendIps6[name]}/64`, 'dev', 'eth0', 'nodad');
+      await host.ip('-6', 'route', 'add', 'default', 'via', 'fd20::1');
+    }
+    await run(lb, ['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+  }
   return { client, lb, b1, b2 };
 }
 
@@ -138,8 +154,8 @@ export async function startLb(t: Test, lb: Netns, options: object, launch: LbLau
 }
 
 /** The exchanges of `count` sha clients: who answered, whether the bytes arrived intact. */
-export async function shaExchanges(t: Test, client: Netns, count: number, up = 4096, down = 4096): Promise<Array<{ name: string; remote: string; ok: boolean }>> {
-  const c = peer(t, client, ['sha', vip, '80', String(up), String(down), String(count)]);
+export async function shaExchanges(t: Test, client: Netns, count: number, up = 4096, down = 4096, to = vip): Promise<Array<{ name: string; remote: string; ok: boolean }>> {
+  const c = peer(t, client, ['sha', to, '80', String(up), String(down), String(count)]);
   return c.next('results', 120_000);
 }
 
