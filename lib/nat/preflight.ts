@@ -23,16 +23,16 @@ export interface NatTools {
 export function checkNatHost(names: readonly string[], tools: NatTools, status?: string): void {
   const which = names.join(', ');
   if (!hasNetAdmin(status)) {
-    throw new Lb4Error('LB4_NAT_UNAVAILABLE', `forward: nat (${which}) needs root or CAP_NET_ADMIN, which this process does not have`, { field: 'forward' });
+    throw new Lb4Error('LB4_NAT_UNAVAILABLE', `nat (${which}) needs root or CAP_NET_ADMIN, which this process does not have`, { field: 'forward' });
   }
   for (const [tool, pkg] of [[tools.nft, 'nftables'], [tools.conntrack, 'conntrack']] as const) {
     const r = spawnSync(tool, ['--version'], { encoding: 'utf8' });
-    if (r.error) throw new Lb4Error('LB4_NAT_UNAVAILABLE', `forward: nat (${which}) needs the ${tool} command (Debian package ${pkg}): ${r.error.message}`, { field: 'forward' });
+    if (r.error) throw new Lb4Error('LB4_NAT_UNAVAILABLE', `nat (${which}) needs the ${tool} command (Debian package ${pkg}): ${r.error.message}`, { field: 'forward' });
   }
   // Listing needs the nf_tables kernel module; without it nft says "Operation not supported".
   const r = spawnSync(tools.nft, ['list', 'tables'], { encoding: 'utf8' });
   if (r.status !== 0) {
     const why = (r.stderr || '').split('\n').find((l) => l.trim() !== '') ?? `exit ${r.status}`;
-    throw new Lb4Error('LB4_NAT_UNAVAILABLE', `forward: nat (${which}) needs nf_tables in the kernel; nft list tables said: ${why.trim()}`, { field: 'forward' });
+    throw new Lb4Error('LB4_NAT_UNAVAILABLE', `nat (${which}) needs nf_tables in the kernel; nft list tables said: ${why.trim()}`, { field: 'forward' });
   }
 }
