@@ -9,7 +9,9 @@
 
 import { algorithmNames, NativeBackendState, type NativeBackend } from '../engine/native-types.js';
 import type { Logger } from '../log.js';
+import type { NativeEvent } from '../engine/native-types.js';
 import { Conntrack, type ConntrackEntry, type ConntrackFilter } from './conntrack.js';
+import { ConntrackEvents, type ConntrackEnd } from './conntrack-events.js';
 import { maglevTable, nativeMaglev, type MaglevBuilder } from './maglev.js';
 import { NftRunner, type NftCounter } from './nft.js';
 import { checkNatHost } from './preflight.js';
@@ -67,6 +69,11 @@ export class NatDriver {
   readonly #gone = new Map<number, { slot: number; backend: NativeBackend }>();
   /** Counter totals carried over table replacements, by counter name. */
   readonly #carried = new Map<string, NftCounter>();
+  readonly #events: ConntrackEvents;
+  /** The access log: one ended connection in `#flowLog` is reported (0: off). */
+  #flowLog = 0;
+  #ended = 0;
+  #emit: ((event: NativeEvent) => void) | null = null;
   #checked = false;
   #applied = false;
   #closed = false;
@@ -81,6 +88,7 @@ export class NatDriver {
     this.#conntrackBinary = options.conntrack ?? 'conntrack';
     this.#nft = new NftRunner(this.#nftBinary);
     this.#conntrack = new Conntrack(this.#conntrackBinary);
+    this.#events = new ConntrackEvents(this.#conntrackBinary);
     this.#maglev = options.maglev ?? nativeMaglev;
     this.#skipHostCheck = options.skipHostCheck ?? false;
   }
@@ -102,6 +110,44 @@ export class NatDriver {
 
   setListener(slot: number, spec: NatListenerSpec, backends: NativeBackend[]): void {
     this.#slots.set(slot, { spec, backends });
+    this.#watchEnds();
+  }
+
+  /** Reports one ended NAT connection in `every` through `emit` as a flow-closed event; 0: off. */
+  setFlowLog(every: number, emit: (event: NativeEvent) => void): void {
+    this.#flowLog = every;
+    this.#emit = emit;
+    if (every === 0) this.#events.stop();
+    else this.#watchEnds();
+  }
+
+  #watchEnds(): void {
+    if (this.#flowLog === 0 || this.#slots.size === 0 || this.#events.running || this.#closed) return;
+    this.#events.start(
+      (end) => this.#onEnd(end),
+      (message) => this.#log.warn({ err: message }, 'nat: the access log lost its conntrack event stream'),
+    );
+  }
+
+  #onEnd({ entry, durationMs }: ConntrackEnd): void {
+    for (const [slot, s] of this.#slots) {
+      if (s.spec.protocol !== entry.protocol || s.spec.port !== entry.listener.port) continue;
+      if (s.spec.ip !== null && s.spec.ip !== entry.listener.ip) continue;
+      const b = s.backends.find((x) => x.ip === entry.backend.ip && x.port === entry.backend.port) ?? this.#goneAt(slot, entry);
+      if (!b) continue;
+      if (this.#ended++ % this.#flowLog !== 0) return;
+      const host = (ip: string, port: number) => (entry.family === 'ipv6' ? `[${ip}]:${port}` : `${ip}:${port}`);
+      const udp = entry.protocol === 'udp' ? { datagramsToBackend: entry.packetsToBackend, datagramsToClient: entry.packetsToClient } : {};
+      // Without conntrack timestamps the kernel does not say when the connection began: the
+      // record then carries the end time and a duration of 0.
+      const now = Date.now();
+      this.#emit?.({
+        type: 'flow-closed', worker: -1, listener: slot, id: entry.id, client: host(entry.client.ip, entry.client.port), backendKey: b.key,
+        reason: 'done', bytesToBackend: entry.bytesToBackend, bytesToClient: entry.bytesToClient, startedAt: now - (durationMs ?? 0), durationMs: durationMs ?? 0,
+        protocol: entry.protocol, ...udp,
+      });
+      return;
+    }
   }
 
   setBackends(slot: number, backends: NativeBackend[], algorithm?: number): void {
@@ -240,6 +286,7 @@ export class NatDriver {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#events.stop();
     if (!this.#applied) return;
     try {
       this.#nft.applySync(renderRemoval(this.table));

@@ -25,6 +25,7 @@ export class SplitEngine implements NativeEngine {
   /** Open-connection counts per NAT backend key, refreshed in the background on each stats read. */
   #open = new Map<number, number>();
   #counting = false;
+  #onEvents: ((events: NativeEvent[]) => void) | null = null;
 
   constructor(inner: NativeEngine, nat: NatDriver, listeners: NativeListenerOptions[]) {
     this.#inner = inner;
@@ -136,6 +137,7 @@ export class SplitEngine implements NativeEngine {
   }
 
   onEvents(callback: (events: NativeEvent[]) => void): void {
+    this.#onEvents = callback;
     this.#inner.onEvents(callback);
   }
 
@@ -175,5 +177,6 @@ export class SplitEngine implements NativeEngine {
 
   setFlowLog(every: number): void {
     this.#inner.setFlowLog(every);
+    this.#nat.setFlowLog(every, (event) => this.#onEvents?.([event]));
   }
 }

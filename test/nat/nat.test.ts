@@ -154,14 +154,23 @@ if (!isRoot) {
     await closeLb(lb);
   });
 
-  t.test('masquerade: backends with no route to the client answer lb4\'s address', async (t) => {
+  t.test('masquerade: backends with no route to the client answer lb4\'s address; the access log comes from conntrack', async (t) => {
     const topo = await makeTopology(t);
     for (const ns of [topo.b1, topo.b2]) await ns.ip('route', 'del', 'default');
     await startBackends(t, topo);
-    const lb = await startLb(t, topo.lb, { listen: ':80', backends: [b1, b2], forward: 'nat', snat: 'masquerade', workers: 1 });
+    // Conntrack in this namespace counts bytes, keeps timestamps and forgets a closed TCP
+    // connection after 1 s (not 120): its end, the access log's event, comes soon.
+    for (const sysctl of ['net.netfilter.nf_conntrack_acct=1', 'net.netfilter.nf_conntrack_timestamp=1', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']) {
+      await run(topo.lb, ['sysctl', '-qw', sysctl]);
+    }
+    const lb = await startLb(t, topo.lb, { listen: ':80', backends: [b1, b2], forward: 'nat', snat: 'masquerade', workers: 1, accessLog: true });
     const results = await shaExchanges(t, topo.client, 6, 1 << 16, 1 << 16);
     t.equal(results.filter((r) => r.ok).length, 6);
     t.ok(results.every((r) => r.remote === lbInside), 'backends see lb4\'s address');
+    const flow = await lb.next<{ listener: string; client: string; backend: string; bytesToBackend: number; bytesToClient: number; protocol: string }>('flow', 60_000);
+    t.match(flow, { listener: ':80', protocol: 'tcp', client: new RegExp(`^${clientIp.replace(/\./g, '\\.')}:\\d+$`) }, 'the access log has the ended connection');
+    t.ok(flow.backend === b1 || flow.backend === b2, 'with its backend');
+    t.ok(flow.bytesToBackend > 1 << 16 && flow.bytesToClient > 1 << 16, 'and the bytes each way (conntrack accounting on)');
     await closeLb(lb);
   });
 

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { validateOptions } from '../../lib/config/validate.js';
 import { parseConntrack } from '../../lib/nat/conntrack.js';
+import { parseDestroyEvent } from '../../lib/nat/conntrack-events.js';
 import { NftRunner } from '../../lib/nat/nft.js';
 import { hasNetAdmin } from '../../lib/nat/preflight.js';
 import { renderRemoval, renderRuleset, type NatListenerRules } from '../../lib/nat/render.js';
@@ -70,6 +71,13 @@ t.test("conntrack's extended output parses into entries; other lines are skipped
   t.same(rest, []);
   t.match(tcp, { family: 'ipv4', protocol: 'tcp', state: 'ESTABLISHED', client: { ip: '10.10.0.2', port: 43648 }, listener: { ip: '10.10.0.1', port: 80 }, backend: { ip: '10.20.0.12', port: 8080 }, bytesToBackend: 300, bytesToClient: 900, id: 1696514104, replied: true });
   t.match(udp, { family: 'ipv6', protocol: 'udp', state: '', backend: { ip: 'fd00::1', port: 53 }, bytesToBackend: 0, replied: false });
+});
+
+t.test('a conntrack DESTROY event parses into the ended entry and its lifetime', async (t) => {
+  const line = ' [DESTROY] ipv4     2 tcp      6 src=10.10.0.2 dst=10.10.0.1 sport=40000 dport=80 packets=9 bytes=70000 src=10.20.0.11 dst=10.20.0.1 sport=8080 dport=40000 packets=8 bytes=69000 [ASSURED] mark=0 delta-time=3 use=1 id=9';
+  t.match(parseDestroyEvent(line), { entry: { protocol: 'tcp', client: { ip: '10.10.0.2' }, backend: { ip: '10.20.0.11', port: 8080 }, bytesToBackend: 70000, bytesToClient: 69000, id: 9 }, durationMs: 3000 });
+  t.equal(parseDestroyEvent(line.replace(' delta-time=3', ''))?.durationMs, undefined, 'no timestamps: no lifetime');
+  t.equal(parseDestroyEvent(' [NEW] ipv4 2 tcp 6 120 SYN_SENT src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1'), undefined, 'other events are not ends');
 });
 
 t.test('CAP_NET_ADMIN is read from the effective capability set', async (t) => {
