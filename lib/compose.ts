@@ -13,6 +13,8 @@ import { openEngine } from './engine/open.js';
 import { StatsReader } from './engine/stats.js';
 import { EngineEvents } from './engine-events.js';
 import { HealthMonitor } from './health/monitor.js';
+import { NatDriver } from './nat/nat-driver.js';
+import { SplitEngine } from './nat/split-engine.js';
 import { Lb4Error } from './errors.js';
 import { silentLogger } from './log.js';
 import type { AdminServer } from './api/server.js';
@@ -76,6 +78,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     access: log.child({ component: 'access' }),
     admin: log.child({ component: 'admin' }),
     cluster: log.child({ component: 'cluster' }),
+    nat: log.child({ component: 'nat' }),
   };
   // The registry exists before the engine so the engine starts with whole tables (and keys).
   const registry = new BackendRegistry();
@@ -83,7 +86,11 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     for (const b of l.backends) registry.add(slot, l.name, b, l.health ? 'up' : 'unchecked');
   });
   const tables = initial.listeners.map((_, slot) => registry.nativeTable(slot));
-  const { engine, addresses, dualStackFallback } = openEngine(initial, tables, deps.createEngine ?? createEngine);
+  // Listeners with `forward: nat` are held open by the engine, but their tables become nftables
+  // rules (lib/nat/): the split engine sends each listener's calls to the plane it forwards by.
+  const nat = new NatDriver({ table: initial.natTable, log: logs.nat, nft: deps.natTools?.nft, conntrack: deps.natTools?.conntrack });
+  const make = deps.createEngine ?? createEngine;
+  const { engine, addresses, dualStackFallback } = openEngine(initial, tables, (options) => new SplitEngine(make(options), nat, options.listeners));
   registry.takeChanged(); // the engine started with these tables
 
   // The running config records the ports the listeners got (port 0 asks for any).

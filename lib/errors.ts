@@ -24,6 +24,9 @@ export const errorCodes = Object.freeze({
   LB4_DUPLICATE_BACKEND: { summary: 'duplicate backend', status: 409 },
   // An address another program holds: the request was fine, the host's state is in the way.
   LB4_LISTEN_FAILED: { summary: 'cannot listen', status: 409 },
+  // The host cannot run nat listeners (not root, no nft, no nf_tables), or nft refused lb4's rules.
+  LB4_NAT_UNAVAILABLE: { summary: 'kernel NAT unavailable', status: 409 },
+  LB4_NAT_RULES: { summary: 'nftables refused the rules', status: 500 },
   LB4_BODY_TOO_LARGE: { summary: 'the request body is too large', status: 413 },
   LB4_INTERNAL: { summary: 'internal error', status: 500 },
   LB4_CLOSED: { summary: 'balancer is closed', status: 503 },

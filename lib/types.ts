@@ -3,7 +3,7 @@
 // file loads nothing, so any part of lib/ may depend on it.
 
 import type { Clock } from './clock.js';
-import type { Algorithm, BackendState, Protocol } from './config/enums.js';
+import type { Algorithm, BackendState, ForwardMode, Protocol, SnatMode } from './config/enums.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
@@ -59,6 +59,10 @@ export interface ListenerOptions {
   protocol?: Protocol;
   /** Default: the top-level `algorithm`. */
   algorithm?: Algorithm;
+  /** `proxy` (lb4's splice proxy) or `nat` (the kernel's NAT). Default: the top-level `forward`. */
+  forward?: ForwardMode;
+  /** A nat listener's return path, `none` or `masquerade`. Default: the top-level `snat`. */
+  snat?: SnatMode;
   /** This listener's backends (full form only; the shorthand shares the top-level `backends`). */
   backends?: Array<string | BackendOptions>;
   /** Active health checks for this listener's backends; `false` turns the top-level ones off. */
@@ -100,6 +104,8 @@ export interface BalancerOptions extends TunableOptions {
   accessLog?: { sample?: number } | boolean;
   /** Makes this balancer one node of a high-availability pair (off by default). */
   cluster?: ClusterOptions;
+  /** The nftables table (family inet) lb4 owns for nat listeners. Default `lb4`. */
+  natTable?: string;
 }
 
 /**
@@ -169,6 +175,9 @@ export interface ListenerConfig {
    */
   readonly freeBind: boolean;
   readonly algorithm: Algorithm;
+  /** `nat`: the kernel forwards (lib/nat/); lb4 only holds the port and drives the rules. */
+  readonly forward: ForwardMode;
+  readonly snat: SnatMode;
   readonly backends: readonly BackendConfig[];
   readonly health: HealthConfig | null;
 }
@@ -208,6 +217,8 @@ export interface BalancerConfig extends TunableConfig {
   readonly accessLog: { readonly sample: number } | null;
   /** The HA pair this balancer is a node of; null: none. */
   readonly cluster: ClusterConfig | null;
+  /** The nftables table lb4 owns for nat listeners. */
+  readonly natTable: string;
 }
 
 // The option table and these types must agree: every top-level option the table declares is a
@@ -278,6 +289,11 @@ export interface Connection {
   /** UDP sessions only: datagrams each way. */
   readonly datagramsToBackend?: number;
   readonly datagramsToClient?: number;
+  /**
+   * `nat`: a kernel conntrack entry of a `forward: nat` listener (its `worker` is -1, `startedAt`
+   * the time of the listing, bytes 0 unless `net.netfilter.nf_conntrack_acct` is on).
+   */
+  readonly forward?: 'nat';
 }
 
 export interface ConnectionFilter {
@@ -307,6 +323,11 @@ export interface FlowRecord {
   /** UDP sessions only: datagrams each way. */
   readonly datagramsToBackend?: number;
   readonly datagramsToClient?: number;
+  /**
+   * `nat`: a kernel conntrack entry of a `forward: nat` listener (its `worker` is -1, `startedAt`
+   * the time of the listing, bytes 0 unless `net.netfilter.nf_conntrack_acct` is on).
+   */
+  readonly forward?: 'nat';
 }
 
 /** What a reload changed. */
@@ -357,5 +378,7 @@ export interface BalancerDeps {
   readConfig?: () => Promise<BalancerOptions>;
   /** How a cluster node adds, removes and announces its virtual IPs. Default: the addon's (rtnetlink). */
   vipDriver?: VipDriver;
+  /** The commands nat listeners run. Default: `nft` and `conntrack` from the PATH. */
+  natTools?: { nft?: string; conntrack?: string };
 }
 

@@ -17,3 +17,10 @@ export const backendStates: readonly BackendState[] = backendStateNames;
 /** A listener's transport: TCP flows or UDP sessions. */
 export type Protocol = (typeof protocolNames)[number];
 export const protocols: readonly Protocol[] = protocolNames;
+
+/** How a listener's traffic reaches its backends: lb4's splice proxy, or the kernel's NAT. */
+export const forwardModes = ['proxy', 'nat'] as const;
+export type ForwardMode = (typeof forwardModes)[number];
+/** A nat listener's return path: none (lb4 is the backends' gateway) or masquerade. */
+export const snatModes = ['none', 'masquerade'] as const;
+export type SnatMode = (typeof snatModes)[number];

@@ -24,7 +24,7 @@ import { Lb4Error } from '../errors.js';
 import { healthDefaults } from '../health/check-options.js';
 import { logFormats, logLevels } from '../log.js';
 import { formatDuration, parseDuration } from './duration.js';
-import { algorithms, hashKeys } from './enums.js';
+import { algorithms, forwardModes, hashKeys, snatModes } from './enums.js';
 import { showValue } from './show-value.js';
 
 /**
@@ -95,6 +95,18 @@ export const optionTable = {
   hashKey: {
     flag: '--hash-key <key>', field: 'hashKey', config: 'hashKey', kind: 'choice', choices: hashKeys, default: 'address', reload: 'restart', native: 'hashKey',
     help: "what maglev hashes: address (a client keeps one backend) or address-port (each client port placed on its own, e.g. many clients behind one NAT address)",
+  },
+  forward: {
+    flag: '--forward <mode>', field: 'forward', config: 'forward', kind: 'choice', choices: forwardModes, default: 'proxy', reload: 'live',
+    help: "how a listener forwards: proxy (lb4's own connection to the backend) or nat (the kernel's nftables NAT and conntrack; needs root)",
+  },
+  snat: {
+    flag: '--snat <mode>', field: 'snat', config: 'snat', kind: 'choice', choices: snatModes, default: 'none', reload: 'live',
+    help: "nat listeners' return path: none (backends route replies through lb4; client address kept) or masquerade (backends see lb4's address)",
+  },
+  natTable: {
+    flag: '--nat-table <name>', field: 'natTable', kind: 'string', default: 'lb4', reload: 'restart',
+    help: 'the nftables table (family inet) lb4 owns for nat listeners; give each lb4 process on a host its own',
   },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',

@@ -17,9 +17,9 @@ import type {
   ListenerOptions,
 } from '../types.js';
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
-import { backendStates, protocols, type BackendState, type Protocol } from './enums.js';
+import { backendStates, protocols, type BackendState, type ForwardMode, type Protocol, type SnatMode } from './enums.js';
 import { onVip, validateCluster } from './cluster-options.js';
-import { checkTableInteger, checkTunable, topLevelOptions, validateTunables } from './options.js';
+import { checkTableInteger, checkTunable, optionDefault, topLevelOptions, validateTunables } from './options.js';
 import { showValue } from './show-value.js';
 
 /**
@@ -85,6 +85,8 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
 
 interface ListenerDefaults {
   algorithm: Algorithm;
+  forward: ForwardMode;
+  snat: SnatMode;
   health: HealthConfig | null;
   backends?: readonly BackendConfig[];
 }
@@ -93,7 +95,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   const isObject = typeof raw === 'object' && raw !== null;
   const opts: ListenerOptions = isObject ? (raw as ListenerOptions) : { listen: raw as string };
   if (isObject) {
-    checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'backends', 'health'], field);
+    checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'backends', 'health'], field);
   }
   const listenField = isObject ? `${field}.listen` : field;
   const { text: address, protocol: written } = splitProtocol(opts.listen, listenField);
@@ -113,6 +115,13 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     throw new Lb4Error('LB4_INVALID_OPTION', 'must be 1-100 letters, digits or ._:-[]/', { field: `${field}.name` });
   }
   const algorithm = opts.algorithm === undefined ? defaults.algorithm : (checkTunable('algorithm', opts.algorithm, `${field}.algorithm`) as Algorithm);
+  const forward = opts.forward === undefined ? defaults.forward : (checkTunable('forward', opts.forward, `${field}.forward`) as ForwardMode);
+  const snat = opts.snat === undefined ? defaults.snat : (checkTunable('snat', opts.snat, `${field}.snat`) as SnatMode);
+  // The kernel's NAT picks a backend per connection with no count of open ones to weigh.
+  if (forward === 'nat' && algorithm === 'leastconn') {
+    const where = opts.algorithm === undefined ? 'algorithm' : `${field}.algorithm`;
+    throw new Lb4Error('LB4_INVALID_OPTION', `leastconn needs forward: proxy; a nat listener (${listen}) takes roundrobin or maglev`, { field: where });
+  }
   const health = opts.health === undefined ? defaults.health : opts.health === false ? null : validateHealthConfig(opts.health, `${field}.health`);
   // A UDP backend has no connection to check, and a TCP one no datagram to answer.
   if (health && (health.type === 'udp') !== (protocol === 'udp')) {
@@ -129,7 +138,16 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
   }
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
-  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, backends, health });
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, backends, health });
+}
+
+/** The nftables table name lb4 owns: a plain identifier, as nft writes them unquoted. */
+function validateNatTable(raw: unknown): string {
+  if (raw === undefined) return optionDefault('natTable') as string;
+  if (typeof raw !== 'string' || !/^[A-Za-z][\w-]{0,31}$/.test(raw)) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be a letter then up to 31 letters, digits, _ or -, got ${JSON.stringify(raw)}`, { field: 'natTable' });
+  }
+  return raw;
 }
 
 /** Splits `host:port/udp` into the address and the protocol written after it (null: none). */
@@ -203,6 +221,8 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (!topLevelOptions.includes(key)) throw new Lb4Error('LB4_INVALID_OPTION', `unknown option (known: ${topLevelOptions.join(', ')})`, { field: key });
   }
   const algorithm = checkTunable('algorithm', options.algorithm) as Algorithm;
+  const forward = checkTunable('forward', options.forward) as ForwardMode;
+  const snat = checkTunable('snat', options.snat) as SnatMode;
   const health = options.health === undefined ? null : validateHealthConfig(options.health, 'health');
 
   let listeners: ListenerConfig[];
@@ -216,7 +236,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (options.listeners.length > maxListeners) {
       throw new Lb4Error('LB4_INVALID_OPTION', `at most ${maxListeners} listeners, got ${options.listeners.length}`, { field: 'listeners' });
     }
-    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, health })));
+    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, forward, snat, health })));
   } else {
     if (options.listen === undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listen address is required', { field: 'listen' });
     const listenList = Array.isArray(options.listen) ? options.listen : [options.listen];
@@ -227,7 +247,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     }
     const backends = await validateBackends(options.backends, 'backends');
     listeners = await Promise.all(
-      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, health, backends })),
+      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, health, backends })),
     );
   }
   const names = new Set<string>();
@@ -245,6 +265,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     ...validateTunables(options as Readonly<Record<string, unknown>>),
     admin: await validateAdmin(options.admin),
     accessLog: validateAccessLog(options.accessLog),
+    natTable: validateNatTable(options.natTable),
     cluster,
   });
 }

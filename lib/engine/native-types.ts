@@ -49,6 +49,11 @@ export interface NativeListenerOptions {
   freeBind: boolean;
   backlog: number;
   algorithm: number;
+  /**
+   * Set for a `forward: nat` listener. The addon ignores it (it opens the listener only to hold
+   * the port); lib/nat/split-engine.ts reads it to send the listener's tables to the NAT driver.
+   */
+  nat?: { snat: 'none' | 'masquerade' };
 }
 
 export interface NativeEngineOptions {
@@ -114,6 +119,8 @@ export interface NativeFlow {
   /** UDP sessions only. */
   datagramsToBackend?: number;
   datagramsToClient?: number;
+  /** `nat`: a conntrack entry of a NAT listener (lib/nat/), not a flow of the engine. */
+  forward?: 'nat';
 }
 
 /** A listener's transport. */
@@ -251,4 +258,10 @@ export interface Addon {
   optionLimits: NativeOptionLimits;
   /** Virtual IP addresses for the HA pair (native/core/vip). */
   vip: NativeVip;
+  /**
+   * The engine's Maglev table for these backends (stable ids, weights; 0 takes no entry): `size`
+   * entries (default `maglevTableSize`), each an index into `ids`; empty when no weight is left.
+   */
+  maglevTable(ids: string[], weights: number[], size?: number): Uint32Array;
+  maglevTableSize: number;
 }

@@ -39,6 +39,7 @@ export function nativeListener(l: ListenerConfig, dualStackFallback = false): Na
     freeBind: l.freeBind,
     backlog: listenBacklog,
     algorithm: NativeAlgorithm[l.algorithm],
+    ...(l.forward === 'nat' ? { nat: { snat: l.snat } } : {}),
   };
 }
 

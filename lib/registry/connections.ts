@@ -32,6 +32,7 @@ export async function listConnections(engine: NativeEngine, registry: BackendReg
       bytesToBackend: f.bytesToBackend,
       bytesToClient: f.bytesToClient,
       ...(f.protocol === 'udp' ? { datagramsToBackend: f.datagramsToBackend ?? 0, datagramsToClient: f.datagramsToClient ?? 0 } : {}),
+      ...(f.forward ? { forward: f.forward } : {}),
     });
   });
 }

@@ -39,9 +39,11 @@ export interface ReloadPlan {
 }
 
 // The running config holds the ports listeners are bound to; port 0 in a new config means
-// "any port", which the running listener already has.
+// "any port", which the running listener already has. A listener that changes how it forwards
+// (proxy or nat, or its NAT return path) is opened anew too: its data plane changes.
 const sameAddress = (running: ListenerConfig, next: ListenerConfig) =>
-  running.ip === next.ip && running.anyInterface === next.anyInterface && running.protocol === next.protocol && running.freeBind === next.freeBind && (running.port === next.port || next.port === 0);
+  running.ip === next.ip && running.anyInterface === next.anyInterface && running.protocol === next.protocol && running.freeBind === next.freeBind && (running.port === next.port || next.port === 0) &&
+  running.forward === next.forward && running.snat === next.snat;
 const json = (v: unknown) => JSON.stringify(v);
 
 /**
@@ -101,6 +103,8 @@ export function planReload(current: BalancerConfig, next: BalancerConfig, previo
   for (const key of restartOnlySettings) if (setting(current, key) !== setting(next, key)) plan.needsRestart.push(key);
   // The running node keeps its identity, key, peer and addresses: the cluster waits for a restart.
   if (json(current.cluster) !== json(next.cluster)) plan.needsRestart.push('cluster');
+  // The NAT driver owns one table from start to stop.
+  if (current.natTable !== next.natTable) plan.needsRestart.push('natTable');
   for (const key of liveSettings) if (setting(current, key) !== setting(next, key)) plan.tunablesChanged.push(key);
   return plan;
 }

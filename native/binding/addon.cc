@@ -5,6 +5,8 @@
 
 #include <napi.h>
 
+#include "balance/hash.h"
+#include "balance/maglev.h"
 #include "counters.h"
 #include "engine_options.h"
 #include "engine_wrap.h"
@@ -18,6 +20,40 @@ Napi::Array enumNames(Napi::Env env) {
   Napi::Array names = Napi::Array::New(env, lb4::enumCount<E>());
   for (uint32_t i = 0; i < lb4::enumCount<E>(); ++i) names.Set(i, lb4::enumName(static_cast<E>(i)));
   return names;
+}
+
+// maglevTable(ids, weights[, size]): the Maglev table the engine builds for these backends (each
+// entry an index into `ids`). The kernel NAT data plane (lib/nat/) puts the same table into an
+// nftables map, so a node in NAT mode and one in proxy mode, or the two nodes of a pair, agree on
+// which backend owns which entry; computing it here, not in a TypeScript copy, keeps one algorithm.
+Napi::Value maglevTable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsArray()) {
+    Napi::TypeError::New(env, "maglevTable(ids: string[], weights: number[], size?: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array ids = info[0].As<Napi::Array>();
+  Napi::Array weights = info[1].As<Napi::Array>();
+  if (ids.Length() != weights.Length()) {
+    Napi::RangeError::New(env, "maglevTable: ids and weights differ in length").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::vector<lb4::MaglevMember> members;
+  for (uint32_t i = 0; i < ids.Length(); ++i) {
+    Napi::Value id = ids.Get(i);
+    Napi::Value weight = weights.Get(i);
+    if (!id.IsString() || !weight.IsNumber()) {
+      Napi::TypeError::New(env, "maglevTable: ids are strings, weights numbers").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    members.push_back({lb4::backendIdHash(id.As<Napi::String>().Utf8Value()), weight.As<Napi::Number>().Uint32Value()});
+  }
+  uint32_t size = lb4::kMaglevTableSize;
+  if (info.Length() > 2 && info[2].IsNumber()) size = info[2].As<Napi::Number>().Uint32Value();
+  std::vector<uint32_t> table = lb4::buildMaglevTable(members, size);
+  Napi::Uint32Array out = Napi::Uint32Array::New(env, table.size());
+  for (size_t i = 0; i < table.size(); ++i) out[i] = table[i];
+  return out;
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
@@ -45,6 +81,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   }
   exports.Set("optionLimits", limits);
   exports.Set("vip", lb4::defineVip(env));
+  exports.Set("maglevTable", Napi::Function::New(env, maglevTable, "maglevTable"));
+  exports.Set("maglevTableSize", static_cast<double>(lb4::kMaglevTableSize));
   return exports;
 }
 

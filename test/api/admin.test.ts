@@ -35,7 +35,7 @@ function counters(values: Partial<Record<CounterName, number>> = {}): Counters {
 type FakeBackend = { -readonly [K in keyof BackendInfo]: BackendInfo[K] } & { counters: Counters };
 
 function listenerConfig(name: string, port: number): ListenerConfig {
-  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', backends: [], health: null };
+  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', forward: 'proxy', snat: 'none', backends: [], health: null };
 }
 
 /**
@@ -58,9 +58,12 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     udpMaxSessions: 16384,
     udpMaxDatagram: 65535,
     hashKey: 'address',
+    forward: 'proxy',
+    snat: 'none',
     admin: null,
     accessLog: null,
     cluster: null,
+    natTable: 'lb4',
   });
   uptimeSeconds = 42.5;
   closed = false;

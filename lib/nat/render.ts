@@ -1,0 +1,152 @@
+// The nftables rule set of lb4's kernel NAT data plane, rendered from plain data by a pure
+// function (tested against golden text). The text is one `nft -f` transaction that deletes lb4's
+// own table and defines it again, so the kernel switches from the old rules to the new ones at
+// once: a packet sees one rule set or the other, never half of each, and a file the kernel refuses
+// changes nothing.
+//
+// Shape of the table (docs/design.md section 4b):
+// - `prerouting` (remote clients) and `output` (clients on this host) NAT chains jump to
+//   `listeners`, which sends a listener's new connections to its pick chain per address family.
+//   NAT chains see only the first packet of a connection; conntrack rewrites the rest.
+// - A pick chain chooses a backend chain with an anonymous verdict map: `numgen inc` over the
+//   weights for round robin, `jhash` of the client address into the Maglev table for maglev.
+//   The Maglev map is anonymous because nft 1.0.6 cannot print a named map declared
+//   `typeof jhash ...` (it crashes listing the rule set), and an operator must be able to list it.
+// - A backend chain counts the new connection and DNATs it.
+// - `postrouting` masquerades the connections of `snat: masquerade` listeners.
+// - Filter chains on forward, input and output count packets and bytes each way per backend.
+
+/** A backend as the rules see it. `key` is the registry's key, which names its counters. */
+export interface NatBackend {
+  readonly key: number;
+  readonly ip: string;
+  readonly port: number;
+  /** The weight new connections follow (0: none; drained and down backends are not here). */
+  readonly weight: number;
+}
+
+export interface NatListenerRules {
+  readonly slot: number;
+  readonly name: string;
+  readonly protocol: 'tcp' | 'udp';
+  /** The address clients connect to; null: every address of this host. */
+  readonly ip: string | null;
+  readonly port: number;
+  readonly snat: 'none' | 'masquerade';
+  /** Every backend whose connections may still run: counted, and masqueraded when asked. */
+  readonly backends: readonly NatBackend[];
+  /** Per address family, how new connections pick among the backends that take them. */
+  readonly picks: readonly NatPick[];
+}
+
+export type NatFamily = 'ipv4' | 'ipv6';
+
+export type NatPick =
+  | { readonly family: NatFamily; readonly kind: 'roundrobin'; readonly backends: readonly NatBackend[] }
+  /** `table[i]` indexes `backends`: the engine's Maglev table for them (lib/nat/maglev.ts). */
+  | { readonly family: NatFamily; readonly kind: 'maglev'; readonly backends: readonly NatBackend[]; readonly table: ArrayLike<number> };
+
+/** The counter names of a backend, as `nft list counters` shows them. */
+export const counterNamesOf = (key: number) => ({ flows: `flows_${key}`, toBackend: `to_backend_${key}`, toClient: `to_client_${key}` }) as const;
+
+export const familyOf = (ip: string): NatFamily => (ip.includes(':') ? 'ipv6' : 'ipv4');
+const ipWord = (family: NatFamily) => (family === 'ipv4' ? 'ip' : 'ip6');
+const hostPort = (b: NatBackend) => (familyOf(b.ip) === 'ipv4' ? `${b.ip}:${b.port}` : `[${b.ip}]:${b.port}`);
+const backendChain = (slot: number, key: number) => `backend_${slot}_${key}`;
+const pickChain = (slot: number, family: NatFamily) => `pick_${slot}_${family === 'ipv4' ? 'v4' : 'v6'}`;
+
+/** `ip daddr 10.0.0.1` for a listener on one address; `fib daddr type local` for every address. */
+function listenerMatch(l: NatListenerRules, family: NatFamily): string {
+  if (l.ip === null || l.ip === '::' || l.ip === '0.0.0.0') return 'fib daddr type local';
+  return `${ipWord(family)} daddr ${l.ip}`;
+}
+
+/** The connection was DNATed from this listener: the match shared by counting and masquerade. */
+function fromListener(l: NatListenerRules, family: NatFamily): string {
+  const daddr = l.ip === null || l.ip === '::' || l.ip === '0.0.0.0' ? '' : ` ct original ${ipWord(family)} daddr ${l.ip}`;
+  return `meta nfproto ${family} meta l4proto ${l.protocol} ct status dnat${daddr} ct original proto-dst ${l.port}`;
+}
+
+function pickRule(l: NatListenerRules, pick: NatPick): string {
+  if (pick.kind === 'roundrobin') {
+    // Each backend owns a run of `weight` numbers of the generator's cycle.
+    let next = 0;
+    const elements = pick.backends.map((b) => {
+      const first = next;
+      next += b.weight;
+      const range = b.weight === 1 ? `${first}` : `${first}-${next - 1}`;
+      return `${range} : goto ${backendChain(l.slot, b.key)}`;
+    });
+    return `numgen inc mod ${next} vmap { ${elements.join(', ')} }`;
+  }
+  const elements = Array.from(pick.table, (index, entry) => `${entry} : goto ${backendChain(l.slot, pick.backends[index].key)}`);
+  return `jhash ${ipWord(pick.family)} saddr mod ${pick.table.length} vmap { ${elements.join(', ')} }`;
+}
+
+/** The picks that can choose something: a family without a backend gets no rule (the held socket answers). */
+const livePicks = (l: NatListenerRules) => l.picks.filter((p) => (p.kind === 'roundrobin' ? p.backends.some((b) => b.weight > 0) : p.table.length > 0));
+
+/** The body of lb4's table (without the table line itself). */
+function tableBody(listeners: readonly NatListenerRules[]): string[] {
+  const out: string[] = [];
+  const all = listeners.flatMap((l) => l.backends.map((b) => ({ l, b })));
+  for (const { b } of all) {
+    for (const name of Object.values(counterNamesOf(b.key))) out.push(`  counter ${name} {`, '  }');
+  }
+  for (const { l, b } of all) {
+    const family = familyOf(b.ip);
+    out.push(`  chain ${backendChain(l.slot, b.key)} {`, `    meta l4proto ${l.protocol} counter name "${counterNamesOf(b.key).flows}" dnat ${ipWord(family)} to ${hostPort(b)}`, '  }');
+  }
+  for (const l of listeners) {
+    for (const pick of livePicks(l)) {
+      const usable = pick.kind === 'roundrobin' ? { ...pick, backends: pick.backends.filter((b) => b.weight > 0) } : pick;
+      out.push(`  chain ${pickChain(l.slot, pick.family)} {`, `    ${pickRule(l, usable)}`, '  }');
+    }
+  }
+  out.push('  chain listeners {');
+  for (const l of listeners) {
+    for (const pick of livePicks(l)) {
+      out.push(`    meta nfproto ${pick.family} ${listenerMatch(l, pick.family)} ${l.protocol} dport ${l.port} jump ${pickChain(l.slot, pick.family)}`);
+    }
+  }
+  out.push('  }');
+  out.push('  chain count {');
+  for (const { l, b } of all) {
+    const family = familyOf(b.ip);
+    const names = counterNamesOf(b.key);
+    const match = fromListener(l, family);
+    out.push(`    ${match} ${ipWord(family)} daddr ${b.ip} ${l.protocol} dport ${b.port} counter name "${names.toBackend}"`);
+    out.push(`    ${match} ${ipWord(family)} saddr ${b.ip} ${l.protocol} sport ${b.port} counter name "${names.toClient}"`);
+  }
+  out.push('  }');
+  out.push('  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;', '    jump listeners', '  }');
+  out.push('  chain output {', '    type nat hook output priority -100; policy accept;', '    jump listeners', '  }');
+  out.push('  chain postrouting {', '    type nat hook postrouting priority srcnat; policy accept;');
+  for (const l of listeners) {
+    if (l.snat !== 'masquerade') continue;
+    for (const b of l.backends) {
+      const family = familyOf(b.ip);
+      out.push(`    ${fromListener(l, family)} ${ipWord(family)} daddr ${b.ip} ${l.protocol} dport ${b.port} masquerade`);
+    }
+  }
+  out.push('  }');
+  // Filter hooks see the backend's address on both legs: forward for routed clients, output
+  // and input for clients on this host (filter input runs before the reply is un-DNATed).
+  for (const hook of ['forward', 'input', 'output']) {
+    out.push(`  chain count_${hook} {`, `    type filter hook ${hook} priority filter; policy accept;`, '    jump count', '  }');
+  }
+  return out;
+}
+
+/** Removes lb4's table if it is there: `add` first makes the `delete` valid either way. */
+export function renderRemoval(table: string): string {
+  return `add table inet ${table}\ndelete table inet ${table}\n`;
+}
+
+/**
+ * The whole rule set for these listeners as one `nft -f` file: lb4's table removed (if present)
+ * and defined again, in one transaction.
+ */
+export function renderRuleset(table: string, listeners: readonly NatListenerRules[]): string {
+  return `${renderRemoval(table)}table inet ${table} {\n${tableBody(listeners).join('\n')}\n}\n`;
+}

@@ -1,0 +1,245 @@
+// The kernel NAT data plane end to end, in network namespaces this test makes (topology.ts): lb4
+// runs `forward: nat` listeners in the lb node's namespace, clients and backends are separate
+// hosts. Root only (namespaces, nftables); CI runs it as root, never skipped there.
+
+import t from 'tap';
+import { addon } from '../../lib/engine/addon.js';
+import { buildDist } from '../helpers/cli.js';
+import { deleteOrphans, isRoot, notRootMessage } from '../helpers/netns.js';
+import { until } from '../helpers/sockets.js';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NftRunner } from '../../lib/nat/nft.js';
+import { renderRuleset } from '../../lib/nat/render.js';
+import { backendIps, backendIps6, clientIp, clientIp6, vip6, hasTable, launchLb, lbInside, makeTopology, peer, run, shaExchanges, startBackends, startLb, vip, type JsonChild, type Topology } from './topology.js';
+
+const b1 = `${backendIps.b1}:8080`;
+const b2 = `${backendIps.b2}:8080`;
+
+const count = (results: Array<{ name: string }>, name: string) => results.filter((r) => r.name === name).length;
+
+async function closeLb(lb: JsonChild): Promise<void> {
+  lb.send({ op: 'close' });
+  await lb.next('closed');
+  await lb.exited;
+}
+
+async function table(topo: Topology): Promise<string> {
+  return run(topo.lb, ['nft', 'list', 'table', 'inet', 'lb4']);
+}
+
+if (!isRoot) {
+  t.comment(`test/nat/nat.test.ts skipped: ${notRootMessage}`);
+  t.pass('skipped: not root', { skip: notRootMessage });
+} else {
+  await deleteOrphans();
+  await buildDist();
+
+  t.test('TCP through NAT: bytes intact both ways, weights followed, client address kept; stop removes the table', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    const lb = await startLb(t, topo.lb, { listen: ':80', backends: [b1, `${b2},weight=2`], forward: 'nat', workers: 1 });
+    t.ok(await hasTable(topo.lb), 'lb4 made its table');
+    const results = await shaExchanges(t, topo.client, 30, 1 << 20, 1 << 20);
+    t.equal(results.filter((r) => r.ok).length, 30, 'every exchange: SHA-256 equal both ways (1 MiB each way)');
+    // numgen inc walks the weights' cycle exactly: 1 in 3 to b1, 2 in 3 to b2.
+    t.equal(count(results, 'b1'), 10);
+    t.equal(count(results, 'b2'), 20);
+    t.ok(results.every((r) => r.remote === clientIp), 'backends see the client address (lb4 is their gateway)');
+    lb.send({ op: 'stats' });
+    const stats = await lb.next<{ backends: Array<{ id: string; counters: Record<string, number> }> }>('stats');
+    const s1 = stats.backends.find((b) => b.id === b1)!.counters;
+    t.equal(s1.flows_total, 10, 'new connections counted per backend');
+    t.ok(s1.bytes_to_backend > 10 * (1 << 20) && s1.bytes_to_client > 10 * (1 << 20), 'bytes counted each way per backend');
+    // A weight set through the API changes the map; a reload changes it again, and the counters
+    // carried over the table's replacements only grow.
+    lb.send({ op: 'weight', id: b1, weight: 0 });
+    await lb.next('backends');
+    t.equal(count(await shaExchanges(t, topo.client, 6), 'b2'), 6, 'weight 0: every new connection to b2');
+    lb.send({ op: 'reload', options: { listen: ':80', backends: [`${b1},weight=2`, `${b2},weight=3`], forward: 'nat', workers: 1 } });
+    await lb.next('reloaded');
+    const after = await shaExchanges(t, topo.client, 10);
+    t.same([count(after, 'b1'), count(after, 'b2')], [4, 6], 'after the reload, 2:3');
+    lb.send({ op: 'stats' });
+    const later = await lb.next<{ backends: Array<{ id: string; counters: Record<string, number> }> }>('stats');
+    t.equal(later.backends.find((b) => b.id === b1)!.counters.flows_total, 14, 'b1: 10 + 4 new connections, across three tables');
+    await closeLb(lb);
+    t.notOk(await hasTable(topo.lb), 'stop removed the table');
+  });
+
+  t.test('maglev: one client keeps its backend, and the nftables map is the engine\'s Maglev table', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    const lb = await startLb(t, topo.lb, { listen: ':80', backends: [b1, `${b2},weight=3`], forward: 'nat', algorithm: 'maglev', workers: 1 });
+    const results = await shaExchanges(t, topo.client, 12);
+    t.equal(results.filter((r) => r.ok).length, 12);
+    t.equal(new Set(results.map((r) => r.name)).size, 1, 'every connection of the client reached one backend');
+    // The map in the kernel, entry by entry, against the addon's table for the same backends.
+    const json = JSON.parse(await run(topo.lb, ['nft', '-j', 'list', 'chain', 'inet', 'lb4', 'pick_0_v4'])) as { nftables: unknown[] };
+    const entries = new Map<number, string>();
+    const walk = (v: unknown): void => {
+      if (Array.isArray(v)) {
+        if (v.length === 2 && typeof v[0] === 'number' && (v[1] as { goto?: { target: string } })?.goto) entries.set(v[0], (v[1] as { goto: { target: string } }).goto.target);
+        else v.forEach(walk);
+      } else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+    };
+    walk(json.nftables);
+    const expected = addon().maglevTable([`:80/${b1}`, `:80/${b2}`], [1, 3]);
+    t.equal(entries.size, expected.length, `the map has every entry of the table (${expected.length})`);
+    lb.send({ op: 'backends' });
+    const backends = await lb.next<Array<{ id: string; key?: number }>>('backends');
+    t.equal(backends.length, 2);
+    // Backend chains are named backend_<slot>_<key>, keys in config order from 0 here.
+    const chainOf = ['backend_0_0', 'backend_0_1'];
+    let same = 0;
+    for (let i = 0; i < expected.length; i++) if (entries.get(i) === chainOf[expected[i]]) same++;
+    t.equal(same, expected.length, 'every entry points at the backend the engine\'s table names');
+    await closeLb(lb);
+  });
+
+  t.test('health: a killed backend leaves the map, and new clients are served by the other', async (t) => {
+    const topo = await makeTopology(t);
+    const backends = await startBackends(t, topo);
+    const lb = await startLb(t, topo.lb, {
+      listen: ':80', backends: [b1, b2], forward: 'nat', workers: 1, health: { type: 'tcp', interval: '200ms', timeout: '200ms', rise: 1, fall: 1 },
+    });
+    backends.b1.child.kill('SIGKILL');
+    await backends.b1.exited;
+    await until(async () => {
+      lb.send({ op: 'backends' });
+      const list = await lb.next<Array<{ id: string; health: string }>>('backends');
+      return list.find((b) => b.id === b1)?.health === 'down';
+    }, 20_000, 'health to mark b1 down');
+    const results = await shaExchanges(t, topo.client, 8);
+    t.equal(results.filter((r) => r.ok && r.name === 'b2').length, 8, 'every new client served by b2');
+    await closeLb(lb);
+  });
+
+  t.test('drain: an established connection keeps flowing; after the drain timeout its conntrack entry is deleted', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    const lb = await startLb(t, topo.lb, { listen: ':80', backends: [b1, b2], forward: 'nat', workers: 1 });
+    const held = peer(t, topo.client, ['hold', vip, '80']);
+    const { name } = await held.next<{ name: 'b1' | 'b2' }>('held');
+    const drained = name === 'b1' ? b1 : b2;
+    const other = name === 'b1' ? 'b2' : 'b1';
+    lb.send({ op: 'connections' });
+    const before = await lb.next<Array<{ backend: string; forward?: string; client: string; protocol: string }>>('connections');
+    t.match(before, [{ backend: drained, forward: 'nat', protocol: 'tcp', client: new RegExp(`^${clientIp.replace(/\./g, '\\.')}:`) }], 'connections() lists the conntrack entry');
+    lb.send({ op: 'state', id: drained, state: 'draining', drainTimeout: '3s' });
+    await lb.next('backends');
+    held.send('still-there');
+    t.equal(await held.next('echo'), 'still-there', 'the drained backend still answers the established connection');
+    const results = await shaExchanges(t, topo.client, 6);
+    t.equal(results.filter((r) => r.ok && r.name === other).length, 6, 'new connections go to the other backend');
+    await until(async () => {
+      lb.send({ op: 'connections' });
+      const now = await lb.next<Array<{ backend: string }>>('connections');
+      return !now.some((c) => c.backend === drained);
+    }, 30_000, 'the drain timeout to delete the conntrack entry');
+    t.pass('the drained backend\'s connection left conntrack');
+    await closeLb(lb);
+  });
+
+  t.test('UDP: request/response through NAT, balanced, client address kept', async (t) => {
+    const topo = await makeTopology(t);
+    const servers = [peer(t, topo.b1, ['udp-server', '5353', 'b1']), peer(t, topo.b2, ['udp-server', '5353', 'b2'])];
+    await Promise.all(servers.map((s) => s.next('listening')));
+    const lb = await startLb(t, topo.lb, { listen: ':53/udp', backends: [`${backendIps.b1}:5353`, `${backendIps.b2}:5353`], forward: 'nat', workers: 1 });
+    const c = peer(t, topo.client, ['udp', vip, '53', '10']);
+    const answers = await c.next<Array<string | null>>('answers');
+    t.equal(answers.filter((a) => a === `b1 ${clientIp}`).length, 5);
+    t.equal(answers.filter((a) => a === `b2 ${clientIp}`).length, 5);
+    await closeLb(lb);
+  });
+
+  t.test('masquerade: backends with no route to the client answer lb4\'s address; the access log comes from conntrack', async (t) => {
+    const topo = await makeTopology(t);
+    for (const ns of [topo.b1, topo.b2]) await ns.ip('route', 'del', 'default');
+    await startBackends(t, topo);
+    // Conntrack in this namespace counts bytes, keeps timestamps and forgets a closed TCP
+    // connection after 1 s (not 120): its end, the access log's event, comes soon.
+    for (const sysctl of ['net.netfilter.nf_conntrack_acct=1', 'net.netfilter.nf_conntrack_timestamp=1', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']) {
+      await run(topo.lb, ['sysctl', '-qw', sysctl]);
+    }
+    const lb = await startLb(t, topo.lb, { listen: ':80', backends: [b1, b2], forward: 'nat', snat: 'masquerade', workers: 1, accessLog: true });
+    const results = await shaExchanges(t, topo.client, 6, 1 << 16, 1 << 16);
+    t.equal(results.filter((r) => r.ok).length, 6);
+    t.ok(results.every((r) => r.remote === lbInside), 'backends see lb4\'s address');
+    const flow = await lb.next<{ listener: string; client: string; backend: string; bytesToBackend: number; bytesToClient: number; protocol: string }>('flow', 60_000);
+    t.match(flow, { listener: ':80', protocol: 'tcp', client: new RegExp(`^${clientIp.replace(/\./g, '\\.')}:\\d+$`) }, 'the access log has the ended connection');
+    t.ok(flow.backend === b1 || flow.backend === b2, 'with its backend');
+    t.ok(flow.bytesToBackend > 1 << 16 && flow.bytesToClient > 1 << 16, 'and the bytes each way (conntrack accounting on)');
+    await closeLb(lb);
+  });
+
+  t.test('a client on the lb4 host itself is served (the output chain); the port stays held by lb4', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    const lb = await startLb(t, topo.lb, { listen: ':80', backends: [b1, b2], forward: 'nat', workers: 1 });
+    const c = peer(t, topo.lb, ['sha', vip, '80', '4096', '4096', '4']);
+    const results = await c.next<Array<{ ok: boolean; name: string }>>('results');
+    t.equal(results.filter((r) => r.ok).length, 4);
+    await t.rejects(
+      run(topo.lb, ['node', '-e', "require('net').createServer().listen(80).on('error', (e) => { console.error(e.code); process.exit(3) })"]),
+      /EADDRINUSE/,
+      'another program cannot take the listener\'s port',
+    );
+    await closeLb(lb);
+  });
+
+  t.test('SIGKILL leaves the table; a restart replaces it, serves, and its stop removes it', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    const options = { listen: ':80', backends: [b1, b2], forward: 'nat', workers: 1 };
+    const first = await startLb(t, topo.lb, options);
+    t.equal((await shaExchanges(t, topo.client, 2)).filter((r) => r.ok).length, 2);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    t.ok(await hasTable(topo.lb), 'a crash cannot remove the table');
+    const second = await startLb(t, topo.lb, options);
+    t.match(await table(topo), /counter flows_0 \{\s+packets 0 bytes 0/, 'the restart put a fresh table in place of the stale one');
+    t.equal((await shaExchanges(t, topo.client, 2)).filter((r) => r.ok).length, 2);
+    await closeLb(second);
+    t.notOk(await hasTable(topo.lb), 'nothing left after the stop');
+  });
+
+  t.test('a rule set the kernel refuses changes nothing: the running table stays whole', async (t) => {
+    const topo = await makeTopology(t);
+    const dir = mkdtempSync(join(tmpdir(), 'lb4-nft-in-ns-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const nft = join(dir, 'nft');
+    writeFileSync(nft, `#!/bin/sh\nexec ip netns exec ${topo.lb.name} nft "$@"\n`);
+    chmodSync(nft, 0o755);
+    const runner = new NftRunner(nft);
+    const good = { key: 0, ip: backendIps.b1, port: 8080, weight: 1 };
+    const listener = { slot: 0, name: 'web', protocol: 'tcp' as const, ip: null, port: 80, snat: 'none' as const, backends: [good], picks: [{ family: 'ipv4' as const, kind: 'roundrobin' as const, backends: [good] }] };
+    await runner.apply(renderRuleset('lb4', [listener]));
+    const before = await table(topo);
+    // The bad backend comes after the table's deletion in the file: a half-applied file would
+    // leave no table, or a table without the good backend.
+    const bad = { key: 1, ip: '10.20.0.300', port: 8080, weight: 1 };
+    await t.rejects(runner.apply(renderRuleset('lb4', [{ ...listener, backends: [good, bad], picks: [{ family: 'ipv4', kind: 'roundrobin', backends: [good, bad] }] }])), { code: 'LB4_NAT_RULES' });
+    t.equal(await table(topo), before, 'the table is exactly what it was');
+    // And through lb4: a start whose rules cannot apply is one error, and leaves nothing.
+    const failed = launchLb(t, topo.lb, { listen: ':80', backends: ['10.20.0.11:8080'], forward: 'nat', workers: 1, natTable: 'lb4_other' }, { natTools: { nft: '/nonexistent/nft' } });
+    t.match(await failed.next('error'), /needs the \/nonexistent\/nft command \(Debian package nftables\)/);
+    await failed.exited;
+    const nocap = launchLb(t, topo.lb, { listen: ':80', backends: ['10.20.0.11:8080'], forward: 'nat', workers: 1, natTable: 'lb4_other' }, { wrap: ['setpriv', '--inh-caps=-net_admin', '--bounding-set=-net_admin'] });
+    t.match(await nocap.next('error'), /forward: nat \(:80\) needs root or CAP_NET_ADMIN/);
+    await nocap.exited;
+    t.notOk(await hasTable(topo.lb, 'lb4_other'), 'no table from the failed starts');
+  });
+
+  t.test('IPv6: a listener on an IPv6 address balances to IPv6 backends, client address kept', async (t) => {
+    const topo = await makeTopology(t, { ipv6: true });
+    await startBackends(t, topo);
+    const lb = await startLb(t, topo.lb, { listen: `[${vip6}]:80`, backends: [`[${backendIps6.b1}]:8080`, `[${backendIps6.b2}]:8080`], forward: 'nat', workers: 1 });
+    const results = await shaExchanges(t, topo.client, 4, 1 << 16, 1 << 16, vip6);
+    t.equal(results.filter((r) => r.ok).length, 4, 'SHA-256 equal both ways');
+    t.same([count(results, 'b1'), count(results, 'b2')], [2, 2]);
+    t.ok(results.every((r) => r.remote === clientIp6), 'backends see the client address');
+    await closeLb(lb);
+  });
+}
