@@ -75,7 +75,7 @@ t.test('the public tunables are the table view they always were', async (t) => {
 });
 
 t.test('validation knows exactly the top-level options of the table', async (t) => {
-  t.same(topLevelOptions, ['listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', 'algorithm', 'forward', 'snat', 'natTable', ...tunableNames.slice(3), 'cluster']);
+  t.same(topLevelOptions, ['listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', 'algorithm', 'hashKey', 'forward', 'snat', 'natTable', ...tunableNames.slice(4), 'cluster']);
   const err = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'], colour: 'red' } as never).catch((e: unknown) => e);
   t.ok(err instanceof Lb4Error);
   t.match((err as Lb4Error).message, `colour: unknown option (known: ${topLevelOptions.join(', ')})`);
