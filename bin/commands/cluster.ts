@@ -20,6 +20,7 @@ export function describeStatus(s: ClusterStatus): string {
     `transitions: ${s.transitions}${last ? `, last ${last.from} -> ${last.to} (${last.reason}) at ${new Date(last.at).toISOString()}` : ''}`,
     `heartbeats: ${s.heartbeats.sent} sent, ${s.heartbeats.accepted} accepted, ${rejected.length === 0 ? 'none rejected' : `rejected ${rejected.map(([r, c]) => `${r} ${c}`).join(', ')}`}`,
   ];
+  if (p.duplicateNodeId) lines.push(`warning: the peer has this node's id "${n.id}": give each node its own with --node-id`);
   if (s.generationMismatch) lines.push(`warning: the peer runs a different backend set (peer generation ${p.generation}, this node ${n.generation})`);
   if (s.vipErrors > 0) lines.push(`warning: ${s.vipErrors} virtual IP error(s); see the log`);
   return lines.join('\n');

@@ -107,6 +107,7 @@ const fixedFamilies = [
   'lb4_health_check_failures_total',
   'lb4_cluster_state',
   'lb4_cluster_peer_up',
+  'lb4_cluster_duplicate_node_id',
   'lb4_cluster_transitions_total',
   'lb4_cluster_heartbeats_rejected_total',
 ];
@@ -295,6 +296,7 @@ export class MetricsCollector {
     if (!c) return;
     writeFamily(out, 'lb4_cluster_state', 'gauge', "This node's HA state: 1 for the current state, 0 for the others", clusterStates.map((state) => ({ labels: [['state', state]], value: c.node.state === state ? 1 : 0 })));
     writeFamily(out, 'lb4_cluster_peer_up', 'gauge', 'Whether the peer was heard within the dead time and is not leaving (1) or not (0)', [{ labels: [], value: c.peer.up ? 1 : 0 }]);
+    writeFamily(out, 'lb4_cluster_duplicate_node_id', 'gauge', "Whether the peer's last heartbeat had this node's id (1): a misconfiguration, give each node its own --node-id", [{ labels: [], value: c.peer.duplicateNodeId ? 1 : 0 }]);
     writeFamily(out, 'lb4_cluster_transitions_total', 'counter', 'State changes of this node since it started', [{ labels: [], value: c.transitions }]);
     writeFamily(
       out,

@@ -13,10 +13,11 @@ import type { Logger } from 'pino';
 import { formatHostPort } from '../config/address.js';
 import { deadTime, elect, initialElection, nextDeadline, type ElectionAction, type ElectionEvent, type ElectionState, type TransitionReason } from './election.js';
 import { HeartbeatFilter } from './heartbeat-filter.js';
-import { encodeHeartbeat, rejectReasons, type ClusterState, type RejectReason } from './heartbeat.js';
+import { encodeHeartbeat, isInstanceId, newInstanceId, rejectReasons, type ClusterState, type RejectReason } from './heartbeat.js';
 import { StateChangeCommand } from './state-change-command.js';
 import { formatVip } from './vip.js';
 import { systemClock, type ClusterNodeEvents, type ClusterNodeOptions, type ClusterStatus, type ClusterTransition } from './cluster-types.js';
+import { RejectTally } from './reject-tally.js';
 import { VipHolder } from './vip-holder.js';
 
 export * from './cluster-types.js';
@@ -25,6 +26,9 @@ const recentLimit = 16;
 
 export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   readonly #o: Required<Omit<ClusterNodeOptions, 'onStateChange' | 'logger' | 'peer'>> & { logger?: Logger };
+  // The peer's last heartbeat had this node's id; the error about it is logged once per run.
+  #duplicateNodeId = false;
+  #duplicateLogged = false;
   #peer: { host: string; port: number };
   readonly #filter: HeartbeatFilter;
   readonly #command: StateChangeCommand | undefined;
@@ -44,9 +48,8 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   #sent = 0;
   #sendErrors = 0;
   #accepted = 0;
-  #rejected: Record<RejectReason, number> = Object.fromEntries(rejectReasons.map((r) => [r, 0])) as Record<RejectReason, number>;
-  #rejectLoggedAt: Partial<Record<RejectReason, number>> = {};
-  #lastPeer: { id: string; priority: number; state: ClusterState; healthyBackends: number; generation: number; heardAt: number; leaving: boolean } | undefined;
+  readonly #rejected = new RejectTally(rejectReasons, 'heartbeat');
+  #lastPeer: { id: string; instance: string; priority: number; state: ClusterState; healthyBackends: number; generation: number; heardAt: number; leaving: boolean } | undefined;
   #peerRestarts = 0;
   #stopping: Promise<void> | undefined;
   #healthyBackends: number;
@@ -61,6 +64,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     if (own !== '' && isIP(own) !== isIP(options.peer.host)) throw new TypeError(`heartbeat address ${own} and peer ${options.peer.host} are of different IP families`);
     this.#o = {
       nodeId: options.nodeId,
+      instance: options.instance ?? newInstanceId(),
       priority: options.priority ?? 100,
       heartbeat: options.heartbeat,
       key: options.key,
@@ -78,11 +82,12 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       logger: options.logger,
     };
     if (Buffer.byteLength(this.#o.nodeId) < 1 || Buffer.byteLength(this.#o.nodeId) > 255) throw new RangeError('node id must be 1-255 bytes');
+    if (!isInstanceId(this.#o.instance)) throw new RangeError('instance must be 16 lower-case hex digits');
     this.#peer = { host: options.peer.host, port: options.peer.port };
     this.#generation = this.#o.generation;
     this.#healthyBackends = this.#o.healthyBackends;
-    this.#election = initialElection({ nodeId: this.#o.nodeId, priority: this.#o.priority, preempt: this.#o.preempt, intervalMs: this.#o.intervalMs, deadAfter: this.#o.deadAfter });
-    this.#filter = new HeartbeatFilter({ nodeId: this.#o.nodeId, key: this.#o.key, timestampWindowMs: this.#o.timestampWindowMs });
+    this.#election = initialElection({ nodeId: this.#o.nodeId, instance: this.#o.instance, priority: this.#o.priority, preempt: this.#o.preempt, intervalMs: this.#o.intervalMs, deadAfter: this.#o.deadAfter });
+    this.#filter = new HeartbeatFilter({ nodeId: this.#o.nodeId, instance: this.#o.instance, key: this.#o.key, timestampWindowMs: this.#o.timestampWindowMs });
     this.#vips = new VipHolder(this.#o.vipDriver, this.#o.announceAtMs, this.#o.logger, (err, vip) => this.emit('vip-error', err, vip));
     if (options.onStateChange !== undefined) {
       this.#command = new StateChangeCommand({
@@ -204,6 +209,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     return {
       node: {
         id: this.#o.nodeId,
+        instance: this.#o.instance,
         priority: this.#o.priority,
         state: this.#election.state,
         stateSince: this.#stateSince,
@@ -219,6 +225,8 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
         port: this.#peer.port,
         up: this.#election.peer !== undefined,
         id: p?.id ?? null,
+        instance: p?.instance ?? null,
+        duplicateNodeId: this.#duplicateNodeId,
         priority: p?.priority ?? null,
         state: p?.state ?? null,
         healthyBackends: p?.healthyBackends ?? null,
@@ -231,7 +239,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       vips: this.#o.vips.map((v) => ({ address: formatVip(v), dev: v.dev, held: this.#vips.holds(v) })),
       transitions: this.#transitions,
       recentTransitions: [...this.#recent],
-      heartbeats: { sent: this.#sent, sendErrors: this.#sendErrors, accepted: this.#accepted, rejected: { ...this.#rejected } },
+      heartbeats: { sent: this.#sent, sendErrors: this.#sendErrors, accepted: this.#accepted, rejected: this.#rejected.counts() },
       vipErrors: this.#vips.errors,
     };
   }
@@ -288,6 +296,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       buf = encodeHeartbeat(
         {
           nodeId: this.#o.nodeId,
+          instance: this.#o.instance,
           priority: this.#o.priority,
           state: this.#election.state,
           healthyBackends: Math.min(this.#election.healthyBackends, 0xffff_ffff),
@@ -323,6 +332,16 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     }
     const hb = r.heartbeat;
     this.#accepted++;
+    if (r.duplicateNodeId && !this.#duplicateLogged) {
+      // Once per run: the pair still works (the instance id breaks the tie), but logs, status and
+      // on-state-change cannot say which node is which, and the rank is left to chance.
+      this.#duplicateLogged = true;
+      this.#o.logger?.error(
+        { nodeId: hb.nodeId, peer: formatHostPort(address, port), instance: this.#o.instance, peerInstance: hb.instance },
+        `cluster: the peer has this node's id "${hb.nodeId}": give each node its own with --node-id (cluster.nodeId); until then the random instance id decides between equal priorities`,
+      );
+    }
+    this.#duplicateNodeId = r.duplicateNodeId;
     if (r.restarted) {
       this.#peerRestarts++;
       this.#o.logger?.info({ peer: hb.nodeId }, 'cluster: the peer restarted');
@@ -331,21 +350,14 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     if (hb.generation !== this.#generation && this.#lastPeer?.generation !== hb.generation) {
       this.#o.logger?.warn({ peer: hb.nodeId, peerGeneration: hb.generation, generation: this.#generation }, 'cluster: the peer runs a different backend set');
     }
-    this.#lastPeer = { id: hb.nodeId, priority: hb.priority, state: hb.state, healthyBackends: hb.healthyBackends, generation: hb.generation, heardAt: this.#o.clock.monotonic(), leaving: hb.leaving };
+    this.#lastPeer = { id: hb.nodeId, instance: hb.instance, priority: hb.priority, state: hb.state, healthyBackends: hb.healthyBackends, generation: hb.generation, heardAt: this.#o.clock.monotonic(), leaving: hb.leaving };
     if (hb.leaving) this.#o.logger?.info({ peer: hb.nodeId }, 'cluster: the peer is leaving');
-    this.#step({ type: 'heartbeat', peer: { nodeId: hb.nodeId, priority: hb.priority, state: hb.state, leaving: hb.leaving } });
+    this.#step({ type: 'heartbeat', peer: { nodeId: hb.nodeId, instance: hb.instance, priority: hb.priority, state: hb.state, leaving: hb.leaving } });
   }
 
   #reject(reason: RejectReason, address: string, port: number): void {
-    this.#rejected[reason]++;
+    this.#rejected.record(reason, { address, port }, this.#o.clock.monotonic(), this.#o.logger);
     this.emit('reject', { reason, address, port });
-    // At most one line a second per reason: a flood of forgeries must not flood the log.
-    const now = this.#o.clock.monotonic();
-    const last = this.#rejectLoggedAt[reason];
-    if (last === undefined || now - last >= 1000) {
-      this.#rejectLoggedAt[reason] = now;
-      this.#o.logger?.warn({ reason, from: formatHostPort(address, port), total: this.#rejected[reason] }, 'cluster: heartbeat rejected');
-    }
   }
 
   // The peer's deadline moves forward with every heartbeat (ten times a second). Rather than

@@ -21,6 +21,8 @@ export const systemClock: ClusterClock = Object.freeze({ monotonic: () => perfor
 export interface ClusterNodeOptions {
   /** This node's name, unique in the pair (default in the CLI: the host name). 1-255 bytes. */
   readonly nodeId: string;
+  /** This process's instance id, 16 lower-case hex digits. Default: random (tests may fix it). */
+  readonly instance?: string;
   /** 1-255, higher wins. Default 100. */
   readonly priority?: number;
   /** Where this node sends and receives heartbeats. Host '' means every address of the peer's family. */
@@ -68,6 +70,8 @@ export interface ClusterTransition {
 export interface ClusterStatus {
   readonly node: {
     readonly id: string;
+    /** Random per process: tells two nodes with one node id apart. */
+    readonly instance: string;
     readonly priority: number;
     readonly state: ClusterState;
     /** Wall-clock ms of the last transition (or of the start). */
@@ -87,6 +91,9 @@ export interface ClusterStatus {
     readonly up: boolean;
     /** What its last accepted heartbeat said; null before the first one. */
     readonly id: string | null;
+    readonly instance: string | null;
+    /** Its last heartbeat had this node's id: a misconfiguration (give each its own --node-id). */
+    readonly duplicateNodeId: boolean;
     readonly priority: number | null;
     readonly state: ClusterState | null;
     readonly healthyBackends: number | null;
