@@ -11,6 +11,7 @@ import { EventEmitter, once } from 'node:events';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { formatHostPort } from '../config/address.js';
+import { DeadlineTimer } from './deadline-timer.js';
 import { deadTime, elect, initialElection, nextDeadline, type ElectionAction, type ElectionEvent, type ElectionState, type TransitionReason } from './election.js';
 import { HeartbeatFilter } from './heartbeat-filter.js';
 import { encodeHeartbeat, isInstanceId, newInstanceId, rejectReasons, type ClusterState, type RejectReason } from './heartbeat.js';
@@ -18,6 +19,7 @@ import { StateChangeCommand } from './state-change-command.js';
 import { formatVip } from './vip.js';
 import { systemClock, type ClusterNodeEvents, type ClusterNodeOptions, type ClusterStatus, type ClusterTransition } from './cluster-types.js';
 import { RejectTally } from './reject-tally.js';
+import { sessionBatchMagic } from './session-batch.js';
 import { VipHolder } from './vip-holder.js';
 
 export * from './cluster-types.js';
@@ -39,8 +41,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   #sequence = 0;
   #generation: number;
   #sendTimer: NodeJS.Timeout | undefined;
-  #deadlineTimer: NodeJS.Timeout | undefined;
-  #deadlineAt = Infinity;
+  readonly #deadline = new DeadlineTimer(() => this.#step({ type: 'peer-timeout' }));
   readonly #vips: VipHolder;
   #stateSince = 0;
   #transitions = 0;
@@ -144,6 +145,18 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     return this.#bound;
   }
 
+  /** This process's instance id (random unless given): what its heartbeats and batches carry. */
+  get instance(): string {
+    return this.#o.instance;
+  }
+
+  /** Sends a datagram (a session batch) to the peer's heartbeat address; a failure is counted. */
+  sendToPeer(datagram: Buffer): void {
+    this.#socket?.send(datagram, this.#peer.port, this.#peer.host, (err) => {
+      if (err) this.#sendErrors++;
+    });
+  }
+
   /** Changes where heartbeats go (a reload, or tests that bind port 0 first). */
   setPeer(peer: { host: string; port: number }): void {
     if (!isIP(peer.host)) throw new TypeError(`peer host must be a numeric IP address, got "${peer.host}"`);
@@ -186,7 +199,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
 
   async #stop(): Promise<void> {
     clearInterval(this.#sendTimer);
-    this.#clearDeadline();
+    this.#deadline.clear();
     const sent = this.#election.running ? this.#step({ type: 'stop' }) : undefined;
     this.#vips.stopAnnouncing();
     await sent;
@@ -256,7 +269,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       const s = this.#act(action);
       if (s) sent = s;
     }
-    if (this.#election.running) this.#armDeadline(now);
+    if (this.#election.running) this.#deadline.arm(nextDeadline(this.#election), now);
     return sent;
   }
 
@@ -325,6 +338,11 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
 
   #receive(msg: Buffer, address: string, port: number): void {
     if (!this.#election.running) return;
+    // Session batches share the socket (session-replicator.ts says why) and are judged there.
+    if (msg.subarray(0, 4).equals(sessionBatchMagic)) {
+      this.emit('session-batch', msg, { address, port });
+      return;
+    }
     const r = this.#filter.accept(msg, { wall: this.#o.clock.wall(), monotonic: this.#o.clock.monotonic() });
     if (!r.ok) {
       this.#reject(r.reason, address, port);
@@ -358,31 +376,6 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   #reject(reason: RejectReason, address: string, port: number): void {
     this.#rejected.record(reason, { address, port }, this.#o.clock.monotonic(), this.#o.logger);
     this.emit('reject', { reason, address, port });
-  }
-
-  // The peer's deadline moves forward with every heartbeat (ten times a second). Rather than
-  // re-arm a timer each time, the timer stays armed for the earliest deadline; when it fires the
-  // election is told, ignores it if a heartbeat came meanwhile, and the timer is armed again.
-  #armDeadline(now: number): void {
-    const at = nextDeadline(this.#election);
-    if (at === undefined) {
-      this.#clearDeadline();
-      return;
-    }
-    if (this.#deadlineTimer && this.#deadlineAt <= at) return;
-    this.#clearDeadline();
-    this.#deadlineAt = at;
-    this.#deadlineTimer = setTimeout(() => {
-      this.#deadlineTimer = undefined;
-      this.#deadlineAt = Infinity;
-      this.#step({ type: 'peer-timeout' });
-    }, Math.max(0, Math.ceil(at - now)));
-  }
-
-  #clearDeadline(): void {
-    clearTimeout(this.#deadlineTimer);
-    this.#deadlineTimer = undefined;
-    this.#deadlineAt = Infinity;
   }
 
   /** The dead time (dead-after x interval), for callers that wait on a takeover. */

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { TransitionReason } from './election.js';
 import type { ClusterState, RejectReason } from './heartbeat.js';
+import type { BatchRejectReason } from './session-batch.js';
 import type { StateChangeResult } from './state-change-command.js';
 import type { Vip } from './vip.js';
 import type { VipDriver } from './vip-driver.js';
@@ -55,6 +56,23 @@ export interface ClusterNodeOptions {
   readonly announceAtMs?: readonly number[];
   readonly clock?: ClusterClock;
   readonly logger?: Logger;
+}
+
+/** UDP session replication's counts (session-replicator.ts), for GET /cluster and the metrics. */
+export interface SessionReplicationStats {
+  /** Session changes sent to the peer. */
+  readonly sent: number;
+  /** Changes received in accepted batches. */
+  readonly received: number;
+  /** Received changes installed as affinity hints. */
+  readonly installed: number;
+  /** Received changes for a listener this node does not have. */
+  readonly unknownListener: number;
+  /** Changes never sent: the engine's queue or this side's was full. */
+  readonly dropped: number;
+  /** Affinity hints held now. */
+  readonly hints: number;
+  readonly rejected: Readonly<Record<BatchRejectReason, number>>;
 }
 
 /** One state change, as logged, emitted and kept in the status. */
@@ -117,6 +135,8 @@ export interface ClusterStatus {
     readonly rejected: Readonly<Record<RejectReason, number>>;
   };
   readonly vipErrors: number;
+  /** UDP session replication, on a balancer's node (absent on a bare ClusterNode). */
+  readonly sessions?: SessionReplicationStats;
 }
 
 export interface ClusterNodeEvents {
@@ -124,4 +144,6 @@ export interface ClusterNodeEvents {
   reject: [{ reason: RejectReason; address: string; port: number }];
   'vip-error': [Error, Vip];
   'state-change-result': [StateChangeResult];
+  /** A datagram with the session batch magic, for the session replicator to judge. */
+  'session-batch': [Buffer, { address: string; port: number }];
 }

@@ -23,6 +23,7 @@
 #include "io/epoll_loop.h"
 #include "io/event_queue.h"
 #include "listener_slot.h"
+#include "udp/session_replication.h"
 #include "udp/session_table.h"
 #include "worker_command.h"
 
@@ -31,7 +32,8 @@ namespace lb4 {
 class UdpProxy {
  public:
   UdpProxy(uint32_t workerIndex, const WorkerOptions& options, const LoopClock& clock, EpollLoop& loop,
-           std::vector<ListenerSlot>& listeners, EventQueue& events, const std::atomic<uint32_t>& flowLogEvery);
+           std::vector<ListenerSlot>& listeners, EventQueue& events, const std::atomic<uint32_t>& flowLogEvery,
+           SessionReplication& replication);
   ~UdpProxy();
   UdpProxy(const UdpProxy&) = delete;
   UdpProxy& operator=(const UdpProxy&) = delete;
@@ -71,6 +73,11 @@ class UdpProxy {
   void closeSession(UdpSession& s, CloseReason reason);
   void logClosedSession(const UdpSession& s);
   void avoidRecentlyRefused(TriedBackends& tried);
+  // The backend the HA peer's session for `key` used (session_replication.h), when this
+  // listener's table has it and it takes new flows; null otherwise.
+  const BackendEntry* hintedBackend(uint32_t slot, const SessionKey& key, const TriedBackends& tried);
+  // A datagram moved: while replication is on, a session is reported again every refreshMs.
+  void refreshReport(UdpSession& s);
   CounterBlock& listenerCounters(uint32_t listener) { return listeners_[listener].countersOf(index_); }
   int64_t now() const { return clock_.now(); }
 
@@ -81,6 +88,7 @@ class UdpProxy {
   std::vector<ListenerSlot>& listeners_;
   EventQueue& events_;
   const std::atomic<uint32_t>& flowLogEvery_;
+  SessionReplication& replication_;
 
   SessionTable sessions_;
   ConnectTallies tallies_;
