@@ -62,6 +62,7 @@ export class BalancerNode {
     if (o.sessions) {
       const replicator = new SessionReplicator({ ...o.sessions, key, instance: this.node.instance, send: (d) => this.node.sendToPeer(d), clock: systemClock, logger: o.logger });
       this.node.on('session-batch', (datagram, from) => replicator.receive(datagram, from));
+      this.node.on('peer-up', () => replicator.resync());
       this.#replicator = replicator;
     }
   }

@@ -370,7 +370,9 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     }
     this.#lastPeer = { id: hb.nodeId, instance: hb.instance, priority: hb.priority, state: hb.state, healthyBackends: hb.healthyBackends, generation: hb.generation, heardAt: this.#o.clock.monotonic(), leaving: hb.leaving };
     if (hb.leaving) this.#o.logger?.info({ peer: hb.nodeId }, 'cluster: the peer is leaving');
+    const wasUp = this.#election.peer !== undefined;
     this.#step({ type: 'heartbeat', peer: { nodeId: hb.nodeId, instance: hb.instance, priority: hb.priority, state: hb.state, leaving: hb.leaving } });
+    if (!hb.leaving && (!wasUp || r.restarted)) this.emit('peer-up');
   }
 
   #reject(reason: RejectReason, address: string, port: number): void {

@@ -144,6 +144,8 @@ export interface ClusterNodeEvents {
   reject: [{ reason: RejectReason; address: string; port: number }];
   'vip-error': [Error, Vip];
   'state-change-result': [StateChangeResult];
+  /** The peer is heard after not being alive (first heartbeat, back from dead or leaving), or restarted. */
+  'peer-up': [];
   /** A datagram with the session batch magic, for the session replicator to judge. */
   'session-batch': [Buffer, { address: string; port: number }];
 }

@@ -26,6 +26,7 @@ import { batchRejectReasons, decodeSessionBatch, encodeSessionBatches, maxEntrie
 /** What the replicator needs of the engine. */
 export interface ReplicationEngine {
   setSessionReplication(on: boolean): void;
+  resendSessions(): void;
   drainSessionChanges(): { changes: NativeSessionChange[]; dropped: number };
   applyAffinity(updates: NativeAffinityUpdate[]): { set: number; size: number };
 }
@@ -91,6 +92,15 @@ export class SessionReplicator {
     this.#timer = undefined;
     this.#o.engine.setSessionReplication(false);
     this.#pending = [];
+  }
+
+  /**
+   * The peer appeared (first heard, back after being dead, or restarted): it knows none of this
+   * node's sessions, and the refresh of a long-lived one may be half an idle timeout away. The
+   * engine reports them all again; they leave with the next flushes, within the same bounds.
+   */
+  resync(): void {
+    if (this.#timer) this.#o.engine.resendSessions();
   }
 
   /** Takes the engine's changes and sends what the rate allows (the timer calls it). */

@@ -207,6 +207,8 @@ export interface NativeEngine {
   setFlowLog(every: number): void;
   /** Starts (true) or stops queueing UDP session changes for drainSessionChanges. */
   setSessionReplication(on: boolean): void;
+  /** Every worker reports each live UDP session again (the HA peer appeared and knows none). */
+  resendSessions(): void;
   /** The session changes queued since the last call, oldest first; `dropped`: lost to a full queue, ever. */
   drainSessionChanges(): { changes: NativeSessionChange[]; dropped: number };
   /**

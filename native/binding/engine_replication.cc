@@ -71,6 +71,12 @@ Napi::Value EngineWrap::setSessionReplication(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value EngineWrap::resendSessions(const Napi::CallbackInfo& info) {
+  // The workers report on their next pass; the changes come with a later drain.
+  if (started_ && !closing_) engine_->reportSessions();
+  return info.Env().Undefined();
+}
+
 Napi::Value EngineWrap::drainSessionChanges(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<SessionChange> changes = engine_->replication().drain();

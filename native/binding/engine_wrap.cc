@@ -43,6 +43,7 @@ Napi::Function EngineWrap::define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::setSessionReplication>("setSessionReplication"),
                          InstanceMethod<&EngineWrap::drainSessionChanges>("drainSessionChanges"),
                          InstanceMethod<&EngineWrap::applyAffinity>("applyAffinity"),
+                         InstanceMethod<&EngineWrap::resendSessions>("resendSessions"),
                      });
 }
 

@@ -106,6 +106,11 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
   return true;
 }
 
+void Engine::reportSessions() {
+  if (!started_ || stopRequested_) return;
+  broadcast(command::ReportSessions{}, nullptr);
+}
+
 std::shared_ptr<Completion> Engine::completionForAll(std::function<void()> done) const {
   return std::make_shared<Completion>(static_cast<int>(workers_.size()), std::move(done));
 }

@@ -94,6 +94,8 @@ class Engine {
   EventQueue& events() { return events_; }
   // UDP sessions for the HA peer, and the peer's as affinity hints (udp/session_replication.h).
   SessionReplication& replication() { return replication_; }
+  // Every worker reports its live UDP sessions again (the peer appeared). Returns at once.
+  void reportSessions();
 
  private:
   // One table per listener slot, from the control plane's specs (missing ones: empty).

@@ -190,6 +190,8 @@ void Worker::apply(command::CloseFlows& c) {
                       std::memory_order_relaxed);
 }
 
+void Worker::apply(command::ReportSessions&) { udp_.reportAll(); }
+
 void Worker::closeListeners() {
   for (auto& l : listeners_) l.socket.reset();
 }

@@ -58,6 +58,7 @@ class Worker {
   void apply(command::AddListener& c);
   void apply(command::RemoveListener& c);
   void apply(command::CloseFlows& c);
+  void apply(command::ReportSessions& c);
 
   void ensureSlot(uint32_t slot);
   void onListenerReadable(uint32_t slot);

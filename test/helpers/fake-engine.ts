@@ -162,6 +162,8 @@ export class FakeEngine implements NativeEngine {
   /** What the next drainSessionChanges() returns (a test pushes here, as the workers would). */
   sessionChanges: NativeSessionChange[] = [];
   droppedSessionChanges = 0;
+  /** How often resendSessions() was called. */
+  resends = 0;
   /** The hints applyAffinity() installed: "slot clientIp clientPort localIp" -> backend id. */
   readonly affinity = new Map<string, string>();
   started = false;
@@ -299,6 +301,10 @@ export class FakeEngine implements NativeEngine {
   setSessionReplication(on: boolean): void {
     if (typeof on !== 'boolean') throw new TypeError('setSessionReplication needs a boolean');
     this.replicating = on;
+  }
+
+  resendSessions(): void {
+    this.resends++;
   }
 
   drainSessionChanges(): { changes: NativeSessionChange[]; dropped: number } {

@@ -69,4 +69,14 @@ t.test('round robin: clients keep their backends on the engine that got the hint
   const replicated = new StatsReader(b.engine).read(1).listener(0).sessions_replicated;
   t.equal(replicated, clients.length, 'each of those sessions was placed by a hint (sessions_replicated)');
   t.equal(new StatsReader(control.engine).read(1).listener(0).sessions_replicated, 0, 'and none on the control engine');
+
+  // A peer that appears later (restarted) gets every live session at once, not at their next refresh.
+  const late = await engine(t, backends, [2, 3]);
+  const intoLate = new SessionReplicator({ engine: late.engine, names: namesFor([2, 3]), key, instance: '00000000000000c3', send: () => {}, clock });
+  const before = fromA.stats().sent;
+  toB.length = 0;
+  fromA.resync();
+  await until(() => fromA.stats().sent >= before + clients.length, 5000, 'the first engine to report its live sessions again');
+  for (const d of toB) intoLate.receive(d, { address: '127.0.0.1', port: 7000 });
+  t.match(intoLate.stats(), { installed: clients.length, hints: clients.length }, 'the late peer holds a hint for every live session');
 });

@@ -248,6 +248,14 @@ void UdpProxy::refreshReport(UdpSession& s) {
   replication_.report(s, true);
 }
 
+void UdpProxy::reportAll() {
+  if (!replication_.enabled()) return;
+  sessions_.forEach([&](UdpSession& s) {
+    s.reportedMs = now();
+    replication_.report(s, true);
+  });
+}
+
 UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const SocketAddress& client,
                                   const LocalAddress& local) {
   CounterBlock& lc = listenerCounters(slot);

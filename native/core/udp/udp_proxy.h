@@ -58,6 +58,8 @@ class UdpProxy {
   void closeAll(CloseReason reason);
   void snapshot(const FlowFilter& filter, std::vector<FlowInfo>& out);
   size_t liveSessions() const { return sessions_.live(); }
+  // Reports every live session for the HA peer (when replication is on).
+  void reportAll();
 
  private:
   struct Batch;
