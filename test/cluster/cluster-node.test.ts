@@ -207,6 +207,9 @@ t.test('two nodes with one node id: each takes the other as its peer, one is act
   const b = await makeNode(t, { nodeId: 'lb', priority: 100, instance: '00000000000000b2', logger: logger(1) });
   a.node.setPeer({ host: loopback, port: b.node.address!.port });
   b.node.setPeer({ host: loopback, port: a.node.address!.port });
+  const peerUps = [0, 0];
+  a.node.on('peer-up', () => peerUps[0]++);
+  b.node.on('peer-up', () => peerUps[1]++);
   await a.node.start();
   await b.node.start();
   await until(() => b.node.state === 'active' && a.node.state === 'backup', 5000, 'the greater instance (b) active, a backup');
@@ -224,6 +227,7 @@ t.test('two nodes with one node id: each takes the other as its peer, one is act
     t.equal(errors.length, 1, 'one error logged, however many heartbeats came');
     t.match(errors[0].msg, /the peer has this node's id "lb": give each node its own with --node-id/);
   }
+  t.same(peerUps, [1, 1], "each emitted 'peer-up' once, on first hearing the other (session replication resends then)");
 });
 
 t.test('forged, wrong-key, replayed and looped heartbeats change nothing and are counted', async (t) => {

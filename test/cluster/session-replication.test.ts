@@ -134,9 +134,13 @@ t.test('replicator: what the engine reports reaches the peer engine as hints', a
   into.receive(wire[1], { address: '192.0.2.2', port: 7000 });
   t.notOk(backup.affinity.has('0 192.0.2.1 40001 '), 'an ended session takes its hint away');
   t.match(out.stats(), { sent: 4, dropped: 0 });
+  out.resync();
+  t.equal(active.resends, 1, 'resync() asks the engine to report every live session again');
   t.match(into.stats(), { received: 4, installed: 3, hints: 2, unknownListener: 0 });
   out.stop();
   t.notOk(active.replicating, 'stop() turns it off');
+  out.resync();
+  t.equal(active.resends, 1, 'and a stopped replicator asks for nothing');
 });
 
 t.test('replicator: own, replayed, stale and forged batches install nothing, and are counted', async (t) => {

@@ -16,9 +16,9 @@ import { until } from '../helpers/sockets.js';
 const key = Buffer.alloc(32, 0x77);
 const clock = { monotonic: () => performance.now(), wall: () => Date.now() };
 
-async function engine(t: Test, backends: string[], keys: number[]): Promise<{ engine: NativeEngine; port: number }> {
+async function engine(t: Test, backends: string[], keys: number[], algorithm: 'roundrobin' | 'leastconn' = 'roundrobin'): Promise<{ engine: NativeEngine; port: number }> {
   const { createEngine } = await import('../../lib/engine/addon.js');
-  const config = await validateOptions({ listeners: [{ name: 'dns', listen: '127.0.0.1:0/udp', backends, algorithm: 'roundrobin' }], workers: 1 });
+  const config = await validateOptions({ listeners: [{ name: 'dns', listen: '127.0.0.1:0/udp', backends, algorithm }], workers: 1 });
   const e = createEngine(nativeOptions(config, false));
   // The two nodes number their backends differently: only the ids (dns/s1, dns/s2) agree.
   const table: NativeBackend[] = backends.map((address, i) => ({ key: keys[i], id: `dns/s${i + 1}`, ip: '127.0.0.1', port: Number(address.split(':')[1]), weight: 1, state: 0 }));
@@ -79,4 +79,30 @@ t.test('round robin: clients keep their backends on the engine that got the hint
   await until(() => fromA.stats().sent >= before + clients.length, 5000, 'the first engine to report its live sessions again');
   for (const d of toB) intoLate.receive(d, { address: '127.0.0.1', port: 7000 });
   t.match(intoLate.stats(), { installed: clients.length, hints: clients.length }, 'the late peer holds a hint for every live session');
+});
+
+t.test('least connections: the hint wins over the emptier backend', async (t) => {
+  const s1 = await udpBackend(namedEcho('s1'));
+  const s2 = await udpBackend(namedEcho('s2'));
+  t.teardown(() => Promise.all([s1.close(), s2.close()]));
+  const backends = [s1.address, s2.address];
+  const a = await engine(t, backends, [0, 1], 'leastconn');
+  const b = await engine(t, backends, [0, 1], 'leastconn');
+  const toB: Buffer[] = [];
+  const fromA = new SessionReplicator({ engine: a.engine, names: namesFor([0, 1]), key, instance: '00000000000000a1', send: (d) => toB.push(d), clock });
+  const intoB = new SessionReplicator({ engine: b.engine, names: namesFor([0, 1]), key, instance: '00000000000000b2', send: () => {}, clock });
+  fromA.start();
+  t.teardown(() => fromA.stop());
+  const clients = await Promise.all(Array.from({ length: 6 }, () => UdpClient.open()));
+  t.teardown(() => Promise.all(clients.map((c) => c.close())));
+  const onA: string[] = [];
+  for (const c of clients) onA.push((await c.ask('who', a.port)).toString().split(':')[0]);
+  await until(() => fromA.stats().sent >= clients.length, 5000, 'the sessions to be reported');
+  for (const d of toB) intoB.receive(d, { address: '127.0.0.1', port: 7000 });
+  // Every client that had s1 arrives first: least connections alone would put half of them on s2.
+  const order = [...clients.keys()].sort((x, y) => Number(onA[y] === 's1') - Number(onA[x] === 's1'));
+  const onB: string[] = [];
+  for (const i of order) onB[i] = (await clients[i].ask('who', b.port)).toString().split(':')[0];
+  t.same(onB, onA, `every client keeps its backend: ${onB.join(' ')}`);
+  t.equal(new StatsReader(b.engine).read(1).listener(0).sessions_replicated, clients.length);
 });
