@@ -142,11 +142,17 @@ if (!isRoot) {
       await ns.ip('addr', 'add', `192.0.2.${host}/24`, 'dev', 'eth0');
       await ns.ip('addr', 'add', `2001:db8::${host}/64`, 'dev', 'eth0', 'nodad');
     }
-    // Same id, same priority: only the random instance id can tell them apart.
-    const nodeA = await startNode(t, a, nodeOptions('lb', 100, '192.0.2.2', '192.0.2.3'));
-    const nodeB = await startNode(t, b, nodeOptions('lb', 100, '192.0.2.3', '192.0.2.2'));
-    const first = await Promise.race([nodeA.next(transitionTo('active')).then(() => 'a'), nodeB.next(transitionTo('active')).then(() => 'b')]);
-    const [winner, loser, winnerNs, loserNs] = first === 'a' ? [nodeA, nodeB, a, b] : [nodeB, nodeA, b, a];
+    // Same id, same priority: only the random instance id can tell them apart. Both are bound
+    // before either starts, so they start together and the election, not the start order, decides.
+    const nodeA = await startClusterChild(nodeOptions('lb', 100, '192.0.2.2', '192.0.2.3'), a.name);
+    t.teardown(() => nodeA.kill());
+    const nodeB = await startClusterChild(nodeOptions('lb', 100, '192.0.2.3', '192.0.2.2'), b.name);
+    t.teardown(() => nodeB.kill());
+    nodeA.send('start');
+    nodeB.send('start');
+    const first = await Promise.race([nodeA.next(transitionTo('active')).then((l) => ['a', l] as const), nodeB.next(transitionTo('active')).then((l) => ['b', l] as const)]);
+    const [winner, loser, winnerNs, loserNs] = first[0] === 'a' ? [nodeA, nodeB, a, b] : [nodeB, nodeA, b, a];
+    const reason = (first[1].transition as ClusterTransition).reason;
     await loser.next(transitionTo('backup'));
     await until(() => holds(winnerNs), 2000, 'the active node to hold the VIPs');
     // Ten heartbeat intervals later it is still so: the loser never took the address.
@@ -160,6 +166,10 @@ if (!isRoot) {
       t.match(s.status, { peer: { up: true, id: 'lb', duplicateNodeId: true }, heartbeats: { rejected: { 'own-heartbeat': 0 } } }, 'each sees the other as its peer, flagged as a duplicate id');
     }
     const instances = statuses.map((s) => (s.status as { node: { instance: string } }).node.instance);
+    // Started together, each decides on the first heartbeat it hears, by rank: the greater
+    // instance id. (Had one started a dead time before the other, it would be active alone and
+    // stay so: an active node does not step down for an equal-priority peer.)
+    t.equal(reason, 'outranks-peer', 'the winner took the address on hearing the other');
     t.ok(instances[0] > instances[1], `the greater instance id is the active one (${instances.join(' > ')})`);
     const client = startProber(t, c);
     await client.waitFor('lb', 0);
