@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import type { NativeAffinityUpdate, NativeSessionChange } from '../engine/native-types.js';
 import type { ClusterClock, SessionReplicationStats } from './cluster-types.js';
 import { RejectTally } from './reject-tally.js';
+import { SequenceWindow } from './sequence-window.js';
 import { batchRejectReasons, decodeSessionBatch, encodeSessionBatches, maxEntriesPerBatch, type BatchRejectReason, type SessionEntry } from './session-batch.js';
 
 /** What the replicator needs of the engine. */
@@ -62,7 +63,7 @@ const rememberedInstances = 4;
 export class SessionReplicator {
   readonly #o: Required<Omit<SessionReplicatorOptions, 'logger'>> & { logger?: Logger };
   readonly #rejected = new RejectTally(batchRejectReasons, 'session batch');
-  readonly #seen = new Map<string, number>();
+  readonly #seen = new Map<string, SequenceWindow>();
   #pending: SessionEntry[] = [];
   #timer: NodeJS.Timeout | undefined;
   #sequence = 0;
@@ -153,14 +154,13 @@ export class SessionReplicator {
     const { header, entries } = decoded;
     if (header.instance === this.#o.instance) return 'own-batch';
     if (Math.abs(this.#o.clock.wall() - header.timestamp) > this.#o.timestampWindowMs) return 'timestamp';
-    // Batches are numbered in the order they are sent; one the network delivers after a later one
-    // is refused as a replay, which on the link between two nodes of a pair is rare and costs
-    // only the hints in it.
-    const last = this.#seen.get(header.instance);
-    if (last !== undefined && header.sequence <= last) return 'replayed';
+    // Each sequence number once per instance; a batch the network delivers after a later one is
+    // still taken, within 32 of the highest (sequence-window.ts).
+    const window = this.#seen.get(header.instance) ?? new SequenceWindow();
+    if (!window.accept(header.sequence)) return 'replayed';
     // Most recently heard last, so the oldest instance is the first key.
     this.#seen.delete(header.instance);
-    this.#seen.set(header.instance, header.sequence);
+    this.#seen.set(header.instance, window);
     if (this.#seen.size > rememberedInstances) this.#seen.delete(this.#seen.keys().next().value!);
     this.#received += entries.length;
     const updates: NativeAffinityUpdate[] = [];

@@ -6,6 +6,7 @@ import { createHmac } from 'node:crypto';
 import t from 'tap';
 import { decodeSessionBatch, encodeSessionBatches, maxBatchBytes, sessionBatchVersion, type SessionEntry } from '../../lib/cluster/session-batch.js';
 import { SessionReplicator, type SessionNames } from '../../lib/cluster/session-replicator.js';
+import { SequenceWindow } from '../../lib/cluster/sequence-window.js';
 import type { NativeSessionChange } from '../../lib/engine/native-types.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 
@@ -178,6 +179,11 @@ t.test('replicator: own, replayed, stale and forged batches install nothing, and
   into.receive(Buffer.from('LB4S garbage'), from);
   t.equal(into.stats().rejected.malformed, 1);
   t.same([...backup.affinity.keys()], ['0 192.0.2.1 1 ', '0 192.0.2.1 3 '], 'only the authentic, fresh, first deliveries installed');
+  const [early, late] = [batch(peer, peerEngine, 5), batch(peer, peerEngine, 6)];
+  into.receive(late, from);
+  into.receive(early, from);
+  t.ok(backup.affinity.has('0 192.0.2.1 5 ') && backup.affinity.has('0 192.0.2.1 6 '), 'a batch the network delivered after a later one is still taken');
+  t.equal(into.stats().rejected.replayed, 1, 'and not counted as a replay');
 });
 
 t.test('replicator: bounded waiting, bounded sending, unknown listeners', async (t) => {
@@ -203,4 +209,20 @@ t.test('replicator: bounded waiting, bounded sending, unknown listeners', async 
   into.receive(wire[0], { address: '192.0.2.2', port: 7000 });
   t.match(into.stats(), { received: first.entries.length, installed: 0, unknownListener: first.entries.length });
   t.equal(other.affinity.size, 0);
+});
+
+t.test('sequence window: each number once, late ones within 32 of the highest', async (t) => {
+  const w = new SequenceWindow();
+  const take = (...seqs: number[]) => seqs.map((n) => w.accept(n));
+  t.same(take(5, 5), [true, false], 'the first number, then itself again');
+  t.same(take(7, 6, 6), [true, true, false], 'one delivered late is taken once');
+  t.same(take(4, 3), [true, true], 'below the first, within the window');
+  t.same(take(40), [true]);
+  t.same(take(8, 7, 39, 39), [true, false, true, false], '32 below the highest is the edge; 7 was seen');
+  t.same(take(7 + 0), [false]);
+  t.same(take(72), [true], 'a jump of exactly 32');
+  t.same(take(40, 41, 71), [false, true, true], 'the old highest is still known as seen; the ones between are new');
+  t.same(take(41), [false], 'and remembered once taken');
+  t.same(take(1000, 968, 967), [true, true, false], 'after a long jump only the last 32 are open');
+  t.same(take(0, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER - 1, 999), [false, true, true, false]);
 });
