@@ -16,9 +16,9 @@ import { until } from '../helpers/sockets.js';
 const key = Buffer.alloc(32, 0x77);
 const clock = { monotonic: () => performance.now(), wall: () => Date.now() };
 
-async function engine(t: Test, backends: string[], keys: number[], algorithm: 'roundrobin' | 'leastconn' = 'roundrobin'): Promise<{ engine: NativeEngine; port: number }> {
+async function engine(t: Test, backends: string[], keys: number[], algorithm: 'roundrobin' | 'leastconn' = 'roundrobin', udpResponses = 0): Promise<{ engine: NativeEngine; port: number }> {
   const { createEngine } = await import('../../lib/engine/addon.js');
-  const config = await validateOptions({ listeners: [{ name: 'dns', listen: '127.0.0.1:0/udp', backends, algorithm }], workers: 1 });
+  const config = await validateOptions({ listeners: [{ name: 'dns', listen: '127.0.0.1:0/udp', backends, algorithm }], workers: 1, udpResponses });
   const e = createEngine(nativeOptions(config, false));
   // The two nodes number their backends differently: only the ids (dns/s1, dns/s2) agree.
   const table: NativeBackend[] = backends.map((address, i) => ({ key: keys[i], id: `dns/s${i + 1}`, ip: '127.0.0.1', port: Number(address.split(':')[1]), weight: 1, state: 0 }));
@@ -105,4 +105,21 @@ t.test('least connections: the hint wins over the emptier backend', async (t) =>
   for (const i of order) onB[i] = (await clients[i].ask('who', b.port)).toString().split(':')[0];
   t.same(onB, onA, `every client keeps its backend: ${onB.join(' ')}`);
   t.equal(new StatsReader(b.engine).read(1).listener(0).sessions_replicated, clients.length);
+});
+
+t.test('sessions per exchange (--udp-responses) are not replicated: nothing to keep', async (t) => {
+  const s1 = await udpBackend(namedEcho('s1'));
+  t.teardown(() => s1.close());
+  const a = await engine(t, [s1.address], [0], 'roundrobin', 1);
+  const plain = await engine(t, [s1.address], [0]);
+  a.engine.setSessionReplication(true);
+  plain.engine.setSessionReplication(true);
+  const client = await UdpClient.open();
+  t.teardown(() => client.close());
+  for (let i = 0; i < 3; i++) t.equal((await client.ask(`q${i}`, a.port)).toString(), `s1:q${i}`);
+  await client.ask('q', plain.port);
+  await until(() => new StatsReader(a.engine).read(1).listener(0).sessions_active === 0, 5000, 'the exchanges to end');
+  t.same(a.engine.drainSessionChanges().changes, [], 'three exchanges, no change reported');
+  await until(() => plain.engine.drainSessionChanges().changes.length > 0, 5000, 'the control engine to report its session');
+  t.pass('the same engine without --udp-responses reports its session');
 });

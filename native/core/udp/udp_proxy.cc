@@ -243,13 +243,13 @@ const BackendEntry* UdpProxy::hintedBackend(uint32_t slot, const SessionKey& key
 }
 
 void UdpProxy::refreshReport(UdpSession& s) {
-  if (!replication_.enabled() || now() - s.reportedMs < replication_.refreshMs()) return;
+  if (!replicates() || now() - s.reportedMs < replication_.refreshMs()) return;
   s.reportedMs = now();
   replication_.report(s, true);
 }
 
 void UdpProxy::reportAll() {
-  if (!replication_.enabled()) return;
+  if (!replicates()) return;
   sessions_.forEach([&](UdpSession& s) {
     s.reportedMs = now();
     replication_.report(s, true);
@@ -314,8 +314,10 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
     bc.add(Counter::sessions_total, 1);
     bc.add(Counter::sessions_active, 1);
     if (fromHint) lc.add(Counter::sessions_replicated, 1);
-    s.reportedMs = now();
-    replication_.report(s, true);
+    if (replicates()) {
+      s.reportedMs = now();
+      replication_.report(s, true);
+    }
     return &s;
   }
   lc.add(Counter::dropped_no_backend, 1);
@@ -521,7 +523,7 @@ void UdpProxy::closeSession(UdpSession& s, CloseReason reason) {
   }
   logClosedSession(s);
   // A session that never got a backend was never reported as opened.
-  if (s.backendCounters) replication_.report(s, false);
+  if (s.backendCounters && replicates()) replication_.report(s, false);
   sessions_.retire(s);
 }
 

@@ -80,6 +80,11 @@ class UdpProxy {
   const BackendEntry* hintedBackend(uint32_t slot, const SessionKey& key, const TriedBackends& tried);
   // A datagram moved: while replication is on, a session is reported again every refreshMs.
   void refreshReport(UdpSession& s);
+  // Whether sessions are reported to the HA peer: replication is on, and sessions are not
+  // per-exchange (--udp-responses): such a session ends with its answers, and even on this node
+  // the client's next request picks a backend anew, so there is nothing to keep across a
+  // failover, and a DNS load would only fill the queue.
+  bool replicates() const { return options_.udpResponses == 0 && replication_.enabled(); }
   CounterBlock& listenerCounters(uint32_t listener) { return listeners_[listener].countersOf(index_); }
   int64_t now() const { return clock_.now(); }
 
