@@ -150,7 +150,15 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     if (!config.cluster) return;
     // Loaded only when configured, like the admin API.
     const { BalancerNode } = await import('./cluster/balancer-node.js');
-    const node = new BalancerNode({ config: config.cluster, summary: backendSummary, logger: logs.cluster, vipDriver: deps.vipDriver });
+    // UDP sessions cross to the peer named as both configs name them: listener and backend ids.
+    const names = {
+      backendOf: (key: number) => {
+        const b = registry.byKey(key);
+        return b && { listener: b.listener, backend: b.id };
+      },
+      slotOf: (name: string) => listeners.get(name)?.slot,
+    };
+    const node = new BalancerNode({ config: config.cluster, summary: backendSummary, logger: logs.cluster, vipDriver: deps.vipDriver, sessions: { engine, names } });
     cluster = node;
     // A health change reaches the node at once (a last backend going down means fault now).
     host.on('backend-health', () => node.update());

@@ -20,6 +20,9 @@ export function describeStatus(s: ClusterStatus): string {
     `transitions: ${s.transitions}${last ? `, last ${last.from} -> ${last.to} (${last.reason}) at ${new Date(last.at).toISOString()}` : ''}`,
     `heartbeats: ${s.heartbeats.sent} sent, ${s.heartbeats.accepted} accepted, ${rejected.length === 0 ? 'none rejected' : `rejected ${rejected.map(([r, c]) => `${r} ${c}`).join(', ')}`}`,
   ];
+  const r = s.sessions;
+  if (r) lines.push(`udp sessions: ${r.sent} sent to the peer, ${r.received} received, ${r.installed} installed, ${r.hints} hint(s) held${r.dropped > 0 ? `, ${r.dropped} dropped unsent` : ''}`);
+  if (p.duplicateNodeId) lines.push(`warning: the peer has this node's id "${n.id}": give each node its own with --node-id`);
   if (s.generationMismatch) lines.push(`warning: the peer runs a different backend set (peer generation ${p.generation}, this node ${n.generation})`);
   if (s.vipErrors > 0) lines.push(`warning: ${s.vipErrors} virtual IP error(s); see the log`);
   return lines.join('\n');

@@ -13,6 +13,7 @@
 import { counters as nativeCounters } from '../engine/addon.js';
 import type { BackendState, BalancerEvents, BalancerStats, CounterInfo, CounterName, Health } from '../types.js';
 import { clusterStates, rejectReasons } from '../cluster/heartbeat.js';
+import { batchRejectReasons } from '../cluster/session-batch.js';
 import type { AdminTarget } from './target.js';
 
 type Scope = 'listener' | 'backend';
@@ -54,6 +55,8 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   dropped_truncated: { name: 'dropped_datagrams_total', label: ['reason', 'truncated'] },
   dropped_send_error: { name: 'dropped_datagrams_total', label: ['reason', 'send_error'] },
   dropped_late: { name: 'dropped_datagrams_total', label: ['reason', 'late'] },
+  // Counted when a new session's backend came from the HA peer's session, before it has one.
+  sessions_replicated: { name: 'sessions_from_peer_total', scopes: ['listener'] },
 };
 
 /** Upper bounds (seconds) of the health check duration histogram's buckets. */
@@ -108,8 +111,12 @@ const fixedFamilies = [
   'lb4_health_check_failures_total',
   'lb4_cluster_state',
   'lb4_cluster_peer_up',
+  'lb4_cluster_duplicate_node_id',
   'lb4_cluster_transitions_total',
   'lb4_cluster_heartbeats_rejected_total',
+  'lb4_cluster_sessions_replicated_total',
+  'lb4_cluster_session_hints',
+  'lb4_cluster_session_batches_rejected_total',
 ];
 
 function counterFamilyName(info: CounterInfo, scope: Scope): string {
@@ -296,6 +303,7 @@ export class MetricsCollector {
     if (!c) return;
     writeFamily(out, 'lb4_cluster_state', 'gauge', "This node's HA state: 1 for the current state, 0 for the others", clusterStates.map((state) => ({ labels: [['state', state]], value: c.node.state === state ? 1 : 0 })));
     writeFamily(out, 'lb4_cluster_peer_up', 'gauge', 'Whether the peer was heard within the dead time and is not leaving (1) or not (0)', [{ labels: [], value: c.peer.up ? 1 : 0 }]);
+    writeFamily(out, 'lb4_cluster_duplicate_node_id', 'gauge', "Whether the peer's last heartbeat had this node's id (1): a misconfiguration, give each node its own --node-id", [{ labels: [], value: c.peer.duplicateNodeId ? 1 : 0 }]);
     writeFamily(out, 'lb4_cluster_transitions_total', 'counter', 'State changes of this node since it started', [{ labels: [], value: c.transitions }]);
     writeFamily(
       out,
@@ -303,6 +311,24 @@ export class MetricsCollector {
       'counter',
       'Heartbeats dropped, by reason (bad MAC, replayed, old timestamp, ...)',
       rejectReasons.map((reason) => ({ labels: [['reason', reason]], value: c.heartbeats.rejected[reason] })),
+    );
+    const r = c.sessions;
+    if (!r) return;
+    const replicated = { sent: r.sent, received: r.received, installed: r.installed, unknown_listener: r.unknownListener, dropped: r.dropped };
+    writeFamily(
+      out,
+      'lb4_cluster_sessions_replicated_total',
+      'counter',
+      'UDP session changes sent to the peer, received from it, installed as hints, received for a listener this node lacks, and dropped unsent',
+      Object.entries(replicated).map(([what, value]) => ({ labels: [['change', what]], value })),
+    );
+    writeFamily(out, 'lb4_cluster_session_hints', 'gauge', "The peer's UDP sessions held as hints for new sessions", [{ labels: [], value: r.hints }]);
+    writeFamily(
+      out,
+      'lb4_cluster_session_batches_rejected_total',
+      'counter',
+      'Session batches from the peer dropped, by reason',
+      batchRejectReasons.map((reason) => ({ labels: [['reason', reason]], value: r.rejected[reason] })),
     );
   }
 

@@ -7,7 +7,8 @@
 import type { Logger } from 'pino';
 import type { ClusterConfig } from '../types.js';
 import { loadClusterKey } from './cluster-key.js';
-import { ClusterNode, type ClusterStatus } from './cluster-node.js';
+import { ClusterNode, systemClock, type ClusterStatus } from './cluster-node.js';
+import { SessionReplicator, type ReplicationEngine, type SessionNames } from './session-replicator.js';
 import { NativeVipDriver, type VipDriver } from './vip-driver.js';
 
 /** What the balancer tells the node, read again every heartbeat interval and on health changes. */
@@ -25,10 +26,13 @@ export interface BalancerNodeOptions {
   /** Default: the addon's rtnetlink driver. Tests give a fake. */
   readonly vipDriver?: VipDriver;
   readonly env?: NodeJS.ProcessEnv;
+  /** The engine and the names both nodes agree on: UDP sessions go to the peer and come back as hints. */
+  readonly sessions?: { readonly engine: ReplicationEngine; readonly names: SessionNames };
 }
 
 export class BalancerNode {
   readonly node: ClusterNode;
+  readonly #replicator: SessionReplicator | undefined;
   readonly #summary: () => BackendSummary;
   #timer: NodeJS.Timeout | undefined;
   #healthy: number;
@@ -38,12 +42,13 @@ export class BalancerNode {
     const first = o.summary();
     this.#summary = o.summary;
     this.#healthy = first.healthy;
+    const key = loadClusterKey({ keyFile: c.keyFile ?? undefined, env: o.env, field: 'cluster.keyFile' });
     this.node = new ClusterNode({
       nodeId: c.nodeId,
       priority: c.priority,
       heartbeat: c.heartbeat,
       peer: c.peer,
-      key: loadClusterKey({ keyFile: c.keyFile ?? undefined, env: o.env, field: 'cluster.keyFile' }),
+      key,
       vips: c.vips,
       vipDriver: o.vipDriver ?? new NativeVipDriver(),
       intervalMs: c.heartbeatIntervalMs,
@@ -54,11 +59,18 @@ export class BalancerNode {
       generation: first.generation,
       logger: o.logger,
     });
+    if (o.sessions) {
+      const replicator = new SessionReplicator({ ...o.sessions, key, instance: this.node.instance, send: (d) => this.node.sendToPeer(d), clock: systemClock, logger: o.logger });
+      this.node.on('session-batch', (datagram, from) => replicator.receive(datagram, from));
+      this.node.on('peer-up', () => replicator.resync());
+      this.#replicator = replicator;
+    }
   }
 
   /** Binds the heartbeat socket (removing any VIP a crash left behind) and starts electing. */
   async start(): Promise<void> {
     await this.node.start();
+    this.#replicator?.start();
     // Operator changes (drain, state) have no event of their own: a look every interval costs a
     // walk over the backends, and a new fault is seen within one heartbeat.
     this.#timer = setInterval(() => this.update(), this.node.status().node.intervalMs);
@@ -76,12 +88,14 @@ export class BalancerNode {
   }
 
   status(): ClusterStatus {
-    return this.node.status();
+    const s = this.node.status();
+    return this.#replicator ? { ...s, sessions: this.#replicator.stats() } : s;
   }
 
   /** Gives the VIPs up and sends the leaving heartbeat. Idempotent. */
   stop(): Promise<void> {
     clearInterval(this.#timer);
+    this.#replicator?.stop();
     return this.node.stop();
   }
 }

@@ -11,12 +11,15 @@ import { EventEmitter, once } from 'node:events';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { formatHostPort } from '../config/address.js';
+import { DeadlineTimer } from './deadline-timer.js';
 import { deadTime, elect, initialElection, nextDeadline, type ElectionAction, type ElectionEvent, type ElectionState, type TransitionReason } from './election.js';
 import { HeartbeatFilter } from './heartbeat-filter.js';
-import { encodeHeartbeat, rejectReasons, type ClusterState, type RejectReason } from './heartbeat.js';
+import { encodeHeartbeat, isInstanceId, newInstanceId, rejectReasons, type ClusterState, type RejectReason } from './heartbeat.js';
 import { StateChangeCommand } from './state-change-command.js';
 import { formatVip } from './vip.js';
 import { systemClock, type ClusterNodeEvents, type ClusterNodeOptions, type ClusterStatus, type ClusterTransition } from './cluster-types.js';
+import { RejectTally } from './reject-tally.js';
+import { sessionBatchMagic } from './session-batch.js';
 import { VipHolder } from './vip-holder.js';
 
 export * from './cluster-types.js';
@@ -25,6 +28,9 @@ const recentLimit = 16;
 
 export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   readonly #o: Required<Omit<ClusterNodeOptions, 'onStateChange' | 'logger' | 'peer'>> & { logger?: Logger };
+  // The peer's last heartbeat had this node's id; the error about it is logged once per run.
+  #duplicateNodeId = false;
+  #duplicateLogged = false;
   #peer: { host: string; port: number };
   readonly #filter: HeartbeatFilter;
   readonly #command: StateChangeCommand | undefined;
@@ -35,8 +41,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   #sequence = 0;
   #generation: number;
   #sendTimer: NodeJS.Timeout | undefined;
-  #deadlineTimer: NodeJS.Timeout | undefined;
-  #deadlineAt = Infinity;
+  readonly #deadline = new DeadlineTimer(() => this.#step({ type: 'peer-timeout' }));
   readonly #vips: VipHolder;
   #stateSince = 0;
   #transitions = 0;
@@ -44,9 +49,8 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   #sent = 0;
   #sendErrors = 0;
   #accepted = 0;
-  #rejected: Record<RejectReason, number> = Object.fromEntries(rejectReasons.map((r) => [r, 0])) as Record<RejectReason, number>;
-  #rejectLoggedAt: Partial<Record<RejectReason, number>> = {};
-  #lastPeer: { id: string; priority: number; state: ClusterState; healthyBackends: number; generation: number; heardAt: number; leaving: boolean } | undefined;
+  readonly #rejected = new RejectTally(rejectReasons, 'heartbeat');
+  #lastPeer: { id: string; instance: string; priority: number; state: ClusterState; healthyBackends: number; generation: number; heardAt: number; leaving: boolean } | undefined;
   #peerRestarts = 0;
   #stopping: Promise<void> | undefined;
   #healthyBackends: number;
@@ -61,6 +65,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     if (own !== '' && isIP(own) !== isIP(options.peer.host)) throw new TypeError(`heartbeat address ${own} and peer ${options.peer.host} are of different IP families`);
     this.#o = {
       nodeId: options.nodeId,
+      instance: options.instance ?? newInstanceId(),
       priority: options.priority ?? 100,
       heartbeat: options.heartbeat,
       key: options.key,
@@ -78,11 +83,12 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       logger: options.logger,
     };
     if (Buffer.byteLength(this.#o.nodeId) < 1 || Buffer.byteLength(this.#o.nodeId) > 255) throw new RangeError('node id must be 1-255 bytes');
+    if (!isInstanceId(this.#o.instance)) throw new RangeError('instance must be 16 lower-case hex digits');
     this.#peer = { host: options.peer.host, port: options.peer.port };
     this.#generation = this.#o.generation;
     this.#healthyBackends = this.#o.healthyBackends;
-    this.#election = initialElection({ nodeId: this.#o.nodeId, priority: this.#o.priority, preempt: this.#o.preempt, intervalMs: this.#o.intervalMs, deadAfter: this.#o.deadAfter });
-    this.#filter = new HeartbeatFilter({ nodeId: this.#o.nodeId, key: this.#o.key, timestampWindowMs: this.#o.timestampWindowMs });
+    this.#election = initialElection({ nodeId: this.#o.nodeId, instance: this.#o.instance, priority: this.#o.priority, preempt: this.#o.preempt, intervalMs: this.#o.intervalMs, deadAfter: this.#o.deadAfter });
+    this.#filter = new HeartbeatFilter({ nodeId: this.#o.nodeId, instance: this.#o.instance, key: this.#o.key, timestampWindowMs: this.#o.timestampWindowMs });
     this.#vips = new VipHolder(this.#o.vipDriver, this.#o.announceAtMs, this.#o.logger, (err, vip) => this.emit('vip-error', err, vip));
     if (options.onStateChange !== undefined) {
       this.#command = new StateChangeCommand({
@@ -139,6 +145,18 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     return this.#bound;
   }
 
+  /** This process's instance id (random unless given): what its heartbeats and batches carry. */
+  get instance(): string {
+    return this.#o.instance;
+  }
+
+  /** Sends a datagram (a session batch) to the peer's heartbeat address; a failure is counted. */
+  sendToPeer(datagram: Buffer): void {
+    this.#socket?.send(datagram, this.#peer.port, this.#peer.host, (err) => {
+      if (err) this.#sendErrors++;
+    });
+  }
+
   /** Changes where heartbeats go (a reload, or tests that bind port 0 first). */
   setPeer(peer: { host: string; port: number }): void {
     if (!isIP(peer.host)) throw new TypeError(`peer host must be a numeric IP address, got "${peer.host}"`);
@@ -181,7 +199,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
 
   async #stop(): Promise<void> {
     clearInterval(this.#sendTimer);
-    this.#clearDeadline();
+    this.#deadline.clear();
     const sent = this.#election.running ? this.#step({ type: 'stop' }) : undefined;
     this.#vips.stopAnnouncing();
     await sent;
@@ -204,6 +222,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     return {
       node: {
         id: this.#o.nodeId,
+        instance: this.#o.instance,
         priority: this.#o.priority,
         state: this.#election.state,
         stateSince: this.#stateSince,
@@ -219,6 +238,8 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
         port: this.#peer.port,
         up: this.#election.peer !== undefined,
         id: p?.id ?? null,
+        instance: p?.instance ?? null,
+        duplicateNodeId: this.#duplicateNodeId,
         priority: p?.priority ?? null,
         state: p?.state ?? null,
         healthyBackends: p?.healthyBackends ?? null,
@@ -231,7 +252,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       vips: this.#o.vips.map((v) => ({ address: formatVip(v), dev: v.dev, held: this.#vips.holds(v) })),
       transitions: this.#transitions,
       recentTransitions: [...this.#recent],
-      heartbeats: { sent: this.#sent, sendErrors: this.#sendErrors, accepted: this.#accepted, rejected: { ...this.#rejected } },
+      heartbeats: { sent: this.#sent, sendErrors: this.#sendErrors, accepted: this.#accepted, rejected: this.#rejected.counts() },
       vipErrors: this.#vips.errors,
     };
   }
@@ -248,7 +269,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       const s = this.#act(action);
       if (s) sent = s;
     }
-    if (this.#election.running) this.#armDeadline(now);
+    if (this.#election.running) this.#deadline.arm(nextDeadline(this.#election), now);
     return sent;
   }
 
@@ -288,6 +309,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       buf = encodeHeartbeat(
         {
           nodeId: this.#o.nodeId,
+          instance: this.#o.instance,
           priority: this.#o.priority,
           state: this.#election.state,
           healthyBackends: Math.min(this.#election.healthyBackends, 0xffff_ffff),
@@ -316,6 +338,11 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
 
   #receive(msg: Buffer, address: string, port: number): void {
     if (!this.#election.running) return;
+    // Session batches share the socket (session-replicator.ts says why) and are judged there.
+    if (msg.subarray(0, 4).equals(sessionBatchMagic)) {
+      this.emit('session-batch', msg, { address, port });
+      return;
+    }
     const r = this.#filter.accept(msg, { wall: this.#o.clock.wall(), monotonic: this.#o.clock.monotonic() });
     if (!r.ok) {
       this.#reject(r.reason, address, port);
@@ -323,6 +350,16 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     }
     const hb = r.heartbeat;
     this.#accepted++;
+    if (r.duplicateNodeId && !this.#duplicateLogged) {
+      // Once per run: the pair still works (the instance id breaks the tie), but logs, status and
+      // on-state-change cannot say which node is which, and the rank is left to chance.
+      this.#duplicateLogged = true;
+      this.#o.logger?.error(
+        { nodeId: hb.nodeId, peer: formatHostPort(address, port), instance: this.#o.instance, peerInstance: hb.instance },
+        `cluster: the peer has this node's id "${hb.nodeId}": give each node its own with --node-id (cluster.nodeId); until then the random instance id decides between equal priorities`,
+      );
+    }
+    this.#duplicateNodeId = r.duplicateNodeId;
     if (r.restarted) {
       this.#peerRestarts++;
       this.#o.logger?.info({ peer: hb.nodeId }, 'cluster: the peer restarted');
@@ -331,46 +368,16 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     if (hb.generation !== this.#generation && this.#lastPeer?.generation !== hb.generation) {
       this.#o.logger?.warn({ peer: hb.nodeId, peerGeneration: hb.generation, generation: this.#generation }, 'cluster: the peer runs a different backend set');
     }
-    this.#lastPeer = { id: hb.nodeId, priority: hb.priority, state: hb.state, healthyBackends: hb.healthyBackends, generation: hb.generation, heardAt: this.#o.clock.monotonic(), leaving: hb.leaving };
+    this.#lastPeer = { id: hb.nodeId, instance: hb.instance, priority: hb.priority, state: hb.state, healthyBackends: hb.healthyBackends, generation: hb.generation, heardAt: this.#o.clock.monotonic(), leaving: hb.leaving };
     if (hb.leaving) this.#o.logger?.info({ peer: hb.nodeId }, 'cluster: the peer is leaving');
-    this.#step({ type: 'heartbeat', peer: { nodeId: hb.nodeId, priority: hb.priority, state: hb.state, leaving: hb.leaving } });
+    const wasUp = this.#election.peer !== undefined;
+    this.#step({ type: 'heartbeat', peer: { nodeId: hb.nodeId, instance: hb.instance, priority: hb.priority, state: hb.state, leaving: hb.leaving } });
+    if (!hb.leaving && (!wasUp || r.restarted)) this.emit('peer-up');
   }
 
   #reject(reason: RejectReason, address: string, port: number): void {
-    this.#rejected[reason]++;
+    this.#rejected.record(reason, { address, port }, this.#o.clock.monotonic(), this.#o.logger);
     this.emit('reject', { reason, address, port });
-    // At most one line a second per reason: a flood of forgeries must not flood the log.
-    const now = this.#o.clock.monotonic();
-    const last = this.#rejectLoggedAt[reason];
-    if (last === undefined || now - last >= 1000) {
-      this.#rejectLoggedAt[reason] = now;
-      this.#o.logger?.warn({ reason, from: formatHostPort(address, port), total: this.#rejected[reason] }, 'cluster: heartbeat rejected');
-    }
-  }
-
-  // The peer's deadline moves forward with every heartbeat (ten times a second). Rather than
-  // re-arm a timer each time, the timer stays armed for the earliest deadline; when it fires the
-  // election is told, ignores it if a heartbeat came meanwhile, and the timer is armed again.
-  #armDeadline(now: number): void {
-    const at = nextDeadline(this.#election);
-    if (at === undefined) {
-      this.#clearDeadline();
-      return;
-    }
-    if (this.#deadlineTimer && this.#deadlineAt <= at) return;
-    this.#clearDeadline();
-    this.#deadlineAt = at;
-    this.#deadlineTimer = setTimeout(() => {
-      this.#deadlineTimer = undefined;
-      this.#deadlineAt = Infinity;
-      this.#step({ type: 'peer-timeout' });
-    }, Math.max(0, Math.ceil(at - now)));
-  }
-
-  #clearDeadline(): void {
-    clearTimeout(this.#deadlineTimer);
-    this.#deadlineTimer = undefined;
-    this.#deadlineAt = Infinity;
   }
 
   /** The dead time (dead-after x interval), for callers that wait on a takeover. */

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { TransitionReason } from './election.js';
 import type { ClusterState, RejectReason } from './heartbeat.js';
+import type { BatchRejectReason } from './session-batch.js';
 import type { StateChangeResult } from './state-change-command.js';
 import type { Vip } from './vip.js';
 import type { VipDriver } from './vip-driver.js';
@@ -21,6 +22,8 @@ export const systemClock: ClusterClock = Object.freeze({ monotonic: () => perfor
 export interface ClusterNodeOptions {
   /** This node's name, unique in the pair (default in the CLI: the host name). 1-255 bytes. */
   readonly nodeId: string;
+  /** This process's instance id, 16 lower-case hex digits. Default: random (tests may fix it). */
+  readonly instance?: string;
   /** 1-255, higher wins. Default 100. */
   readonly priority?: number;
   /** Where this node sends and receives heartbeats. Host '' means every address of the peer's family. */
@@ -55,6 +58,23 @@ export interface ClusterNodeOptions {
   readonly logger?: Logger;
 }
 
+/** UDP session replication's counts (session-replicator.ts), for GET /cluster and the metrics. */
+export interface SessionReplicationStats {
+  /** Session changes sent to the peer. */
+  readonly sent: number;
+  /** Changes received in accepted batches. */
+  readonly received: number;
+  /** Received changes installed as affinity hints. */
+  readonly installed: number;
+  /** Received changes for a listener this node does not have. */
+  readonly unknownListener: number;
+  /** Changes never sent: the engine's queue or this side's was full. */
+  readonly dropped: number;
+  /** Affinity hints held now. */
+  readonly hints: number;
+  readonly rejected: Readonly<Record<BatchRejectReason, number>>;
+}
+
 /** One state change, as logged, emitted and kept in the status. */
 export interface ClusterTransition {
   readonly from: ClusterState;
@@ -68,6 +88,8 @@ export interface ClusterTransition {
 export interface ClusterStatus {
   readonly node: {
     readonly id: string;
+    /** Random per process: tells two nodes with one node id apart. */
+    readonly instance: string;
     readonly priority: number;
     readonly state: ClusterState;
     /** Wall-clock ms of the last transition (or of the start). */
@@ -87,6 +109,9 @@ export interface ClusterStatus {
     readonly up: boolean;
     /** What its last accepted heartbeat said; null before the first one. */
     readonly id: string | null;
+    readonly instance: string | null;
+    /** Its last heartbeat had this node's id: a misconfiguration (give each its own --node-id). */
+    readonly duplicateNodeId: boolean;
     readonly priority: number | null;
     readonly state: ClusterState | null;
     readonly healthyBackends: number | null;
@@ -110,6 +135,8 @@ export interface ClusterStatus {
     readonly rejected: Readonly<Record<RejectReason, number>>;
   };
   readonly vipErrors: number;
+  /** UDP session replication, on a balancer's node (absent on a bare ClusterNode). */
+  readonly sessions?: SessionReplicationStats;
 }
 
 export interface ClusterNodeEvents {
@@ -117,4 +144,8 @@ export interface ClusterNodeEvents {
   reject: [{ reason: RejectReason; address: string; port: number }];
   'vip-error': [Error, Vip];
   'state-change-result': [StateChangeResult];
+  /** The peer is heard after not being alive (first heartbeat, back from dead or leaving), or restarted. */
+  'peer-up': [];
+  /** A datagram with the session batch magic, for the session replicator to judge. */
+  'session-batch': [Buffer, { address: string; port: number }];
 }

@@ -4,7 +4,10 @@
 // actions, and the tests drive it as a table.
 //
 // The rules, which both nodes apply alike so that they reach the same answer:
-// - Rank: the higher priority outranks, and between equal priorities the greater node id.
+// - Rank: the higher priority outranks, between equal priorities the greater node id, and
+//   between equal node ids (two nodes misconfigured with one id, e.g. cloned from one image with
+//   its host name) the greater instance id, which each process draws at random: the rank is a
+//   total order, so exactly one node of any pair outranks the other.
 // - A node with no healthy backend is in fault and holds nothing: serving nothing from the VIP
 //   is worse than letting the peer serve it.
 // - A starting node waits in init until it hears the peer or has heard nothing for the dead
@@ -23,6 +26,8 @@ import type { ClusterState } from './heartbeat.js';
 
 export interface ElectionConfig {
   readonly nodeId: string;
+  /** This process's instance id (heartbeat.ts newInstanceId): the last tie-break. */
+  readonly instance: string;
   readonly priority: number;
   readonly preempt: boolean;
   readonly intervalMs: number;
@@ -33,6 +38,7 @@ export interface ElectionConfig {
 /** The peer as its last accepted heartbeat described it. */
 export interface PeerView {
   readonly nodeId: string;
+  readonly instance: string;
   readonly priority: number;
   readonly state: ClusterState;
   /** Monotonic time the heartbeat arrived. */
@@ -54,7 +60,7 @@ export type ElectionEvent =
   | { readonly type: 'start'; readonly healthyBackends: number }
   | {
       readonly type: 'heartbeat';
-      readonly peer: { readonly nodeId: string; readonly priority: number; readonly state: ClusterState; readonly leaving: boolean };
+      readonly peer: { readonly nodeId: string; readonly instance: string; readonly priority: number; readonly state: ClusterState; readonly leaving: boolean };
     }
   /** A deadline from `nextDeadline()` passed. Harmless when a heartbeat came in meanwhile. */
   | { readonly type: 'peer-timeout' }
@@ -131,10 +137,18 @@ export function nextDeadline(s: ElectionState): number | undefined {
   return undefined;
 }
 
-/** Whether `a` outranks `b`: higher priority, then the greater node id. */
-export function outranks(a: { priority: number; nodeId: string }, b: { priority: number; nodeId: string }): boolean {
+/** A node as the rank sees it. */
+export interface Rank {
+  readonly priority: number;
+  readonly nodeId: string;
+  readonly instance: string;
+}
+
+/** Whether `a` outranks `b`: higher priority, then the greater node id, then the greater instance id. */
+export function outranks(a: Rank, b: Rank): boolean {
   if (a.priority !== b.priority) return a.priority > b.priority;
-  return a.nodeId > b.nodeId;
+  if (a.nodeId !== b.nodeId) return a.nodeId > b.nodeId;
+  return a.instance > b.instance;
 }
 
 const noChange = (state: ElectionState): ElectionStep => ({ state, actions: [] });
@@ -142,7 +156,7 @@ const noChange = (state: ElectionState): ElectionStep => ({ state, actions: [] }
 /** The state this node should be in now, and why; `gone` says why there is no peer, if it went. */
 function decide(s: ElectionState, now: number, gone?: 'peer-timeout' | 'peer-leaving', previous?: PeerView): { to: ClusterState; reason?: TransitionReason } {
   if (s.healthyBackends === 0) return { to: 'fault', reason: 'no-healthy-backends' };
-  const self = { nodeId: s.config.nodeId, priority: s.config.priority };
+  const self: Rank = { nodeId: s.config.nodeId, instance: s.config.instance, priority: s.config.priority };
   const peer = s.peer;
   if (s.state === 'active') {
     if (peer?.state !== 'active' || !outranks(peer, self)) return { to: 'active' };
@@ -215,7 +229,7 @@ export function elect(s: ElectionState, event: ElectionEvent, now: number): Elec
         const { to, reason } = decide(next, now, 'peer-leaving');
         return moveTo(next, to, reason);
       }
-      const next = { ...s, peer: { nodeId: p.nodeId, priority: p.priority, state: p.state, heardAt: now } };
+      const next = { ...s, peer: { nodeId: p.nodeId, instance: p.instance, priority: p.priority, state: p.state, heardAt: now } };
       const { to, reason } = decide(next, now, undefined, s.peer);
       // Both active and this node outranks the peer: say so now, so the peer steps down without
       // waiting for the next interval. On first hearing it active (a partition healed), announce

@@ -22,8 +22,10 @@
 import { decodeHeartbeat, type Heartbeat, type RejectReason } from './heartbeat.js';
 
 export interface HeartbeatFilterOptions {
-  /** This node's id: a heartbeat carrying it is a loop or a misconfigured peer. */
+  /** This node's id: a peer with the same one is flagged (`duplicateNodeId`), not refused. */
   readonly nodeId: string;
+  /** This process's instance id: a heartbeat carrying it is this node's own, looped back. */
+  readonly instance: string;
   readonly key: Buffer;
   /** How far a heartbeat's timestamp may be from this node's wall clock, either way (ms). */
   readonly timestampWindowMs: number;
@@ -43,6 +45,8 @@ export type FilterResult =
       heartbeat: Heartbeat;
       /** First heartbeat of a new epoch from a sender heard before: it restarted. */
       restarted: boolean;
+      /** The sender has this node's id (another instance): both nodes are misconfigured. */
+      duplicateNodeId: boolean;
     }
   | { ok: false; reason: RejectReason };
 
@@ -67,7 +71,11 @@ export class HeartbeatFilter {
     const decoded = decodeHeartbeat(datagram, this.#options.key);
     if (!decoded.ok) return decoded;
     const hb = decoded.heartbeat;
-    if (hb.nodeId === this.#options.nodeId) return { ok: false, reason: 'own-node-id' };
+    // The instance, not the node id, says whether it is this node's own: two nodes cloned from
+    // one image share a host name, and refusing each other's heartbeats as "own" would leave
+    // both active for good. Such a peer is taken as a peer (the election breaks the tie on the
+    // instance id) and flagged, so the node can tell the operator.
+    if (hb.instance === this.#options.instance) return { ok: false, reason: 'own-heartbeat' };
     const window = this.#options.timestampWindowMs;
     if (Math.abs(now.wall - hb.timestamp) > window) return { ok: false, reason: 'timestamp' };
     let record = this.#senders.get(hb.nodeId);
@@ -80,7 +88,7 @@ export class HeartbeatFilter {
     }
     const restarted = record !== undefined && hb.epoch > record.epoch;
     this.#senders.set(hb.nodeId, { epoch: hb.epoch, sequence: hb.sequence, acceptedAt: now.monotonic });
-    return { ok: true, heartbeat: hb, restarted };
+    return { ok: true, heartbeat: hb, restarted, duplicateNodeId: hb.nodeId === this.#options.nodeId };
   }
 
   /** Drops every record (for tests and a key change). */

@@ -1,10 +1,10 @@
 // The heartbeat on the wire: what one node tells its peer every interval, and the HMAC that
 // proves it came from a holder of the shared key. Pure: encode, decode and authenticate bytes.
 //
-// Layout (network byte order), 72 + n bytes:
+// Layout (network byte order), 80 + n bytes:
 //
 //    0  4  magic "LB4H"         random traffic on the port is "malformed", not "bad-version"
-//    4  1  version (1)          checked before the MAC: another version may place it elsewhere
+//    4  1  version (2)          checked before the MAC: another version may place it elsewhere
 //    5  1  flags                bit 0: leaving (the sender is stopping; take over at once)
 //    6  1  state                0 init, 1 backup, 2 active, 3 fault
 //    7  1  priority             1-255, higher wins
@@ -13,18 +13,25 @@
 //   16  8  epoch                the sender's start time (wall clock, ms): orders its restarts
 //   24  8  sequence             0, 1, 2, ... within one epoch
 //   32  8  timestamp            the sender's wall clock when it sent this (ms)
-//   40  1  n                    length of the node id, 1-255
-//   41  n  node id              UTF-8
-// 41+n 32  HMAC-SHA256          over every byte before it, under the shared key
+//   40  8  instance             random, chosen once per process: tells this node's own
+//                               heartbeat (looped back) from a peer that has the same node id
+//   48  1  n                    length of the node id, 1-255
+//   49  n  node id              UTF-8
+// 49+n 32  HMAC-SHA256          over every byte before it, under the shared key
+//
+// Version 1 had no instance field (the node id was its place): a version 1 heartbeat is refused
+// as "bad-version", so both nodes of a pair must run a build of the same version.
 //
 // The MAC covers the whole message, version and magic included, so no field can be changed or
 // moved without the key. Nothing in it is secret: the key authenticates, it does not encrypt.
 
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export const heartbeatVersion = 1;
+export const heartbeatVersion = 2;
 const magic = Buffer.from('LB4H', 'latin1');
-const headerBytes = 41;
+const instanceOffset = 40;
+const idLengthOffset = 48;
+const headerBytes = 49;
 const macBytes = 32;
 const flagLeaving = 0x01;
 
@@ -35,6 +42,8 @@ export type ClusterState = (typeof clusterStates)[number];
 /** What a heartbeat says. */
 export interface Heartbeat {
   readonly nodeId: string;
+  /** The sending process: 16 lower-case hex digits (see newInstanceId). */
+  readonly instance: string;
   readonly priority: number;
   readonly state: ClusterState;
   readonly healthyBackends: number;
@@ -47,6 +56,23 @@ export interface Heartbeat {
 
 /** The longest node id the wire can carry, in UTF-8 bytes. */
 export const maxNodeIdBytes = 255;
+
+const instancePattern = /^[0-9a-f]{16}$/;
+
+/**
+ * A random 64-bit instance id, as 16 lower-case hex digits, chosen once per process. Two nodes
+ * with the same node id (two machines cloned from one image keep its host name) still differ
+ * here, so each can tell the other's heartbeats from its own looped back. Hex strings of equal
+ * length order as the numbers do, which the election's last tie-break relies on.
+ */
+export function newInstanceId(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/** Whether `s` is an instance id as newInstanceId makes them. */
+export function isInstanceId(s: string): boolean {
+  return instancePattern.test(s);
+}
 
 const u32 = (v: number, name: string) => {
   if (!Number.isInteger(v) || v < 0 || v > 0xffff_ffff) throw new RangeError(`heartbeat ${name} must be an integer from 0 to 4294967295, got ${v}`);
@@ -64,6 +90,7 @@ export function encodeHeartbeat(hb: Heartbeat, key: Buffer): Buffer {
   if (!Number.isInteger(hb.priority) || hb.priority < 1 || hb.priority > 255) throw new RangeError(`heartbeat priority must be 1-255, got ${hb.priority}`);
   const state = clusterStates.indexOf(hb.state);
   if (state < 0) throw new RangeError(`heartbeat state "${hb.state}" is not one of ${clusterStates.join(', ')}`);
+  if (!isInstanceId(hb.instance)) throw new RangeError(`heartbeat instance must be 16 lower-case hex digits, got "${hb.instance}"`);
   const buf = Buffer.allocUnsafe(headerBytes + id.length + macBytes);
   magic.copy(buf, 0);
   buf.writeUInt8(heartbeatVersion, 4);
@@ -75,7 +102,8 @@ export function encodeHeartbeat(hb: Heartbeat, key: Buffer): Buffer {
   buf.writeBigUInt64BE(u64(hb.epoch, 'epoch'), 16);
   buf.writeBigUInt64BE(u64(hb.sequence, 'sequence'), 24);
   buf.writeBigUInt64BE(u64(hb.timestamp, 'timestamp'), 32);
-  buf.writeUInt8(id.length, 40);
+  buf.write(hb.instance, instanceOffset, 8, 'hex');
+  buf.writeUInt8(id.length, idLengthOffset);
   id.copy(buf, headerBytes);
   mac(buf.subarray(0, headerBytes + id.length), key).copy(buf, headerBytes + id.length);
   return buf;
@@ -85,8 +113,12 @@ function mac(data: Buffer, key: Buffer): Buffer {
   return createHmac('sha256', key).update(data).digest();
 }
 
-/** Why a received datagram is not a heartbeat this node accepts; metric labels, defined once. */
-export const rejectReasons = ['malformed', 'bad-version', 'bad-mac', 'own-node-id', 'timestamp', 'replayed'] as const;
+/**
+ * Why a received datagram is not a heartbeat this node accepts; metric labels, defined once.
+ * `own-heartbeat`: this process's own (its instance id), looped back to it. A heartbeat with this
+ * node's id but another instance is not refused: it is a peer misconfigured with the same id.
+ */
+export const rejectReasons = ['malformed', 'bad-version', 'bad-mac', 'own-heartbeat', 'timestamp', 'replayed'] as const;
 export type RejectReason = (typeof rejectReasons)[number];
 
 export type DecodeResult = { ok: true; heartbeat: Heartbeat } | { ok: false; reason: 'malformed' | 'bad-version' | 'bad-mac' };
@@ -98,13 +130,13 @@ export type DecodeResult = { ok: true; heartbeat: Heartbeat } | { ok: false; rea
 export function decodeHeartbeat(buf: Buffer, key: Buffer): DecodeResult {
   if (buf.length < headerBytes + 1 + macBytes || !buf.subarray(0, 4).equals(magic)) return { ok: false, reason: 'malformed' };
   if (buf.readUInt8(4) !== heartbeatVersion) return { ok: false, reason: 'bad-version' };
-  const idBytes = buf.readUInt8(40);
+  const idBytes = buf.readUInt8(idLengthOffset);
   const signed = headerBytes + idBytes;
   if (idBytes === 0 || buf.length !== signed + macBytes) return { ok: false, reason: 'malformed' };
   // Compared in constant time, so the time a forgery takes to be refused says nothing about
   // how many of its leading MAC bytes were right.
   if (!timingSafeEqual(mac(buf.subarray(0, signed), key), buf.subarray(signed))) return { ok: false, reason: 'bad-mac' };
-  // Authentic from here on, but still checked: a peer running a newer build of version 1 might
+  // Authentic from here on, but still checked: a peer running a newer build of version 2 might
   // send a state this build does not know. Flag bits this build does not know are ignored, so
   // a later build may add one without a new version.
   const flags = buf.readUInt8(5);
@@ -124,6 +156,7 @@ export function decodeHeartbeat(buf: Buffer, key: Buffer): DecodeResult {
     ok: true,
     heartbeat: {
       nodeId,
+      instance: buf.toString('hex', instanceOffset, instanceOffset + 8),
       priority,
       state,
       healthyBackends: buf.readUInt32BE(8),

@@ -159,6 +159,30 @@ export type NativeEvent =
       datagramsToClient?: number;
     };
 
+/** A UDP session that started (or is still running) or ended, reported for the HA peer. */
+export interface NativeSessionChange {
+  /** false: the session ended. */
+  opened: boolean;
+  listener: number;
+  backendKey: number;
+  clientIp: string;
+  clientPort: number;
+  /** The address the client sent to, on a wildcard listener. */
+  localIp?: string;
+}
+
+/** One of the HA peer's sessions, as an affinity hint for new sessions of the same client. */
+export interface NativeAffinityUpdate {
+  /** false: the peer's session ended; forget the hint. */
+  set: boolean;
+  listener: number;
+  clientIp: string;
+  clientPort: number;
+  localIp?: string;
+  /** The backend's stable id, `<listener name>/<backend id>` (NativeBackend.id). */
+  backendId: string;
+}
+
 export interface NativeConnectionFilter {
   listener?: number;
   backendKey?: number;
@@ -194,6 +218,18 @@ export interface NativeEngine {
   closeFlows(filter: NativeConnectionFilter): Promise<number>;
   /** Reports one closed flow in `every` as a flow-closed event; 0 turns the flow log off. */
   setFlowLog(every: number): void;
+  /** Starts (true) or stops queueing UDP session changes for drainSessionChanges. */
+  setSessionReplication(on: boolean): void;
+  /** Every worker reports each live UDP session again (the HA peer appeared and knows none). */
+  resendSessions(): void;
+  /** The session changes queued since the last call, oldest first; `dropped`: lost to a full queue, ever. */
+  drainSessionChanges(): { changes: NativeSessionChange[]; dropped: number };
+  /**
+   * Installs the HA peer's sessions as hints, consulted when a new session opens. Throws
+   * TypeError on a malformed update (then none of the batch applies). `set`: entries set;
+   * `size`: hints held now.
+   */
+  applyAffinity(updates: NativeAffinityUpdate[]): { set: number; size: number };
 }
 
 /**
@@ -205,7 +241,7 @@ export const counterNames = [
   'connect_failures', 'connect_timeouts', 'retries', 'no_backend', 'resets', 'idle_timeouts', 'drain_closed',
   'accept_shed', 'accept_errors', 'connect_no_descriptors', 'datagrams_to_backend', 'datagrams_to_client',
   'sessions_active', 'sessions_total', 'sessions_evicted', 'sessions_expired', 'dropped_no_backend', 'dropped_truncated',
-  'dropped_send_error', 'dropped_cap', 'dropped_late',
+  'dropped_send_error', 'dropped_cap', 'dropped_late', 'sessions_replicated',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 

@@ -40,6 +40,10 @@ Napi::Function EngineWrap::define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::removeListener>("removeListener"),
                          InstanceMethod<&EngineWrap::closeFlows>("closeFlows"),
                          InstanceMethod<&EngineWrap::setFlowLog>("setFlowLog"),
+                         InstanceMethod<&EngineWrap::setSessionReplication>("setSessionReplication"),
+                         InstanceMethod<&EngineWrap::drainSessionChanges>("drainSessionChanges"),
+                         InstanceMethod<&EngineWrap::applyAffinity>("applyAffinity"),
+                         InstanceMethod<&EngineWrap::resendSessions>("resendSessions"),
                      });
 }
 

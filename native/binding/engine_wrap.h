@@ -33,6 +33,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value removeListener(const Napi::CallbackInfo& info);
   Napi::Value closeFlows(const Napi::CallbackInfo& info);
   Napi::Value setFlowLog(const Napi::CallbackInfo& info);
+  // engine_replication.cc: UDP sessions across an HA failover.
+  Napi::Value setSessionReplication(const Napi::CallbackInfo& info);
+  Napi::Value drainSessionChanges(const Napi::CallbackInfo& info);
+  Napi::Value applyAffinity(const Napi::CallbackInfo& info);
+  Napi::Value resendSessions(const Napi::CallbackInfo& info);
 
   static void callJs(Napi::Env env, Napi::Function, EngineWrap* self, Job* job);
   static void finalizeTsfn(Napi::Env, std::shared_ptr<bool>* live, EngineWrap*);

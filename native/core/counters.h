@@ -45,7 +45,9 @@ namespace lb4 {
   X(dropped_truncated, "counter", "UDP datagrams dropped because they were larger than the buffer") \
   X(dropped_send_error, "counter", "UDP datagrams dropped because the kernel would not send them")  \
   X(dropped_cap, "counter", "UDP datagrams dropped because the session cap left no room")          \
-  X(dropped_late, "counter", "UDP datagrams from a backend dropped because their session had every response it expected")
+  X(dropped_late, "counter", "UDP datagrams from a backend dropped because their session had every response it expected") \
+  X(sessions_replicated, "counter",                                                                \
+    "UDP sessions opened on the backend the HA peer's session for the same client used")
 
 enum class Counter : uint32_t {
 #define LB4_COUNTER_ENUM(name, kind, help) name,

@@ -2,9 +2,27 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+
 namespace lb4 {
 
-Engine::Engine(EngineConfig config) : config_(std::move(config)), events_(config_.eventCapacity) {
+namespace {
+
+// Session changes waiting for the control thread (drained every few ms), and the peer's sessions
+// kept as hints (about 100 bytes each: some 6.5 MB at most).
+constexpr size_t kReplicationChangeCapacity = 65536;
+constexpr size_t kAffinityCapacity = 65536;
+
+}  // namespace
+
+// The peer's sessions live 1.5 idle timeouts from their last report, and a session with traffic
+// is reported again every half idle timeout: the copy outlives the session it stands for, by at
+// most one idle timeout.
+Engine::Engine(EngineConfig config)
+    : config_(std::move(config)),
+      events_(config_.eventCapacity),
+      replication_(kReplicationChangeCapacity, kAffinityCapacity, config_.worker.udpIdleTimeoutMs * 3 / 2,
+                   std::max<int64_t>(1, config_.worker.udpIdleTimeoutMs / 2)) {
   if (config_.workers == 0) config_.workers = 1;
   for (size_t i = 0; i < config_.listeners.size(); ++i)
     listenerCounters_.push_back(std::make_unique<CounterSet>(config_.workers));
@@ -70,7 +88,7 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
       mine[l].socket = std::move(groups[l][w]);
       mine[l].counters = listenerCounters_[l].get();
     }
-    auto worker = std::make_unique<Worker>(w, config_.worker, std::move(mine), events_, flowLogEvery_);
+    auto worker = std::make_unique<Worker>(w, config_.worker, std::move(mine), events_, flowLogEvery_, replication_);
     SysResult r = worker->init();
     if (!r.ok()) {
       err.error = r.error;
@@ -86,6 +104,11 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
   for (auto& w : workers_) w->start(initial);
   started_ = true;
   return true;
+}
+
+void Engine::reportSessions() {
+  if (!started_ || stopRequested_) return;
+  broadcast(command::ReportSessions{}, nullptr);
 }
 
 std::shared_ptr<Completion> Engine::completionForAll(std::function<void()> done) const {

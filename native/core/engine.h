@@ -18,6 +18,7 @@
 #include "io/event_queue.h"
 #include "listener_config.h"
 #include "tcp/listener_socket.h"
+#include "udp/session_replication.h"
 #include "worker.h"
 #include "worker_command.h"
 
@@ -91,6 +92,10 @@ class Engine {
   size_t readStats(double* out, size_t capacity) const;
   uint32_t backendKeyLimit() const { return static_cast<uint32_t>(backendCounters_.size()); }
   EventQueue& events() { return events_; }
+  // UDP sessions for the HA peer, and the peer's as affinity hints (udp/session_replication.h).
+  SessionReplication& replication() { return replication_; }
+  // Every worker reports its live UDP sessions again (the peer appeared). Returns at once.
+  void reportSessions();
 
  private:
   // One table per listener slot, from the control plane's specs (missing ones: empty).
@@ -117,6 +122,7 @@ class Engine {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<SocketAddress> bound_;
   EventQueue events_;
+  SessionReplication replication_;
   uint64_t generation_ = 0;
   bool started_ = false;
   bool stopRequested_ = false;

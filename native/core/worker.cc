@@ -20,13 +20,13 @@ int64_t idleSweepMs(int64_t idleTimeoutMs) { return std::clamp<int64_t>(idleTime
 }  // namespace
 
 Worker::Worker(uint32_t index, const WorkerOptions& options, std::vector<ListenerSlot> listeners, EventQueue& events,
-               const std::atomic<uint32_t>& flowLogEvery)
+               const std::atomic<uint32_t>& flowLogEvery, SessionReplication& replication)
     : index_(index),
       options_(options),
       events_(events),
       listeners_(std::move(listeners)),
       tcp_(index, options_, clock_, loop_, listeners_, events, flowLogEvery),
-      udp_(index, options_, clock_, loop_, listeners_, events, flowLogEvery) {}
+      udp_(index, options_, clock_, loop_, listeners_, events, flowLogEvery, replication) {}
 
 Worker::~Worker() {
   join();
@@ -189,6 +189,8 @@ void Worker::apply(command::CloseFlows& c) {
   c.closed->fetch_add(tcp_.closeFlows(c.filter, CloseReason::Drained) + udp_.closeSessions(c.filter, CloseReason::Drained),
                       std::memory_order_relaxed);
 }
+
+void Worker::apply(command::ReportSessions&) { udp_.reportAll(); }
 
 void Worker::closeListeners() {
   for (auto& l : listeners_) l.socket.reset();

@@ -34,8 +34,9 @@ class Worker {
   // `listeners` are the worker's first slots, each with its socket, protocol and counters; their
   // tables come with start(). `flowLogEvery` is shared with the engine: 0 logs no flow, N logs
   // one closed flow in N.
+  // `replication` is the engine's: UDP sessions reported to, and hinted by, the HA peer.
   Worker(uint32_t index, const WorkerOptions& options, std::vector<ListenerSlot> listeners, EventQueue& events,
-         const std::atomic<uint32_t>& flowLogEvery);
+         const std::atomic<uint32_t>& flowLogEvery, SessionReplication& replication);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -57,6 +58,7 @@ class Worker {
   void apply(command::AddListener& c);
   void apply(command::RemoveListener& c);
   void apply(command::CloseFlows& c);
+  void apply(command::ReportSessions& c);
 
   void ensureSlot(uint32_t slot);
   void onListenerReadable(uint32_t slot);

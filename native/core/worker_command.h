@@ -102,11 +102,15 @@ struct CloseFlows {
   std::shared_ptr<std::atomic<uint64_t>> closed;
 };
 
+// Report every live UDP session for the HA peer again (session replication): the peer just
+// appeared or restarted and knows none of them.
+struct ReportSessions {};
+
 }  // namespace command
 
 struct WorkerCommand {
   std::variant<command::ApplyBackends, command::Snapshot, command::Stop, command::AddListener,
-               command::RemoveListener, command::CloseFlows>
+               command::RemoveListener, command::CloseFlows, command::ReportSessions>
       body;
   std::shared_ptr<Completion> completion;
 };

@@ -462,10 +462,10 @@ t.test('GET /cluster and the cluster metrics', async (t) => {
   t.equal(none.status, 404, 'not a cluster node');
   t.match(none.json.error, { code: 'LB4_NOT_FOUND', message: /not a cluster node/ });
   t.notMatch((await call('GET', '/metrics')).text, /lb4_cluster_/, 'and no cluster metrics');
-  const rejected = { malformed: 0, 'bad-version': 0, 'bad-mac': 4, 'own-node-id': 0, timestamp: 1, replayed: 2 };
+  const rejected = { malformed: 0, 'bad-version': 0, 'bad-mac': 4, 'own-heartbeat': 0, timestamp: 1, replayed: 2 };
   target.cluster = {
-    node: { id: 'lb-a', priority: 200, state: 'active', stateSince: 1, healthyBackends: 2, generation: 7, preempt: true, heartbeat: { address: '0.0.0.0', port: 7000 }, intervalMs: 100, deadAfter: 3 },
-    peer: { address: '192.0.2.3', port: 7000, up: true, id: 'lb-b', priority: 100, state: 'backup', healthyBackends: 2, generation: 7, lastHeartbeatAgeMs: 40, leaving: false, restarts: 0 },
+    node: { id: 'lb-a', instance: '00000000000000aa', priority: 200, state: 'active', stateSince: 1, healthyBackends: 2, generation: 7, preempt: true, heartbeat: { address: '0.0.0.0', port: 7000 }, intervalMs: 100, deadAfter: 3 },
+    peer: { address: '192.0.2.3', port: 7000, up: true, id: 'lb-b', instance: '00000000000000bb', duplicateNodeId: false, priority: 100, state: 'backup', healthyBackends: 2, generation: 7, lastHeartbeatAgeMs: 40, leaving: false, restarts: 0 },
     generationMismatch: false,
     vips: [{ address: '192.0.2.10/24', dev: 'eth0', held: true }],
     transitions: 3,
@@ -477,10 +477,17 @@ t.test('GET /cluster and the cluster metrics', async (t) => {
   t.equal(r.status, 200);
   t.same(r.json, target.cluster);
   const text = (await call('GET', '/metrics')).text as string;
-  for (const line of ['lb4_cluster_state{state="init"} 0', 'lb4_cluster_state{state="backup"} 0', 'lb4_cluster_state{state="active"} 1', 'lb4_cluster_peer_up 1', 'lb4_cluster_transitions_total 3', 'lb4_cluster_heartbeats_rejected_total{reason="bad-mac"} 4', 'lb4_cluster_heartbeats_rejected_total{reason="replayed"} 2']) {
+  for (const line of ['lb4_cluster_state{state="init"} 0', 'lb4_cluster_state{state="backup"} 0', 'lb4_cluster_state{state="active"} 1', 'lb4_cluster_peer_up 1', 'lb4_cluster_duplicate_node_id 0', 'lb4_cluster_transitions_total 3', 'lb4_cluster_heartbeats_rejected_total{reason="bad-mac"} 4', 'lb4_cluster_heartbeats_rejected_total{reason="replayed"} 2']) {
     t.ok(text.split('\n').includes(line), line);
   }
   t.match(text, '# TYPE lb4_cluster_heartbeats_rejected_total counter');
+  t.notMatch(text, /lb4_cluster_session/, 'no session replication: none of its metrics');
+  const batches = { malformed: 1, 'bad-version': 0, 'bad-mac': 2, 'own-batch': 0, timestamp: 0, replayed: 3 };
+  target.cluster = { ...target.cluster, sessions: { sent: 40, received: 5, installed: 4, unknownListener: 1, dropped: 2, hints: 4, rejected: batches } };
+  const withSessions = (await call('GET', '/metrics')).text as string;
+  for (const line of ['lb4_cluster_sessions_replicated_total{change="sent"} 40', 'lb4_cluster_sessions_replicated_total{change="installed"} 4', 'lb4_cluster_sessions_replicated_total{change="dropped"} 2', 'lb4_cluster_session_hints 4', 'lb4_cluster_session_batches_rejected_total{reason="replayed"} 3']) {
+    t.ok(withSessions.split('\n').includes(line), line);
+  }
 });
 
 t.test('the token', async (t) => {

@@ -6,13 +6,13 @@ import { describeStatus } from '../../bin/commands/cluster.js';
 import type { ClusterStatus } from '../../lib/cluster/cluster-types.js';
 
 const status: ClusterStatus = {
-  node: { id: 'lb-a', priority: 200, state: 'active', stateSince: 0, healthyBackends: 2, generation: 7, preempt: true, heartbeat: { address: '192.0.2.2', port: 7000 }, intervalMs: 100, deadAfter: 3 },
-  peer: { address: '192.0.2.3', port: 7000, up: true, id: 'lb-b', priority: 100, state: 'backup', healthyBackends: 2, generation: 8, lastHeartbeatAgeMs: 41.6, leaving: false, restarts: 1 },
+  node: { id: 'lb-a', instance: '00000000000000aa', priority: 200, state: 'active', stateSince: 0, healthyBackends: 2, generation: 7, preempt: true, heartbeat: { address: '192.0.2.2', port: 7000 }, intervalMs: 100, deadAfter: 3 },
+  peer: { address: '192.0.2.3', port: 7000, up: true, id: 'lb-b', instance: '00000000000000bb', duplicateNodeId: false, priority: 100, state: 'backup', healthyBackends: 2, generation: 8, lastHeartbeatAgeMs: 41.6, leaving: false, restarts: 1 },
   generationMismatch: true,
   vips: [{ address: '192.0.2.10/24', dev: 'eth0', held: true }],
   transitions: 2,
   recentTransitions: [{ from: 'init', to: 'active', reason: 'outranks-peer', at: Date.UTC(2026, 10, 29, 15, 0, 0) }],
-  heartbeats: { sent: 100, sendErrors: 0, accepted: 99, rejected: { malformed: 0, 'bad-version': 0, 'bad-mac': 3, 'own-node-id': 0, timestamp: 0, replayed: 1 } },
+  heartbeats: { sent: 100, sendErrors: 0, accepted: 99, rejected: { malformed: 0, 'bad-version': 0, 'bad-mac': 3, 'own-heartbeat': 0, timestamp: 0, replayed: 1 } },
   vipErrors: 0,
 };
 
@@ -31,4 +31,10 @@ t.test('lb4 cluster describes both nodes', async (t) => {
   const lonely = { ...status, generationMismatch: false, peer: { ...status.peer, up: false, id: null, priority: null, state: null, lastHeartbeatAgeMs: null }, transitions: 0, recentTransitions: [] };
   t.match(describeStatus(lonely), /^peer \? at 192\.0\.2\.3:7000: down, unknown, never heard$/m);
   t.match(describeStatus(lonely), /^transitions: 0$/m);
+  const twin = { ...status, peer: { ...status.peer, id: 'lb-a', duplicateNodeId: true } };
+  t.match(describeStatus(twin), /^warning: the peer has this node's id "lb-a": give each node its own with --node-id$/m);
+  const rejected = { malformed: 0, 'bad-version': 0, 'bad-mac': 0, 'own-batch': 0, timestamp: 0, replayed: 0 };
+  const replicating = { ...status, sessions: { sent: 12, received: 3, installed: 2, unknownListener: 1, dropped: 0, hints: 2, rejected } };
+  t.match(describeStatus(replicating), /^udp sessions: 12 sent to the peer, 3 received, 2 installed, 2 hint\(s\) held$/m);
+  t.notMatch(describeStatus(status), /udp sessions/, 'a node without replication says nothing of it');
 });

@@ -9,10 +9,11 @@ import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { ClusterNode, type ClusterNodeOptions, type ClusterTransition } from '../../lib/cluster/cluster-node.js';
 import type { TransitionReason } from '../../lib/cluster/election.js';
-import { encodeHeartbeat } from '../../lib/cluster/heartbeat.js';
+import { encodeHeartbeat, heartbeatVersion } from '../../lib/cluster/heartbeat.js';
 import { splitCommandLine, StateChangeCommand, type StateChangeResult } from '../../lib/cluster/state-change-command.js';
 import { formatVip, type Vip } from '../../lib/cluster/vip.js';
 import type { VipDriver } from '../../lib/cluster/vip-driver.js';
@@ -197,6 +198,38 @@ t.test('a clean stop: the leaving heartbeat hands over at once', async (t) => {
   await a.node.stop(); // idempotent
 });
 
+t.test('two nodes with one node id: each takes the other as its peer, one is active, one error each', async (t) => {
+  // Both "lb" at equal priority (two machines cloned from one image keep its host name). Before
+  // the instance id, each dropped the other's heartbeats as its own and both stayed active.
+  const logs: Record<string, unknown>[][] = [[], []];
+  const logger = (i: number) => pino({ level: 'info' }, { write: (line: string) => void logs[i].push(JSON.parse(line)) });
+  const a = await makeNode(t, { nodeId: 'lb', priority: 100, instance: '00000000000000a1', logger: logger(0) });
+  const b = await makeNode(t, { nodeId: 'lb', priority: 100, instance: '00000000000000b2', logger: logger(1) });
+  a.node.setPeer({ host: loopback, port: b.node.address!.port });
+  b.node.setPeer({ host: loopback, port: a.node.address!.port });
+  const peerUps = [0, 0];
+  a.node.on('peer-up', () => peerUps[0]++);
+  b.node.on('peer-up', () => peerUps[1]++);
+  await a.node.start();
+  await b.node.start();
+  await until(() => b.node.state === 'active' && a.node.state === 'backup', 5000, 'the greater instance (b) active, a backup');
+  // Some intervals later it is still so, and a was never active.
+  const heard = b.node.status().heartbeats.accepted;
+  await until(() => b.node.status().heartbeats.accepted >= heard + 5, 5000, 'five more heartbeats');
+  t.same([a.node.state, b.node.state], ['backup', 'active']);
+  t.notOk(a.transitions.some((x) => x.to === 'active'), 'a was never active');
+  t.ok(b.driver.holds && a.driver.addresses.size === 0, 'only b holds the VIPs');
+  for (const [i, n] of [a, b].entries()) {
+    const s = n.node.status();
+    t.match(s.peer, { up: true, id: 'lb', duplicateNodeId: true, instance: i === 0 ? '00000000000000b2' : '00000000000000a1' }, 'the status flags the duplicate');
+    t.equal(s.heartbeats.rejected['own-heartbeat'], 0, 'nothing was refused as its own');
+    const errors = logs[i].filter((l) => (l.level as number) >= 50);
+    t.equal(errors.length, 1, 'one error logged, however many heartbeats came');
+    t.match(errors[0].msg, /the peer has this node's id "lb": give each node its own with --node-id/);
+  }
+  t.same(peerUps, [1, 1], "each emitted 'peer-up' once, on first hearing the other (session replication resends then)");
+});
+
 t.test('forged, wrong-key, replayed and looped heartbeats change nothing and are counted', async (t) => {
   const { a, b, link } = await pair(t);
   await a.node.start();
@@ -209,7 +242,7 @@ t.test('forged, wrong-key, replayed and looped heartbeats change nothing and are
   const before = b.node.status();
   const transitions = b.transitions.length;
   // Each claims lb-a is leaving or in fault, which would make lb-b take over if believed.
-  const claim = { nodeId: 'lb-a', priority: 255, state: 'fault' as const, healthyBackends: 0, generation: 0, epoch: Date.now() + 10_000, sequence: 1e9, timestamp: Date.now(), leaving: true };
+  const claim = { nodeId: 'lb-a', instance: a.node.status().node.instance, priority: 255, state: 'fault' as const, healthyBackends: 0, generation: 0, epoch: Date.now() + 10_000, sequence: 1e9, timestamp: Date.now(), leaving: true };
   const old = link.captured[0];
   for (let i = 0; i < 5; i++) {
     await send(Buffer.from('LB4H not really a heartbeat'));
@@ -218,16 +251,16 @@ t.test('forged, wrong-key, replayed and looped heartbeats change nothing and are
     forged[6] = 2; // a changed field, unsigned
     await send(forged);
     const v2 = Buffer.from(encodeHeartbeat(claim, key));
-    v2[4] = 2;
+    v2[4] = heartbeatVersion + 1;
     await send(v2);
     await send(old); // replayed
-    await send(encodeHeartbeat({ ...claim, nodeId: 'lb-b' }, key)); // its own id
+    await send(encodeHeartbeat({ ...claim, nodeId: 'lb-b', instance: before.node.instance }, key)); // its own, looped back
     await send(encodeHeartbeat({ ...claim, timestamp: Date.now() - 60_000 }, key)); // stale
   }
   await until(() => b.node.status().heartbeats.rejected.timestamp === 5, 2000, 'every datagram to be judged');
   await until(() => b.node.status().heartbeats.accepted > before.heartbeats.accepted, 2000, 'a real heartbeat after the attack');
   const after = b.node.status();
-  t.same(after.heartbeats.rejected, { malformed: 5, 'bad-version': 5, 'bad-mac': 10, 'own-node-id': 5, timestamp: 5, replayed: 5 });
+  t.same(after.heartbeats.rejected, { malformed: 5, 'bad-version': 5, 'bad-mac': 10, 'own-heartbeat': 5, timestamp: 5, replayed: 5 });
   t.equal(b.transitions.length, transitions, 'no transition');
   t.equal(b.node.state, 'backup');
   t.equal(a.node.state, 'active');

@@ -9,16 +9,16 @@ import type { ClusterState } from '../../lib/cluster/heartbeat.js';
 import { canonicalIp, inSubnet, parseVipSpec, resolveVip } from '../../lib/cluster/vip.js';
 import { Lb4Error } from '../../lib/errors.js';
 
-const config: ElectionConfig = { nodeId: 'b', priority: 100, preempt: true, intervalMs: 100, deadAfter: 3 };
+const config: ElectionConfig = { nodeId: 'b', instance: '5000000000000000', priority: 100, preempt: true, intervalMs: 100, deadAfter: 3 };
 
 function state(s: ClusterState, extra: { peer?: Partial<PeerView> & { state: ClusterState }; healthy?: number; startedAt?: number; cfg?: Partial<ElectionConfig> } = {}): ElectionState {
-  const peer = extra.peer ? { nodeId: 'a', priority: 100, heardAt: 1000, ...extra.peer } : undefined;
+  const peer = extra.peer ? { nodeId: 'a', instance: '1000000000000000', priority: 100, heardAt: 1000, ...extra.peer } : undefined;
   return { config: { ...config, ...extra.cfg }, state: s, running: true, startedAt: extra.startedAt ?? 0, healthyBackends: extra.healthy ?? 2, peer };
 }
 
-const hbFrom = (peerState: ClusterState, fields: { nodeId?: string; priority?: number; leaving?: boolean } = {}): ElectionEvent => ({
+const hbFrom = (peerState: ClusterState, fields: { nodeId?: string; instance?: string; priority?: number; leaving?: boolean } = {}): ElectionEvent => ({
   type: 'heartbeat',
-  peer: { nodeId: fields.nodeId ?? 'a', priority: fields.priority ?? 100, state: peerState, leaving: fields.leaving ?? false },
+  peer: { nodeId: fields.nodeId ?? 'a', instance: fields.instance ?? '1000000000000000', priority: fields.priority ?? 100, state: peerState, leaving: fields.leaving ?? false },
 });
 
 /** Actions written short: add, remove, hb, leave, and "from>to:reason" for a state change. */
@@ -52,6 +52,9 @@ const higher = { nodeId: 'z', priority: 200 };
 const lower = { nodeId: 'z', priority: 50 };
 const tieLowerId = { nodeId: 'a', priority: 100 };
 const tieHigherId = { nodeId: 'c', priority: 100 };
+// The peer has this node's id ('b'): two nodes misconfigured alike. The instance id decides.
+const twinLower = { nodeId: 'b', instance: '4fffffffffffffff', priority: 100 };
+const twinHigher = { nodeId: 'b', instance: '5000000000000001', priority: 100 };
 
 const table: Row[] = [
   // start
@@ -68,6 +71,8 @@ const table: Row[] = [
   { name: 'init, peer init, same priority, higher id: backup', from: state('init'), event: hbFrom('init', tieHigherId), now: 50, to: 'backup', actions: ['hb', 'init>backup:peer-outranks'], peerUp: true },
   { name: 'init, peer backup and higher: backup (it takes over on hearing this)', from: state('init'), event: hbFrom('backup', higher), now: 50, to: 'backup', actions: ['hb', 'init>backup:peer-outranks'], peerUp: true },
   { name: 'init, peer backup and lower: active', from: state('init'), event: hbFrom('backup', lower), now: 50, to: 'active', actions: ['add', 'hb', 'init>active:outranks-peer'], peerUp: true },
+  { name: 'init, peer init, same id, lower instance: active', from: state('init'), event: hbFrom('init', twinLower), now: 50, to: 'active', actions: ['add', 'hb', 'init>active:outranks-peer'], peerUp: true },
+  { name: 'init, peer init, same id, higher instance: backup', from: state('init'), event: hbFrom('init', twinHigher), now: 50, to: 'backup', actions: ['hb', 'init>backup:peer-outranks'], peerUp: true },
   { name: 'init, peer active and higher: backup', from: state('init'), event: hbFrom('active', higher), now: 50, to: 'backup', actions: ['hb', 'init>backup:peer-active'], peerUp: true },
   { name: 'init, peer active and lower, preempt: take over', from: state('init'), event: hbFrom('active', lower), now: 50, to: 'active', actions: ['add', 'hb', 'init>active:preempt'], peerUp: true },
   { name: 'init, peer active and lower, no preempt: backup', from: state('init', { cfg: { preempt: false } }), event: hbFrom('active', lower), now: 50, to: 'backup', actions: ['hb', 'init>backup:peer-active'], peerUp: true },
@@ -91,6 +96,8 @@ const table: Row[] = [
   { name: 'active, split brain, same priority, peer higher id: step down', from: state('active', { peer: { state: 'active', ...tieHigherId } }), event: hbFrom('active', tieHigherId), now: 1010, to: 'backup', actions: ['remove', 'hb', 'active>backup:split-brain'], peerUp: true },
   { name: 'active, split brain, same priority, peer lower id: stay, announce again, and tell it now', from: state('active'), event: hbFrom('active', tieLowerId), now: 1010, to: 'active', actions: ['add', 'hb'], peerUp: true },
   { name: 'active, split brain, peer lower priority: stay, announce again, and tell it now', from: state('active'), event: hbFrom('active', lower), now: 1010, to: 'active', actions: ['add', 'hb'], peerUp: true },
+  { name: 'active, split brain, same id, peer higher instance: step down', from: state('active', { peer: { state: 'active', ...twinHigher } }), event: hbFrom('active', twinHigher), now: 1010, to: 'backup', actions: ['remove', 'hb', 'active>backup:split-brain'], peerUp: true },
+  { name: 'active, split brain, same id, peer lower instance: stay, announce again, and tell it now', from: state('active'), event: hbFrom('active', twinLower), now: 1010, to: 'active', actions: ['add', 'hb'], peerUp: true },
   { name: 'active, split brain heard again: no second announcement', from: state('active', { peer: { state: 'active', ...lower } }), event: hbFrom('active', lower), now: 1010, to: 'active', actions: ['hb'], peerUp: true },
   { name: 'active, split brain even without preempt: rank decides', from: state('active', { cfg: { preempt: false } }), event: hbFrom('active', higher), now: 1010, to: 'backup', actions: ['remove', 'hb', 'active>backup:split-brain'], peerUp: true },
   { name: 'active, a backup peer went active over it: preempted', from: state('active', { peer: { state: 'backup', ...higher } }), event: hbFrom('active', higher), now: 1010, to: 'backup', actions: ['remove', 'hb', 'active>backup:preempted'], peerUp: true },
@@ -128,9 +135,13 @@ t.test('deadlines, rank, config checks', async (t) => {
   t.equal(nextDeadline(state('init', { startedAt: 40 })), 315, 'init: dead time from start');
   t.equal(nextDeadline(state('backup', { peer: { state: 'active', heardAt: 1000 } })), 1275, 'the peer: dead time (3 x 100 ms less the 25 ms reaction budget) from its last heartbeat');
   t.equal(nextDeadline(state('active')), undefined, 'active, no peer: nothing to wait for');
-  t.ok(outranks({ priority: 101, nodeId: 'a' }, { priority: 100, nodeId: 'z' }));
-  t.ok(outranks({ priority: 100, nodeId: 'b' }, { priority: 100, nodeId: 'a' }));
-  t.notOk(outranks({ priority: 100, nodeId: 'a' }, { priority: 100, nodeId: 'a' }));
+  const i0 = '0000000000000000';
+  const i9 = 'f000000000000000';
+  t.ok(outranks({ priority: 101, nodeId: 'a', instance: i0 }, { priority: 100, nodeId: 'z', instance: i9 }), 'priority first');
+  t.ok(outranks({ priority: 100, nodeId: 'b', instance: i0 }, { priority: 100, nodeId: 'a', instance: i9 }), 'then the node id');
+  t.ok(outranks({ priority: 100, nodeId: 'a', instance: i9 }, { priority: 100, nodeId: 'a', instance: i0 }), 'then the instance id');
+  t.notOk(outranks({ priority: 100, nodeId: 'a', instance: i0 }, { priority: 100, nodeId: 'a', instance: i9 }));
+  t.notOk(outranks({ priority: 100, nodeId: 'a', instance: i0 }, { priority: 100, nodeId: 'a', instance: i0 }), 'nothing outranks itself');
   t.throws(() => initialElection({ ...config, priority: 0 }), RangeError);
   t.throws(() => initialElection({ ...config, deadAfter: 0 }), RangeError);
   const started = elect(initialElection(config), { type: 'start', healthyBackends: 1 }, 500).state;
@@ -174,7 +185,7 @@ function simulate(nodes: [SimNode, SimNode], start: number, end: number, link: (
   const send = (i: 0 | 1, now: number, leaving: boolean) => {
     if (!link(i, now)) return;
     const s = nodes[i].s;
-    inFlight.push({ to: (1 - i) as 0 | 1, at: now + 1, event: { type: 'heartbeat', peer: { nodeId: s.config.nodeId, priority: s.config.priority, state: s.state, leaving } } });
+    inFlight.push({ to: (1 - i) as 0 | 1, at: now + 1, event: { type: 'heartbeat', peer: { nodeId: s.config.nodeId, instance: s.config.instance, priority: s.config.priority, state: s.state, leaving } } });
   };
   for (let now = start; now <= end; now++) {
     for (const i of [0, 1] as const) if (!nodes[i].s.running && nodes[i].s.startedAt === 0 && now === nodes[i].phase) apply(i, { type: 'start', healthyBackends: 1 }, now);
@@ -197,8 +208,8 @@ function simulate(nodes: [SimNode, SimNode], start: number, end: number, link: (
 
 function pair(a: Partial<ElectionConfig>, b: Partial<ElectionConfig>, phases: [number, number]): [SimNode, SimNode] {
   return [
-    { s: initialElection({ ...config, nodeId: 'a', ...a }), phase: phases[0] },
-    { s: initialElection({ ...config, nodeId: 'b', ...b }), phase: phases[1] },
+    { s: initialElection({ ...config, nodeId: 'a', instance: 'a000000000000000', ...a }), phase: phases[0] },
+    { s: initialElection({ ...config, nodeId: 'b', instance: 'b000000000000000', ...b }), phase: phases[1] },
   ];
 }
 
@@ -222,6 +233,34 @@ t.test('simultaneous start: exactly one active, in every order and with any one 
       }
     }
   }
+});
+
+t.test('two nodes with one node id: exactly one active, decided by the instance id', async (t) => {
+  // Cloned from one image, both are "lb"; each process drew its own instance id.
+  for (const [pa, pb] of [[10, 11], [1, 1], [99, 1], [50, 50]]) {
+    for (const instances of [['1111111111111111', 'eeeeeeeeeeeeeeee'], ['eeeeeeeeeeeeeeee', '1111111111111111']]) {
+      for (const lose of [undefined, 0, 1] as const) {
+        const nodes = pair({ nodeId: 'lb', instance: instances[0] }, { nodeId: 'lb', instance: instances[1] }, [pa, pb]);
+        let lost = false;
+        simulate(nodes, 0, 2000, (from) => {
+          if (lose === from && !lost) {
+            lost = true;
+            return false;
+          }
+          return true;
+        });
+        const winner = nodes.filter((n) => n.s.state === 'active').map((n) => n.s.config.instance);
+        t.same(winner, ['eeeeeeeeeeeeeeee'], `phases ${pa}/${pb}, instances ${instances.join('/')}, lost ${lose ?? 'none'}: the greater instance alone is active`);
+      }
+    }
+  }
+  // A partition makes both active; once it heals, one steps down within one interval.
+  const nodes = pair({ nodeId: 'lb', instance: '2222222222222222' }, { nodeId: 'lb', instance: '3333333333333333' }, [5, 60]);
+  simulate(nodes, 0, 1000, () => true);
+  simulate(nodes, 1001, 2000, () => false);
+  t.equal(actives(nodes).length, 2, 'cut off, both are active');
+  simulate(nodes, 2001, 2001 + 100 + 2, () => true);
+  t.same(nodes.filter((n) => n.s.state === 'active').map((n) => n.s.config.instance), ['3333333333333333'], 'healed: one active within one interval');
 });
 
 t.test('random partitions that heal: one active within one interval of the heartbeats returning', async (t) => {

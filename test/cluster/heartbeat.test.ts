@@ -1,5 +1,5 @@
 // The heartbeat as bytes and as a receiver judges it: encode/decode round trips, every reason a
-// datagram is refused (malformed, bad-version, bad-mac, own-node-id, timestamp, replayed), the
+// datagram is refused (malformed, bad-version, bad-mac, own-heartbeat, timestamp, replayed), the
 // restart rule (a new epoch is taken with a lower sequence), and the shared key's loading rules.
 // No sockets.
 
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { clusterKeyEnv, loadClusterKey, parseClusterKey, readClusterKeyFile } from '../../lib/cluster/cluster-key.js';
 import { HeartbeatFilter } from '../../lib/cluster/heartbeat-filter.js';
-import { decodeHeartbeat, encodeHeartbeat, heartbeatVersion, rejectReasons, type Heartbeat } from '../../lib/cluster/heartbeat.js';
+import { decodeHeartbeat, encodeHeartbeat, heartbeatVersion, isInstanceId, newInstanceId, rejectReasons, type Heartbeat } from '../../lib/cluster/heartbeat.js';
 import { Lb4Error } from '../../lib/errors.js';
 
 const key = Buffer.alloc(32, 7);
@@ -18,7 +18,7 @@ const otherKey = Buffer.alloc(32, 8);
 const wall = 1_800_000_000_000;
 
 function hb(fields: Partial<Heartbeat> = {}): Heartbeat {
-  return { nodeId: 'lb-a', priority: 150, state: 'active', healthyBackends: 3, generation: 42, epoch: wall - 60_000, sequence: 7, timestamp: wall, leaving: false, ...fields };
+  return { nodeId: 'lb-a', instance: '0123456789abcdef', priority: 150, state: 'active', healthyBackends: 3, generation: 42, epoch: wall - 60_000, sequence: 7, timestamp: wall, leaving: false, ...fields };
 }
 
 /** Changes bytes of a signed heartbeat and signs it again, as a key holder could. */
@@ -36,9 +36,11 @@ t.test('codec: round trip of every field', async (t) => {
     hb({ state: 'fault', priority: 255, healthyBackends: 0xffff_ffff, generation: 0xffff_ffff, sequence: Number.MAX_SAFE_INTEGER }),
     hb({ state: 'backup', nodeId: 'nœud-β' }),
     hb({ nodeId: 'x'.repeat(255) }),
+    hb({ instance: '0000000000000000' }),
+    hb({ instance: 'ffffffffffffffff' }),
   ]) {
     const buf = encodeHeartbeat(fields, key);
-    t.equal(buf.length, 41 + Buffer.byteLength(fields.nodeId) + 32, 'length is header + id + MAC');
+    t.equal(buf.length, 49 + Buffer.byteLength(fields.nodeId) + 32, 'length is header + id + MAC');
     t.equal(buf.toString('latin1', 0, 4), 'LB4H');
     t.equal(buf[4], heartbeatVersion);
     t.same(decodeHeartbeat(buf, key), { ok: true, heartbeat: fields });
@@ -68,12 +70,12 @@ t.test('codec: each way a datagram is refused before the fields are believed', a
   t.equal(reason(good.subarray(0, 60)), 'malformed', 'truncated');
   t.equal(reason(Buffer.concat([good, Buffer.from([0])])), 'malformed', 'a byte too many');
   t.equal(reason(resigned(good, (b) => (b[0] = 0x58))), 'malformed', 'wrong magic');
-  t.equal(reason(resigned(good, (b) => (b[40] = 0))), 'malformed', 'zero-length node id');
+  t.equal(reason(resigned(good, (b) => (b[48] = 0))), 'malformed', 'zero-length node id');
   t.equal(reason(resigned(good, (b) => (b[6] = 9))), 'malformed', 'unknown state, even when signed');
   t.equal(reason(resigned(good, (b) => (b[7] = 0))), 'malformed', 'priority 0, even when signed');
   t.equal(reason(resigned(good, (b) => b.writeBigUInt64BE(2n ** 60n, 24))), 'malformed', 'sequence beyond a safe integer');
-  t.equal(reason(resigned(good, (b) => b.fill(0xff, 41, 43))), 'malformed', 'node id not UTF-8');
-  t.equal(reason(resigned(good, (b) => (b[4] = 2))), 'bad-version', 'version 2, even when signed');
+  t.equal(reason(resigned(good, (b) => b.fill(0xff, 49, 51))), 'malformed', 'node id not UTF-8');
+  t.equal(reason(resigned(good, (b) => (b[4] = 1))), 'bad-version', 'version 1 (before the instance id), even when signed');
   t.equal(reason(good, otherKey), 'bad-mac', 'another key');
   const flipped = Buffer.from(good);
   flipped[20] ^= 1; // the epoch, without signing again
@@ -85,14 +87,15 @@ t.test('codec: each way a datagram is refused before the fields are believed', a
   t.match(decodeHeartbeat(unknownFlag, key), { ok: true, heartbeat: { leaving: false } }, 'an unknown flag bit is ignored');
 });
 
-t.test('filter: own node id, timestamp window, replays, restarts', async (t) => {
-  const filter = new HeartbeatFilter({ nodeId: 'lb-b', key, timestampWindowMs: 2000 });
+t.test('filter: own heartbeat, timestamp window, replays, restarts', async (t) => {
+  const filter = new HeartbeatFilter({ nodeId: 'lb-b', instance: 'bbbbbbbbbbbbbbbb', key, timestampWindowMs: 2000 });
   let mono = 1000;
   const accept = (fields: Partial<Heartbeat>, at = wall) => {
     const r = filter.accept(encodeHeartbeat(hb(fields), key), { wall: at, monotonic: mono });
     return r.ok ? (r.restarted ? 'restarted' : 'ok') : r.reason;
   };
-  t.equal(accept({ nodeId: 'lb-b' }), 'own-node-id', 'a heartbeat with this node id is a loop');
+  t.equal(accept({ nodeId: 'lb-b', instance: 'bbbbbbbbbbbbbbbb' }), 'own-heartbeat', "a heartbeat with this process's instance id is its own, looped back");
+  t.equal(accept({ nodeId: 'lb-a', instance: 'bbbbbbbbbbbbbbbb', sequence: 1 }), 'own-heartbeat', 'whatever node id it carries');
   t.equal(accept({ sequence: 1, timestamp: wall - 2001 }), 'timestamp', 'too old');
   t.equal(accept({ sequence: 1, timestamp: wall + 2001 }), 'timestamp', 'too far ahead');
   t.equal(accept({ sequence: 1, timestamp: wall - 2000 }), 'ok', 'at the edge of the window');
@@ -112,10 +115,26 @@ t.test('filter: own node id, timestamp window, replays, restarts', async (t) => 
   mono += 2;
   t.equal(accept({ sequence: 0, epoch: wall - 5000 }), 'ok', 'taken once the sender was silent for twice the window');
 
-  const withKey = new HeartbeatFilter({ nodeId: 'lb-b', key, timestampWindowMs: 2000 });
+  const withKey = new HeartbeatFilter({ nodeId: 'lb-b', instance: 'bbbbbbbbbbbbbbbb', key, timestampWindowMs: 2000 });
   const r = withKey.accept(encodeHeartbeat(hb(), otherKey), { wall, monotonic: 0 });
   t.same(r, { ok: false, reason: 'bad-mac' });
-  t.same([...rejectReasons], ['malformed', 'bad-version', 'bad-mac', 'own-node-id', 'timestamp', 'replayed']);
+  t.same([...rejectReasons], ['malformed', 'bad-version', 'bad-mac', 'own-heartbeat', 'timestamp', 'replayed']);
+});
+
+t.test('filter: a peer with this node id but another instance is a peer, flagged', async (t) => {
+  // Two nodes cloned from one image: both "lb", each with its own random instance.
+  const filter = new HeartbeatFilter({ nodeId: 'lb', instance: newInstanceId(), key, timestampWindowMs: 2000 });
+  const twin = filter.accept(encodeHeartbeat(hb({ nodeId: 'lb', instance: 'fedcba9876543210' }), key), { wall, monotonic: 0 });
+  t.match(twin, { ok: true, duplicateNodeId: true, heartbeat: { nodeId: 'lb', instance: 'fedcba9876543210' } }, 'accepted as the peer, and flagged');
+  const replay = filter.accept(encodeHeartbeat(hb({ nodeId: 'lb', instance: 'fedcba9876543210' }), key), { wall, monotonic: 1 });
+  t.same(replay, { ok: false, reason: 'replayed' }, 'its replays are still refused');
+  const other = filter.accept(encodeHeartbeat(hb({ nodeId: 'lb-c', sequence: 0 }), key), { wall, monotonic: 2 });
+  t.match(other, { ok: true, duplicateNodeId: false }, 'a peer with its own id is not flagged');
+  const ids = new Set(Array.from({ length: 1000 }, () => newInstanceId()));
+  t.equal(ids.size, 1000, 'instance ids differ from one draw to the next');
+  t.ok([...ids].every(isInstanceId), 'and are 16 lower-case hex digits');
+  t.throws(() => encodeHeartbeat(hb({ instance: 'ABCDEF0123456789' }), key), RangeError, 'encode refuses an instance id that is not lower-case hex');
+  t.throws(() => encodeHeartbeat(hb({ instance: '1234' }), key), RangeError, 'or not 16 digits');
 });
 
 t.test('key: from a file, from the environment, and every refusal', async (t) => {

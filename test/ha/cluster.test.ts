@@ -3,7 +3,8 @@
 // asks the VIP "who are you?" over UDP every 10 ms (each node answers with its id, standing for
 // its listener). Measured: SIGKILL of the active node until the backup holds the VIP and until
 // the client is answered by it; a node restarted after that crash removing the VIP it left
-// behind; SIGTERM (leaving heartbeat) until the other node serves.
+// behind; SIGTERM (leaving heartbeat) until the other node serves. Then two nodes started with
+// the same node id (as two machines cloned from one image would be): exactly one holds the VIP.
 
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -132,5 +133,46 @@ if (!isRoot) {
     nodeA.send('stop');
     await within(nodeA.exited, 5000, 'lb-a to exit');
     t.ok(await holdsNone(a), 'a stopped node holds nothing');
+  });
+
+  t.test('two nodes with the same node id: exactly one holds the VIP', async (t) => {
+    const { dsw: sw, da: a, db: b, dc: c } = await makeNamespaces(t, 'dsw', 'da', 'db', 'dc');
+    await bridge(sw, [a, b, c]);
+    for (const [ns, host] of [[c, 1], [a, 2], [b, 3]] as const) {
+      await ns.ip('addr', 'add', `192.0.2.${host}/24`, 'dev', 'eth0');
+      await ns.ip('addr', 'add', `2001:db8::${host}/64`, 'dev', 'eth0', 'nodad');
+    }
+    // Same id, same priority: only the random instance id can tell them apart. Both are bound
+    // before either starts, so they start together and the election, not the start order, decides.
+    const nodeA = await startClusterChild(nodeOptions('lb', 100, '192.0.2.2', '192.0.2.3'), a.name);
+    t.teardown(() => nodeA.kill());
+    const nodeB = await startClusterChild(nodeOptions('lb', 100, '192.0.2.3', '192.0.2.2'), b.name);
+    t.teardown(() => nodeB.kill());
+    nodeA.send('start');
+    nodeB.send('start');
+    const first = await Promise.race([nodeA.next(transitionTo('active')).then((l) => ['a', l] as const), nodeB.next(transitionTo('active')).then((l) => ['b', l] as const)]);
+    const [winner, loser, winnerNs, loserNs] = first[0] === 'a' ? [nodeA, nodeB, a, b] : [nodeB, nodeA, b, a];
+    const reason = (first[1].transition as ClusterTransition).reason;
+    await loser.next(transitionTo('backup'));
+    await until(() => holds(winnerNs), 2000, 'the active node to hold the VIPs');
+    // Ten heartbeat intervals later it is still so: the loser never took the address.
+    await new Promise((r) => setTimeout(r, 1000));
+    t.ok(await holds(winnerNs), 'the active node holds the VIPs');
+    t.ok(await holdsNone(loserNs), 'the other holds none');
+    t.notOk(loser.lines.some((l) => (l.transition as ClusterTransition | undefined)?.to === 'active'), 'and never was active');
+    for (const n of [winner, loser]) n.send('status');
+    const statuses = await Promise.all([winner, loser].map((n) => n.next((l) => 'status' in l)));
+    for (const s of statuses) {
+      t.match(s.status, { peer: { up: true, id: 'lb', duplicateNodeId: true }, heartbeats: { rejected: { 'own-heartbeat': 0 } } }, 'each sees the other as its peer, flagged as a duplicate id');
+    }
+    const instances = statuses.map((s) => (s.status as { node: { instance: string } }).node.instance);
+    // Started together, each decides on the first heartbeat it hears, by rank: the greater
+    // instance id. (Had one started a dead time before the other, it would be active alone and
+    // stay so: an active node does not step down for an equal-priority peer.)
+    t.equal(reason, 'outranks-peer', 'the winner took the address on hearing the other');
+    t.ok(instances[0] > instances[1], `the greater instance id is the active one (${instances.join(' > ')})`);
+    const client = startProber(t, c);
+    await client.waitFor('lb', 0);
+    t.pass('the client is served through the VIP');
   });
 }

@@ -18,6 +18,7 @@ import {
   counterNames,
   protocolNames,
   type CounterName,
+  type NativeAffinityUpdate,
   type NativeBackend,
   type NativeBoundAddress,
   type NativeConnectionFilter,
@@ -26,6 +27,7 @@ import {
   type NativeEvent,
   type NativeFlow,
   type NativeListenerOptions,
+  type NativeSessionChange,
   type NativeStartFailure,
 } from '../../lib/engine/native-types.js';
 
@@ -155,6 +157,15 @@ export class FakeEngine implements NativeEngine {
   dropped = 0;
   /** The flow log's sampling, as setFlowLog() left it. */
   flowLog = 0;
+  /** Session replication, as setSessionReplication() left it. */
+  replicating = false;
+  /** What the next drainSessionChanges() returns (a test pushes here, as the workers would). */
+  sessionChanges: NativeSessionChange[] = [];
+  droppedSessionChanges = 0;
+  /** How often resendSessions() was called. */
+  resends = 0;
+  /** The hints applyAffinity() installed: "slot clientIp clientPort localIp" -> backend id. */
+  readonly affinity = new Map<string, string>();
   started = false;
   closed = false;
   readonly #bind: (l: NativeListenerOptions, slot: number) => NativeBoundAddress | BindFailure;
@@ -285,6 +296,38 @@ export class FakeEngine implements NativeEngine {
     if (typeof every !== 'number' || every < 0) throw new TypeError('setFlowLog needs a count >= 0');
     this.calls.push({ method: 'setFlowLog', every });
     this.flowLog = every;
+  }
+
+  setSessionReplication(on: boolean): void {
+    if (typeof on !== 'boolean') throw new TypeError('setSessionReplication needs a boolean');
+    this.replicating = on;
+  }
+
+  resendSessions(): void {
+    this.resends++;
+  }
+
+  drainSessionChanges(): { changes: NativeSessionChange[]; dropped: number } {
+    const changes = this.sessionChanges;
+    this.sessionChanges = [];
+    return { changes, dropped: this.droppedSessionChanges };
+  }
+
+  applyAffinity(updates: NativeAffinityUpdate[]): { set: number; size: number } {
+    if (!Array.isArray(updates)) throw new TypeError('applyAffinity needs an array of updates');
+    for (const u of updates) {
+      if (u.listener < 0 || u.listener >= this.listeners.length) throw new TypeError('applyAffinity: no such listener slot');
+    }
+    let set = 0;
+    for (const u of updates) {
+      const k = `${u.listener} ${u.clientIp} ${u.clientPort} ${u.localIp ?? ''}`;
+      this.affinity.delete(k);
+      if (u.set) {
+        this.affinity.set(k, u.backendId);
+        set++;
+      }
+    }
+    return { set, size: this.affinity.size };
   }
 
   // --- for the test ---------------------------------------------------------------------------

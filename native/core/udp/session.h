@@ -89,6 +89,7 @@ struct UdpSession {
 
   int64_t startMs = 0;       // monotonic
   int64_t lastActiveMs = 0;  // monotonic; idle expiry counts from here
+  int64_t reportedMs = 0;    // monotonic; when session replication last reported it to the peer
   uint64_t datagramsUp = 0, datagramsDown = 0;
   uint64_t bytesUp = 0, bytesDown = 0;
 

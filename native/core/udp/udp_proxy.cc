@@ -135,7 +135,8 @@ struct UdpProxy::Batch {
 };
 
 UdpProxy::UdpProxy(uint32_t workerIndex, const WorkerOptions& options, const LoopClock& clock, EpollLoop& loop,
-                   std::vector<ListenerSlot>& listeners, EventQueue& events, const std::atomic<uint32_t>& flowLogEvery)
+                   std::vector<ListenerSlot>& listeners, EventQueue& events, const std::atomic<uint32_t>& flowLogEvery,
+                   SessionReplication& replication)
     : index_(workerIndex),
       options_(options),
       clock_(clock),
@@ -143,6 +144,7 @@ UdpProxy::UdpProxy(uint32_t workerIndex, const WorkerOptions& options, const Loo
       listeners_(listeners),
       events_(events),
       flowLogEvery_(flowLogEvery),
+      replication_(replication),
       sessions_(workerIndex) {}
 
 UdpProxy::~UdpProxy() = default;
@@ -233,6 +235,31 @@ void UdpProxy::avoidRecentlyRefused(TriedBackends& tried) {
   for (const Refusal& r : refused_) tried.add(r.backendKey);
 }
 
+const BackendEntry* UdpProxy::hintedBackend(uint32_t slot, const SessionKey& key, const TriedBackends& tried) {
+  uint64_t idHash = 0;
+  if (!replication_.hint(key, now(), idHash)) return nullptr;
+  const BackendTable* table = listeners_[slot].table.get();
+  if (!table) return nullptr;
+  for (const BackendEntry& b : table->backends) {
+    if (b.idHash == idHash) return b.takesNewFlows() && !tried.contains(b.key) ? &b : nullptr;
+  }
+  return nullptr;
+}
+
+void UdpProxy::refreshReport(UdpSession& s) {
+  if (!replicates() || now() - s.reportedMs < replication_.refreshMs()) return;
+  s.reportedMs = now();
+  replication_.report(s, true);
+}
+
+void UdpProxy::reportAll() {
+  if (!replicates()) return;
+  sessions_.forEach([&](UdpSession& s) {
+    s.reportedMs = now();
+    replication_.report(s, true);
+  });
+}
+
 UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const SocketAddress& client,
                                   const LocalAddress& local) {
   CounterBlock& lc = listenerCounters(slot);
@@ -241,8 +268,14 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
   const uint64_t flowHash = clientFlowHash(client, options_.hashKey);
   TriedBackends tried;
   avoidRecentlyRefused(tried);
+  // A client the HA peer served before a failover goes back to its backend when it can: under
+  // round robin or least connections this node's picker would choose another. Only the first
+  // attempt: a backend that fails it is tried no more, and the retries pick as always.
+  const BackendEntry* hinted = hintedBackend(slot, key, tried);
   for (uint32_t attempt = 0; attempt <= options_.retries; ++attempt) {
-    const BackendEntry* b = picker ? picker->pick(flowHash, tried) : nullptr;
+    const BackendEntry* b = hinted ? hinted : picker ? picker->pick(flowHash, tried) : nullptr;
+    const bool fromHint = hinted != nullptr;
+    hinted = nullptr;
     if (!b) break;
     tried.add(b->key);
     if (UdpSession* s = openWarm(*b, key)) {
@@ -296,6 +329,11 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
     lc.add(Counter::sessions_active, 1);
     bc.add(Counter::sessions_total, 1);
     bc.add(Counter::sessions_active, 1);
+    if (fromHint) lc.add(Counter::sessions_replicated, 1);
+    if (replicates()) {
+      s.reportedMs = now();
+      replication_.report(s, true);
+    }
     return &s;
   }
   lc.add(Counter::dropped_no_backend, 1);
@@ -364,6 +402,7 @@ bool UdpProxy::forwardUp(UdpSession& s, const char* data, size_t length) {
   s.bytesUp += static_cast<uint64_t>(r);
   if (options_.udpResponses > 0) s.responsesDue += options_.udpResponses;
   sessions_.touch(s, now());
+  refreshReport(s);
   return true;
 }
 
@@ -446,6 +485,7 @@ void UdpProxy::readUpstream(UdpSession& s) {
     }
     sendReplies(s, out);
     sessions_.touch(s, now());
+    refreshReport(s);
     if (options_.udpResponses > 0) {
       s.responsesDue -= std::min<uint64_t>(s.responsesDue, static_cast<uint64_t>(n));
       if (s.responsesDue == 0) {
@@ -548,6 +588,8 @@ void UdpProxy::closeSession(UdpSession& s, CloseReason reason) {
     if (bc) bc->add(counted, 1);
   }
   logClosedSession(s);
+  // A session that never got a backend was never reported as opened.
+  if (s.backendCounters && replicates()) replication_.report(s, false);
   // A session whose responses are all back leaves its socket warm for the next session to the
   // same backend (SessionTable::retire).
   sessions_.retire(s, reason == CloseReason::Responses);

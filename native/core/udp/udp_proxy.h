@@ -23,6 +23,7 @@
 #include "io/epoll_loop.h"
 #include "io/event_queue.h"
 #include "listener_slot.h"
+#include "udp/session_replication.h"
 #include "udp/session_table.h"
 #include "worker_command.h"
 
@@ -31,7 +32,8 @@ namespace lb4 {
 class UdpProxy {
  public:
   UdpProxy(uint32_t workerIndex, const WorkerOptions& options, const LoopClock& clock, EpollLoop& loop,
-           std::vector<ListenerSlot>& listeners, EventQueue& events, const std::atomic<uint32_t>& flowLogEvery);
+           std::vector<ListenerSlot>& listeners, EventQueue& events, const std::atomic<uint32_t>& flowLogEvery,
+           SessionReplication& replication);
   ~UdpProxy();
   UdpProxy(const UdpProxy&) = delete;
   UdpProxy& operator=(const UdpProxy&) = delete;
@@ -56,6 +58,8 @@ class UdpProxy {
   void closeAll(CloseReason reason);
   void snapshot(const FlowFilter& filter, std::vector<FlowInfo>& out);
   size_t liveSessions() const { return sessions_.live(); }
+  // Reports every live session for the HA peer (when replication is on).
+  void reportAll();
 
  private:
   struct Batch;
@@ -75,6 +79,16 @@ class UdpProxy {
   void closeSession(UdpSession& s, CloseReason reason);
   void logClosedSession(const UdpSession& s);
   void avoidRecentlyRefused(TriedBackends& tried);
+  // The backend the HA peer's session for `key` used (session_replication.h), when this
+  // listener's table has it and it takes new flows; null otherwise.
+  const BackendEntry* hintedBackend(uint32_t slot, const SessionKey& key, const TriedBackends& tried);
+  // A datagram moved: while replication is on, a session is reported again every refreshMs.
+  void refreshReport(UdpSession& s);
+  // Whether sessions are reported to the HA peer: replication is on, and sessions are not
+  // per-exchange (--udp-responses): such a session ends with its answers, and even on this node
+  // the client's next request picks a backend anew, so there is nothing to keep across a
+  // failover, and a DNS load would only fill the queue.
+  bool replicates() const { return options_.udpResponses == 0 && replication_.enabled(); }
   CounterBlock& listenerCounters(uint32_t listener) { return listeners_[listener].countersOf(index_); }
   int64_t now() const { return clock_.now(); }
 
@@ -85,6 +99,7 @@ class UdpProxy {
   std::vector<ListenerSlot>& listeners_;
   EventQueue& events_;
   const std::atomic<uint32_t>& flowLogEvery_;
+  SessionReplication& replication_;
 
   SessionTable sessions_;
   ConnectTallies tallies_;
