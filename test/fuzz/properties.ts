@@ -214,6 +214,7 @@ const sampleHeartbeat: Heartbeat = {
   sequence: 42,
   timestamp: 1_700_000_000_123,
   leaving: false,
+  instance: '0123456789abcdef',
 };
 const intactHeartbeat = encodeHeartbeat(sampleHeartbeat, heartbeatKey);
 
