@@ -63,7 +63,7 @@ const backendObject = fc.record(
 );
 const backends = fc.array(fc.oneof(addressText, backendObject, junk), { maxLength: 4 });
 const health = fc.record(
-  { check: maybe(fc.constantFrom('tcp', 'http:/health', 'http:', 'udp', 'http://x')), interval: durationText, timeout: durationText, rise: junk, fall: junk },
+  { type: maybe(fc.constantFrom('tcp', 'http', 'udp', 'send-expect', 'http:/health')), path: maybe(fc.constantFrom('/', '/health', 'x', '')), interval: durationText, timeout: durationText, rise: junk, fall: junk },
   { requiredKeys: [] },
 );
 const listener = fc.record(
@@ -102,6 +102,11 @@ const validTunables = Object.fromEntries(
     .filter((spec) => 'config' in spec && spec.field && !spec.field.includes('.'))
     .map((spec) => {
       const { min = 0, max = 1000 } = spec as { min?: number; max?: number };
+      if (spec.kind === 'choice') {
+        // nat needs the host's nftables: the documents stay on the proxy plane.
+        const choices = ((spec as { choices?: readonly string[] }).choices ?? []).filter((c) => c !== 'nat');
+        return [spec.field as string, fc.constantFrom(...choices)];
+      }
       return [spec.field as string, spec.kind === 'duration' ? fc.integer({ min: Math.max(min, 1), max: Math.min(max, 3_600_000) }).map((ms) => `${ms}ms`) : fc.integer({ min, max: Math.max(min, Math.min(max, 64)) })];
     }),
 );
@@ -116,7 +121,7 @@ const nearlyValid = fc
         listen: fc.constantFrom('127.0.0.1:0', '[::1]:0', ':0', '127.0.0.1:0/udp', '127.0.0.2:8080'),
         backends: fc.uniqueArray(validBackend, { minLength: 1, maxLength: 3, selector: (b) => (typeof b === 'string' ? b : b.address) }),
         algorithm: fc.constantFrom('roundrobin', 'leastconn', 'maglev'),
-        health: fc.record({ check: fc.constantFrom('tcp', 'http:/health'), interval: fc.constantFrom('1s', '250ms'), rise: fc.integer({ min: 1, max: 5 }) }, { requiredKeys: ['check'] }),
+        health: fc.record({ type: fc.constantFrom('tcp', 'http'), interval: fc.constantFrom('1s', '250ms'), rise: fc.integer({ min: 1, max: 5 }) }, { requiredKeys: ['type'] }),
         admin: fc.record({ listen: fc.constantFrom('127.0.0.1:0', '[::1]:0'), token: fc.constant('0123456789abcdef0123456789abcdef') }, { requiredKeys: ['listen'] }),
         accessLog: fc.oneof(fc.boolean(), fc.record({ sample: fc.integer({ min: 1, max: 100 }) })),
         ...validTunables,
