@@ -558,10 +558,10 @@ t.test('the dashboard: a browser gets the page at /, API clients the JSON index'
     t.equal(index.headers.vary, 'Accept');
   }
   // The page's own requests carry Origin: its own origin passes, any other is refused.
-  const own = { origin: `http://127.0.0.1:${where.port}` };
+  const own = { origin: `http://127.0.0.1:${where.port!}` };
   t.equal((await call('POST', '/backends/a/drain', { token, headers: own })).status, 200, 'the dashboard\'s drain passes');
   t.ok(target.calls.some((c) => c.method === 'setBackendState'), 'and reaches the balancer');
-  for (const origin of [`http://127.0.0.1:${where.port + 1}`, `https://127.0.0.1:${where.port}`, `http://localhost:${where.port}`, 'null']) {
+  for (const origin of [`http://127.0.0.1:${where.port! + 1}`, `https://127.0.0.1:${where.port}`, `http://localhost:${where.port}`, 'null']) {
     t.equal((await call('POST', '/backends/a/drain', { token, headers: { origin } })).status, 403, `Origin ${origin} is refused`);
   }
 });

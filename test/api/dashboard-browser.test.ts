@@ -98,7 +98,7 @@ t.test('the dashboard shows backends, rates, a backend going down, and drains on
     { polling: 50, timeout: 15_000 },
   );
   for (let i = 0; i < 20; i++) await exchange(ports[0]);
-  const cells = await (await rateShown).jsonValue();
+  const cells = (await (await rateShown).jsonValue()) as string[];
   t.equal(cells[0], '127.0.0.1:0', 'the listener is shown by name');
   t.match(cells[7], /^\d+(\.\d)? (B|KiB|MiB)\/s$/, `bytes in per second shown: ${cells[7]}`);
   t.equal(await page.locator('#chart-flows canvas').count(), 1, 'the flows chart is drawn');
