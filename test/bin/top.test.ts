@@ -36,6 +36,8 @@ t.test('a frame: rates are counter deltas over the time between two samples', as
   t.match(backendHeader, /^LISTENER +BACKEND +ADDRESS +STATE +HEALTH +WEIGHT +ACTIVE +FLOWS\/S +IN\/S +OUT\/S +REASON$/);
   t.match(backend, /^web +a +127\.0\.0\.1:9001 +down +down +3 +7 +20 +1\.5 MiB\/s +512 B\/s +connection refused$/, 'health down shows as the state, with its reason');
   t.match(topFrame(null, sampleAt(0, 1, 1, 1, 1), '').split('\n')[3], /^web +\[::1\]:8080 +1 +- +- +-$/, 'no rates from a first sample');
+  const paired = { ...sampleAt(0, 1, 1, 1, 1), cluster: { node: { id: 'lb-a', state: 'active', priority: 200 }, peer: { up: true, id: 'lb-b', state: 'backup', address: '127.0.0.2', port: 7000 }, vips: [{ address: '192.0.2.10/24', held: true }] } };
+  t.equal(topFrame(null, paired, '').split('\n')[1], 'HA: lb-a active (priority 200); peer lb-b backup; VIPs held: 192.0.2.10/24', 'an HA node gets a line for the pair');
 });
 
 /** Echo exchanges through the balancer until `until` settles. */
