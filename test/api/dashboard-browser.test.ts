@@ -118,7 +118,12 @@ t.test('the dashboard shows backends, rates, a backend going down, and drains on
   // Drain a from the page: the request passes the Origin check (same origin) and the token check.
   await row(page, 'a').getByRole('button', { name: 'drain' }).click();
   await row(page, 'a').and(page.locator('[data-state=draining]')).waitFor();
+  // And a weight, typed into the row and set.
+  await row(page, 'b').getByRole('spinbutton').fill('5');
+  await row(page, 'b').getByRole('button', { name: 'set weight' }).click();
+  await page.waitForFunction(() => document.querySelector('#backend-rows tr[data-backend="b"]')?.children[5].textContent === '5');
   const after = await backendsJson(url);
+  t.equal((after.find((x) => x.id === 'b') as { weight?: number } | undefined)?.weight, 5, 'the balancer has the new weight');
   t.equal(after.find((x) => x.id === 'a')?.state, 'draining', 'the balancer has drained a');
   t.equal(after.find((x) => x.id === 'b')?.health, 'down', 'and sees b down');
   t.equal(await page.locator('#problem').isHidden(), true, 'no error shown');
