@@ -11,6 +11,7 @@ import { commanderLine, describeFailure, usageExitCode } from './cli-error.js';
 import type { AdminFlags } from './commands/admin-client.js';
 import type { DemoFlags } from './commands/demo.js';
 import type { StartFlags } from './commands/start.js';
+import type { TopFlags } from './commands/top.js';
 
 // The package resolves itself by name through its "exports" map, wherever it is installed.
 const { version } = createRequire(import.meta.url)('lb4/package.json') as { version: string };
@@ -130,10 +131,21 @@ adminCommand('status', "show a running lb4's status through its admin API").acti
   const { status } = await import('./commands/admin-client.js');
   await status(flags);
 });
-adminCommand('backends', "list a running lb4's backends, their state, health and flows").action(async (flags: AdminFlags) => {
-  const { backends } = await import('./commands/admin-client.js');
-  await backends(flags);
-});
+adminCommand('backends', "list a running lb4's backends, their state, health and flows")
+  .option('--watch', 'redraw the table every interval until q or Ctrl-C')
+  .option('--interval <duration>', 'with --watch: time between two redraws (default: 1s)')
+  .action(async (flags: AdminFlags & { watch?: boolean; interval?: string }) => {
+    const { backends } = await import('./commands/admin-client.js');
+    await backends(flags);
+  });
+adminCommand('top', "a live view of a running lb4: flows/s, bytes/s, open flows, state and health per listener and backend")
+  .option('--interval <duration>', 'time between two redraws, and what rates are measured over', '1s')
+  .option('--once', 'print one frame (rates over one interval) without terminal codes, and exit')
+  .addHelpText('after', '\nq or Ctrl-C quits. Rates are counter deltas between two reads of the admin API.')
+  .action(async (flags: TopFlags) => {
+    const { top } = await import('./commands/top.js');
+    await top(flags);
+  });
 adminCommand('cluster', "show a running lb4's HA pair: this node, the peer, states, priorities, heartbeat age, VIPs held").action(async (flags: AdminFlags) => {
   const { cluster } = await import('./commands/cluster.js');
   await cluster(flags);

@@ -34,7 +34,17 @@ export function parseTarget(admin: string): Target {
   return { host: m[1] || m[2] || '127.0.0.1', port };
 }
 
-/** Calls the admin API; resolves with the parsed JSON body, rejects with its error message. */
+/** The admin API answered with an error status. */
+export class AdminApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Calls the admin API; resolves with the parsed JSON body, rejects with its error message (an AdminApiError when it answered). */
 export async function callAdmin(flags: AdminFlags, method: string, path: string, body?: unknown): Promise<unknown> {
   const target = parseTarget(flags.admin);
   const token = flags.token ?? process.env.LB4_ADMIN_TOKEN;
@@ -64,7 +74,7 @@ export async function callAdmin(flags: AdminFlags, method: string, path: string,
           }
           if ((res.statusCode ?? 500) >= 400) {
             const e = (parsed as { error?: { message?: string } } | null)?.error;
-            reject(new Error(`admin API answered ${res.statusCode}: ${e?.message ?? text.trim()}`));
+            reject(new AdminApiError(res.statusCode ?? 500, `admin API answered ${res.statusCode}: ${e?.message ?? text.trim()}`));
           } else resolve(parsed);
         });
       },
@@ -82,12 +92,13 @@ function print(flags: AdminFlags, value: unknown, human: () => string): void {
   process.stdout.write(flags.json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
 }
 
-function table(rows: string[][]): string {
+/** Rows as aligned columns, two spaces apart; the first row is the header. */
+export function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
 }
 
-const query = (flags: AdminFlags) => (flags.listener ? `?listener=${encodeURIComponent(flags.listener)}` : '');
+export const query = (flags: AdminFlags) => (flags.listener ? `?listener=${encodeURIComponent(flags.listener)}` : '');
 
 export async function status(flags: AdminFlags): Promise<void> {
   const s = (await callAdmin(flags, 'GET', '/status')) as Record<string, unknown>;
@@ -98,7 +109,7 @@ export async function status(flags: AdminFlags): Promise<void> {
   );
 }
 
-interface BackendRow {
+export interface BackendRow {
   id: string;
   listener: string;
   address: string;
@@ -106,26 +117,39 @@ interface BackendRow {
   effectiveWeight: number;
   state: string;
   health: string;
+  healthReason?: string | null;
   counters?: Record<string, number>;
 }
 
-export async function backends(flags: AdminFlags): Promise<void> {
-  const list = (await callAdmin(flags, 'GET', `/backends${query(flags)}`)) as BackendRow[];
-  print(flags, list, () =>
-    table([
-      ['LISTENER', 'BACKEND', 'ADDRESS', 'WEIGHT', 'STATE', 'HEALTH', 'ACTIVE', 'TOTAL'],
-      ...list.map((b) => [
-        b.listener,
-        b.id,
-        b.address,
-        b.effectiveWeight === b.weight ? String(b.weight) : `${b.effectiveWeight}/${b.weight}`,
-        b.state,
-        b.health,
-        String(b.counters?.flows_active ?? ''),
-        String(b.counters?.flows_total ?? ''),
-      ]),
+/** `lb4 backends` (and `--watch`): the table once, or redrawn every interval. */
+export async function backends(flags: AdminFlags & { watch?: boolean; interval?: string }): Promise<void> {
+  const fetchList = async () => (await callAdmin(flags, 'GET', `/backends${query(flags)}`)) as BackendRow[];
+  if (flags.watch) {
+    if (flags.json) throw new Lb4Error('LB4_INVALID_OPTION', '--watch draws a table for people; leave out --json, or poll without --watch', { field: 'watch' });
+    const { parseInterval, runLiveView } = await import('./live-view.js');
+    const intervalMs = parseInterval(flags.interval ?? '1s');
+    await runLiveView(async () => backendTable(await fetchList()), intervalMs);
+    return;
+  }
+  if (flags.interval !== undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'only with --watch', { field: 'interval' });
+  const list = await fetchList();
+  print(flags, list, () => backendTable(list));
+}
+
+function backendTable(list: BackendRow[]): string {
+  return table([
+    ['LISTENER', 'BACKEND', 'ADDRESS', 'WEIGHT', 'STATE', 'HEALTH', 'ACTIVE', 'TOTAL'],
+    ...list.map((b) => [
+      b.listener,
+      b.id,
+      b.address,
+      b.effectiveWeight === b.weight ? String(b.weight) : `${b.effectiveWeight}/${b.weight}`,
+      b.state,
+      b.health,
+      String(b.counters?.flows_active ?? ''),
+      String(b.counters?.flows_total ?? ''),
     ]),
-  );
+  ]);
 }
 
 /** `lb4 backend <action> <id> [value]`. */

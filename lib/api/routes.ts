@@ -5,9 +5,10 @@
 // caller would. Unknown fields and query parameters are refused: a mistyped `?listner=` on a
 // DELETE must not quietly remove a backend from every listener.
 //
-//   GET    /                      200 {name, version, endpoints}
-//   GET    /status                200 {version, uptimeSeconds, workers, listeners, backends: {total, up,
-//                                     down, draining, maintenance, takingNewFlows}, openFlows, droppedEvents}
+//   GET    /                      200 {name, version, endpoints}; a browser gets the dashboard (server.ts)
+//   GET    /status                200 {version, uptimeSeconds, workers, listeners, backends: {total,
+//                                     up, down, draining, maintenance, takingNewFlows}, openFlows,
+//                                     droppedEvents}
 //   GET    /listeners             200 [{name, address, port, family, listen, algorithm, health,
 //                                     backends, counters}]
 //   GET    /backends              200 [BackendInfo + counters]            ?listener=
@@ -318,7 +319,7 @@ function cluster({ ctx }: AdminRequest): Reply {
 
 function index({ ctx }: AdminRequest): Reply {
   const endpoints = routes.flatMap((r) => Object.keys(r.methods).map((m) => `${m} ${r.path}`));
-  return { status: 200, json: { name: 'lb4', version: ctx.version, endpoints } };
+  return { status: 200, json: { name: 'lb4', version: ctx.version, endpoints }, headers: { vary: 'Accept' } };
 }
 
 // --- the table ---------------------------------------------------------------------------------

@@ -2,22 +2,22 @@
 // and closes it when it closes; the server never keeps the process alive by itself, because the
 // balancer's own handle already does while it runs.
 //
-// Every request passes, in order: the bearer token (when one is configured), the route table
+// Every request passes, in order: the Origin and Host checks (TCP only), the dashboard's files
+// (lib/api/dashboard.ts, no token needed), the bearer token (when one is configured), the route table
 // (lib/api/routes.ts), the query parameter check, the handler. Whatever a handler throws is
 // answered with the status the one code table (lib/errors.ts) gives its code (lib/api/http.ts).
 
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, isIP, type AddressInfo } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { formatHostPort } from '../config/address.js';
 import type { Logger } from '../log.js';
 import type { AdminConfig } from '../types.js';
+import { dashboardAsset, wantsPage } from './dashboard.js';
 import { errorReply, httpError, readJsonBody, sendJson } from './http.js';
 import { MetricsCollector } from './metrics.js';
+import { packageVersion } from './package-root.js';
 import { checkQuery, matchRoute, type AdminContext, type Reply } from './routes.js';
 import type { AdminTarget } from './target.js';
 
@@ -50,25 +50,6 @@ const maxHeaderBytes = 16 * 1024;
 /** Connections refused at the limit are logged at most this often. */
 const dropLogIntervalMs = 10_000;
 
-let version: string | undefined;
-
-/** lb4's version, from its package.json, read once. */
-function packageVersion(): string {
-  if (version !== undefined) return version;
-  // The same file is found from lib/api/ when run from source and from dist/lib/api/ when built.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const manifest = join(dir, 'package.json');
-    if (existsSync(manifest)) {
-      const pkg = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown; version?: unknown };
-      if (pkg.name === 'lb4' && typeof pkg.version === 'string') return (version = pkg.version);
-    }
-    const parent = dirname(dir);
-    if (parent === dir) return (version = 'unknown');
-    dir = parent;
-  }
-}
-
 function sha256(text: string): Buffer {
   return createHash('sha256').update(text).digest();
 }
@@ -96,16 +77,20 @@ function authorize(req: IncomingMessage, tokenHash: Buffer): void {
  * and add its own server as a backend, or drain every backend; and a name the page's owner points
  * at 127.0.0.1 (DNS rebinding) even lets it read the answers. Browsers always send `Origin` with a
  * cross-site POST, PUT or DELETE, and always send the page's host name in `Host`; curl, the lb4
- * CLI and Prometheus send no `Origin` and name the address they were given. So: no `Origin`,
- * and, without a token, a `Host` that is an IP address, localhost, or the host the API was
+ * CLI and Prometheus send no `Origin` and name the address they were given. So: no `Origin` but
+ * this API's own (the dashboard's), and, without a token, a `Host` that is an IP address, localhost, or the host the API was
  * configured on. (With a token a page can do nothing, rebound or not, and a remote client may
  * reach the API under any name.)
  */
 function refuseBrowserRequests(req: IncomingMessage, configuredHost: string, hasToken: boolean): void {
-  if (req.headers.origin !== undefined) {
-    throw httpError('LB4_FORBIDDEN', 'requests from web pages (with an Origin header) are refused');
-  }
   const host = req.headers.host;
+  // The one page allowed is lb4's own dashboard, served from here: its requests carry an Origin
+  // naming the very host and port they are sent to. A rebound page has that too, but the Host
+  // check below refuses its name (and with a token it has no token).
+  const origin = req.headers.origin;
+  if (origin !== undefined && (host === undefined || origin.toLowerCase() !== `http://${host.toLowerCase()}`)) {
+    throw httpError('LB4_FORBIDDEN', 'requests from other web pages (an Origin header that is not this admin API) are refused');
+  }
   if (hasToken || host === undefined) return;
   const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '')).toLowerCase();
   if (isIP(name) || name === 'localhost' || name === configuredHost.toLowerCase()) return;
@@ -167,6 +152,12 @@ function listen(server: Server, config: AdminConfig): Promise<void> {
   });
 }
 
+/** The dashboard file a GET asks for: `/` only when the client prefers HTML (a browser). */
+function pageFile(pathname: string, req: IncomingMessage): ReturnType<typeof dashboardAsset> {
+  if (pathname === '/' && !wantsPage(req)) return null;
+  return dashboardAsset(pathname);
+}
+
 function send(res: ServerResponse, reply: Reply): void {
   if ('text' in reply) {
     res.writeHead(reply.status, { 'content-type': reply.contentType, 'content-length': Buffer.byteLength(reply.text) });
@@ -204,6 +195,13 @@ export async function startAdminServer(target: AdminTarget, config: AdminConfig,
     if (closing) res.setHeader('connection', 'close');
     try {
       if (config.kind === 'tcp') refuseBrowserRequests(req, config.host, tokenHash !== null);
+      // The dashboard's files hold no data, and a browser cannot send a token with a page load.
+      const asset = method === 'GET' || method === 'HEAD' ? pageFile(pathname, req) : null;
+      if (asset !== null) {
+        res.writeHead(200, asset.headers);
+        res.end(asset.body);
+        return;
+      }
       if (tokenHash) authorize(req, tokenHash);
       const match = pathname.startsWith('/') ? matchRoute(method, pathname) : ({ kind: 'not-found' } as const);
       if (match.kind === 'not-found') throw httpError('LB4_NOT_FOUND', `no such endpoint: ${pathname} (GET / lists them)`);

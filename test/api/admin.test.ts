@@ -538,6 +538,44 @@ t.test('a web page cannot drive the API through a browser (cross-site requests, 
   t.equal((await tokened.call('POST', '/reload', { token, headers: { origin: 'http://attacker.example' } })).status, 403, 'but never an Origin');
 });
 
+t.test('the dashboard: a browser gets the page at /, API clients the JSON index', async (t) => {
+  const { call, target, where } = await start(t, { token });
+  const browserAccept = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
+  // The page and its files hold no data: they load without the token, which the page then asks for.
+  const page = await call('GET', '/', { headers: { accept: browserAccept } });
+  t.equal(page.status, 200, 'the page loads without the token');
+  t.match(page.headers['content-type'], /^text\/html/);
+  t.match(page.text, /<script src="\/dashboard\/dashboard\.js"/);
+  t.match(page.headers['content-security-policy'], /connect-src 'self'/, 'the page may talk to this API alone');
+  t.match(page.headers['content-security-policy'], /frame-ancestors 'none'/, 'and may not be framed');
+  t.equal(page.headers.vary, 'Accept');
+  for (const [path, type] of [['/dashboard/dashboard.js', /javascript/], ['/dashboard/dashboard.css', /css/], ['/dashboard/uplot.js', /javascript/], ['/dashboard/uplot.css', /css/]] as const) {
+    const asset = await call('GET', path);
+    t.equal(asset.status, 200, `${path} is served`);
+    t.match(asset.headers['content-type'], type);
+    t.ok(asset.text.length > 100, `${path} has content`);
+  }
+  t.equal((await call('HEAD', '/dashboard/uplot.js')).status, 200, 'HEAD too');
+  t.equal((await call('GET', '/dashboard/secret.json')).status, 401, 'anything else under /dashboard/ is the API, token and all');
+  t.equal((await call('GET', '/dashboard/../package.json')).status, 401, 'no path outside the list');
+  // API clients: curl sends */*, scripts may ask for JSON; both get the index, with the token.
+  for (const accept of [undefined, '*/*', 'application/json', 'application/json, text/html;q=0.5']) {
+    const headers = accept === undefined ? {} : { accept };
+    t.equal((await call('GET', '/', { headers })).status, 401, `Accept: ${accept}: the index needs the token`);
+    const index = await call('GET', '/', { headers, token });
+    t.equal(index.status, 200);
+    t.equal(index.json.name, 'lb4', `Accept: ${accept}: JSON`);
+    t.equal(index.headers.vary, 'Accept');
+  }
+  // The page's own requests carry Origin: its own origin passes, any other is refused.
+  const own = { origin: `http://127.0.0.1:${where.port!}` };
+  t.equal((await call('POST', '/backends/a/drain', { token, headers: own })).status, 200, 'the dashboard\'s drain passes');
+  t.ok(target.calls.some((c) => c.method === 'setBackendState'), 'and reaches the balancer');
+  for (const origin of [`http://127.0.0.1:${where.port! + 1}`, `https://127.0.0.1:${where.port}`, `http://localhost:${where.port}`, 'null']) {
+    t.equal((await call('POST', '/backends/a/drain', { token, headers: { origin } })).status, 403, `Origin ${origin} is refused`);
+  }
+});
+
 t.test('bad requests: JSON, size, routes, methods', async (t) => {
   const { call } = await start(t);
   const badJson = await call('POST', '/backends', { raw: '{"address": "127.0.0.1:9003",}' });
