@@ -8,9 +8,11 @@
 // answered with the status the one code table (lib/errors.ts) gives its code (lib/api/http.ts).
 
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, isIP, type AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
 import { formatHostPort } from '../config/address.js';
 import type { Logger } from '../log.js';
 import type { AdminConfig } from '../types.js';

@@ -138,8 +138,8 @@ t.test('an HA node: the page shows this node, the peer and the VIPs', { skip }, 
   // The pair itself is test/ha/'s (root, namespaces); here the admin API serves a node's status
   // from a stand-in, and the page is what is tested.
   const cluster: ClusterStatus = {
-    node: { id: 'lb-a', priority: 200, state: 'active', stateSince: 1, healthyBackends: 2, generation: 7, preempt: true, heartbeat: { address: '127.0.0.1', port: 7000 }, intervalMs: 100, deadAfter: 3 },
-    peer: { address: '127.0.0.2', port: 7000, up: true, id: 'lb-b', priority: 100, state: 'backup', healthyBackends: 2, generation: 7, lastHeartbeatAgeMs: 40, leaving: false, restarts: 0 },
+    node: { id: 'lb-a', instance: '0123456789abcdef', priority: 200, state: 'active', stateSince: 1, healthyBackends: 2, generation: 7, preempt: true, heartbeat: { address: '127.0.0.1', port: 7000 }, intervalMs: 100, deadAfter: 3 },
+    peer: { address: '127.0.0.2', port: 7000, up: true, id: 'lb-b', instance: 'fedcba9876543210', duplicateNodeId: false, priority: 100, state: 'backup', healthyBackends: 2, generation: 7, lastHeartbeatAgeMs: 40, leaving: false, restarts: 0 },
     generationMismatch: false,
     vips: [{ address: '192.0.2.10/24', dev: 'veth0', held: true }],
     transitions: 3,
