@@ -67,6 +67,7 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
       }
       listenerFds_[l].push_back(groups[l][w].get());
       mine[l].protocol = config_.listeners[l].protocol;
+      mine[l].proxy = config_.listeners[l].proxy;
       mine[l].socket = std::move(groups[l][w]);
       mine[l].counters = listenerCounters_[l].get();
     }
@@ -114,6 +115,7 @@ bool Engine::addListener(ListenerConfig config, std::vector<BackendSpec> specs, 
     command::AddListener add;
     add.slot = slot;
     add.protocol = config_.listeners[slot].protocol;
+    add.proxy = config_.listeners[slot].proxy;
     add.socket = std::move(group[w]);
     add.counters = listenerCounters_[slot].get();
     add.table = table;

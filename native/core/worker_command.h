@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "balance/backend_table.h"
+#include "proxy_protocol/proxy_settings.h"
 #include "counters.h"
 #include "enums.h"
 #include "io/unique_fd.h"
@@ -85,6 +86,7 @@ struct Stop {
 struct AddListener {
   uint32_t slot = 0;
   Protocol protocol = Protocol::Tcp;
+  ProxySettings proxy;
   UniqueFd socket;
   CounterSet* counters = nullptr;
   std::shared_ptr<const BackendTable> table;
