@@ -3,7 +3,7 @@
 // file loads nothing, so any part of lib/ may depend on it.
 
 import type { Clock } from './clock.js';
-import type { Algorithm, BackendState, Protocol } from './config/enums.js';
+import type { Algorithm, BackendState, Protocol, ProxyVersion } from './config/enums.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
@@ -59,6 +59,13 @@ export interface ListenerOptions {
   protocol?: Protocol;
   /** Default: the top-level `algorithm`. */
   algorithm?: Algorithm;
+  /** The PROXY protocol header sent to backends first on each flow (TCP). Default: the top-level `proxyProtocol`. */
+  proxyProtocol?: ProxyVersion;
+  /**
+   * Networks (`10.0.0.0/8`, `::1`) trusted to send a PROXY protocol header (TCP): clients must be
+   * in one and send a v1 or v2 header first. Default: the top-level `acceptProxy`.
+   */
+  acceptProxy?: string | string[];
   /** This listener's backends (full form only; the shorthand shares the top-level `backends`). */
   backends?: Array<string | BackendOptions>;
   /** Active health checks for this listener's backends; `false` turns the top-level ones off. */
@@ -97,6 +104,8 @@ export interface BalancerOptions extends TunableOptions {
   accessLog?: { sample?: number } | boolean;
   /** Makes this balancer one node of a high-availability pair (off by default). */
   cluster?: ClusterOptions;
+  /** Default for every listener: networks trusted to send a PROXY protocol header (none). */
+  acceptProxy?: string | string[];
 }
 
 /**
@@ -166,6 +175,10 @@ export interface ListenerConfig {
    */
   readonly freeBind: boolean;
   readonly algorithm: Algorithm;
+  /** The PROXY protocol header sent to backends first; `none`: no header. */
+  readonly proxyProtocol: ProxyVersion;
+  /** Networks trusted to send a PROXY protocol header, as `ip/prefix`; empty: none expected. */
+  readonly acceptProxy: readonly string[];
   readonly backends: readonly BackendConfig[];
   readonly health: HealthConfig | null;
 }
@@ -256,7 +269,8 @@ export interface Connection {
   readonly protocol: Protocol;
   readonly listener: string;
   readonly worker: number;
-  readonly state: 'connecting' | 'established';
+  /** `awaiting-header`: a listener that takes PROXY protocol headers has not had this client's yet. */
+  readonly state: 'awaiting-header' | 'connecting' | 'established';
   readonly client: string;
   /** Backend id; absent while no backend is assigned. */
   readonly backend?: string;

@@ -55,6 +55,8 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
   // Cluster flags lay over the file's `cluster:` part by part, as typed.
   const clusterParts = Object.fromEntries(clusterPartFlags.flatMap(([name, part]) => (flags[name] === undefined ? [] : [[part, flags[name]]])));
   if (Object.keys(clusterParts).length > 0) options.cluster = { ...((options.cluster as object | undefined) ?? {}), ...clusterParts };
+  // Trusted PROXY protocol sources: the flags replace the file's top-level list, as typed.
+  if (flags.acceptProxy !== undefined) options.acceptProxy = flags.acceptProxy;
   if (flags.admin !== undefined) options.admin = { listen: flags.admin, ...(process.env.LB4_ADMIN_TOKEN ? { token: process.env.LB4_ADMIN_TOKEN } : {}) };
   // Digits become a number; anything else goes through as typed, for the error to quote it.
   if (flags.accessLog !== undefined) {

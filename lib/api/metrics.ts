@@ -54,6 +54,13 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   dropped_truncated: { name: 'dropped_datagrams_total', label: ['reason', 'truncated'] },
   dropped_send_error: { name: 'dropped_datagrams_total', label: ['reason', 'send_error'] },
   dropped_late: { name: 'dropped_datagrams_total', label: ['reason', 'late'] },
+  // PROXY protocol headers from clients: decided before a backend is chosen; refusals by reason
+  // in one family, lb4_listener_proxy_headers_rejected_total{reason}.
+  proxy_headers_accepted: { scopes: ['listener'] },
+  proxy_header_untrusted: { name: 'proxy_headers_rejected_total', label: ['reason', 'untrusted'], scopes: ['listener'] },
+  proxy_header_malformed: { name: 'proxy_headers_rejected_total', label: ['reason', 'malformed'], scopes: ['listener'] },
+  proxy_header_oversized: { name: 'proxy_headers_rejected_total', label: ['reason', 'oversized'], scopes: ['listener'] },
+  proxy_header_timeouts: { name: 'proxy_headers_rejected_total', label: ['reason', 'timeout'], scopes: ['listener'] },
 };
 
 /** Upper bounds (seconds) of the health check duration histogram's buckets. */

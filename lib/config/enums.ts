@@ -2,7 +2,7 @@
 // (lib/engine/native-types.ts, checked against the addon's exports when it loads), so a value
 // the data plane gains is a value the options accept, with no second list to keep.
 
-import { algorithmNames, backendStateNames, hashKeyNames, protocolNames } from '../engine/native-types.js';
+import { algorithmNames, backendStateNames, hashKeyNames, protocolNames, proxyVersionNames } from '../engine/native-types.js';
 
 /** How a new flow picks its backend. */
 export type Algorithm = (typeof algorithmNames)[number];
@@ -17,3 +17,6 @@ export const backendStates: readonly BackendState[] = backendStateNames;
 /** A listener's transport: TCP flows or UDP sessions. */
 export type Protocol = (typeof protocolNames)[number];
 export const protocols: readonly Protocol[] = protocolNames;
+/** The PROXY protocol header a listener sends its backends first: none, v1 (text) or v2 (binary). */
+export type ProxyVersion = (typeof proxyVersionNames)[number];
+export const proxyVersions: readonly ProxyVersion[] = proxyVersionNames;

@@ -24,13 +24,13 @@ import { Lb4Error } from '../errors.js';
 import { healthDefaults } from '../health/check-options.js';
 import { logFormats, logLevels } from '../log.js';
 import { formatDuration, parseDuration } from './duration.js';
-import { algorithms, hashKeys } from './enums.js';
+import { algorithms, hashKeys, proxyVersions } from './enums.js';
 
 /**
  * What an option's value is. `integer`, `duration` and `choice` are validated from the table
  * alone; the others are parsed by their own code (addresses, backends, health checks, ...).
  */
-export type OptionKind = 'integer' | 'duration' | 'choice' | 'address' | 'backend' | 'path' | 'health-check' | 'sample' | 'object' | 'string' | 'boolean' | 'vip';
+export type OptionKind = 'integer' | 'duration' | 'choice' | 'address' | 'backend' | 'path' | 'health-check' | 'sample' | 'object' | 'string' | 'boolean' | 'vip' | 'network';
 
 export interface OptionSpec {
   /** The `lb4 start` flag with its value placeholder, as commander takes it; null: none. */
@@ -90,6 +90,20 @@ export const optionTable = {
   hashKey: {
     flag: '--hash-key <key>', field: 'hashKey', config: 'hashKey', kind: 'choice', choices: hashKeys, default: 'address', reload: 'restart', native: 'hashKey',
     help: "what maglev hashes: address (a client keeps one backend) or address-port (each client port placed on its own, e.g. many clients behind one NAT address)",
+  },
+  // The PROXY protocol (native/core/proxy_protocol/): per listener, the top-level values being
+  // every listener's default. A listener's change opens it anew on reload.
+  proxyProtocol: {
+    flag: '--proxy-protocol <version>', field: 'proxyProtocol', kind: 'choice', choices: proxyVersions, default: 'none', reload: 'live',
+    help: "send backends a PROXY protocol header first on each flow, with the client's and the listener's addresses: none, v1 (text) or v2 (binary); TCP listeners",
+  },
+  acceptProxy: {
+    flag: '--accept-proxy <cidr>', repeatable: true, field: 'acceptProxy', kind: 'network', defaultText: 'off', reload: 'live',
+    help: 'take a PROXY protocol header (v1 or v2) from clients in this network, and refuse clients outside every such network; repeatable; TCP listeners',
+  },
+  proxyHeaderTimeout: {
+    flag: '--proxy-header-timeout <duration>', field: 'proxyHeaderTimeout', config: 'proxyHeaderTimeoutMs', kind: 'duration', default: '5s', min: 1, max: 3_600_000,
+    reload: 'restart', native: 'proxyHeaderTimeoutMs', help: 'time a client of an --accept-proxy listener has to send its whole PROXY protocol header',
   },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',

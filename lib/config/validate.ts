@@ -17,8 +17,9 @@ import type {
   ListenerOptions,
 } from '../types.js';
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
-import { backendStates, protocols, type BackendState, type Protocol } from './enums.js';
+import { backendStates, protocols, type BackendState, type Protocol, type ProxyVersion } from './enums.js';
 import { onVip, validateCluster } from './cluster-options.js';
+import { parseNetworks } from './network.js';
 import { checkTunable, topLevelOptions, validateTunables } from './options.js';
 
 /**
@@ -76,6 +77,8 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
 
 interface ListenerDefaults {
   algorithm: Algorithm;
+  proxyProtocol: ProxyVersion;
+  acceptProxy: readonly string[];
   health: HealthConfig | null;
   backends?: readonly BackendConfig[];
 }
@@ -84,7 +87,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   const isObject = typeof raw === 'object' && raw !== null;
   const opts: ListenerOptions = isObject ? (raw as ListenerOptions) : { listen: raw as string };
   if (isObject) {
-    checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'backends', 'health'], field);
+    checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'proxyProtocol', 'acceptProxy', 'backends', 'health'], field);
   }
   const listenField = isObject ? `${field}.listen` : field;
   const { text: address, protocol: written } = splitProtocol(opts.listen, listenField);
@@ -104,6 +107,14 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     throw new Lb4Error('LB4_INVALID_OPTION', 'must be 1-100 letters, digits or ._:-[]/', { field: `${field}.name` });
   }
   const algorithm = opts.algorithm === undefined ? defaults.algorithm : (checkTunable('algorithm', opts.algorithm, `${field}.algorithm`) as Algorithm);
+  const proxyProtocol = opts.proxyProtocol === undefined ? defaults.proxyProtocol : (checkTunable('proxyProtocol', opts.proxyProtocol, `${field}.proxyProtocol`) as ProxyVersion);
+  const acceptProxy = opts.acceptProxy === undefined ? defaults.acceptProxy : parseNetworks(opts.acceptProxy, `${field}.acceptProxy`);
+  // The PROXY protocol is a stream header; lb4 does not put one on datagrams (yet).
+  if (protocol === 'udp' && (proxyProtocol !== 'none' || acceptProxy.length > 0)) {
+    const key = proxyProtocol !== 'none' ? 'proxyProtocol' : 'acceptProxy';
+    const where = opts[key] === undefined ? key : `${field}.${key}`;
+    throw new Lb4Error('LB4_INVALID_OPTION', `the PROXY protocol is for TCP listeners, and ${listen} is UDP`, { field: where });
+  }
   const health = opts.health === undefined ? defaults.health : opts.health === false ? null : validateHealthConfig(opts.health, `${field}.health`);
   // A UDP backend has no connection to check, and a TCP one no datagram to answer.
   if (health && (health.type === 'udp') !== (protocol === 'udp')) {
@@ -120,7 +131,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
   }
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
-  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, backends, health });
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, proxyProtocol, acceptProxy, backends, health });
 }
 
 /** Splits `host:port/udp` into the address and the protocol written after it (null: none). */
@@ -184,6 +195,8 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (!topLevelOptions.includes(key)) throw new Lb4Error('LB4_INVALID_OPTION', `unknown option (known: ${topLevelOptions.join(', ')})`, { field: key });
   }
   const algorithm = checkTunable('algorithm', options.algorithm) as Algorithm;
+  const proxyProtocol = checkTunable('proxyProtocol', options.proxyProtocol) as ProxyVersion;
+  const acceptProxy = parseNetworks(options.acceptProxy, 'acceptProxy');
   const health = options.health === undefined ? null : validateHealthConfig(options.health, 'health');
 
   let listeners: ListenerConfig[];
@@ -194,7 +207,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (!Array.isArray(options.listeners) || options.listeners.length === 0) {
       throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listener is required', { field: 'listeners' });
     }
-    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, health })));
+    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, proxyProtocol, acceptProxy, health })));
   } else {
     if (options.listen === undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listen address is required', { field: 'listen' });
     const listenList = Array.isArray(options.listen) ? options.listen : [options.listen];
@@ -204,7 +217,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     }
     const backends = await validateBackends(options.backends, 'backends');
     listeners = await Promise.all(
-      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, health, backends })),
+      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, proxyProtocol, acceptProxy, health, backends })),
     );
   }
   const names = new Set<string>();

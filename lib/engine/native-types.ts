@@ -15,13 +15,16 @@ export const backendStateNames = ['up', 'down', 'draining', 'maintenance'] as co
 /** Why a flow ended, in the engine's order. */
 export const closeReasonNames = [
   'done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error', 'evicted', 'responses', 'backend-gone', 'refused',
+  'proxy-header',
 ] as const;
 /** Listener protocols, in the engine's order. */
 export const protocolNames = ['tcp', 'udp'] as const;
+/** The PROXY protocol header a listener sends its backends, in the engine's order. */
+export const proxyVersionNames = ['none', 'v1', 'v2'] as const;
 /** The engine options whose ranges the addon exports as `optionLimits`, in its order. */
 export const optionLimitNames = [
   'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'maxIdlePipes', 'backlog',
-  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram', 'hashKey',
+  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram', 'hashKey', 'proxyHeaderTimeoutMs',
 ] as const satisfies readonly NativeOptionName[];
 
 /** Each name of `names` mapped to its number (its index). */
@@ -37,6 +40,8 @@ export const NativeHashKey = numbering(hashKeyNames);
 export const NativeBackendState = numbering(backendStateNames);
 /** Listener protocols as the engine numbers them. */
 export const NativeProtocol = numbering(protocolNames);
+/** PROXY protocol versions as the engine numbers them. */
+export const NativeProxyVersion = numbering(proxyVersionNames);
 
 export interface NativeListenerOptions {
   name: string;
@@ -49,6 +54,10 @@ export interface NativeListenerOptions {
   freeBind: boolean;
   backlog: number;
   algorithm: number;
+  /** The PROXY protocol header sent to backends first: an index into `proxyVersionNames`. */
+  proxyProtocol: number;
+  /** Networks ("10.0.0.0/8", "::1") trusted to send a PROXY protocol header; empty: none expected. */
+  acceptProxy: string[];
 }
 
 export interface NativeEngineOptions {
@@ -70,6 +79,8 @@ export interface NativeEngineOptions {
   udpMaxDatagram: number;
   /** What maglev's flow hash is made of: an index into `hashKeyNames`. */
   hashKey: number;
+  /** A client of a listener with `acceptProxy` must have sent its whole header within this time. */
+  proxyHeaderTimeoutMs: number;
 }
 
 export interface NativeBackend {
@@ -104,7 +115,7 @@ export interface NativeFlow {
   protocol: NativeProtocolName;
   listener: number;
   worker: number;
-  state: 'connecting' | 'established';
+  state: 'awaiting-header' | 'connecting' | 'established';
   client: string;
   backendKey?: number;
   backend?: string;
@@ -198,7 +209,8 @@ export const counterNames = [
   'connect_failures', 'connect_timeouts', 'retries', 'no_backend', 'resets', 'idle_timeouts', 'drain_closed',
   'accept_shed', 'accept_errors', 'connect_no_descriptors', 'datagrams_to_backend', 'datagrams_to_client',
   'sessions_active', 'sessions_total', 'sessions_evicted', 'sessions_expired', 'dropped_no_backend', 'dropped_truncated',
-  'dropped_send_error', 'dropped_cap', 'dropped_late',
+  'dropped_send_error', 'dropped_cap', 'dropped_late', 'proxy_headers_accepted', 'proxy_header_untrusted',
+  'proxy_header_malformed', 'proxy_header_oversized', 'proxy_header_timeouts',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 
@@ -248,6 +260,7 @@ export interface Addon {
   backendStates: string[];
   closeReasons: string[];
   protocols: string[];
+  proxyVersions: string[];
   optionLimits: NativeOptionLimits;
   /** Virtual IP addresses for the HA pair (native/core/vip). */
   vip: NativeVip;

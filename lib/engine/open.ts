@@ -7,6 +7,7 @@ import type { BalancerConfig, ListenerAddress, ListenerConfig } from '../types.j
 import {
   NativeProtocol,
   NativeAlgorithm,
+  NativeProxyVersion,
   type NativeBackend,
   type NativeEngine,
   type NativeEngineOptions,
@@ -39,6 +40,8 @@ export function nativeListener(l: ListenerConfig, dualStackFallback = false): Na
     freeBind: l.freeBind,
     backlog: listenBacklog,
     algorithm: NativeAlgorithm[l.algorithm],
+    proxyProtocol: NativeProxyVersion[l.proxyProtocol],
+    acceptProxy: [...l.acceptProxy],
   };
 }
 

@@ -32,11 +32,15 @@ export interface ReloadPlan {
   tunablesChanged: string[];
 }
 
+const json = (v: unknown) => JSON.stringify(v);
+
 // The running config holds the ports listeners are bound to; port 0 in a new config means
 // "any port", which the running listener already has.
+// A listener whose PROXY protocol settings change is opened anew too: a worker reads them on every
+// accept and connect, and takes them only with a new listener.
 const sameAddress = (running: ListenerConfig, next: ListenerConfig) =>
+  running.proxyProtocol === next.proxyProtocol && json(running.acceptProxy) === json(next.acceptProxy) &&
   running.ip === next.ip && running.anyInterface === next.anyInterface && running.protocol === next.protocol && running.freeBind === next.freeBind && (running.port === next.port || next.port === 0);
-const json = (v: unknown) => JSON.stringify(v);
 
 function diffBackends(before: readonly BackendConfig[], after: readonly BackendConfig[]): BackendChanges {
   const old = new Map(before.map((b) => [b.id, b]));
