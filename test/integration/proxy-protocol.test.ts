@@ -15,7 +15,7 @@ import t, { type Test } from 'tap';
 import { startBalancer, type Balancer } from '../../lib/index.js';
 import { call } from '../helpers/admin-http.js';
 import { recordingBackend, v1Header, v2Header } from '../helpers/proxy-header.js';
-import { connect, readAll, sha256, until, within } from '../helpers/sockets.js';
+import { connect, nameBackend, readAll, sha256, until, within } from '../helpers/sockets.js';
 
 /**
  * Connects, writes `chunks` one by one, ends, and reads the reply; returns it with the client's
@@ -199,6 +199,31 @@ t.test('refuses and counts: untrusted source, malformed header, oversized header
   for (const [reason, n] of [['malformed', 3], ['oversized', 2], ['timeout', 1], ['untrusted', 0]] as const) {
     t.match(metrics.text, new RegExp(`^lb4_listener_proxy_headers_rejected_total\\{listener="[^"]+",reason="${reason}"\\} ${n}$`, 'm'), `/metrics: ${reason} ${n}`);
   }
+});
+
+t.test("maglev hashes the header's client: the same backend as that client connecting directly", async (t) => {
+  const names = ['a', 'b', 'c'];
+  const started = await Promise.all(names.map(nameBackend));
+  t.teardown(() => Promise.all(started.map((b) => b.close())));
+  const addresses = started.map((b) => b.address);
+  // Two balancers alike but for acceptProxy: the same listener name and backends give the same
+  // Maglev table (as on two nodes of a pair).
+  const direct = await startBalancer({ listeners: [{ name: 'web', listen: '127.0.0.1:0', algorithm: 'maglev', backends: addresses }], workers: 1 });
+  t.teardown(() => direct.close({ drainTimeout: 0 }));
+  const proxied = await startBalancer({ listeners: [{ name: 'web', listen: '127.0.0.1:0', algorithm: 'maglev', acceptProxy: ['127.0.0.1'], backends: addresses }], workers: 2 });
+  t.teardown(() => proxied.close({ drainTimeout: 0 }));
+  const clients = Array.from({ length: 24 }, (_, i) => `127.0.3.${10 + i}`);
+  const seen = new Set<string>();
+  for (const client of clients) {
+    const socket = net.connect({ port: direct.address().port, host: '127.0.0.1', localAddress: client });
+    const { data } = await readAll(socket);
+    const viaHeader = await exchange(proxied.address().port, [v1Header(client, 1000 + seen.size, '127.0.0.1', 80)]);
+    t.equal(viaHeader.reply, data.toString(), `${client}: the same backend`);
+    seen.add(data.toString().trim());
+  }
+  // Every proxied flow came from 127.0.0.1 itself: without the header's address they would all
+  // have gone to one backend.
+  t.ok(seen.size > 1, `the header addresses spread over ${seen.size} backends`);
 });
 
 // --- HAProxy as a real peer ---------------------------------------------------------------------
