@@ -43,7 +43,7 @@ export const NativeProtocol = numbering(protocolNames);
 /** PROXY protocol versions as the engine numbers them. */
 export const NativeProxyVersion = numbering(proxyVersionNames);
 
-export interface NativeListenerOptions {
+export interface NativeListenerOptions extends NativeProxySettings {
   name: string;
   /** Index into `protocolNames`. */
   protocol: number;
@@ -54,9 +54,13 @@ export interface NativeListenerOptions {
   freeBind: boolean;
   backlog: number;
   algorithm: number;
+}
+
+/** A TCP listener's PROXY protocol settings. */
+export interface NativeProxySettings {
   /** The PROXY protocol header sent to backends first: an index into `proxyVersionNames`. */
   proxyProtocol: number;
-  /** Networks ("10.0.0.0/8", "::1") trusted to send a PROXY protocol header; empty: none expected. */
+  /** Networks ("10.0.0.0/8", "::1/128") trusted to send a PROXY protocol header; empty: none expected. */
   acceptProxy: string[];
 }
 
@@ -194,6 +198,8 @@ export interface NativeEngine {
   addListener(listener: NativeListenerOptions, table: NativeBackend[]): (NativeBoundAddress & { slot: number; ready: Promise<void> }) | NativeStartFailure;
   /** Stops accepting on a listener at once; its flows may run `drainMs` more, then are closed. */
   removeListener(slot: number, drainMs: number): Promise<void>;
+  /** Replaces a listener's PROXY protocol settings; flows accepted from then on use them. Resolves once every worker has them. */
+  setListenerProxy(slot: number, settings: NativeProxySettings): Promise<void>;
   /** Closes matching flows now, with a reset; resolves with how many. */
   closeFlows(filter: NativeConnectionFilter): Promise<number>;
   /** Reports one closed flow in `every` as a flow-closed event; 0 turns the flow log off. */

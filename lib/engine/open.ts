@@ -13,6 +13,7 @@ import {
   type NativeEngineOptions,
   type NativeEngineScalar,
   type NativeListenerOptions,
+  type NativeProxySettings,
 } from './native-types.js';
 import { systemError } from './system-errors.js';
 
@@ -40,9 +41,13 @@ export function nativeListener(l: ListenerConfig, dualStackFallback = false): Na
     freeBind: l.freeBind,
     backlog: listenBacklog,
     algorithm: NativeAlgorithm[l.algorithm],
-    proxyProtocol: NativeProxyVersion[l.proxyProtocol],
-    acceptProxy: [...l.acceptProxy],
+    ...nativeProxySettings(l),
   };
+}
+
+/** A listener's PROXY protocol settings as the engine takes them (at open, and on reload). */
+export function nativeProxySettings(l: ListenerConfig): NativeProxySettings {
+  return { proxyProtocol: NativeProxyVersion[l.proxyProtocol], acceptProxy: [...l.acceptProxy] };
 }
 
 /** The engine's options for a config. */

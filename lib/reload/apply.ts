@@ -9,7 +9,7 @@ import { readConfigFile } from '../config/config-file.js';
 import { restartOnlySettings } from '../config/options.js';
 import { validateOptions } from '../config/validate.js';
 import type { NativeEngine } from '../engine/native-types.js';
-import { listenError, nativeListener } from '../engine/open.js';
+import { listenError, nativeListener, nativeProxySettings } from '../engine/open.js';
 import { Lb4Error } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BackendControl } from '../registry/backends.js';
@@ -106,8 +106,9 @@ export class Reloader {
       this.#rejected(err);
       throw err;
     }
-    const summary = this.#applyPlan(plan, next, opened);
+    const { summary, proxyUpdates } = this.#applyPlan(plan, next, opened);
     await this.#p.sync.flush();
+    await Promise.all(proxyUpdates);
     this.#p.log.info(summary, 'reload applied');
     if (summary.needsRestart.length > 0) this.#p.log.warn({ settings: summary.needsRestart }, 'these settings changed but only take effect on a restart');
     this.#p.events.emit('reload', summary);
@@ -134,7 +135,7 @@ export class Reloader {
     return { slot, config: bound, address: Object.freeze({ name: l.name, address: result.ip, port: result.port, family: result.family }) };
   }
 
-  #applyPlan(plan: ReloadPlan, next: BalancerConfig, opened: ListenerSlot[]): ReloadSummary {
+  #applyPlan(plan: ReloadPlan, next: BalancerConfig, opened: ListenerSlot[]): { summary: ReloadSummary; proxyUpdates: Promise<void>[] } {
     const { registry, listeners, backends, sync } = this.#p;
     const summary = {
       listenersAdded: plan.addedListeners.map((l) => l.name),
@@ -145,6 +146,7 @@ export class Reloader {
       needsRestart: plan.needsRestart,
     };
     const drainMs = next.drainTimeoutMs;
+    const proxyUpdates: Promise<void>[] = [];
     // Listeners that are gone (or moved to a new address): stop accepting, drain their flows.
     for (const l of plan.removedListeners) {
       const s = listeners.get(l.name);
@@ -165,6 +167,8 @@ export class Reloader {
       const s = listeners.get(change.after.name)!;
       s.config = Object.freeze({ ...change.after, port: s.address.port });
       if (change.algorithmChanged) sync.markChanged(s.slot);
+      // Flows accepted from now on use the new PROXY protocol settings; open ones keep theirs.
+      if (change.proxyChanged) proxyUpdates.push(this.#p.engine.setListenerProxy(s.slot, nativeProxySettings(change.after)));
       const name = change.after.name;
       if (change.healthChanged) {
         for (const b of registry.list(s.slot)) {
@@ -206,7 +210,7 @@ export class Reloader {
     const kept = Object.fromEntries(restartOnlySettings.map((key) => [key, running[key]]));
     this.#p.setConfig(Object.freeze({ ...next, listeners: Object.freeze(next.listeners.map((l) => listeners.get(l.name)!.config)), ...kept }));
     if (plan.adminChanged) this.#p.restartAdmin();
-    return summary;
+    return { summary, proxyUpdates };
   }
 
   /** Gives a running backend the weight, state and address as written of `after`; returns whether any differed. */

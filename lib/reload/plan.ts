@@ -17,6 +17,8 @@ export interface ListenerChanges {
   after: ListenerConfig;
   backends: BackendChanges;
   algorithmChanged: boolean;
+  /** proxyProtocol or acceptProxy changed: new flows take the new settings. */
+  proxyChanged: boolean;
   healthChanged: boolean;
 }
 
@@ -33,13 +35,12 @@ export interface ReloadPlan {
 }
 
 const json = (v: unknown) => JSON.stringify(v);
+const sameProxySettings = (running: ListenerConfig, next: ListenerConfig) =>
+  running.proxyProtocol === next.proxyProtocol && json(running.acceptProxy) === json(next.acceptProxy);
 
 // The running config holds the ports listeners are bound to; port 0 in a new config means
 // "any port", which the running listener already has.
-// A listener whose PROXY protocol settings change is opened anew too: a worker reads them on every
-// accept and connect, and takes them only with a new listener.
 const sameAddress = (running: ListenerConfig, next: ListenerConfig) =>
-  running.proxyProtocol === next.proxyProtocol && json(running.acceptProxy) === json(next.acceptProxy) &&
   running.ip === next.ip && running.anyInterface === next.anyInterface && running.protocol === next.protocol && running.freeBind === next.freeBind && (running.port === next.port || next.port === 0);
 
 function diffBackends(before: readonly BackendConfig[], after: readonly BackendConfig[]): BackendChanges {
@@ -75,6 +76,7 @@ export function planReload(current: BalancerConfig, next: BalancerConfig): Reloa
       after: l,
       backends: diffBackends(prior.backends, l.backends),
       algorithmChanged: prior.algorithm !== l.algorithm,
+      proxyChanged: !sameProxySettings(prior, l),
       healthChanged: json(prior.health) !== json(l.health),
     });
   }

@@ -112,20 +112,25 @@ bool toListenerConfig(Napi::Env env, Napi::Value item, const std::string& where,
   config.backlog = static_cast<int>(backlog);
   config.dualStack = l.Get("dualStack").ToBoolean().Value();
   config.freeBind = l.Get("freeBind").ToBoolean().Value();
-  if (!getEnum(env, l, "proxyProtocol", where, config.proxy.send)) return false;
+  if (!toProxySettings(env, l, where, config.proxy)) return false;
+  Napi::Value name = l.Get("name");
+  if (name.IsString()) config.name = name.As<Napi::String>().Utf8Value();
+  return true;
+}
+
+bool toProxySettings(Napi::Env env, Napi::Object o, const std::string& where, ProxySettings& out) {
+  if (!getEnum(env, o, "proxyProtocol", where, out.send)) return false;
   // acceptProxy: the trusted networks as CIDR strings (validated by the control plane already;
   // checked again here, since the engine is a public surface of its own).
-  Napi::Value accept = l.Get("acceptProxy");
+  Napi::Value accept = o.Get("acceptProxy");
   if (!accept.IsArray()) return throwType(env, where + ".acceptProxy must be an array");
   Napi::Array networks = accept.As<Napi::Array>();
   if (networks.Length() > 1024) return throwRange(env, where + ".acceptProxy must hold at most 1024 networks");
   for (uint32_t i = 0; i < networks.Length(); ++i) {
     Napi::Value n = networks.Get(i);
-    if (!n.IsString() || !config.proxy.accept.add(n.As<Napi::String>().Utf8Value()))
+    if (!n.IsString() || !out.accept.add(n.As<Napi::String>().Utf8Value()))
       return throwType(env, where + ".acceptProxy[" + std::to_string(i) + "] must be a network such as 10.0.0.0/8");
   }
-  Napi::Value name = l.Get("name");
-  if (name.IsString()) config.name = name.As<Napi::String>().Utf8Value();
   return true;
 }
 

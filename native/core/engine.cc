@@ -136,6 +136,15 @@ void Engine::removeListener(uint32_t slot, int64_t drainMs, std::function<void()
   broadcast(command::RemoveListener{slot, drainMs}, completionForAll(std::move(done)));
 }
 
+void Engine::setListenerProxy(uint32_t slot, ProxySettings proxy, std::function<void()> done) {
+  if (!started_ || stopRequested_ || slot >= config_.listeners.size()) {
+    if (done) done();
+    return;
+  }
+  config_.listeners[slot].proxy = proxy;
+  broadcast(command::SetListenerProxy{slot, std::move(proxy)}, completionForAll(std::move(done)));
+}
+
 void Engine::closeFlows(FlowFilter filter, std::function<void(uint64_t)> done) {
   if (!started_ || stopRequested_) {
     done(0);

@@ -191,6 +191,10 @@ void Worker::apply(command::CloseFlows& c) {
                       std::memory_order_relaxed);
 }
 
+void Worker::apply(command::SetListenerProxy& c) {
+  if (c.slot < listeners_.size()) listeners_[c.slot].proxy = std::move(c.proxy);
+}
+
 void Worker::closeListeners() {
   for (auto& l : listeners_) l.socket.reset();
 }

@@ -98,6 +98,13 @@ struct RemoveListener {
   int64_t drainMs = 0;
 };
 
+// The listener's PROXY protocol settings change: flows accepted from now on use `proxy`; flows
+// already past their header keep what they have.
+struct SetListenerProxy {
+  uint32_t slot = 0;
+  ProxySettings proxy;
+};
+
 // Close the matching flows at once (as drained); add how many to `closed`.
 struct CloseFlows {
   FlowFilter filter;
@@ -108,7 +115,7 @@ struct CloseFlows {
 
 struct WorkerCommand {
   std::variant<command::ApplyBackends, command::Snapshot, command::Stop, command::AddListener,
-               command::RemoveListener, command::CloseFlows>
+               command::RemoveListener, command::CloseFlows, command::SetListenerProxy>
       body;
   std::shared_ptr<Completion> completion;
 };

@@ -226,6 +226,31 @@ t.test("maglev hashes the header's client: the same backend as that client conne
   t.ok(seen.size > 1, `the header addresses spread over ${seen.size} backends`);
 });
 
+t.test('a reload that turns acceptProxy and proxyProtocol on applies them to the next client, on the same listener', async (t) => {
+  const backend = await recordingBackend();
+  const options = { listen: { listen: '127.0.0.1:0', name: 'web' }, backends: [backend.address], workers: 1 };
+  const lb = await startBalancer(options);
+  t.teardown(async () => {
+    await lb.close({ drainTimeout: 0 });
+    await backend.close();
+  });
+  const port = lb.address().port;
+  const before = await exchange(port, [Buffer.from('plain')]);
+  t.equal(before.reply, 'ok');
+  t.equal((await backend.next()).payload.toString(), 'plain');
+
+  const summary = await lb.reload({ ...options, acceptProxy: ['127.0.0.1/32'], proxyProtocol: 'v2' });
+  t.match(summary, { listenersAdded: [], listenersRemoved: [] });
+  t.equal(lb.address().port, port, 'the same port');
+  t.same(lb.config.listeners[0].acceptProxy, ['127.0.0.1/32'], 'the running config has the new settings');
+  await exchange(port, [v1Header('203.0.113.50', 7, '198.51.100.2', 8), Buffer.from('after')]);
+  const got = await backend.next();
+  t.match(got.header, { version: 2, source: '203.0.113.50', sourcePort: 7, destination: '198.51.100.2', destinationPort: 8 });
+  t.equal(got.payload.toString(), 'after');
+  const refused = await exchange(port, [Buffer.from('plain again')]);
+  t.not(refused.reply, 'ok', 'a client without a header is refused now');
+});
+
 // --- HAProxy as a real peer ---------------------------------------------------------------------
 
 const haproxyInstalled = spawnSync('haproxy', ['-v']).status === 0;
