@@ -92,7 +92,7 @@ export const optionTable = {
     help: "what maglev hashes: address (a client keeps one backend) or address-port (each client port placed on its own, e.g. many clients behind one NAT address)",
   },
   // The PROXY protocol (native/core/proxy_protocol/): per listener, the top-level values being
-  // every listener's default. A listener's change opens it anew on reload.
+  // every listener's default. A reload applies a change to the flows accepted after it.
   proxyProtocol: {
     flag: '--proxy-protocol <version>', field: 'proxyProtocol', kind: 'choice', choices: proxyVersions, default: 'none', reload: 'live',
     help: "send backends a PROXY protocol header first on each flow, with the client's and the listener's addresses: none, v1 (text) or v2 (binary); TCP listeners",

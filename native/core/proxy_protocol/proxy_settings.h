@@ -1,6 +1,7 @@
 #pragma once
 // A listener's PROXY protocol settings: the header it sends each backend, and the networks it
-// takes one from. Set when the listener opens; a change opens the listener anew.
+// takes one from. Set when the listener opens; a reload may replace them (SetListenerProxy), and
+// flows accepted after that use the new ones.
 
 #include "enums.h"
 #include "proxy_protocol/trusted_networks.h"
