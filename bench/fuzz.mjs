@@ -3,9 +3,11 @@
 // (test/fuzz/inputs.test.ts: addresses, durations, backend specs, whole option documents,
 // heartbeats) run LB4_FUZZ_SCALE times their `npm test` count, the admin API fuzz as many times
 // its requests, and the data-plane model LB4_FLOW_MODEL_RUNS flow scripts. Each test prints
-// "# fuzz cases: N"; this sums them and ends with one line: cases run, files failed.
+// "# fuzz cases: N"; this sums them. Then the PROXY protocol parser's native fuzz driver
+// (test/native/proxy_header_fuzz.cc, built under AddressSanitizer + UBSan) runs
+// 1,000,000 x scale / 120 inputs. It ends with one line: cases run, files failed.
 //
-//   npm run fuzz                      # about 1.1 million cases (several minutes on 2 cores)
+//   npm run fuzz                      # about 2.1 million cases (several minutes on 2 cores)
 //   npm run fuzz -- --scale 10        # a shorter pass
 
 import { spawn } from 'node:child_process';
@@ -44,5 +46,27 @@ for (const file of files) {
   });
   if (code !== 0) failedFiles++;
 }
+// The native parser fuzz: its own build directory is the one `npm test` uses for ASan.
+const run = (command, argv, onLine = () => {}) =>
+  new Promise((resolve) => {
+    const child = spawn(command, argv, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    child.stdout.on('data', (chunk) => {
+      process.stdout.write(chunk);
+      for (const line of String(chunk).split('\n')) onLine(line);
+    });
+    child.on('close', (c) => resolve(c ?? 1));
+  });
+const nativeDir = 'build/core-tests-address';
+const nativeInputs = Math.round((1_000_000 * scale) / 120);
+const nativeOk =
+  (await run('cmake', ['-S', 'test/native', '-B', nativeDir, '-DCMAKE_BUILD_TYPE=Debug', '-DLB4_SANITIZER=address', '--log-level=WARNING'])) === 0 &&
+  (await run('cmake', ['--build', nativeDir, '-j2', '--target', 'lb4_proxy_fuzz'])) === 0 &&
+  (await run(join(root, nativeDir, 'lb4_proxy_fuzz'), [String(nativeInputs)], (line) => {
+    const m = /^proxy header fuzz: seed \d+, (\d+) inputs/.exec(line);
+    if (m) cases += Number(m[1]);
+  })) === 0;
+if (!nativeOk) failedFiles++;
+files.push('lb4_proxy_fuzz');
+
 console.log(`fuzz: ${cases.toLocaleString('en-US')} generated cases in ${Math.round((Date.now() - started) / 1000)} s, ${failedFiles} of ${files.length} files failed`);
 process.exit(failedFiles === 0 ? 0 : 1);

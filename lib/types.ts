@@ -3,7 +3,7 @@
 // file loads nothing, so any part of lib/ may depend on it.
 
 import type { Clock } from './clock.js';
-import type { Algorithm, BackendState, ForwardMode, Protocol, SnatMode } from './config/enums.js';
+import type { Algorithm, BackendState, ForwardMode, Protocol, ProxyVersion, SnatMode } from './config/enums.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
@@ -63,6 +63,13 @@ export interface ListenerOptions {
   forward?: ForwardMode;
   /** A nat listener's return path, `none` or `masquerade`. Default: the top-level `snat`. */
   snat?: SnatMode;
+  /** The PROXY protocol header sent to backends first on each flow (TCP). Default: the top-level `proxyProtocol`. */
+  proxyProtocol?: ProxyVersion;
+  /**
+   * Networks (`10.0.0.0/8`, `::1`) trusted to send a PROXY protocol header (TCP): clients must be
+   * in one and send a v1 or v2 header first. Default: the top-level `acceptProxy`.
+   */
+  acceptProxy?: string | string[];
   /** This listener's backends (full form only; the shorthand shares the top-level `backends`). */
   backends?: Array<string | BackendOptions>;
   /** Active health checks for this listener's backends; `false` turns the top-level ones off. */
@@ -106,6 +113,8 @@ export interface BalancerOptions extends TunableOptions {
   cluster?: ClusterOptions;
   /** The nftables table (family inet) lb4 owns for nat listeners. Default `lb4`. */
   natTable?: string;
+  /** Default for every listener: networks trusted to send a PROXY protocol header (none). */
+  acceptProxy?: string | string[];
 }
 
 /**
@@ -178,6 +187,10 @@ export interface ListenerConfig {
   /** `nat`: the kernel forwards (lib/nat/); lb4 only holds the port and drives the rules. */
   readonly forward: ForwardMode;
   readonly snat: SnatMode;
+  /** The PROXY protocol header sent to backends first; `none`: no header. */
+  readonly proxyProtocol: ProxyVersion;
+  /** Networks trusted to send a PROXY protocol header, as `ip/prefix`; empty: none expected. */
+  readonly acceptProxy: readonly string[];
   readonly backends: readonly BackendConfig[];
   readonly health: HealthConfig | null;
 }
@@ -278,7 +291,8 @@ export interface Connection {
   readonly protocol: Protocol;
   readonly listener: string;
   readonly worker: number;
-  readonly state: 'connecting' | 'established';
+  /** `awaiting-header`: a listener that takes PROXY protocol headers has not had this client's yet. */
+  readonly state: 'awaiting-header' | 'connecting' | 'established';
   readonly client: string;
   /** Backend id; absent while no backend is assigned. */
   readonly backend?: string;

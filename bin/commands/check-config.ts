@@ -33,7 +33,12 @@ export async function checkConfig(file: string): Promise<void> {
   const lines = [`${file}: ok: ${config.listeners.length} listener(s)${udpListeners > 0 ? ` (${udpListeners} UDP)` : ''}, ${backends} backend(s)`];
   for (const l of config.listeners) {
     const health = l.health ? `${l.health.type} checks every ${l.health.interval}ms` : 'no health checks';
-    lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${l.backends.map((b) => `${b.id}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}`).join(', ')}; ${health}`);
+    // PROXY protocol settings are shown only where set: most listeners have none.
+    const proxy = [
+      ...(l.proxyProtocol !== 'none' ? [`sends PROXY ${l.proxyProtocol}`] : []),
+      ...(l.acceptProxy.length > 0 ? [`takes PROXY headers from ${l.acceptProxy.join(', ')}`] : []),
+    ].map((p) => `; ${p}`).join('');
+    lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${l.backends.map((b) => `${b.id}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}`).join(', ')}; ${health}${proxy}`);
   }
   if (config.admin) lines.push(`  admin API on ${config.admin.kind === 'unix' ? config.admin.path : `${config.admin.host}:${config.admin.port}`}`);
   if (config.cluster) lines.push(`  ${describeCluster(config.cluster)}`);

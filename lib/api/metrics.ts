@@ -57,6 +57,13 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   dropped_late: { name: 'dropped_datagrams_total', label: ['reason', 'late'] },
   // Counted when a new session's backend came from the HA peer's session, before it has one.
   sessions_replicated: { name: 'sessions_from_peer_total', scopes: ['listener'] },
+  // PROXY protocol headers from clients: decided before a backend is chosen; refusals by reason
+  // in one family, lb4_listener_proxy_headers_rejected_total{reason}.
+  proxy_headers_accepted: { scopes: ['listener'] },
+  proxy_header_untrusted: { name: 'proxy_headers_rejected_total', label: ['reason', 'untrusted'], scopes: ['listener'] },
+  proxy_header_malformed: { name: 'proxy_headers_rejected_total', label: ['reason', 'malformed'], scopes: ['listener'] },
+  proxy_header_oversized: { name: 'proxy_headers_rejected_total', label: ['reason', 'oversized'], scopes: ['listener'] },
+  proxy_header_timeouts: { name: 'proxy_headers_rejected_total', label: ['reason', 'timeout'], scopes: ['listener'] },
 };
 
 /** Upper bounds (seconds) of the health check duration histogram's buckets. */

@@ -2,7 +2,7 @@
 // (lib/engine/native-types.ts, checked against the addon's exports when it loads), so a value
 // the data plane gains is a value the options accept, with no second list to keep.
 
-import { algorithmNames, backendStateNames, hashKeyNames, protocolNames } from '../engine/native-types.js';
+import { algorithmNames, backendStateNames, hashKeyNames, protocolNames, proxyVersionNames } from '../engine/native-types.js';
 
 /** How a new flow picks its backend. */
 export type Algorithm = (typeof algorithmNames)[number];
@@ -24,3 +24,6 @@ export type ForwardMode = (typeof forwardModes)[number];
 /** A nat listener's return path: none (lb4 is the backends' gateway) or masquerade. */
 export const snatModes = ['none', 'masquerade'] as const;
 export type SnatMode = (typeof snatModes)[number];
+/** The PROXY protocol header a listener sends its backends first: none, v1 (text) or v2 (binary). */
+export type ProxyVersion = (typeof proxyVersionNames)[number];
+export const proxyVersions: readonly ProxyVersion[] = proxyVersionNames;

@@ -24,14 +24,14 @@ import { Lb4Error } from '../errors.js';
 import { healthDefaults } from '../health/check-options.js';
 import { logFormats, logLevels } from '../log.js';
 import { formatDuration, parseDuration } from './duration.js';
-import { algorithms, forwardModes, hashKeys, snatModes } from './enums.js';
+import { algorithms, forwardModes, hashKeys, proxyVersions, snatModes } from './enums.js';
 import { showValue } from './show-value.js';
 
 /**
  * What an option's value is. `integer`, `duration` and `choice` are validated from the table
  * alone; the others are parsed by their own code (addresses, backends, health checks, ...).
  */
-export type OptionKind = 'integer' | 'duration' | 'choice' | 'address' | 'backend' | 'path' | 'health-check' | 'sample' | 'object' | 'string' | 'boolean' | 'vip';
+export type OptionKind = 'integer' | 'duration' | 'choice' | 'address' | 'backend' | 'path' | 'health-check' | 'sample' | 'object' | 'string' | 'boolean' | 'vip' | 'network';
 
 export interface OptionSpec {
   /** The `lb4 start` flag with its value placeholder, as commander takes it; null: none. */
@@ -107,6 +107,20 @@ export const optionTable = {
   natTable: {
     flag: '--nat-table <name>', field: 'natTable', kind: 'string', default: 'lb4', reload: 'restart',
     help: 'the nftables table (family inet) lb4 owns for nat listeners; give each lb4 process on a host its own',
+  },
+  // The PROXY protocol (native/core/proxy_protocol/): per listener, the top-level values being
+  // every listener's default. A reload applies a change to the flows accepted after it.
+  proxyProtocol: {
+    flag: '--proxy-protocol <version>', field: 'proxyProtocol', kind: 'choice', choices: proxyVersions, default: 'none', reload: 'live',
+    help: "send backends a PROXY protocol header first on each flow, with the client's and the listener's addresses: none, v1 (text) or v2 (binary); TCP listeners",
+  },
+  acceptProxy: {
+    flag: '--accept-proxy <cidr>', repeatable: true, field: 'acceptProxy', kind: 'network', defaultText: 'off', reload: 'live',
+    help: 'take a PROXY protocol header (v1 or v2) from clients in this network, and refuse clients outside every such network; repeatable; TCP listeners',
+  },
+  proxyHeaderTimeout: {
+    flag: '--proxy-header-timeout <duration>', field: 'proxyHeaderTimeout', config: 'proxyHeaderTimeoutMs', kind: 'duration', default: '5s', min: 1, max: 3_600_000,
+    reload: 'restart', native: 'proxyHeaderTimeoutMs', help: 'time a client of an --accept-proxy listener has to send its whole PROXY protocol header',
   },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',

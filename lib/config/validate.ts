@@ -17,8 +17,9 @@ import type {
   ListenerOptions,
 } from '../types.js';
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
-import { backendStates, protocols, type BackendState, type ForwardMode, type Protocol, type SnatMode } from './enums.js';
+import { backendStates, protocols, type BackendState, type ForwardMode, type Protocol, type ProxyVersion, type SnatMode } from './enums.js';
 import { onVip, validateCluster } from './cluster-options.js';
+import { parseNetworks } from './network.js';
 import { checkTableInteger, checkTunable, optionDefault, topLevelOptions, validateTunables } from './options.js';
 import { showValue } from './show-value.js';
 
@@ -87,6 +88,8 @@ interface ListenerDefaults {
   algorithm: Algorithm;
   forward: ForwardMode;
   snat: SnatMode;
+  proxyProtocol: ProxyVersion;
+  acceptProxy: readonly string[];
   health: HealthConfig | null;
   backends?: readonly BackendConfig[];
 }
@@ -95,7 +98,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   const isObject = typeof raw === 'object' && raw !== null;
   const opts: ListenerOptions = isObject ? (raw as ListenerOptions) : { listen: raw as string };
   if (isObject) {
-    checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'backends', 'health'], field);
+    checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', 'backends', 'health'], field);
   }
   const listenField = isObject ? `${field}.listen` : field;
   const { text: address, protocol: written } = splitProtocol(opts.listen, listenField);
@@ -122,6 +125,20 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     const where = opts.algorithm === undefined ? 'algorithm' : `${field}.algorithm`;
     throw new Lb4Error('LB4_INVALID_OPTION', `leastconn needs forward: proxy; a nat listener (${listen}) takes roundrobin or maglev`, { field: where });
   }
+  const proxyProtocol = opts.proxyProtocol === undefined ? defaults.proxyProtocol : (checkTunable('proxyProtocol', opts.proxyProtocol, `${field}.proxyProtocol`) as ProxyVersion);
+  const acceptProxy = opts.acceptProxy === undefined ? defaults.acceptProxy : parseNetworks(opts.acceptProxy, `${field}.acceptProxy`);
+  // The PROXY protocol is a stream header; lb4 does not put one on datagrams (yet).
+  if (protocol === 'udp' && (proxyProtocol !== 'none' || acceptProxy.length > 0)) {
+    const key = proxyProtocol !== 'none' ? 'proxyProtocol' : 'acceptProxy';
+    const where = opts[key] === undefined ? key : `${field}.${key}`;
+    throw new Lb4Error('LB4_INVALID_OPTION', `the PROXY protocol is for TCP listeners, and ${listen} is UDP`, { field: where });
+  }
+  // The kernel forwards a nat listener's packets: there is no stream of lb4's to put a header on.
+  if (forward === 'nat' && (proxyProtocol !== 'none' || acceptProxy.length > 0)) {
+    const key = proxyProtocol !== 'none' ? 'proxyProtocol' : 'acceptProxy';
+    const where = opts[key] === undefined ? key : `${field}.${key}`;
+    throw new Lb4Error('LB4_INVALID_OPTION', `the PROXY protocol needs forward: proxy, and ${listen} is a nat listener`, { field: where });
+  }
   const health = opts.health === undefined ? defaults.health : opts.health === false ? null : validateHealthConfig(opts.health, `${field}.health`);
   // A UDP backend has no connection to check, and a TCP one no datagram to answer.
   if (health && (health.type === 'udp') !== (protocol === 'udp')) {
@@ -138,7 +155,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
   }
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
-  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, backends, health });
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, backends, health });
 }
 
 /** The nftables table name lb4 owns: a plain identifier, as nft writes them unquoted. */
@@ -223,6 +240,8 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
   const algorithm = checkTunable('algorithm', options.algorithm) as Algorithm;
   const forward = checkTunable('forward', options.forward) as ForwardMode;
   const snat = checkTunable('snat', options.snat) as SnatMode;
+  const proxyProtocol = checkTunable('proxyProtocol', options.proxyProtocol) as ProxyVersion;
+  const acceptProxy = parseNetworks(options.acceptProxy, 'acceptProxy');
   const health = options.health === undefined ? null : validateHealthConfig(options.health, 'health');
 
   let listeners: ListenerConfig[];
@@ -236,7 +255,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (options.listeners.length > maxListeners) {
       throw new Lb4Error('LB4_INVALID_OPTION', `at most ${maxListeners} listeners, got ${options.listeners.length}`, { field: 'listeners' });
     }
-    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, forward, snat, health })));
+    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, forward, snat, proxyProtocol, acceptProxy, health })));
   } else {
     if (options.listen === undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listen address is required', { field: 'listen' });
     const listenList = Array.isArray(options.listen) ? options.listen : [options.listen];
@@ -247,7 +266,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     }
     const backends = await validateBackends(options.backends, 'backends');
     listeners = await Promise.all(
-      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, health, backends })),
+      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, health, backends })),
     );
   }
   const names = new Set<string>();

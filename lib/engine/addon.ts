@@ -16,6 +16,7 @@ import {
   closeReasonNames,
   optionLimitNames,
   protocolNames,
+  proxyVersionNames,
   type Addon,
   type CounterInfo,
   type NativeEngine,
@@ -58,6 +59,7 @@ export function addon(): Addon {
   check('backend states', candidate.backendStates, backendStateNames);
   check('close reasons', candidate.closeReasons, closeReasonNames);
   check('protocols', candidate.protocols, protocolNames);
+  check('proxy versions', candidate.proxyVersions, proxyVersionNames);
   check('option limits', Object.keys(candidate.optionLimits ?? {}), optionLimitNames);
   for (const name of optionLimitNames) {
     const { min, max } = candidate.optionLimits[name];

@@ -15,13 +15,16 @@ export const backendStateNames = ['up', 'down', 'draining', 'maintenance'] as co
 /** Why a flow ended, in the engine's order. */
 export const closeReasonNames = [
   'done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error', 'evicted', 'responses', 'backend-gone', 'refused',
+  'proxy-header',
 ] as const;
 /** Listener protocols, in the engine's order. */
 export const protocolNames = ['tcp', 'udp'] as const;
+/** The PROXY protocol header a listener sends its backends, in the engine's order. */
+export const proxyVersionNames = ['none', 'v1', 'v2'] as const;
 /** The engine options whose ranges the addon exports as `optionLimits`, in its order. */
 export const optionLimitNames = [
   'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'maxIdlePipes', 'backlog',
-  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram', 'hashKey',
+  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram', 'hashKey', 'proxyHeaderTimeoutMs',
 ] as const satisfies readonly NativeOptionName[];
 
 /** Each name of `names` mapped to its number (its index). */
@@ -37,8 +40,10 @@ export const NativeHashKey = numbering(hashKeyNames);
 export const NativeBackendState = numbering(backendStateNames);
 /** Listener protocols as the engine numbers them. */
 export const NativeProtocol = numbering(protocolNames);
+/** PROXY protocol versions as the engine numbers them. */
+export const NativeProxyVersion = numbering(proxyVersionNames);
 
-export interface NativeListenerOptions {
+export interface NativeListenerOptions extends NativeProxySettings {
   name: string;
   /** Index into `protocolNames`. */
   protocol: number;
@@ -54,6 +59,14 @@ export interface NativeListenerOptions {
    * the port); lib/nat/split-engine.ts reads it to send the listener's tables to the NAT driver.
    */
   nat?: { snat: 'none' | 'masquerade' };
+}
+
+/** A TCP listener's PROXY protocol settings. */
+export interface NativeProxySettings {
+  /** The PROXY protocol header sent to backends first: an index into `proxyVersionNames`. */
+  proxyProtocol: number;
+  /** Networks ("10.0.0.0/8", "::1/128") trusted to send a PROXY protocol header; empty: none expected. */
+  acceptProxy: string[];
 }
 
 export interface NativeEngineOptions {
@@ -75,6 +88,8 @@ export interface NativeEngineOptions {
   udpMaxDatagram: number;
   /** What maglev's flow hash is made of: an index into `hashKeyNames`. */
   hashKey: number;
+  /** A client of a listener with `acceptProxy` must have sent its whole header within this time. */
+  proxyHeaderTimeoutMs: number;
 }
 
 export interface NativeBackend {
@@ -109,7 +124,7 @@ export interface NativeFlow {
   protocol: NativeProtocolName;
   listener: number;
   worker: number;
-  state: 'connecting' | 'established';
+  state: 'awaiting-header' | 'connecting' | 'established';
   client: string;
   backendKey?: number;
   backend?: string;
@@ -214,6 +229,8 @@ export interface NativeEngine {
   addListener(listener: NativeListenerOptions, table: NativeBackend[]): (NativeBoundAddress & { slot: number; ready: Promise<void> }) | NativeStartFailure;
   /** Stops accepting on a listener at once; its flows may run `drainMs` more, then are closed. */
   removeListener(slot: number, drainMs: number): Promise<void>;
+  /** Replaces a listener's PROXY protocol settings; flows accepted from then on use them. Resolves once every worker has them. */
+  setListenerProxy(slot: number, settings: NativeProxySettings): Promise<void>;
   /** Closes matching flows now, with a reset; resolves with how many. */
   closeFlows(filter: NativeConnectionFilter): Promise<number>;
   /** Reports one closed flow in `every` as a flow-closed event; 0 turns the flow log off. */
@@ -241,7 +258,8 @@ export const counterNames = [
   'connect_failures', 'connect_timeouts', 'retries', 'no_backend', 'resets', 'idle_timeouts', 'drain_closed',
   'accept_shed', 'accept_errors', 'connect_no_descriptors', 'datagrams_to_backend', 'datagrams_to_client',
   'sessions_active', 'sessions_total', 'sessions_evicted', 'sessions_expired', 'dropped_no_backend', 'dropped_truncated',
-  'dropped_send_error', 'dropped_cap', 'dropped_late', 'sessions_replicated',
+  'dropped_send_error', 'dropped_cap', 'dropped_late', 'sessions_replicated', 'proxy_headers_accepted', 'proxy_header_untrusted',
+  'proxy_header_malformed', 'proxy_header_oversized', 'proxy_header_timeouts',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 
@@ -291,6 +309,7 @@ export interface Addon {
   backendStates: string[];
   closeReasons: string[];
   protocols: string[];
+  proxyVersions: string[];
   optionLimits: NativeOptionLimits;
   /** Virtual IP addresses for the HA pair (native/core/vip). */
   vip: NativeVip;

@@ -7,11 +7,13 @@ import type { BalancerConfig, ListenerAddress, ListenerConfig } from '../types.j
 import {
   NativeProtocol,
   NativeAlgorithm,
+  NativeProxyVersion,
   type NativeBackend,
   type NativeEngine,
   type NativeEngineOptions,
   type NativeEngineScalar,
   type NativeListenerOptions,
+  type NativeProxySettings,
 } from './native-types.js';
 import { systemError } from './system-errors.js';
 
@@ -40,7 +42,13 @@ export function nativeListener(l: ListenerConfig, dualStackFallback = false): Na
     backlog: listenBacklog,
     algorithm: NativeAlgorithm[l.algorithm],
     ...(l.forward === 'nat' ? { nat: { snat: l.snat } } : {}),
+    ...nativeProxySettings(l),
   };
+}
+
+/** A listener's PROXY protocol settings as the engine takes them (at open, and on reload). */
+export function nativeProxySettings(l: ListenerConfig): NativeProxySettings {
+  return { proxyProtocol: NativeProxyVersion[l.proxyProtocol], acceptProxy: [...l.acceptProxy] };
 }
 
 /** The engine's options for a config. */

@@ -14,7 +14,7 @@ import { readConfigFile } from '../config/config-file.js';
 import { restartOnlySettings } from '../config/options.js';
 import { validateOptions } from '../config/validate.js';
 import type { NativeEngine } from '../engine/native-types.js';
-import { listenError, nativeListener } from '../engine/open.js';
+import { listenError, nativeListener, nativeProxySettings } from '../engine/open.js';
 import { Lb4Error } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BackendControl } from '../registry/backends.js';
@@ -142,6 +142,8 @@ export class Reloader {
       await this.#p.sync.flush().catch((e: unknown) => this.#p.log.error({ err: (e as Error).message }, 'reload roll-back: the engine refused the previous tables too'));
       throw err;
     }
+    // Flows accepted from now on use a kept listener's new PROXY protocol settings; open ones keep theirs.
+    await Promise.all(plan.keptListeners.filter((k) => k.proxyChanged).map((k) => this.#p.engine.setListenerProxy(this.#p.listeners.get(k.after.name)!.slot, nativeProxySettings(k.after))));
     // Only now, with nothing left to fail, do removed listeners stop: that cannot be taken back.
     this.#removeListeners(leaving, next.drainTimeoutMs);
     await this.#p.sync.flush();

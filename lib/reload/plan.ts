@@ -23,6 +23,8 @@ export interface ListenerChanges {
   after: ListenerConfig;
   backends: BackendChanges;
   algorithmChanged: boolean;
+  /** proxyProtocol or acceptProxy changed: new flows take the new settings. */
+  proxyChanged: boolean;
   healthChanged: boolean;
 }
 
@@ -38,13 +40,16 @@ export interface ReloadPlan {
   tunablesChanged: string[];
 }
 
+const json = (v: unknown) => JSON.stringify(v);
+const sameProxySettings = (running: ListenerConfig, next: ListenerConfig) =>
+  running.proxyProtocol === next.proxyProtocol && json(running.acceptProxy) === json(next.acceptProxy);
+
 // The running config holds the ports listeners are bound to; port 0 in a new config means
 // "any port", which the running listener already has. A listener that changes how it forwards
 // (proxy or nat, or its NAT return path) is opened anew too: its data plane changes.
 const sameAddress = (running: ListenerConfig, next: ListenerConfig) =>
   running.ip === next.ip && running.anyInterface === next.anyInterface && running.protocol === next.protocol && running.freeBind === next.freeBind && (running.port === next.port || next.port === 0) &&
   running.forward === next.forward && running.snat === next.snat;
-const json = (v: unknown) => JSON.stringify(v);
 
 /**
  * `before`: the backends that run; `after`: the file's; `filed`: the previous file's, which tells
@@ -92,6 +97,7 @@ export function planReload(current: BalancerConfig, next: BalancerConfig, previo
       after: l,
       backends: diffBackends(prior.backends, l.backends, previous.listeners.find((p) => p.name === l.name)?.backends ?? []),
       algorithmChanged: prior.algorithm !== l.algorithm,
+      proxyChanged: !sameProxySettings(prior, l),
       healthChanged: json(prior.health) !== json(l.health),
     });
   }

@@ -72,6 +72,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("backendStates", enumNames<lb4::BackendState>(env));
   exports.Set("closeReasons", enumNames<lb4::CloseReason>(env));
   exports.Set("protocols", enumNames<lb4::Protocol>(env));
+  exports.Set("proxyVersions", enumNames<lb4::ProxyVersion>(env));
   Napi::Object limits = Napi::Object::New(env);
   for (const lb4::OptionLimit& option : lb4::kEngineOptions) {
     Napi::Object range = Napi::Object::New(env);

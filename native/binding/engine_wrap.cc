@@ -39,6 +39,7 @@ Napi::Function EngineWrap::define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::addListener>("addListener"),
                          InstanceMethod<&EngineWrap::removeListener>("removeListener"),
                          InstanceMethod<&EngineWrap::closeFlows>("closeFlows"),
+                         InstanceMethod<&EngineWrap::setListenerProxy>("setListenerProxy"),
                          InstanceMethod<&EngineWrap::setFlowLog>("setFlowLog"),
                          InstanceMethod<&EngineWrap::setSessionReplication>("setSessionReplication"),
                          InstanceMethod<&EngineWrap::drainSessionChanges>("drainSessionChanges"),
@@ -381,6 +382,30 @@ Napi::Value EngineWrap::removeListener(const Napi::CallbackInfo& info) {
                               endRequest(env);
                             });
                           });
+  return deferred->Promise();
+}
+
+// setListenerProxy(slot, { proxyProtocol, acceptProxy }): resolves once every worker has them.
+Napi::Value EngineWrap::setListenerProxy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsObject()) {
+    Napi::TypeError::New(env, "setListenerProxy(slot, settings) needs a number and an object").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ProxySettings proxy;
+  if (!toProxySettings(env, info[1].As<Napi::Object>(), "settings", proxy)) return env.Undefined();
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  if (!started_ || closing_) {
+    deferred->Resolve(env.Undefined());
+    return deferred->Promise();
+  }
+  beginRequest(env);
+  engine_->setListenerProxy(info[0].As<Napi::Number>().Uint32Value(), std::move(proxy), [this, deferred] {
+    post([this, deferred](Napi::Env env) {
+      deferred->Resolve(env.Undefined());
+      endRequest(env);
+    });
+  });
   return deferred->Promise();
 }
 

@@ -62,7 +62,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   if (!value.IsObject()) return throwType(env, "options must be an object");
   Napi::Object o = value.As<Napi::Object>();
   double workers, connectTimeout, idleTimeout, retries, pipeSize, maxIdlePipes, udpIdleTimeout, udpResponses,
-      udpMaxSessions, udpMaxDatagram, hashKey;
+      udpMaxSessions, udpMaxDatagram, hashKey, proxyHeaderTimeout;
   if (!getOption(env, o, EngineOption::workers, "options", workers) ||
       !getOption(env, o, EngineOption::connectTimeoutMs, "options", connectTimeout) ||
       !getOption(env, o, EngineOption::idleTimeoutMs, "options", idleTimeout) ||
@@ -74,6 +74,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
       !getOption(env, o, EngineOption::udpMaxSessions, "options", udpMaxSessions) ||
       !getOption(env, o, EngineOption::udpMaxDatagram, "options", udpMaxDatagram) ||
       !getOption(env, o, EngineOption::hashKey, "options", hashKey) ||
+      !getOption(env, o, EngineOption::proxyHeaderTimeoutMs, "options", proxyHeaderTimeout) ||
       !enumFromNumber(static_cast<uint32_t>(hashKey), out.worker.hashKey))
     return false;
   out.workers = static_cast<uint32_t>(workers);
@@ -86,6 +87,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   out.worker.udpResponses = static_cast<uint32_t>(udpResponses);
   out.worker.udpMaxSessions = static_cast<uint32_t>(udpMaxSessions);
   out.worker.udpMaxDatagram = static_cast<uint32_t>(udpMaxDatagram);
+  out.worker.proxyHeaderTimeoutMs = static_cast<int64_t>(proxyHeaderTimeout);
 
   Napi::Value listeners = o.Get("listeners");
   if (!listeners.IsArray()) return throwType(env, "options.listeners must be an array");
@@ -110,8 +112,25 @@ bool toListenerConfig(Napi::Env env, Napi::Value item, const std::string& where,
   config.backlog = static_cast<int>(backlog);
   config.dualStack = l.Get("dualStack").ToBoolean().Value();
   config.freeBind = l.Get("freeBind").ToBoolean().Value();
+  if (!toProxySettings(env, l, where, config.proxy)) return false;
   Napi::Value name = l.Get("name");
   if (name.IsString()) config.name = name.As<Napi::String>().Utf8Value();
+  return true;
+}
+
+bool toProxySettings(Napi::Env env, Napi::Object o, const std::string& where, ProxySettings& out) {
+  if (!getEnum(env, o, "proxyProtocol", where, out.send)) return false;
+  // acceptProxy: the trusted networks as CIDR strings (validated by the control plane already;
+  // checked again here, since the engine is a public surface of its own).
+  Napi::Value accept = o.Get("acceptProxy");
+  if (!accept.IsArray()) return throwType(env, where + ".acceptProxy must be an array");
+  Napi::Array networks = accept.As<Napi::Array>();
+  if (networks.Length() > 1024) return throwRange(env, where + ".acceptProxy must hold at most 1024 networks");
+  for (uint32_t i = 0; i < networks.Length(); ++i) {
+    Napi::Value n = networks.Get(i);
+    if (!n.IsString() || !out.accept.add(n.As<Napi::String>().Utf8Value()))
+      return throwType(env, where + ".acceptProxy[" + std::to_string(i) + "] must be a network such as 10.0.0.0/8");
+  }
   return true;
 }
 

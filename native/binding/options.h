@@ -18,6 +18,8 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out);
 bool toBackendTables(Napi::Env env, Napi::Value value, size_t listeners, std::vector<std::vector<BackendSpec>>& out);
 bool toFlowFilter(Napi::Env env, Napi::Value value, FlowFilter& out);
 bool toListenerConfig(Napi::Env env, Napi::Value value, const std::string& where, ListenerConfig& out);
+// { proxyProtocol, acceptProxy } of a listener's options, or of setListenerProxy's argument.
+bool toProxySettings(Napi::Env env, Napi::Object value, const std::string& where, ProxySettings& out);
 bool toBackendTable(Napi::Env env, Napi::Value value, const std::string& where, std::vector<BackendSpec>& out);
 // A listener slot the engine has (0 .. listeners - 1).
 bool toListenerSlot(Napi::Env env, Napi::Value value, size_t listeners, uint32_t& out);

@@ -47,7 +47,12 @@ namespace lb4 {
   X(dropped_cap, "counter", "UDP datagrams dropped because the session cap left no room")          \
   X(dropped_late, "counter", "UDP datagrams from a backend dropped because their session had every response it expected") \
   X(sessions_replicated, "counter",                                                                \
-    "UDP sessions opened on the backend the HA peer's session for the same client used")
+    "UDP sessions opened on the backend the HA peer's session for the same client used")            \
+  X(proxy_headers_accepted, "counter", "PROXY protocol headers accepted from clients")              \
+  X(proxy_header_untrusted, "counter", "Clients refused for connecting from outside the networks trusted to send PROXY protocol headers") \
+  X(proxy_header_malformed, "counter", "Clients refused for a malformed or missing PROXY protocol header") \
+  X(proxy_header_oversized, "counter", "Clients refused for a PROXY protocol header longer than the limit") \
+  X(proxy_header_timeouts, "counter", "Clients refused for not sending a whole PROXY protocol header within the header timeout")
 
 enum class Counter : uint32_t {
 #define LB4_COUNTER_ENUM(name, kind, help) name,

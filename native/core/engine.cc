@@ -85,6 +85,7 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
       }
       listenerFds_[l].push_back(groups[l][w].get());
       mine[l].protocol = config_.listeners[l].protocol;
+      mine[l].proxy = config_.listeners[l].proxy;
       mine[l].socket = std::move(groups[l][w]);
       mine[l].counters = listenerCounters_[l].get();
     }
@@ -137,6 +138,7 @@ bool Engine::addListener(ListenerConfig config, std::vector<BackendSpec> specs, 
     command::AddListener add;
     add.slot = slot;
     add.protocol = config_.listeners[slot].protocol;
+    add.proxy = config_.listeners[slot].proxy;
     add.socket = std::move(group[w]);
     add.counters = listenerCounters_[slot].get();
     add.table = table;
@@ -155,6 +157,15 @@ void Engine::removeListener(uint32_t slot, int64_t drainMs, std::function<void()
     for (int fd : listenerFds_[slot]) ::shutdown(fd, SHUT_RD);
   listenerFds_[slot].clear();
   broadcast(command::RemoveListener{slot, drainMs}, completionForAll(std::move(done)));
+}
+
+void Engine::setListenerProxy(uint32_t slot, ProxySettings proxy, std::function<void()> done) {
+  if (!started_ || stopRequested_ || slot >= config_.listeners.size()) {
+    if (done) done();
+    return;
+  }
+  config_.listeners[slot].proxy = proxy;
+  broadcast(command::SetListenerProxy{slot, std::move(proxy)}, completionForAll(std::move(done)));
 }
 
 void Engine::closeFlows(FlowFilter filter, std::function<void(uint64_t)> done) {

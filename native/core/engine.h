@@ -71,6 +71,9 @@ class Engine {
   // start (or after stop) only the algorithm is kept. An unknown slot changes nothing.
   void applyBackends(uint32_t slot, std::vector<BackendSpec> specs, std::optional<Algorithm> algorithm,
                      std::function<void()> done);
+  // Replaces a TCP listener's PROXY protocol settings on every worker; new flows use them.
+  // `done` runs once every worker has them. An unknown slot changes nothing.
+  void setListenerProxy(uint32_t slot, ProxySettings proxy, std::function<void()> done);
   // Collects flows from every worker; `done` gets them once all have answered.
   void snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo>)> done);
   // Closes matching flows at once, with a reset, counted as drain_closed. `done` gets how many.

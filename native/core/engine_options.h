@@ -26,6 +26,8 @@ namespace lb4 {
 //   udpMaxSessions    UDP sessions per listener; past it the oldest session is evicted
 //   udpMaxDatagram    the largest UDP datagram forwarded (bytes); larger ones are dropped, counted
 //   hashKey           what a client's flow hash is made of: a HashKey (enums.h) by its number
+//   proxyHeaderTimeoutMs  a client of a listener that takes PROXY protocol headers must have
+//                     sent its whole header within this time
 #define LB4_ENGINE_OPTIONS(X)          \
   X(workers, 1, 255, 1)                \
   X(connectTimeoutMs, 1, 86400000, 5000) \
@@ -38,7 +40,8 @@ namespace lb4 {
   X(udpResponses, 0, 1000000, 0)       \
   X(udpMaxSessions, 1, 1000000, 16384)  \
   X(udpMaxDatagram, 512, 65535, 65535) \
-  X(hashKey, 0, 1, 0)
+  X(hashKey, 0, 1, 0)                  \
+  X(proxyHeaderTimeoutMs, 1, 3600000, 5000)
 
 enum class EngineOption : uint32_t {
 #define LB4_OPTION_ENUM(name, min, max, def) name,
@@ -75,6 +78,7 @@ struct WorkerOptions {
   uint32_t udpMaxSessions = static_cast<uint32_t>(optionDefault(EngineOption::udpMaxSessions));
   uint32_t udpMaxDatagram = static_cast<uint32_t>(optionDefault(EngineOption::udpMaxDatagram));
   HashKey hashKey = static_cast<HashKey>(optionDefault(EngineOption::hashKey));
+  int64_t proxyHeaderTimeoutMs = optionDefault(EngineOption::proxyHeaderTimeoutMs);
 };
 
 }  // namespace lb4

@@ -49,6 +49,8 @@ namespace lb4 {
 //   responses      (UDP) every response the session's requests expected came back
 //   backend-gone   (UDP) its backend was removed, or went down or into maintenance
 //   refused        (UDP) the backend's host refused a datagram (ICMP port unreachable)
+//   proxy-header   a listener that takes PROXY protocol headers got none it could accept
+//                  (untrusted source, malformed, oversized, or too slow): counted by which
 #define LB4_CLOSE_REASONS(X)        \
   X(Done, "done")                   \
   X(ClientReset, "client-reset")    \
@@ -60,13 +62,24 @@ namespace lb4 {
   X(Evicted, "evicted")             \
   X(Responses, "responses")         \
   X(BackendGone, "backend-gone")    \
-  X(Refused, "refused")
+  X(Refused, "refused")              \
+  X(ProxyHeader, "proxy-header")
 
 // Where a TCP flow is in its life.
+// A flow on a listener that takes PROXY protocol headers starts awaiting its header, with no
+// backend yet.
 #define LB4_FLOW_STATES(X)          \
   X(Connecting, "connecting")       \
   X(Established, "established")     \
-  X(Closed, "closed")
+  X(Closed, "closed")               \
+  X(AwaitingHeader, "awaiting-header")
+
+// The PROXY protocol header a listener sends its backends first on each flow: none, the text
+// version 1 or the binary version 2.
+#define LB4_PROXY_VERSIONS(X) \
+  X(None, "none")             \
+  X(V1, "v1")                 \
+  X(V2, "v2")
 
 // What every enumeration above offers: its values' count and names, by type.
 template <typename E>
@@ -89,6 +102,7 @@ LB4_DEFINE_ENUM(HashKey, LB4_HASH_KEYS)
 LB4_DEFINE_ENUM(BackendState, LB4_BACKEND_STATES)
 LB4_DEFINE_ENUM(CloseReason, LB4_CLOSE_REASONS)
 LB4_DEFINE_ENUM(FlowState, LB4_FLOW_STATES)
+LB4_DEFINE_ENUM(ProxyVersion, LB4_PROXY_VERSIONS)
 
 #undef LB4_DEFINE_ENUM
 #undef LB4_ENUM_ONE

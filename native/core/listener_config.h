@@ -6,6 +6,7 @@
 #include "engine_options.h"
 #include "enums.h"
 #include "io/socket_address.h"
+#include "proxy_protocol/proxy_settings.h"
 
 namespace lb4 {
 
@@ -19,6 +20,7 @@ struct ListenerConfig {
   bool freeBind = false;
   int backlog = static_cast<int>(optionDefault(EngineOption::backlog));
   Algorithm algorithm = Algorithm::RoundRobin;
+  ProxySettings proxy;  // TCP only
 };
 
 }  // namespace lb4

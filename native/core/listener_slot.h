@@ -13,11 +13,14 @@
 #include "counters.h"
 #include "enums.h"
 #include "io/unique_fd.h"
+#include "proxy_protocol/proxy_settings.h"
 
 namespace lb4 {
 
 struct ListenerSlot {
   Protocol protocol = Protocol::Tcp;
+  // A copy per worker: read on every accept and connect, never shared between threads.
+  ProxySettings proxy;
   // This worker's socket of the listener's reuseport group; empty once the listener is
   // removed or the engine stops.
   UniqueFd socket;

@@ -161,6 +161,7 @@ void Worker::apply(command::AddListener& c) {
   ensureSlot(c.slot);
   ListenerSlot& l = listeners_[c.slot];
   l.protocol = c.protocol;
+  l.proxy = std::move(c.proxy);
   l.counters = c.counters;
   l.adoptTable(std::move(c.table), index_);
   if (stopping_) return;  // the engine is going away: the socket just closes with the command
@@ -192,6 +193,10 @@ void Worker::apply(command::CloseFlows& c) {
 
 void Worker::apply(command::ReportSessions&) { udp_.reportAll(); }
 
+void Worker::apply(command::SetListenerProxy& c) {
+  if (c.slot < listeners_.size()) listeners_[c.slot].proxy = std::move(c.proxy);
+}
+
 void Worker::closeListeners() {
   for (auto& l : listeners_) l.socket.reset();
 }
@@ -220,6 +225,7 @@ void Worker::onTick() {
   const int64_t now = clock_.now();
   nextTickMs_ = now + kTickMs;
   tcp_.expireConnects();
+  tcp_.expireHeaders();
   if (now >= nextIdleSweepMs_) {
     nextIdleSweepMs_ = now + idleSweepMs(options_.idleTimeoutMs);
     tcp_.expireIdle();

@@ -59,6 +59,7 @@ class Worker {
   void apply(command::RemoveListener& c);
   void apply(command::CloseFlows& c);
   void apply(command::ReportSessions& c);
+  void apply(command::SetListenerProxy& c);
 
   void ensureSlot(uint32_t slot);
   void onListenerReadable(uint32_t slot);

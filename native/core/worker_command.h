@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "balance/backend_table.h"
+#include "proxy_protocol/proxy_settings.h"
 #include "counters.h"
 #include "enums.h"
 #include "io/unique_fd.h"
@@ -85,6 +86,7 @@ struct Stop {
 struct AddListener {
   uint32_t slot = 0;
   Protocol protocol = Protocol::Tcp;
+  ProxySettings proxy;
   UniqueFd socket;
   CounterSet* counters = nullptr;
   std::shared_ptr<const BackendTable> table;
@@ -94,6 +96,13 @@ struct AddListener {
 struct RemoveListener {
   uint32_t slot = 0;
   int64_t drainMs = 0;
+};
+
+// The listener's PROXY protocol settings change: flows accepted from now on use `proxy`; flows
+// already past their header keep what they have.
+struct SetListenerProxy {
+  uint32_t slot = 0;
+  ProxySettings proxy;
 };
 
 // Close the matching flows at once (as drained); add how many to `closed`.
@@ -110,7 +119,7 @@ struct ReportSessions {};
 
 struct WorkerCommand {
   std::variant<command::ApplyBackends, command::Snapshot, command::Stop, command::AddListener,
-               command::RemoveListener, command::CloseFlows, command::ReportSessions>
+               command::RemoveListener, command::CloseFlows, command::ReportSessions, command::SetListenerProxy>
       body;
   std::shared_ptr<Completion> completion;
 };

@@ -26,6 +26,7 @@ import {
   type NativeEngineOptions,
   type NativeEvent,
   type NativeFlow,
+  type NativeProxySettings,
   type NativeListenerOptions,
   type NativeSessionChange,
   type NativeStartFailure,
@@ -44,6 +45,7 @@ export type EngineCall =
     }
   | { method: 'addListener'; listener: NativeListenerOptions; table: NativeBackend[]; slot: number | null }
   | { method: 'removeListener'; slot: number; drainMs: number }
+  | { method: 'setListenerProxy'; slot: number; settings: NativeProxySettings }
   | { method: 'closeFlows'; filter: NativeConnectionFilter; closed: number }
   | { method: 'connections'; filter: NativeConnectionFilter | undefined }
   | { method: 'setFlowLog'; every: number }
@@ -282,6 +284,11 @@ export class FakeEngine implements NativeEngine {
     this.calls.push({ method: 'removeListener', slot, drainMs });
     if (!this.started || this.closed) return Promise.resolve();
     this.removed.add(slot);
+    return new Promise((resolve) => setImmediate(resolve));
+  }
+
+  setListenerProxy(slot: number, settings: NativeProxySettings): Promise<void> {
+    this.calls.push({ method: 'setListenerProxy', slot, settings: { ...settings, acceptProxy: [...settings.acceptProxy] } });
     return new Promise((resolve) => setImmediate(resolve));
   }
 

@@ -308,6 +308,11 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   // The runs are independent: start them together, check them in order.
   const runs = [good, ...bad.map((c) => c.file)].map((file) => runCli(['check-config', file]));
   const udpRun = runCli(['check-config', udp]);
+  // A listener with PROXY protocol settings shows them; a bad trusted network names its field.
+  const proxy = writeConfig('proxy.yaml', ['listen: { listen: "127.0.0.1:0", name: web, proxyProtocol: v2 }', 'acceptProxy: [10.0.0.0/8, "::1"]', 'backends: [127.0.0.1:9001]', ''].join('\n'));
+  const proxyRun = runCli(['check-config', proxy]);
+  const badProxy = writeConfig('badproxy.yaml', ['listen: 127.0.0.1:0', 'acceptProxy: [10.0.0.0/40]', 'backends: [127.0.0.1:9001]', ''].join('\n'));
+  const badProxyRun = runCli(['check-config', badProxy]);
 
   const ok = await runs[0];
   t.equal(ok.exit.code, 0, `ok file: exit 0 ${ok.stderr}`);
@@ -318,7 +323,13 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   t.match(ok.stdout, /admin API on 127\.0\.0\.1:0/);
   // The settings lines come from the option table: every setting, by its config file name.
   t.match(ok.stdout, /settings a reload applies: forward proxy, snat none, drainTimeout 10s, slowStart 0ms, passiveFailures 3\n/);
-  t.match(ok.stdout, /settings a restart applies: hashKey address, workers \d+, connectTimeout 5s, idleTimeout 5m, retries 2, pipeSize 0\n/);
+  t.match(ok.stdout, /settings a restart applies: hashKey address, proxyHeaderTimeout 5s, workers \d+, connectTimeout 5s, idleTimeout 5m, retries 2, pipeSize 0\n/);
+  const proxyOk = await proxyRun;
+  t.equal(proxyOk.exit.code, 0, `PROXY file: exit 0 ${proxyOk.stderr}`);
+  t.match(proxyOk.stdout, /web on 127\.0\.0\.1:0: roundrobin, 127\.0\.0\.1:9001; no health checks; sends PROXY v2; takes PROXY headers from 10\.0\.0\.0\/8, ::1\/128\n/);
+  const proxyBad = await badProxyRun;
+  t.equal(proxyBad.exit.code, 2);
+  t.match(proxyBad.stderr, /acceptProxy\[0\].*10\.0\.0\.0\/40/);
   const udpOk = await udpRun;
   t.equal(udpOk.exit.code, 0, `UDP file: exit 0 ${udpOk.stderr}`);
   t.match(udpOk.stdout, `${udp}: ok: 2 listener(s) (1 UDP), 2 backend(s)`);

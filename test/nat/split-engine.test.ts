@@ -26,7 +26,7 @@ const nft = script('nft', `if [ "$1" = "-f" ]; then cat > ${file('applied.nft')}
 const conntrack = script('conntrack', `if [ "$1" = "-L" ]; then cat ${file('entries.txt')}; exit 0; fi\necho "$@" >> ${file('deleted.args')}\necho "conntrack v1.4.7 (conntrack-tools): 1 flow entries have been deleted." >&2`);
 
 const listener = (name: string, port: number, nat: boolean): NativeListenerOptions => ({
-  name, protocol: NativeProtocol.tcp, ip: '0.0.0.0', port, dualStack: false, freeBind: false, backlog: 511, algorithm: NativeAlgorithm.roundrobin,
+  name, protocol: NativeProtocol.tcp, ip: '0.0.0.0', port, dualStack: false, freeBind: false, backlog: 511, algorithm: NativeAlgorithm.roundrobin, proxyProtocol: 0, acceptProxy: [],
   ...(nat ? { nat: { snat: 'none' as const } } : {}),
 });
 const backend = (key: number, ip: string, weight = 1): NativeBackend => ({ key, id: `x/${ip}`, ip, port: 8080, weight, state: NativeBackendState.up });
@@ -40,7 +40,7 @@ t.test('a NAT listener is held by the engine with no backends; its table becomes
   ].join('\n'));
   const fakes = new FakeEngines();
   const listeners = [listener('proxied', 81, false), listener('natted', 80, true)];
-  const inner = fakes.create({ workers: 1, listeners, connectTimeoutMs: 1, idleTimeoutMs: 1, retries: 0, pipeSize: 0, maxIdlePipes: 0, udpIdleTimeoutMs: 1, udpResponses: 0, udpMaxSessions: 1, udpMaxDatagram: 512, hashKey: 0 });
+  const inner = fakes.create({ workers: 1, listeners, connectTimeoutMs: 1, idleTimeoutMs: 1, retries: 0, pipeSize: 0, maxIdlePipes: 0, udpIdleTimeoutMs: 1, udpResponses: 0, udpMaxSessions: 1, udpMaxDatagram: 512, hashKey: 0, proxyHeaderTimeoutMs: 5000 });
   const driver = new NatDriver({ table: 'lb4', log: silentLogger(), nft, conntrack, skipHostCheck: true });
   const engine = new SplitEngine(inner, driver, listeners);
   const bound = engine.start([[backend(0, '127.0.0.1')], [backend(1, '10.20.0.11'), backend(2, '10.20.0.12', 2)]]);

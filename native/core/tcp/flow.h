@@ -63,6 +63,8 @@ struct Direction {
   bool holdsBytes() const { return pipeBytes > 0 || bufferEnd > bufferStart; }
 };
 
+class FlowDeadlineList;
+
 struct Flow {
   uint64_t id = 0;
   uint32_t slot = 0;
@@ -85,12 +87,18 @@ struct Flow {
 
   int64_t startMs = 0;       // monotonic
   int64_t lastActiveMs = 0;  // monotonic; the idle timeout counts from here
-  int64_t connectDeadlineMs = 0;
+  // A listener that takes PROXY protocol headers: the address the client connected to, as the
+  // header gave it. Otherwise (or for a header that named none) it is the client socket's own
+  // local address, looked up only when a header is to be sent.
+  SocketAddress destinationAddress;
+  bool hasDestination = false;
 
-  // The worker's list of connecting flows, in deadline order.
-  Flow* connectPrev = nullptr;
-  Flow* connectNext = nullptr;
-  bool onConnectList = false;
+  // The worker's list of flows waiting for a deadline (connecting, or awaiting a client's PROXY
+  // protocol header), in deadline order: see tcp/deadline_list.h.
+  int64_t deadlineMs = 0;
+  Flow* deadlinePrev = nullptr;
+  Flow* deadlineNext = nullptr;
+  FlowDeadlineList* deadlineList = nullptr;
   // The worker's list of flows that stopped early to let others run and have more to move.
   bool onYieldList = false;
 };

@@ -14,6 +14,9 @@
 
 #include "balance/hash.h"
 #include "io/epoll_tag.h"
+#include "io/sys_result.h"
+#include "proxy_protocol/header_reader.h"
+#include "proxy_protocol/header_writer.h"
 
 namespace lb4 {
 
@@ -127,8 +130,76 @@ void TcpProxy::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t list
     closeFlow(f, CloseReason::Error, false);
     return;
   }
+  if (!listeners_[listener].proxy.accept.empty()) {
+    awaitHeader(f);
+    return;
+  }
   if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
 }
+
+// --- PROXY protocol from clients --------------------------------------------------------------
+
+void TcpProxy::awaitHeader(Flow& f) {
+  // Only a trusted network may say who the client is; anyone else could claim any address.
+  if (!listeners_[f.listener].proxy.accept.contains(f.clientAddress)) {
+    refuseHeader(f, Counter::proxy_header_untrusted);
+    return;
+  }
+  f.state = FlowState::AwaitingHeader;
+  awaitingHeader_.append(f, now() + options_.proxyHeaderTimeoutMs);
+  // The header may have come with the connection (a client that writes at once): the socket's
+  // first readiness edge may already be past, so look now rather than wait for the next one.
+  f.client.readable = true;
+  readHeader(f);
+}
+
+void TcpProxy::readHeader(Flow& f) {
+  HeaderRead r = readProxyHeader(f.client.get(), f.client.peerClosed);
+  switch (r.status) {
+    case HeaderReadStatus::Waiting:
+      f.client.readable = false;
+      return;
+    case HeaderReadStatus::Failed:
+      closeFlow(f, CloseReason::ClientReset, true);
+      return;
+    case HeaderReadStatus::Rejected:
+      refuseHeader(f, r.header.error == ProxyHeaderError::Oversized ? Counter::proxy_header_oversized
+                                                                    : Counter::proxy_header_malformed);
+      return;
+    case HeaderReadStatus::Accepted:
+      break;
+  }
+  FlowDeadlineList::unlink(f);
+  listenerCounters(f.listener).add(Counter::proxy_headers_accepted, 1);
+  // The header's client is the flow's client from here on: in snapshots, the access log and
+  // the flow hash that keeps a client on its backend. A LOCAL header (a proxy's own health
+  // check) names no one, and the connection's own addresses stay.
+  if (!r.header.local) {
+    f.clientAddress = r.header.source;
+    f.flowHash = clientFlowHash(f.clientAddress, options_.hashKey);
+    f.destinationAddress = r.header.destination;
+    f.hasDestination = true;
+  }
+  f.state = FlowState::Connecting;
+  // Whatever the client sent behind the header is still in its socket, maybe with no new edge
+  // to come: the pump reads it once the backend answers.
+  f.client.readable = true;
+  if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
+}
+
+void TcpProxy::refuseHeader(Flow& f, Counter reason) {
+  listenerCounters(f.listener).add(reason, 1);
+  // A reset: the client (a proxy) learns at once that nothing was served, and no lb4 socket
+  // lingers in TIME_WAIT for a connection that carried nothing.
+  closeFlow(f, CloseReason::ProxyHeader, true);
+}
+
+void TcpProxy::expireHeaders() {
+  while (awaitingHeader_.head() && awaitingHeader_.head()->deadlineMs <= now())
+    refuseHeader(*awaitingHeader_.head(), Counter::proxy_header_timeouts);
+}
+
+// --- backends ---------------------------------------------------------------------------------
 
 bool TcpProxy::connectNext(Flow& f) {
   Picker* picker = listeners_[f.listener].picker.get();
@@ -159,8 +230,7 @@ bool TcpProxy::connectNext(Flow& f) {
       f.backendCounters = b->counters;
       // A connect in progress counts as active, so least-connections sees it at once.
       bc.add(Counter::flows_active, 1);
-      f.connectDeadlineMs = now() + options_.connectTimeoutMs;
-      linkConnecting(f);
+      connecting_.append(f, now() + options_.connectTimeoutMs);
       return true;
     }
     // Refused at once (unreachable network, no ephemeral port): try the next backend. The
@@ -173,7 +243,7 @@ bool TcpProxy::connectNext(Flow& f) {
 }
 
 void TcpProxy::onConnectFailed(Flow& f, bool timedOut) {
-  unlinkConnecting(f);
+  FlowDeadlineList::unlink(f);
   f.backend = FlowSocket{};  // closes the failed socket
   CounterBlock& bc = f.backendCounters->worker(index_);
   CounterBlock& lc = listenerCounters(f.listener);
@@ -190,12 +260,43 @@ void TcpProxy::onConnectFailed(Flow& f, bool timedOut) {
 }
 
 void TcpProxy::onConnected(Flow& f) {
-  unlinkConnecting(f);
+  FlowDeadlineList::unlink(f);
   f.state = FlowState::Established;
   f.lastActiveMs = now();
   f.backendCounters->worker(index_).add(Counter::flows_total, 1);
   tallyConnect(f.backendKey, true, false);
+  if (!sendHeader(f)) {
+    resetFlow(f, true);
+    return;
+  }
   pumpFlow(f);
+}
+
+bool TcpProxy::sendHeader(Flow& f) {
+  const ProxyVersion version = listeners_[f.listener].proxy.send;
+  if (version == ProxyVersion::None) return true;
+  if (!f.hasDestination) {
+    // The address this client connected to: the listener's, or the very address of a listener
+    // on every interface. Only the flow's socket knows which.
+    f.destinationAddress.prepareForKernel();
+    if (getsockname(f.client.get(), f.destinationAddress.get(), f.destinationAddress.lengthPtr()) != 0) return false;
+    f.hasDestination = true;
+  }
+  uint8_t header[kProxyHeaderWriteMax];
+  const size_t length = writeProxyHeader(version, f.clientAddress, f.destinationAddress, header);
+  // The header goes out before the pump reads a byte of the client's. On a socket that has just
+  // connected the send buffer is empty, so the whole header fits; should the kernel take only
+  // part, the rest waits in the direction's buffer, which the pump empties before it reads more.
+  SysResult w = sysResult(send(f.backend.get(), header, length, MSG_NOSIGNAL | MSG_DONTWAIT));
+  if (!w.ok() && w.error != EAGAIN && w.error != EINTR) return false;
+  const size_t sent = w.ok() ? static_cast<size_t>(w.value) : 0;
+  if (sent < length) {
+    f.up.buffer.reset(new char[kScratchSize]);
+    std::memcpy(f.up.buffer.get(), header + sent, length - sent);
+    f.up.bufferStart = 0;
+    f.up.bufferEnd = static_cast<uint32_t>(length - sent);
+  }
+  return true;
 }
 
 void TcpProxy::onFlowEvent(uint64_t flowSlot, bool backendSide, uint32_t events) {
@@ -206,6 +307,19 @@ void TcpProxy::onFlowEvent(uint64_t flowSlot, bool backendSide, uint32_t events)
 void TcpProxy::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
   if (f.state == FlowState::Closed) return;  // closed earlier in this pass
   FlowSocket& s = backendSide ? f.backend : f.client;
+
+  if (f.state == FlowState::AwaitingHeader) {
+    if (backendSide) return;  // none yet
+    if ((events & EPOLLERR) && socketError(s.get()) != 0) {
+      closeFlow(f, CloseReason::ClientReset, false);
+      return;
+    }
+    if (events & (EPOLLRDHUP | EPOLLHUP)) s.peerClosed = true;
+    if (events & EPOLLPRI) s.urgent = true;
+    if (events & EPOLLOUT) s.writable = true;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI)) readHeader(f);
+    return;
+  }
 
   if (f.state == FlowState::Connecting) {
     if (backendSide) {
@@ -276,7 +390,7 @@ void TcpProxy::resetFlow(Flow& f, bool backendReset) {
 
 void TcpProxy::closeFlow(Flow& f, CloseReason reason, bool abortive) {
   if (f.state == FlowState::Closed) return;
-  unlinkConnecting(f);
+  FlowDeadlineList::unlink(f);
 
   // Counters first and flows_active last: whoever sees the close (a peer, or a reader waiting
   // for no open flows) then sees final counters.
@@ -318,35 +432,6 @@ void TcpProxy::closeFlow(Flow& f, CloseReason reason, bool abortive) {
   flows_.retire(f);
 }
 
-void TcpProxy::linkConnecting(Flow& f) {
-  // Every flow gets the same connect timeout, so appending keeps the list in deadline order.
-  f.connectPrev = connectTail_;
-  f.connectNext = nullptr;
-  if (connectTail_) {
-    connectTail_->connectNext = &f;
-  } else {
-    connectHead_ = &f;
-  }
-  connectTail_ = &f;
-  f.onConnectList = true;
-}
-
-void TcpProxy::unlinkConnecting(Flow& f) {
-  if (!f.onConnectList) return;
-  if (f.connectPrev) {
-    f.connectPrev->connectNext = f.connectNext;
-  } else {
-    connectHead_ = f.connectNext;
-  }
-  if (f.connectNext) {
-    f.connectNext->connectPrev = f.connectPrev;
-  } else {
-    connectTail_ = f.connectPrev;
-  }
-  f.connectPrev = f.connectNext = nullptr;
-  f.onConnectList = false;
-}
-
 // --- timers, reports, commands ----------------------------------------------------------------
 
 void TcpProxy::runYielded() {
@@ -362,7 +447,7 @@ void TcpProxy::runYielded() {
 }
 
 void TcpProxy::expireConnects() {
-  while (connectHead_ && connectHead_->connectDeadlineMs <= now()) onConnectFailed(*connectHead_, true);
+  while (connecting_.head() && connecting_.head()->deadlineMs <= now()) onConnectFailed(*connecting_.head(), true);
 }
 
 void TcpProxy::expireIdle() {

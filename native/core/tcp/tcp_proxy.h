@@ -18,6 +18,7 @@
 #include "io/event_queue.h"
 #include "io/unique_fd.h"
 #include "listener_slot.h"
+#include "tcp/deadline_list.h"
 #include "tcp/flow_table.h"
 #include "tcp/splice_pump.h"
 #include "worker_command.h"
@@ -52,6 +53,8 @@ class TcpProxy {
   void releaseClosed() { flows_.releaseClosed(); }
   // Connects past their deadline fail over to the next backend (tick).
   void expireConnects();
+  // Clients still without a whole PROXY protocol header at the header timeout are refused (tick).
+  void expireHeaders();
   // Established flows idle past the idle timeout close (idle sweep).
   void expireIdle();
   // Sends this tick's connect outcomes up as events (tick, and once more at the end).
@@ -73,8 +76,10 @@ class TcpProxy {
   void pumpFlow(Flow& f);
   void resetFlow(Flow& f, bool backendReset);
   void closeFlow(Flow& f, CloseReason reason, bool abortive);
-  void linkConnecting(Flow& f);
-  void unlinkConnecting(Flow& f);
+  void awaitHeader(Flow& f);
+  void readHeader(Flow& f);
+  void refuseHeader(Flow& f, Counter reason);
+  bool sendHeader(Flow& f);
   void tallyConnect(uint32_t backendKey, bool ok, bool timeout);
   void logClosedFlow(const Flow& f);
   CounterBlock& listenerCounters(uint32_t listener) { return listeners_[listener].countersOf(index_); }
@@ -93,8 +98,8 @@ class TcpProxy {
   FlowTable flows_;
   uint64_t flowsClosed_ = 0;
 
-  Flow* connectHead_ = nullptr;  // connecting flows, oldest (earliest deadline) first
-  Flow* connectTail_ = nullptr;
+  FlowDeadlineList connecting_;      // backend connects in progress
+  FlowDeadlineList awaitingHeader_;  // clients yet to send their PROXY protocol header
   std::vector<uint32_t> yielded_;
 
   ConnectTallies tallies_;

@@ -1,0 +1,20 @@
+#pragma once
+// Writes the PROXY protocol header lb4 sends a backend first on each flow: the flow's client and
+// the address that client connected to. Both addresses as one family (TCP4 or TCP6): an IPv4
+// address beside an IPv6 one is written in its IPv4-mapped IPv6 form, and an IPv4-mapped IPv6
+// pair (a dual-stack listener's IPv4 client) as the IPv4 addresses it stands for.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "enums.h"
+#include "io/socket_address.h"
+#include "proxy_protocol/proxy_header.h"
+
+namespace lb4 {
+
+// Writes the header of `version` (V1 or V2) into `out`; returns its length (0 for None).
+size_t writeProxyHeader(ProxyVersion version, const SocketAddress& source, const SocketAddress& destination,
+                        uint8_t out[kProxyHeaderWriteMax]);
+
+}  // namespace lb4
