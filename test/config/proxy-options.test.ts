@@ -51,6 +51,8 @@ t.test('bad values name their field', async (t) => {
     [{ listeners: [{ listen: '127.0.0.1:0', proxyProtocol: 'v9', backends: ['127.0.0.1:9'] }] }, 'listeners[0].proxyProtocol', /one of/],
     [{ listeners: [{ listen: '127.0.0.1:0/udp', proxyProtocol: 'v2', backends: ['127.0.0.1:9'] }] }, 'listeners[0].proxyProtocol', /for TCP listeners/],
     [{ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9'], acceptProxy: '10.0.0.0/8' }, 'acceptProxy', /for TCP listeners/],
+    [{ listeners: [{ listen: '127.0.0.1:0', forward: 'nat', proxyProtocol: 'v1', backends: ['127.0.0.1:9'] }] }, 'listeners[0].proxyProtocol', /needs forward: proxy/],
+    [{ listen: '127.0.0.1:0', forward: 'nat', backends: ['127.0.0.1:9'], acceptProxy: '10.0.0.0/8' }, 'acceptProxy', /needs forward: proxy/],
   ];
   for (const [options, field, message] of cases) {
     const err = await validateOptions(options as never).catch((e: unknown) => e);
