@@ -86,7 +86,8 @@ if (!isRoot) {
     const b = startBench(t, ['--systems', systems.join(','), '--kills', '1', '--stops', '1', '--no-save']);
     await until(() => b.lines.some((l) => l.includes('served again after')) || b.child.exitCode !== null, 120_000, 'the first failure to be measured');
     const during = marked();
-    t.ok(during.some((p) => p.includes('lb4.js start')), 'the marker reaches the processes in the namespaces (so "none left" below can fail)');
+    // Whichever system's turn it is (lb4, or keepalived + HAProxy), its nodes, backends and prober run now.
+    t.ok(during.length > 0, `the marker reaches the processes in the namespaces (so "none left" below can fail): ${during.length} marked`);
     t.equal((await namespacesOf(b.child.pid!)).length, 6, 'the bench made its six namespaces');
     const [code] = await within(b.exited, 150_000, 'the bench to finish');
     t.equal(code, 0, `the bench exits 0 (stderr: ${b.stderr().slice(-500)})`);
