@@ -12,10 +12,12 @@ import { validateOptions } from '../../lib/config/validate.js';
 import { nativeOptions } from '../../lib/engine/open.js';
 import { planReload } from '../../lib/reload/plan.js';
 import { describeFailure } from '../../bin/cli-error.js';
-import { runCli, buildDist } from '../helpers/cli.js';
+import { runCli, buildDist, killChildren } from '../helpers/cli.js';
+import { within } from '../helpers/sockets.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lb4-cluster-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+t.teardown(killChildren);
 function keyFile(name: string, text: string, mode = 0o600): string {
   const path = join(dir, name);
   writeFileSync(path, text);
@@ -116,6 +118,15 @@ t.test('lb4 start flags and lb4 check-config', async (t) => {
   t.match(badPriority.stderr, /^lb4: --priority: must be between 1 and 255, got 300/m);
   const open = await runCli(['start', '--listen', '127.0.0.1:0', '--backend', '127.0.0.1:9', '--peer', '203.0.113.2:7000', '--cluster-key-file', keyFile('open2', 'ab'.repeat(32), 0o640)]);
   t.match(open.stderr, /^lb4: --cluster-key-file: cluster key file .* has mode 640/m);
+  // A VIP on an interface that does not exist: refused before anything opens or is logged, not
+  // a node that wins the election and holds nothing (the peer, on loopback, is never sent to).
+  const noDev = await within(
+    runCli(['start', '--listen', '127.0.0.1:0', '--backend', '127.0.0.1:9', '--peer', '127.0.0.1:7000', '--heartbeat', '127.0.0.1:0', '--cluster-key-file', good, '--admin', '0', '--vip', '198.51.100.9/32,dev=lb4rv-nodev0']),
+    20_000,
+    'lb4 start to refuse a VIP on a missing interface',
+  );
+  t.equal(noDev.exit.code, 2);
+  t.equal(noDev.stderr, 'lb4: --vip: interface lb4rv-nodev0 of virtual IP 198.51.100.9/32 does not exist\n', 'one line naming the flag, nothing logged before it');
   const help = await runCli(['start', '--help']);
   for (const flag of ['--node-id', '--priority', '--heartbeat', '--peer', '--cluster-key-file', '--vip', '--heartbeat-interval', '--dead-after', '--preempt', '--no-preempt', '--on-state-change']) t.match(help.stdout, flag);
 });
