@@ -101,7 +101,10 @@ const validTunables = Object.fromEntries(
   Object.values(optionTable)
     .filter((spec) => 'config' in spec && spec.field && !spec.field.includes('.'))
     .map((spec) => {
-      const { min = 0, max = 1000 } = spec as { min?: number; max?: number };
+      const { min = 0, max = 1000, choices } = spec as { min?: number; max?: number; choices?: readonly string[] };
+      // A choice (hashKey, forward, snat) is one of its words: a number there made every document
+      // that had one invalid, and with several such options almost none got through.
+      if (choices) return [spec.field as string, fc.constantFrom(...choices)];
       return [spec.field as string, spec.kind === 'duration' ? fc.integer({ min: Math.max(min, 1), max: Math.min(max, 3_600_000) }).map((ms) => `${ms}ms`) : fc.integer({ min, max: Math.max(min, Math.min(max, 64)) })];
     }),
 );
