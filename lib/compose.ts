@@ -146,8 +146,10 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     const healthy = records.filter((b) => b.state === 'up' && b.health !== 'down').length;
     return { healthy, generation: backendSetGeneration(records.map((b) => `${b.listener}/${b.id}=${formatHostPort(b.ip, b.port)}*${b.weight}`)) };
   };
-  const startCluster = async (): Promise<void> => {
-    if (!config.cluster) return;
+  // Made before the admin API starts, so a node that cannot be made (a VIP on a missing
+  // interface) fails the start with nothing logged before its error; started after it.
+  const makeCluster = async (): Promise<BalancerNode | null> => {
+    if (!config.cluster) return null;
     // Loaded only when configured, like the admin API.
     const { BalancerNode } = await import('./cluster/balancer-node.js');
     // UDP sessions cross to the peer named as both configs name them: listener and backend ids.
@@ -159,11 +161,10 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
       slotOf: (name: string) => listeners.get(name)?.slot,
     };
     const node = new BalancerNode({ config: config.cluster, summary: backendSummary, logger: logs.cluster, vipDriver: deps.vipDriver, sessions: { engine, names } });
-    cluster = node;
     // A health change reaches the node at once (a last backend going down means fault now).
     host.on('backend-health', () => node.update());
     host.on('reload', () => node.update());
-    await node.start();
+    return node;
   };
   const assertOpen = () => {
     if (closing) throw new Lb4Error('LB4_CLOSED', 'the balancer is closed');
@@ -207,8 +208,10 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     keepAlive,
     async start() {
       try {
+        const node = await makeCluster();
         await startAdmin();
-        await startCluster();
+        cluster = node;
+        await node?.start();
         // Only a start that succeeded says so: one that fails (an admin port in use) ends with
         // its one error and nothing logged before it.
         started = true;

@@ -17,6 +17,7 @@ import { formatHostPort } from '../config/address.js';
 import type { Logger } from '../log.js';
 import type { AdminConfig } from '../types.js';
 import { dashboardAsset, wantsPage } from './dashboard.js';
+import { adminConnectionLimit, openFileLimit } from './descriptor-limit.js';
 import { errorReply, httpError, readJsonBody, sendJson } from './http.js';
 import { MetricsCollector } from './metrics.js';
 import { packageVersion } from './package-root.js';
@@ -229,7 +230,12 @@ export async function startAdminServer(target: AdminTarget, config: AdminConfig,
     (req, res) => void handle(req, res),
   );
   // Past the limit Node accepts and closes at once: the descriptor is given back immediately.
-  server.maxConnections = config.maxConnections;
+  const descriptorLimit = openFileLimit();
+  const maxConnections = adminConnectionLimit(config.maxConnections, descriptorLimit);
+  if (maxConnections < config.maxConnections) {
+    log.warn({ maxConnections, configured: config.maxConnections, descriptorLimit }, 'admin API connection limit lowered to a quarter of the descriptor limit (ulimit -n)');
+  }
+  server.maxConnections = maxConnections;
   let dropped = 0;
   let droppedLoggedAt = -Infinity;
   server.on('drop', () => {
@@ -237,7 +243,7 @@ export async function startAdminServer(target: AdminTarget, config: AdminConfig,
     const now = Date.now();
     if (now - droppedLoggedAt < dropLogIntervalMs) return;
     droppedLoggedAt = now;
-    log.warn({ maxConnections: config.maxConnections, dropped }, 'admin API at its connection limit: new connections are closed');
+    log.warn({ maxConnections, dropped }, 'admin API at its connection limit: new connections are closed');
   });
   // A client that misbehaves below HTTP gets a short answer where one helps (431 for a URL or
   // headers too large, 400 for what is not HTTP), then its socket is closed; a reset or a timeout

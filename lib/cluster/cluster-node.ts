@@ -21,6 +21,7 @@ import { systemClock, type ClusterNodeEvents, type ClusterNodeOptions, type Clus
 import { RejectTally } from './reject-tally.js';
 import { sessionBatchMagic } from './session-batch.js';
 import { VipHolder } from './vip-holder.js';
+import { checkVipInterfaces } from './vip-driver.js';
 
 export * from './cluster-types.js';
 
@@ -89,6 +90,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     this.#healthyBackends = this.#o.healthyBackends;
     this.#election = initialElection({ nodeId: this.#o.nodeId, instance: this.#o.instance, priority: this.#o.priority, preempt: this.#o.preempt, intervalMs: this.#o.intervalMs, deadAfter: this.#o.deadAfter });
     this.#filter = new HeartbeatFilter({ nodeId: this.#o.nodeId, instance: this.#o.instance, key: this.#o.key, timestampWindowMs: this.#o.timestampWindowMs });
+    checkVipInterfaces(this.#o.vipDriver, this.#o.vips);
     this.#vips = new VipHolder(this.#o.vipDriver, this.#o.announceAtMs, this.#o.logger, (err, vip) => this.emit('vip-error', err, vip));
     if (options.onStateChange !== undefined) {
       this.#command = new StateChangeCommand({

@@ -97,6 +97,19 @@ export interface StateChangeCommandOptions {
 const outputLimit = 4096;
 const killGraceMs = 2000;
 
+/**
+ * lb4's own secrets, which the program must not inherit: it is often a cloud provider's tool, and
+ * a heartbeat key or admin token in its environment is one more place they can leak from (a
+ * debug dump, a child it starts in turn).
+ */
+const secretVariables = ['LB4_CLUSTER_KEY', 'LB4_ADMIN_TOKEN'];
+
+function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const copy = { ...env };
+  for (const name of secretVariables) delete copy[name];
+  return copy;
+}
+
 export class StateChangeCommand {
   readonly #argv: readonly string[];
   readonly #options: StateChangeCommandOptions;
@@ -162,8 +175,8 @@ export class StateChangeCommand {
   #run(change: StateChange): Promise<StateChangeResult> {
     const started = performance.now();
     const vips = change.vips.map(formatVip);
-    const env = {
-      ...(this.#options.env ?? process.env),
+    const env: NodeJS.ProcessEnv = {
+      ...withoutSecrets(this.#options.env ?? process.env),
       LB4_CLUSTER_STATE: change.state,
       LB4_CLUSTER_PREVIOUS_STATE: change.previous,
       LB4_CLUSTER_REASON: change.reason,

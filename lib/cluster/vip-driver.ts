@@ -10,6 +10,7 @@ import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { addon } from '../engine/addon.js';
 import type { NativeVip, NativeVipFailure } from '../engine/native-types.js';
+import { Lb4Error } from '../errors.js';
 import { osErrorMessage } from '../engine/system-errors.js';
 import { formatVip, type Vip } from './vip.js';
 
@@ -90,4 +91,20 @@ export class NativeVipDriver implements VipDriver {
     const r = this.#vip.announce(vip.dev, vip.ip, count);
     if (r !== undefined) fail(r, vip, vip.family === 4 ? 'cannot send gratuitous ARP' : 'cannot send neighbour advertisement');
   }
+}
+
+/**
+ * Throws an Lb4Error naming the VIP when its interface does not exist. A node that started anyway
+ * would win the election and tell its peer it is active while no address moved: the peer would
+ * stand by, and neither node would serve the VIP.
+ */
+export function checkVipInterfaces(driver: VipDriver, vips: readonly Vip[]): void {
+  vips.forEach((vip, i) => {
+    try {
+      driver.has(vip);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENODEV') return;
+      throw new Lb4Error('LB4_INVALID_ADDRESS', `interface ${vip.dev} of virtual IP ${formatVip(vip)} does not exist`, { field: `cluster.vips[${i}]`, cause: err });
+    }
+  });
 }

@@ -4,7 +4,7 @@
 // field, before anything opens. Defaults and ranges come from the option table (options.ts).
 
 import { isIP } from 'node:net';
-import { hostname } from 'node:os';
+import { hostname, networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import { loadClusterKey } from '../cluster/cluster-key.js';
 import { canonicalIp, ipBytes, parseVipSpec, resolveVip, type Vip } from '../cluster/vip.js';
 import { Lb4Error } from '../errors.js';
@@ -75,7 +75,11 @@ export async function validateCluster(raw: unknown, env: NodeJS.ProcessEnv = pro
     throw new Lb4Error('LB4_INVALID_OPTION', `${peer.host} cannot be the peer: it is ${peerUnusable}`, { field: 'cluster.peer' });
   }
   const heartbeat = await heartbeatAddress(opts.heartbeat, peer.port);
-  if (heartbeat.port === peer.port && heartbeat.host !== '' && canonicalIp(heartbeat.host) === canonicalIp(peer.host)) {
+  // A heartbeat socket on every address (no host, or 0.0.0.0 / ::) receives what is sent to any
+  // of this host's addresses, so a peer on one of them at the same port is this node too.
+  const heartbeatOnEveryAddress = heartbeat.host === '' || ipBytes(heartbeat.host)!.every((b) => b === 0);
+  const peerIsThisNode = heartbeatOnEveryAddress ? isThisHost(peer.host) : canonicalIp(heartbeat.host) === canonicalIp(peer.host);
+  if (heartbeat.port === peer.port && peerIsThisNode) {
     throw new Lb4Error('LB4_INVALID_OPTION', `the peer ${formatHostPort(peer.host, peer.port)} is this node's own heartbeat address: the node would hear only itself and stay active`, { field: 'cluster.peer' });
   }
   if (heartbeat.host !== '' && isIP(heartbeat.host) !== isIP(peer.host)) {
@@ -143,6 +147,16 @@ export function unusableVip(ip: string): string | undefined {
   if (b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) return 'the loopback address';
   if (b[0] === 0xff) return 'a multicast address';
   return undefined;
+}
+
+/**
+ * Whether `ip` is one of this host's own addresses: loopback (127.0.0.0/8, ::1) or an address on
+ * one of its interfaces, as they are at validation.
+ */
+export function isThisHost(ip: string, interfaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): boolean {
+  if (/loopback/.test(unusableVip(ip) ?? '')) return true;
+  const own = canonicalIp(ip);
+  return Object.values(interfaces).some((infos) => (infos ?? []).some((i) => canonicalIp(i.address.split('%')[0]) === own));
 }
 
 /** Whether a listener binds a virtual IP of the cluster: it then binds with IP_FREEBIND. */

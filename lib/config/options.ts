@@ -88,7 +88,7 @@ export const optionTable = {
   },
   adminMaxConnections: {
     flag: '--admin-max-connections <n>', field: 'admin.maxConnections', kind: 'integer', default: 256, min: 1, max: 65_536, reload: 'live',
-    help: 'connections the admin API holds at once; more are closed at once (idle ones end after a few seconds), so it never takes the data plane\'s descriptors',
+    help: 'connections the admin API holds at once (at most a quarter of ulimit -n); more are closed at once (idle ones end after a few seconds), so it never takes the data plane\'s descriptors',
   },
   accessLog: { flag: '--access-log [sample]', field: 'accessLog', kind: 'sample', defaultText: 'off', reload: 'live', help: 'log closed flows (one in SAMPLE, default every one)' },
   algorithm: { flag: '--algorithm <name>', field: 'algorithm', kind: 'choice', choices: algorithms, default: 'roundrobin', reload: 'live', help: 'how new flows pick a backend: roundrobin, leastconn, or maglev (consistent hashing of the client address)' },

@@ -66,16 +66,18 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new Lb4Error('LB4_INVALID_OPTION', 'must be "host:port" or { address, weight }', { field });
   checkKnownKeys(opts, ['address', 'weight', 'state', 'id'], field);
   const { host, port } = parseHostPort(opts.address, `${field}.address`, { allowEmptyHost: false, allowPortZero: false });
-  const weight = opts.weight ?? 1;
+  // null is refused like any other wrong value, not taken as "absent": `weight:` left empty in
+  // YAML is null, and running it with weight 1 hides the mistake.
+  const weight = opts.weight === undefined ? 1 : opts.weight;
   if (!Number.isInteger(weight) || weight < 0 || weight > 1_000_000) {
     throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 0 to 1000000, got ${showValue(opts.weight)}`, { field: `${field}.weight` });
   }
-  const state = opts.state ?? 'up';
+  const state = opts.state === undefined ? 'up' : opts.state;
   if (!backendStates.includes(state)) {
     throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${showValue(state)}`, { field: `${field}.state` });
   }
   const address = formatHostPort(host, port);
-  const id = opts.id ?? address;
+  const id = opts.id === undefined ? address : opts.id;
   if (typeof id !== 'string' || id === '') throw new Lb4Error('LB4_INVALID_OPTION', `must be a non-empty string, got ${showValue(id)}`, { field: `${field}.id` });
   // An id is a label in every /metrics scrape and log line: bounded, and with no control characters.
   if (id.length > maxBackendIdLength) throw new Lb4Error('LB4_INVALID_OPTION', `must be at most ${maxBackendIdLength} characters, got ${id.length}`, { field: `${field}.id` });

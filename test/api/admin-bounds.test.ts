@@ -9,6 +9,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import { adminConnectionLimit, openFileLimit } from '../../lib/api/descriptor-limit.js';
 import { validateOptions } from '../../lib/config/validate.js';
 import { call } from '../helpers/admin-http.js';
 import { buildDist, killChildren, onlyLine, runCli, startCli, type Cli } from '../helpers/cli.js';
@@ -33,10 +34,10 @@ function rawStatus(port: number, head: string): Promise<string> {
   return within(answer, 10_000, 'an answer from the admin port');
 }
 
-async function startWithAdmin(t: Test, extra: string[]): Promise<{ cli: Cli; web: number; admin: number }> {
+async function startWithAdmin(t: Test, extra: string[], fdLimit?: number): Promise<{ cli: Cli; web: number; admin: number }> {
   const backend = await integrityBackend();
   t.teardown(() => backend.close());
-  const { cli, portOf } = await startCli(['--listen', '127.0.0.1:0', '--backend', backend.address, '--workers', '1', '--admin', '0', ...extra]);
+  const { cli, portOf } = await startCli(['--listen', '127.0.0.1:0', '--backend', backend.address, '--workers', '1', '--admin', '0', ...extra], { fdLimit });
   t.teardown(() => cli.signal('SIGKILL'));
   const url = new URL((await cli.waitForLog('admin API listening')).url as string);
   return { cli, web: Object.values(portOf)[0], admin: Number(url.port) };
@@ -94,6 +95,36 @@ t.test('idle connections past the limit are closed at once; the data plane keeps
   });
   keep.write('GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
   t.match(await within(keptClosed, 20_000, 'the kept-alive connection to be closed'), /^HTTP\/1\.1 200/, 'answered, then closed when idle');
+});
+
+t.test('under a low ulimit -n the admin limit is lowered, so idle admin clients leave the data plane its descriptors', async (t) => {
+  t.equal(openFileLimit('Max open files            256                  4096                 files     \n'), 256, 'the soft limit is read');
+  t.equal(openFileLimit('Max open files            unlimited            unlimited            files     \n'), undefined);
+  t.equal(adminConnectionLimit(256, 256), 64, 'a quarter of the descriptor limit');
+  t.equal(adminConnectionLimit(256, 1024), 256, 'the configured limit when it is lower');
+  t.equal(adminConnectionLimit(256, undefined), 256);
+  t.equal(adminConnectionLimit(256, 2), 1, 'never 0 (Node would refuse every connection)');
+
+  const fdLimit = 256;
+  // The default admin limit (256) is as many as the process may open at all.
+  const { cli, web, admin } = await startWithAdmin(t, [], fdLimit);
+  const lowered = await cli.waitForLog('admin API connection limit lowered to a quarter of the descriptor limit (ulimit -n)');
+  t.match(lowered, { maxConnections: fdLimit / 4, configured: 256, descriptorLimit: fdLimit });
+  await integrityExchange(web, 64 * 1024, 64 * 1024, 10_000);
+
+  // Twice the descriptor limit, each connected and silent: held until the 5 s header timeout.
+  const idle: net.Socket[] = [];
+  for (let i = 0; i < fdLimit * 2; i++) {
+    const s = net.connect(admin, '127.0.0.1');
+    s.on('error', () => {});
+    idle.push(s);
+  }
+  t.teardown(() => idle.forEach((s) => s.destroy()));
+  // Without the lowered limit the process runs out of descriptors before the admin port reaches
+  // its own limit, and this line never comes.
+  t.match(await cli.waitForLog('admin API at its connection limit: new connections are closed'), { maxConnections: fdLimit / 4 });
+  await integrityExchange(web, 64 * 1024, 64 * 1024, 10_000);
+  t.pass('the data plane serves a client while the admin port holds all it may');
 });
 
 t.test('431 for a long URL or headers, 400 for bad query values, nothing logged as a failure', async (t) => {

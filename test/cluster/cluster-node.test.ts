@@ -392,6 +392,16 @@ if (process.argv[3] === 'slow') await new Promise((r) => setTimeout(r, 300));
   await hung.idle();
   t.match(results.at(-1), { timedOut: true, signal: 'SIGTERM', code: null });
 
+  // lb4's secrets stay out of the program's environment; the rest is passed on.
+  const envCmd = new StateChangeCommand({
+    command: [process.execPath, '-e', 'console.log(JSON.stringify([process.env.LB4_CLUSTER_KEY ?? null, process.env.LB4_ADMIN_TOKEN ?? null, process.env.KEEP_ME ?? null]))'],
+    env: { PATH: process.env.PATH, LB4_CLUSTER_KEY: 'ab'.repeat(32), LB4_ADMIN_TOKEN: 'admin-secret', KEEP_ME: 'kept' },
+    onResult: (r) => results.push(r),
+  });
+  envCmd.notify({ state: 'active', previous: 'backup', reason: 'peer-timeout', nodeId: 'n', vips });
+  await envCmd.idle();
+  t.same(JSON.parse(results.at(-1)!.output), [null, null, 'kept'], 'no cluster key, no admin token');
+
   const missing = new StateChangeCommand({ command: join(dir, 'no-such-program'), onResult: (r) => results.push(r) });
   missing.notify({ state: 'active', previous: 'backup', reason: 'peer-timeout', nodeId: 'n', vips });
   await missing.idle();

@@ -45,6 +45,19 @@ t.test('scoped IPv6 addresses are refused at validation, naming the field', asyn
   t.same((await lb.reload({ listen: '127.0.0.1:0', backends: ['127.0.0.1:80'] })).backendsChanged, ['127.0.0.1:0/127.0.0.1:80'], 'and reloads');
 });
 
+t.test('null is a wrong value, not an absent one', async (t) => {
+  const base = { listen: '127.0.0.1:0' };
+  for (const key of ['weight', 'state', 'id']) {
+    await t.rejects(validateOptions({ ...base, backends: [{ address: '127.0.0.1:80', [key]: null }] }), { code: 'LB4_INVALID_OPTION', field: `backends[0].${key}`, message: /got null/ }, `${key}: null`);
+  }
+  t.match((await validateOptions({ ...base, backends: [{ address: '127.0.0.1:80' }] })).listeners[0].backends[0], { weight: 1, state: 'up', id: '127.0.0.1:80' }, 'absent still means the default');
+  const empty = file('empty-weight.yaml', 'listen: 127.0.0.1:0\nbackends:\n  - address: 127.0.0.1:80\n    weight:\n');
+  await buildDist();
+  const run = await runCli(['check-config', empty]);
+  t.equal(run.exit.code, 2);
+  t.match(onlyLine(t, run.stderr), /backends\[0\]\.weight: must be a whole number from 0 to 1000000, got null/);
+});
+
 t.test('lb4 check-config refuses what start would refuse', async (t) => {
   await buildDist();
   const scoped = file('scoped.yaml', 'listen: 127.0.0.1:0\nbackends: ["[fe80::1%lo]:80"]\n');

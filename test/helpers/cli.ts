@@ -86,7 +86,7 @@ export class Cli extends EventEmitter<{ line: [stream: 'stdout' | 'stderr', line
   readonly #lines: Array<['stdout' | 'stderr', string]> = [];
 
   /** `env` is added to the test's environment, from which LB4_ADMIN and LB4_ADMIN_TOKEN are removed. */
-  constructor(args: string[], options: { env?: Record<string, string> } = {}) {
+  constructor(args: string[], options: { env?: Record<string, string>; fdLimit?: number } = {}) {
     super();
     const env = { ...process.env };
     // A developer's own admin address or token must not leak into what a test checks.
@@ -95,7 +95,10 @@ export class Cli extends EventEmitter<{ line: [stream: 'stdout' | 'stderr', line
     // The CLI runs the way a person runs it. tap puts its process tracker into every child's
     // NODE_OPTIONS, whatever env the spawn names: it would add its own signal and exit hooks to
     // lb4 and double its start-up time, so env(1) removes it and then execs node in its place.
-    this.child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, cliPath, ...args], {
+    // `fdLimit` runs it as under `ulimit -n` (prlimit(1) sets the limit, then execs env).
+    const command = ['env', '-u', 'NODE_OPTIONS', process.execPath, cliPath, ...args];
+    if (options.fdLimit !== undefined) command.unshift('prlimit', `--nofile=${options.fdLimit}`);
+    this.child = spawn(command[0], command.slice(1), {
       cwd: root,
       env: { ...env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -216,7 +219,7 @@ export interface StartedCli {
 }
 
 /** Starts `lb4 start` and returns it with the ports its listeners got, read from the start log. */
-export async function startCli(args: string[], options: { env?: Record<string, string> } = {}): Promise<StartedCli> {
+export async function startCli(args: string[], options: { env?: Record<string, string>; fdLimit?: number } = {}): Promise<StartedCli> {
   const cli = new Cli(['start', ...args], options);
   const started = await cli.waitForLog('lb4 started');
   const bound = started.listeners as { name: string; address: string }[];
