@@ -1,6 +1,7 @@
 // `lb4 check-config FILE`: validates a config file the way `lb4 start --config` would (host
 // names resolved included) without opening anything, and says what it holds.
 
+import { checkVipInterfaces, NativeVipDriver } from '../../lib/cluster/vip-driver.js';
 import { describeCluster } from '../../lib/config/cluster-options.js';
 import { loadConfigFile } from '../../lib/config/config-file.js';
 import { formatDuration } from '../../lib/config/duration.js';
@@ -28,6 +29,9 @@ function settingsLines(config: BalancerConfig): string[] {
 
 export async function checkConfig(file: string): Promise<void> {
   const { config } = await loadConfigFile(file);
+  // start refuses a virtual IP on an interface this host lacks; so does check-config (a read-only
+  // rtnetlink query), so the two give one verdict.
+  if (config.cluster) checkVipInterfaces(new NativeVipDriver(), config.cluster.vips);
   const backends = config.listeners.reduce((n, l) => n + l.backends.length, 0);
   const udpListeners = config.listeners.filter((l) => l.protocol === 'udp').length;
   const lines = [`${file}: ok: ${config.listeners.length} listener(s)${udpListeners > 0 ? ` (${udpListeners} UDP)` : ''}, ${backends} backend(s)`];

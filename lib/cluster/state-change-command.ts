@@ -188,7 +188,16 @@ export class StateChangeCommand {
       let output = '';
       let timedOut = false;
       let killTimer: NodeJS.Timeout | undefined;
-      const child = spawn(this.#argv[0], [...this.#argv.slice(1), change.state, ...vips], { env, stdio: ['ignore', 'pipe', 'pipe'], shell: false });
+      // Its own process group, so a timeout stops what it started too (`sh -c '... &'`, a cloud
+      // CLI's helpers): those would hold its output open and outlive the command.
+      const child = spawn(this.#argv[0], [...this.#argv.slice(1), change.state, ...vips], { env, stdio: ['ignore', 'pipe', 'pipe'], shell: false, detached: true });
+      const signalGroup = (signal: NodeJS.Signals) => {
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, signal);
+        } catch {
+          child.kill(signal); // the group is gone already; the child itself, if it is not
+        }
+      };
       const collect = (chunk: Buffer) => {
         if (output.length < outputLimit) output += chunk.toString('utf8').slice(0, outputLimit - output.length);
       };
@@ -196,8 +205,8 @@ export class StateChangeCommand {
       child.stderr.on('data', collect);
       const timer = setTimeout(() => {
         timedOut = true;
-        child.kill('SIGTERM');
-        killTimer = setTimeout(() => child.kill('SIGKILL'), killGraceMs);
+        signalGroup('SIGTERM');
+        killTimer = setTimeout(() => signalGroup('SIGKILL'), killGraceMs);
       }, this.#options.timeoutMs ?? 30_000);
       const done = (code: number | null, signal: NodeJS.Signals | null, error?: Error) => {
         clearTimeout(timer);

@@ -392,6 +392,29 @@ if (process.argv[3] === 'slow') await new Promise((r) => setTimeout(r, 300));
   await hung.idle();
   t.match(results.at(-1), { timedOut: true, signal: 'SIGTERM', code: null });
 
+  // A command that started a child of its own: the timeout stops both (the whole process group).
+  const pidFile = join(dir, 'grandchild.pid');
+  const spawner = new StateChangeCommand({
+    command: ['sh', '-c', `sleep 60 >/dev/null 2>&1 & echo $! > ${pidFile}; wait`],
+    timeoutMs: 300,
+    onResult: (r) => results.push(r),
+  });
+  spawner.notify({ state: 'active', previous: 'backup', reason: 'peer-timeout', nodeId: 'n', vips });
+  await spawner.idle();
+  t.match(results.at(-1), { timedOut: true });
+  const grandchild = Number(readFileSync(pidFile, 'utf8'));
+  const alive = () => {
+    try {
+      process.kill(grandchild, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  await until(() => !alive(), 5000, 'the command\'s own child to be stopped too').catch(() => {});
+  t.notOk(alive(), 'the command\'s own child was stopped with it');
+  if (alive()) process.kill(grandchild, 'SIGKILL');
+
   // lb4's secrets stay out of the program's environment; the rest is passed on.
   const envCmd = new StateChangeCommand({
     command: [process.execPath, '-e', 'console.log(JSON.stringify([process.env.LB4_CLUSTER_KEY ?? null, process.env.LB4_ADMIN_TOKEN ?? null, process.env.KEEP_ME ?? null]))'],
