@@ -132,7 +132,7 @@ t.test('lb4 start flags and lb4 check-config', async (t) => {
   writeFileSync(noDevFile, JSON.stringify({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'], cluster: { peer: '127.0.0.1:7000', heartbeat: '127.0.0.1:0', keyFile: good, vips: ['198.51.100.9/32,dev=lb4rv-nodev0'] } }));
   const noDevCheck = await runCli(['check-config', noDevFile]);
   t.equal(noDevCheck.exit.code, 2, 'check-config refuses the missing interface too');
-  t.match(noDevCheck.stderr, /cluster\.vips\[0\].*interface lb4rv-nodev0 of virtual IP 198\.51\.100\.9\/32 does not exist/);
+  t.match(noDevCheck.stderr, /vip.*interface lb4rv-nodev0 of virtual IP 198\.51\.100\.9\/32 does not exist/);
   const help = await runCli(['start', '--help']);
   for (const flag of ['--node-id', '--priority', '--heartbeat', '--peer', '--cluster-key-file', '--vip', '--heartbeat-interval', '--dead-after', '--preempt', '--no-preempt', '--on-state-change']) t.match(help.stdout, flag);
 });
