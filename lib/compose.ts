@@ -159,6 +159,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
         return b && { listener: b.listener, backend: b.id };
       },
       slotOf: (name: string) => listeners.get(name)?.slot,
+      hasBackend: (slot: number, id: string) => registry.get(slot, id) !== undefined,
     };
     const node = new BalancerNode({ config: config.cluster, summary: backendSummary, logger: logs.cluster, vipDriver: deps.vipDriver, sessions: { engine, names } });
     // A health change reaches the node at once (a last backend going down means fault now).

@@ -321,12 +321,12 @@ export class MetricsCollector {
     );
     const r = c.sessions;
     if (!r) return;
-    const replicated = { sent: r.sent, received: r.received, installed: r.installed, unknown_listener: r.unknownListener, dropped: r.dropped };
+    const replicated = { sent: r.sent, received: r.received, installed: r.installed, unknown_listener: r.unknownListener, unknown_backend: r.unknownBackend, dropped: r.dropped };
     writeFamily(
       out,
       'lb4_cluster_sessions_replicated_total',
       'counter',
-      'UDP session changes sent to the peer, received from it, installed as hints, received for a listener this node lacks, and dropped unsent',
+      'UDP session changes sent to the peer, received from it, installed as hints, received for a listener or backend this node lacks, and dropped unsent',
       Object.entries(replicated).map(([what, value]) => ({ labels: [['change', what]], value })),
     );
     writeFamily(out, 'lb4_cluster_session_hints', 'gauge', "The peer's UDP sessions held as hints for new sessions", [{ labels: [], value: r.hints }]);

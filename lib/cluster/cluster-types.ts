@@ -68,6 +68,8 @@ export interface SessionReplicationStats {
   readonly installed: number;
   /** Received changes for a listener this node does not have. */
   readonly unknownListener: number;
+  /** Received session starts naming a backend this node's listener does not have: not installed. */
+  readonly unknownBackend: number;
   /** Changes never sent: the engine's queue or this side's was full. */
   readonly dropped: number;
   /** Affinity hints held now. */

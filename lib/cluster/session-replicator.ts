@@ -38,6 +38,8 @@ export interface SessionNames {
   backendOf(key: number): { listener: string; backend: string } | undefined;
   /** The slot of this node's listener `name`; undefined when it has none of that name. */
   slotOf(listener: string): number | undefined;
+  /** Whether this node's listener in `slot` has a backend with id `backend`. */
+  hasBackend(slot: number, backend: string): boolean;
 }
 
 export interface SessionReplicatorOptions {
@@ -71,6 +73,7 @@ export class SessionReplicator {
   #received = 0;
   #installed = 0;
   #unknown = 0;
+  #unknownBackend = 0;
   #droppedHere = 0;
   #droppedEngine = 0;
   #hints = 0;
@@ -170,6 +173,12 @@ export class SessionReplicator {
         this.#unknown++;
         continue;
       }
+      // A hint to a backend this node does not have could never be used, and would take a place
+      // in the bounded table from real ones (a key holder could fill it so): counted, skipped.
+      if (e.kind === 'opened' && !this.#o.names.hasBackend(slot, e.backend)) {
+        this.#unknownBackend++;
+        continue;
+      }
       const update: NativeAffinityUpdate = { set: e.kind === 'opened', listener: slot, clientIp: e.clientIp, clientPort: e.clientPort, backendId: `${e.listener}/${e.backend}` };
       updates.push(e.localIp === null ? update : { ...update, localIp: e.localIp });
     }
@@ -192,6 +201,7 @@ export class SessionReplicator {
       received: this.#received,
       installed: this.#installed,
       unknownListener: this.#unknown,
+      unknownBackend: this.#unknownBackend,
       dropped: this.#droppedHere + this.#droppedEngine,
       hints: this.#hints,
       rejected: this.#rejected.counts(),

@@ -484,7 +484,7 @@ t.test('GET /cluster and the cluster metrics', async (t) => {
   t.match(text, '# TYPE lb4_cluster_heartbeats_rejected_total counter');
   t.notMatch(text, /lb4_cluster_session/, 'no session replication: none of its metrics');
   const batches = { malformed: 1, 'bad-version': 0, 'bad-mac': 2, 'own-batch': 0, timestamp: 0, replayed: 3 };
-  target.cluster = { ...target.cluster, sessions: { sent: 40, received: 5, installed: 4, unknownListener: 1, dropped: 2, hints: 4, rejected: batches } };
+  target.cluster = { ...target.cluster, sessions: { sent: 40, received: 5, installed: 4, unknownListener: 1, unknownBackend: 0, dropped: 2, hints: 4, rejected: batches } };
   const withSessions = (await call('GET', '/metrics')).text as string;
   for (const line of ['lb4_cluster_sessions_replicated_total{change="sent"} 40', 'lb4_cluster_sessions_replicated_total{change="installed"} 4', 'lb4_cluster_sessions_replicated_total{change="dropped"} 2', 'lb4_cluster_session_hints 4', 'lb4_cluster_session_batches_rejected_total{reason="replayed"} 3']) {
     t.ok(withSessions.split('\n').includes(line), line);

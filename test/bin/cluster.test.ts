@@ -34,7 +34,7 @@ t.test('lb4 cluster describes both nodes', async (t) => {
   const twin = { ...status, peer: { ...status.peer, id: 'lb-a', duplicateNodeId: true } };
   t.match(describeStatus(twin), /^warning: the peer has this node's id "lb-a": give each node its own with --node-id$/m);
   const rejected = { malformed: 0, 'bad-version': 0, 'bad-mac': 0, 'own-batch': 0, timestamp: 0, replayed: 0 };
-  const replicating = { ...status, sessions: { sent: 12, received: 3, installed: 2, unknownListener: 1, dropped: 0, hints: 2, rejected } };
+  const replicating = { ...status, sessions: { sent: 12, received: 3, installed: 2, unknownListener: 1, unknownBackend: 0, dropped: 0, hints: 2, rejected } };
   t.match(describeStatus(replicating), /^udp sessions: 12 sent to the peer, 3 received, 2 installed, 2 hint\(s\) held$/m);
   t.notMatch(describeStatus(status), /udp sessions/, 'a node without replication says nothing of it');
 });

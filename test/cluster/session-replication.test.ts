@@ -84,6 +84,7 @@ t.test('codec: each way a datagram is refused', async (t) => {
 const names: SessionNames = {
   backendOf: (k) => (k === 1 ? { listener: 'dns', backend: 's1' } : k === 2 ? { listener: 'dns', backend: 's2' } : undefined),
   slotOf: (name) => (name === 'dns' ? 0 : undefined),
+  hasBackend: (slot, id) => slot === 0 && (id === 's1' || id === 's2'),
 };
 
 /** A fake engine with one UDP listener, "dns", in slot 0. */
@@ -209,6 +210,22 @@ t.test('replicator: bounded waiting, bounded sending, unknown listeners', async 
   into.receive(wire[0], { address: '192.0.2.2', port: 7000 });
   t.match(into.stats(), { received: first.entries.length, installed: 0, unknownListener: first.entries.length });
   t.equal(other.affinity.size, 0);
+});
+
+t.test('session starts naming a backend this node does not have are counted and not installed', async (t) => {
+  const wire: Buffer[] = [];
+  const wall = 1_700_000_000_000;
+  const engine = engineWithListener();
+  const out = new SessionReplicator({ engine, names, key, instance: '00000000000000d4', send: (b) => wire.push(b), clock: { monotonic: () => 0, wall: () => wall } });
+  // Keys 1 and 2 are s1 and s2 on the sender; the receiver has only s1.
+  engine.sessionChanges.push(change(4001, 1), change(4002, 2));
+  out.flush();
+  const other = engineWithListener();
+  const onlyS1: SessionNames = { ...names, hasBackend: (slot, id) => slot === 0 && id === 's1' };
+  const into = new SessionReplicator({ engine: other, names: onlyS1, key, instance: '00000000000000d5', send: () => {}, clock: { monotonic: () => 0, wall: () => wall } });
+  for (const b of wire) into.receive(b, { address: '192.0.2.2', port: 7000 });
+  t.match(into.stats(), { received: 2, installed: 1, unknownBackend: 1 }, 'the s2 start is counted, the s1 one installed');
+  t.equal(other.affinity.size, 1, 'one hint, for the backend this node has');
 });
 
 t.test('sequence window: each number once, late ones within 32 of the highest', async (t) => {

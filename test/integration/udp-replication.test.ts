@@ -31,6 +31,7 @@ async function engine(t: Test, backends: string[], keys: number[], algorithm: 'r
 const namesFor = (keys: number[]): SessionNames => ({
   backendOf: (k) => (keys.includes(k) ? { listener: 'dns', backend: `s${keys.indexOf(k) + 1}` } : undefined),
   slotOf: (name) => (name === 'dns' ? 0 : undefined),
+  hasBackend: (slot, id) => slot === 0 && /^s\d+$/.test(id) && Number(id.slice(1)) <= keys.length,
 });
 
 t.test('round robin: clients keep their backends on the engine that got the hints', async (t) => {
