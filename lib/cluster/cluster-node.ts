@@ -91,7 +91,12 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     this.#election = initialElection({ nodeId: this.#o.nodeId, instance: this.#o.instance, priority: this.#o.priority, preempt: this.#o.preempt, intervalMs: this.#o.intervalMs, deadAfter: this.#o.deadAfter });
     this.#filter = new HeartbeatFilter({ nodeId: this.#o.nodeId, instance: this.#o.instance, key: this.#o.key, timestampWindowMs: this.#o.timestampWindowMs });
     checkVipInterfaces(this.#o.vipDriver, this.#o.vips);
-    this.#vips = new VipHolder(this.#o.vipDriver, this.#o.announceAtMs, this.#o.logger, (err, vip) => this.emit('vip-error', err, vip));
+    this.#vips = new VipHolder(this.#o.vipDriver, this.#o.announceAtMs, this.#o.logger, (err, vip, op) => {
+      this.emit('vip-error', err, vip);
+      // A node that cannot add its address must not claim it: the election goes to fault (the
+      // peer takes over) once the step that tried has finished its actions.
+      if (op === 'add') queueMicrotask(() => void this.#step({ type: 'vip-failed' }));
+    });
     if (options.onStateChange !== undefined) {
       this.#command = new StateChangeCommand({
         command: options.onStateChange,

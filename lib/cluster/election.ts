@@ -54,6 +54,8 @@ export interface ElectionState {
   readonly healthyBackends: number;
   /** The peer while it is alive: heard within the dead time, and not leaving. */
   readonly peer?: PeerView;
+  /** When adding the VIPs last failed (monotonic ms): in fault until vipRetryMs after it. */
+  readonly vipFailedAt?: number;
 }
 
 export type ElectionEvent =
@@ -65,11 +67,14 @@ export type ElectionEvent =
   /** A deadline from `nextDeadline()` passed. Harmless when a heartbeat came in meanwhile. */
   | { readonly type: 'peer-timeout' }
   | { readonly type: 'health'; readonly healthyBackends: number }
+  /** Adding a VIP to its interface failed (EPERM, a device gone): this node cannot serve it. */
+  | { readonly type: 'vip-failed' }
   | { readonly type: 'stop' };
 
 /** Why a node changed state: logged with every transition, and given to on-state-change. */
 export const transitionReasons = [
   'no-healthy-backends',
+  'vip-failed',
   'waiting-for-peer',
   'no-peer',
   'peer-timeout',
@@ -131,11 +136,26 @@ export function deadTime(config: ElectionConfig): number {
  * in init with no peer heard, the dead time from start. Undefined when nothing is waited for.
  */
 export function nextDeadline(s: ElectionState): number | undefined {
+  const peer = peerDeadline(s);
+  const retry = s.running && s.vipFailedAt !== undefined ? s.vipFailedAt + vipRetryMs : undefined;
+  if (retry === undefined) return peer;
+  return peer === undefined ? retry : Math.min(peer, retry);
+}
+
+function peerDeadline(s: ElectionState): number | undefined {
   if (!s.running) return undefined;
   if (s.peer) return s.peer.heardAt + deadTime(s.config);
   if (s.state === 'init') return s.startedAt + deadTime(s.config);
   return undefined;
 }
+
+/**
+ * How long a node whose VIPs could not be added stays in fault before it may try again. It must
+ * not claim the address it cannot hold (its peer would stand by while nobody serves it), and
+ * retrying at once would flap the pair on every heartbeat; a few seconds lets the peer take the
+ * address and an operator or the system fix what failed (a device coming back, a capability).
+ */
+export const vipRetryMs = 5000;
 
 /** A node as the rank sees it. */
 export interface Rank {
@@ -156,6 +176,7 @@ const noChange = (state: ElectionState): ElectionStep => ({ state, actions: [] }
 /** The state this node should be in now, and why; `gone` says why there is no peer, if it went. */
 function decide(s: ElectionState, now: number, gone?: 'peer-timeout' | 'peer-leaving', previous?: PeerView): { to: ClusterState; reason?: TransitionReason } {
   if (s.healthyBackends === 0) return { to: 'fault', reason: 'no-healthy-backends' };
+  if (s.vipFailedAt !== undefined && now < s.vipFailedAt + vipRetryMs) return { to: 'fault', reason: 'vip-failed' };
   const self: Rank = { nodeId: s.config.nodeId, instance: s.config.instance, priority: s.config.priority };
   const peer = s.peer;
   if (s.state === 'active') {
@@ -241,11 +262,24 @@ export function elect(s: ElectionState, event: ElectionEvent, now: number): Elec
       }
       return moveTo(next, to, reason);
     }
+    case 'vip-failed': {
+      // Only a node taking or holding the address can fail to add it.
+      if (s.state !== 'active') return noChange(s);
+      const next = { ...s, vipFailedAt: now };
+      const { to, reason } = decide(next, now);
+      return moveTo(next, to, reason);
+    }
     case 'peer-timeout': {
-      const deadline = nextDeadline(s);
-      if (deadline === undefined || now < deadline) return noChange(s);
-      const lost = s.peer !== undefined;
-      const next = { ...s, peer: undefined };
+      // The fault after a failed VIP add ends: the election decides anew (and may try again).
+      const retried = s.vipFailedAt !== undefined && now >= s.vipFailedAt + vipRetryMs ? { ...s, vipFailedAt: undefined } : s;
+      const deadline = peerDeadline(retried);
+      if (deadline === undefined || now < deadline) {
+        if (retried === s) return noChange(s);
+        const { to, reason } = decide(retried, now);
+        return moveTo(retried, to, reason);
+      }
+      const lost = retried.peer !== undefined;
+      const next = { ...retried, peer: undefined };
       const { to, reason } = decide(next, now, lost ? 'peer-timeout' : undefined);
       return moveTo(next, to, reason);
     }

@@ -7,16 +7,19 @@ import type { Logger } from 'pino';
 import { formatVip, type Vip } from './vip.js';
 import type { VipDriver } from './vip-driver.js';
 
+/** What failed: adding an address, removing it, or announcing it. */
+export type VipOperation = 'add' | 'remove' | 'announce';
+
 export class VipHolder {
   readonly #driver: VipDriver;
   readonly #announceAtMs: readonly number[];
   readonly #logger: Logger | undefined;
-  readonly #onError: (err: Error, vip: Vip) => void;
+  readonly #onError: (err: Error, vip: Vip, op: VipOperation) => void;
   readonly #held = new Set<Vip>();
   readonly #announceTimers = new Set<NodeJS.Timeout>();
   #errors = 0;
 
-  constructor(driver: VipDriver, announceAtMs: readonly number[], logger: Logger | undefined, onError: (err: Error, vip: Vip) => void) {
+  constructor(driver: VipDriver, announceAtMs: readonly number[], logger: Logger | undefined, onError: (err: Error, vip: Vip, op: VipOperation) => void) {
     this.#driver = driver;
     this.#announceAtMs = announceAtMs;
     this.#logger = logger;
@@ -39,7 +42,7 @@ export class VipHolder {
       this.#held.add(vip);
       if (!added) this.#logger?.info({ vip: formatVip(vip), dev: vip.dev }, 'cluster: virtual IP was already on the interface');
     } catch (err) {
-      this.#failed(err as Error, vip, 'cannot add virtual IP');
+      this.#failed(err as Error, vip, 'add', 'cannot add virtual IP');
       return;
     }
     for (const at of this.#announceAtMs) {
@@ -62,7 +65,7 @@ export class VipHolder {
       // At start nothing is held: an address found then was left behind by a crash.
       if (removed && !held) this.#logger?.warn({ vip: formatVip(vip), dev: vip.dev }, 'cluster: removed a virtual IP this node does not hold (left by a crash?)');
     } catch (err) {
-      this.#failed(err as Error, vip, 'cannot remove virtual IP');
+      this.#failed(err as Error, vip, 'remove', 'cannot remove virtual IP');
     }
   }
 
@@ -76,13 +79,13 @@ export class VipHolder {
     try {
       this.#driver.announce(vip, 1);
     } catch (err) {
-      this.#failed(err as Error, vip, 'cannot announce virtual IP');
+      this.#failed(err as Error, vip, 'announce', 'cannot announce virtual IP');
     }
   }
 
-  #failed(err: Error, vip: Vip, msg: string): void {
+  #failed(err: Error, vip: Vip, op: VipOperation, msg: string): void {
     this.#errors++;
     this.#logger?.error({ err, vip: formatVip(vip), dev: vip.dev }, `cluster: ${msg}`);
-    this.#onError(err, vip);
+    this.#onError(err, vip, op);
   }
 }

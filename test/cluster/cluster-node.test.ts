@@ -430,3 +430,23 @@ if (process.argv[3] === 'slow') await new Promise((r) => setTimeout(r, 300));
   await missing.idle();
   t.match(results.at(-1), { code: null, error: { code: 'ENOENT' } });
 });
+
+t.test('a node whose VIPs cannot be added goes to fault, holding nothing, instead of claiming them', async (t) => {
+  // No peer answers (port 9 on loopback discards): after the dead time from start the node takes
+  // the address, the add fails (EPERM), and it must not stay active holding nothing.
+  const n = await makeNode(t, { nodeId: 'lb-solo', priority: 100 });
+  n.driver.add = (v: Vip) => {
+    n.driver.calls.push(`add ${formatVip(v)}`);
+    throw Object.assign(new Error('add: EPERM (Operation not permitted)'), { code: 'EPERM' });
+  };
+  const errors: Error[] = [];
+  n.node.on('vip-error', (err) => errors.push(err));
+  const fault = becomes(n, 'fault');
+  await n.node.start();
+  const x = await fault;
+  t.equal(x.reason, 'vip-failed');
+  t.equal(x.from, 'active', 'it tried as the active node');
+  t.equal(n.node.state, 'fault');
+  t.ok(errors.length >= 1, 'the failure is reported');
+  t.equal(n.driver.addresses.size, 0, 'it holds no address');
+});

@@ -4,7 +4,7 @@
 // exactly one active node. Also the VIP spec parser. No sockets.
 
 import t from 'tap';
-import { elect, initialElection, nextDeadline, outranks, type ElectionAction, type ElectionConfig, type ElectionEvent, type ElectionState, type PeerView } from '../../lib/cluster/election.js';
+import { elect, initialElection, nextDeadline, outranks, vipRetryMs, type ElectionAction, type ElectionConfig, type ElectionEvent, type ElectionState, type PeerView } from '../../lib/cluster/election.js';
 import type { ClusterState } from '../../lib/cluster/heartbeat.js';
 import { canonicalIp, inSubnet, parseVipSpec, resolveVip } from '../../lib/cluster/vip.js';
 import { Lb4Error } from '../../lib/errors.js';
@@ -347,4 +347,30 @@ t.test('VIP specs: parse, canonical form, the interface by subnet', async (t) =>
   t.same(resolveVip(parseVipSpec('203.0.113.1/32,dev=eth1', 'v'), 'v', ifaces), { ip: '203.0.113.1', prefix: 32, dev: 'eth1', family: 4 }, 'named: taken as is');
   t.throws(() => resolveVip(parseVipSpec('203.0.113.1/32', 'v'), 'v', ifaces), /no interface has an address in its subnet; add ",dev=IFACE"/);
   t.throws(() => resolveVip(parseVipSpec('198.51.100.9/24', 'v'), 'v', ifaces), /several interfaces have its subnet \(eth1, eth2\)/);
+});
+
+t.test('a node that cannot add its VIPs goes to fault, the peer takes over, and it tries again later', async (t) => {
+  // The step itself: active, the add failed -> fault, addresses released, the peer told at once.
+  const failed = elect(state('active', { peer: { state: 'backup' } }), { type: 'vip-failed' }, 1050);
+  t.equal(failed.state.state, 'fault');
+  t.same(short(failed.actions), ['remove', 'hb', 'active>fault:vip-failed']);
+  t.same(short(elect(state('backup', { peer: { state: 'active' } }), { type: 'vip-failed' }, 1050).actions), [], 'a node not taking the address ignores it');
+  // While the retry time runs, nothing brings it back: not a heartbeat, not a health change.
+  const stay = elect(failed.state, hbFrom('backup'), 1100);
+  t.equal(stay.state.state, 'fault', 'a backup peer does not draw it back to active');
+  t.equal(nextDeadline(stay.state), 1100 + 275, "the peer's dead time comes first");
+  t.equal(nextDeadline({ ...stay.state, peer: undefined }), 1050 + vipRetryMs, 'then the retry');
+  // After the retry time the election decides anew: the peer holds the address now.
+  const back = elect(elect(stay.state, hbFrom('active'), 1050 + vipRetryMs - 50).state, { type: 'peer-timeout' }, 1050 + vipRetryMs);
+  t.equal(back.state.state, 'backup', 'back as backup beside the active peer');
+  t.same(short(back.actions), ['hb', 'fault>backup:peer-active']);
+
+  // Two nodes: a's add fails; b takes the address within the dead time; a, retrying, stays backup
+  // (no preempt of a node whose add keeps failing: it fails again and goes back to fault).
+  const nodes = pair({ priority: 200 }, { priority: 100 }, [1, 50]);
+  simulate(nodes, 0, 1000, () => true);
+  t.same(actives(nodes), ['a']);
+  nodes[0].s = elect(nodes[0].s, { type: 'vip-failed' }, 1001).state;
+  simulate(nodes, 1001, 1400, () => true);
+  t.same(actives(nodes), ['b'], 'the peer took over on the fault heartbeat');
 });
