@@ -590,9 +590,13 @@ void UdpProxy::closeSession(UdpSession& s, CloseReason reason) {
   logClosedSession(s);
   // A session that never got a backend was never reported as opened.
   if (s.backendCounters && replicates()) replication_.report(s, false);
-  // A session whose responses are all back leaves its socket warm for the next session to the
-  // same backend (SessionTable::retire).
-  sessions_.retire(s, reason == CloseReason::Responses);
+  // Every session closes its own upstream socket. Keeping it warm for the next session to the
+  // same backend (SessionTable::retire's second argument) saved four syscalls per DNS query, but
+  // an answer the backend sent late, after the socket went to the next client, reached that
+  // client as its answer (a review reproduced it 4 times of 4): a reply must only ever reach the
+  // client whose session owns the socket, so the warm path stays off until a reused socket can
+  // tell a late answer from a new one.
+  sessions_.retire(s, false);
 }
 
 void UdpProxy::expireIdle() {
