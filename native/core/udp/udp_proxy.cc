@@ -88,10 +88,6 @@ size_t replyControl(const LocalAddress& local, char* buffer) {
   return CMSG_SPACE(sizeof(pi));
 }
 
-bool sameAddress(const SocketAddress& a, const SocketAddress& b) {
-  return a.length() == b.length() && std::memcmp(a.get(), b.get(), a.length()) == 0;
-}
-
 int socketError(int fd) {
   int err = 0;
   socklen_t len = sizeof(err);
@@ -278,18 +274,6 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
     hinted = nullptr;
     if (!b) break;
     tried.add(b->key);
-    if (UdpSession* s = openWarm(*b, key)) {
-      s->client = client;
-      s->local = local;
-      s->backendCounters = b->counters;
-      sessions_.linkBackend(*s);
-      CounterBlock& bc = b->counters->worker(index_);
-      lc.add(Counter::sessions_total, 1);
-      lc.add(Counter::sessions_active, 1);
-      bc.add(Counter::sessions_total, 1);
-      bc.add(Counter::sessions_active, 1);
-      return s;
-    }
     UniqueFd fd(socket(b->address.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) {
       // Out of descriptors or socket memory: another backend would not help.
@@ -340,40 +324,6 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
   return nullptr;
 }
 
-UdpSession* UdpProxy::openWarm(const BackendEntry& b, const SessionKey& key) {
-  while (UdpSession* w = sessions_.warm(b.key)) {
-    // A reload may have given the backend's key a new address: its warm sockets are connected
-    // to the old one.
-    if (!sameAddress(w->backendAddress, b.address) || !drainWarm(*w)) {
-      sessions_.closeWarm(*w);
-      continue;
-    }
-    return &sessions_.reopen(*w, key, now());
-  }
-  return nullptr;
-}
-
-bool UdpProxy::drainWarm(UdpSession& w) {
-  // Whatever the backend sent after the last response its session expected is still queued here:
-  // it belongs to the session that ended, not to the next client, so it is read and dropped
-  // (counted). A one-byte buffer with MSG_TRUNC reads a whole datagram of any size (the rest of
-  // a datagram is discarded by the read) without touching the batch buffers, which may hold
-  // datagrams not yet forwarded. A datagram arriving after this read goes to the next session:
-  // the responses-per-request setting promises the backend sends no more than it says.
-  // An error is the ICMP refusal of an earlier datagram: the socket is not worth keeping.
-  char byte;
-  for (;;) {
-    ssize_t r = recv(w.upstream.get(), &byte, 1, MSG_DONTWAIT | MSG_TRUNC);
-    if (r >= 0) {
-      if (w.backendCounters) w.backendCounters->worker(index_).add(Counter::dropped_late, 1);
-      listenerCounters(w.listener).add(Counter::dropped_late, 1);
-      continue;
-    }
-    if (errno == EINTR) continue;
-    return errno == EAGAIN || errno == EWOULDBLOCK;
-  }
-}
-
 bool UdpProxy::forwardUp(UdpSession& s, const char* data, size_t length) {
   CounterBlock& lc = listenerCounters(s.listener);
   CounterBlock& bc = s.backendCounters->worker(index_);
@@ -412,11 +362,6 @@ void UdpProxy::onUpstreamEvent(uint64_t sessionSlot, uint32_t events) {
   if (sessionSlot > UINT32_MAX) return;
   UdpSession* s = sessions_.at(static_cast<uint32_t>(sessionSlot));
   if (!s) return;
-  if (s->state == SessionState::Warm) {
-    // A datagram (or an error) for a warm socket: nobody is waiting for it.
-    if (!drainWarm(*s)) sessions_.closeWarm(*s);
-    return;
-  }
   if (s->state != SessionState::Active) return;  // closed earlier in this pass
   if (events & EPOLLERR) {
     // A pending socket error is an ICMP error the kernel matched to this connected socket:
@@ -448,8 +393,7 @@ void UdpProxy::readUpstream(UdpSession& s) {
     }
     int out = 0;
     // With a responses-per-request setting, only the answers still due go to the client: one
-    // more in the same batch belongs to no request (and the socket may go warm for another
-    // client), so it is dropped and counted like one arriving after the session ended.
+    // more in the same batch belongs to no request, so it is dropped and counted.
     uint64_t due = options_.udpResponses > 0 ? s.responsesDue : UINT64_MAX;
     for (int i = 0; i < n; ++i) {
       if (batch_->in[i].msg_hdr.msg_flags & MSG_TRUNC) {
@@ -612,16 +556,6 @@ void UdpProxy::expireIdle() {
 
 void UdpProxy::onTableChanged(uint32_t slot) {
   const BackendTable* table = listeners_[slot].table.get();
-  // Warm sockets serve new sessions only, which only an up backend takes.
-  sessions_.forEachWarm([&](UdpSession& w) {
-    if (w.listener != slot) return;
-    const BackendEntry* entry = nullptr;
-    if (table) {
-      for (const BackendEntry& b : table->backends)
-        if (b.key == w.backendKey) entry = &b;
-    }
-    if (!entry || entry->state != BackendState::Up || !sameAddress(entry->address, w.backendAddress)) sessions_.closeWarm(w);
-  });
   for (uint32_t key : sessions_.backendKeys()) {
     const BackendEntry* entry = nullptr;
     if (table) {
@@ -651,7 +585,6 @@ uint64_t UdpProxy::closeSessions(const FlowFilter& filter, CloseReason reason) {
 
 void UdpProxy::closeAll(CloseReason reason) {
   sessions_.forEach([&](UdpSession& s) { closeSession(s, reason); });
-  sessions_.closeAllWarm();
 }
 
 void UdpProxy::snapshot(const FlowFilter& filter, std::vector<FlowInfo>& out) {

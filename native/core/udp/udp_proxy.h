@@ -66,10 +66,6 @@ class UdpProxy {
   void ensureBatch();
   void onClientDatagram(uint32_t slot, int i);
   UdpSession* openSession(uint32_t slot, const SessionKey& key, const SocketAddress& client, const LocalAddress& local);
-  // A session for `key` on a warm socket already connected to `b`, or null if it has none.
-  UdpSession* openWarm(const BackendEntry& b, const SessionKey& key);
-  // Reads and drops what a warm socket holds; false if the socket has failed.
-  bool drainWarm(UdpSession& w);
   bool makeRoom(uint32_t slot);
   // Returns false when the session ended (refused) and the datagram was not sent.
   bool forwardUp(UdpSession& s, const char* data, size_t length);
