@@ -8,7 +8,7 @@ import { validateOptions } from './config/validate.js';
 import { composeControlPlane, type ControlPlane } from './compose.js';
 import type { AdminTarget } from './api/target.js';
 import type { ClusterStatus } from './cluster/cluster-types.js';
-import { backendInfo } from './registry/registry.js';
+import { backendInfo, transitionsOf } from './registry/registry.js';
 import { listConnections } from './registry/connections.js';
 import type {
   BackendInfo,
@@ -126,7 +126,7 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
     const { listeners, registry, engine } = this.#plane;
     const snapshot = this.#plane.stats.read(listeners.slotCount);
     const listenerStats = this.addresses().map((a) => Object.freeze({ ...a, counters: snapshot.listener(listeners.require(a.name).slot) }));
-    const backendStats = registry.list().map((b) => Object.freeze({ ...backendInfo(b), counters: snapshot.backend(b.key) }));
+    const backendStats = registry.list().map((b) => Object.freeze({ ...backendInfo(b), counters: snapshot.backend(b.key), latency: snapshot.latency(b.key), transitions: transitionsOf(registry, b.key) }));
     return Object.freeze({ listeners: Object.freeze(listenerStats), backends: Object.freeze(backendStats), droppedEvents: engine.droppedEvents() });
   }
 

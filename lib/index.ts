@@ -33,6 +33,10 @@ export type {
   CounterInfo,
   CounterName,
   Counters,
+  BackendTransitions,
+  HistogramName,
+  Latency,
+  LatencyHistogram,
   ListenerAddress,
   ListenerOptions,
 } from './types.js';

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   counterNames,
+  histogramShapes,
   algorithmNames,
   hashKeyNames,
   backendStateNames,
@@ -54,6 +55,11 @@ export function addon(): Addon {
   }
   const candidate = createRequire(import.meta.url)(found) as Addon;
   check('counters', candidate.counters.map((c) => c.name), counterNames);
+  check(
+    'histograms',
+    (candidate.histograms ?? []).map((h) => `${h.name}/${h.protocol}/${h.bounds.join(' ')}/${h.help}`),
+    histogramShapes.map((h) => `${h.name}/${h.protocol}/${h.bounds.join(' ')}/${h.help}`),
+  );
   check('algorithms', candidate.algorithms, algorithmNames);
   check('hash keys', candidate.hashKeys, hashKeyNames);
   check('backend states', candidate.backendStates, backendStateNames);

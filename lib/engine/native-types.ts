@@ -215,6 +215,11 @@ export interface NativeEngine {
   applyBackends(slot: number, backends: NativeBackend[], algorithm?: number): Promise<void>;
   /** Sums counters into `into` (listeners, then backend keys); returns the length needed. */
   readStats(into: Float64Array): number;
+  /**
+   * Sums every backend key's latency histograms into `into`, `histogramSlots` values per key in
+   * key order (see `histogramShapes`); returns the length needed.
+   */
+  readLatency(into: Float64Array): number;
   /** Backend keys with counters are 0 .. backendKeyLimit() - 1. */
   backendKeyLimit(): number;
   connections(filter?: NativeConnectionFilter): Promise<NativeFlow[]>;
@@ -269,6 +274,27 @@ export interface CounterInfo {
   help: string;
 }
 
+/**
+ * The data plane's latency histograms (native/core/latency.h is the source; loading the addon
+ * fails if it exports other names, protocols, help or bounds). Bounds are in seconds. In a block, a
+ * histogram takes one slot per bound, one for +Inf, then its sum in microseconds.
+ */
+export const histogramShapes = [
+  { name: 'connect_duration', protocol: 'tcp', help: 'Time from connect() to the backend connection being established', bounds: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] },
+  { name: 'flow_duration', protocol: 'tcp', help: 'Time from accepting a TCP flow to its close, for flows that reached the backend', bounds: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600] },
+  { name: 'session_duration', protocol: 'udp', help: "Time from a UDP session's first datagram to its close", bounds: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600] },
+] as const satisfies ReadonlyArray<{ name: string; protocol: NativeProtocolName; help: string; bounds: readonly number[] }>;
+export type HistogramName = (typeof histogramShapes)[number]['name'];
+/** Values per backend key in readLatency's output. */
+export const histogramSlots = histogramShapes.reduce((n, h) => n + h.bounds.length + 2, 0);
+
+export interface HistogramInfo {
+  name: HistogramName;
+  protocol: NativeProtocolName;
+  help: string;
+  bounds: number[];
+}
+
 /** A native option's allowed range, as the addon checks it. */
 export interface NativeLimit {
   min: number;
@@ -304,6 +330,7 @@ export interface NativeVip {
 export interface Addon {
   Engine: new (options: NativeEngineOptions) => NativeEngine;
   counters: CounterInfo[];
+  histograms: HistogramInfo[];
   algorithms: string[];
   hashKeys: string[];
   backendStates: string[];

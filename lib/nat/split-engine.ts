@@ -80,6 +80,11 @@ export class SplitEngine implements NativeEngine {
     return this.#inner.applyAffinity(updates);
   }
 
+  // NAT flows never pass through the data plane, so their backends have no latency to report.
+  readLatency(into: Float64Array): number {
+    return this.#inner.readLatency(into);
+  }
+
   readStats(into: Float64Array): number {
     let needed = this.#inner.readStats(into);
     if (this.#nat.slots.size === 0) return needed;

@@ -31,6 +31,7 @@ Napi::Function EngineWrap::define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::start>("start"),
                          InstanceMethod<&EngineWrap::applyBackends>("applyBackends"),
                          InstanceMethod<&EngineWrap::readStats>("readStats"),
+                         InstanceMethod<&EngineWrap::readLatency>("readLatency"),
                          InstanceMethod<&EngineWrap::backendKeyLimit>("backendKeyLimit"),
                          InstanceMethod<&EngineWrap::connections>("connections"),
                          InstanceMethod<&EngineWrap::onEvents>("onEvents"),
@@ -183,6 +184,17 @@ Napi::Value EngineWrap::readStats(const Napi::CallbackInfo& info) {
   }
   Napi::Float64Array into = info[0].As<Napi::Float64Array>();
   size_t needed = engine_->readStats(into.Data(), into.ElementLength());
+  return Napi::Number::New(env, static_cast<double>(needed));
+}
+
+Napi::Value EngineWrap::readLatency(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    Napi::TypeError::New(env, "readLatency needs a Float64Array").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Float64Array into = info[0].As<Napi::Float64Array>();
+  size_t needed = engine_->readLatency(into.Data(), into.ElementLength());
   return Napi::Number::New(env, static_cast<double>(needed));
 }
 

@@ -24,6 +24,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value start(const Napi::CallbackInfo& info);
   Napi::Value applyBackends(const Napi::CallbackInfo& info);
   Napi::Value readStats(const Napi::CallbackInfo& info);
+  Napi::Value readLatency(const Napi::CallbackInfo& info);
   Napi::Value backendKeyLimit(const Napi::CallbackInfo& info);
   Napi::Value connections(const Napi::CallbackInfo& info);
   Napi::Value onEvents(const Napi::CallbackInfo& info);

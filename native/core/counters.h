@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "latency.h"
+
 namespace lb4 {
 
 // X(name, kind, help): kind is "gauge" (goes up and down) or "counter" (only goes up).
@@ -72,19 +74,29 @@ struct CounterInfo {
 extern const CounterInfo kCounterInfo[kCounterCount];
 
 // One worker's counters for one listener or backend, on cache lines of its own so two workers
-// never write the same line.
+// never write the same line. The latency histograms (latency.h) live here too, under the same
+// single-writer rule; only backends' blocks ever move them (about 400 bytes each).
 struct alignas(64) CounterBlock {
   std::atomic<int64_t> values[kCounterCount];
+  std::atomic<int64_t> latency[kHistogramSlots];
 
   CounterBlock() {
     for (auto& v : values) v.store(0, std::memory_order_relaxed);
+    for (auto& v : latency) v.store(0, std::memory_order_relaxed);
   }
   // Owner thread only.
-  void add(Counter c, int64_t n) {
-    auto& v = values[static_cast<uint32_t>(c)];
-    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  void add(Counter c, int64_t n) { bump(values[static_cast<uint32_t>(c)], n); }
+  // Owner thread only: one observation of `us` microseconds (negative ones count as 0).
+  void observe(Histogram h, int64_t us) {
+    if (us < 0) us = 0;
+    const size_t base = histogramOffset(static_cast<size_t>(h));
+    bump(latency[base + histogramBucket(h, us)], 1);
+    bump(latency[base + kHistogramInfo[static_cast<size_t>(h)].boundCount + 1], us);
   }
   int64_t get(Counter c) const { return values[static_cast<uint32_t>(c)].load(std::memory_order_relaxed); }
+
+ private:
+  static void bump(std::atomic<int64_t>& v, int64_t n) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
 };
 
 // The counters of one listener or backend: one block per worker.
@@ -100,6 +112,14 @@ class CounterSet {
   // Writes kCounterCount sums to `out`.
   void sumInto(double* out) const {
     for (size_t c = 0; c < kCounterCount; ++c) out[c] = static_cast<double>(sum(static_cast<Counter>(c)));
+  }
+  // Writes kHistogramSlots sums to `out`: bucket counts, and each histogram's sum in microseconds.
+  void sumLatencyInto(double* out) const {
+    for (size_t slot = 0; slot < kHistogramSlots; ++slot) {
+      int64_t total = 0;
+      for (size_t i = 0; i < workers_; ++i) total += blocks_[i].latency[slot].load(std::memory_order_relaxed);
+      out[slot] = static_cast<double>(total);
+    }
   }
 
  private:

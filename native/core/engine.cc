@@ -288,4 +288,18 @@ size_t Engine::readStats(double* out, size_t capacity) const {
   return needed;
 }
 
+size_t Engine::readLatency(double* out, size_t capacity) const {
+  size_t needed = backendCounters_.size() * kHistogramSlots;
+  if (capacity < needed) return needed;
+  for (size_t key = 0; key < backendCounters_.size(); ++key) {
+    double* block = out + key * kHistogramSlots;
+    if (backendCounters_[key]) {
+      backendCounters_[key]->sumLatencyInto(block);
+    } else {
+      std::fill(block, block + kHistogramSlots, 0.0);
+    }
+  }
+  return needed;
+}
+
 }  // namespace lb4

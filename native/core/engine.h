@@ -93,6 +93,9 @@ class Engine {
   // Counters: every listener in order, then backend keys 0..backendKeyLimit()-1, kCounterCount
   // values each. Returns the number of doubles needed; writes only if `capacity` suffices.
   size_t readStats(double* out, size_t capacity) const;
+  // Sums every backend key's latency histograms (latency.h) into `out`, kHistogramSlots per key in
+  // key order, when `capacity` allows; returns the length needed. Any thread, like readStats.
+  size_t readLatency(double* out, size_t capacity) const;
   uint32_t backendKeyLimit() const { return static_cast<uint32_t>(backendCounters_.size()); }
   EventQueue& events() { return events_; }
   // UDP sessions for the HA peer, and the peer's as affinity hints (udp/session_replication.h).

@@ -22,6 +22,7 @@ import type { AdminTarget } from '../../lib/api/target.js';
 import type { ClusterStatus } from '../../lib/cluster/cluster-types.js';
 import { call, type CallOptions, type Where } from '../helpers/admin-http.js';
 import { within } from '../helpers/sockets.js';
+import { emptyLatency } from '../../lib/engine/stats.js';
 
 const token = 'correct-horse-battery-staple';
 const states: readonly BackendState[] = ['up', 'down', 'draining', 'maintenance'];
@@ -169,7 +170,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
   stats(): BalancerStats {
     return {
       listeners: this.addressList.map((l) => ({ ...l, counters: this.listenerCounters[l.name] })),
-      backends: this.records.map((b) => ({ ...this.#info(b), counters: b.counters })),
+      backends: this.records.map((b) => ({ ...this.#info(b), counters: b.counters, latency: emptyLatency(), transitions: { up: 0, down: 0, lastChange: new Date(0) } })),
       droppedEvents: this.droppedEvents,
     };
   }

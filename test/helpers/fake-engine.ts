@@ -16,6 +16,7 @@ import {
   algorithmNames,
   backendStateNames,
   counterNames,
+  histogramSlots,
   protocolNames,
   type CounterName,
   type NativeAffinityUpdate,
@@ -232,6 +233,14 @@ export class FakeEngine implements NativeEngine {
     };
     this.listeners.forEach((_, slot) => write(slot * width, this.#listenerCounters.get(slot)));
     for (let key = 0; key < this.#keyLimit; key++) write((this.listeners.length + key) * width, this.#backendCounters.get(key));
+    return needed;
+  }
+
+  // The fake engine proxies nothing, so every backend's latency histograms stay empty.
+  readLatency(into: Float64Array): number {
+    if (!(into instanceof Float64Array)) throw new TypeError('readLatency needs a Float64Array');
+    const needed = this.#keyLimit * histogramSlots;
+    if (into.length >= needed) into.fill(0, 0, needed);
     return needed;
   }
 

@@ -86,6 +86,10 @@ struct Flow {
   TriedBackends tried;
 
   int64_t startMs = 0;       // monotonic
+  // Precise monotonic microseconds (monotonicUs) for the backend's latency histograms: when the
+  // flow was accepted, and when the connect in progress was started.
+  int64_t startUs = 0;
+  int64_t connectStartUs = 0;
   int64_t lastActiveMs = 0;  // monotonic; the idle timeout counts from here
   // A listener that takes PROXY protocol headers: the address the client connected to, as the
   // header gave it. Otherwise (or for a header that named none) it is the client socket's own

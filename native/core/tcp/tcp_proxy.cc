@@ -120,6 +120,7 @@ void TcpProxy::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t list
   f.clientAddress = client;
   f.flowHash = clientFlowHash(client, options_.hashKey);
   f.startMs = f.lastActiveMs = now();
+  f.startUs = monotonicUs();
   CounterBlock& lc = listenerCounters(listener);
   lc.add(Counter::flows_total, 1);
   lc.add(Counter::flows_active, 1);
@@ -221,6 +222,7 @@ bool TcpProxy::connectNext(Flow& f) {
       return false;
     }
     setNoDelay(fd.get());
+    f.connectStartUs = monotonicUs();
     if (connect(fd.get(), b->address.get(), b->address.length()) == 0 || errno == EINPROGRESS) {
       if (!loop_.watch(fd.get(), kFlowEvents, makeTag(TagKind::TcpBackend, f.slot)).ok()) return false;
       f.backend = FlowSocket{};
@@ -263,7 +265,9 @@ void TcpProxy::onConnected(Flow& f) {
   FlowDeadlineList::unlink(f);
   f.state = FlowState::Established;
   f.lastActiveMs = now();
-  f.backendCounters->worker(index_).add(Counter::flows_total, 1);
+  CounterBlock& bc = f.backendCounters->worker(index_);
+  bc.add(Counter::flows_total, 1);
+  bc.observe(Histogram::connect_duration, monotonicUs() - f.connectStartUs);
   tallyConnect(f.backendKey, true, false);
   if (!sendHeader(f)) {
     resetFlow(f, true);
@@ -416,6 +420,8 @@ void TcpProxy::closeFlow(Flow& f, CloseReason reason, bool abortive) {
     default:
       break;
   }
+  // Only flows the backend accepted have a duration there: one observation per flows_total.
+  if (bc && f.state == FlowState::Established) bc->observe(Histogram::flow_duration, monotonicUs() - f.startUs);
   if (bc) bc->add(Counter::flows_active, -1);
   lc.add(Counter::flows_active, -1);
 

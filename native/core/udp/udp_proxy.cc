@@ -307,6 +307,7 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
     s.backendKey = b->key;
     s.backendAddress = b->address;
     s.backendCounters = b->counters;
+    s.startUs = monotonicUs();
     sessions_.linkBackend(s);
     CounterBlock& bc = b->counters->worker(index_);
     lc.add(Counter::sessions_total, 1);
@@ -511,7 +512,10 @@ void UdpProxy::closeSession(UdpSession& s, CloseReason reason) {
   CounterBlock& lc = listenerCounters(s.listener);
   lc.add(Counter::sessions_active, -1);
   CounterBlock* bc = s.backendCounters ? &s.backendCounters->worker(index_) : nullptr;
-  if (bc) bc->add(Counter::sessions_active, -1);
+  if (bc) {
+    bc->observe(Histogram::session_duration, monotonicUs() - s.startUs);
+    bc->add(Counter::sessions_active, -1);
+  }
   Counter counted = Counter::sessions_total;  // a placeholder: only the reasons below count
   bool count = true;
   switch (reason) {
