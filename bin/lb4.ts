@@ -57,6 +57,10 @@ function tableOption(name: OptionName, spec: OptionSpec, defaultOverride?: strin
     // default (workers: one per CPU) is the library's to compute; the help text says so.
     option.default(value, describeDefault(name));
   }
+  // Defaults commander does not hold (the library applies them: nested fields like
+  // health.interval, computed ones, "off") are still part of the help.
+  const shown = describeDefault(name);
+  if (option.defaultValue === undefined && shown !== '' && !option.description.includes('(default:')) option.description += ` (default: ${shown})`;
   if (!spec.repeatable) once(option);
   return option;
 }
@@ -76,7 +80,7 @@ function logOptions(defaultFormat: LogFormat): Option[] {
 
 const program = new Command('lb4')
   .description('A TCP load balancer for Linux: the kernel moves the bytes (splice), lb4 picks the backend.')
-  .version(version)
+  .version(version, '-v, --version', 'print the version')
   .configureOutput({ outputError: (text, write) => write(`${commanderLine(text)}\n`) })
   .exitOverride();
 
@@ -123,8 +127,8 @@ function adminCommand(name: string, description: string): Command {
     .description(description)
     .option('--admin <address>', "the running lb4's admin API: [host:]port, http://host:port or a socket path", process.env.LB4_ADMIN ?? '127.0.0.1:9090')
     .option('--token <token>', 'bearer token (default: LB4_ADMIN_TOKEN)')
-    .option('--listener <name>', 'only this listener')
-    .option('--json', 'print the API\'s JSON');
+    .option('--listener <name>', 'only this listener (default: every listener)')
+    .option('--json', 'print the API\'s JSON, for scripts (default: a summary for people)');
 }
 
 adminCommand('status', "show a running lb4's status through its admin API").action(async (flags: AdminFlags) => {
@@ -163,7 +167,8 @@ adminCommand('backend', 'change a backend of a running lb4: drain <id>, enable <
 const demoCommand = program
   .command('demo')
   .description('run three HTTP backends and a balancer in front of them on 127.0.0.1, and show how to try it')
-  .option('--port <port>', 'the port the balancer listens on (0 picks a free one)', '8080');
+  .option('--port <port>', 'the port the balancer listens on (0 picks a free one)', '8080')
+  .option('--admin-port <port>', 'the port of the admin API, dashboard and /metrics on 127.0.0.1 (0 picks a free one)', '9090');
 for (const option of logOptions('pretty')) demoCommand.addOption(option);
 demoCommand.action(async (flags: DemoFlags) => {
   const { demo } = await import('./commands/demo.js');

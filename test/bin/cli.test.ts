@@ -9,7 +9,7 @@ import { get as httpGet } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { tunables } from '../../lib/config/options.js';
+import { describeDefault, optionTable, tunables, type OptionName, type OptionSpec } from '../../lib/config/options.js';
 import { buildDist, Cli, killChildren, onlyLine, refused, refusedSoon, root, runCli, startCli, waitMs } from '../helpers/cli.js';
 import { within } from '../helpers/sockets.js';
 
@@ -164,6 +164,16 @@ t.test('--help lists the commands and every flag', async (t) => {
   const flags = ['--listen', '--backend', '--log-level', '--log-format', ...Object.values(tunables).map((spec) => spec.flag.split(' ')[0])];
   for (const flag of flags) t.match(start.stdout, flag, `start --help shows ${flag}`);
   t.match(start.stdout, /default: 10s/, 'tunable defaults come from the library table');
+  // Every flag with a default says it, also the ones the library applies (nested, computed, "off").
+  const withDefaults = (Object.entries(optionTable) as Array<[OptionName, OptionSpec]>).filter(([name, spec]) => spec.flag !== null && describeDefault(name) !== '');
+  t.ok(withDefaults.length > 30, 'most flags have a default');
+  // One flag's entry: from its name to the next flag's, joined into one line.
+  const entries = new Map(start.stdout.split(/\n(?= {2}-)/).map((entry) => [entry.trim().split(/[ ,]/)[0], entry.replace(/\s+/g, ' ')]));
+  for (const [name, spec] of withDefaults) {
+    const flag = spec.flag!.split(' ')[0];
+    const entry = entries.get(flag) ?? '';
+    t.ok(entry.includes(`default: ${describeDefault(name)}`) || entry.includes(`default: "${describeDefault(name)}"`), `${flag} shows its default: ${entry}`);
+  }
 
   const demo = await runCli(['demo', '--help']);
   t.equal(demo.exit.code, 0);
@@ -177,10 +187,12 @@ t.test('help into a pipe closed early (lb4 --help | head -1) exits quietly', asy
   t.equal(cli.stderr, '', 'no EPIPE stack trace');
 });
 
-t.test('--version prints the package version', async (t) => {
-  const { exit, stdout } = await runCli(['--version']);
-  t.equal(exit.code, 0);
-  t.equal(stdout.trim(), packageVersion);
+t.test('--version and -v print the package version', async (t) => {
+  for (const flag of ['--version', '-v']) {
+    const { exit, stdout } = await runCli([flag]);
+    t.equal(exit.code, 0);
+    t.equal(stdout.trim(), packageVersion, flag);
+  }
 });
 
 t.test('bad input: one "lb4:" line naming the problem, a non-zero exit, nothing started', async (t) => {
@@ -213,6 +225,7 @@ t.test('bad input: one "lb4:" line naming the problem, a non-zero exit, nothing 
     { name: 'flag without its value', args: ['start', ...backend, '--listen'], code: 2, names: ['--listen', 'missing'] },
     { name: 'unknown command', args: ['frobnicate'], code: 2, names: ['frobnicate'] },
     { name: 'demo port out of range', args: ['demo', '--port', '99999'], code: 2, names: ['--port', '99999'] },
+    { name: 'demo admin port out of range', args: ['demo', '--admin-port', '70000'], code: 2, names: ['--admin-port', '70000'] },
   ];
   for (const c of cases) {
     await t.test(c.name, async (t) => {
@@ -339,14 +352,26 @@ t.test('SIGINT stops it too, and --log-format pretty writes readable logs', asyn
   cli.signal('SIGINT');
   t.same(await cli.waitForExit(), { code: 0, signal: null });
   t.match(cli.stderr, /INFO.*lb4 stopped/, 'the last log line is written before the exit');
+  // One line per event, its fields inline (pino-pretty's default spreads them over many lines).
+  const lines = cli.stderr.split('\n').filter((l) => l !== '');
+  t.ok(lines.length >= 2, `some log lines: ${lines.length}`);
+  for (const line of lines) t.match(line, /^\[\d\d:\d\d:\d\d\.\d{3}\] [A-Z]+ \(lb4\): /, `one event per line: ${line}`);
+  t.match(cli.stderr, /lb4 started.*\{.*"listeners":/, 'the start line carries its fields');
 });
 
 t.test('demo: three backends answer in turn, SIGTERM stops it', async (t) => {
-  const cli = new Cli(['demo', '--port', '0', '--log-level', 'warn']);
+  const cli = new Cli(['demo', '--port', '0', '--admin-port', '0', '--log-level', 'warn']);
   const url = await cli.waitForLine('stdout', 'the curl command', (line) => /\bcurl (http:\/\/127\.0\.0\.1:\d+\/)\s*$/.exec(line)?.[1]);
+  const admin = await cli.waitForLine('stdout', 'the lb4 top command', (line) => /^\s+lb4 top --admin (127\.0\.0\.1:\d+)\s*$/.exec(line)?.[1]);
+  const dashboard = await cli.waitForLine('stdout', 'the dashboard address', (line) => /dashboard: (http:\S+)/.exec(line)?.[1]);
+  t.equal(dashboard, `http://${admin}/`, 'the dashboard is the admin API');
   const bodies: string[] = [];
   for (let i = 0; i < 3; i++) bodies.push(await httpBody(url));
   t.same(new Set(bodies), new Set(['hello from backend 1\n', 'hello from backend 2\n', 'hello from backend 3\n']), 'each request reached another backend');
+  const page = await within(fetch(dashboard, { headers: { accept: 'text/html' } }), waitMs, 'the dashboard');
+  t.match(await page.text(), /<html/i, 'the dashboard answers a browser');
+  const top = await runCli(['top', '--admin', admin, '--once']);
+  t.equal(top.exit.code, 0, `lb4 top as printed works: ${top.stderr}`);
 
   cli.signal('SIGTERM');
   t.same(await cli.waitForExit(), { code: 0, signal: null });

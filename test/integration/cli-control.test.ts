@@ -504,6 +504,9 @@ t.test('admin client: status, backends, drain, enable, weight, errors', async (t
   t.equal(status.exit.code, 0, `status exits 0 ${status.stderr}`);
   t.match(status.stdout, /^workers: 1$/m);
   t.match(status.stdout, /^listeners: 1$/m);
+  t.match(status.stdout, /^backends: 2 \(2 taking new flows; 2 up, 0 down, 0 draining, 0 in maintenance\)$/m, 'status is for people by default');
+  t.match(status.stdout, /^uptime: \d+s$/m);
+  t.notMatch(status.stdout, /[{}]/, 'no JSON in the human form');
   t.equal(statusJson.exit.code, 0);
   const parsedStatus = JSON.parse(statusJson.stdout) as { workers: number; listeners: number; backends: { total: number } };
   t.same([parsedStatus.workers, parsedStatus.listeners, parsedStatus.backends.total], [1, 1, 2], 'status --json parses');
