@@ -4,6 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import t from 'tap';
+import { buildDist } from './helpers/cli.js';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 
@@ -75,3 +76,26 @@ t.test('the addon exports its enumerations and option ranges, checked at load', 
   t.equal(native.counterNames.indexOf('sessions_replicated'), native.counterNames.indexOf('dropped_late') + 1, 'after the ones before it');
 });
 
+
+t.test('the package has its MIT LICENSE file, and ships it', async (t) => {
+  const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { license: string; files: string[] };
+  t.equal(manifest.license, 'MIT');
+  t.match(readFileSync(join(root, 'LICENSE'), 'utf8'), /^MIT License\n/);
+  t.ok(manifest.files.includes('LICENSE'));
+});
+
+t.test('no source map in dist/ points at a file the package does not ship', async (t) => {
+  await buildDist();
+  const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { files: string[] };
+  const shipped = (path: string) => manifest.files.some((f) => (f.endsWith('/') ? path.startsWith(f) : path === f));
+  const maps = filesUnder('dist').filter((f) => f.endsWith('.map'));
+  t.ok(maps.length > 10, `${maps.length} maps`);
+  for (const map of maps) {
+    const { sources, sourcesContent } = JSON.parse(readFileSync(join(root, map), 'utf8')) as { sources: string[]; sourcesContent?: Array<string | null> };
+    sources.forEach((source, i) => {
+      const path = relative(root, join(root, map, '..', source));
+      if (!(typeof sourcesContent?.[i] === 'string' || shipped(path))) t.fail(`${map} needs ${path}, which is not shipped`);
+    });
+  }
+  t.pass('every map carries its sources or names shipped files');
+});

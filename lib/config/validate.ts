@@ -57,6 +57,12 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
 
 /** The longest backend id. */
 export const maxBackendIdLength = 128;
+/** The keys each object of the options takes (also the config file's JSON Schema, lib/config/schema.ts). */
+export const backendKeys = ['address', 'weight', 'state', 'id'] as const;
+export const listenerKeys = ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', 'backends', 'health'] as const;
+export const adminKeys = ['listen', 'token', 'maxConnections'] as const;
+export const accessLogKeys = ['sample'] as const;
+
 /** The most listeners one balancer runs: the engine's own limit (native/binding/options.cc). */
 export const maxListeners = 1024;
 
@@ -64,7 +70,7 @@ export const maxListeners = 1024;
 export async function validateBackend(raw: unknown, field: string): Promise<BackendConfig> {
   const opts: BackendOptions = typeof raw === 'string' ? parseBackendSpec(raw, field) : (raw as BackendOptions);
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new Lb4Error('LB4_INVALID_OPTION', 'must be "host:port" or { address, weight }', { field });
-  checkKnownKeys(opts, ['address', 'weight', 'state', 'id'], field);
+  checkKnownKeys(opts, backendKeys, field);
   const { host, port } = parseHostPort(opts.address, `${field}.address`, { allowEmptyHost: false, allowPortZero: false });
   // null is refused like any other wrong value, not taken as "absent": `weight:` left empty in
   // YAML is null, and running it with weight 1 hides the mistake.
@@ -100,7 +106,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   const isObject = typeof raw === 'object' && raw !== null;
   const opts: ListenerOptions = isObject ? (raw as ListenerOptions) : { listen: raw as string };
   if (isObject) {
-    checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', 'backends', 'health'], field);
+    checkKnownKeys(opts, listenerKeys, field);
   }
   const listenField = isObject ? `${field}.listen` : field;
   const { text: address, protocol: written } = splitProtocol(opts.listen, listenField);
@@ -200,7 +206,7 @@ function isLoopback(ip: string): boolean {
 async function validateAdmin(raw: unknown): Promise<AdminConfig | null> {
   if (raw === undefined || raw === null) return null;
   const opts = (typeof raw === 'object' ? raw : { listen: raw }) as AdminOptions;
-  checkKnownKeys(opts, ['listen', 'token', 'maxConnections'], 'admin');
+  checkKnownKeys(opts, adminKeys, 'admin');
   const token = opts.token ?? null;
   if (token !== null && (typeof token !== 'string' || token.length < 16)) {
     throw new Lb4Error('LB4_INVALID_OPTION', 'must be a string of at least 16 characters', { field: 'admin.token' });
@@ -225,7 +231,7 @@ function validateAccessLog(raw: unknown): { sample: number } | null {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new Lb4Error('LB4_INVALID_OPTION', `must be true, false or { sample }, got ${showValue(raw)}`, { field: 'accessLog' });
   }
-  checkKnownKeys(raw, ['sample'], 'accessLog');
+  checkKnownKeys(raw, accessLogKeys, 'accessLog');
   const sample = (raw as { sample?: unknown }).sample ?? 1;
   if (typeof sample !== 'number' || !Number.isInteger(sample) || sample < 1 || sample > 1_000_000) {
     throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 1 to 1000000, got ${showValue(sample)}`, { field: 'accessLog.sample' });
