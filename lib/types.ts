@@ -5,7 +5,8 @@
 import type { Clock } from './clock.js';
 import type { Algorithm, BackendState, ForwardMode, Protocol, ProxyVersion, SnatMode } from './config/enums.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
-import type { CounterName, HistogramName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
+import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
+import type { BackendTransitions, Latency } from './stats-types.js';
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
 import type { Logger } from './log.js';
 import type { Vip } from './cluster/vip.js';
@@ -14,6 +15,7 @@ import type { VipDriver } from './cluster/vip-driver.js';
 export type { Clock } from './clock.js';
 export type { Algorithm, BackendState } from './config/enums.js';
 export type { CounterInfo, CounterName, HistogramName } from './engine/native-types.js';
+export type { BackendTransitions, Latency, LatencyHistogram } from './stats-types.js';
 export type {
   HealthCheckType,
   HealthCommonOptions,
@@ -249,31 +251,6 @@ export type Health = 'up' | 'down' | 'unchecked';
 
 /** Counter values, by the data plane's counter names (see `counters`). */
 export type Counters = Readonly<Record<CounterName, number>>;
-
-/** One of a backend's latency histograms, summed over every worker. */
-export interface LatencyHistogram {
-  /** The buckets' upper bounds in seconds, ascending. */
-  readonly bounds: readonly number[];
-  /** Observations per bucket (not cumulative): one count per bound, then one above every bound. */
-  readonly buckets: readonly number[];
-  /** Sum of the observations, in seconds. */
-  readonly sum: number;
-  readonly count: number;
-}
-
-/**
- * A backend's latency, measured in the data plane: `connect_duration` (TCP: connect() to
- * established), `flow_duration` (TCP: accept to close, flows that reached the backend) and
- * `session_duration` (UDP: first datagram to close).
- */
-export type Latency = Readonly<Record<HistogramName, LatencyHistogram>>;
-
-/** How often a backend started (`up`) or stopped (`down`) taking new flows, and when it last did or was added. */
-export interface BackendTransitions {
-  readonly up: number;
-  readonly down: number;
-  readonly lastChange: Date;
-}
 
 /** Where a listener accepts clients. */
 export interface ListenerAddress {
