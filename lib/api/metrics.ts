@@ -184,7 +184,9 @@ export class MetricsCollector {
   readonly #version: string;
   readonly #families: readonly CounterFamily[];
   readonly #checks = new Map<string, CheckSeries>();
-  readonly #process = new ProcessMetrics();
+  // Made at the first scrape: sampling the event loop (a 10 ms timer) costs nothing until someone
+  // reads the metrics.
+  #process: ProcessMetrics | null = null;
   readonly #onCheck = (info: BalancerEvents['health-check'][0]): void => this.#observe(info);
   #closed = false;
 
@@ -200,7 +202,7 @@ export class MetricsCollector {
     if (this.#closed) return;
     this.#closed = true;
     this.#target.off('health-check', this.#onCheck);
-    this.#process.close();
+    this.#process?.close();
   }
 
   #observe(info: BalancerEvents['health-check'][0]): void {
@@ -271,7 +273,8 @@ export class MetricsCollector {
     );
     writeFamily(out, 'lb4_health_check_failures_total', 'counter', 'Active health checks that failed', checked.map(({ labels, series }) => ({ labels, value: series.failures })));
     this.#clusterFamilies(out);
-    this.#process.write(out);
+    if (!this.#closed) this.#process ??= new ProcessMetrics();
+    this.#process?.write(out);
     return `${out.join('\n')}\n`;
   }
 
