@@ -167,6 +167,14 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
     return this.#plane.close(drainMs);
   }
 
+  /**
+   * `await using lb = await startBalancer(...)` closes the balancer when the block ends: the same
+   * as {@link Balancer.close} with the configured drain timeout. Node 20.17+ defines the symbol.
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   /** Lets the process exit even though the balancer runs (like `server.unref()`). */
   unref(): this {
     this.#plane.keepAlive.unref();
