@@ -5,26 +5,14 @@
 
 import { EventEmitter } from 'node:events';
 import { validateOptions } from './config/validate.js';
+import { AbortError } from './errors.js';
 import { composeControlPlane, type ControlPlane } from './compose.js';
 import type { AdminTarget } from './api/target.js';
 import type { ClusterStatus } from './cluster/cluster-types.js';
 import { backendInfo } from './registry/registry.js';
 import { listConnections } from './registry/connections.js';
-import type {
-  BackendInfo,
-  BackendOptions,
-  BackendScope,
-  BackendState,
-  BalancerConfig,
-  BalancerDeps,
-  BalancerEvents,
-  BalancerOptions,
-  BalancerStats,
-  Connection,
-  ConnectionFilter,
-  ListenerAddress,
-  ReloadSummary,
-} from './types.js';
+import type { BackendInfo, BackendOptions, BackendScope, BackendState, BalancerConfig, BalancerDeps, BalancerOptions, BalancerStats, Connection, ConnectionFilter, ListenerAddress, ReloadSummary } from './types.js';
+import type { BalancerEvents } from './events.js';
 
 export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarget {
   // Set by startWithConfig before anything can call the balancer.
@@ -35,10 +23,19 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
     super();
   }
 
-  /** Validates `options`, opens every listener and starts the data plane (and the admin API). */
+  /**
+   * Validates `options`, opens every listener and starts the data plane (and the admin API).
+   * `options.signal` closes the balancer when aborted; aborted before the start, nothing opens
+   * and this rejects with an {@link AbortError}; aborted while starting, what opened closes again
+   * and this rejects with one too.
+   */
   static async start(options: BalancerOptions, deps: BalancerDeps = {}): Promise<Balancer> {
-    const config = await validateOptions(options);
-    return Balancer.startWithConfig(config, deps);
+    const { signal, ...settings } = options;
+    if (signal?.aborted) throw new AbortError(signal.reason);
+    const config = await validateOptions(settings);
+    const balancer = await Balancer.startWithConfig(config, deps);
+    if (signal) await balancer.#closeOnAbort(signal);
+    return balancer;
   }
 
   /** Starts from a config that is already validated (e.g. by `loadConfigFile`). */
@@ -147,7 +144,9 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
    * running values and are reported in `needsRestart`.
    */
   reload(options?: BalancerOptions): Promise<ReloadSummary> {
-    return this.#plane.reloader.reload(options);
+    // A signal belongs to the start: a reload keeps the running one and takes only settings.
+    const { signal: _signal, ...settings } = options ?? {};
+    return this.#plane.reloader.reload(options && settings);
   }
 
   /**
@@ -184,6 +183,17 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
   ref(): this {
     this.#plane.keepAlive.ref();
     return this;
+  }
+
+  async #closeOnAbort(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) {
+      await this.close({ drainTimeout: 0 });
+      throw new AbortError(signal.reason);
+    }
+    // A failed close is logged by the control plane; the abort has no caller to hand it to.
+    const onAbort = () => void this.close().catch(() => {});
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.once('close', () => signal.removeEventListener('abort', onAbort));
   }
 
   #assertOpen(): void {

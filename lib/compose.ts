@@ -29,7 +29,8 @@ import { BackendRegistry } from './registry/registry.js';
 import { SlowStart } from './registry/slow-start.js';
 import { Reloader } from './reload/apply.js';
 import { backendSetGeneration } from './cluster/generation.js';
-import type { BalancerConfig, BalancerDeps, BalancerEvents } from './types.js';
+import type { BalancerConfig, BalancerDeps } from './types.js';
+import type { BalancerEvents } from './events.js';
 
 /** The facade the parts report to: it emits the events and is what the admin API serves. */
 export type BalancerHost = EventEmitter<BalancerEvents> & AdminTarget;

@@ -11,7 +11,8 @@
 // 'health-check' events, from the moment the collector is made until it is closed.
 
 import { counters as nativeCounters } from '../engine/addon.js';
-import type { BackendState, BalancerEvents, BalancerStats, CounterInfo, CounterName, Health } from '../types.js';
+import type { BackendState, BalancerStats, CounterInfo, CounterName, Health } from '../types.js';
+import type { BalancerEvents } from '../events.js';
 import { clusterStates, rejectReasons } from '../cluster/heartbeat.js';
 import { batchRejectReasons } from '../cluster/session-batch.js';
 import type { AdminTarget } from './target.js';
