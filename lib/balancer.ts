@@ -11,7 +11,7 @@ import type { AdminTarget } from './api/target.js';
 import type { ClusterStatus } from './cluster/cluster-types.js';
 import { backendInfo } from './registry/registry.js';
 import { listConnections } from './registry/connections.js';
-import type { BackendInfo, BackendOptions, BackendScope, BackendState, BalancerConfig, BalancerDeps, BalancerOptions, BalancerStats, Connection, ConnectionFilter, ListenerAddress, ReloadSummary } from './types.js';
+import type { BackendInfo, BackendOptions, BackendScope, BackendState, BalancerConfig, BalancerOptions, InternalDeps, BalancerStats, Connection, ConnectionFilter, ListenerAddress, ReloadSummary } from './types.js';
 import type { BalancerEvents } from './events.js';
 
 export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarget {
@@ -27,9 +27,10 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
    * Validates `options`, opens every listener and starts the data plane (and the admin API).
    * `options.signal` closes the balancer when aborted; aborted before the start, nothing opens
    * and this rejects with an {@link AbortError}; aborted while starting, what opened closes again
-   * and this rejects with one too.
+   * and this rejects with one too. Programs call `startBalancer`; `deps` may carry lb4's own hooks.
+   * @internal
    */
-  static async start(options: BalancerOptions, deps: BalancerDeps = {}): Promise<Balancer> {
+  static async start(options: BalancerOptions, deps: InternalDeps = {}): Promise<Balancer> {
     const { signal, ...settings } = options;
     if (signal?.aborted) throw new AbortError(signal.reason);
     const config = await validateOptions(settings);
@@ -38,8 +39,11 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
     return balancer;
   }
 
-  /** Starts from a config that is already validated (e.g. by `loadConfigFile`). */
-  static async startWithConfig(config: BalancerConfig, deps: BalancerDeps = {}): Promise<Balancer> {
+  /**
+   * Starts from a config that is already validated (e.g. by `loadConfigFile`).
+   * @internal
+   */
+  static async startWithConfig(config: BalancerConfig, deps: InternalDeps = {}): Promise<Balancer> {
     const balancer = new Balancer();
     balancer.#plane = composeControlPlane(config, deps, balancer);
     await balancer.#plane.start();

@@ -26,7 +26,6 @@ export type {
   BalancerDeps,
   BalancerOptions,
   BalancerStats,
-  Clock,
   Connection,
   ConnectionFilter,
   CounterInfo,
@@ -87,7 +86,7 @@ export { counters } from './engine/addon.js';
  * {@link Balancer.unref}).
  *
  * @param options - listeners, backends, algorithm, workers and timeouts.
- * @param deps - optional logger (pino); silent by default.
+ * @param deps - optional logger (pino; silent by default), and stand-ins for the VIP and NAT tools.
  */
 export function startBalancer(options: BalancerOptions, deps?: BalancerDeps): Promise<Balancer> {
   return Balancer.start(options, deps);

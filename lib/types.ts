@@ -357,9 +357,18 @@ export interface ReloadSummary {
   readonly needsRestart: string[];
 }
 
-/** Extra wiring for tests and embedding: a logger, a stand-in engine, or a clock. */
+/** What an embedding program may hand a balancer besides its options: a logger, and stand-ins for the VIP and NAT tools. */
 export interface BalancerDeps {
+  /** A pino logger. Default: silent. */
   logger?: Logger;
+  /** How a cluster node adds, removes and announces its virtual IPs. Default: the addon's (rtnetlink). */
+  vipDriver?: VipDriver;
+  /** The commands nat listeners run. Default: `nft` and `conntrack` from the PATH. */
+  natTools?: { nft?: string; conntrack?: string };
+}
+
+/** The public deps and what only lb4's CLI and tests hand over (lib/internal.ts): not in the package's API. */
+export interface InternalDeps extends BalancerDeps {
   createEngine?: (options: NativeEngineOptions) => NativeEngine;
   /**
    * Where drain timeouts, slow-start steps and health checks read time and set timers. Default:
@@ -374,9 +383,5 @@ export interface BalancerDeps {
    * reload keeps them. Default: the file alone.
    */
   readConfig?: () => Promise<BalancerOptions>;
-  /** How a cluster node adds, removes and announces its virtual IPs. Default: the addon's (rtnetlink). */
-  vipDriver?: VipDriver;
-  /** The commands nat listeners run. Default: `nft` and `conntrack` from the PATH. */
-  natTools?: { nft?: string; conntrack?: string };
 }
 

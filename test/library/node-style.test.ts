@@ -6,6 +6,7 @@ import { getEventListeners, once } from 'node:events';
 import t from 'tap';
 import { AbortError, startBalancer, type Balancer, type BalancerEvents } from '../../lib/index.js';
 import { createEngine } from '../../lib/engine/addon.js';
+import { startWithHooks } from '../../lib/internal.js';
 import { call } from '../helpers/admin-http.js';
 import { echoBackend, refusingPort, within } from '../helpers/sockets.js';
 
@@ -40,7 +41,7 @@ t.test('an aborted signal', async (t) => {
     const reason = new Error('not today');
     controller.abort(reason);
     let engines = 0;
-    const err = await startBalancer({ listen: '127.0.0.1:0', backends: [backend.address], signal: controller.signal }, {
+    const err = await startWithHooks({ listen: '127.0.0.1:0', backends: [backend.address], signal: controller.signal }, {
       createEngine: (options) => {
         engines++;
         return createEngine(options);
