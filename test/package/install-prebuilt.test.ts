@@ -2,12 +2,14 @@
 // prebuilt addon that `npm run build:prebuild` makes), then `npm install` of the tarball into a
 // fresh project whose PATH has node, npm and sh and no g++, c++, cc, make or cmake. The install
 // script must find the prebuild and build nothing; then `lb4 start` from that install and the
-// library imported by a program of that project each forward bytes to a loopback backend.
+// library imported by a program of that project each forward bytes to a loopback backend. The
+// same project then type-checks the README's library example against the published types, under
+// the config `tsc --init` writes, as an ES module and as CommonJS.
 
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,4 +126,50 @@ try {
   const payload = randomBytes(4096).toString('hex');
   const { stdout } = await run('node', ['main.js', backend.address, payload], { cwd: app, env: bareEnv(), timeout: 30_000 });
   t.equal(stdout, payload);
+});
+
+t.test('CommonJS can require lb4; the internal entry is not exported', async (t) => {
+  const script = `const lb4 = require('lb4'); console.log(typeof lb4.startBalancer, lb4.counters.length > 0);
+import('lb4/dist/lib/internal.js').then(() => console.log('imported'), (e) => console.log(e.code));`;
+  const { stdout } = await run('node', ['-e', script], { cwd: app, env: bareEnv() });
+  t.equal(stdout, 'function true\nERR_PACKAGE_PATH_NOT_EXPORTED\n');
+  const published = readFileSync(join(app, 'node_modules', 'lb4', 'dist', 'lib', 'balancer.d.ts'), 'utf8');
+  t.notMatch(published, /static|InternalDeps|createEngine/, 'the published Balancer shows no test hooks');
+});
+
+/** `import { a, type B } from 'm';` as CommonJS TypeScript writes it under verbatimModuleSyntax. */
+function requireForm(line: string): string {
+  const m = /^import \{ (.*) \} from '(.*)';$/.exec(line);
+  if (!m) throw new Error(`the README example's import is not of the form the test converts: ${line}`);
+  const names = m[1]!.split(',').map((n) => n.trim());
+  const alias = `m_${m[2]!.replace(/\W/g, '_')}`;
+  const values = names.filter((n) => !n.startsWith('type '));
+  const types = names.filter((n) => n.startsWith('type ')).map((n) => n.slice(5));
+  return [`import ${alias} = require('${m[2]}');`, `const { ${values.join(', ')} } = ${alias};`, ...types.map((n) => `type ${n} = ${alias}.${n};`)].join(' ');
+}
+
+t.test("the README's library example type-checks under tsc --init, as ESM and as CommonJS", async (t) => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const example = /```ts\n([\s\S]*?)```/.exec(readme.slice(readme.indexOf('\n## The library\n')))?.[1];
+  if (example === undefined) throw new Error('README.md has no ts block under "## The library"');
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  await run(process.execPath, [tsc, '--init'], { cwd: app, env: bareEnv() });
+  // What the README says to change: tsc --init writes `"types": []`, and the example uses Node's.
+  const config = readFileSync(join(app, 'tsconfig.json'), 'utf8');
+  t.match(config, /"noUncheckedIndexedAccess": true/, 'the strict settings of tsc --init');
+  writeFileSync(join(app, 'tsconfig.json'), config.replace('"types": []', '"types": ["node"]'));
+  mkdirSync(join(app, 'node_modules', '@types'), { recursive: true });
+  symlinkSync(join(root, 'node_modules', '@types', 'node'), join(app, 'node_modules', '@types', 'node'));
+  writeFileSync(join(app, 'example.ts'), example);
+  // CommonJS as the README says: `import x = require(...)` (tsc --init sets verbatimModuleSyntax),
+  // and the body in an async function, for CommonJS has no top-level await.
+  const lines = example.split('\n');
+  const imports = lines.filter((l) => l.startsWith('import ')).map(requireForm);
+  const body = lines.filter((l) => !l.startsWith('import '));
+  writeFileSync(join(app, 'example-commonjs.cts'), `${imports.join('\n')}\nasync function main(): Promise<void> {\n${body.join('\n')}\n}\nvoid main();\n`);
+  const checked = await run(process.execPath, [tsc, '--noEmit', '-p', '.'], { cwd: app, env: bareEnv() }).then(
+    () => '',
+    (err: { stdout: string }) => err.stdout,
+  );
+  t.equal(checked, '', 'tsc reports nothing');
 });
