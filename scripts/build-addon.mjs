@@ -36,7 +36,6 @@ function localCmakeJs() {
   }
 }
 
-console.error('lb4: no prebuilt addon fits this machine; building it from source with cmake-js');
 if (process.argv[2] === '--fetched') {
   // Inside `npm exec`: its packages' .bin folder is on the PATH, its node_modules beside it.
   const bin = process.env.PATH.split(delimiter).find((dir) => dir.endsWith(join('node_modules', '.bin')) && existsSync(join(dir, 'cmake-js')));
@@ -49,6 +48,11 @@ if (process.argv[2] === '--fetched') {
   run(process.execPath, [join(modules, 'cmake-js', 'bin', 'cmake-js'), ...compile], { ...process.env, NODE_PATH: nodePath });
 } else {
   const local = localCmakeJs();
-  if (local) run(process.execPath, [local, ...compile]);
-  else run('npm', ['exec', '--yes', '--package=cmake-js@^8', '--package=node-addon-api@^8', '--', 'node', fileURLToPath(import.meta.url), '--fetched']);
+  if (local) {
+    console.error('lb4: building the addon with cmake-js');
+    run(process.execPath, [local, ...compile]);
+  } else {
+    console.error('lb4: no prebuilt addon fits this machine; building it from source with cmake-js (fetched with npm exec)');
+    run('npm', ['exec', '--yes', '--package=cmake-js@^8', '--package=node-addon-api@^8', '--', 'node', fileURLToPath(import.meta.url), '--fetched']);
+  }
 }
