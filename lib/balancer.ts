@@ -11,7 +11,20 @@ import type { AdminTarget } from './api/target.js';
 import type { ClusterStatus } from './cluster/cluster-types.js';
 import { backendInfo } from './registry/registry.js';
 import { listConnections } from './registry/connections.js';
-import type { BackendInfo, BackendOptions, BackendScope, BackendState, BalancerConfig, BalancerOptions, InternalDeps, BalancerStats, Connection, ConnectionFilter, ListenerAddress, ReloadSummary } from './types.js';
+import type {
+  BackendInfo,
+  BackendOptions,
+  BackendScope,
+  BackendState,
+  BalancerConfig,
+  BalancerOptions,
+  InternalDeps,
+  BalancerStats,
+  Connection,
+  ConnectionFilter,
+  ListenerAddress,
+  ReloadSummary,
+} from './types.js';
 import type { BalancerEvents } from './events.js';
 
 export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarget {

@@ -2,7 +2,19 @@
 // (lib/balancer.ts) implements it, and the composition root (lib/compose.ts) starts the API with
 // the facade as its target, so the API never imports either. Tests use fakes.
 
-import type { BackendInfo, BackendOptions, BackendScope, BackendState, BalancerConfig, BalancerOptions, BalancerStats, Connection, ConnectionFilter, ListenerAddress, ReloadSummary } from '../types.js';
+import type {
+  BackendInfo,
+  BackendOptions,
+  BackendScope,
+  BackendState,
+  BalancerConfig,
+  BalancerOptions,
+  BalancerStats,
+  Connection,
+  ConnectionFilter,
+  ListenerAddress,
+  ReloadSummary,
+} from '../types.js';
 import type { BalancerEvents } from '../events.js';
 import type { ClusterStatus } from '../cluster/cluster-types.js';
 
