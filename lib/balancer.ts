@@ -185,7 +185,8 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
 
   /**
    * `await using lb = await startBalancer(...)` closes the balancer when the block ends: the same
-   * as {@link Balancer.close} with the configured drain timeout. Node 20.17+ defines the symbol.
+   * as {@link Balancer.close} with the configured drain timeout. Node 20 defines the symbol (the
+   * syntax comes with TypeScript or a later Node).
    */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
