@@ -24,10 +24,8 @@ export type {
   BackendState,
   BalancerConfig,
   BalancerDeps,
-  BalancerEvents,
   BalancerOptions,
   BalancerStats,
-  Clock,
   Connection,
   ConnectionFilter,
   CounterInfo,
@@ -40,6 +38,17 @@ export type {
   ListenerAddress,
   ListenerOptions,
 } from './types.js';
+/** Every event a balancer emits (`lb.on('backend-added', (e) => ...)`) and its payload. */
+export type {
+  BackendAddedEvent,
+  BackendEvent,
+  BackendHealthEvent,
+  BackendRemovedEvent,
+  BackendStateEvent,
+  BackendWeightEvent,
+  BalancerEvents,
+  ChangeSource,
+} from './events.js';
 /**
  * High availability: `cluster` in {@link BalancerOptions} makes the balancer one node of a pair
  * that moves virtual IPs to whichever node is active ({@link ClusterOptions}: peer, key, VIPs,
@@ -58,7 +67,7 @@ export type { Protocol } from './config/enums.js';
 /** The tunables (algorithm, workers, timeouts, ...): flag, help, default and range of each. */
 export { tunables } from './config/options.js';
 /** An error in what a person asked of lb4, with a stable `code` and the `field` it is about. */
-export { Lb4Error } from './errors.js';
+export { AbortError, Lb4Error } from './errors.js';
 export type { Lb4ErrorCode } from './errors.js';
 /** Durations as people write them (`500ms`, `2s`, `1m`) to and from milliseconds. */
 export { formatDuration, parseDuration } from './config/duration.js';
@@ -81,7 +90,7 @@ export { counters } from './engine/addon.js';
  * {@link Balancer.unref}).
  *
  * @param options - listeners, backends, algorithm, workers and timeouts.
- * @param deps - optional logger (pino); silent by default.
+ * @param deps - optional logger (pino; silent by default), and stand-ins for the VIP and NAT tools.
  */
 export function startBalancer(options: BalancerOptions, deps?: BalancerDeps): Promise<Balancer> {
   return Balancer.start(options, deps);

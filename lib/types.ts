@@ -111,6 +111,8 @@ export interface BalancerOptions extends TunableOptions {
   admin?: AdminOptions;
   /** Per-flow access log: log one closed flow in `sample` (1: every flow). Off by default. */
   accessLog?: { sample?: number } | boolean;
+  /** Aborting it closes the balancer; one already aborted makes start reject with an `AbortError`. */
+  signal?: AbortSignal;
   /** Makes this balancer one node of a high-availability pair (off by default). */
   cluster?: ClusterOptions;
   /** The nftables table (family inet) lb4 owns for nat listeners. Default `lb4`. */
@@ -237,12 +239,12 @@ export interface BalancerConfig extends TunableConfig {
 }
 
 // The option table and these types must agree: every top-level option the table declares is a
-// key of BalancerOptions and the other way round. A mismatch fails to compile here.
+// key of BalancerOptions and the other way round (`signal` is no setting: it never reaches the
+// table or a config file). A mismatch fails to compile here.
 type TableFields = Extract<OptionTable[OptionName]['field'], string> extends infer F ? (F extends `${infer Top}.${string}` ? Top : F) : never;
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Assert<T extends true> = T;
-type OptionsMatchTable = Assert<Same<keyof BalancerOptions, TableFields>>;
-
+type OptionsMatchTable = Assert<Same<Exclude<keyof BalancerOptions, 'signal'>, TableFields>>;
 
 // --- a running balancer ----------------------------------------------------------------------
 
@@ -357,27 +359,18 @@ export interface ReloadSummary {
   readonly needsRestart: string[];
 }
 
-/** Events a {@link Balancer} emits. */
-export interface BalancerEvents {
-  /** Connects to a backend failed (refused or timed out), summed over a short interval. */
-  'backend-connect-failures': [info: { listener: string; backend: string; failures: number; timeouts: number; successes: number }];
-  /** A backend's health changed (active checks or passive connect failures). */
-  'backend-health': [info: { listener: string; backend: string; health: 'up' | 'down'; reason: string }];
-  /** One active health check finished. */
-  'health-check': [info: { listener: string; backend: string; ok: boolean; durationMs: number; reason: string }];
-  /** A flow closed (only with the access log on, and only the sampled ones). */
-  flow: [record: FlowRecord];
-  /** accept() failed on a listener for a reason other than running out of descriptors. */
-  'listener-error': [error: NodeJS.ErrnoException, listener: string];
-  /** A reload was applied. */
-  reload: [summary: ReloadSummary];
-  /** The balancer has closed and every worker has stopped. */
-  close: [];
+/** What an embedding program may hand a balancer besides its options: a logger, and stand-ins for the VIP and NAT tools. */
+export interface BalancerDeps {
+  /** A pino logger. Default: silent. */
+  logger?: Logger;
+  /** How a cluster node adds, removes and announces its virtual IPs. Default: the addon's (rtnetlink). */
+  vipDriver?: VipDriver;
+  /** The commands nat listeners run. Default: `nft` and `conntrack` from the PATH. */
+  natTools?: { nft?: string; conntrack?: string };
 }
 
-/** Extra wiring for tests and embedding: a logger, a stand-in engine, or a clock. */
-export interface BalancerDeps {
-  logger?: Logger;
+/** The public deps and what only lb4's CLI and tests hand over (lib/internal.ts): not in the package's API. */
+export interface InternalDeps extends BalancerDeps {
   createEngine?: (options: NativeEngineOptions) => NativeEngine;
   /**
    * Where drain timeouts, slow-start steps and health checks read time and set timers. Default:
@@ -392,9 +385,5 @@ export interface BalancerDeps {
    * reload keeps them. Default: the file alone.
    */
   readConfig?: () => Promise<BalancerOptions>;
-  /** How a cluster node adds, removes and announces its virtual IPs. Default: the addon's (rtnetlink). */
-  vipDriver?: VipDriver;
-  /** The commands nat listeners run. Default: `nft` and `conntrack` from the PATH. */
-  natTools?: { nft?: string; conntrack?: string };
 }
 

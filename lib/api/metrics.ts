@@ -13,7 +13,8 @@
 // closed.
 
 import { counters as nativeCounters } from '../engine/addon.js';
-import type { BackendState, BalancerEvents, BalancerStats, CounterInfo, CounterName, Health } from '../types.js';
+import type { BackendState, BalancerStats, CounterInfo, CounterName, Health } from '../types.js';
+import type { BalancerEvents } from '../events.js';
 import { clusterStates, rejectReasons } from '../cluster/heartbeat.js';
 import { batchRejectReasons } from '../cluster/session-batch.js';
 import type { AdminTarget } from './target.js';

@@ -15,7 +15,8 @@ import type { HealthConfig } from '../health/check-options.js';
 import type { HealthMonitor } from '../health/monitor.js';
 import { ConsecutiveFailures } from '../health/passive.js';
 import type { Logger } from '../log.js';
-import type { BackendInfo, BackendOptions, BackendScope, BalancerConfig, BalancerEvents } from '../types.js';
+import type { BackendInfo, BackendOptions, BackendScope, BalancerConfig } from '../types.js';
+import type { BackendAddedEvent, BalancerEvents, ChangeSource } from '../events.js';
 import type { DrainTimers } from './drains.js';
 import type { EngineSync } from './engine-sync.js';
 import type { ListenerTable } from './listeners.js';
@@ -47,6 +48,11 @@ function checkWeight(weight: number): void {
   }
 }
 
+/** The `backend-added` event of a registered backend. */
+export function addedEvent(b: BackendRecord, by: ChangeSource): BackendAddedEvent {
+  return { listener: b.listener, backend: b.id, address: b.address, weight: b.weight, state: b.state, by };
+}
+
 export class BackendControl {
   readonly #p: BackendParts;
   readonly #passive = new ConsecutiveFailures();
@@ -68,7 +74,10 @@ export class BackendControl {
     }
     const added = slots.map((s) => this.watch(registry.add(s.slot, s.config.name, config, s.config.health ? 'up' : 'unchecked')));
     await this.#p.sync.flush();
-    for (const b of added) this.#p.logs.registry.info({ listener: b.listener, backend: b.id, address: formatHostPort(b.ip, b.port), weight: b.weight }, 'backend added');
+    for (const b of added) {
+      this.#p.logs.registry.info({ listener: b.listener, backend: b.id, address: formatHostPort(b.ip, b.port), weight: b.weight }, 'backend added');
+      this.#p.events.emit('backend-added', addedEvent(b, 'operator'));
+    }
     return added.map(backendInfo);
   }
 
@@ -77,15 +86,20 @@ export class BackendControl {
     const records = this.#p.registry.find(id, this.#p.listeners.scopeSlot(scope));
     for (const b of records) this.forget(b, drainMs);
     await this.#p.sync.flush();
-    for (const b of records) this.#p.logs.registry.info({ listener: b.listener, backend: id, drainTimeoutMs: drainMs }, 'backend removed');
+    for (const b of records) {
+      this.#p.logs.registry.info({ listener: b.listener, backend: id, drainTimeoutMs: drainMs }, 'backend removed');
+      this.#p.events.emit('backend-removed', { listener: b.listener, backend: id, by: 'operator' });
+    }
   }
 
   async setWeight(id: string, weight: number, scope: BackendScope = {}): Promise<BackendInfo[]> {
     const slot = this.#p.listeners.scopeSlot(scope);
     checkWeight(weight);
-    const updated = this.#p.registry.find(id, slot).map((b) => this.changeWeight(b, weight));
+    const before = this.#p.registry.find(id, slot);
+    const updated = before.map((b) => this.changeWeight(b, weight));
     await this.#p.sync.flush();
     for (const b of updated) this.#p.logs.registry.info({ listener: b.listener, backend: id, weight }, 'backend weight changed');
+    for (const b of before) if (b.weight !== weight) this.#p.events.emit('backend-weight', { listener: b.listener, backend: id, from: b.weight, to: weight, by: 'operator' });
     return updated.map(backendInfo);
   }
 
@@ -95,8 +109,10 @@ export class BackendControl {
       throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${showValue(state)}`, { field: 'state' });
     }
     const drainMs = this.drainMs(scope.drainTimeout);
-    const updated = this.#p.registry.find(id, slot).map((b) => this.changeState(b, state, drainMs, 'operator'));
+    const before = this.#p.registry.find(id, slot);
+    const updated = before.map((b) => this.changeState(b, state, drainMs, 'operator'));
     await this.#p.sync.flush();
+    for (const b of before) if (b.state !== state) this.#p.events.emit('backend-state', { listener: b.listener, backend: id, from: b.state, to: state, by: 'operator' });
     return updated.map(backendInfo);
   }
 

@@ -6,7 +6,8 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import type { BackendInfo, BackendTransitions, BalancerEvents, BalancerStats, Counters, Latency } from '../../lib/types.js';
+import type { BackendInfo, BackendTransitions, BalancerStats, Counters, Latency } from '../../lib/types.js';
+import type { BalancerEvents } from '../../lib/events.js';
 import type { BalancerConfig } from '../../lib/types.js';
 import { silentLogger } from '../../lib/log.js';
 import { counters as counterTable } from '../../lib/engine/addon.js';

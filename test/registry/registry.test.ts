@@ -11,7 +11,8 @@ import { EngineSync } from '../../lib/registry/engine-sync.js';
 import { ListenerTable } from '../../lib/registry/listeners.js';
 import { BackendRegistry, engineState } from '../../lib/registry/registry.js';
 import { slowStartWeight } from '../../lib/registry/slow-start.js';
-import type { BalancerEvents, BalancerOptions } from '../../lib/types.js';
+import type { BalancerOptions } from '../../lib/types.js';
+import type { BalancerEvents } from '../../lib/events.js';
 import { settle, startFake } from '../helpers/fake-balancer.js';
 import { FakeEngines, type FakeEngine } from '../helpers/fake-engine.js';
 
