@@ -354,7 +354,7 @@ async function main() {
   md.push('');
   const once = runnableSystems.filter((s) => !s.perWorkers).map((s) => `\`${s.name}\``);
   if (once.length && settings.workers.length > 1) {
-    md.push(`${once.join(' and ')} ${once.length > 1 ? 'have' : 'has'} no worker setting: measured once per round, shown in every table with the same values.`);
+    md.push(`${once.length > 1 ? `${once.slice(0, -1).join(', ')} and ${once.at(-1)}` : once[0]} ${once.length > 1 ? 'have' : 'has'} no worker setting: measured once per round, shown in every table with the same values.`);
     md.push('');
   }
   md.push('## Notes from the runs');
