@@ -99,6 +99,12 @@ async function veth(pid = process.pid) {
     await c.ip('route', 'add', 'default', 'via', plan.systemFront);
     await s.ip('route', 'add', 'default', 'via', plan.systemBack);
     execFileSync('ip', ['netns', 'exec', plan.namespaces.system, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    // Loopback reuses a TIME_WAIT port for a new outgoing connection (tcp_tw_reuse=2, the default,
+    // means loopback only); across veth it would not, and runs that open thousands of connections
+    // to the same backend one after another (idle-memory, conn-rate) would wait on TIME_WAIT
+    // leftovers of the previous system. The same reuse inside these namespaces keeps the two
+    // topologies alike; the sysctl is per namespace, nothing outside changes.
+    for (const n of names) execFileSync('ip', ['netns', 'exec', n, 'sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']);
   } catch (e) {
     teardown();
     throw e;
@@ -111,7 +117,7 @@ async function veth(pid = process.pid) {
     namespaces: names,
     teardown,
     description:
-      `veth: three network namespaces joined by veth pairs (MTU 1500): client ${plan.client} -- ${plan.systemFront} [system under test, ip_forward on] ${plan.systemBack} -- ${plan.backend} backends; ` +
+      `veth: three network namespaces joined by veth pairs (MTU 1500): client ${plan.client} -- ${plan.systemFront} [system under test, ip_forward on] ${plan.systemBack} -- ${plan.backend} backends; tcp_tw_reuse=1 in each (as loopback has by default); ` +
       'the load generators run in the client namespace (ip netns exec), both ends route through the system\'s namespace, so `direct` crosses the same links and router',
   };
 }
