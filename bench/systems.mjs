@@ -157,7 +157,7 @@ function lb4NatSystem() {
     protocols: ['tcp'],
     describe: () =>
       `lb4 CLI \`start --listen HOST:PORT --backend ... --forward nat --nat-table ${natTable} --log-level warn --drain-timeout 0\` (workers do not forward in nat mode: measured once per round); ` +
-      'loopback: the output-chain DNAT of lb4\'s table; veth: lb4 is the backends\' gateway (no masquerade). Its CPU and RSS are the lb4 process\'s; the kernel\'s forwarding work is charged to no process (see machine CPU per GB)',
+      'loopback: the output-chain DNAT of lb4\'s table; veth: lb4 is the backends\' gateway (no masquerade). Its CPU and RSS are the lb4 process\'s: the kernel\'s forwarding work is charged to no process (see machine CPU per GB), and the conntrack entry each idle flow holds in kernel memory is not in idle-memory\'s RSS',
     async start({ at, backendHost, backendPort }, settings) {
       const root = settings.lb4Root;
       if (!existsSync(lb4Cli(root))) throw new Error(`lb4-nat needs the CLI: ${lb4Cli(root)} is not built (npm run build)`);
