@@ -84,6 +84,8 @@ struct Flow {
   uint32_t backendKey = 0;
   CounterSet* backendCounters = nullptr;  // set while a backend is assigned (and counted active)
   TriedBackends tried;
+  // Counted against its source in the listener's SourceTracker (released when the flow ends).
+  bool sourceCounted = false;
 
   int64_t startMs = 0;       // monotonic
   int64_t lastActiveMs = 0;  // monotonic; the idle timeout counts from here
