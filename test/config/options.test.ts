@@ -64,7 +64,7 @@ t.test('every table entry is consistent', async (t) => {
 
 t.test('the public tunables are the table view they always were', async (t) => {
   t.same(Object.keys(tunables), [
-    'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
+    'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'maxConnections', 'maxConnectionsPerSource', 'connectionRatePerSource', 'queueSize', 'queueTimeout', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
     'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
   ]);
   t.same(tunables.hashKey.choices, ['address', 'address-port']);
