@@ -71,7 +71,8 @@ namespace lb4 {
 
 // Where a TCP flow is in its life.
 // A flow on a listener that takes PROXY protocol headers starts awaiting its header, with no
-// backend yet.
+// backend yet. A queued flow waits, with no backend, for one with room (every one that would take
+// it was at its maxConnections).
 #define LB4_FLOW_STATES(X)          \
   X(Connecting, "connecting")       \
   X(Established, "established")     \

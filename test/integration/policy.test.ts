@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import { startBalancer, type Balancer, type BalancerOptions } from '../../lib/index.js';
+import { call } from '../helpers/admin-http.js';
 import { udpBackend, namedEcho, UdpClient } from '../helpers/datagrams.js';
 import { v1Header } from '../helpers/proxy-header.js';
 import { echoBackend, readAll, sha256, until, within, type TestBackend } from '../helpers/sockets.js';
@@ -106,7 +107,9 @@ t.test('a full backend queues new flows: served FIFO when room frees, queue full
   const backend = await echo(t);
   const lb = await balancer(t, {
     listeners: [{ listen: '127.0.0.1:0', queueSize: 1, queueTimeout: '1m', backends: [{ address: backend.address, maxConnections: 1 }] }],
+    admin: { listen: '127.0.0.1:0' },
   });
+  const metrics = async () => (await call({ port: Number(new URL(lb.adminUrl!).port) }, 'GET', '/metrics')).text;
   const port = lb.address().port;
   const first = await heldClient(port);
 
@@ -122,6 +125,9 @@ t.test('a full backend queues new flows: served FIFO when room frees, queue full
 
   t.ok(await refused(port), 'a third client finds the queue full');
   t.equal(counters(lb).queue_full, 1);
+  const exposition = await metrics();
+  t.match(exposition, /^lb4_listener_queued_flows\{listener="127\.0\.0\.1:\d+"\} 1$/m, '/metrics: the queue');
+  t.match(exposition, /^lb4_listener_refused_total\{listener="127\.0\.0\.1:\d+",reason="queue_full"\} 1$/m, '/metrics: the refusal by reason');
 
   first.destroy();
   const { data } = await reading;
