@@ -6,6 +6,7 @@
 import type { NativeListenerPolicy } from '../engine/native-types.js';
 import { Lb4Error } from '../errors.js';
 import type { ListenerPolicyConfig } from '../policy-types.js';
+import { formatDuration } from './duration.js';
 import { parseNetworks } from './network.js';
 import { checkTunable } from './options.js';
 
@@ -63,6 +64,18 @@ export function nativeListenerPolicy(p: ListenerPolicyConfig): NativeListenerPol
     queueSize: p.queueSize,
     queueTimeoutMs: p.queueTimeout,
   };
+}
+
+/** The parts of a policy that are set, in words (check-config); none for the defaults. */
+export function describePolicy(p: ListenerPolicyConfig): string[] {
+  return [
+    ...(p.allow.length > 0 ? [`allows ${p.allow.join(', ')}`] : []),
+    ...(p.deny.length > 0 ? [`denies ${p.deny.join(', ')}`] : []),
+    ...(p.maxConnections > 0 ? [`at most ${p.maxConnections} flows`] : []),
+    ...(p.maxConnectionsPerSource > 0 ? [`at most ${p.maxConnectionsPerSource} flows per source and worker`] : []),
+    ...(p.connectionRatePerSource > 0 ? [`at most ${p.connectionRatePerSource} new flows/s per source and worker`] : []),
+    ...(p.queueSize > 0 ? [`queues ${p.queueSize} flows for ${formatDuration(p.queueTimeout)}`] : []),
+  ];
 }
 
 /** Whether two policies differ (a reload sends the new one). */

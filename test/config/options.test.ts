@@ -75,9 +75,9 @@ t.test('the public tunables are the table view they always were', async (t) => {
 });
 
 t.test('validation knows exactly the top-level options of the table', async (t) => {
-  // natTable and acceptProxy (a name and a list of networks, not tunables) sit among the tunables in table order.
-  const [algorithm, hashKey, forward, snat, proxyProtocol, ...rest] = tunableNames;
-  t.same(topLevelOptions, ['listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', algorithm, hashKey, forward, snat, 'natTable', proxyProtocol, 'acceptProxy', ...rest, 'cluster']);
+  // natTable, acceptProxy, allow and deny (a name and lists of networks, not tunables) sit among the tunables in table order.
+  const [algorithm, hashKey, forward, snat, proxyProtocol, proxyHeaderTimeout, ...rest] = tunableNames;
+  t.same(topLevelOptions, ['listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', algorithm, hashKey, forward, snat, 'natTable', proxyProtocol, 'acceptProxy', proxyHeaderTimeout, 'allow', 'deny', ...rest, 'cluster']);
   const err = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'], colour: 'red' } as never).catch((e: unknown) => e);
   t.ok(err instanceof Lb4Error);
   t.match((err as Lb4Error).message, `colour: unknown option (known: ${topLevelOptions.join(', ')})`);
