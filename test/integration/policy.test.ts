@@ -88,9 +88,10 @@ t.test('IPv6 access lists on [::1], changed by a reload', async (t) => {
   t.equal(counters(lb).denied, 1);
 });
 
-t.test('the listener cap refuses past maxConnections and serves again when a flow ends', async (t) => {
+t.test('the listener cap holds over every worker, refuses past maxConnections and serves again when a flow ends', async (t) => {
   const backend = await echo(t);
-  const lb = await balancer(t, { listen: '127.0.0.1:0', backends: [backend.address], maxConnections: 2 });
+  // Two workers: wherever the kernel puts each client, the cap counts the flows of both.
+  const lb = await balancer(t, { listen: '127.0.0.1:0', backends: [backend.address], maxConnections: 2, workers: 2 });
   const port = lb.address().port;
   const a = await heldClient(port);
   const b = await heldClient(port);
@@ -103,11 +104,15 @@ t.test('the listener cap refuses past maxConnections and serves again when a flo
   t.equal(counters(lb).listener_limit, 1);
 });
 
-t.test('a full backend queues new flows: served FIFO when room frees, queue full refused', async (t) => {
+t.test('a full backend queues new flows: served when room frees, queue full refused', async (t) => {
   const backend = await echo(t);
+  // Two workers: the flow that frees the room and the queued one may be on either (the room
+  // reaches another worker's queue on its tick); the backend's cap and the queue's bound hold
+  // over both.
   const lb = await balancer(t, {
     listeners: [{ listen: '127.0.0.1:0', queueSize: 1, queueTimeout: '1m', backends: [{ address: backend.address, maxConnections: 1 }] }],
     admin: { listen: '127.0.0.1:0' },
+    workers: 2,
   });
   const metrics = async () => (await call({ port: Number(new URL(lb.adminUrl!).port) }, 'GET', '/metrics')).text;
   const port = lb.address().port;
@@ -156,6 +161,23 @@ t.test('a queued flow past queueTimeout is closed and counted; with no queue a f
   t.equal(counters(lb, 1).backend_limit, 1);
   held.destroy();
   other.destroy();
+});
+
+t.test('a reload changes a backend\'s maxConnections live', async (t) => {
+  const backend = await echo(t);
+  const options = (maxConnections: number): BalancerOptions => ({ listeners: [{ listen: '127.0.0.1:0', backends: [{ address: backend.address, maxConnections }] }] });
+  const lb = await balancer(t, options(1));
+  const port = lb.address().port;
+  const first = await heldClient(port);
+  t.ok(await refused(port), 'one flow fills the backend');
+  t.equal(counters(lb).backend_limit, 1);
+  await lb.reload(options(2));
+  const second = await heldClient(port);
+  t.pass('after the reload a second flow is served');
+  t.ok(await refused(port), 'and a third finds it full again');
+  t.equal(counters(lb).backend_limit, 2);
+  first.destroy();
+  second.destroy();
 });
 
 t.test('per-source concurrency: one source held to its limit, another source unaffected', async (t) => {
