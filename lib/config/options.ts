@@ -72,7 +72,7 @@ export const optionTable = {
     flag: '--listen <address>', repeatable: true, field: 'listen', kind: 'address', defaultText: 'required', reload: 'live',
     help: 'where clients connect: :port (every interface, IPv4 and IPv6), host:port or [ipv6]:port, with /udp for UDP (/tcp is the default); repeatable',
   },
-  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N]; repeatable' },
+  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N][,maxconn=N]; repeatable' },
   listeners: { flag: null, field: 'listeners', kind: 'object', reload: 'live', help: 'the full form: listeners, each with its own backends, algorithm and health checks' },
   config: { flag: '--config <file>', field: null, kind: 'path', defaultText: '', reload: 'restart', help: 'a YAML or JSON config file (instead of --listen/--backend); SIGHUP reloads it' },
   // The health flags are parts of one `health` option, validated by the health check schema
