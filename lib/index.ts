@@ -57,6 +57,7 @@ export type {
  * `BalancerDeps.vipDriver` replaces the rtnetlink driver (tests, or an address that moves through
  * a cloud API instead).
  */
+export type { BackendPolicyOptions, ListenerPolicyConfig, ListenerPolicyOptions } from './policy-types.js';
 export type { ClusterConfig, ClusterOptions, Vip } from './types.js';
 export type { ClusterStatus, ClusterTransition } from './cluster/cluster-types.js';
 export type { ClusterState, RejectReason } from './cluster/heartbeat.js';

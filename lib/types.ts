@@ -2,6 +2,7 @@
 // validated config, what a running balancer reports, and its events. Types only: importing this
 // file loads nothing, so any part of lib/ may depend on it.
 
+import type { BackendPolicyOptions, ListenerPolicyConfig, ListenerPolicyOptions } from './policy-types.js';
 import type { Clock } from './clock.js';
 import type { Algorithm, BackendState, ForwardMode, Protocol, ProxyVersion, SnatMode } from './config/enums.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
@@ -34,7 +35,7 @@ export type { Vip } from './cluster/vip.js';
 // --- options and config ------------------------------------------------------------------------
 
 /** A backend as a program describes it. A string is `host:port[,weight=N]`. */
-export interface BackendOptions {
+export interface BackendOptions extends BackendPolicyOptions {
   /** `host:port`; a host name is resolved once, at start or when the backend is added. */
   address: string;
   /** Relative share of new flows; 0 takes none. Default 1. */
@@ -49,7 +50,7 @@ export interface BackendOptions {
  * A listener as a program or a config file describes it. In the shorthand (`listen` and
  * `backends` at the top level) a string or number is the `listen` address alone.
  */
-export interface ListenerOptions {
+export interface ListenerOptions extends ListenerPolicyOptions {
   /**
    * `:port` (every interface, IPv4 and IPv6), `host:port` or `[ipv6]:port`, optionally followed by
    * `/udp` (or `/tcp`, the default). Port 0 picks a free port.
@@ -98,7 +99,7 @@ export interface AdminOptions {
  * `pipeSize`, `slowStart`, `passiveFailures`) come from the option table, where each is described
  * with its default and range (`tunables`, lib/config/options.ts).
  */
-export interface BalancerOptions extends TunableOptions {
+export interface BalancerOptions extends TunableOptions, Pick<ListenerPolicyOptions, 'allow' | 'deny'> {
   /** Shorthand: where to accept clients, one address or several. */
   listen?: string | number | ListenerOptions | Array<string | number | ListenerOptions>;
   /** Shorthand: the backends every `listen` listener balances over. At least one. */
@@ -195,6 +196,7 @@ export interface ListenerConfig {
   readonly proxyProtocol: ProxyVersion;
   /** Networks trusted to send a PROXY protocol header, as `ip/prefix`; empty: none expected. */
   readonly acceptProxy: readonly string[];
+  readonly policy: ListenerPolicyConfig;  // access lists and limits
   readonly backends: readonly BackendConfig[];
   readonly health: HealthConfig | null;
 }
@@ -211,7 +213,7 @@ export type AdminConfig =
     }
   | { readonly kind: 'unix'; readonly path: string; readonly token: string | null; readonly maxConnections: number };
 
-export interface BackendConfig {
+export interface BackendConfig extends Required<Readonly<BackendPolicyOptions>> {
   readonly id: string;
   /** The address as written. */
   readonly address: string;
@@ -295,8 +297,8 @@ export interface Connection {
   readonly protocol: Protocol;
   readonly listener: string;
   readonly worker: number;
-  /** `awaiting-header`: a listener that takes PROXY protocol headers has not had this client's yet. */
-  readonly state: 'awaiting-header' | 'connecting' | 'established';
+  /** `awaiting-header`: no whole PROXY protocol header yet; `queued`: every backend is full. */
+  readonly state: 'awaiting-header' | 'queued' | 'connecting' | 'established';
   readonly client: string;
   /** Backend id; absent while no backend is assigned. */
   readonly backend?: string;

@@ -59,6 +59,9 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
   if (flags.natTable !== undefined) options.natTable = flags.natTable;
   // Trusted PROXY protocol sources: the flags replace the file's top-level list, as typed.
   if (flags.acceptProxy !== undefined) options.acceptProxy = flags.acceptProxy;
+  // Access lists: the same, flag over file.
+  if (flags.allow !== undefined) options.allow = flags.allow;
+  if (flags.deny !== undefined) options.deny = flags.deny;
   if (flags.admin !== undefined) options.admin = { listen: flags.admin, ...(process.env.LB4_ADMIN_TOKEN ? { token: process.env.LB4_ADMIN_TOKEN } : {}) };
   if (flags.adminMaxConnections !== undefined) {
     const admin = options.admin as object | undefined;

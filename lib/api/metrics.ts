@@ -70,6 +70,15 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   proxy_header_malformed: { name: 'proxy_headers_rejected_total', label: ['reason', 'malformed'], scopes: ['listener'] },
   proxy_header_oversized: { name: 'proxy_headers_rejected_total', label: ['reason', 'oversized'], scopes: ['listener'] },
   proxy_header_timeouts: { name: 'proxy_headers_rejected_total', label: ['reason', 'timeout'], scopes: ['listener'] },
+  // Traffic policy: every refusal in one family, lb4_listener_refused_total{reason}.
+  denied: { name: 'refused_total', label: ['reason', 'denied'], scopes: ['listener'] },
+  listener_limit: { name: 'refused_total', label: ['reason', 'listener_limit'], scopes: ['listener'] },
+  backend_limit: { name: 'refused_total', label: ['reason', 'backend_limit'], scopes: ['listener'] },
+  queue_full: { name: 'refused_total', label: ['reason', 'queue_full'], scopes: ['listener'] },
+  queue_timeout: { name: 'refused_total', label: ['reason', 'queue_timeout'], scopes: ['listener'] },
+  source_limit: { name: 'refused_total', label: ['reason', 'source_limit'], scopes: ['listener'] },
+  source_rate: { name: 'refused_total', label: ['reason', 'source_rate'], scopes: ['listener'] },
+  flows_queued: { name: 'queued_flows', scopes: ['listener'] },
 };
 
 /** Upper bounds (seconds) of the health check duration histogram's buckets. */

@@ -72,7 +72,7 @@ export const optionTable = {
     flag: '--listen <address>', repeatable: true, field: 'listen', kind: 'address', defaultText: 'required', reload: 'live',
     help: 'where clients connect: :port (every interface, IPv4 and IPv6), host:port or [ipv6]:port, with /udp for UDP (/tcp is the default); repeatable',
   },
-  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N]; repeatable' },
+  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N][,maxconn=N]; repeatable' },
   listeners: { flag: null, field: 'listeners', kind: 'object', reload: 'live', help: 'the full form: listeners, each with its own backends, algorithm and health checks' },
   config: { flag: '--config <file>', field: null, kind: 'path', defaultText: '', reload: 'restart', help: 'a YAML or JSON config file (instead of --listen/--backend); SIGHUP reloads it' },
   // The health flags are parts of one `health` option, validated by the health check schema
@@ -121,6 +121,34 @@ export const optionTable = {
   proxyHeaderTimeout: {
     flag: '--proxy-header-timeout <duration>', field: 'proxyHeaderTimeout', config: 'proxyHeaderTimeoutMs', kind: 'duration', default: '5s', min: 1, max: 3_600_000,
     reload: 'restart', native: 'proxyHeaderTimeoutMs', help: 'time a client of an --accept-proxy listener has to send its whole PROXY protocol header',
+  },
+  // Traffic policy (native/core/policy/, lib/config/listener-policy.ts): per listener, the
+  // top-level values being every listener's default. A reload applies a change to the flows
+  // admitted after it. 0: no limit.
+  allow: {
+    flag: '--allow <cidr>', repeatable: true, field: 'allow', kind: 'network', defaultText: 'everyone', reload: 'live',
+    help: 'take clients only from these networks (IPv4 or IPv6 CIDR, or one address); repeatable; --deny wins over it',
+  },
+  deny: { flag: '--deny <cidr>', repeatable: true, field: 'deny', kind: 'network', defaultText: 'no one', reload: 'live', help: 'refuse clients from this network; repeatable' },
+  maxConnections: {
+    flag: '--max-connections <n>', field: 'maxConnections', kind: 'integer', default: 0, defaultText: 'no limit', min: 0, max: 100_000_000, reload: 'live',
+    help: "flows a TCP listener holds at once, over every worker; more clients are refused (0: no limit). Per backend: a backend's maxConnections (host:port,maxconn=N)",
+  },
+  maxConnectionsPerSource: {
+    flag: '--max-connections-per-source <n>', field: 'maxConnectionsPerSource', kind: 'integer', default: 0, defaultText: 'no limit', min: 0, max: 100_000_000, reload: 'live',
+    help: 'flows one source (an IPv4 address, an IPv6 /64) holds at once on a TCP listener, per worker (0: no limit)',
+  },
+  connectionRatePerSource: {
+    flag: '--connection-rate-per-source <n>', field: 'connectionRatePerSource', kind: 'integer', default: 0, defaultText: 'no limit', min: 0, max: 100_000_000, reload: 'live',
+    help: 'new flows per second one source may open on a TCP listener, per worker (a token bucket with a burst of one second\'s worth; 0: no limit)',
+  },
+  queueSize: {
+    flag: '--queue-size <n>', field: 'queueSize', kind: 'integer', default: 0, min: 0, max: 100_000_000, reload: 'live',
+    help: 'flows that wait, over every worker, when every backend is at its maxConnections (0: refuse them at once)',
+  },
+  queueTimeout: {
+    flag: '--queue-timeout <duration>', field: 'queueTimeout', kind: 'duration', default: '5s', min: 1, max: 86_400_000, reload: 'live',
+    help: 'how long a queued flow waits for a backend with room before it is closed',
   },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',

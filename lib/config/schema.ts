@@ -109,10 +109,11 @@ function backendSchema(): Schema {
       weight: { description: 'relative share of new flows; 0 takes none (default: 1)', type: 'integer', minimum: 0, maximum: 1_000_000 },
       state: { description: 'the state it starts in (default: up)', enum: [...backendStates] },
       id: { description: 'its name in the API and stats (default: the address)', type: 'string' },
+      maxConnections: { description: 'most concurrent flows to it; 0 is no limit (default: 0)', type: 'integer', minimum: 0, maximum: 100_000_000 },
     },
     ['address'],
   );
-  return { anyOf: [{ description: 'host:port[,weight=N][,state=S][,id=NAME]', type: 'string' }, object] };
+  return { anyOf: [{ description: 'host:port[,weight=N][,state=S][,id=NAME][,maxconn=N]', type: 'string' }, object] };
 }
 
 /** The whole schema. */

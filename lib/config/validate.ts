@@ -19,6 +19,8 @@ import type {
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
 import { backendStates, protocols, type BackendState, type ForwardMode, type Protocol, type ProxyVersion, type SnatMode } from './enums.js';
 import { onVip, validateCluster } from './cluster-options.js';
+import type { ListenerPolicyConfig } from '../policy-types.js';
+import { listenerPolicyKeys, validateListenerPolicy, validatePolicyDefaults } from './listener-policy.js';
 import { parseNetworks } from './network.js';
 import { checkTableInteger, checkTunable, optionDefault, topLevelOptions, validateTunables } from './options.js';
 import { showValue } from './show-value.js';
@@ -33,7 +35,7 @@ function checkKnownKeys(opts: object, known: readonly string[], field: string): 
   }
 }
 
-/** Parses `host:port[,weight=N][,state=S][,id=NAME]`, the CLI's backend syntax. */
+/** Parses `host:port[,weight=N][,state=S][,id=NAME][,maxconn=N]`, the CLI's backend syntax. */
 export function parseBackendSpec(text: string, field: string): BackendOptions {
   const [address, ...params] = text.split(',');
   const out: BackendOptions = { address: address.trim() };
@@ -48,8 +50,11 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
       out.state = value as BackendState;
     } else if (key === 'id') {
       out.id = value;
+    } else if (key === 'maxconn') {
+      if (!/^\d+$/.test(value)) throw new Lb4Error('LB4_INVALID_OPTION', `maxconn must be a whole number, got "${value}" in "${text}"`, { field });
+      out.maxConnections = Number(value);
     } else {
-      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id)`, { field });
+      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id, maxconn)`, { field });
     }
   }
   return out;
@@ -58,8 +63,8 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
 /** The longest backend id. */
 export const maxBackendIdLength = 128;
 /** The keys each object of the options takes (also the config file's JSON Schema, lib/config/schema.ts). */
-export const backendKeys = ['address', 'weight', 'state', 'id'] as const;
-export const listenerKeys = ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', 'backends', 'health'] as const;
+export const backendKeys = ['address', 'weight', 'state', 'id', 'maxConnections'] as const;
+export const listenerKeys = ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', ...listenerPolicyKeys, 'backends', 'health'] as const;
 export const adminKeys = ['listen', 'token', 'maxConnections'] as const;
 export const accessLogKeys = ['sample'] as const;
 
@@ -82,6 +87,10 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
   if (!backendStates.includes(state)) {
     throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${showValue(state)}`, { field: `${field}.state` });
   }
+  const maxConnections = opts.maxConnections === undefined ? 0 : opts.maxConnections;
+  if (!Number.isInteger(maxConnections) || maxConnections < 0 || maxConnections > 100_000_000) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 0 to 100000000, got ${showValue(opts.maxConnections)}`, { field: `${field}.maxConnections` });
+  }
   const address = formatHostPort(host, port);
   const id = opts.id === undefined ? address : opts.id;
   if (typeof id !== 'string' || id === '') throw new Lb4Error('LB4_INVALID_OPTION', `must be a non-empty string, got ${showValue(id)}`, { field: `${field}.id` });
@@ -89,7 +98,7 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
   if (id.length > maxBackendIdLength) throw new Lb4Error('LB4_INVALID_OPTION', `must be at most ${maxBackendIdLength} characters, got ${id.length}`, { field: `${field}.id` });
   if (/[\x00-\x1f\x7f]/.test(id)) throw new Lb4Error('LB4_INVALID_OPTION', `must not hold control characters, got ${showValue(id)}`, { field: `${field}.id` });
   const ip = await resolveHost(host, `${field}.address`);
-  return Object.freeze({ id, address, ip, port, weight, state });
+  return Object.freeze({ id, address, ip, port, weight, state, maxConnections });
 }
 
 interface ListenerDefaults {
@@ -98,6 +107,7 @@ interface ListenerDefaults {
   snat: SnatMode;
   proxyProtocol: ProxyVersion;
   acceptProxy: readonly string[];
+  policy: ListenerPolicyConfig;
   health: HealthConfig | null;
   backends?: readonly BackendConfig[];
 }
@@ -147,6 +157,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     const where = opts[key] === undefined ? key : `${field}.${key}`;
     throw new Lb4Error('LB4_INVALID_OPTION', `the PROXY protocol needs forward: proxy, and ${listen} is a nat listener`, { field: where });
   }
+  const policy = validateListenerPolicy(isObject ? opts : {}, field, defaults.policy, protocol, forward);
   const health = opts.health === undefined ? defaults.health : opts.health === false ? null : validateHealthConfig(opts.health, `${field}.health`);
   // A UDP backend has no connection to check, and a TCP one no datagram to answer.
   if (health && (health.type === 'udp') !== (protocol === 'udp')) {
@@ -163,7 +174,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
   }
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
-  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, backends, health });
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, policy, backends, health });
 }
 
 /** The nftables table name lb4 owns: a plain identifier, as nft writes them unquoted. */
@@ -250,6 +261,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
   const snat = checkTunable('snat', options.snat) as SnatMode;
   const proxyProtocol = checkTunable('proxyProtocol', options.proxyProtocol) as ProxyVersion;
   const acceptProxy = parseNetworks(options.acceptProxy, 'acceptProxy');
+  const policy = validatePolicyDefaults(options);
   const health = options.health === undefined ? null : validateHealthConfig(options.health, 'health');
 
   let listeners: ListenerConfig[];
@@ -263,7 +275,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (options.listeners.length > maxListeners) {
       throw new Lb4Error('LB4_INVALID_OPTION', `at most ${maxListeners} listeners, got ${options.listeners.length}`, { field: 'listeners' });
     }
-    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, forward, snat, proxyProtocol, acceptProxy, health })));
+    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, forward, snat, proxyProtocol, acceptProxy, policy, health })));
   } else {
     if (options.listen === undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listen address is required', { field: 'listen' });
     const listenList = Array.isArray(options.listen) ? options.listen : [options.listen];
@@ -274,7 +286,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     }
     const backends = await validateBackends(options.backends, 'backends');
     listeners = await Promise.all(
-      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, health, backends })),
+      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, policy, health, backends })),
     );
   }
   const names = new Set<string>();

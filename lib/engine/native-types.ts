@@ -15,7 +15,7 @@ export const backendStateNames = ['up', 'down', 'draining', 'maintenance'] as co
 /** Why a flow ended, in the engine's order. */
 export const closeReasonNames = [
   'done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error', 'evicted', 'responses', 'backend-gone', 'refused',
-  'proxy-header',
+  'proxy-header', 'policy',
 ] as const;
 /** Listener protocols, in the engine's order. */
 export const protocolNames = ['tcp', 'udp'] as const;
@@ -59,6 +59,8 @@ export interface NativeListenerOptions extends NativeProxySettings {
    * the port); lib/nat/split-engine.ts reads it to send the listener's tables to the NAT driver.
    */
   nat?: { snat: 'none' | 'masquerade' };
+  /** Access lists and limits; absent: none. */
+  policy?: NativeListenerPolicy;
 }
 
 /** A TCP listener's PROXY protocol settings. */
@@ -67,6 +69,17 @@ export interface NativeProxySettings {
   proxyProtocol: number;
   /** Networks ("10.0.0.0/8", "::1/128") trusted to send a PROXY protocol header; empty: none expected. */
   acceptProxy: string[];
+}
+
+/** A listener's access lists and limits (native/core/policy/listener_policy.h); 0: no limit. */
+export interface NativeListenerPolicy {
+  allow: string[];
+  deny: string[];
+  maxConnections: number;
+  maxConnectionsPerSource: number;
+  connectionRatePerSource: number;
+  queueSize: number;
+  queueTimeoutMs: number;
 }
 
 export interface NativeEngineOptions {
@@ -104,6 +117,8 @@ export interface NativeBackend {
   port: number;
   weight: number;
   state: number;
+  /** Flows it takes at once from its listener, over every worker; 0 or absent: no limit. */
+  maxConnections?: number;
 }
 
 export interface NativeBoundAddress {
@@ -124,7 +139,7 @@ export interface NativeFlow {
   protocol: NativeProtocolName;
   listener: number;
   worker: number;
-  state: 'awaiting-header' | 'connecting' | 'established';
+  state: 'awaiting-header' | 'queued' | 'connecting' | 'established';
   client: string;
   backendKey?: number;
   backend?: string;
@@ -236,6 +251,8 @@ export interface NativeEngine {
   removeListener(slot: number, drainMs: number): Promise<void>;
   /** Replaces a listener's PROXY protocol settings; flows accepted from then on use them. Resolves once every worker has them. */
   setListenerProxy(slot: number, settings: NativeProxySettings): Promise<void>;
+  /** Replaces a listener's access lists and limits; flows admitted from then on are judged by them. Resolves once every worker has them. */
+  setListenerPolicy(slot: number, policy: NativeListenerPolicy): Promise<void>;
   /** Closes matching flows now, with a reset; resolves with how many. */
   closeFlows(filter: NativeConnectionFilter): Promise<number>;
   /** Reports one closed flow in `every` as a flow-closed event; 0 turns the flow log off. */
@@ -265,6 +282,8 @@ export const counterNames = [
   'sessions_active', 'sessions_total', 'sessions_evicted', 'sessions_expired', 'dropped_no_backend', 'dropped_truncated',
   'dropped_send_error', 'dropped_cap', 'dropped_late', 'sessions_replicated', 'proxy_headers_accepted', 'proxy_header_untrusted',
   'proxy_header_malformed', 'proxy_header_oversized', 'proxy_header_timeouts',
+  // Traffic policy: refusals by reason, and the queue.
+  'denied', 'listener_limit', 'backend_limit', 'queue_full', 'queue_timeout', 'source_limit', 'source_rate', 'flows_queued',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 

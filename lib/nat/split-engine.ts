@@ -5,7 +5,7 @@
 // as nftables rules. Because the split happens here, behind the engine's interface, everything
 // above it (engine sync, drains, health, reload, the admin API) runs unchanged for both planes.
 
-import type { NativeAffinityUpdate, NativeBackend, NativeBoundAddress, NativeProxySettings, NativeConnectionFilter, NativeEngine, NativeEvent, NativeFlow, NativeListenerOptions, NativeStartFailure } from '../engine/native-types.js';
+import type { NativeAffinityUpdate, NativeBackend, NativeBoundAddress, NativeProxySettings, NativeListenerPolicy, NativeConnectionFilter, NativeEngine, NativeEvent, NativeFlow, NativeListenerOptions, NativeStartFailure } from '../engine/native-types.js';
 import { counterNames, protocolNames, type CounterName } from '../engine/native-types.js';
 import type { NatDriver, NatListenerSpec } from './nat-driver.js';
 
@@ -60,6 +60,10 @@ export class SplitEngine implements NativeEngine {
   // PROXY protocol settings are the proxy's: validation keeps them off nat listeners.
   setListenerProxy(slot: number, settings: NativeProxySettings): Promise<void> {
     return this.#inner.setListenerProxy(slot, settings);
+  }
+
+  setListenerPolicy(slot: number, policy: NativeListenerPolicy): Promise<void> {
+    return this.#inner.setListenerPolicy(slot, policy);
   }
 
   // UDP session replication (HA) is about the proxy's own sessions; a NAT listener's sessions

@@ -161,7 +161,7 @@ export class BackendRegistry {
     if (this.#records.delete(recordId(record.slot, record.id))) this.#changed.add(record.slot);
   }
 
-  update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight'>>): BackendRecord {
+  update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight' | 'maxConnections'>>): BackendRecord {
     const id = recordId(record.slot, record.id);
     const current = this.#records.get(id) ?? this.#byKey.get(record.key) ?? record;
     const next: BackendRecord = Object.freeze({ ...current, ...change });
@@ -172,9 +172,10 @@ export class BackendRegistry {
     }
     if (this.#records.has(id)) {
       this.#records.set(id, next);
-      // Only what the engine runs (state and weight) makes the table change: the same state set
-      // again, a slow-start step that keeps the weight or a new health reason sends nothing.
-      if (engineState(next) !== engineState(current) || next.effectiveWeight !== current.effectiveWeight) this.#changed.add(next.slot);
+      // Only what the engine runs (state, weight, connection limit) makes the table change: the
+      // same state set again, a slow-start step that keeps the weight or a new health reason
+      // sends nothing.
+      if (engineState(next) !== engineState(current) || next.effectiveWeight !== current.effectiveWeight || next.maxConnections !== current.maxConnections) this.#changed.add(next.slot);
     }
     this.#byKey.set(next.key, next);
     return next;
@@ -185,6 +186,6 @@ export class BackendRegistry {
    * across nodes, `<listener name>/<backend id>`; its `key` only indexes this process's counters.
    */
   nativeTable(slot: number): NativeBackend[] {
-    return this.list(slot).map((b) => ({ key: b.key, id: `${b.listener}/${b.id}`, ip: b.ip, port: b.port, weight: b.effectiveWeight, state: NativeBackendState[engineState(b)] }));
+    return this.list(slot).map((b) => ({ key: b.key, id: `${b.listener}/${b.id}`, ip: b.ip, port: b.port, weight: b.effectiveWeight, state: NativeBackendState[engineState(b)], maxConnections: b.maxConnections }));
   }
 }

@@ -11,6 +11,7 @@
 
 import type { EventEmitter } from 'node:events';
 import { readConfigFile } from '../config/config-file.js';
+import { nativeListenerPolicy } from '../config/listener-policy.js';
 import { restartOnlySettings } from '../config/options.js';
 import { validateOptions } from '../config/validate.js';
 import type { NativeEngine } from '../engine/native-types.js';
@@ -153,6 +154,8 @@ export class Reloader {
     }
     // Flows accepted from now on use a kept listener's new PROXY protocol settings; open ones keep theirs.
     await Promise.all(plan.keptListeners.filter((k) => k.proxyChanged).map((k) => this.#p.engine.setListenerProxy(this.#p.listeners.get(k.after.name)!.slot, nativeProxySettings(k.after))));
+    // The same for access lists and limits: admitted flows stay.
+    await Promise.all(plan.keptListeners.filter((k) => k.policyChanged).map((k) => this.#p.engine.setListenerPolicy(this.#p.listeners.get(k.after.name)!.slot, nativeListenerPolicy(k.after.policy))));
     // Only now, with nothing left to fail, do removed listeners stop: that cannot be taken back.
     this.#removeListeners(leaving, next.drainTimeoutMs);
     await this.#p.sync.flush();
@@ -308,12 +311,12 @@ export class Reloader {
   /** Gives a running backend the weight, state and address as written of `after`; returns whether any differed. */
   #changeInPlace(record: BackendRecord, after: BackendConfig, drainMs: number): boolean {
     const { registry, backends } = this.#p;
-    const changed = record.weight !== after.weight || record.state !== after.state || record.address !== after.address;
+    const changed = record.weight !== after.weight || record.state !== after.state || record.address !== after.address || record.maxConnections !== after.maxConnections;
     const event = { listener: record.listener, backend: record.id, by: 'reload' } as const;
     if (record.weight !== after.weight) this.#emitLater('backend-weight', { ...event, from: record.weight, to: after.weight });
     if (record.state !== after.state) this.#emitLater('backend-state', { ...event, from: record.state, to: after.state });
     if (record.weight !== after.weight) record = backends.changeWeight(record, after.weight);
-    record = registry.update(record, { address: after.address });
+    record = registry.update(record, { address: after.address, maxConnections: after.maxConnections });
     if (record.state !== after.state) backends.changeState(record, after.state, drainMs, 'reload');
     return changed;
   }

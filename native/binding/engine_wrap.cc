@@ -41,6 +41,7 @@ Napi::Function EngineWrap::define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::removeListener>("removeListener"),
                          InstanceMethod<&EngineWrap::closeFlows>("closeFlows"),
                          InstanceMethod<&EngineWrap::setListenerProxy>("setListenerProxy"),
+                         InstanceMethod<&EngineWrap::setListenerPolicy>("setListenerPolicy"),
                          InstanceMethod<&EngineWrap::setFlowLog>("setFlowLog"),
                          InstanceMethod<&EngineWrap::setSessionReplication>("setSessionReplication"),
                          InstanceMethod<&EngineWrap::drainSessionChanges>("drainSessionChanges"),
@@ -413,6 +414,30 @@ Napi::Value EngineWrap::setListenerProxy(const Napi::CallbackInfo& info) {
   }
   beginRequest(env);
   engine_->setListenerProxy(info[0].As<Napi::Number>().Uint32Value(), std::move(proxy), [this, deferred] {
+    post([this, deferred](Napi::Env env) {
+      deferred->Resolve(env.Undefined());
+      endRequest(env);
+    });
+  });
+  return deferred->Promise();
+}
+
+// setListenerPolicy(slot, policy): resolves once every worker has it.
+Napi::Value EngineWrap::setListenerPolicy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsObject()) {
+    Napi::TypeError::New(env, "setListenerPolicy(slot, policy) needs a number and an object").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ListenerPolicy policy;
+  if (!toListenerPolicy(env, info[1].As<Napi::Object>(), "policy", policy)) return env.Undefined();
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  if (!started_ || closing_) {
+    deferred->Resolve(env.Undefined());
+    return deferred->Promise();
+  }
+  beginRequest(env);
+  engine_->setListenerPolicy(info[0].As<Napi::Number>().Uint32Value(), std::move(policy), [this, deferred] {
     post([this, deferred](Napi::Env env) {
       deferred->Resolve(env.Undefined());
       endRequest(env);

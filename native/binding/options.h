@@ -20,6 +20,9 @@ bool toFlowFilter(Napi::Env env, Napi::Value value, FlowFilter& out);
 bool toListenerConfig(Napi::Env env, Napi::Value value, const std::string& where, ListenerConfig& out);
 // { proxyProtocol, acceptProxy } of a listener's options, or of setListenerProxy's argument.
 bool toProxySettings(Napi::Env env, Napi::Object value, const std::string& where, ProxySettings& out);
+// { allow, deny, maxConnections, maxConnectionsPerSource, connectionRatePerSource, queueSize,
+// queueTimeoutMs } of a listener's `policy`, or of setListenerPolicy's argument; absent: none.
+bool toListenerPolicy(Napi::Env env, Napi::Object value, const std::string& where, ListenerPolicy& out);
 bool toBackendTable(Napi::Env env, Napi::Value value, const std::string& where, std::vector<BackendSpec>& out);
 // A listener slot the engine has (0 .. listeners - 1).
 bool toListenerSlot(Napi::Env env, Napi::Value value, size_t listeners, uint32_t& out);

@@ -54,7 +54,16 @@ namespace lb4 {
   X(proxy_header_untrusted, "counter", "Clients refused for connecting from outside the networks trusted to send PROXY protocol headers") \
   X(proxy_header_malformed, "counter", "Clients refused for a malformed or missing PROXY protocol header") \
   X(proxy_header_oversized, "counter", "Clients refused for a PROXY protocol header longer than the limit") \
-  X(proxy_header_timeouts, "counter", "Clients refused for not sending a whole PROXY protocol header within the header timeout")
+  X(proxy_header_timeouts, "counter", "Clients refused for not sending a whole PROXY protocol header within the header timeout") \
+  /* Traffic policy (native/core/policy/): every refusal by its reason. */                          \
+  X(denied, "counter", "Clients refused by the listener's access lists (TCP connections, UDP sessions)") \
+  X(listener_limit, "counter", "Clients refused because the listener had its maxConnections flows")  \
+  X(backend_limit, "counter", "Clients refused because every backend had its maxConnections flows and the listener has no queue") \
+  X(queue_full, "counter", "Clients refused because every backend was full and the listener's queue was too")  \
+  X(queue_timeout, "counter", "Clients closed after waiting the queue timeout for a backend with room")  \
+  X(source_limit, "counter", "Clients refused because their source had its maxConnectionsPerSource flows on this worker") \
+  X(source_rate, "counter", "Clients refused because their source opened connections faster than connectionRatePerSource") \
+  X(flows_queued, "gauge", "Flows waiting in the listener's queue for a backend with room")
 
 enum class Counter : uint32_t {
 #define LB4_COUNTER_ENUM(name, kind, help) name,

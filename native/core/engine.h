@@ -38,6 +38,7 @@ struct BackendSpec {
   SocketAddress address;
   uint32_t weight;
   BackendState state;
+  uint32_t maxConnections = 0;  // 0: no limit
 };
 
 class Engine {
@@ -74,6 +75,8 @@ class Engine {
   // Replaces a TCP listener's PROXY protocol settings on every worker; new flows use them.
   // `done` runs once every worker has them. An unknown slot changes nothing.
   void setListenerProxy(uint32_t slot, ProxySettings proxy, std::function<void()> done);
+  // Replaces a listener's access lists and limits on every worker; `done` runs once all have it.
+  void setListenerPolicy(uint32_t slot, ListenerPolicy policy, std::function<void()> done);
   // Collects flows from every worker; `done` gets them once all have answered.
   void snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo>)> done);
   // Closes matching flows at once, with a reset, counted as drain_closed. `done` gets how many.

@@ -13,6 +13,8 @@
 #include "counters.h"
 #include "enums.h"
 #include "io/unique_fd.h"
+#include "policy/listener_policy.h"
+#include "policy/source_tracker.h"
 #include "proxy_protocol/proxy_settings.h"
 
 namespace lb4 {
@@ -21,6 +23,10 @@ struct ListenerSlot {
   Protocol protocol = Protocol::Tcp;
   // A copy per worker: read on every accept and connect, never shared between threads.
   ProxySettings proxy;
+  // A copy per worker, like `proxy`; `sources` outlives a policy change, so flows admitted
+  // before a reload are still released from it.
+  ListenerPolicy policy;
+  SourceTracker sources;
   // This worker's socket of the listener's reuseport group; empty once the listener is
   // removed or the engine stops.
   UniqueFd socket;

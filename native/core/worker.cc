@@ -162,6 +162,7 @@ void Worker::apply(command::AddListener& c) {
   ListenerSlot& l = listeners_[c.slot];
   l.protocol = c.protocol;
   l.proxy = std::move(c.proxy);
+  l.policy = std::move(c.policy);
   l.counters = c.counters;
   l.adoptTable(std::move(c.table), index_);
   if (stopping_) return;  // the engine is going away: the socket just closes with the command
@@ -197,6 +198,10 @@ void Worker::apply(command::SetListenerProxy& c) {
   if (c.slot < listeners_.size()) listeners_[c.slot].proxy = std::move(c.proxy);
 }
 
+void Worker::apply(command::SetListenerPolicy& c) {
+  if (c.slot < listeners_.size()) listeners_[c.slot].policy = std::move(c.policy);
+}
+
 void Worker::closeListeners() {
   for (auto& l : listeners_) l.socket.reset();
 }
@@ -226,6 +231,7 @@ void Worker::onTick() {
   nextTickMs_ = now + kTickMs;
   tcp_.expireConnects();
   tcp_.expireHeaders();
+  tcp_.serviceQueues();
   if (now >= nextIdleSweepMs_) {
     nextIdleSweepMs_ = now + idleSweepMs(options_.idleTimeoutMs);
     tcp_.expireIdle();

@@ -60,6 +60,7 @@ class Worker {
   void apply(command::CloseFlows& c);
   void apply(command::ReportSessions& c);
   void apply(command::SetListenerProxy& c);
+  void apply(command::SetListenerPolicy& c);
 
   void ensureSlot(uint32_t slot);
   void onListenerReadable(uint32_t slot);

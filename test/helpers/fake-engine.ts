@@ -28,6 +28,7 @@ import {
   type NativeEvent,
   type NativeFlow,
   type NativeProxySettings,
+  type NativeListenerPolicy,
   type NativeListenerOptions,
   type NativeSessionChange,
   type NativeStartFailure,
@@ -47,6 +48,7 @@ export type EngineCall =
   | { method: 'addListener'; listener: NativeListenerOptions; table: NativeBackend[]; slot: number | null }
   | { method: 'removeListener'; slot: number; drainMs: number }
   | { method: 'setListenerProxy'; slot: number; settings: NativeProxySettings }
+  | { method: 'setListenerPolicy'; slot: number; policy: NativeListenerPolicy }
   | { method: 'closeFlows'; filter: NativeConnectionFilter; closed: number }
   | { method: 'connections'; filter: NativeConnectionFilter | undefined }
   | { method: 'setFlowLog'; every: number }
@@ -298,6 +300,11 @@ export class FakeEngine implements NativeEngine {
 
   setListenerProxy(slot: number, settings: NativeProxySettings): Promise<void> {
     this.calls.push({ method: 'setListenerProxy', slot, settings: { ...settings, acceptProxy: [...settings.acceptProxy] } });
+    return new Promise((resolve) => setImmediate(resolve));
+  }
+
+  setListenerPolicy(slot: number, policy: NativeListenerPolicy): Promise<void> {
+    this.calls.push({ method: 'setListenerPolicy', slot, policy: { ...policy, allow: [...policy.allow], deny: [...policy.deny] } });
     return new Promise((resolve) => setImmediate(resolve));
   }
 

@@ -313,6 +313,14 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   const proxyRun = runCli(['check-config', proxy]);
   const badProxy = writeConfig('badproxy.yaml', ['listen: 127.0.0.1:0', 'acceptProxy: [10.0.0.0/40]', 'backends: [127.0.0.1:9001]', ''].join('\n'));
   const badProxyRun = runCli(['check-config', badProxy]);
+  // Access lists and limits show where set; a bad network or a negative limit names its field.
+  const policy = writeConfig(
+    'policy.yaml',
+    ['deny: [203.0.113.0/24]', 'listeners:', '  - { listen: "127.0.0.1:0", name: web, allow: ["::1"], maxConnections: 10, queueSize: 2, queueTimeout: 1s,', '      backends: [{ address: 127.0.0.1:9001, maxConnections: 4 }] }', ''].join('\n'),
+  );
+  const policyRun = runCli(['check-config', policy]);
+  const badPolicy = writeConfig('badpolicy.yaml', ['listeners:', '  - { listen: "127.0.0.1:0", maxConnectionsPerSource: -1, backends: [127.0.0.1:9001] }', ''].join('\n'));
+  const badPolicyRun = runCli(['check-config', badPolicy]);
 
   const ok = await runs[0];
   t.equal(ok.exit.code, 0, `ok file: exit 0 ${ok.stderr}`);
@@ -330,6 +338,13 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   const proxyBad = await badProxyRun;
   t.equal(proxyBad.exit.code, 2);
   t.match(proxyBad.stderr, /acceptProxy\[0\].*10\.0\.0\.0\/40/);
+  const policyOk = await policyRun;
+  t.equal(policyOk.exit.code, 0, `policy file: exit 0 ${policyOk.stderr}`);
+  t.match(policyOk.stdout, /web on 127\.0\.0\.1:0: roundrobin, 127\.0\.0\.1:9001 \(maxconn 4\); no health checks; allows ::1\/128; denies 203\.0\.113\.0\/24; at most 10 flows; queues 2 flows for 1s\n/);
+  const policyBad = await badPolicyRun;
+  t.equal(policyBad.exit.code, 2);
+  t.match(policyBad.stderr, /listeners\[0\]\.maxConnectionsPerSource.*between 0 and/);
+  t.equal(policyBad.stderr.trim().split('\n').length, 1, 'one line');
   const udpOk = await udpRun;
   t.equal(udpOk.exit.code, 0, `UDP file: exit 0 ${udpOk.stderr}`);
   t.match(udpOk.stdout, `${udp}: ok: 2 listener(s) (1 UDP), 2 backend(s)`);

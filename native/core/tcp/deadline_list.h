@@ -25,6 +25,20 @@ class FlowDeadlineList {
     f.deadlineList = this;
   }
 
+  // Puts `f` back at the head with the deadline it had (a queued flow that found no room after
+  // all keeps its place).
+  void prepend(Flow& f) {
+    f.deadlinePrev = nullptr;
+    f.deadlineNext = head_;
+    if (head_) {
+      head_->deadlinePrev = &f;
+    } else {
+      tail_ = &f;
+    }
+    head_ = &f;
+    f.deadlineList = this;
+  }
+
   // Takes `f` off whichever list it is on; nothing when it is on none.
   static void unlink(Flow& f) {
     FlowDeadlineList* list = f.deadlineList;

@@ -84,6 +84,8 @@ struct Flow {
   uint32_t backendKey = 0;
   CounterSet* backendCounters = nullptr;  // set while a backend is assigned (and counted active)
   TriedBackends tried;
+  // Counted against its source in the listener's SourceTracker (released when the flow ends).
+  bool sourceCounted = false;
 
   int64_t startMs = 0;       // monotonic
   // Precise monotonic microseconds (monotonicUs) for the backend's latency histograms: when the

@@ -10,6 +10,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <optional>
 #include <vector>
 
 #include "connect_tally.h"
@@ -55,7 +57,11 @@ class TcpProxy {
   void expireConnects();
   // Clients still without a whole PROXY protocol header at the header timeout are refused (tick).
   void expireHeaders();
-  // Established flows idle past the idle timeout close (idle sweep).
+  // Queued flows past the queue timeout close; queues with a backend that has room again (a
+  // flow ended on another worker) move on (tick).
+  void serviceQueues();
+  // Established flows idle past the idle timeout close, and per-source tables forget idle
+  // sources (idle sweep).
   void expireIdle();
   // Sends this tick's connect outcomes up as events (tick, and once more at the end).
   void flushConnectTallies();
@@ -67,9 +73,22 @@ class TcpProxy {
   size_t liveFlows() const { return flows_.live(); }
 
  private:
+  // What a connect attempt came to: started, no backend takes new flows, or every one that
+  // would is at its maxConnections.
+  enum class ConnectStart { Started, NoBackend, Full };
+
   void startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listener);
   void shedLoad(uint32_t listener);
-  bool connectNext(Flow& f);
+  // The access lists and per-source limits for `client`: the counter of the refusal, or none
+  // (the flow is then counted against its source).
+  std::optional<Counter> judgeClient(ListenerSlot& l, const SocketAddress& client);
+  void refuseFlow(Flow& f, Counter reason);
+  ConnectStart connectNext(Flow& f);
+  // connectNext, then whatever its outcome calls for: close (no backend) or queue (all full).
+  void connectOrQueue(Flow& f);
+  void queueFlow(Flow& f);
+  void dispatchQueued(uint32_t listener);
+  bool backendHasRoom(uint32_t listener) const;
   void onConnectFailed(Flow& f, bool timedOut);
   void onConnected(Flow& f);
   void onFlowEvent(Flow& f, bool backendSide, uint32_t events);
@@ -100,6 +119,10 @@ class TcpProxy {
 
   FlowDeadlineList connecting_;      // backend connects in progress
   FlowDeadlineList awaitingHeader_;  // clients yet to send their PROXY protocol header
+  // Per listener slot, flows waiting for a backend with room, oldest first. A deque: growing it
+  // keeps the lists where they are, and flows point at theirs.
+  std::deque<FlowDeadlineList> queues_;
+  bool dispatching_ = false;  // dispatchQueued is running (closing a flow there must not recurse)
   std::vector<uint32_t> yielded_;
 
   ConnectTallies tallies_;

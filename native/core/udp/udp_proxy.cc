@@ -204,7 +204,12 @@ void UdpProxy::onClientDatagram(uint32_t slot, int i) {
   UdpSession* s = sessions_.find(key);
   if (s && forwardUp(*s, data, length)) return;
   // No session yet, or its backend just refused (the session ended): a new one, on a backend
-  // that did not refuse.
+  // that did not refuse. The access lists judge only new sessions: a datagram of a session
+  // opened before a reload changed them is still forwarded until the session ends.
+  if (!listeners_[slot].policy.admits(client)) {
+    listeners_[slot].countersOf(index_).add(Counter::denied, 1);
+    return;
+  }
   s = openSession(slot, key, client, local);
   if (s) forwardUp(*s, data, length);
 }
