@@ -460,3 +460,50 @@ t.test('active UDP checks: pass, wrong answer, no answer, refused; a failing bac
   await t.rejects(startBalancer({ listen: '127.0.0.1:0/udp', backends: [pong.address], health: { type: 'tcp' } }), { code: 'LB4_INVALID_OPTION', field: 'health.type' });
   await t.rejects(startBalancer({ listen: '127.0.0.1:0', backends: [pong.address], health: { type: 'udp', send: 'x' } }), { code: 'LB4_INVALID_OPTION', field: 'health.type' });
 });
+
+t.test("with --udp-responses a client's next request reuses its own upstream socket, never another client's", async (t) => {
+  // The backend answers at once, and requests named late* once more 150 ms later; slow* only
+  // after 300 ms. It records the source port each request came from.
+  const portsOf = new Map<string, number>();
+  const server = createSocket('udp4');
+  server.on('message', (msg, from) => {
+    const text = String(msg);
+    portsOf.set(text, from.port);
+    setTimeout(() => server.send(`first:${text}`, from.port, from.address), text.startsWith('slow') ? 300 : 0);
+    if (text.startsWith('late')) setTimeout(() => server.send(`late:${text}`, from.port, from.address), 150);
+  });
+  await new Promise<void>((r) => server.bind(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const lb = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [`127.0.0.1:${server.address().port}`], workers: 1, udpResponses: 1, accessLog: true });
+  closeAtEnd(t, lb);
+  const records: Array<{ protocol: string; reason: string }> = [];
+  lb.on('flow', (r) => records.push(r));
+  const port = lb.address().port;
+  const one = await UdpClient.open();
+  const two = await UdpClient.open();
+  t.teardown(() => Promise.all([one.close(), two.close()]));
+  // one's late answer arrives while its socket is warm and two waits for a slow answer.
+  t.equal(String(await one.ask('late-1', port)), 'first:late-1');
+  t.equal(String(await two.ask('slow-2', port)), 'first:slow-2', 'two gets its own answer');
+  t.equal(String(await one.ask('quick-1', port)), 'first:quick-1');
+  t.equal(String(await two.ask('quick-2', port)), 'first:quick-2');
+  t.equal(portsOf.get('quick-1'), portsOf.get('late-1'), "one's next request left from its own warm socket");
+  t.equal(portsOf.get('quick-2'), portsOf.get('slow-2'), "and two's from its own");
+  t.not(portsOf.get('quick-1'), portsOf.get('quick-2'), 'the two clients never share an upstream socket');
+  // A late answer arriving while the same client's next session waits goes to that client, the
+  // one that asked, as it would if its session had stayed open; never to the other client.
+  await one.send('late-3', port);
+  t.equal(String((await one.next()).msg), 'first:late-3');
+  await one.send('slow-3', port);
+  t.equal(String((await one.next()).msg), 'late:late-3', 'the late answer reaches the client that asked');
+  await t.rejects(two.next(500, 'nothing for two'), /nothing for two/, 'the other client gets nothing it did not ask for');
+  await t.rejects(one.next(200, 'nothing more'), /nothing more/, 'the answer past the expected one is dropped');
+  await until(() => lb.stats().listeners[0].counters.sessions_active === 0, 5000, 'every session to end');
+  const c = lb.stats().listeners[0].counters;
+  t.equal(c.sessions_total, 6, 'a session per request, warm socket or not');
+  t.equal(c.datagrams_to_backend, 6);
+  t.equal(c.datagrams_to_client, 6, 'exactly the answers the clients got');
+  t.equal(c.dropped_late, 2, "late-1's answer on the warm socket and slow-3's past its due");
+  await until(() => records.length === 6, 5000, 'an access log line per ended session');
+  t.ok(records.every((r) => r.protocol === 'udp' && r.reason === 'responses'), 'each ended by its response');
+});

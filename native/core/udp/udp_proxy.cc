@@ -88,6 +88,10 @@ size_t replyControl(const LocalAddress& local, char* buffer) {
   return CMSG_SPACE(sizeof(pi));
 }
 
+bool sameAddress(const SocketAddress& a, const SocketAddress& b) {
+  return a.length() == b.length() && std::memcmp(a.get(), b.get(), a.length()) == 0;
+}
+
 int socketError(int fd) {
   int err = 0;
   socklen_t len = sizeof(err);
@@ -274,6 +278,14 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
     hinted = nullptr;
     if (!b) break;
     tried.add(b->key);
+    if (UdpSession* s = openWarm(*b, key)) {
+      s->client = client;
+      s->local = local;
+      s->backendCounters = b->counters;
+      sessions_.linkBackend(*s);
+      countOpened(*s, *b, fromHint);
+      return s;
+    }
     UniqueFd fd(socket(b->address.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) {
       // Out of descriptors or socket memory: another backend would not help.
@@ -308,20 +320,57 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
     s.backendAddress = b->address;
     s.backendCounters = b->counters;
     sessions_.linkBackend(s);
-    CounterBlock& bc = b->counters->worker(index_);
-    lc.add(Counter::sessions_total, 1);
-    lc.add(Counter::sessions_active, 1);
-    bc.add(Counter::sessions_total, 1);
-    bc.add(Counter::sessions_active, 1);
-    if (fromHint) lc.add(Counter::sessions_replicated, 1);
-    if (replicates()) {
-      s.reportedMs = now();
-      replication_.report(s, true);
-    }
+    countOpened(s, *b, fromHint);
     return &s;
   }
   lc.add(Counter::dropped_no_backend, 1);
   return nullptr;
+}
+
+void UdpProxy::countOpened(UdpSession& s, const BackendEntry& b, bool fromHint) {
+  CounterBlock& lc = listenerCounters(s.listener);
+  CounterBlock& bc = b.counters->worker(index_);
+  lc.add(Counter::sessions_total, 1);
+  lc.add(Counter::sessions_active, 1);
+  bc.add(Counter::sessions_total, 1);
+  bc.add(Counter::sessions_active, 1);
+  if (fromHint) lc.add(Counter::sessions_replicated, 1);
+  if (replicates()) {
+    s.reportedMs = now();
+    replication_.report(s, true);
+  }
+}
+
+UdpSession* UdpProxy::openWarm(const BackendEntry& b, const SessionKey& key) {
+  UdpSession* w = sessions_.warm(key);
+  if (!w) return nullptr;
+  // Only this client's own socket, and only to the backend its new session picked (a reload may
+  // also have given the backend's key a new address): otherwise the socket goes.
+  if (w->backendKey != b.key || !sameAddress(w->backendAddress, b.address) || !drainWarm(*w)) {
+    sessions_.closeWarm(*w);
+    return nullptr;
+  }
+  return &sessions_.reopen(*w, now());
+}
+
+bool UdpProxy::drainWarm(UdpSession& w) {
+  // Whatever the backend sent after the last response the ended session expected is still
+  // queued here. It belongs to that session, whose client is the one asking again, but the new
+  // request's responses are counted from now, so it is read and dropped (counted) rather than
+  // taken for the new answer. A one-byte buffer with MSG_TRUNC reads a whole datagram of any size
+  // (the rest is discarded) without touching the batch buffers, which may hold datagrams not yet
+  // forwarded. An error is the ICMP refusal of an earlier datagram: the socket is not worth keeping.
+  char byte;
+  for (;;) {
+    ssize_t r = recv(w.upstream.get(), &byte, 1, MSG_DONTWAIT | MSG_TRUNC);
+    if (r >= 0) {
+      if (w.backendCounters) w.backendCounters->worker(index_).add(Counter::dropped_late, 1);
+      listenerCounters(w.listener).add(Counter::dropped_late, 1);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK;
+  }
 }
 
 bool UdpProxy::forwardUp(UdpSession& s, const char* data, size_t length) {
@@ -362,6 +411,11 @@ void UdpProxy::onUpstreamEvent(uint64_t sessionSlot, uint32_t events) {
   if (sessionSlot > UINT32_MAX) return;
   UdpSession* s = sessions_.at(static_cast<uint32_t>(sessionSlot));
   if (!s) return;
+  if (s->state == SessionState::Warm) {
+    // A datagram (or an error) for a warm socket: its session ended and nobody waits for it.
+    if (!drainWarm(*s)) sessions_.closeWarm(*s);
+    return;
+  }
   if (s->state != SessionState::Active) return;  // closed earlier in this pass
   if (events & EPOLLERR) {
     // A pending socket error is an ICMP error the kernel matched to this connected socket:
@@ -534,17 +588,18 @@ void UdpProxy::closeSession(UdpSession& s, CloseReason reason) {
   logClosedSession(s);
   // A session that never got a backend was never reported as opened.
   if (s.backendCounters && replicates()) replication_.report(s, false);
-  // Every session closes its own upstream socket. Keeping it warm for the next session to the
-  // same backend (SessionTable::retire's second argument) saved four syscalls per DNS query, but
-  // an answer the backend sent late, after the socket went to the next client, reached that
-  // client as its answer (a review reproduced it 4 times of 4): a reply must only ever reach the
-  // client whose session owns the socket, so the warm path stays off until a reused socket can
-  // tell a late answer from a new one.
-  sessions_.retire(s, false);
+  // A session whose every expected response came back keeps its upstream socket warm for its
+  // own client's next request (SessionTable, "Warm sockets, per client"): four syscalls fewer
+  // per DNS query. Only for that same client key, never for another client: a late answer on the
+  // socket can then only reach the client that asked (a socket handed to the next client
+  // delivered the previous client's late answer to it).
+  sessions_.retire(s, reason == CloseReason::Responses);
 }
 
 void UdpProxy::expireIdle() {
   const int64_t t = now();
+  // A warm socket is kept at most the idle timeout after its session's last datagram.
+  sessions_.expireWarm(t - options_.udpIdleTimeoutMs);
   for (uint32_t slot = 0; slot < listeners_.size(); ++slot) {
     // Least recently active first: the walk stops at the first session still in use.
     while (UdpSession* s = sessions_.oldest(slot)) {
@@ -556,6 +611,16 @@ void UdpProxy::expireIdle() {
 
 void UdpProxy::onTableChanged(uint32_t slot) {
   const BackendTable* table = listeners_[slot].table.get();
+  // Warm sockets serve new sessions only, which only an up backend takes.
+  sessions_.forEachWarm([&](UdpSession& w) {
+    if (w.listener != slot) return;
+    const BackendEntry* entry = nullptr;
+    if (table) {
+      for (const BackendEntry& b : table->backends)
+        if (b.key == w.backendKey) entry = &b;
+    }
+    if (!entry || entry->state != BackendState::Up || !sameAddress(entry->address, w.backendAddress)) sessions_.closeWarm(w);
+  });
   for (uint32_t key : sessions_.backendKeys()) {
     const BackendEntry* entry = nullptr;
     if (table) {
@@ -580,11 +645,19 @@ uint64_t UdpProxy::closeSessions(const FlowFilter& filter, CloseReason reason) {
     closeSession(s, reason);
     ++closed;
   });
+  // And the warm sockets they leave (or had left): no session of theirs is to come.
+  sessions_.forEachWarm([&](UdpSession& w) {
+    if (filter.listener >= 0 && w.listener != static_cast<uint32_t>(filter.listener)) return;
+    if (filter.backendKey >= 0 && w.backendKey != static_cast<uint32_t>(filter.backendKey)) return;
+    sessions_.closeWarm(w);
+  });
+  sessions_.dropPendingWarm(filter.listener, filter.backendKey);
   return closed;
 }
 
 void UdpProxy::closeAll(CloseReason reason) {
   sessions_.forEach([&](UdpSession& s) { closeSession(s, reason); });
+  sessions_.closeAllWarm();
 }
 
 void UdpProxy::snapshot(const FlowFilter& filter, std::vector<FlowInfo>& out) {

@@ -67,6 +67,11 @@ class UdpProxy {
   void onClientDatagram(uint32_t slot, int i);
   UdpSession* openSession(uint32_t slot, const SessionKey& key, const SocketAddress& client, const LocalAddress& local);
   bool makeRoom(uint32_t slot);
+  void countOpened(UdpSession& s, const BackendEntry& b, bool fromHint);
+  // The client's warm socket as its new session, when it is connected to `b`; null otherwise.
+  UdpSession* openWarm(const BackendEntry& b, const SessionKey& key);
+  // Reads and drops what a warm socket holds; false when the socket has failed.
+  bool drainWarm(UdpSession& w);
   // Returns false when the session ended (refused) and the datagram was not sent.
   bool forwardUp(UdpSession& s, const char* data, size_t length);
   void readUpstream(UdpSession& s);
