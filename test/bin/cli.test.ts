@@ -164,6 +164,9 @@ t.test('--help lists the commands and every flag', async (t) => {
   const flags = ['--listen', '--backend', '--log-level', '--log-format', ...Object.values(tunables).map((spec) => spec.flag.split(' ')[0])];
   for (const flag of flags) t.match(start.stdout, flag, `start --help shows ${flag}`);
   t.match(start.stdout, /default: 10s/, 'tunable defaults come from the library table');
+  t.notMatch(start.stdout, /accept TCP clients/, 'the description is not TCP only');
+  t.match(start.stdout, /UDP sessions/, 'it names UDP');
+  t.match(start.stdout.replace(/\s+/g, ' '), /udp,send=TEXT/, 'the udp check syntax is shown');
 
   const demo = await runCli(['demo', '--help']);
   t.equal(demo.exit.code, 0);

@@ -125,3 +125,15 @@ t.test("the table's ranges lie within the addon's limits", async (t) => {
     for (const v of values) t.ok(v >= limit.min && v <= limit.max, `${name}: ${v} within ${spec.native} [${limit.min}, ${limit.max}]`);
   }
 });
+
+t.test('an out-of-range number is echoed as it was typed, not rounded', async (t) => {
+  const long = '12345678901234567890123';
+  for (const [field, raw, shown] of [
+    ['udpResponses', long, long],
+    ['udpMaxSessions', ` ${long} `, long],
+    ['udpIdleTimeout', `${long}s`, `${long}s`],
+    ['udpMaxDatagram', 70000, '70000'],
+  ] as const) {
+    await t.rejects(async () => validateOptions({ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9'], [field]: raw }), { code: 'LB4_INVALID_OPTION', field, message: new RegExp(`got ${shown}$`) }, `${field}: ${shown}`);
+  }
+});
