@@ -64,6 +64,8 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   proxy_header_malformed: { name: 'proxy_headers_rejected_total', label: ['reason', 'malformed'], scopes: ['listener'] },
   proxy_header_oversized: { name: 'proxy_headers_rejected_total', label: ['reason', 'oversized'], scopes: ['listener'] },
   proxy_header_timeouts: { name: 'proxy_headers_rejected_total', label: ['reason', 'timeout'], scopes: ['listener'] },
+  // Dropped by the kernel before lb4 read them: the listener socket's receive queue was full.
+  dropped_overflow: { name: 'dropped_datagrams_total', label: ['reason', 'socket_overflow'], scopes: ['listener'] },
 };
 
 /** Upper bounds (seconds) of the health check duration histogram's buckets. */

@@ -259,7 +259,7 @@ export const counterNames = [
   'accept_shed', 'accept_errors', 'connect_no_descriptors', 'datagrams_to_backend', 'datagrams_to_client',
   'sessions_active', 'sessions_total', 'sessions_evicted', 'sessions_expired', 'dropped_no_backend', 'dropped_truncated',
   'dropped_send_error', 'dropped_cap', 'dropped_late', 'sessions_replicated', 'proxy_headers_accepted', 'proxy_header_untrusted',
-  'proxy_header_malformed', 'proxy_header_oversized', 'proxy_header_timeouts',
+  'proxy_header_malformed', 'proxy_header_oversized', 'proxy_header_timeouts', 'dropped_overflow',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 

@@ -52,7 +52,8 @@ namespace lb4 {
   X(proxy_header_untrusted, "counter", "Clients refused for connecting from outside the networks trusted to send PROXY protocol headers") \
   X(proxy_header_malformed, "counter", "Clients refused for a malformed or missing PROXY protocol header") \
   X(proxy_header_oversized, "counter", "Clients refused for a PROXY protocol header longer than the limit") \
-  X(proxy_header_timeouts, "counter", "Clients refused for not sending a whole PROXY protocol header within the header timeout")
+  X(proxy_header_timeouts, "counter", "Clients refused for not sending a whole PROXY protocol header within the header timeout") \
+  X(dropped_overflow, "counter", "UDP datagrams the kernel dropped because the listener socket's receive queue was full")
 
 enum class Counter : uint32_t {
 #define LB4_COUNTER_ENUM(name, kind, help) name,

@@ -31,6 +31,9 @@ struct ListenerSlot {
   std::shared_ptr<const BackendTable> table;
   std::unique_ptr<Picker> picker;
   int64_t drainDeadlineMs = 0;  // 0: none; else the slot's flows are closed then
+  // UDP: the socket's receive-queue drop count as the last datagram read reported it
+  // (SO_RXQ_OVFL); slots are never reused, so it starts at 0 with the socket.
+  uint32_t socketDrops = 0;
 
   CounterBlock& countersOf(uint32_t workerIndex) { return counters->worker(workerIndex); }
 

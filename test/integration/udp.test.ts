@@ -507,3 +507,39 @@ t.test("with --udp-responses a client's next request reuses its own upstream soc
   await until(() => records.length === 6, 5000, 'an access log line per ended session');
   t.ok(records.every((r) => r.protocol === 'udp' && r.reason === 'responses'), 'each ended by its response');
 });
+
+t.test("datagrams the kernel drops on the listener's full socket are counted", async (t) => {
+  const { startChildBalancer } = await import('../helpers/child-balancer.js');
+  const { readFileSync } = await import('node:fs');
+  const backend = await udpBackend(namedEcho('a'));
+  t.teardown(() => backend.close());
+  // In a process of its own, so that it can be stopped while datagrams pile up on its socket.
+  const lb = await startChildBalancer({ listen: '127.0.0.1:0/udp', backends: [backend.address], workers: 1 });
+  t.teardown(() => lb.kill());
+  const client = await UdpClient.open();
+  t.teardown(() => client.close());
+  t.equal(String(await client.ask('before', lb.port)), 'a:before');
+  // The kernel's own drop count for the listener socket: the last column of /proc/net/udp.
+  const kernelDrops = () => {
+    const local = `0100007F:${lb.port.toString(16).toUpperCase().padStart(4, '0')}`;
+    const rows = readFileSync('/proc/net/udp', 'utf8').split('\n').filter((l) => l.trim().split(/\s+/)[1] === local);
+    return rows.reduce((sum, l) => sum + Number(l.trim().split(/\s+/).at(-1)), 0);
+  };
+  t.equal(kernelDrops(), 0);
+  lb.child.kill('SIGSTOP');
+  t.teardown(() => lb.child.kill('SIGCONT'));
+  const payload = Buffer.alloc(1200, 'x');
+  for (let i = 0; i < 3000; i++) await client.send(payload, lb.port);
+  const dropped = kernelDrops();
+  t.ok(dropped > 0, `the stopped balancer's socket overflowed (${dropped} dropped)`);
+  lb.child.kill('SIGCONT');
+  // A datagram read after the drops carries the count.
+  await until(async () => {
+    await client.send('after', lb.port);
+    return client.received.some((r) => String(r.msg) === 'a:after');
+  }, 10_000, 'the balancer to answer again');
+  lb.send('stats');
+  const { stats } = (await lb.next()) as { stats: Record<string, number> };
+  t.equal(stats.dropped_overflow, kernelDrops(), 'counted exactly as the kernel counted them');
+  t.equal(stats.dropped_overflow, dropped, 'and none since the balancer read again');
+});

@@ -24,8 +24,9 @@ namespace {
 constexpr int kBatchSize = 16;
 constexpr int kBatchesPerPass = 4;
 // Room for one IP_PKTINFO and one IPV6_PKTINFO control message (a dual-stack socket with both
-// options on gets both for an IPv4 datagram).
-constexpr size_t kControlSpace = CMSG_SPACE(sizeof(in_pktinfo)) + CMSG_SPACE(sizeof(in6_pktinfo)) + 16;
+// options on gets both for an IPv4 datagram), and the SO_RXQ_OVFL drop count.
+constexpr size_t kControlSpace =
+    CMSG_SPACE(sizeof(in_pktinfo)) + CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(uint32_t)) + 16;
 
 bool isShortage(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
@@ -86,6 +87,18 @@ size_t replyControl(const LocalAddress& local, char* buffer) {
   c->cmsg_len = CMSG_LEN(sizeof(pi));
   std::memcpy(CMSG_DATA(c), &pi, sizeof(pi));
   return CMSG_SPACE(sizeof(pi));
+}
+
+// The socket's drop count carried by a datagram (SO_RXQ_OVFL); false when it has none (the
+// kernel leaves the message out while the count is 0).
+bool dropCountOf(msghdr& h, uint32_t& out) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+      std::memcpy(&out, CMSG_DATA(c), sizeof(out));
+      return true;
+    }
+  }
+  return false;
 }
 
 bool sameAddress(const SocketAddress& a, const SocketAddress& b) {
@@ -181,12 +194,25 @@ void UdpProxy::readListener(uint32_t slot) {
       events_.push(e);
       return;
     }
+    countSocketDrops(slot, n);
     for (int i = 0; i < n; ++i) {
       onClientDatagram(slot, i);
       if (!listeners_[slot].socket) return;  // cannot happen today; guards a future close-on-error
     }
     if (n < kBatchSize) return;
   }
+}
+
+void UdpProxy::countSocketDrops(uint32_t slot, int n) {
+  // The count is the socket's running total when the datagram was queued, so the batch's last
+  // datagram has the newest; the difference from the last one seen is what the kernel dropped
+  // since. Unsigned arithmetic carries the difference across the counter's wrap.
+  uint32_t drops = 0;
+  if (n <= 0 || !dropCountOf(batch_->in[n - 1].msg_hdr, drops)) return;
+  ListenerSlot& l = listeners_[slot];
+  const uint32_t delta = drops - l.socketDrops;
+  l.socketDrops = drops;
+  if (delta != 0) l.countersOf(index_).add(Counter::dropped_overflow, delta);
 }
 
 void UdpProxy::onClientDatagram(uint32_t slot, int i) {

@@ -65,6 +65,8 @@ class UdpProxy {
   struct Batch;
   void ensureBatch();
   void onClientDatagram(uint32_t slot, int i);
+  // Counts the datagrams the kernel dropped on the listener's full socket since the last batch.
+  void countSocketDrops(uint32_t slot, int n);
   UdpSession* openSession(uint32_t slot, const SessionKey& key, const SocketAddress& client, const LocalAddress& local);
   bool makeRoom(uint32_t slot);
   void countOpened(UdpSession& s, const BackendEntry& b, bool fromHint);
