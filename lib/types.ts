@@ -360,7 +360,7 @@ export interface BalancerEvents {
   /** Connects to a backend failed (refused or timed out), summed over a short interval. */
   'backend-connect-failures': [info: { listener: string; backend: string; failures: number; timeouts: number; successes: number }];
   /** A backend's health changed (active checks or passive connect failures). */
-  'backend-health': [info: { listener: string; backend: string; health: 'up' | 'down'; reason: string }];
+  'backend-health': [info: { listener: string; backend: string; health: 'up' | 'down' | 'unchecked'; reason: string }];
   /** One active health check finished. */
   'health-check': [info: { listener: string; backend: string; ok: boolean; durationMs: number; reason: string }];
   /** A flow closed (only with the access log on, and only the sampled ones). */

@@ -152,7 +152,11 @@ export const optionTable = {
   },
   passiveFailures: {
     flag: '--passive-failures <n>', field: 'passiveFailures', config: 'passiveFailures', kind: 'integer', default: 3, min: 0, max: 1000,
-    reload: 'live', help: 'consecutive connect failures that mark a checked backend down (0: off)',
+    reload: 'live', help: 'consecutive connect failures that mark a checked backend down, or refusals that mark an unchecked UDP backend down (0: off)',
+  },
+  passiveRetry: {
+    flag: '--passive-retry <duration>', field: 'passiveRetry', config: 'passiveRetryMs', kind: 'duration', default: '5s', min: 1, max: 86_400_000,
+    reload: 'live', help: 'how long passive health keeps an unchecked UDP backend down before trying it again',
   },
   udpIdleTimeout: {
     flag: '--udp-idle-timeout <duration>', field: 'udpIdleTimeout', config: 'udpIdleTimeoutMs', kind: 'duration', default: '30s', min: 1, max: 86_400_000,

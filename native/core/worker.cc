@@ -73,6 +73,10 @@ void Worker::run() {
     int timeout = hasYielded() ? 0 : static_cast<int>(std::max<int64_t>(0, nextTickMs_ - clock_.now()));
     int n = loop_.wait(timeout);
     clock_.update();
+    // Listeners last: every socket that was readable when the wait returned has been read before
+    // any new client datagram is. A UDP client's warm upstream socket (udp_proxy.h) has then had
+    // whatever its backend sent late read and dropped before the client's next datagram reuses
+    // it, without a read per reuse to make sure.
     for (int i = 0; i < n; ++i) {
       const epoll_event& ev = loop_.event(i);
       const uint64_t index = tagIndex(ev.data.u64);
@@ -81,8 +85,7 @@ void Worker::run() {
           runCommands();
           break;
         case TagKind::Listener:
-          onListenerReadable(static_cast<uint32_t>(index));
-          break;
+          break;  // in the loop below
         case TagKind::TcpClient:
         case TagKind::TcpBackend:
           tcp_.onFlowEvent(index, tagKind(ev.data.u64) == TagKind::TcpBackend, ev.events);
@@ -91,6 +94,10 @@ void Worker::run() {
           udp_.onUpstreamEvent(index, ev.events);
           break;
       }
+    }
+    for (int i = 0; i < n; ++i) {
+      const epoll_event& ev = loop_.event(i);
+      if (tagKind(ev.data.u64) == TagKind::Listener) onListenerReadable(static_cast<uint32_t>(tagIndex(ev.data.u64)));
     }
     tcp_.runYielded();
     tcp_.releaseClosed();

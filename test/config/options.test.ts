@@ -65,7 +65,7 @@ t.test('every table entry is consistent', async (t) => {
 t.test('the public tunables are the table view they always were', async (t) => {
   t.same(Object.keys(tunables), [
     'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
-    'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
+    'passiveRetry', 'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
   ]);
   t.same(tunables.hashKey.choices, ['address', 'address-port']);
   t.equal(tunables.hashKey.default, 'address');
@@ -91,7 +91,7 @@ t.test('validation knows exactly the top-level options of the table', async (t) 
 t.test("a reload reports a change as needing a restart exactly when the table says so", async (t) => {
   const base = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'] });
   t.same(restartOnlySettings, ['hashKey', 'proxyHeaderTimeoutMs', 'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
-  t.same(liveSettings, ['forward', 'snat', 'drainTimeoutMs', 'slowStartMs', 'passiveFailures']);
+  t.same(liveSettings, ['forward', 'snat', 'drainTimeoutMs', 'slowStartMs', 'passiveFailures', 'passiveRetryMs']);
   for (const key of [...restartOnlySettings, ...liveSettings]) {
     const changed = { ...base, [key]: (base as unknown as Record<string, number>)[key] + 1 } as BalancerConfig;
     const plan = planReload(base, changed);

@@ -372,7 +372,10 @@ UdpSession* UdpProxy::openWarm(const BackendEntry& b, const SessionKey& key) {
   if (!w) return nullptr;
   // Only this client's own socket, and only to the backend its new session picked (a reload may
   // also have given the backend's key a new address): otherwise the socket goes.
-  if (w->backendKey != b.key || !sameAddress(w->backendAddress, b.address) || !drainWarm(*w)) {
+  // Whatever the backend sent late before this pass's wait was read and dropped already (the
+  // worker reads upstream sockets before listeners); a datagram arriving since can only be for
+  // this same client, which gets it as it would had its session stayed open.
+  if (w->backendKey != b.key || !sameAddress(w->backendAddress, b.address)) {
     sessions_.closeWarm(*w);
     return nullptr;
   }
@@ -380,10 +383,8 @@ UdpSession* UdpProxy::openWarm(const BackendEntry& b, const SessionKey& key) {
 }
 
 bool UdpProxy::drainWarm(UdpSession& w) {
-  // Whatever the backend sent after the last response the ended session expected is still
-  // queued here. It belongs to that session, whose client is the one asking again, but the new
-  // request's responses are counted from now, so it is read and dropped (counted) rather than
-  // taken for the new answer. A one-byte buffer with MSG_TRUNC reads a whole datagram of any size
+  // Whatever the backend sent after the last response the ended session expected belongs to no
+  // request, so it is read and dropped (counted). A one-byte buffer with MSG_TRUNC reads a whole datagram of any size
   // (the rest is discarded) without touching the batch buffers, which may hold datagrams not yet
   // forwarded. An error is the ICMP refusal of an earlier datagram: the socket is not worth keeping.
   char byte;
