@@ -181,16 +181,23 @@ void Worker::apply(command::AddListener& c) {
 void Worker::apply(command::RemoveListener& c) {
   if (c.slot >= listeners_.size()) return;
   ListenerSlot& l = listeners_[c.slot];
-  l.socket.reset();
-  l.paused = false;
-  // UDP sessions answer through the listener socket, just closed: they end now.
+  // Its flows run on until they end or the drain deadline; the tick closes what is left then.
+  l.drainDeadlineMs = clock_.now() + std::max<int64_t>(0, c.drainMs);
   if (l.protocol == Protocol::Udp) {
     FlowFilter filter;
     filter.listener = c.slot;
+    // UDP sessions answer through the listener socket: while there are sessions to drain it
+    // stays open (and keeps its place in the reuseport group, so the port stays taken until the
+    // drain ends), read only for their datagrams. No session will start: warm sockets go now.
+    if (c.drainMs > 0 && udp_.liveOn(c.slot) > 0 && l.socket) {
+      l.udpDraining = true;
+      udp_.closeWarm(filter);
+      return;
+    }
     udp_.closeSessions(filter, CloseReason::Drained);
   }
-  // Its flows run on until they end or the drain deadline; the tick closes what is left then.
-  l.drainDeadlineMs = clock_.now() + std::max<int64_t>(0, c.drainMs);
+  l.socket.reset();
+  l.paused = false;
 }
 
 void Worker::apply(command::CloseFlows& c) {
@@ -202,6 +209,13 @@ void Worker::apply(command::ReportSessions&) { udp_.reportAll(); }
 
 void Worker::apply(command::SetListenerProxy& c) {
   if (c.slot < listeners_.size()) listeners_[c.slot].proxy = std::move(c.proxy);
+}
+
+void Worker::endUdpDrain(ListenerSlot& l) {
+  if (!l.udpDraining) return;
+  l.udpDraining = false;
+  l.socket.reset();
+  l.paused = false;
 }
 
 void Worker::closeListeners() {
@@ -251,6 +265,12 @@ void Worker::onTick() {
     filter.listener = slot;
     tcp_.closeFlows(filter, CloseReason::Drained);
     udp_.closeSessions(filter, CloseReason::Drained);
+    endUdpDrain(l);
+  }
+  // A draining UDP listener whose sessions all ended (idle, answered) lets its socket go.
+  for (uint32_t slot = 0; slot < listeners_.size(); ++slot) {
+    ListenerSlot& l = listeners_[slot];
+    if (l.udpDraining && udp_.liveOn(slot) == 0) endUdpDrain(l);
   }
   for (uint32_t slot = 0; slot < listeners_.size(); ++slot) {
     ListenerSlot& l = listeners_[slot];

@@ -338,6 +338,7 @@ t.test('reload adds and removes UDP listeners', async (t) => {
       { name: 'new', listen: '127.0.0.1:0/udp', backends: [b.address] },
     ],
     workers: 2,
+    drainTimeout: 0,
   });
   t.same(summary.listenersAdded, ['new']);
   t.same(summary.listenersRemoved, ['drop']);
@@ -345,7 +346,42 @@ t.test('reload adds and removes UDP listeners', async (t) => {
   t.equal(String(await client.ask('4', port('new'))), 'b:4', 'the new listener serves');
   await client.send('5', dropPort);
   await t.rejects(client.next(300, 'no answer'), /no answer/, 'the removed listener answers no more');
-  t.same((await lb.connections()).map((s) => s.listener).sort(), ['keep', 'new'], "the removed listener's sessions ended");
+  t.same((await lb.connections()).map((s) => s.listener).sort(), ['keep', 'new'], "with no drain time the removed listener's sessions ended at once");
+});
+
+t.test("a removed UDP listener drains: its sessions flow until idle, it takes no new client, then its port is free", async (t) => {
+  const a = await udpBackend(namedEcho('a'));
+  t.teardown(() => a.close());
+  const options = (listeners: object[]) => ({ listeners, workers: 1, udpIdleTimeout: '1500ms', drainTimeout: '20s', accessLog: true });
+  const lb = await startBalancer(options([{ name: 'keep', listen: '127.0.0.1:0/udp', backends: [a.address] }, { name: 'drop', listen: '127.0.0.1:0/udp', backends: [a.address] }]));
+  closeAtEnd(t, lb);
+  const records: Array<{ listener: string; protocol: string; reason: string; datagramsToBackend?: number }> = [];
+  lb.on('flow', (r) => records.push(r));
+  const keepPort = lb.addresses().find((l) => l.name === 'keep')!.port;
+  const dropPort = lb.addresses().find((l) => l.name === 'drop')!.port;
+  const old = await UdpClient.open();
+  const late = await UdpClient.open();
+  t.teardown(() => Promise.all([old.close(), late.close()]));
+  t.equal(String(await old.ask('1', dropPort)), 'a:1');
+  await lb.reload(options([{ name: 'keep', listen: `127.0.0.1:${keepPort}/udp`, backends: [a.address] }]));
+  t.equal(String(await old.ask('2', dropPort)), 'a:2', 'the open session still flows after the reload');
+  t.match(await lb.connections(), [{ protocol: 'udp', datagramsToBackend: 2, datagramsToClient: 2 }], 'and is still listed');
+  await late.send('new client', dropPort);
+  await t.rejects(late.next(300, 'no answer'), /no answer/, 'a new client gets no session on the removed listener');
+  t.equal(String(await old.ask('3', dropPort)), 'a:3', 'the draining session is still served');
+  // The session ends at the idle timeout, not at once, and then the socket closes: the port is free.
+  await until(() => records.length === 1, 10_000, 'the drained session to end');
+  t.match(records[0], { protocol: 'udp', reason: 'idle-timeout', datagramsToBackend: 3 }, 'it ended idle, one access log line');
+  await until(async () => {
+    const probe = createSocket('udp4');
+    const bound = await new Promise<boolean>((r) => {
+      probe.once('error', () => r(false));
+      probe.bind(dropPort, '127.0.0.1', () => r(true));
+    });
+    await new Promise<void>((r) => probe.close(() => r()));
+    return bound;
+  }, 5000, "the removed listener's port to be free");
+  t.same(await lb.connections(), []);
 });
 
 t.test('Maglev over UDP: a client address keeps its backend across ports and balancers', async (t) => {

@@ -233,6 +233,12 @@ void UdpProxy::onClientDatagram(uint32_t slot, int i) {
 
   UdpSession* s = sessions_.find(key);
   if (s && forwardUp(*s, data, length)) return;
+  // A removed listener draining its sessions starts none: as for a listener with no backend
+  // left, the datagram is dropped and counted.
+  if (listeners_[slot].udpDraining) {
+    lc.add(Counter::dropped_no_backend, 1);
+    return;
+  }
   // No session yet, or its backend just refused (the session ended): a new one, on a backend
   // that did not refuse.
   s = openSession(slot, key, client, local);
@@ -620,7 +626,8 @@ void UdpProxy::closeSession(UdpSession& s, CloseReason reason) {
   // per DNS query. Only for that same client key, never for another client: a late answer on the
   // socket can then only reach the client that asked (a socket handed to the next client
   // delivered the previous client's late answer to it).
-  sessions_.retire(s, reason == CloseReason::Responses);
+  // A draining listener starts no session that could reuse the socket.
+  sessions_.retire(s, reason == CloseReason::Responses && !listeners_[s.listener].udpDraining);
 }
 
 void UdpProxy::expireIdle() {
@@ -637,6 +644,9 @@ void UdpProxy::expireIdle() {
 }
 
 void UdpProxy::onTableChanged(uint32_t slot) {
+  // A removed listener's table empties, but its sessions drain on their backends until they end
+  // or the drain deadline, as a removed TCP listener's flows do.
+  if (listeners_[slot].udpDraining) return;
   const BackendTable* table = listeners_[slot].table.get();
   // Warm sockets serve new sessions only, which only an up backend takes.
   sessions_.forEachWarm([&](UdpSession& w) {
@@ -673,13 +683,17 @@ uint64_t UdpProxy::closeSessions(const FlowFilter& filter, CloseReason reason) {
     ++closed;
   });
   // And the warm sockets they leave (or had left): no session of theirs is to come.
+  closeWarm(filter);
+  return closed;
+}
+
+void UdpProxy::closeWarm(const FlowFilter& filter) {
   sessions_.forEachWarm([&](UdpSession& w) {
     if (filter.listener >= 0 && w.listener != static_cast<uint32_t>(filter.listener)) return;
     if (filter.backendKey >= 0 && w.backendKey != static_cast<uint32_t>(filter.backendKey)) return;
     sessions_.closeWarm(w);
   });
   sessions_.dropPendingWarm(filter.listener, filter.backendKey);
-  return closed;
 }
 
 void UdpProxy::closeAll(CloseReason reason) {

@@ -58,6 +58,9 @@ class UdpProxy {
   void closeAll(CloseReason reason);
   void snapshot(const FlowFilter& filter, std::vector<FlowInfo>& out);
   size_t liveSessions() const { return sessions_.live(); }
+  size_t liveOn(uint32_t slot) const { return sessions_.liveOn(slot); }
+  // Closes the warm sockets of the matching listener and backend (a removed listener's).
+  void closeWarm(const FlowFilter& filter);
   // Reports every live session for the HA peer (when replication is on).
   void reportAll();
 
