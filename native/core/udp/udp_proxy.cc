@@ -468,8 +468,15 @@ void UdpProxy::readUpstream(UdpSession& s) {
   CounterBlock& lc = listenerCounters(s.listener);
   for (int round = 0; round < kBatchesPerPass; ++round) {
     batch_->prepareIn(false);
+    // With a responses-per-request setting, no more than the answers still due: recvmmsg tries
+    // for another datagram after each one it took until it has `want`, and for a DNS session
+    // that try (one answer due, none more coming) would be wasted work on every query. Anything
+    // past them stays queued and is read, and dropped as late, on the next pass.
+    const unsigned want = options_.udpResponses > 0
+                              ? static_cast<unsigned>(std::clamp<uint64_t>(s.responsesDue, 1, kBatchSize))
+                              : static_cast<unsigned>(kBatchSize);
     // A connected socket only ever holds this backend's datagrams: no address to read.
-    int n = recvmmsg(s.upstream.get(), batch_->in, kBatchSize, MSG_DONTWAIT, nullptr);
+    int n = recvmmsg(s.upstream.get(), batch_->in, want, MSG_DONTWAIT, nullptr);
     if (n < 0) {
       const int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
@@ -524,7 +531,7 @@ void UdpProxy::readUpstream(UdpSession& s) {
         return;
       }
     }
-    if (n < kBatchSize) return;
+    if (n < static_cast<int>(want)) return;
   }
 }
 
