@@ -579,3 +579,36 @@ t.test("datagrams the kernel drops on the listener's full socket are counted", a
   t.equal(stats.dropped_overflow, kernelDrops(), 'counted exactly as the kernel counted them');
   t.equal(stats.dropped_overflow, dropped, 'and none since the balancer read again');
 });
+
+t.test('with --udp-responses and warm sockets, many clients at once each get only their own answers; every session counted and logged once', async (t) => {
+  const a = await udpBackend(namedEcho('a'));
+  const b = await udpBackend(namedEcho('b'));
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  const lb = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [a.address, b.address], workers: 2, udpResponses: 1, accessLog: true });
+  closeAtEnd(t, lb);
+  let logged = 0;
+  lb.on('flow', (r) => {
+    if (r.protocol === 'udp' && r.reason === 'responses') logged++;
+  });
+  const port = lb.address().port;
+  const clients = await Promise.all(Array.from({ length: 30 }, () => UdpClient.open()));
+  t.teardown(() => Promise.all(clients.map((c) => c.close())));
+  let wrong = 0;
+  await Promise.all(
+    clients.map(async (c, i) => {
+      for (let j = 0; j < 10; j++) {
+        const text = String(await c.ask(`client ${i} query ${j}`, port));
+        if (!new RegExp(`^[ab]:client ${i} query ${j}$`).test(text)) wrong++;
+      }
+    }),
+  );
+  t.equal(wrong, 0, 'every answer went to the client that asked, for the query it asked');
+  await until(() => lb.stats().listeners[0].counters.sessions_active === 0, 5000, 'every session to end');
+  const c = lb.stats().listeners[0].counters;
+  t.equal(c.sessions_total, 300, 'a session per query');
+  t.equal(c.datagrams_to_backend, 300);
+  t.equal(c.datagrams_to_client, 300);
+  t.equal(c.dropped_late, 0);
+  await until(() => logged === 300, 5000, 'an access log line per ended session');
+  t.equal(logged, 300);
+});
