@@ -68,20 +68,7 @@ UdpSession& SessionTable::reopen(UdpSession& w, int64_t nowMs) {
 }
 
 void SessionTable::closeAllWarm() {
-  retired_.insert(retired_.end(), retiredWarm_.begin(), retiredWarm_.end());
-  retiredWarm_.clear();
   while (warmHead_) closeWarm(*warmHead_);
-}
-
-void SessionTable::dropPendingWarm(int64_t listener, int64_t backendKey) {
-  auto keep = std::remove_if(retiredWarm_.begin(), retiredWarm_.end(), [&](uint32_t slot) {
-    const UdpSession& s = *slots_[slot];
-    if (listener >= 0 && s.listener != static_cast<uint32_t>(listener)) return false;
-    if (backendKey >= 0 && s.backendKey != static_cast<uint32_t>(backendKey)) return false;
-    retired_.push_back(slot);
-    return true;
-  });
-  retiredWarm_.erase(keep, retiredWarm_.end());
 }
 
 void SessionTable::closeWarm(UdpSession& w) {
@@ -201,23 +188,19 @@ void SessionTable::retire(UdpSession& s, bool keepWarm) {
   byKey_.erase(s.key);
   s.state = SessionState::Closed;
   --live_;
-  (keepWarm && s.upstream ? retiredWarm_ : retired_).push_back(s.slot);
-}
-
-void SessionTable::releaseClosed() {
-  for (uint32_t slot : retiredWarm_) {
-    UdpSession& s = *slots_[slot];
-    // Two sessions of one key can end in one pass (the client's next datagram opened a new one
-    // before the first was released): the key keeps one warm socket, the later one closes.
-    if (warmByKey_.count(s.key) != 0) {
-      retired_.push_back(slot);
-      continue;
-    }
+  // Warm at once (see the header). A key has one warm socket at most; opening a session uses or
+  // closes its key's warm one, so an older one here would be a bug, closed rather than leaked.
+  if (keepWarm && s.upstream) {
+    if (UdpSession* older = warm(s.key)) closeWarm(*older);
     // At the cap the oldest warm socket goes: a client that asked last is the likeliest to ask again.
     if (warmCount_ >= kMaxWarm) closeWarm(*warmHead_);
     appendWarm(s);
+    return;
   }
-  retiredWarm_.clear();
+  retired_.push_back(s.slot);
+}
+
+void SessionTable::releaseClosed() {
   for (uint32_t slot : retired_) {
     // The upstream socket closes here rather than at retire(): epoll may still hold an event for
     // it in this pass, and a descriptor number reused at once could be another socket's.

@@ -20,8 +20,8 @@
 // descriptor closes at releaseClosed(). Single-threaded: owned by one worker.
 //
 // Warm sockets, per client. A session that ended because every response it expected came back
-// (the responses-per-request setting, as for DNS) may be retired `keepWarm`: at releaseClosed()
-// its slot keeps the upstream socket, still connected to the backend and still watched by the
+// (the responses-per-request setting, as for DNS) may be retired `keepWarm`: at once its slot
+// keeps the upstream socket, still connected to the backend and still watched by the
 // loop under the slot's tag (state Warm), indexed by the session's key. reopen() makes it the
 // next session of the SAME key (listener, client address and port, local address) when that
 // session picks the same backend: that saves socket(), connect(), epoll_ctl() and close(). Never
@@ -29,8 +29,10 @@
 // reach the client that asked, exactly as if the session had stayed open (a socket handed to
 // another client delivered the previous client's late answer to it). Warm slots are kept in the
 // order they warmed, so the idle sweep stops at the first one still fresh (expireWarm), at most
-// kMaxWarm per worker (the oldest goes first), and become reusable only between passes, like
-// free ones.
+// kMaxWarm per worker (the oldest goes first). A slot turns Warm at once, not between passes as a
+// freed one does: it keeps the same socket, so an event already returned for that socket in this
+// pass finds it Warm and reads what it holds as late. The worker reads client datagrams after
+// every other event of a pass, so a client's next request in the same pass reuses it.
 
 #include <cstdint>
 #include <memory>
@@ -55,10 +57,11 @@ class SessionTable {
   void linkBackend(UdpSession& s);
   // A datagram moved: the session becomes its listener's most recently active.
   void touch(UdpSession& s, int64_t nowMs);
-  // keepWarm: keep the slot and its upstream socket for the next session of the same key.
+  // keepWarm: the slot becomes Warm at once, keeping its upstream socket for the next session of
+  // the same key (past kMaxWarm the oldest warm slot closes).
   void retire(UdpSession& s, bool keepWarm = false);
-  // Between two epoll passes: retired sessions' descriptors close and their slots become free,
-  // or warm (keepWarm; past kMaxWarm the oldest warm slot closes).
+  // Between two epoll passes: retired sessions' (and closed warm slots') descriptors close and
+  // their slots become free.
   void releaseClosed();
 
   // The warm slot of `key`, or null. It stays Warm until reopen() or closeWarm().
@@ -77,10 +80,8 @@ class SessionTable {
     for (auto& s : slots_)
       if (s->state == SessionState::Warm) fn(*s);
   }
-  // Closes every warm slot, and keeps none of the sessions retired keepWarm in this pass.
+  // Closes every warm slot.
   void closeAllWarm();
-  // Keeps none of the sessions of `listener` and `backendKey` (-1: any) retired keepWarm in this pass.
-  void dropPendingWarm(int64_t listener, int64_t backendKey);
   size_t warmCount() const { return warmCount_; }
   static constexpr size_t kMaxWarm = 1024;
 
@@ -129,7 +130,6 @@ class SessionTable {
   std::vector<std::unique_ptr<UdpSession>> slots_;
   std::vector<uint32_t> free_;
   std::vector<uint32_t> retired_;
-  std::vector<uint32_t> retiredWarm_;
   std::unordered_map<SessionKey, uint32_t, SessionKeyHash> warmByKey_;
   // Warm slots, least recently active first (linked through lruPrev/lruNext, which a warm slot,
   // being in no listener's list, does not otherwise use).

@@ -700,7 +700,6 @@ void UdpProxy::closeWarm(const FlowFilter& filter) {
     if (filter.backendKey >= 0 && w.backendKey != static_cast<uint32_t>(filter.backendKey)) return;
     sessions_.closeWarm(w);
   });
-  sessions_.dropPendingWarm(filter.listener, filter.backendKey);
 }
 
 void UdpProxy::closeAll(CloseReason reason) {
