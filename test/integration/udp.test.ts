@@ -612,3 +612,43 @@ t.test('with --udp-responses and warm sockets, many clients at once each get onl
   await until(() => logged === 300, 5000, 'an access log line per ended session');
   t.equal(logged, 300);
 });
+
+t.test('without active checks, a refusing UDP backend is taken down by passive health, so new clients are answered at once, and is tried again later', async (t) => {
+  const dead = await udpBackend(() => null);
+  const deadPort = dead.port;
+  await dead.close(); // nothing listens there now: the host answers ICMP port unreachable
+  const live = await udpBackend(namedEcho('live'));
+  t.teardown(() => live.close());
+  const lb = await startBalancer({
+    listen: '127.0.0.1:0/udp',
+    backends: [{ address: `127.0.0.1:${deadPort}`, id: 'dead' }, { address: live.address, id: 'live' }],
+    workers: 1,
+    // A short avoidance on the worker, so refusals keep coming until passive health acts.
+    connectTimeout: '20ms',
+    passiveFailures: 2,
+    passiveRetry: '1s',
+  });
+  closeAtEnd(t, lb);
+  const health: Array<{ backend: string; health: string }> = [];
+  lb.on('backend-health', (e) => health.push(e));
+  const dropped = () => lb.stats().backends.find((b) => b.id === 'dead')!.counters.connect_failures;
+  // New clients, one datagram each, until two refusals in a row took the dead backend down.
+  for (let tries = 0; tries < 50 && !health.some((e) => e.health === 'down'); tries++) {
+    const c = await UdpClient.open();
+    await c.send('hello?', lb.address().port);
+    await c.next(300, 'an answer').catch(() => null);
+    await c.close();
+    await new Promise((r) => setTimeout(r, 30)); // past the worker's 20 ms avoidance
+  }
+  t.match(lb.backends().find((b) => b.id === 'dead'), { health: 'down', takesNewFlows: false });
+  const failuresWhenDown = dropped();
+  t.ok(failuresWhenDown >= 2, `${failuresWhenDown} refusals counted`);
+  for (let i = 0; i < 6; i++) {
+    const c = await UdpClient.open();
+    t.equal(String(await c.ask(`q${i}`, lb.address().port)), `live:q${i}`, `new client ${i}: its first datagram is answered`);
+    await c.close();
+  }
+  t.equal(dropped(), failuresWhenDown, 'no datagram went to the down backend');
+  await until(() => lb.backends().find((b) => b.id === 'dead')?.health === 'unchecked', 5000, 'the backend to be tried again after --passive-retry');
+  t.same(health.map((e) => e.health), ['down', 'unchecked']);
+});
