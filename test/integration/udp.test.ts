@@ -6,7 +6,7 @@
 import { createSocket } from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import t, { type Test } from 'tap';
-import { startBalancer, type Balancer } from '../../lib/index.js';
+import { startBalancer, type Balancer, type ListenerOptions } from '../../lib/index.js';
 import { UdpClient, namedEcho, udpBackend } from '../helpers/datagrams.js';
 import { until } from '../helpers/sockets.js';
 
@@ -352,7 +352,7 @@ t.test('reload adds and removes UDP listeners', async (t) => {
 t.test("a removed UDP listener drains: its sessions flow until idle, it takes no new client, then its port is free", async (t) => {
   const a = await udpBackend(namedEcho('a'));
   t.teardown(() => a.close());
-  const options = (listeners: object[]) => ({ listeners, workers: 1, udpIdleTimeout: '1500ms', drainTimeout: '20s', accessLog: true });
+  const options = (listeners: ListenerOptions[]) => ({ listeners, workers: 1, udpIdleTimeout: '1500ms', drainTimeout: '20s', accessLog: true });
   const lb = await startBalancer(options([{ name: 'keep', listen: '127.0.0.1:0/udp', backends: [a.address] }, { name: 'drop', listen: '127.0.0.1:0/udp', backends: [a.address] }]));
   closeAtEnd(t, lb);
   const records: Array<{ listener: string; protocol: string; reason: string; datagramsToBackend?: number }> = [];
