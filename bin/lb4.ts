@@ -86,7 +86,7 @@ const program = new Command('lb4')
 
 const startCommand = program
   .command('start')
-  .description('accept TCP clients and forward each one to a backend, until SIGINT or SIGTERM');
+  .description('balance TCP connections and UDP sessions (/udp listeners) over backends, until SIGINT or SIGTERM');
 for (const option of startOptions()) startCommand.addOption(option);
 startCommand
   .addHelpText(
@@ -100,6 +100,7 @@ startCommand
       'Examples:',
       '  lb4 start --listen :8080 --backend 10.0.0.5:80 --backend 10.0.0.6:80,weight=2',
       '  lb4 start --listen :8080 --backend 10.0.0.5:80 --health-check http:/healthz --admin 9090',
+      '  lb4 start --listen :53/udp --backend 10.0.0.5:53 --udp-responses 1 --health-check udp,send-hex=HEX,expect-hex=HEX',
       '  lb4 start --config lb4.yaml',
       '  lb4 start --listen 192.0.2.10:80 --backend 10.0.0.5:80 --vip 192.0.2.10/24 \\',
       '      --peer 192.0.2.3:7000 --heartbeat 7000 --priority 200 --cluster-key-file /etc/lb4/key',

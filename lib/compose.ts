@@ -110,7 +110,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: InternalDeps,
   const sync = new EngineSync(engine, registry, listeners, logs.registry, () => closing !== null);
   const drains = new DrainTimers(engine, logs.registry, clock);
   const ramps = new SlowStart(registry, () => sync.flush(), logs.registry, clock);
-  const backends = new BackendControl({ registry, listeners, monitor, sync, drains, ramps, config: () => config, events: host, logs });
+  const backends = new BackendControl({ registry, listeners, monitor, sync, drains, ramps, config: () => config, events: host, logs, clock });
   monitor.on('transition', (t) => backends.setHealth(Number(t.id), t.up ? 'up' : 'down', t.reason));
   monitor.on('result', ({ id, result }) => {
     const b = registry.byKey(Number(id));
@@ -235,6 +235,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: InternalDeps,
       clearInterval(keepAlive);
       drains.clear();
       ramps.clear();
+      backends.clearRetries();
       monitor.close();
       if (started) log.info({ openFlows: openFlows('flows_active'), drainTimeoutMs: drainMs }, 'lb4 stopping: no new flows, draining open ones');
       const closingAdmin = admin;

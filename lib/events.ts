@@ -45,7 +45,7 @@ export interface BackendWeightEvent extends BackendEvent {
 export interface BackendHealthEvent {
   readonly listener: string;
   readonly backend: string;
-  readonly health: 'up' | 'down';
+  readonly health: 'up' | 'down' | 'unchecked';
   readonly reason: string;
 }
 

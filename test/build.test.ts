@@ -71,7 +71,8 @@ t.test('the addon exports its enumerations and option ranges, checked at load', 
   ]);
   t.same(Object.keys(optionLimits), [...native.optionLimitNames]);
   for (const [name, range] of Object.entries(optionLimits)) t.ok(range.min <= range.max, `${name}: ${range.min} to ${range.max}`);
-  t.equal(native.counterNames.at(-1), 'flows_queued', 'a new counter is appended last');
+  t.equal(native.counterNames.at(-1), 'dropped_overflow', 'a new counter is appended last');
+  t.equal(native.counterNames.indexOf('dropped_overflow'), native.counterNames.indexOf('flows_queued') + 1, 'after the ones before it');
   t.equal(native.counterNames.indexOf('denied'), native.counterNames.indexOf('proxy_header_timeouts') + 1, 'after the ones before it');
   t.equal(native.counterNames.indexOf('proxy_headers_accepted'), native.counterNames.indexOf('sessions_replicated') + 1, 'after the ones before it');
   t.equal(native.counterNames.indexOf('sessions_replicated'), native.counterNames.indexOf('dropped_late') + 1, 'after the ones before it');

@@ -79,6 +79,8 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   source_limit: { name: 'refused_total', label: ['reason', 'source_limit'], scopes: ['listener'] },
   source_rate: { name: 'refused_total', label: ['reason', 'source_rate'], scopes: ['listener'] },
   flows_queued: { name: 'queued_flows', scopes: ['listener'] },
+  // Dropped by the kernel before lb4 read them: the listener socket's receive queue was full.
+  dropped_overflow: { name: 'dropped_datagrams_total', label: ['reason', 'socket_overflow'], scopes: ['listener'] },
 };
 
 /** Upper bounds (seconds) of the health check duration histogram's buckets. */

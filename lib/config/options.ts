@@ -77,7 +77,7 @@ export const optionTable = {
   config: { flag: '--config <file>', field: null, kind: 'path', defaultText: '', reload: 'restart', help: 'a YAML or JSON config file (instead of --listen/--backend); SIGHUP reloads it' },
   // The health flags are parts of one `health` option, validated by the health check schema
   // (lib/health/check-options.ts), whose defaults and limits apply.
-  healthCheck: { flag: '--health-check <check>', field: 'health', kind: 'health-check', defaultText: 'off', reload: 'live', help: 'active health checks for every backend: tcp, or http:/path' },
+  healthCheck: { flag: '--health-check <check>', field: 'health', kind: 'health-check', defaultText: 'off', reload: 'live', help: 'active health checks for every backend: tcp, http:/path, send-expect,send=TEXT,expect=TEXT (TCP listeners), or udp,send=TEXT[,expect=TEXT] (UDP listeners; send-hex=/expect-hex= for bytes)' },
   healthInterval: { flag: '--health-interval <duration>', field: 'health.interval', kind: 'duration', defaultText: formatDuration(healthDefaults.interval), reload: 'live', help: 'time between two checks of a backend' },
   healthTimeout: { flag: '--health-timeout <duration>', field: 'health.timeout', kind: 'duration', defaultText: formatDuration(healthDefaults.timeout), reload: 'live', help: 'time a check may take' },
   rise: { flag: '--rise <n>', field: 'health.rise', kind: 'integer', defaultText: String(healthDefaults.rise), reload: 'live', help: 'passing checks that bring a down backend back' },
@@ -180,7 +180,11 @@ export const optionTable = {
   },
   passiveFailures: {
     flag: '--passive-failures <n>', field: 'passiveFailures', config: 'passiveFailures', kind: 'integer', default: 3, min: 0, max: 1000,
-    reload: 'live', help: 'consecutive connect failures that mark a checked backend down (0: off)',
+    reload: 'live', help: 'consecutive connect failures that mark a checked backend down, or refusals that mark an unchecked UDP backend down (0: off)',
+  },
+  passiveRetry: {
+    flag: '--passive-retry <duration>', field: 'passiveRetry', config: 'passiveRetryMs', kind: 'duration', default: '5s', min: 1, max: 86_400_000,
+    reload: 'live', help: 'how long passive health keeps an unchecked UDP backend down before trying it again',
   },
   udpIdleTimeout: {
     flag: '--udp-idle-timeout <duration>', field: 'udpIdleTimeout', config: 'udpIdleTimeoutMs', kind: 'duration', default: '30s', min: 1, max: 86_400_000,
@@ -326,7 +330,9 @@ function checkValue(name: OptionName, raw: unknown, field: string): number | str
   }
   if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
     const show = spec.kind === 'duration' ? formatDuration : String;
-    throw new Lb4Error('LB4_INVALID_OPTION', `must be between ${show(spec.min ?? 0)} and ${show(spec.max ?? Infinity)}, got ${show(n)}`, { field });
+    // Text is echoed as given: a number past 2^53 read back would be rounded (1.2345678901234568e+22).
+    const given = typeof value === 'string' ? value.trim() : show(n);
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be between ${show(spec.min ?? 0)} and ${show(spec.max ?? Infinity)}, got ${given}`, { field });
   }
   return n;
 }

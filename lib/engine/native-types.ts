@@ -284,6 +284,8 @@ export const counterNames = [
   'proxy_header_malformed', 'proxy_header_oversized', 'proxy_header_timeouts',
   // Traffic policy: refusals by reason, and the queue.
   'denied', 'listener_limit', 'backend_limit', 'queue_full', 'queue_timeout', 'source_limit', 'source_rate', 'flows_queued',
+  // UDP: datagrams the kernel dropped on a full listener socket (SO_RXQ_OVFL).
+  'dropped_overflow',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 

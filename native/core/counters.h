@@ -63,7 +63,8 @@ namespace lb4 {
   X(queue_timeout, "counter", "Clients closed after waiting the queue timeout for a backend with room")  \
   X(source_limit, "counter", "Clients refused because their source had its maxConnectionsPerSource flows on this worker") \
   X(source_rate, "counter", "Clients refused because their source opened connections faster than connectionRatePerSource") \
-  X(flows_queued, "gauge", "Flows waiting in the listener's queue for a backend with room")
+  X(flows_queued, "gauge", "Flows waiting in the listener's queue for a backend with room") \
+  X(dropped_overflow, "counter", "UDP datagrams the kernel dropped because the listener socket's receive queue was full")
 
 enum class Counter : uint32_t {
 #define LB4_COUNTER_ENUM(name, kind, help) name,

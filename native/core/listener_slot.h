@@ -37,6 +37,13 @@ struct ListenerSlot {
   std::shared_ptr<const BackendTable> table;
   std::unique_ptr<Picker> picker;
   int64_t drainDeadlineMs = 0;  // 0: none; else the slot's flows are closed then
+  // A removed UDP listener whose sessions drain: its socket stays open, because their replies
+  // leave through it, and is read for their datagrams, but it opens no new session. The socket
+  // closes when this worker's last session of it ends, or at the drain deadline.
+  bool udpDraining = false;
+  // UDP: the socket's receive-queue drop count as the last datagram read reported it
+  // (SO_RXQ_OVFL); slots are never reused, so it starts at 0 with the socket.
+  uint32_t socketDrops = 0;
 
   CounterBlock& countersOf(uint32_t workerIndex) { return counters->worker(workerIndex); }
 

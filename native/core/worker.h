@@ -66,6 +66,8 @@ class Worker {
   void onListenerReadable(uint32_t slot);
   void pauseListener(uint32_t slot);
   void closeListeners();
+  // Closes a draining UDP listener's socket (its sessions have ended).
+  void endUdpDrain(ListenerSlot& l);
   void onTick();
   bool hasYielded() const;
 

@@ -56,6 +56,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     pipeSize: 0,
     slowStartMs: 0,
     passiveFailures: 3,
+    passiveRetryMs: 5000,
     udpIdleTimeoutMs: 30_000,
     udpResponses: 0,
     udpMaxSessions: 16384,

@@ -174,6 +174,9 @@ t.test('--help lists the commands and every flag', async (t) => {
     const entry = entries.get(flag) ?? '';
     t.ok(entry.includes(`default: ${describeDefault(name)}`) || entry.includes(`default: "${describeDefault(name)}"`), `${flag} shows its default: ${entry}`);
   }
+  t.notMatch(start.stdout, /accept TCP clients/, 'the description is not TCP only');
+  t.match(start.stdout, /UDP sessions/, 'it names UDP');
+  t.match(start.stdout.replace(/\s+/g, ' '), /udp,send=TEXT/, 'the udp check syntax is shown');
 
   const demo = await runCli(['demo', '--help']);
   t.equal(demo.exit.code, 0);

@@ -65,7 +65,7 @@ t.test('every table entry is consistent', async (t) => {
 t.test('the public tunables are the table view they always were', async (t) => {
   t.same(Object.keys(tunables), [
     'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'maxConnections', 'maxConnectionsPerSource', 'connectionRatePerSource', 'queueSize', 'queueTimeout', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
-    'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
+    'passiveRetry', 'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
   ]);
   t.same(tunables.hashKey.choices, ['address', 'address-port']);
   t.equal(tunables.hashKey.default, 'address');
@@ -91,7 +91,7 @@ t.test('validation knows exactly the top-level options of the table', async (t) 
 t.test("a reload reports a change as needing a restart exactly when the table says so", async (t) => {
   const base = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'] });
   t.same(restartOnlySettings, ['hashKey', 'proxyHeaderTimeoutMs', 'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
-  t.same(liveSettings, ['forward', 'snat', 'drainTimeoutMs', 'slowStartMs', 'passiveFailures']);
+  t.same(liveSettings, ['forward', 'snat', 'drainTimeoutMs', 'slowStartMs', 'passiveFailures', 'passiveRetryMs']);
   for (const key of [...restartOnlySettings, ...liveSettings]) {
     const changed = { ...base, [key]: (base as unknown as Record<string, number>)[key] + 1 } as BalancerConfig;
     const plan = planReload(base, changed);
@@ -123,5 +123,17 @@ t.test("the table's ranges lie within the addon's limits", async (t) => {
       : [spec.min, spec.max, typeof spec.default === 'number' ? spec.default : undefined].filter((v): v is number => v !== undefined);
     t.ok(values.length > 0, `${name}: has a range or a fixed value to check`);
     for (const v of values) t.ok(v >= limit.min && v <= limit.max, `${name}: ${v} within ${spec.native} [${limit.min}, ${limit.max}]`);
+  }
+});
+
+t.test('an out-of-range number is echoed as it was typed, not rounded', async (t) => {
+  const long = '12345678901234567890123';
+  for (const [field, raw, shown] of [
+    ['udpResponses', long, long],
+    ['udpMaxSessions', ` ${long} `, long],
+    ['udpIdleTimeout', `${long}s`, `${long}s`],
+    ['udpMaxDatagram', 70000, '70000'],
+  ] as const) {
+    await t.rejects(async () => validateOptions({ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9'], [field]: raw }), { code: 'LB4_INVALID_OPTION', field, message: new RegExp(`got ${shown}$`) }, `${field}: ${shown}`);
   }
 });
