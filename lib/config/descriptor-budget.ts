@@ -19,9 +19,11 @@ export const descriptorsPerWorker = 3;
 export const clusterDescriptors = 8;
 /**
  * Room left for flows once everything is open: a TCP flow holds two sockets and, while it moves
- * bytes, a pipe (two more). A config that leaves less could start and then serve almost nobody.
+ * bytes, a pipe (two more), so this is a handful of flows. A config that leaves less could start
+ * and then serve nobody; more than that is the operator's to size (a low limit is also how the
+ * shedding under EMFILE is tested).
  */
-export const flowDescriptors = 64;
+export const flowDescriptors = 16;
 
 /** What the estimate needs to know of a config. */
 export interface DescriptorDemand {
