@@ -7,17 +7,26 @@
 // admin API drains, enables, reweights, adds and deletes backends.
 //
 // It prints bytes verified, corrupt and truncated counts, and lb4's descriptors and RSS idle
-// before the traffic, at the start (after a warm-up), the middle and the end (after the traffic
-// stopped and the flows left), and ends with one line. It exits non-zero if anything was corrupt,
-// truncated or refused, if descriptors did not come back to the idle count, or if RSS at the end
-// is more than 10 % above its value after the warm-up.
+// before the traffic, after the warm-up, in the middle and at the end (after the traffic stopped
+// and the flows left), and ends with one line. The warm-up is the first tenth of the run, at
+// least 5 s and at most 60 s (60 s of a 10-minute run): the time V8 and the allocator take to
+// reach the heap size this load needs. It exits non-zero if anything was corrupt, truncated or
+// refused, if descriptors did not come back to the idle count, or if RSS at the end is more than
+// 10 % above its value after the warm-up.
+//
+// With --heap, lb4 runs with bench/heap-probe.mjs loaded: at each sample it is asked to collect
+// garbage and report its V8 heap after it (heapUsed after a full collection is what lb4 still
+// references; RSS may stay above it while V8 keeps pages). --snapshots also writes a heap snapshot
+// at each sample, into a directory it names (kept after the run). --change-every sets the pause between two
+// config or admin changes, to make many more of them in a short run.
 //
 //   npm run soak                         # 10 minutes
 //   npm run soak -- --seconds 60 --clients 16
+//   npm run soak -- --seconds 180 --change-every 50 --heap
 
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -29,6 +38,14 @@ import { cleanup, freePort, installCleanupHandlers, removeAtExit, start, stop } 
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
+const known = new Set(['--seconds', '--minutes', '--clients', '--change-every', '--heap', '--snapshots']);
+for (const a of args) {
+  if (a.startsWith('--') && !known.has(a)) {
+    console.error(`unknown option ${a} (known: ${[...known].join(', ')})`);
+    process.exit(2);
+  }
+}
+const flag = (name) => args.includes(`--${name}`);
 function option(name, fallback) {
   const at = args.indexOf(`--${name}`);
   if (at < 0) return fallback;
@@ -41,7 +58,10 @@ function option(name, fallback) {
 }
 const seconds = option('seconds', option('minutes', 10) * 60);
 const clients = option('clients', 24);
-const warmupSeconds = Math.min(30, Math.max(5, Math.round(seconds / 10)));
+const changeEveryMs = option('change-every', 500);
+const warmupSeconds = Math.min(60, Math.max(5, Math.round(seconds / 10)));
+const snapshots = flag('snapshots');
+const heapProbe = flag('heap') || snapshots;
 const MiB = 1024 * 1024;
 
 // --- backends: the integrity protocol --------------------------------------------------------
@@ -230,16 +250,40 @@ function descriptors(pid) {
   return { other, pipes };
 }
 
-function sample(pid, when) {
+/** Asks the heap probe in lb4 for one report (a full collection first) and waits for it. */
+async function probeHeap(pid) {
+  const lines = () => (existsSync(probeFile) ? readFileSync(probeFile, 'utf8').trim().split('\n').filter(Boolean) : []);
+  const before = lines().length;
+  process.kill(pid, 'SIGUSR2');
+  for (let i = 0; i < 600; i++) {
+    const all = lines();
+    if (all.length > before) return JSON.parse(all[all.length - 1]);
+    await sleep(50);
+  }
+  throw new Error('the heap probe in lb4 did not answer within 30 s');
+}
+
+/** RSS is read first, so the probe's forced collection cannot change the figure. */
+async function sample(pid, when) {
   const { other, pipes } = descriptors(pid);
   const s = { when, fds: other, pipes, rssMiB: rssBytes(pid) / MiB };
-  console.log(`${when.padEnd(6)} descriptors ${String(s.fds).padStart(5)} (+${pipes} pipes)  RSS ${s.rssMiB.toFixed(1)} MiB  (${tally.exchanges} exchanges, ${(tally.verifiedBytes / 1e9).toFixed(2)} GB verified so far)`);
+  let heap = '';
+  if (heapProbe) {
+    const p = await probeHeap(pid);
+    s.heapUsedMiB = p.memory.heapUsed / MiB;
+    const b = p.before;
+    heap = `  before gc: heapTotal ${(b.memory.heapTotal / MiB).toFixed(1)} (new ${(b.spaces.new_space / MiB).toFixed(1)}, old ${(b.spaces.old_space / MiB).toFixed(1)}) heapUsed ${(b.memory.heapUsed / MiB).toFixed(1)};  after gc: heapUsed ${s.heapUsedMiB.toFixed(1)} heapTotal ${(p.memory.heapTotal / MiB).toFixed(1)} external ${(p.memory.external / MiB).toFixed(1)} arrayBuffers ${(p.memory.arrayBuffers / MiB).toFixed(1)} MiB, RSS ${(p.memory.rss / MiB).toFixed(1)}${p.snapshot ? `, ${p.snapshot}` : ''}`;
+  }
+  console.log(`${when.padEnd(6)} descriptors ${String(s.fds).padStart(5)} (+${pipes} pipes)  RSS ${s.rssMiB.toFixed(1)} MiB  (${tally.exchanges} exchanges, ${(tally.verifiedBytes / 1e9).toFixed(2)} GB verified so far)${heap}`);
   return s;
 }
 
 installCleanupHandlers();
 const dir = mkdtempSync(join(tmpdir(), 'lb4-soak-'));
 removeAtExit(dir);
+// Heap snapshots are kept for comparing; the probe's report file goes with the run.
+const probeDir = snapshots ? mkdtempSync(join(tmpdir(), 'lb4-soak-heap-')) : dir;
+const probeFile = join(probeDir, 'heap-probe.jsonl');
 const backends = await Promise.all([startBackend(), startBackend(), startBackend(), startBackend()]);
 const port = await freePort();
 const adminPort = await freePort();
@@ -256,20 +300,22 @@ const writeConfig = (withFourth, weight) =>
     }),
   );
 writeConfig(false, 1);
-const lb4 = start('lb4', process.execPath, [join(root, 'dist/bin/lb4.js'), 'start', '--config', configPath]);
+const probeArgs = heapProbe ? ['--expose-gc', '--import', join(root, 'bench/heap-probe.mjs')] : [];
+const probeEnv = heapProbe ? { LB4_HEAP_PROBE_FILE: probeFile, ...(snapshots ? { LB4_HEAP_PROBE_SNAPSHOTS: '1' } : {}) } : {};
+const lb4 = start('lb4', process.execPath, [...probeArgs, join(root, 'dist/bin/lb4.js'), 'start', '--config', configPath], { env: { ...process.env, ...probeEnv } });
 for (let i = 0; i < 100 && (await admin(adminPort, 'GET', '/status')) !== 200; i++) await sleep(100);
 const startedAt = Date.now();
 const until = startedAt + seconds * 1000;
-console.log(`soak: ${seconds} s, ${clients} clients, lb4 pid ${lb4.pid} on 127.0.0.1:${port}, admin on ${adminPort}`);
+console.log(`soak: ${seconds} s (warm-up ${warmupSeconds} s), ${clients} clients, a change every ${changeEveryMs} ms, lb4 pid ${lb4.pid} on 127.0.0.1:${port}, admin on ${adminPort}`);
 
-const idle = sample(lb4.pid, 'idle');
+const idle = await sample(lb4.pid, 'idle');
 const traffic = Promise.all(Array.from({ length: clients }, () => clientLoop(port, until)));
 let reloads = 0;
 let adminChanges = 0;
 const changes = (async () => {
   let step = 0;
   while (Date.now() < until) {
-    await sleep(500);
+    await sleep(changeEveryMs);
     step++;
     if (step % 4 === 0) {
       writeConfig(step % 8 === 0, 1 + (step % 5));
@@ -290,16 +336,24 @@ const changes = (async () => {
 })();
 
 await sleep(warmupSeconds * 1000);
-const first = sample(lb4.pid, 'start');
-await sleep(Math.max(0, startedAt + (seconds * 1000) / 2 - Date.now()));
-const middle = sample(lb4.pid, 'middle');
+const first = await sample(lb4.pid, 'warm');
+// With the probe, a report at every tenth of the run too, to see a trend rather than three points.
+const atTenths = heapProbe ? [2, 3, 4, 6, 7, 8, 9] : [];
+let middle;
+for (const tenth of [...atTenths.filter((t) => t < 5), 5, ...atTenths.filter((t) => t > 5)]) {
+  const at = startedAt + (seconds * 1000 * tenth) / 10;
+  if (at < Date.now()) continue;
+  await sleep(at - Date.now());
+  const s = await sample(lb4.pid, tenth === 5 ? 'middle' : `${tenth}/10`);
+  if (tenth === 5) middle = s;
+}
 await Promise.all([traffic, changes]);
 // Back to the start's config with every backend enabled, then let the flows leave.
 writeConfig(false, 1);
 lb4.proc.kill('SIGHUP');
 for (const b of backends.slice(0, 3)) await admin(adminPort, 'POST', `/backends/${encodeURIComponent(b.address)}/enable`);
 for (let i = 0; i < 100 && descriptors(lb4.pid).other > idle.fds; i++) await sleep(100);
-const last = sample(lb4.pid, 'end');
+const last = await sample(lb4.pid, 'end');
 
 await stop(lb4);
 for (const s of live) s.destroy();
@@ -311,6 +365,6 @@ console.log(`\nexchanges ${tally.exchanges}, verified ${(tally.verifiedBytes / 1
 for (const p of problems.slice(0, 10)) console.log(`  ${p}`);
 const ok = tally.corrupt === 0 && tally.truncated === 0 && tally.refused === 0 && last.fds <= idle.fds && growth <= 0.1;
 console.log(
-  `soak: ${(tally.verifiedBytes / 1e9).toFixed(2)} GB verified, ${tally.corrupt} corrupt, ${tally.truncated} truncated, ${tally.refused} refused; descriptors (not pipes) ${idle.fds} idle, ${first.fds}/${middle.fds}/${last.fds}, spare pipes at the end ${last.pipes}, RSS ${first.rssMiB.toFixed(1)}/${middle.rssMiB.toFixed(1)}/${last.rssMiB.toFixed(1)} MiB (start/middle/end, ${(growth * 100).toFixed(1)} %): ${ok ? 'pass' : 'FAIL'}`,
+  `soak: ${(tally.verifiedBytes / 1e9).toFixed(2)} GB verified, ${tally.corrupt} corrupt, ${tally.truncated} truncated, ${tally.refused} refused; descriptors (not pipes) ${idle.fds} idle, ${first.fds}/${middle.fds}/${last.fds}, spare pipes at the end ${last.pipes}, RSS ${idle.rssMiB.toFixed(1)}/${first.rssMiB.toFixed(1)}/${middle.rssMiB.toFixed(1)}/${last.rssMiB.toFixed(1)} MiB (idle/warm/middle/end; end ${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)} % from warm, target 10 %)${heapProbe ? `, heapUsed after gc ${first.heapUsedMiB.toFixed(1)}/${middle.heapUsedMiB.toFixed(1)}/${last.heapUsedMiB.toFixed(1)} MiB (warm/middle/end)` : ''}: ${ok ? 'pass' : 'FAIL'}`,
 );
 process.exit(ok ? 0 : 1);

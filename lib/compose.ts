@@ -120,7 +120,10 @@ export function composeControlPlane(initial: BalancerConfig, deps: InternalDeps,
   // Like a listening net.Server, a running balancer keeps the process alive: this timer is its
   // handle (the addon holds none of its own). It also reports engine events the JS thread
   // could not take in time.
-  const keepAlive = setInterval(() => engineEvents.checkDropped(), keepAliveIntervalMs);
+  const keepAlive = setInterval(() => {
+    engineEvents.checkDropped();
+    forgetIdleBackends();
+  }, keepAliveIntervalMs);
 
   const startAdmin = async (): Promise<void> => {
     if (!config.admin) return;
@@ -190,6 +193,15 @@ export function composeControlPlane(initial: BalancerConfig, deps: InternalDeps,
     readConfig: deps.readConfig ?? null,
   });
   const stats = new StatsReader(engine);
+  // Removed backends are known by key while flows run on them; once idle they are forgotten.
+  const forgetIdleBackends = () => {
+    if (registry.retiredCount === 0) return;
+    const snapshot = stats.read(listeners.slotCount);
+    registry.forgetIdle((key) => {
+      const c = snapshot.backend(key);
+      return c.flows_active === 0 && c.sessions_active === 0;
+    });
+  };
   const openFlows = (counter: 'flows_active' | 'drain_closed') => {
     const snapshot = stats.read(listeners.slotCount);
     return listeners.all().reduce((n, s) => n + snapshot.listener(s.slot)[counter], 0);

@@ -41,16 +41,24 @@ async function readBounded(path: string): Promise<string> {
     if (stat.isDirectory()) throw fileError(path, 'it is a directory');
     if (!stat.isFile()) throw fileError(path, 'not a regular file');
     if (stat.size > maxConfigBytes) throw fileError(path, `it holds ${stat.size} bytes, more than the ${maxConfigBytes} a config file may`);
-    // Read to the end, but never more than the limit: the file may grow while it is read.
-    const buffer = Buffer.alloc(maxConfigBytes + 1);
+    // Read to the end, but never more than the limit: the file may grow while it is read. The
+    // first read takes the size the file had (and a byte more, to see that it grew); only a file
+    // that grew is read on in chunks. A buffer of the limit's size on every read (4 MiB, zeroed,
+    // on every reload) grew the allocator's main heap under the soak's frequent SIGHUPs.
+    const chunks: Buffer[] = [];
     let length = 0;
+    let want = Math.min(stat.size, maxConfigBytes) + 1;
     for (;;) {
-      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      const chunk = Buffer.allocUnsafe(Math.min(want, maxConfigBytes + 1 - length));
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, length);
       if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
       length += bytesRead;
       if (length > maxConfigBytes) throw fileError(path, `it holds more than the ${maxConfigBytes} bytes a config file may`);
+      // A short read is the end as the size said; one more byte confirms it. A full one: it grew.
+      want = bytesRead < chunk.length ? 1 : 64 * 1024;
     }
-    return buffer.subarray(0, length).toString('utf8');
+    return Buffer.concat(chunks, length).toString('utf8');
   } finally {
     await handle.close();
   }

@@ -21,6 +21,7 @@ import { backendStates, protocols, type BackendState, type ForwardMode, type Pro
 import { onVip, validateCluster } from './cluster-options.js';
 import type { ListenerPolicyConfig } from '../policy-types.js';
 import { listenerPolicyKeys, validateListenerPolicy, validatePolicyDefaults } from './listener-policy.js';
+import { checkDescriptorBudget } from './descriptor-budget.js';
 import { parseNetworks } from './network.js';
 import { checkTableInteger, checkTunable, optionDefault, topLevelOptions, validateTunables } from './options.js';
 import { showValue } from './show-value.js';
@@ -299,12 +300,21 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
   // A listener on a virtual IP must bind on the node that does not hold the address too.
   if (cluster) listeners = listeners.map((l) => (onVip(l, cluster) ? Object.freeze({ ...l, freeBind: true }) : l));
 
+  const tunables = validateTunables(options as Readonly<Record<string, unknown>>);
+  const admin = await validateAdmin(options.admin);
+  const accessLog = validateAccessLog(options.accessLog);
+  const natTable = validateNatTable(options.natTable);
+  // Checked last, once every field is known good: the estimate needs the listeners and workers.
+  checkDescriptorBudget(
+    { listeners: listeners.length, workers: tunables.workers, checkedBackends: listeners.reduce((n, l) => n + (l.health ? l.backends.length : 0), 0), admin: admin !== null, cluster: cluster !== null },
+    options.listeners !== undefined ? 'listeners' : 'listen',
+  );
   return Object.freeze({
     listeners: Object.freeze(listeners),
-    ...validateTunables(options as Readonly<Record<string, unknown>>),
-    admin: await validateAdmin(options.admin),
-    accessLog: validateAccessLog(options.accessLog),
-    natTable: validateNatTable(options.natTable),
+    ...tunables,
+    admin,
+    accessLog,
+    natTable,
     cluster,
   });
 }

@@ -81,6 +81,12 @@ export class BackendRegistry {
   #transitions = new Map<number, TransitionCount>();
   #byKey = new Map<number, BackendRecord>();
   #nextKey = 0;
+  /**
+   * Keys of removed backends, still known by name while flows may run on them, with how many
+   * checks in a row found them idle. Without forgetting them, every backend ever added stayed in
+   * `#byKey`: backend churn (reloads, the admin API) grew it without bound.
+   */
+  #retired = new Map<number, number>();
   /** Listener slots whose table changed since the last takeChanged(). */
   #changed = new Set<number>();
 
@@ -153,12 +159,42 @@ export class BackendRegistry {
     this.#records.delete(recordId(record.slot, record.id));
     this.#records.set(recordId(record.slot, record.id), record);
     this.#byKey.set(record.key, record);
+    this.#retired.delete(record.key);
     this.#changed.add(record.slot);
   }
 
-  /** Forgets a backend. Its key stays known, so flows still open on it keep their name. */
+  /**
+   * Forgets a backend. Its key stays known, so flows still open on it keep their name, until
+   * {@link forgetIdle} finds it idle.
+   */
   remove(record: BackendRecord): void {
-    if (this.#records.delete(recordId(record.slot, record.id))) this.#changed.add(record.slot);
+    if (!this.#records.delete(recordId(record.slot, record.id))) return;
+    this.#changed.add(record.slot);
+    this.#retired.set(record.key, 0);
+  }
+
+  /** How many removed backends are still known by key. */
+  get retiredCount(): number {
+    return this.#retired.size;
+  }
+
+  /**
+   * Forgets the keys of removed backends that `isIdle` (no flow or session open on them, by the
+   * engine's counters) found idle at this call and the one before: the second look lets events
+   * already queued for their last flows still find their names. Returns how many were forgotten.
+   */
+  forgetIdle(isIdle: (key: number) => boolean): number {
+    let forgotten = 0;
+    for (const [key, seen] of this.#retired) {
+      if (!isIdle(key)) this.#retired.set(key, 0);
+      else if (seen === 0) this.#retired.set(key, 1);
+      else {
+        this.#retired.delete(key);
+        this.#byKey.delete(key);
+        forgotten++;
+      }
+    }
+    return forgotten;
   }
 
   update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight' | 'maxConnections'>>): BackendRecord {
@@ -177,7 +213,8 @@ export class BackendRegistry {
       // sends nothing.
       if (engineState(next) !== engineState(current) || next.effectiveWeight !== current.effectiveWeight || next.maxConnections !== current.maxConnections) this.#changed.add(next.slot);
     }
-    this.#byKey.set(next.key, next);
+    // A forgotten key stays forgotten: a late update of a removed record must not bring it back.
+    if (this.#records.has(id) || this.#byKey.has(next.key)) this.#byKey.set(next.key, next);
     return next;
   }
 

@@ -69,6 +69,44 @@ function weightsSent(engine: FakeEngine, key: number): number[] {
 const A = '192.0.2.1:80';
 const B = '192.0.2.2:80';
 
+t.test('registry: removed backends are known by key while flows run on them, then forgotten, so churn cannot grow it', async (t) => {
+  const config = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9001', '127.0.0.1:9002'] });
+  const [first, second] = config.listeners[0].backends;
+  const r = new BackendRegistry();
+  const kept = r.add(0, 'l', first, 'up');
+  // A backend added and removed again and again (reloads, the admin API), each time with a new key.
+  const removed = Array.from({ length: 1000 }, () => {
+    const b = r.add(0, 'l', second, 'up');
+    r.remove(b);
+    return b;
+  });
+  t.equal(r.retiredCount, 1000);
+  t.equal(r.byKey(removed[0].key)?.id, second.id, 'a removed backend keeps its name for the flows still open on it');
+  const busy = removed[500].key;
+  let open = true;
+  const idle = (key: number) => key !== busy || !open;
+  t.equal(r.forgetIdle(idle), 0, 'the first look only notes who is idle: queued events may still name them');
+  t.equal(r.forgetIdle(idle), 999, 'idle at two looks in a row: forgotten');
+  t.equal(r.byKey(removed[0].key), undefined);
+  t.equal(r.byKey(busy)?.id, second.id, 'one with a flow still open keeps its name');
+  t.equal(r.byKey(kept.key)?.id, first.id, 'backends in the table are never retired');
+  open = false;
+  r.forgetIdle(idle);
+  t.equal(r.forgetIdle(idle), 1, 'forgotten once its last flow ended');
+  t.equal(r.retiredCount, 0);
+
+  // A failed reload puts a removed record back: it is no longer retired.
+  const back = r.add(0, 'l', second, 'up');
+  r.remove(back);
+  r.restore(back);
+  r.forgetIdle(() => true);
+  r.forgetIdle(() => true);
+  t.equal(r.byKey(back.key)?.id, second.id, 'a restored record stays known');
+  // A late update of a forgotten record does not bring its key back.
+  r.update(removed[0], { health: 'down' });
+  t.equal(r.byKey(removed[0].key), undefined, 'an update does not revive a forgotten key');
+});
+
 t.test('drains: a backend leaving the tables keeps its flows until the drain timeout, then they are closed', async (t) => {
   for (const [state, engineState] of [['draining', NativeBackendState.draining], ['down', NativeBackendState.down], ['maintenance', NativeBackendState.maintenance]] as const) {
     await t.test(state, async (t) => {
