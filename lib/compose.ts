@@ -28,6 +28,7 @@ import { ListenerTable } from './registry/listeners.js';
 import { BackendRegistry } from './registry/registry.js';
 import { SlowStart } from './registry/slow-start.js';
 import { Reloader } from './reload/apply.js';
+import { DnsDiscovery } from './discovery/dns-discovery.js';
 import { backendSetGeneration } from './cluster/generation.js';
 import type { BalancerConfig, BalancerDeps, BalancerEvents } from './types.js';
 
@@ -42,6 +43,7 @@ export interface ControlPlane {
   readonly backends: BackendControl;
   readonly stats: StatsReader;
   readonly reloader: Reloader;
+  readonly discovery: DnsDiscovery;
   /** The running config (after reloads). */
   readonly config: () => BalancerConfig;
   readonly adminUrl: () => string | null;
@@ -79,6 +81,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     admin: log.child({ component: 'admin' }),
     cluster: log.child({ component: 'cluster' }),
     nat: log.child({ component: 'nat' }),
+    dns: log.child({ component: 'dns' }),
   };
   // The registry exists before the engine so the engine starts with whole tables (and keys).
   const registry = new BackendRegistry();
@@ -167,6 +170,8 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     host.on('reload', () => node.update());
     return node;
   };
+  // DNS entries' backends join the registry once the listeners run (lib/discovery/).
+  const discovery = new DnsDiscovery({ registry, listeners, backends, sync, config: () => config, events: host, log: logs.dns, clock });
   const assertOpen = () => {
     if (closing) throw new Lb4Error('LB4_CLOSED', 'the balancer is closed');
   };
@@ -183,6 +188,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     assertOpen,
     restartAdmin: () => void restartAdmin(),
     events: host,
+    discovery,
     log: logs.reload,
     dualStackFallback,
     configFile: deps.configFile ?? null,
@@ -201,6 +207,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     backends,
     stats,
     reloader,
+    discovery,
     config: () => config,
     adminUrl: () => admin?.url ?? null,
     clusterStatus: () => cluster?.status() ?? null,
@@ -209,6 +216,9 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
     keepAlive,
     async start() {
       try {
+        // The first answers (or failures) of the DNS entries, bounded by --dns-timeout: a
+        // balancer reports started with the backends DNS gives it.
+        await discovery.reconcile();
         const node = await makeCluster();
         await startAdmin();
         cluster = node;
@@ -232,6 +242,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
       // before the listeners stop accepting, so clients move while this node still serves.
       const leaving = cluster?.stop().catch((err: unknown) => logs.cluster.error({ err }, 'cluster: stopping failed'));
       clearInterval(keepAlive);
+      discovery.close();
       drains.clear();
       ramps.clear();
       monitor.close();

@@ -4,15 +4,19 @@
 
 import type { Clock } from './clock.js';
 import type { Algorithm, BackendState, ForwardMode, Protocol, ProxyVersion, SnatMode } from './config/enums.js';
+import type { DnsBackendOptions, DnsEntryConfig } from './config/dns-entry.js';
+import type { DnsResult } from './discovery/dns-resolve.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
 import type { Logger } from './log.js';
+import type { FlowRecord } from './flow-types.js';
 import type { Vip } from './cluster/vip.js';
 import type { VipDriver } from './cluster/vip-driver.js';
 
 export type { Clock } from './clock.js';
 export type { Algorithm, BackendState } from './config/enums.js';
+export type { DnsBackendOptions, DnsEntryConfig } from './config/dns-entry.js';
 export type { CounterInfo, CounterName } from './engine/native-types.js';
 export type {
   HealthCheckType,
@@ -27,6 +31,7 @@ export type {
   TcpHealthOptions,
 } from './health/check-options.js';
 export type { Logger } from './log.js';
+export type { Connection, ConnectionFilter, FlowRecord } from './flow-types.js';
 export type { Vip } from './cluster/vip.js';
 
 // --- options and config ------------------------------------------------------------------------
@@ -71,7 +76,7 @@ export interface ListenerOptions {
    */
   acceptProxy?: string | string[];
   /** This listener's backends (full form only; the shorthand shares the top-level `backends`). */
-  backends?: Array<string | BackendOptions>;
+  backends?: Array<string | BackendOptions | DnsBackendOptions>;
   /** Active health checks for this listener's backends; `false` turns the top-level ones off. */
   health?: HealthOptions | false;
 }
@@ -100,7 +105,7 @@ export interface BalancerOptions extends TunableOptions {
   /** Shorthand: where to accept clients, one address or several. */
   listen?: string | number | ListenerOptions | Array<string | number | ListenerOptions>;
   /** Shorthand: the backends every `listen` listener balances over. At least one. */
-  backends?: Array<string | BackendOptions>;
+  backends?: Array<string | BackendOptions | DnsBackendOptions>;
   /** Full form: listeners with their own backends, algorithm and health checks. */
   listeners?: ListenerOptions[];
   /** Default active health checks for listeners (none by default). */
@@ -115,6 +120,8 @@ export interface BalancerOptions extends TunableOptions {
   natTable?: string;
   /** Default for every listener: networks trusted to send a PROXY protocol header (none). */
   acceptProxy?: string | string[];
+  /** DNS servers (`ip` or `ip:port`) for `dns:`/`srv:` backend entries. Default: the system resolver's. */
+  dnsServers?: string | string[];
 }
 
 /**
@@ -192,6 +199,8 @@ export interface ListenerConfig {
   /** Networks trusted to send a PROXY protocol header, as `ip/prefix`; empty: none expected. */
   readonly acceptProxy: readonly string[];
   readonly backends: readonly BackendConfig[];
+  /** Backend entries found in DNS (`dns:`/`srv:`); their backends are in the registry, not here. */
+  readonly discover: readonly DnsEntryConfig[];
   readonly health: HealthConfig | null;
 }
 
@@ -215,6 +224,8 @@ export interface BackendConfig {
   readonly port: number;
   readonly weight: number;
   readonly state: BackendState;
+  /** The DNS entry (its id) that found this backend; absent for a backend given by address. */
+  readonly entry?: string;
 }
 
 /**
@@ -232,6 +243,8 @@ export interface BalancerConfig extends TunableConfig {
   readonly cluster: ClusterConfig | null;
   /** The nftables table lb4 owns for nat listeners. */
   readonly natTable: string;
+  /** DNS servers for DNS backend entries, `ip:port`; empty: the system resolver's. */
+  readonly dnsServers: readonly string[];
 }
 
 // The option table and these types must agree: every top-level option the table declares is a
@@ -275,6 +288,8 @@ export interface BackendInfo {
   readonly healthReason: string | null;
   /** Whether new flows may go to it now. */
   readonly takesNewFlows: boolean;
+  /** The DNS entry that found it, when one did. */
+  readonly entry?: string;
 }
 
 export interface BalancerStats {
@@ -282,66 +297,13 @@ export interface BalancerStats {
   readonly backends: ReadonlyArray<BackendInfo & { readonly counters: Counters }>;
   /** Engine events dropped because the JS thread did not keep up. */
   readonly droppedEvents: number;
-}
-
-/** One tracked flow (a proxied TCP connection) or UDP session. */
-export interface Connection {
-  readonly id: number;
-  /** `tcp`: a flow; `udp`: a session (a client address bound to a backend). */
-  readonly protocol: Protocol;
-  readonly listener: string;
-  readonly worker: number;
-  /** `awaiting-header`: a listener that takes PROXY protocol headers has not had this client's yet. */
-  readonly state: 'awaiting-header' | 'connecting' | 'established';
-  readonly client: string;
-  /** Backend id; absent while no backend is assigned. */
-  readonly backend?: string;
-  readonly backendAddress?: string;
-  readonly startedAt: Date;
-  readonly bytesToBackend: number;
-  readonly bytesToClient: number;
-  /** UDP sessions only: datagrams each way. */
-  readonly datagramsToBackend?: number;
-  readonly datagramsToClient?: number;
-  /**
-   * `nat`: a kernel conntrack entry of a `forward: nat` listener (its `worker` is -1, `startedAt`
-   * the time of the listing, bytes 0 unless `net.netfilter.nf_conntrack_acct` is on).
-   */
-  readonly forward?: 'nat';
-}
-
-export interface ConnectionFilter {
-  listener?: string;
-  backend?: string;
-  /** At most this many (default 1000). */
-  limit?: number;
+  /** DNS backend entries' resolutions since start, by result. */
+  readonly dnsResolutions?: Readonly<Record<DnsResult, number>>;
 }
 
 /** Which listener a backend operation concerns; all of them (where the id exists) when absent. */
 export interface BackendScope {
   listener?: string;
-}
-
-/** A closed flow or UDP session, as the access log records it. */
-export interface FlowRecord {
-  readonly id: number;
-  readonly protocol: Protocol;
-  readonly listener: string;
-  readonly client: string;
-  readonly backend: string | null;
-  readonly bytesToBackend: number;
-  readonly bytesToClient: number;
-  readonly startedAt: Date;
-  readonly durationMs: number;
-  readonly reason: string;
-  /** UDP sessions only: datagrams each way. */
-  readonly datagramsToBackend?: number;
-  readonly datagramsToClient?: number;
-  /**
-   * `nat`: a kernel conntrack entry of a `forward: nat` listener (its `worker` is -1, `startedAt`
-   * the time of the listing, bytes 0 unless `net.netfilter.nf_conntrack_acct` is on).
-   */
-  readonly forward?: 'nat';
 }
 
 /** What a reload changed. */
@@ -367,6 +329,8 @@ export interface BalancerEvents {
   flow: [record: FlowRecord];
   /** accept() failed on a listener for a reason other than running out of descriptors. */
   'listener-error': [error: NodeJS.ErrnoException, listener: string];
+  /** A DNS backend entry was resolved (or failed to be); `backends` is the set in use after it. */
+  'dns-resolution': [info: { listener: string; entry: string; result: DnsResult; error?: string; added: string[]; removed: string[]; backends: string[] }];
   /** A reload was applied. */
   reload: [summary: ReloadSummary];
   /** The balancer has closed and every worker has stopped. */

@@ -116,6 +116,7 @@ const fixedFamilies = [
   'lb4_backend_health',
   'lb4_health_check_duration_seconds',
   'lb4_health_check_failures_total',
+  'lb4_dns_resolutions_total',
   'lb4_cluster_state',
   'lb4_cluster_peer_up',
   'lb4_cluster_duplicate_node_id',
@@ -300,6 +301,11 @@ export class MetricsCollector {
       }),
     );
     writeFamily(out, 'lb4_health_check_failures_total', 'counter', 'Active health checks that failed', checked.map(({ labels, series }) => ({ labels, value: series.failures })));
+    // DNS backend entries' resolutions (lib/discovery/): a source without discovery has none.
+    const dns = stats.dnsResolutions;
+    if (dns) {
+      writeFamily(out, 'lb4_dns_resolutions_total', 'counter', 'Resolutions of dns: and srv: backend entries, by result (only ok changes the backends)', Object.entries(dns).map(([result, value]) => ({ labels: [['result', result]], value })));
+    }
     this.#clusterFamilies(out);
     return `${out.join('\n')}\n`;
   }

@@ -72,7 +72,7 @@ export const optionTable = {
     flag: '--listen <address>', repeatable: true, field: 'listen', kind: 'address', defaultText: 'required', reload: 'live',
     help: 'where clients connect: :port (every interface, IPv4 and IPv6), host:port or [ipv6]:port, with /udp for UDP (/tcp is the default); repeatable',
   },
-  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N]; repeatable' },
+  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N], or found in DNS: dns:NAME:PORT (A/AAAA) or srv:NAME (SRV); repeatable' },
   listeners: { flag: null, field: 'listeners', kind: 'object', reload: 'live', help: 'the full form: listeners, each with its own backends, algorithm and health checks' },
   config: { flag: '--config <file>', field: null, kind: 'path', defaultText: '', reload: 'restart', help: 'a YAML or JSON config file (instead of --listen/--backend); SIGHUP reloads it' },
   // The health flags are parts of one `health` option, validated by the health check schema
@@ -121,6 +121,24 @@ export const optionTable = {
   proxyHeaderTimeout: {
     flag: '--proxy-header-timeout <duration>', field: 'proxyHeaderTimeout', config: 'proxyHeaderTimeoutMs', kind: 'duration', default: '5s', min: 1, max: 3_600_000,
     reload: 'restart', native: 'proxyHeaderTimeoutMs', help: 'time a client of an --accept-proxy listener has to send its whole PROXY protocol header',
+  },
+  // DNS discovery (lib/discovery/): backend entries `dns:NAME:PORT` and `srv:NAME` are resolved
+  // while lb4 runs, through these servers, and re-resolved within these bounds.
+  dnsServers: {
+    flag: '--dns-server <ip[:port]>', repeatable: true, field: 'dnsServers', kind: 'address', defaultText: 'the system resolver', reload: 'live',
+    help: 'a DNS server (numeric address, port 53 by default) that resolves dns: and srv: backend entries; repeatable',
+  },
+  dnsInterval: {
+    flag: '--dns-interval <duration>', field: 'dnsInterval', config: 'dnsIntervalMs', kind: 'duration', default: '30s', min: 10, max: 86_400_000, reload: 'live',
+    help: "re-resolve dns: and srv: backend entries at least this often (sooner when the records' TTL is shorter)",
+  },
+  dnsMinInterval: {
+    flag: '--dns-min-interval <duration>', field: 'dnsMinInterval', config: 'dnsMinIntervalMs', kind: 'duration', default: '1s', min: 10, max: 86_400_000, reload: 'live',
+    help: 'never re-resolve a DNS backend entry sooner than this, whatever the TTL; also the first retry after a failure',
+  },
+  dnsTimeout: {
+    flag: '--dns-timeout <duration>', field: 'dnsTimeout', config: 'dnsTimeoutMs', kind: 'duration', default: '2s', min: 10, max: 60_000, reload: 'live',
+    help: 'time one DNS query may take before it is sent again (twice at most) and then counted a failure',
   },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',

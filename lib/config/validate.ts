@@ -19,6 +19,7 @@ import type {
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
 import { backendStates, protocols, type BackendState, type ForwardMode, type Protocol, type ProxyVersion, type SnatMode } from './enums.js';
 import { onVip, validateCluster } from './cluster-options.js';
+import { isDnsEntry, validateDnsEntry, validateDnsServers, type DnsEntryConfig } from './dns-entry.js';
 import { parseNetworks } from './network.js';
 import { checkTableInteger, checkTunable, optionDefault, topLevelOptions, validateTunables } from './options.js';
 import { showValue } from './show-value.js';
@@ -62,6 +63,8 @@ export const maxListeners = 1024;
 
 /** Checks one backend and resolves its host. */
 export async function validateBackend(raw: unknown, field: string): Promise<BackendConfig> {
+  // A DNS entry is part of a listener's config: its backends come and go with the answers.
+  if (isDnsEntry(raw)) throw new Lb4Error('LB4_INVALID_OPTION', 'a dns: or srv: entry belongs in the config (backends of a listener), not added at run time', { field });
   const opts: BackendOptions = typeof raw === 'string' ? parseBackendSpec(raw, field) : (raw as BackendOptions);
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new Lb4Error('LB4_INVALID_OPTION', 'must be "host:port" or { address, weight }', { field });
   checkKnownKeys(opts, ['address', 'weight', 'state', 'id'], field);
@@ -94,6 +97,7 @@ interface ListenerDefaults {
   acceptProxy: readonly string[];
   health: HealthConfig | null;
   backends?: readonly BackendConfig[];
+  discover?: readonly DnsEntryConfig[];
 }
 
 async function validateListener(raw: unknown, field: string, defaults: ListenerDefaults): Promise<ListenerConfig> {
@@ -148,16 +152,17 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     throw new Lb4Error('LB4_INVALID_OPTION', protocol === 'udp' ? `a UDP listener (${listen}) takes udp checks, got ${health.type}` : `udp checks are for UDP listeners, and ${listen} is TCP`, { field: where });
   }
   let backends = defaults.backends;
+  let discover = defaults.discover ?? [];
   if (!backends) {
     if (!Array.isArray(opts.backends) || opts.backends.length === 0) {
       throw new Lb4Error('LB4_NO_BACKEND', 'at least one backend is required', { field: `${field}.backends` });
     }
-    backends = await validateBackends(opts.backends, `${field}.backends`);
+    ({ backends, discover } = await validateBackends(opts.backends, `${field}.backends`));
   } else if (opts.backends !== undefined) {
     throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
   }
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
-  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, backends, health });
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, backends, discover, health });
 }
 
 /** The nftables table name lb4 owns: a plain identifier, as nft writes them unquoted. */
@@ -181,14 +186,16 @@ function splitProtocol(raw: unknown, field: string): { text: unknown; protocol: 
   return { text: m[1], protocol: protocol as Protocol };
 }
 
-async function validateBackends(list: Array<string | BackendOptions>, field: string): Promise<readonly BackendConfig[]> {
-  const backends = await Promise.all(list.map((b, i) => validateBackend(b, `${field}[${i}]`)));
+/** A backend list: backends by address, and DNS entries (resolved later, by lib/discovery/). */
+async function validateBackends(list: unknown[], field: string): Promise<{ backends: readonly BackendConfig[]; discover: readonly DnsEntryConfig[] }> {
+  const discover = list.flatMap((b, i) => (isDnsEntry(b) ? [validateDnsEntry(b, `${field}[${i}]`)] : []));
+  const backends = await Promise.all(list.flatMap((b, i) => (isDnsEntry(b) ? [] : [validateBackend(b, `${field}[${i}]`)])));
   const seen = new Set<string>();
-  for (const b of backends) {
+  for (const b of [...backends, ...discover]) {
     if (seen.has(b.id)) throw new Lb4Error('LB4_DUPLICATE_BACKEND', `backend "${b.id}" is listed twice`, { field });
     seen.add(b.id);
   }
-  return Object.freeze(backends);
+  return { backends: Object.freeze(backends), discover: Object.freeze(discover) };
 }
 
 /** Whether a numeric address is a loopback one (127.0.0.0/8, ::1, or 127/8 mapped into IPv6). */
@@ -266,9 +273,9 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (!Array.isArray(options.backends) || options.backends.length === 0) {
       throw new Lb4Error('LB4_NO_BACKEND', 'at least one backend is required (e.g. --backend 127.0.0.1:9001)', { field: 'backends' });
     }
-    const backends = await validateBackends(options.backends, 'backends');
+    const { backends, discover } = await validateBackends(options.backends, 'backends');
     listeners = await Promise.all(
-      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, health, backends })),
+      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, health, backends, discover })),
     );
   }
   const names = new Set<string>();
@@ -287,6 +294,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     admin: await validateAdmin(options.admin),
     accessLog: validateAccessLog(options.accessLog),
     natTable: validateNatTable(options.natTable),
+    dnsServers: validateDnsServers(options.dnsServers),
     cluster,
   });
 }

@@ -53,6 +53,7 @@ export function backendInfo(b: BackendRecord): BackendInfo {
     health: b.health,
     healthReason: b.healthReason,
     takesNewFlows: state === 'up' && b.effectiveWeight > 0,
+    ...(b.entry === undefined ? {} : { entry: b.entry }),
   });
 }
 

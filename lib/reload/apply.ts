@@ -21,6 +21,7 @@ import type { BackendControl } from '../registry/backends.js';
 import type { EngineSync } from '../registry/engine-sync.js';
 import type { ListenerSlot, ListenerTable } from '../registry/listeners.js';
 import type { BackendRecord, BackendRegistry } from '../registry/registry.js';
+import type { DnsDiscovery } from '../discovery/dns-discovery.js';
 import type { BackendConfig, BalancerConfig, BalancerEvents, BalancerOptions, ListenerConfig, ReloadSummary } from '../types.js';
 import { planReload, type ListenerChanges, type ReloadPlan } from './plan.js';
 
@@ -37,6 +38,8 @@ export interface ReloadParts {
   /** Restarts the admin API on its new address (its errors are its own to log). */
   readonly restartAdmin: () => void;
   readonly events: EventEmitter<BalancerEvents>;
+  /** DNS entries: held while a plan applies, then made equal to the new config's entries. */
+  readonly discovery: Pick<DnsDiscovery, 'hold' | 'release' | 'reconcile'>;
   readonly log: Logger;
   /** No IPv6 on this host: new "every interface" listeners open on IPv4 (lib/engine/open.ts). */
   readonly dualStackFallback: boolean;
@@ -90,7 +93,15 @@ export class Reloader {
     let summary: ReloadSummary;
     try {
       this.#p.assertOpen();
-      summary = await this.#apply(await validateOptions(options ?? (await this.#readConfigFile())));
+      const next = await validateOptions(options ?? (await this.#readConfigFile()));
+      this.#p.discovery.hold();
+      try {
+        summary = await this.#apply(next);
+      } finally {
+        await this.#p.discovery.release();
+      }
+      // Entries added or changed are resolved before the reload answers, as at start.
+      await this.#p.discovery.reconcile();
     } catch (err) {
       this.#rejected(err);
       throw err;
@@ -109,7 +120,9 @@ export class Reloader {
     const config = this.#p.config();
     const running = config.listeners.map((l) => {
       const s = listeners.get(l.name);
-      return s ? { ...s.config, backends: registry.list(s.slot) } : l;
+      // Backends a DNS entry found belong to the entry, not to the file's list: the plan leaves
+      // them to the discovery's reconcile.
+      return s ? { ...s.config, backends: registry.list(s.slot).filter((b) => b.entry === undefined) } : l;
     });
     return { ...config, listeners: running };
   }
