@@ -57,7 +57,7 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
   if (Object.keys(clusterParts).length > 0) options.cluster = { ...((options.cluster as object | undefined) ?? {}), ...clusterParts };
   if (flags.natTable !== undefined) options.natTable = flags.natTable;
   // DNS servers for dns:/srv: backend entries: the flags replace the file's list, as typed.
-  if (flags.dnsServers !== undefined) options.dnsServers = flags.dnsServers;
+  if (flags.dnsServer !== undefined) options.dnsServers = flags.dnsServer;
   // Trusted PROXY protocol sources: the flags replace the file's top-level list, as typed.
   if (flags.acceptProxy !== undefined) options.acceptProxy = flags.acceptProxy;
   if (flags.admin !== undefined) options.admin = { listen: flags.admin, ...(process.env.LB4_ADMIN_TOKEN ? { token: process.env.LB4_ADMIN_TOKEN } : {}) };

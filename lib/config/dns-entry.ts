@@ -148,8 +148,9 @@ export function validateDnsServers(raw: unknown): readonly string[] {
       const field = Array.isArray(raw) ? `dnsServers[${i}]` : 'dnsServers';
       const text = typeof item === 'string' ? item.trim() : item;
       if (typeof text === 'string' && isIP(text)) return isIP(text) === 6 ? `[${text}]:53` : `${text}:53`;
+      const numeric = typeof text === 'string' && /^(\d+\.\d+\.\d+\.\d+|\[[^\]]+\]):\d+$/.test(text);
+      if (!numeric) throw new Lb4Error('LB4_INVALID_ADDRESS', `a DNS server must be a numeric address (ip, ip:port or [ipv6]:port), got ${showValue(item)}`, { field });
       const { host, port } = parseHostPort(text, field, { allowEmptyHost: false, allowPortZero: false });
-      if (!isIP(host)) throw new Lb4Error('LB4_INVALID_ADDRESS', `a DNS server must be a numeric address (ip or ip:port), got ${showValue(item)}`, { field });
       return formatHostPort(host, port);
     }),
   );

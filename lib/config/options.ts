@@ -124,7 +124,7 @@ export const optionTable = {
   },
   // DNS discovery (lib/discovery/): backend entries `dns:NAME:PORT` and `srv:NAME` are resolved
   // while lb4 runs, through these servers, and re-resolved within these bounds.
-  dnsServers: {
+  dnsServer: {
     flag: '--dns-server <ip[:port]>', repeatable: true, field: 'dnsServers', kind: 'address', defaultText: 'the system resolver', reload: 'live',
     help: 'a DNS server (numeric address, port 53 by default) that resolves dns: and srv: backend entries; repeatable',
   },
