@@ -46,6 +46,8 @@ export interface BackendOptions {
   state?: BackendState;
   /** Stable name used by the API and stats. Default: the address as written. */
   id?: string;
+  /** The PROXY protocol header this backend is sent, overriding its listener's `proxyProtocol` (TCP). */
+  proxyProtocol?: ProxyVersion;
 }
 
 /**
@@ -226,6 +228,8 @@ export interface BackendConfig {
   readonly state: BackendState;
   /** The DNS entry (its id) that found this backend; absent for a backend given by address. */
   readonly entry?: string;
+  /** This backend's own PROXY protocol version; absent: its listener's. */
+  readonly proxyProtocol?: ProxyVersion;
 }
 
 /**
@@ -290,6 +294,8 @@ export interface BackendInfo {
   readonly takesNewFlows: boolean;
   /** The DNS entry that found it, when one did. */
   readonly entry?: string;
+  /** Its own PROXY protocol version, when it overrides the listener's. */
+  readonly proxyProtocol?: ProxyVersion;
 }
 
 export interface BalancerStats {

@@ -34,7 +34,7 @@ function checkKnownKeys(opts: object, known: readonly string[], field: string): 
   }
 }
 
-/** Parses `host:port[,weight=N][,state=S][,id=NAME]`, the CLI's backend syntax. */
+/** Parses `host:port[,weight=N][,state=S][,id=NAME][,proxyProtocol=V]`, the CLI's backend syntax. */
 export function parseBackendSpec(text: string, field: string): BackendOptions {
   const [address, ...params] = text.split(',');
   const out: BackendOptions = { address: address.trim() };
@@ -49,8 +49,10 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
       out.state = value as BackendState;
     } else if (key === 'id') {
       out.id = value;
+    } else if (key === 'proxyProtocol') {
+      out.proxyProtocol = value as ProxyVersion;
     } else {
-      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id)`, { field });
+      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id, proxyProtocol)`, { field });
     }
   }
   return out;
@@ -67,7 +69,7 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
   if (isDnsEntry(raw)) throw new Lb4Error('LB4_INVALID_OPTION', 'a dns: or srv: entry belongs in the config (backends of a listener), not added at run time', { field });
   const opts: BackendOptions = typeof raw === 'string' ? parseBackendSpec(raw, field) : (raw as BackendOptions);
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new Lb4Error('LB4_INVALID_OPTION', 'must be "host:port" or { address, weight }', { field });
-  checkKnownKeys(opts, ['address', 'weight', 'state', 'id'], field);
+  checkKnownKeys(opts, ['address', 'weight', 'state', 'id', 'proxyProtocol'], field);
   const { host, port } = parseHostPort(opts.address, `${field}.address`, { allowEmptyHost: false, allowPortZero: false });
   // null is refused like any other wrong value, not taken as "absent": `weight:` left empty in
   // YAML is null, and running it with weight 1 hides the mistake.
@@ -85,8 +87,10 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
   // An id is a label in every /metrics scrape and log line: bounded, and with no control characters.
   if (id.length > maxBackendIdLength) throw new Lb4Error('LB4_INVALID_OPTION', `must be at most ${maxBackendIdLength} characters, got ${id.length}`, { field: `${field}.id` });
   if (/[\x00-\x1f\x7f]/.test(id)) throw new Lb4Error('LB4_INVALID_OPTION', `must not hold control characters, got ${showValue(id)}`, { field: `${field}.id` });
+  // Absent stays absent: the backend then follows its listener's setting, reloads included.
+  const proxy = opts.proxyProtocol === undefined ? {} : { proxyProtocol: checkTunable('proxyProtocol', opts.proxyProtocol, `${field}.proxyProtocol`) as ProxyVersion };
   const ip = await resolveHost(host, `${field}.address`);
-  return Object.freeze({ id, address, ip, port, weight, state });
+  return Object.freeze({ id, address, ip, port, weight, state, ...proxy });
 }
 
 interface ListenerDefaults {
@@ -160,6 +164,12 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     ({ backends, discover } = await validateBackends(opts.backends, `${field}.backends`));
   } else if (opts.backends !== undefined) {
     throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
+  }
+  // A backend's own PROXY protocol setting is a TCP proxy's too.
+  const sending = backends.find((b) => b.proxyProtocol !== undefined && b.proxyProtocol !== 'none');
+  if (sending && (protocol === 'udp' || forward === 'nat')) {
+    const where = defaults.backends ? 'backends' : `${field}.backends`;
+    throw new Lb4Error('LB4_INVALID_OPTION', `backend "${sending.id}" has proxyProtocol ${sending.proxyProtocol}, which needs a TCP listener with forward: proxy, and ${listen} is not one`, { field: where });
   }
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
   return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, backends, discover, health });

@@ -104,6 +104,8 @@ export interface NativeBackend {
   port: number;
   weight: number;
   state: number;
+  /** This backend's own PROXY protocol version (an index into `proxyVersionNames`); absent: the listener's. */
+  proxy?: number;
 }
 
 export interface NativeBoundAddress {

@@ -6,7 +6,7 @@
 // only what changed (lib/registry/engine-sync.ts).
 
 import type { BackendState } from '../config/enums.js';
-import { NativeBackendState, type NativeBackend } from '../engine/native-types.js';
+import { NativeBackendState, NativeProxyVersion, type NativeBackend } from '../engine/native-types.js';
 import { Lb4Error } from '../errors.js';
 import type { BackendConfig, BackendInfo, Health } from '../types.js';
 
@@ -54,6 +54,7 @@ export function backendInfo(b: BackendRecord): BackendInfo {
     healthReason: b.healthReason,
     takesNewFlows: state === 'up' && b.effectiveWeight > 0,
     ...(b.entry === undefined ? {} : { entry: b.entry }),
+    ...(b.proxyProtocol === undefined ? {} : { proxyProtocol: b.proxyProtocol }),
   });
 }
 
@@ -135,7 +136,7 @@ export class BackendRegistry {
     if (this.#records.delete(recordId(record.slot, record.id))) this.#changed.add(record.slot);
   }
 
-  update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight'>>): BackendRecord {
+  update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight' | 'proxyProtocol'>>): BackendRecord {
     const id = recordId(record.slot, record.id);
     const current = this.#records.get(id) ?? this.#byKey.get(record.key) ?? record;
     const next: BackendRecord = Object.freeze({ ...current, ...change });
@@ -143,7 +144,7 @@ export class BackendRegistry {
       this.#records.set(id, next);
       // Only what the engine runs (state and weight) makes the table change: the same state set
       // again, a slow-start step that keeps the weight or a new health reason sends nothing.
-      if (engineState(next) !== engineState(current) || next.effectiveWeight !== current.effectiveWeight) this.#changed.add(next.slot);
+      if (engineState(next) !== engineState(current) || next.effectiveWeight !== current.effectiveWeight || next.proxyProtocol !== current.proxyProtocol) this.#changed.add(next.slot);
     }
     this.#byKey.set(next.key, next);
     return next;
@@ -154,6 +155,15 @@ export class BackendRegistry {
    * across nodes, `<listener name>/<backend id>`; its `key` only indexes this process's counters.
    */
   nativeTable(slot: number): NativeBackend[] {
-    return this.list(slot).map((b) => ({ key: b.key, id: `${b.listener}/${b.id}`, ip: b.ip, port: b.port, weight: b.effectiveWeight, state: NativeBackendState[engineState(b)] }));
+    return this.list(slot).map((b) => ({
+      key: b.key,
+      id: `${b.listener}/${b.id}`,
+      ip: b.ip,
+      port: b.port,
+      weight: b.effectiveWeight,
+      state: NativeBackendState[engineState(b)],
+      // Only a backend with its own setting says so; the others follow their listener's.
+      ...(b.proxyProtocol === undefined ? {} : { proxy: NativeProxyVersion[b.proxyProtocol] }),
+    }));
   }
 }

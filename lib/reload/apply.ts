@@ -299,9 +299,10 @@ export class Reloader {
   /** Gives a running backend the weight, state and address as written of `after`; returns whether any differed. */
   #changeInPlace(record: BackendRecord, after: BackendConfig, drainMs: number): boolean {
     const { registry, backends } = this.#p;
-    const changed = record.weight !== after.weight || record.state !== after.state || record.address !== after.address;
+    const changed = record.weight !== after.weight || record.state !== after.state || record.address !== after.address || record.proxyProtocol !== after.proxyProtocol;
     if (record.weight !== after.weight) record = backends.changeWeight(record, after.weight);
-    record = registry.update(record, { address: after.address });
+    // A new PROXY protocol setting applies to the flows that connect after the reload.
+    record = registry.update(record, { address: after.address, proxyProtocol: after.proxyProtocol });
     if (record.state !== after.state) backends.changeState(record, after.state, drainMs, 'reload');
     return changed;
   }

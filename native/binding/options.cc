@@ -152,6 +152,12 @@ bool toBackendTable(Napi::Env env, Napi::Value tv, const std::string& where, std
     if (!id.IsString()) return throwType(env, at + ".id must be a string");
     spec.id = id.As<Napi::String>().Utf8Value();
     spec.weight = static_cast<uint32_t>(weight);
+    // `proxy` absent: the listener's PROXY protocol setting applies to this backend.
+    if (b.Has("proxy") && !b.Get("proxy").IsUndefined()) {
+      ProxyVersion proxy;
+      if (!getEnum(env, b, "proxy", at, proxy)) return false;
+      spec.proxy = proxy;
+    }
     out.push_back(spec);
   }
   return true;

@@ -38,6 +38,8 @@ struct BackendSpec {
   SocketAddress address;
   uint32_t weight;
   BackendState state;
+  // The PROXY protocol header this backend is sent; none given: the listener's.
+  std::optional<ProxyVersion> proxy;
 };
 
 class Engine {

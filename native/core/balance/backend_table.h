@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct BackendEntry {
   SocketAddress address;
   uint32_t weight = 1;
   BackendState state = BackendState::Up;
+  // The PROXY protocol version this backend takes, when it differs from its listener's setting
+  // (a backend object's `proxyProtocol`); empty: the listener's.
+  std::optional<ProxyVersion> proxy;
   CounterSet* counters = nullptr;  // owned by the engine, outlives every table and flow
 
   // Only an `up` backend with a non-zero weight takes new flows; `down`, `draining` and

@@ -226,6 +226,7 @@ bool TcpProxy::connectNext(Flow& f) {
       f.backend = FlowSocket{};
       f.backend.fd = std::move(fd);
       f.backendKey = b->key;
+      f.backendProxy = b->proxy;
       f.backendAddress = b->address;
       f.backendCounters = b->counters;
       // A connect in progress counts as active, so least-connections sees it at once.
@@ -273,7 +274,7 @@ void TcpProxy::onConnected(Flow& f) {
 }
 
 bool TcpProxy::sendHeader(Flow& f) {
-  const ProxyVersion version = listeners_[f.listener].proxy.send;
+  const ProxyVersion version = f.backendProxy.value_or(listeners_[f.listener].proxy.send);
   if (version == ProxyVersion::None) return true;
   if (!f.hasDestination) {
     // The address this client connected to: the listener's, or the very address of a listener
