@@ -25,6 +25,7 @@ import { healthDefaults } from '../health/check-options.js';
 import { logFormats, logLevels } from '../log.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { algorithms, forwardModes, hashKeys, proxyVersions, snatModes } from './enums.js';
+import { udpProxyHeaderModes } from '../engine/native-types.js';
 import { showValue } from './show-value.js';
 
 /**
@@ -112,7 +113,7 @@ export const optionTable = {
   // every listener's default. A reload applies a change to the flows accepted after it.
   proxyProtocol: {
     flag: '--proxy-protocol <version>', field: 'proxyProtocol', kind: 'choice', choices: proxyVersions, default: 'none', reload: 'live',
-    help: "send backends a PROXY protocol header first on each flow, with the client's and the listener's addresses: none, v1 (text) or v2 (binary); TCP listeners",
+    help: "send backends a PROXY protocol header first on each flow, with the client's and the listener's addresses: none, v1 (text) or v2 (binary; also UDP sessions)",
   },
   acceptProxy: {
     flag: '--accept-proxy <cidr>', repeatable: true, field: 'acceptProxy', kind: 'network', defaultText: 'off', reload: 'live',
@@ -139,6 +140,10 @@ export const optionTable = {
   dnsTimeout: {
     flag: '--dns-timeout <duration>', field: 'dnsTimeout', config: 'dnsTimeoutMs', kind: 'duration', default: '2s', min: 10, max: 60_000, reload: 'live',
     help: 'time one DNS query may take before it is sent again (twice at most) and then counted a failure',
+  },
+  udpProxyHeader: {
+    flag: '--udp-proxy-header <when>', field: 'udpProxyHeader', config: 'udpProxyHeader', kind: 'choice', choices: udpProxyHeaderModes, default: 'first', reload: 'restart', native: 'udpProxyHeader',
+    help: "a UDP listener with proxyProtocol v2: put the header on each session's first datagram, or on every datagram",
   },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',

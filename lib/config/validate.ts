@@ -137,11 +137,13 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   }
   const proxyProtocol = opts.proxyProtocol === undefined ? defaults.proxyProtocol : (checkTunable('proxyProtocol', opts.proxyProtocol, `${field}.proxyProtocol`) as ProxyVersion);
   const acceptProxy = opts.acceptProxy === undefined ? defaults.acceptProxy : parseNetworks(opts.acceptProxy, `${field}.acceptProxy`);
-  // The PROXY protocol is a stream header; lb4 does not put one on datagrams (yet).
-  if (protocol === 'udp' && (proxyProtocol !== 'none' || acceptProxy.length > 0)) {
-    const key = proxyProtocol !== 'none' ? 'proxyProtocol' : 'acceptProxy';
+  // A UDP session's backends may be sent a v2 header (v1 is a TCP line with no word for UDP);
+  // lb4 takes headers only from TCP clients.
+  if (protocol === 'udp' && (proxyProtocol === 'v1' || acceptProxy.length > 0)) {
+    const key = proxyProtocol === 'v1' ? 'proxyProtocol' : 'acceptProxy';
     const where = opts[key] === undefined ? key : `${field}.${key}`;
-    throw new Lb4Error('LB4_INVALID_OPTION', `the PROXY protocol is for TCP listeners, and ${listen} is UDP`, { field: where });
+    const why = key === 'proxyProtocol' ? 'v1 has no UDP form: a UDP listener sends v2' : 'lb4 takes PROXY protocol headers on TCP listeners only';
+    throw new Lb4Error('LB4_INVALID_OPTION', `${why}, and ${listen} is UDP`, { field: where });
   }
   // The kernel forwards a nat listener's packets: there is no stream of lb4's to put a header on.
   if (forward === 'nat' && (proxyProtocol !== 'none' || acceptProxy.length > 0)) {
@@ -165,11 +167,12 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   } else if (opts.backends !== undefined) {
     throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
   }
-  // A backend's own PROXY protocol setting is a TCP proxy's too.
-  const sending = backends.find((b) => b.proxyProtocol !== undefined && b.proxyProtocol !== 'none');
-  if (sending && (protocol === 'udp' || forward === 'nat')) {
+  // A backend's own PROXY protocol setting needs lb4's proxy too, and v2 on UDP.
+  const sending = backends.find((b) => b.proxyProtocol !== undefined && b.proxyProtocol !== 'none' && (forward === 'nat' || (protocol === 'udp' && b.proxyProtocol === 'v1')));
+  if (sending) {
     const where = defaults.backends ? 'backends' : `${field}.backends`;
-    throw new Lb4Error('LB4_INVALID_OPTION', `backend "${sending.id}" has proxyProtocol ${sending.proxyProtocol}, which needs a TCP listener with forward: proxy, and ${listen} is not one`, { field: where });
+    const need = forward === 'nat' ? 'forward: proxy' : 'a TCP listener (UDP takes v2)';
+    throw new Lb4Error('LB4_INVALID_OPTION', `backend "${sending.id}" has proxyProtocol ${sending.proxyProtocol}, which needs ${need}, and ${listen} is not one`, { field: where });
   }
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
   return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, backends, discover, health });

@@ -69,6 +69,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     dnsIntervalMs: 30_000,
     dnsMinIntervalMs: 1000,
     dnsTimeoutMs: 2000,
+    udpProxyHeader: 'first',
   });
   uptimeSeconds = 42.5;
   closed = false;

@@ -64,7 +64,7 @@ t.test('every table entry is consistent', async (t) => {
 
 t.test('the public tunables are the table view they always were', async (t) => {
   t.same(Object.keys(tunables), [
-    'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'dnsInterval', 'dnsMinInterval', 'dnsTimeout', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
+    'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'dnsInterval', 'dnsMinInterval', 'dnsTimeout', 'udpProxyHeader', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
     'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
   ]);
   t.same(tunables.hashKey.choices, ['address', 'address-port']);
@@ -90,7 +90,7 @@ t.test('validation knows exactly the top-level options of the table', async (t) 
 
 t.test("a reload reports a change as needing a restart exactly when the table says so", async (t) => {
   const base = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'] });
-  t.same(restartOnlySettings, ['hashKey', 'proxyHeaderTimeoutMs', 'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
+  t.same(restartOnlySettings, ['hashKey', 'proxyHeaderTimeoutMs', 'udpProxyHeader', 'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
   t.same(liveSettings, ['forward', 'snat', 'dnsIntervalMs', 'dnsMinIntervalMs', 'dnsTimeoutMs', 'drainTimeoutMs', 'slowStartMs', 'passiveFailures']);
   for (const key of [...restartOnlySettings, ...liveSettings]) {
     const changed = { ...base, [key]: (base as unknown as Record<string, number>)[key] + 1 } as BalancerConfig;

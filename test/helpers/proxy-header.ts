@@ -1,13 +1,13 @@
 // A small PROXY protocol reader and writer for the tests, written apart from lb4's own (C++)
-// parser and writer so that each checks the other: v1 lines and v2 TCP4/TCP6 headers, no TLVs.
+// parser and writer so that each checks the other: v1 lines and v2 TCP4/TCP6/UDP4/UDP6 headers, no TLVs.
 
 import net from 'node:net';
 import { startBackend, type TestBackend } from './sockets.js';
 
 export interface ParsedHeader {
   version: 1 | 2;
-  /** 'TCP4', 'TCP6', or 'LOCAL' / 'UNKNOWN' when the header names no addresses. */
-  family: 'TCP4' | 'TCP6' | 'LOCAL' | 'UNKNOWN';
+  /** 'TCP4', 'TCP6', 'UDP4', 'UDP6' (v2 only), or 'LOCAL' / 'UNKNOWN' when the header names no addresses. */
+  family: 'TCP4' | 'TCP6' | 'UDP4' | 'UDP6' | 'LOCAL' | 'UNKNOWN';
   source?: string;
   sourcePort?: number;
   destination?: string;
@@ -34,11 +34,13 @@ export function parseHeader(data: Buffer): ParsedHeader | null {
   if (data.length < length) return null;
   if ((data[12] & 0x0f) === 0) return { version: 2, family: 'LOCAL', length };
   const a = data.subarray(16);
-  if (data[13] === 0x11) {
-    return { version: 2, family: 'TCP4', source: ip(a.subarray(0, 4)), destination: ip(a.subarray(4, 8)), sourcePort: a.readUInt16BE(8), destinationPort: a.readUInt16BE(10), length };
+  if (data[13] === 0x11 || data[13] === 0x12) {
+    const family = data[13] === 0x11 ? 'TCP4' : 'UDP4';
+    return { version: 2, family, source: ip(a.subarray(0, 4)), destination: ip(a.subarray(4, 8)), sourcePort: a.readUInt16BE(8), destinationPort: a.readUInt16BE(10), length };
   }
-  if (data[13] === 0x21) {
-    return { version: 2, family: 'TCP6', source: ip(a.subarray(0, 16)), destination: ip(a.subarray(16, 32)), sourcePort: a.readUInt16BE(32), destinationPort: a.readUInt16BE(34), length };
+  if (data[13] === 0x21 || data[13] === 0x22) {
+    const family = data[13] === 0x21 ? 'TCP6' : 'UDP6';
+    return { version: 2, family, source: ip(a.subarray(0, 16)), destination: ip(a.subarray(16, 32)), sourcePort: a.readUInt16BE(32), destinationPort: a.readUInt16BE(34), length };
   }
   return { version: 2, family: 'UNKNOWN', length };
 }

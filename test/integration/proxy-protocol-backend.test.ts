@@ -66,8 +66,8 @@ t.test("a backend's proxyProtocol is checked, and refused where lb4 carries no s
   const config = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9,proxyProtocol=v2', '127.0.0.1:10'] });
   t.same(config.listeners[0].backends.map((b) => b.proxyProtocol), ['v2', undefined]);
   await t.rejects(validateOptions({ listen: '127.0.0.1:0', backends: [{ address: '127.0.0.1:9', proxyProtocol: 'v3' as never }] }), { field: 'backends[0].proxyProtocol', message: /v1, v2/ });
-  await t.rejects(validateOptions({ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9,proxyProtocol=v1'] }), { field: 'backends', message: /TCP listener/ });
+  await t.rejects(validateOptions({ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9,proxyProtocol=v1'] }), { field: 'backends', message: /UDP takes v2/ });
   await t.rejects(validateOptions({ listeners: [{ listen: '127.0.0.1:0', forward: 'nat', backends: [{ address: '127.0.0.1:9', proxyProtocol: 'v2' }] }] }), { field: 'listeners[0].backends', message: /forward: proxy/ });
-  // `none` on a UDP listener asks for nothing it cannot do.
-  t.ok(await validateOptions({ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9,proxyProtocol=none'] }));
+  // `none`, and v2, on a UDP listener ask for nothing it cannot do.
+  t.ok(await validateOptions({ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9,proxyProtocol=none', '127.0.0.1:10,proxyProtocol=v2'] }));
 });

@@ -188,6 +188,16 @@ TEST(proxy_protocol, writer_bytes) {
   REQUIRE(back.status == ProxyParseStatus::Done);
   CHECK_EQ(back.source.toString(), "[::1]:8080");
   CHECK_EQ(back.destination.toString(), "[2001::]:80");
+
+  // A UDP session's header: the same bytes but the transport nibble (UDP4 0x12, UDP6 0x22);
+  // v1 has no UDP form, so none is written.
+  n = lb4::writeProxyHeader(lb4::ProxyVersion::V2, address("192.168.0.1", 56324), address("192.168.0.11", 443), out, true);
+  expected = v2(0x21, 0x12, kV4Addresses);
+  CHECK(std::vector<uint8_t>(out, out + n) == expected);
+  n = lb4::writeProxyHeader(lb4::ProxyVersion::V2, address("::1", 53), address("2001::", 53), out, true);
+  CHECK_EQ(n, 16u + 36u);
+  CHECK_EQ(out[13], 0x22);
+  CHECK_EQ(lb4::writeProxyHeader(lb4::ProxyVersion::V1, address("10.0.0.1", 5), address("10.0.0.2", 6), out, true), 0u);
 }
 
 TEST(proxy_protocol, trusted_networks) {

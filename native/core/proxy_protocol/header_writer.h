@@ -14,7 +14,9 @@
 namespace lb4 {
 
 // Writes the header of `version` (V1 or V2) into `out`; returns its length (0 for None).
+// `datagram`: a UDP session's header, which only v2 can say (UDP4/UDP6: protocol byte 0x12 or
+// 0x22); v1 has no word for UDP, so a datagram header of v1 is not written (0).
 size_t writeProxyHeader(ProxyVersion version, const SocketAddress& source, const SocketAddress& destination,
-                        uint8_t out[kProxyHeaderWriteMax]);
+                        uint8_t out[kProxyHeaderWriteMax], bool datagram = false);
 
 }  // namespace lb4
