@@ -1,5 +1,6 @@
 // A small PROXY protocol reader and writer for the tests, written apart from lb4's own (C++)
-// parser and writer so that each checks the other: v1 lines and v2 TCP4/TCP6/UDP4/UDP6 headers, no TLVs.
+// parser and writer so that each checks the other: v1 lines and v2 TCP4/TCP6/UDP4/UDP6 headers;
+// of the TLVs only PP2_TYPE_UNIQUE_ID is read, the others skipped.
 
 import net from 'node:net';
 import { startBackend, type TestBackend } from './sockets.js';
@@ -12,8 +13,21 @@ export interface ParsedHeader {
   sourcePort?: number;
   destination?: string;
   destinationPort?: number;
+  /** v2: the PP2_TYPE_UNIQUE_ID TLV's value, when the header has one. */
+  uniqueId?: string;
   /** The header's length in bytes: the payload starts after it. */
   length: number;
+}
+
+/** The unique id TLV (type 0x05) among the TLVs in `tlvs`, if any. */
+function uniqueIdOf(tlvs: Buffer): { uniqueId?: string } {
+  for (let at = 0; at + 3 <= tlvs.length; ) {
+    const type = tlvs[at];
+    const length = tlvs.readUInt16BE(at + 1);
+    if (type === 0x05) return { uniqueId: tlvs.subarray(at + 3, at + 3 + length).toString('latin1') };
+    at += 3 + length;
+  }
+  return {};
 }
 
 const signature = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
@@ -36,11 +50,13 @@ export function parseHeader(data: Buffer): ParsedHeader | null {
   const a = data.subarray(16);
   if (data[13] === 0x11 || data[13] === 0x12) {
     const family = data[13] === 0x11 ? 'TCP4' : 'UDP4';
-    return { version: 2, family, source: ip(a.subarray(0, 4)), destination: ip(a.subarray(4, 8)), sourcePort: a.readUInt16BE(8), destinationPort: a.readUInt16BE(10), length };
+    const tlvs = uniqueIdOf(data.subarray(16 + 12, length));
+    return { version: 2, family, source: ip(a.subarray(0, 4)), destination: ip(a.subarray(4, 8)), sourcePort: a.readUInt16BE(8), destinationPort: a.readUInt16BE(10), ...tlvs, length };
   }
   if (data[13] === 0x21 || data[13] === 0x22) {
     const family = data[13] === 0x21 ? 'TCP6' : 'UDP6';
-    return { version: 2, family, source: ip(a.subarray(0, 16)), destination: ip(a.subarray(16, 32)), sourcePort: a.readUInt16BE(32), destinationPort: a.readUInt16BE(34), length };
+    const tlvs = uniqueIdOf(data.subarray(16 + 36, length));
+    return { version: 2, family, source: ip(a.subarray(0, 16)), destination: ip(a.subarray(16, 32)), sourcePort: a.readUInt16BE(32), destinationPort: a.readUInt16BE(34), ...tlvs, length };
   }
   return { version: 2, family: 'UNKNOWN', length };
 }

@@ -31,7 +31,11 @@ t.test('v2 on the first datagram of each UDP session, naming the client and the 
   t.teardown(() => backend.close());
   const { lb, client, ask } = await start(t, { proxyProtocol: 'v2' }, [backend.address]);
   const first = await ask('one');
-  t.same(first, { header: { version: 2, family: 'UDP4', source: '127.0.0.1', sourcePort: client.port, destination: '127.0.0.1', destinationPort: lb.address().port, length: 28 }, payload: 'one' });
+  // The unique id TLV carries the session's id, as connections() (and the access log) show it.
+  const [session] = await lb.connections();
+  const uniqueId = String(session.id);
+  const header = { version: 2, family: 'UDP4', source: '127.0.0.1', sourcePort: client.port, destination: '127.0.0.1', destinationPort: lb.address().port, uniqueId, length: 28 + 3 + uniqueId.length };
+  t.same(first, { header, payload: 'one' });
   t.same(await ask('two'), { header: null, payload: 'two' }, 'the session goes on without one');
   t.equal(lb.stats().listeners[0].counters.bytes_to_backend, 6, 'the header is not counted as forwarded bytes');
   // Another client is another session: its first datagram carries its own header.

@@ -71,7 +71,8 @@ t.test('sends a v2 header, set per listener in the full form; a client that send
   const payload = randomBytes(5000);
   const { clientPort } = await exchange(withHeader.port, [payload.subarray(0, 1), payload.subarray(1)]);
   const got = await backend.next();
-  t.match(got.header, { version: 2, family: 'TCP4', source: '127.0.0.1', sourcePort: clientPort, destination: '127.0.0.1', destinationPort: withHeader.port, length: 28 });
+  t.match(got.header, { version: 2, family: 'TCP4', source: '127.0.0.1', sourcePort: clientPort, destination: '127.0.0.1', destinationPort: withHeader.port, uniqueId: /^\d+$/ });
+  t.equal(got.header?.length, 28 + 3 + (got.header?.uniqueId?.length ?? 0), 'the addresses, then the unique id TLV only');
   t.equal(sha256(got.payload), sha256(payload), 'payload intact');
 
   // Server-speaks-first protocols: the header must not wait for a client byte.
@@ -322,6 +323,27 @@ t.test('HAProxy accepts what lb4 sends (v1 and v2), and passes the client on', {
     t.match(got.header, { version: 1, family: 'TCP4', source: '127.0.0.1', sourcePort: clientPort, destinationPort: lb.address().port }, `${version}: HAProxy took the client from lb4's header`);
     t.equal(sha256(got.payload), sha256(payload), `${version}: payload intact`);
   }
+});
+
+t.test("HAProxy reads lb4's unique id TLV: the flow's id, as lb4's access log gives it", { skip: skipHaproxy }, async (t) => {
+  // client -> lb4 (send v2) -> HAProxy (accept-proxy; its unique id is the one lb4 sent, passed
+  // on in its own send-proxy-v2 header) -> recording backend.
+  const backend = await recordingBackend();
+  t.teardown(() => backend.close());
+  const hp = await freePort();
+  await startHaproxy(
+    t,
+    [`frontend in`, `  bind 127.0.0.1:${hp} accept-proxy`, '  unique-id-format %[fc_pp_unique_id]', `  default_backend out`, `backend out`, `  server b ${backend.address} send-proxy-v2 proxy-v2-options unique-id`].join('\n'),
+    hp,
+  );
+  const lb = await startBalancer({ listen: '127.0.0.1:0', backends: [`127.0.0.1:${hp}`], workers: 1, proxyProtocol: 'v2', accessLog: true });
+  t.teardown(() => lb.close({ drainTimeout: 0 }));
+  const logged = once(lb, 'flow');
+  const { reply } = await exchange(lb.address().port, [Buffer.from('hello')]);
+  t.equal(reply, 'ok');
+  const [record] = await within(logged, 5000, "the flow's access log record");
+  const got = await backend.next();
+  t.equal(got.header?.uniqueId, String(record.id), "HAProxy's unique id is lb4's flow id");
 });
 
 t.test('lb4 accepts what HAProxy sends (send-proxy and send-proxy-v2)', { skip: skipHaproxy }, async (t) => {

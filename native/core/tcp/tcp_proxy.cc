@@ -284,7 +284,7 @@ bool TcpProxy::sendHeader(Flow& f) {
     f.hasDestination = true;
   }
   uint8_t header[kProxyHeaderWriteMax];
-  const size_t length = writeProxyHeader(version, f.clientAddress, f.destinationAddress, header);
+  const size_t length = writeProxyHeader(version, f.clientAddress, f.destinationAddress, header, false, f.id);
   // The header goes out before the pump reads a byte of the client's. On a socket that has just
   // connected the send buffer is empty, so the whole header fits; should the kernel take only
   // part, the rest waits in the direction's buffer, which the pump empties before it reads more.

@@ -366,7 +366,7 @@ bool UdpProxy::forwardUp(UdpSession& s, const char* data, size_t length) {
   size_t headerLength = 0;
   if (withHeader) {
     uint8_t header[kProxyHeaderWriteMax];
-    headerLength = writeProxyHeader(s.proxy, s.client, s.destination, header, true);
+    headerLength = writeProxyHeader(s.proxy, s.client, s.destination, header, true, s.id);
     iovec parts[2] = {{header, headerLength}, {const_cast<char*>(data), length}};
     msghdr m{};
     m.msg_iov = parts;
