@@ -354,7 +354,8 @@ t.test('lb4 accepts what HAProxy sends (send-proxy and send-proxy-v2)', { skip: 
     await lb.close({ drainTimeout: 0 });
     await backend.close();
   });
-  for (const option of ['send-proxy', 'send-proxy-v2']) {
+  // The third: v2 with a CRC-32C TLV (which lb4 checks) and a unique id TLV (which it skips).
+  for (const option of ['send-proxy', 'send-proxy-v2', 'send-proxy-v2 proxy-v2-options crc32c,unique-id']) {
     const hp = await freePort();
     await startHaproxy(t, [`frontend in`, `  bind 127.0.0.1:${hp}`, `  default_backend out`, `backend out`, `  server lb 127.0.0.1:${lb.address().port} ${option}`].join('\n'), hp);
     const payload = randomBytes(150_000);
@@ -371,6 +372,6 @@ t.test('lb4 accepts what HAProxy sends (send-proxy and send-proxy-v2)', { skip: 
     t.match(got.header, { version: 1, family: 'TCP4', source: '127.0.0.1', sourcePort: clientPort, destination: '127.0.0.1', destinationPort: hp }, `${option}: passed on to the backend`);
     t.equal(sha256(got.payload), sha256(payload), `${option}: payload intact`);
   }
-  t.equal(counters(lb).proxy_headers_accepted, 2);
+  t.equal(counters(lb).proxy_headers_accepted, 3);
   t.equal(counters(lb).proxy_header_malformed, 0);
 });
