@@ -28,6 +28,7 @@ import { ListenerTable } from './registry/listeners.js';
 import { BackendRegistry } from './registry/registry.js';
 import { SlowStart } from './registry/slow-start.js';
 import { Reloader } from './reload/apply.js';
+import { DnsDiscovery } from './discovery/dns-discovery.js';
 import { backendSetGeneration } from './cluster/generation.js';
 import type { BalancerConfig, InternalDeps } from './types.js';
 import type { BalancerEvents } from './events.js';
@@ -43,6 +44,7 @@ export interface ControlPlane {
   readonly backends: BackendControl;
   readonly stats: StatsReader;
   readonly reloader: Reloader;
+  readonly discovery: DnsDiscovery;
   /** The running config (after reloads). */
   readonly config: () => BalancerConfig;
   readonly adminUrl: () => string | null;
@@ -80,6 +82,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: InternalDeps,
     admin: log.child({ component: 'admin' }),
     cluster: log.child({ component: 'cluster' }),
     nat: log.child({ component: 'nat' }),
+    dns: log.child({ component: 'dns' }),
   };
   // The registry exists before the engine so the engine starts with whole tables (and keys).
   const registry = new BackendRegistry();
@@ -171,6 +174,8 @@ export function composeControlPlane(initial: BalancerConfig, deps: InternalDeps,
     host.on('reload', () => node.update());
     return node;
   };
+  // DNS entries' backends join the registry once the listeners run (lib/discovery/).
+  const discovery = new DnsDiscovery({ registry, listeners, backends, sync, config: () => config, events: host, log: logs.dns, clock });
   const assertOpen = () => {
     if (closing) throw new Lb4Error('LB4_CLOSED', 'the balancer is closed');
   };
@@ -187,6 +192,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: InternalDeps,
     assertOpen,
     restartAdmin: () => void restartAdmin(),
     events: host,
+    discovery,
     log: logs.reload,
     dualStackFallback,
     configFile: deps.configFile ?? null,
@@ -214,6 +220,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: InternalDeps,
     backends,
     stats,
     reloader,
+    discovery,
     config: () => config,
     adminUrl: () => admin?.url ?? null,
     clusterStatus: () => cluster?.status() ?? null,
@@ -222,6 +229,9 @@ export function composeControlPlane(initial: BalancerConfig, deps: InternalDeps,
     keepAlive,
     async start() {
       try {
+        // The first answers (or failures) of the DNS entries, bounded by --dns-timeout: a
+        // balancer reports started with the backends DNS gives it.
+        await discovery.reconcile();
         const node = await makeCluster();
         await startAdmin();
         cluster = node;
@@ -245,6 +255,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: InternalDeps,
       // before the listeners stop accepting, so clients move while this node still serves.
       const leaving = cluster?.stop().catch((err: unknown) => logs.cluster.error({ err }, 'cluster: stopping failed'));
       clearInterval(keepAlive);
+      discovery.close();
       drains.clear();
       ramps.clear();
       backends.clearRetries();

@@ -4,6 +4,7 @@
 // `lb.on('backend-added', (e) => ...)` is typed for TypeScript users.
 
 import type { BackendState } from './config/enums.js';
+import type { DnsResult } from './discovery/dns-resolve.js';
 import type { FlowRecord, ReloadSummary } from './types.js';
 
 /**
@@ -69,6 +70,8 @@ export interface BalancerEvents {
   flow: [record: FlowRecord];
   /** accept() failed on a listener for a reason other than running out of descriptors. */
   'listener-error': [error: NodeJS.ErrnoException, listener: string];
+  /** A DNS backend entry was resolved (or failed to be); `backends` is the set in use after it. */
+  'dns-resolution': [info: { listener: string; entry: string; result: DnsResult; error?: string; added: string[]; removed: string[]; backends: string[] }];
   /** A reload was applied (after the backend events it caused). */
   reload: [summary: ReloadSummary];
   /** The balancer has closed and every worker has stopped. */

@@ -5,16 +5,20 @@
 import type { BackendPolicyOptions, ListenerPolicyConfig, ListenerPolicyOptions } from './policy-types.js';
 import type { Clock } from './clock.js';
 import type { Algorithm, BackendState, ForwardMode, Protocol, ProxyVersion, SnatMode } from './config/enums.js';
+import type { DnsBackendOptions, DnsEntryConfig } from './config/dns-entry.js';
+import type { DnsResult } from './discovery/dns-resolve.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
 import type { BackendTransitions, Latency } from './stats-types.js';
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
 import type { Logger } from './log.js';
+import type { FlowRecord } from './flow-types.js';
 import type { Vip } from './cluster/vip.js';
 import type { VipDriver } from './cluster/vip-driver.js';
 
 export type { Clock } from './clock.js';
 export type { Algorithm, BackendState } from './config/enums.js';
+export type { DnsBackendOptions, DnsEntryConfig } from './config/dns-entry.js';
 export type { CounterInfo, CounterName, HistogramName } from './engine/native-types.js';
 export type { BackendTransitions, Latency, LatencyHistogram } from './stats-types.js';
 export type {
@@ -30,6 +34,7 @@ export type {
   TcpHealthOptions,
 } from './health/check-options.js';
 export type { Logger } from './log.js';
+export type { Connection, ConnectionFilter, FlowRecord } from './flow-types.js';
 export type { Vip } from './cluster/vip.js';
 
 // --- options and config ------------------------------------------------------------------------
@@ -44,6 +49,8 @@ export interface BackendOptions extends BackendPolicyOptions {
   state?: BackendState;
   /** Stable name used by the API and stats. Default: the address as written. */
   id?: string;
+  /** The PROXY protocol header this backend is sent, overriding its listener's `proxyProtocol` (TCP). */
+  proxyProtocol?: ProxyVersion;
 }
 
 /**
@@ -74,7 +81,7 @@ export interface ListenerOptions extends ListenerPolicyOptions {
    */
   acceptProxy?: string | string[];
   /** This listener's backends (full form only; the shorthand shares the top-level `backends`). */
-  backends?: Array<string | BackendOptions>;
+  backends?: Array<string | BackendOptions | DnsBackendOptions>;
   /** Active health checks for this listener's backends; `false` turns the top-level ones off. */
   health?: HealthOptions | false;
 }
@@ -103,7 +110,7 @@ export interface BalancerOptions extends TunableOptions, Pick<ListenerPolicyOpti
   /** Shorthand: where to accept clients, one address or several. */
   listen?: string | number | ListenerOptions | Array<string | number | ListenerOptions>;
   /** Shorthand: the backends every `listen` listener balances over. At least one. */
-  backends?: Array<string | BackendOptions>;
+  backends?: Array<string | BackendOptions | DnsBackendOptions>;
   /** Full form: listeners with their own backends, algorithm and health checks. */
   listeners?: ListenerOptions[];
   /** Default active health checks for listeners (none by default). */
@@ -120,6 +127,8 @@ export interface BalancerOptions extends TunableOptions, Pick<ListenerPolicyOpti
   natTable?: string;
   /** Default for every listener: networks trusted to send a PROXY protocol header (none). */
   acceptProxy?: string | string[];
+  /** DNS servers (`ip` or `ip:port`) for `dns:`/`srv:` backend entries. Default: the system resolver's. */
+  dnsServers?: string | string[];
 }
 
 /**
@@ -198,6 +207,8 @@ export interface ListenerConfig {
   readonly acceptProxy: readonly string[];
   readonly policy: ListenerPolicyConfig;  // access lists and limits
   readonly backends: readonly BackendConfig[];
+  /** Backend entries found in DNS (`dns:`/`srv:`); their backends are in the registry, not here. */
+  readonly discover: readonly DnsEntryConfig[];
   readonly health: HealthConfig | null;
 }
 
@@ -221,6 +232,10 @@ export interface BackendConfig extends Required<Readonly<BackendPolicyOptions>> 
   readonly port: number;
   readonly weight: number;
   readonly state: BackendState;
+  /** The DNS entry (its id) that found this backend; absent for a backend given by address. */
+  readonly entry?: string;
+  /** This backend's own PROXY protocol version; absent: its listener's. */
+  readonly proxyProtocol?: ProxyVersion;
 }
 
 /**
@@ -238,6 +253,8 @@ export interface BalancerConfig extends TunableConfig {
   readonly cluster: ClusterConfig | null;
   /** The nftables table lb4 owns for nat listeners. */
   readonly natTable: string;
+  /** DNS servers for DNS backend entries, `ip:port`; empty: the system resolver's. */
+  readonly dnsServers: readonly string[];
 }
 
 // The option table and these types must agree: every top-level option the table declares is a
@@ -281,6 +298,10 @@ export interface BackendInfo {
   readonly healthReason: string | null;
   /** Whether new flows may go to it now. */
   readonly takesNewFlows: boolean;
+  /** The DNS entry that found it, when one did. */
+  readonly entry?: string;
+  /** Its own PROXY protocol version, when it overrides the listener's. */
+  readonly proxyProtocol?: ProxyVersion;
 }
 
 export interface BalancerStats {
@@ -288,66 +309,13 @@ export interface BalancerStats {
   readonly backends: ReadonlyArray<BackendInfo & { readonly counters: Counters; readonly latency: Latency; readonly transitions: BackendTransitions }>;
   /** Engine events dropped because the JS thread did not keep up. */
   readonly droppedEvents: number;
-}
-
-/** One tracked flow (a proxied TCP connection) or UDP session. */
-export interface Connection {
-  readonly id: number;
-  /** `tcp`: a flow; `udp`: a session (a client address bound to a backend). */
-  readonly protocol: Protocol;
-  readonly listener: string;
-  readonly worker: number;
-  /** `awaiting-header`: no whole PROXY protocol header yet; `queued`: every backend is full. */
-  readonly state: 'awaiting-header' | 'queued' | 'connecting' | 'established';
-  readonly client: string;
-  /** Backend id; absent while no backend is assigned. */
-  readonly backend?: string;
-  readonly backendAddress?: string;
-  readonly startedAt: Date;
-  readonly bytesToBackend: number;
-  readonly bytesToClient: number;
-  /** UDP sessions only: datagrams each way. */
-  readonly datagramsToBackend?: number;
-  readonly datagramsToClient?: number;
-  /**
-   * `nat`: a kernel conntrack entry of a `forward: nat` listener (its `worker` is -1, `startedAt`
-   * the time of the listing, bytes 0 unless `net.netfilter.nf_conntrack_acct` is on).
-   */
-  readonly forward?: 'nat';
-}
-
-export interface ConnectionFilter {
-  listener?: string;
-  backend?: string;
-  /** At most this many (default 1000). */
-  limit?: number;
+  /** DNS backend entries' resolutions since start, by result. */
+  readonly dnsResolutions?: Readonly<Record<DnsResult, number>>;
 }
 
 /** Which listener a backend operation concerns; all of them (where the id exists) when absent. */
 export interface BackendScope {
   listener?: string;
-}
-
-/** A closed flow or UDP session, as the access log records it. */
-export interface FlowRecord {
-  readonly id: number;
-  readonly protocol: Protocol;
-  readonly listener: string;
-  readonly client: string;
-  readonly backend: string | null;
-  readonly bytesToBackend: number;
-  readonly bytesToClient: number;
-  readonly startedAt: Date;
-  readonly durationMs: number;
-  readonly reason: string;
-  /** UDP sessions only: datagrams each way. */
-  readonly datagramsToBackend?: number;
-  readonly datagramsToClient?: number;
-  /**
-   * `nat`: a kernel conntrack entry of a `forward: nat` listener (its `worker` is -1, `startedAt`
-   * the time of the listing, bytes 0 unless `net.netfilter.nf_conntrack_acct` is on).
-   */
-  readonly forward?: 'nat';
 }
 
 /** What a reload changed. */

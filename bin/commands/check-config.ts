@@ -35,7 +35,10 @@ export async function checkConfig(file: string): Promise<void> {
   if (config.cluster) checkVipInterfaces(new NativeVipDriver(), config.cluster.vips);
   const backends = config.listeners.reduce((n, l) => n + l.backends.length, 0);
   const udpListeners = config.listeners.filter((l) => l.protocol === 'udp').length;
-  const lines = [`${file}: ok: ${config.listeners.length} listener(s)${udpListeners > 0 ? ` (${udpListeners} UDP)` : ''}, ${backends} backend(s)`];
+  // DNS entries are counted apart: how many backends they give is known only once lb4 runs.
+  const entries = config.listeners.reduce((n, l) => n + l.discover.length, 0);
+  const found = entries > 0 ? `, ${entries} DNS entr${entries === 1 ? 'y' : 'ies'} (resolved at start, not now)` : '';
+  const lines = [`${file}: ok: ${config.listeners.length} listener(s)${udpListeners > 0 ? ` (${udpListeners} UDP)` : ''}, ${backends} backend(s)${found}`];
   for (const l of config.listeners) {
     const health = l.health ? `${l.health.type} checks every ${l.health.interval}ms` : 'no health checks';
     // PROXY protocol settings are shown only where set: most listeners have none.
@@ -44,7 +47,7 @@ export async function checkConfig(file: string): Promise<void> {
       ...(l.acceptProxy.length > 0 ? [`takes PROXY headers from ${l.acceptProxy.join(', ')}`] : []),
       ...describePolicy(l.policy),
     ].map((p) => `; ${p}`).join('');
-    lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${l.backends.map((b) => `${b.id}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}${b.maxConnections > 0 ? ` (maxconn ${b.maxConnections})` : ''}`).join(', ')}; ${health}${proxy}`);
+    lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${[...l.backends, ...l.discover].map((b) => `${b.id}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}${'maxConnections' in b && b.maxConnections > 0 ? ` (maxconn ${b.maxConnections})` : ''}`).join(', ')}; ${health}${proxy}`);
   }
   if (config.admin) lines.push(`  admin API on ${config.admin.kind === 'unix' ? config.admin.path : `${config.admin.host}:${config.admin.port}`}`);
   if (config.cluster) lines.push(`  ${describeCluster(config.cluster)}`);

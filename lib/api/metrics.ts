@@ -131,6 +131,7 @@ const fixedFamilies = [
   'lb4_backend_health',
   'lb4_health_check_duration_seconds',
   'lb4_health_check_failures_total',
+  'lb4_dns_resolutions_total',
   'lb4_cluster_state',
   'lb4_cluster_peer_up',
   'lb4_cluster_duplicate_node_id',
@@ -284,6 +285,11 @@ export class MetricsCollector {
       checked.flatMap(({ labels, series }) => histogramSamples(labels, healthCheckBuckets, series.buckets, series.sum, series.count)),
     );
     writeFamily(out, 'lb4_health_check_failures_total', 'counter', 'Active health checks that failed', checked.map(({ labels, series }) => ({ labels, value: series.failures })));
+    // DNS backend entries' resolutions (lib/discovery/): a source without discovery has none.
+    const dns = stats.dnsResolutions;
+    if (dns) {
+      writeFamily(out, 'lb4_dns_resolutions_total', 'counter', 'Resolutions of dns: and srv: backend entries, by result (only ok changes the backends)', Object.entries(dns).map(([result, value]) => ({ labels: [['result', result]], value })));
+    }
     this.#clusterFamilies(out);
     if (!this.#closed) this.#process ??= new ProcessMetrics();
     this.#process?.write(out);

@@ -25,6 +25,7 @@ import { healthDefaults } from '../health/check-options.js';
 import { logFormats, logLevels } from '../log.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { algorithms, forwardModes, hashKeys, proxyVersions, snatModes } from './enums.js';
+import { udpProxyHeaderModes } from '../engine/native-types.js';
 import { showValue } from './show-value.js';
 
 /**
@@ -72,7 +73,7 @@ export const optionTable = {
     flag: '--listen <address>', repeatable: true, field: 'listen', kind: 'address', defaultText: 'required', reload: 'live',
     help: 'where clients connect: :port (every interface, IPv4 and IPv6), host:port or [ipv6]:port, with /udp for UDP (/tcp is the default); repeatable',
   },
-  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N][,maxconn=N]; repeatable' },
+  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N][,maxconn=N], or found in DNS: dns:NAME:PORT (A/AAAA) or srv:NAME (SRV); repeatable' },
   listeners: { flag: null, field: 'listeners', kind: 'object', reload: 'live', help: 'the full form: listeners, each with its own backends, algorithm and health checks' },
   config: { flag: '--config <file>', field: null, kind: 'path', defaultText: '', reload: 'restart', help: 'a YAML or JSON config file (instead of --listen/--backend); SIGHUP reloads it' },
   // The health flags are parts of one `health` option, validated by the health check schema
@@ -112,7 +113,7 @@ export const optionTable = {
   // every listener's default. A reload applies a change to the flows accepted after it.
   proxyProtocol: {
     flag: '--proxy-protocol <version>', field: 'proxyProtocol', kind: 'choice', choices: proxyVersions, default: 'none', reload: 'live',
-    help: "send backends a PROXY protocol header first on each flow, with the client's and the listener's addresses: none, v1 (text) or v2 (binary); TCP listeners",
+    help: "send backends a PROXY protocol header first on each flow, with the client's and the listener's addresses: none, v1 (text) or v2 (binary; also UDP sessions)",
   },
   acceptProxy: {
     flag: '--accept-proxy <cidr>', repeatable: true, field: 'acceptProxy', kind: 'network', defaultText: 'off', reload: 'live',
@@ -149,6 +150,28 @@ export const optionTable = {
   queueTimeout: {
     flag: '--queue-timeout <duration>', field: 'queueTimeout', kind: 'duration', default: '5s', min: 1, max: 86_400_000, reload: 'live',
     help: 'how long a queued flow waits for a backend with room before it is closed',
+  },
+  // DNS discovery (lib/discovery/): backend entries `dns:NAME:PORT` and `srv:NAME` are resolved
+  // while lb4 runs, through these servers, and re-resolved within these bounds.
+  dnsServer: {
+    flag: '--dns-server <ip[:port]>', repeatable: true, field: 'dnsServers', kind: 'address', defaultText: 'the system resolver', reload: 'live',
+    help: 'a DNS server (numeric address, port 53 by default) that resolves dns: and srv: backend entries; repeatable',
+  },
+  dnsInterval: {
+    flag: '--dns-interval <duration>', field: 'dnsInterval', config: 'dnsIntervalMs', kind: 'duration', default: '30s', min: 10, max: 86_400_000, reload: 'live',
+    help: "re-resolve dns: and srv: backend entries at least this often (sooner when the records' TTL is shorter)",
+  },
+  dnsMinInterval: {
+    flag: '--dns-min-interval <duration>', field: 'dnsMinInterval', config: 'dnsMinIntervalMs', kind: 'duration', default: '1s', min: 10, max: 86_400_000, reload: 'live',
+    help: 'never re-resolve a DNS backend entry sooner than this, whatever the TTL; also the first retry after a failure',
+  },
+  dnsTimeout: {
+    flag: '--dns-timeout <duration>', field: 'dnsTimeout', config: 'dnsTimeoutMs', kind: 'duration', default: '2s', min: 10, max: 60_000, reload: 'live',
+    help: 'time one DNS query may take before it is sent again (twice at most) and then counted a failure',
+  },
+  udpProxyHeader: {
+    flag: '--udp-proxy-header <when>', field: 'udpProxyHeader', config: 'udpProxyHeader', kind: 'choice', choices: udpProxyHeaderModes, default: 'first', reload: 'restart', native: 'udpProxyHeader',
+    help: "a UDP listener with proxyProtocol v2: put the header on each session's first datagram, or on every datagram",
   },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',

@@ -22,6 +22,7 @@ import { onVip, validateCluster } from './cluster-options.js';
 import type { ListenerPolicyConfig } from '../policy-types.js';
 import { listenerPolicyKeys, validateListenerPolicy, validatePolicyDefaults } from './listener-policy.js';
 import { checkDescriptorBudget } from './descriptor-budget.js';
+import { isDnsEntry, validateDnsEntry, validateDnsServers, type DnsEntryConfig } from './dns-entry.js';
 import { parseNetworks } from './network.js';
 import { checkTableInteger, checkTunable, optionDefault, topLevelOptions, validateTunables } from './options.js';
 import { showValue } from './show-value.js';
@@ -36,7 +37,7 @@ function checkKnownKeys(opts: object, known: readonly string[], field: string): 
   }
 }
 
-/** Parses `host:port[,weight=N][,state=S][,id=NAME][,maxconn=N]`, the CLI's backend syntax. */
+/** Parses `host:port[,weight=N][,state=S][,id=NAME][,maxconn=N][,proxyProtocol=V]`, the CLI's backend syntax. */
 export function parseBackendSpec(text: string, field: string): BackendOptions {
   const [address, ...params] = text.split(',');
   const out: BackendOptions = { address: address.trim() };
@@ -54,8 +55,10 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
     } else if (key === 'maxconn') {
       if (!/^\d+$/.test(value)) throw new Lb4Error('LB4_INVALID_OPTION', `maxconn must be a whole number, got "${value}" in "${text}"`, { field });
       out.maxConnections = Number(value);
+    } else if (key === 'proxyProtocol') {
+      out.proxyProtocol = value as ProxyVersion;
     } else {
-      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id, maxconn)`, { field });
+      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id, maxconn, proxyProtocol)`, { field });
     }
   }
   return out;
@@ -64,7 +67,7 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
 /** The longest backend id. */
 export const maxBackendIdLength = 128;
 /** The keys each object of the options takes (also the config file's JSON Schema, lib/config/schema.ts). */
-export const backendKeys = ['address', 'weight', 'state', 'id', 'maxConnections'] as const;
+export const backendKeys = ['address', 'weight', 'state', 'id', 'maxConnections', 'proxyProtocol'] as const;
 export const listenerKeys = ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', ...listenerPolicyKeys, 'backends', 'health'] as const;
 export const adminKeys = ['listen', 'token', 'maxConnections'] as const;
 export const accessLogKeys = ['sample'] as const;
@@ -74,6 +77,8 @@ export const maxListeners = 1024;
 
 /** Checks one backend and resolves its host. */
 export async function validateBackend(raw: unknown, field: string): Promise<BackendConfig> {
+  // A DNS entry is part of a listener's config: its backends come and go with the answers.
+  if (isDnsEntry(raw)) throw new Lb4Error('LB4_INVALID_OPTION', 'a dns: or srv: entry belongs in the config (backends of a listener), not added at run time', { field });
   const opts: BackendOptions = typeof raw === 'string' ? parseBackendSpec(raw, field) : (raw as BackendOptions);
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new Lb4Error('LB4_INVALID_OPTION', 'must be "host:port" or { address, weight }', { field });
   checkKnownKeys(opts, backendKeys, field);
@@ -98,8 +103,10 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
   // An id is a label in every /metrics scrape and log line: bounded, and with no control characters.
   if (id.length > maxBackendIdLength) throw new Lb4Error('LB4_INVALID_OPTION', `must be at most ${maxBackendIdLength} characters, got ${id.length}`, { field: `${field}.id` });
   if (/[\x00-\x1f\x7f]/.test(id)) throw new Lb4Error('LB4_INVALID_OPTION', `must not hold control characters, got ${showValue(id)}`, { field: `${field}.id` });
+  // Absent stays absent: the backend then follows its listener's setting, reloads included.
+  const proxy = opts.proxyProtocol === undefined ? {} : { proxyProtocol: checkTunable('proxyProtocol', opts.proxyProtocol, `${field}.proxyProtocol`) as ProxyVersion };
   const ip = await resolveHost(host, `${field}.address`);
-  return Object.freeze({ id, address, ip, port, weight, state, maxConnections });
+  return Object.freeze({ id, address, ip, port, weight, state, maxConnections, ...proxy });
 }
 
 interface ListenerDefaults {
@@ -111,6 +118,7 @@ interface ListenerDefaults {
   policy: ListenerPolicyConfig;
   health: HealthConfig | null;
   backends?: readonly BackendConfig[];
+  discover?: readonly DnsEntryConfig[];
 }
 
 async function validateListener(raw: unknown, field: string, defaults: ListenerDefaults): Promise<ListenerConfig> {
@@ -146,11 +154,13 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   }
   const proxyProtocol = opts.proxyProtocol === undefined ? defaults.proxyProtocol : (checkTunable('proxyProtocol', opts.proxyProtocol, `${field}.proxyProtocol`) as ProxyVersion);
   const acceptProxy = opts.acceptProxy === undefined ? defaults.acceptProxy : parseNetworks(opts.acceptProxy, `${field}.acceptProxy`);
-  // The PROXY protocol is a stream header; lb4 does not put one on datagrams (yet).
-  if (protocol === 'udp' && (proxyProtocol !== 'none' || acceptProxy.length > 0)) {
-    const key = proxyProtocol !== 'none' ? 'proxyProtocol' : 'acceptProxy';
+  // A UDP session's backends may be sent a v2 header (v1 is a TCP line with no word for UDP);
+  // lb4 takes headers only from TCP clients.
+  if (protocol === 'udp' && (proxyProtocol === 'v1' || acceptProxy.length > 0)) {
+    const key = proxyProtocol === 'v1' ? 'proxyProtocol' : 'acceptProxy';
     const where = opts[key] === undefined ? key : `${field}.${key}`;
-    throw new Lb4Error('LB4_INVALID_OPTION', `the PROXY protocol is for TCP listeners, and ${listen} is UDP`, { field: where });
+    const why = key === 'proxyProtocol' ? 'v1 has no UDP form: a UDP listener sends v2' : 'lb4 takes PROXY protocol headers on TCP listeners only';
+    throw new Lb4Error('LB4_INVALID_OPTION', `${why}, and ${listen} is UDP`, { field: where });
   }
   // The kernel forwards a nat listener's packets: there is no stream of lb4's to put a header on.
   if (forward === 'nat' && (proxyProtocol !== 'none' || acceptProxy.length > 0)) {
@@ -166,16 +176,24 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     throw new Lb4Error('LB4_INVALID_OPTION', protocol === 'udp' ? `a UDP listener (${listen}) takes udp checks, got ${health.type}` : `udp checks are for UDP listeners, and ${listen} is TCP`, { field: where });
   }
   let backends = defaults.backends;
+  let discover = defaults.discover ?? [];
   if (!backends) {
     if (!Array.isArray(opts.backends) || opts.backends.length === 0) {
       throw new Lb4Error('LB4_NO_BACKEND', 'at least one backend is required', { field: `${field}.backends` });
     }
-    backends = await validateBackends(opts.backends, `${field}.backends`);
+    ({ backends, discover } = await validateBackends(opts.backends, `${field}.backends`));
   } else if (opts.backends !== undefined) {
     throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
   }
+  // A backend's own PROXY protocol setting needs lb4's proxy too, and v2 on UDP.
+  const sending = backends.find((b) => b.proxyProtocol !== undefined && b.proxyProtocol !== 'none' && (forward === 'nat' || (protocol === 'udp' && b.proxyProtocol === 'v1')));
+  if (sending) {
+    const where = defaults.backends ? 'backends' : `${field}.backends`;
+    const need = forward === 'nat' ? 'forward: proxy' : 'a TCP listener (UDP takes v2)';
+    throw new Lb4Error('LB4_INVALID_OPTION', `backend "${sending.id}" has proxyProtocol ${sending.proxyProtocol}, which needs ${need}, and ${listen} is not one`, { field: where });
+  }
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
-  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, policy, backends, health });
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, policy, backends, discover, health });
 }
 
 /** The nftables table name lb4 owns: a plain identifier, as nft writes them unquoted. */
@@ -199,14 +217,16 @@ function splitProtocol(raw: unknown, field: string): { text: unknown; protocol: 
   return { text: m[1], protocol: protocol as Protocol };
 }
 
-async function validateBackends(list: Array<string | BackendOptions>, field: string): Promise<readonly BackendConfig[]> {
-  const backends = await Promise.all(list.map((b, i) => validateBackend(b, `${field}[${i}]`)));
+/** A backend list: backends by address, and DNS entries (resolved later, by lib/discovery/). */
+async function validateBackends(list: unknown[], field: string): Promise<{ backends: readonly BackendConfig[]; discover: readonly DnsEntryConfig[] }> {
+  const discover = list.flatMap((b, i) => (isDnsEntry(b) ? [validateDnsEntry(b, `${field}[${i}]`)] : []));
+  const backends = await Promise.all(list.flatMap((b, i) => (isDnsEntry(b) ? [] : [validateBackend(b, `${field}[${i}]`)])));
   const seen = new Set<string>();
-  for (const b of backends) {
+  for (const b of [...backends, ...discover]) {
     if (seen.has(b.id)) throw new Lb4Error('LB4_DUPLICATE_BACKEND', `backend "${b.id}" is listed twice`, { field });
     seen.add(b.id);
   }
-  return Object.freeze(backends);
+  return { backends: Object.freeze(backends), discover: Object.freeze(discover) };
 }
 
 /** Whether a numeric address is a loopback one (127.0.0.0/8, ::1, or 127/8 mapped into IPv6). */
@@ -285,9 +305,9 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (!Array.isArray(options.backends) || options.backends.length === 0) {
       throw new Lb4Error('LB4_NO_BACKEND', 'at least one backend is required (e.g. --backend 127.0.0.1:9001)', { field: 'backends' });
     }
-    const backends = await validateBackends(options.backends, 'backends');
+    const { backends, discover } = await validateBackends(options.backends, 'backends');
     listeners = await Promise.all(
-      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, policy, health, backends })),
+      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, policy, health, backends, discover })),
     );
   }
   const names = new Set<string>();
@@ -315,6 +335,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     admin,
     accessLog,
     natTable,
+    dnsServers: validateDnsServers(options.dnsServers),
     cluster,
   });
 }

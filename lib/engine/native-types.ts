@@ -21,10 +21,12 @@ export const closeReasonNames = [
 export const protocolNames = ['tcp', 'udp'] as const;
 /** The PROXY protocol header a listener sends its backends, in the engine's order. */
 export const proxyVersionNames = ['none', 'v1', 'v2'] as const;
+/** Which datagrams of a UDP session carry a PROXY protocol header, in the engine's order (0: first). */
+export const udpProxyHeaderModes = ['first', 'every'] as const;
 /** The engine options whose ranges the addon exports as `optionLimits`, in its order. */
 export const optionLimitNames = [
   'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'maxIdlePipes', 'backlog',
-  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram', 'hashKey', 'proxyHeaderTimeoutMs',
+  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram', 'hashKey', 'proxyHeaderTimeoutMs', 'udpProxyHeader',
 ] as const satisfies readonly NativeOptionName[];
 
 /** Each name of `names` mapped to its number (its index). */
@@ -103,6 +105,8 @@ export interface NativeEngineOptions {
   hashKey: number;
   /** A client of a listener with `acceptProxy` must have sent its whole header within this time. */
   proxyHeaderTimeoutMs: number;
+  /** Which datagrams of a UDP session carry the PROXY protocol v2 header: an index into `udpProxyHeaderModes`. */
+  udpProxyHeader: number;
 }
 
 export interface NativeBackend {
@@ -119,6 +123,8 @@ export interface NativeBackend {
   state: number;
   /** Flows it takes at once from its listener, over every worker; 0 or absent: no limit. */
   maxConnections?: number;
+  /** This backend's own PROXY protocol version (an index into `proxyVersionNames`); absent: the listener's. */
+  proxy?: number;
 }
 
 export interface NativeBoundAddress {

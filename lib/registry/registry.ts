@@ -6,7 +6,7 @@
 // only what changed (lib/registry/engine-sync.ts).
 
 import type { BackendState } from '../config/enums.js';
-import { NativeBackendState, type NativeBackend } from '../engine/native-types.js';
+import { NativeBackendState, NativeProxyVersion, type NativeBackend } from '../engine/native-types.js';
 import { Lb4Error } from '../errors.js';
 import type { BackendConfig, BackendInfo, BackendTransitions, Health } from '../types.js';
 
@@ -52,6 +52,8 @@ export function backendInfo(b: BackendRecord): BackendInfo {
     health: b.health,
     healthReason: b.healthReason,
     takesNewFlows: takesNewFlows(b),
+    ...(b.entry === undefined ? {} : { entry: b.entry }),
+    ...(b.proxyProtocol === undefined ? {} : { proxyProtocol: b.proxyProtocol }),
   });
 }
 
@@ -197,7 +199,7 @@ export class BackendRegistry {
     return forgotten;
   }
 
-  update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight' | 'maxConnections'>>): BackendRecord {
+  update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight' | 'maxConnections' | 'proxyProtocol'>>): BackendRecord {
     const id = recordId(record.slot, record.id);
     const current = this.#records.get(id) ?? this.#byKey.get(record.key) ?? record;
     const next: BackendRecord = Object.freeze({ ...current, ...change });
@@ -208,10 +210,10 @@ export class BackendRegistry {
     }
     if (this.#records.has(id)) {
       this.#records.set(id, next);
-      // Only what the engine runs (state, weight, connection limit) makes the table change: the
-      // same state set again, a slow-start step that keeps the weight or a new health reason
-      // sends nothing.
-      if (engineState(next) !== engineState(current) || next.effectiveWeight !== current.effectiveWeight || next.maxConnections !== current.maxConnections) this.#changed.add(next.slot);
+      // Only what the engine runs (state, weight, connection limit, PROXY protocol version) makes
+      // the table change: the same state set again, a slow-start step that keeps the weight or a
+      // new health reason sends nothing.
+      if (engineState(next) !== engineState(current) || next.effectiveWeight !== current.effectiveWeight || next.maxConnections !== current.maxConnections || next.proxyProtocol !== current.proxyProtocol) this.#changed.add(next.slot);
     }
     // A forgotten key stays forgotten: a late update of a removed record must not bring it back.
     if (this.#records.has(id) || this.#byKey.has(next.key)) this.#byKey.set(next.key, next);
@@ -223,6 +225,16 @@ export class BackendRegistry {
    * across nodes, `<listener name>/<backend id>`; its `key` only indexes this process's counters.
    */
   nativeTable(slot: number): NativeBackend[] {
-    return this.list(slot).map((b) => ({ key: b.key, id: `${b.listener}/${b.id}`, ip: b.ip, port: b.port, weight: b.effectiveWeight, state: NativeBackendState[engineState(b)], maxConnections: b.maxConnections }));
+    return this.list(slot).map((b) => ({
+      key: b.key,
+      id: `${b.listener}/${b.id}`,
+      ip: b.ip,
+      port: b.port,
+      weight: b.effectiveWeight,
+      state: NativeBackendState[engineState(b)],
+      maxConnections: b.maxConnections,
+      // Only a backend with its own setting says so; the others follow their listener's.
+      ...(b.proxyProtocol === undefined ? {} : { proxy: NativeProxyVersion[b.proxyProtocol] }),
+    }));
   }
 }

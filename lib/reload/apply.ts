@@ -22,6 +22,7 @@ import { addedEvent, type BackendControl } from '../registry/backends.js';
 import type { EngineSync } from '../registry/engine-sync.js';
 import type { ListenerSlot, ListenerTable } from '../registry/listeners.js';
 import type { BackendRecord, BackendRegistry } from '../registry/registry.js';
+import type { DnsDiscovery } from '../discovery/dns-discovery.js';
 import type { BackendConfig, BalancerConfig, BalancerOptions, ListenerConfig, ReloadSummary } from '../types.js';
 import type { BalancerEvents } from '../events.js';
 import { planReload, type ListenerChanges, type ReloadPlan } from './plan.js';
@@ -39,6 +40,8 @@ export interface ReloadParts {
   /** Restarts the admin API on its new address (its errors are its own to log). */
   readonly restartAdmin: () => void;
   readonly events: EventEmitter<BalancerEvents>;
+  /** DNS entries: held while a plan applies, then made equal to the new config's entries. */
+  readonly discovery: Pick<DnsDiscovery, 'hold' | 'release' | 'reconcile'>;
   readonly log: Logger;
   /** No IPv6 on this host: new "every interface" listeners open on IPv4 (lib/engine/open.ts). */
   readonly dualStackFallback: boolean;
@@ -95,7 +98,15 @@ export class Reloader {
     let summary: ReloadSummary;
     try {
       this.#p.assertOpen();
-      summary = await this.#apply(await validateOptions(options ?? (await this.#readConfigFile())));
+      const next = await validateOptions(options ?? (await this.#readConfigFile()));
+      this.#p.discovery.hold();
+      try {
+        summary = await this.#apply(next);
+      } finally {
+        await this.#p.discovery.release();
+      }
+      // Entries added or changed are resolved before the reload answers, as at start.
+      await this.#p.discovery.reconcile();
     } catch (err) {
       this.#rejected(err);
       throw err;
@@ -117,7 +128,9 @@ export class Reloader {
     const config = this.#p.config();
     const running = config.listeners.map((l) => {
       const s = listeners.get(l.name);
-      return s ? { ...s.config, backends: registry.list(s.slot) } : l;
+      // Backends a DNS entry found belong to the entry, not to the file's list: the plan leaves
+      // them to the discovery's reconcile.
+      return s ? { ...s.config, backends: registry.list(s.slot).filter((b) => b.entry === undefined) } : l;
     });
     return { ...config, listeners: running };
   }
@@ -311,12 +324,13 @@ export class Reloader {
   /** Gives a running backend the weight, state and address as written of `after`; returns whether any differed. */
   #changeInPlace(record: BackendRecord, after: BackendConfig, drainMs: number): boolean {
     const { registry, backends } = this.#p;
-    const changed = record.weight !== after.weight || record.state !== after.state || record.address !== after.address || record.maxConnections !== after.maxConnections;
+    const changed = record.weight !== after.weight || record.state !== after.state || record.address !== after.address || record.maxConnections !== after.maxConnections || record.proxyProtocol !== after.proxyProtocol;
     const event = { listener: record.listener, backend: record.id, by: 'reload' } as const;
     if (record.weight !== after.weight) this.#emitLater('backend-weight', { ...event, from: record.weight, to: after.weight });
     if (record.state !== after.state) this.#emitLater('backend-state', { ...event, from: record.state, to: after.state });
     if (record.weight !== after.weight) record = backends.changeWeight(record, after.weight);
-    record = registry.update(record, { address: after.address, maxConnections: after.maxConnections });
+    // A new limit or PROXY protocol setting applies to the flows that connect after the reload.
+    record = registry.update(record, { address: after.address, maxConnections: after.maxConnections, proxyProtocol: after.proxyProtocol });
     if (record.state !== after.state) backends.changeState(record, after.state, drainMs, 'reload');
     return changed;
   }

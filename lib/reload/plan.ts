@@ -15,7 +15,7 @@ import type { BackendConfig, BalancerConfig, ListenerConfig } from '../types.js'
 export interface BackendChanges {
   added: BackendConfig[];
   removed: BackendConfig[];
-  /** Same id and address, new weight and/or state. */
+  /** Same id and address, new weight, state and/or PROXY protocol setting. */
   changed: { before: BackendConfig; after: BackendConfig }[];
 }
 
@@ -72,7 +72,8 @@ function diffBackends(before: readonly BackendConfig[], after: readonly BackendC
       out.added.push(b);
     } else {
       const wanted = previous.get(b.id)?.state === b.state ? { ...b, state: prior.state } : b;
-      if (prior.weight !== wanted.weight || prior.state !== wanted.state || prior.address !== wanted.address || prior.maxConnections !== wanted.maxConnections) out.changed.push({ before: prior, after: wanted });
+      const changed = prior.weight !== wanted.weight || prior.state !== wanted.state || prior.address !== wanted.address || prior.maxConnections !== wanted.maxConnections || prior.proxyProtocol !== wanted.proxyProtocol;
+      if (changed) out.changed.push({ before: prior, after: wanted });
     }
   }
   out.removed.push(...old.values());

@@ -62,7 +62,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   if (!value.IsObject()) return throwType(env, "options must be an object");
   Napi::Object o = value.As<Napi::Object>();
   double workers, connectTimeout, idleTimeout, retries, pipeSize, maxIdlePipes, udpIdleTimeout, udpResponses,
-      udpMaxSessions, udpMaxDatagram, hashKey, proxyHeaderTimeout;
+      udpMaxSessions, udpMaxDatagram, hashKey, proxyHeaderTimeout, udpProxyHeader;
   if (!getOption(env, o, EngineOption::workers, "options", workers) ||
       !getOption(env, o, EngineOption::connectTimeoutMs, "options", connectTimeout) ||
       !getOption(env, o, EngineOption::idleTimeoutMs, "options", idleTimeout) ||
@@ -75,6 +75,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
       !getOption(env, o, EngineOption::udpMaxDatagram, "options", udpMaxDatagram) ||
       !getOption(env, o, EngineOption::hashKey, "options", hashKey) ||
       !getOption(env, o, EngineOption::proxyHeaderTimeoutMs, "options", proxyHeaderTimeout) ||
+      !getOption(env, o, EngineOption::udpProxyHeader, "options", udpProxyHeader) ||
       !enumFromNumber(static_cast<uint32_t>(hashKey), out.worker.hashKey))
     return false;
   out.workers = static_cast<uint32_t>(workers);
@@ -88,6 +89,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   out.worker.udpMaxSessions = static_cast<uint32_t>(udpMaxSessions);
   out.worker.udpMaxDatagram = static_cast<uint32_t>(udpMaxDatagram);
   out.worker.proxyHeaderTimeoutMs = static_cast<int64_t>(proxyHeaderTimeout);
+  out.worker.udpProxyHeaderEvery = udpProxyHeader == 1;
 
   Napi::Value listeners = o.Get("listeners");
   if (!listeners.IsArray()) return throwType(env, "options.listeners must be an array");
@@ -202,6 +204,12 @@ bool toBackendTable(Napi::Env env, Napi::Value tv, const std::string& where, std
       double maxConnections;
       if (!getNumber(env, b, "maxConnections", at, 0, 1e9, maxConnections)) return false;
       spec.maxConnections = static_cast<uint32_t>(maxConnections);
+    }
+    // `proxy` absent: the listener's PROXY protocol setting applies to this backend.
+    if (b.Has("proxy") && !b.Get("proxy").IsUndefined()) {
+      ProxyVersion proxy;
+      if (!getEnum(env, b, "proxy", at, proxy)) return false;
+      spec.proxy = proxy;
     }
     out.push_back(spec);
   }

@@ -51,6 +51,7 @@ std::shared_ptr<const BackendTable> Engine::buildTable(Algorithm algorithm, std:
     e.weight = s.weight;
     e.state = s.state;
     e.maxConnections = s.maxConnections;
+    e.proxy = s.proxy;
     e.counters = countersFor(s.key);
     entries.push_back(std::move(e));
   }

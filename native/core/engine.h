@@ -39,6 +39,8 @@ struct BackendSpec {
   uint32_t weight;
   BackendState state;
   uint32_t maxConnections = 0;  // 0: no limit
+  // The PROXY protocol header this backend is sent; none given: the listener's.
+  std::optional<ProxyVersion> proxy;
 };
 
 class Engine {

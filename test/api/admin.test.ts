@@ -37,7 +37,7 @@ function counters(values: Partial<Record<CounterName, number>> = {}): Counters {
 type FakeBackend = { -readonly [K in keyof BackendInfo]: BackendInfo[K] } & { counters: Counters };
 
 function listenerConfig(name: string, port: number): ListenerConfig {
-  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', forward: 'proxy', snat: 'none', proxyProtocol: 'none', acceptProxy: [], policy: { allow: [], deny: [], maxConnections: 0, maxConnectionsPerSource: 0, connectionRatePerSource: 0, queueSize: 0, queueTimeout: 5000 }, backends: [], health: null };
+  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', forward: 'proxy', snat: 'none', proxyProtocol: 'none', acceptProxy: [], policy: { allow: [], deny: [], maxConnections: 0, maxConnectionsPerSource: 0, connectionRatePerSource: 0, queueSize: 0, queueTimeout: 5000 }, backends: [], discover: [], health: null };
 }
 
 /**
@@ -68,6 +68,11 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     accessLog: null,
     cluster: null,
     natTable: 'lb4',
+    dnsServers: [],
+    dnsIntervalMs: 30_000,
+    dnsMinIntervalMs: 1000,
+    dnsTimeoutMs: 2000,
+    udpProxyHeader: 'first',
   });
   uptimeSeconds = 42.5;
   closed = false;

@@ -49,8 +49,8 @@ t.test('bad values name their field', async (t) => {
     [{ ...base, proxyHeaderTimeout: '2h' }, 'proxyHeaderTimeout', /between/],
     [{ listeners: [{ listen: '127.0.0.1:0', acceptProxy: ['::/129'], backends: ['127.0.0.1:9'] }] }, 'listeners[0].acceptProxy[0]', /IPv6/],
     [{ listeners: [{ listen: '127.0.0.1:0', proxyProtocol: 'v9', backends: ['127.0.0.1:9'] }] }, 'listeners[0].proxyProtocol', /one of/],
-    [{ listeners: [{ listen: '127.0.0.1:0/udp', proxyProtocol: 'v2', backends: ['127.0.0.1:9'] }] }, 'listeners[0].proxyProtocol', /for TCP listeners/],
-    [{ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9'], acceptProxy: '10.0.0.0/8' }, 'acceptProxy', /for TCP listeners/],
+    [{ listeners: [{ listen: '127.0.0.1:0/udp', proxyProtocol: 'v1', backends: ['127.0.0.1:9'] }] }, 'listeners[0].proxyProtocol', /no UDP form/],
+    [{ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9'], acceptProxy: '10.0.0.0/8' }, 'acceptProxy', /TCP listeners only/],
     [{ listeners: [{ listen: '127.0.0.1:0', forward: 'nat', proxyProtocol: 'v1', backends: ['127.0.0.1:9'] }] }, 'listeners[0].proxyProtocol', /needs forward: proxy/],
     [{ listen: '127.0.0.1:0', forward: 'nat', backends: ['127.0.0.1:9'], acceptProxy: '10.0.0.0/8' }, 'acceptProxy', /needs forward: proxy/],
   ];

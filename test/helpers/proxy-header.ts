@@ -1,19 +1,33 @@
 // A small PROXY protocol reader and writer for the tests, written apart from lb4's own (C++)
-// parser and writer so that each checks the other: v1 lines and v2 TCP4/TCP6 headers, no TLVs.
+// parser and writer so that each checks the other: v1 lines and v2 TCP4/TCP6/UDP4/UDP6 headers;
+// of the TLVs only PP2_TYPE_UNIQUE_ID is read, the others skipped.
 
 import net from 'node:net';
 import { startBackend, type TestBackend } from './sockets.js';
 
 export interface ParsedHeader {
   version: 1 | 2;
-  /** 'TCP4', 'TCP6', or 'LOCAL' / 'UNKNOWN' when the header names no addresses. */
-  family: 'TCP4' | 'TCP6' | 'LOCAL' | 'UNKNOWN';
+  /** 'TCP4', 'TCP6', 'UDP4', 'UDP6' (v2 only), or 'LOCAL' / 'UNKNOWN' when the header names no addresses. */
+  family: 'TCP4' | 'TCP6' | 'UDP4' | 'UDP6' | 'LOCAL' | 'UNKNOWN';
   source?: string;
   sourcePort?: number;
   destination?: string;
   destinationPort?: number;
+  /** v2: the PP2_TYPE_UNIQUE_ID TLV's value, when the header has one. */
+  uniqueId?: string;
   /** The header's length in bytes: the payload starts after it. */
   length: number;
+}
+
+/** The unique id TLV (type 0x05) among the TLVs in `tlvs`, if any. */
+function uniqueIdOf(tlvs: Buffer): { uniqueId?: string } {
+  for (let at = 0; at + 3 <= tlvs.length; ) {
+    const type = tlvs[at];
+    const length = tlvs.readUInt16BE(at + 1);
+    if (type === 0x05) return { uniqueId: tlvs.subarray(at + 3, at + 3 + length).toString('latin1') };
+    at += 3 + length;
+  }
+  return {};
 }
 
 const signature = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
@@ -34,11 +48,15 @@ export function parseHeader(data: Buffer): ParsedHeader | null {
   if (data.length < length) return null;
   if ((data[12] & 0x0f) === 0) return { version: 2, family: 'LOCAL', length };
   const a = data.subarray(16);
-  if (data[13] === 0x11) {
-    return { version: 2, family: 'TCP4', source: ip(a.subarray(0, 4)), destination: ip(a.subarray(4, 8)), sourcePort: a.readUInt16BE(8), destinationPort: a.readUInt16BE(10), length };
+  if (data[13] === 0x11 || data[13] === 0x12) {
+    const family = data[13] === 0x11 ? 'TCP4' : 'UDP4';
+    const tlvs = uniqueIdOf(data.subarray(16 + 12, length));
+    return { version: 2, family, source: ip(a.subarray(0, 4)), destination: ip(a.subarray(4, 8)), sourcePort: a.readUInt16BE(8), destinationPort: a.readUInt16BE(10), ...tlvs, length };
   }
-  if (data[13] === 0x21) {
-    return { version: 2, family: 'TCP6', source: ip(a.subarray(0, 16)), destination: ip(a.subarray(16, 32)), sourcePort: a.readUInt16BE(32), destinationPort: a.readUInt16BE(34), length };
+  if (data[13] === 0x21 || data[13] === 0x22) {
+    const family = data[13] === 0x21 ? 'TCP6' : 'UDP6';
+    const tlvs = uniqueIdOf(data.subarray(16 + 36, length));
+    return { version: 2, family, source: ip(a.subarray(0, 16)), destination: ip(a.subarray(16, 32)), sourcePort: a.readUInt16BE(32), destinationPort: a.readUInt16BE(34), ...tlvs, length };
   }
   return { version: 2, family: 'UNKNOWN', length };
 }

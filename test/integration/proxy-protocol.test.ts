@@ -71,7 +71,8 @@ t.test('sends a v2 header, set per listener in the full form; a client that send
   const payload = randomBytes(5000);
   const { clientPort } = await exchange(withHeader.port, [payload.subarray(0, 1), payload.subarray(1)]);
   const got = await backend.next();
-  t.match(got.header, { version: 2, family: 'TCP4', source: '127.0.0.1', sourcePort: clientPort, destination: '127.0.0.1', destinationPort: withHeader.port, length: 28 });
+  t.match(got.header, { version: 2, family: 'TCP4', source: '127.0.0.1', sourcePort: clientPort, destination: '127.0.0.1', destinationPort: withHeader.port, uniqueId: /^\d+$/ });
+  t.equal(got.header?.length, 28 + 3 + (got.header?.uniqueId?.length ?? 0), 'the addresses, then the unique id TLV only');
   t.equal(sha256(got.payload), sha256(payload), 'payload intact');
 
   // Server-speaks-first protocols: the header must not wait for a client byte.
@@ -324,6 +325,27 @@ t.test('HAProxy accepts what lb4 sends (v1 and v2), and passes the client on', {
   }
 });
 
+t.test("HAProxy reads lb4's unique id TLV: the flow's id, as lb4's access log gives it", { skip: skipHaproxy }, async (t) => {
+  // client -> lb4 (send v2) -> HAProxy (accept-proxy; its unique id is the one lb4 sent, passed
+  // on in its own send-proxy-v2 header) -> recording backend.
+  const backend = await recordingBackend();
+  t.teardown(() => backend.close());
+  const hp = await freePort();
+  await startHaproxy(
+    t,
+    [`frontend in`, `  bind 127.0.0.1:${hp} accept-proxy`, '  unique-id-format %[fc_pp_unique_id]', `  default_backend out`, `backend out`, `  server b ${backend.address} send-proxy-v2 proxy-v2-options unique-id`].join('\n'),
+    hp,
+  );
+  const lb = await startBalancer({ listen: '127.0.0.1:0', backends: [`127.0.0.1:${hp}`], workers: 1, proxyProtocol: 'v2', accessLog: true });
+  t.teardown(() => lb.close({ drainTimeout: 0 }));
+  const logged = once(lb, 'flow');
+  const { reply } = await exchange(lb.address().port, [Buffer.from('hello')]);
+  t.equal(reply, 'ok');
+  const [record] = await within(logged, 5000, "the flow's access log record");
+  const got = await backend.next();
+  t.equal(got.header?.uniqueId, String(record.id), "HAProxy's unique id is lb4's flow id");
+});
+
 t.test('lb4 accepts what HAProxy sends (send-proxy and send-proxy-v2)', { skip: skipHaproxy }, async (t) => {
   // client -> HAProxy (send-proxy[-v2]) -> lb4 (--accept-proxy 127.0.0.1/32; send v1) -> backend.
   const backend = await recordingBackend();
@@ -332,7 +354,8 @@ t.test('lb4 accepts what HAProxy sends (send-proxy and send-proxy-v2)', { skip: 
     await lb.close({ drainTimeout: 0 });
     await backend.close();
   });
-  for (const option of ['send-proxy', 'send-proxy-v2']) {
+  // The third: v2 with a CRC-32C TLV (which lb4 checks) and a unique id TLV (which it skips).
+  for (const option of ['send-proxy', 'send-proxy-v2', 'send-proxy-v2 proxy-v2-options crc32c,unique-id']) {
     const hp = await freePort();
     await startHaproxy(t, [`frontend in`, `  bind 127.0.0.1:${hp}`, `  default_backend out`, `backend out`, `  server lb 127.0.0.1:${lb.address().port} ${option}`].join('\n'), hp);
     const payload = randomBytes(150_000);
@@ -349,6 +372,6 @@ t.test('lb4 accepts what HAProxy sends (send-proxy and send-proxy-v2)', { skip: 
     t.match(got.header, { version: 1, family: 'TCP4', source: '127.0.0.1', sourcePort: clientPort, destination: '127.0.0.1', destinationPort: hp }, `${option}: passed on to the backend`);
     t.equal(sha256(got.payload), sha256(payload), `${option}: payload intact`);
   }
-  t.equal(counters(lb).proxy_headers_accepted, 2);
+  t.equal(counters(lb).proxy_headers_accepted, 3);
   t.equal(counters(lb).proxy_header_malformed, 0);
 });

@@ -52,10 +52,73 @@ lb4::SocketAddress randomAddress(Random& r, bool v6) {
   return a;
 }
 
+// CRC-32C written here apart from the parser's, so each checks the other: table-driven, the
+// parser's is bit by bit.
+uint32_t crc32c(const Bytes& b) {
+  static uint32_t table[256];
+  static bool made = false;
+  if (!made) {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      table[i] = c;
+    }
+    made = true;
+  }
+  uint32_t crc = 0xFFFFFFFFu;
+  for (uint8_t byte : b) crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8);
+  return crc ^ 0xFFFFFFFFu;
+}
+
+// A v2 header lb4 writes (with its unique id TLV), then more TLVs as another proxy might add
+// them: unknown ones to skip, and a PP2_TYPE_CRC32C one, right or (`damage`) wrong.
+// `crcAdded` says whether it has the CRC-32C TLV.
+Bytes withTlvs(Random& r, lb4::SocketAddress& source, lb4::SocketAddress& destination, bool damage, bool& crcAdded) {
+  const bool v6 = r.chance(50);
+  source = randomAddress(r, v6);
+  destination = randomAddress(r, v6);
+  uint8_t out[lb4::kProxyHeaderWriteMax];
+  const size_t n = lb4::writeProxyHeader(lb4::ProxyVersion::V2, source, destination, out, false, r.chance(80) ? r.next() : 0);
+  Bytes b(out, out + n);
+  const uint32_t unknown = r.below(3);
+  for (uint32_t k = 0; k < unknown; ++k) {
+    const uint32_t size = r.below(40);
+    b.push_back(static_cast<uint8_t>(0x20 + r.below(0xC0)));  // none of them 0x04
+    b.push_back(0);
+    b.push_back(static_cast<uint8_t>(size));
+    for (uint32_t i = 0; i < size; ++i) b.push_back(static_cast<uint8_t>(r.next()));
+  }
+  size_t crcAt = 0;
+  if (r.chance(70)) {
+    b.insert(b.end(), {0x04, 0x00, 0x04});
+    crcAt = b.size();
+    b.insert(b.end(), {0, 0, 0, 0});
+  }
+  const size_t length = b.size() - 16;
+  b[14] = static_cast<uint8_t>(length >> 8);
+  b[15] = static_cast<uint8_t>(length);
+  crcAdded = crcAt != 0;
+  if (crcAt != 0) {
+    uint32_t crc = crc32c(b);
+    if (damage) crc ^= 1u << r.below(32);
+    for (int k = 0; k < 4; ++k) b[crcAt + k] = static_cast<uint8_t>(crc >> (24 - 8 * k));
+  }
+  return b;
+}
+
 // Bytes a client might send: a header lb4 writes, the spec's odd cases, or noise.
-Bytes seedInput(Random& r, lb4::SocketAddress& source, lb4::SocketAddress& destination, bool& written) {
+Bytes seedInput(Random& r, lb4::SocketAddress& source, lb4::SocketAddress& destination, bool& written, bool& damaged) {
   written = false;
-  switch (r.below(6)) {
+  damaged = false;
+  switch (r.below(8)) {
+    case 6: {
+      bool crc = false;
+      written = true;
+      return withTlvs(r, source, destination, false, crc);
+    }
+    case 7:
+      // Damaged only if it has a CRC to catch it; without one it is a good header.
+      return withTlvs(r, source, destination, true, damaged);
     case 0:
     case 1:
     case 2: {
@@ -145,8 +208,8 @@ FuzzOutcome fuzzProxyHeaderParser(uint64_t inputs, uint64_t seed) {
   };
   for (uint64_t i = 0; i < inputs; ++i) {
     lb4::SocketAddress source, destination;
-    bool written = false;
-    Bytes b = seedInput(r, source, destination, written);
+    bool written = false, damaged = false;
+    Bytes b = seedInput(r, source, destination, written, damaged);
     const bool mutated = r.chance(60);
     if (mutated) mutate(r, b);
     // Payload after the header: it must never change what the header says.
@@ -185,6 +248,8 @@ FuzzOutcome fuzzProxyHeaderParser(uint64_t inputs, uint64_t seed) {
         break;
       }
     }
+    // A wrong CRC-32C is refused, whatever payload follows.
+    if (damaged && !mutated && h.status == ProxyParseStatus::Done) violation("a header with a wrong CRC-32C was taken", b);
     if (written && !mutated &&
         (h.status != ProxyParseStatus::Done || h.local || !sameIp(h.source, source) || !sameIp(h.destination, destination)))
       violation("a header lb4 wrote did not parse back to its addresses", b);

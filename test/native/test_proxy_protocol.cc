@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -188,6 +189,33 @@ TEST(proxy_protocol, writer_bytes) {
   REQUIRE(back.status == ProxyParseStatus::Done);
   CHECK_EQ(back.source.toString(), "[::1]:8080");
   CHECK_EQ(back.destination.toString(), "[2001::]:80");
+
+  // A UDP session's header: the same bytes but the transport nibble (UDP4 0x12, UDP6 0x22);
+  // v1 has no UDP form, so none is written.
+  n = lb4::writeProxyHeader(lb4::ProxyVersion::V2, address("192.168.0.1", 56324), address("192.168.0.11", 443), out, true);
+  expected = v2(0x21, 0x12, kV4Addresses);
+  CHECK(std::vector<uint8_t>(out, out + n) == expected);
+  n = lb4::writeProxyHeader(lb4::ProxyVersion::V2, address("::1", 53), address("2001::", 53), out, true);
+  CHECK_EQ(n, 16u + 36u);
+  CHECK_EQ(out[13], 0x22);
+  CHECK_EQ(lb4::writeProxyHeader(lb4::ProxyVersion::V1, address("10.0.0.1", 5), address("10.0.0.2", 6), out, true), 0u);
+
+  // The unique id TLV after the addresses, inside the header's length, and read back by lb4's
+  // own parser (which skips TLVs); v1 has no TLVs.
+  n = lb4::writeProxyHeader(lb4::ProxyVersion::V2, address("192.168.0.1", 56324), address("192.168.0.11", 443), out, false, 4097);
+  CHECK_EQ(n, 16u + 12u + 3u + 4u);
+  CHECK_EQ(out[15], 12 + 3 + 4);
+  CHECK_EQ(out[28], 0x05);
+  CHECK_EQ(out[29], 0);
+  CHECK_EQ(out[30], 4);
+  CHECK_EQ(std::string(reinterpret_cast<char*>(out) + 31, 4), "4097");
+  back = lb4::parseProxyHeader(out, n);
+  REQUIRE(back.status == ProxyParseStatus::Done);
+  CHECK_EQ(back.source.toString(), "192.168.0.1:56324");
+  n = lb4::writeProxyHeader(lb4::ProxyVersion::V2, address("::1", 1), address("::1", 2), out, false, UINT64_MAX);
+  CHECK_EQ(n, 16u + 36u + 3u + 20u);
+  n = lb4::writeProxyHeader(lb4::ProxyVersion::V1, address("10.0.0.1", 5), address("10.0.0.2", 6), out, false, 7);
+  CHECK_EQ(std::string(reinterpret_cast<char*>(out), n), "PROXY TCP4 10.0.0.1 10.0.0.2 5 6\r\n");
 }
 
 TEST(proxy_protocol, trusted_networks) {

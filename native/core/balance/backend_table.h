@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,9 @@ struct BackendEntry {
   // full backend is passed over, and when every one is full new flows wait in the listener's
   // queue (tcp/tcp_proxy.cc).
   uint32_t maxConnections = 0;
+  // The PROXY protocol version this backend takes, when it differs from its listener's setting
+  // (a backend object's `proxyProtocol`); empty: the listener's.
+  std::optional<ProxyVersion> proxy;
   CounterSet* counters = nullptr;  // owned by the engine, outlives every table and flow
 
   // Only an `up` backend with a non-zero weight takes new flows; `down`, `draining` and

@@ -134,8 +134,41 @@ ProxyHeader parseV1(const uint8_t* data, size_t size) {
   return h;
 }
 
+// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), bit by bit: it runs once per header of
+// at most 1 KiB, from trusted peers only, so a table would buy nothing worth its 1 KiB.
+uint32_t crc32c(const uint8_t* data, size_t size, size_t zeroFrom, size_t zeroTo) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (size_t i = 0; i < size; ++i) {
+    crc ^= (i >= zeroFrom && i < zeroTo) ? 0 : data[i];
+    for (int bit = 0; bit < 8; ++bit) crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
+  }
+  return crc ^ 0xFFFFFFFFu;
+}
+
+// The TLVs after a v2 header's addresses, from `at` to `length`: each a type, a 16-bit length
+// and that many bytes, and none may run past the header. lb4 uses none of them, and skips the
+// ones it does not know, as the spec asks; but a PP2_TYPE_CRC32C (0x04) one is checked: the
+// CRC-32C of the whole header with its own 4 bytes as zeros, in network order. A sender that
+// adds one asks for exactly this, and a header that fails it was damaged on the way.
+bool tlvsValid(const uint8_t* data, size_t at, size_t length) {
+  while (at < length) {
+    if (length - at < 3) return false;
+    const uint8_t type = data[at];
+    const size_t size = (static_cast<size_t>(data[at + 1]) << 8) | data[at + 2];
+    if (size > length - at - 3) return false;
+    if (type == 0x04) {
+      if (size != 4) return false;
+      const uint8_t* v = data + at + 3;
+      const uint32_t sent = (uint32_t{v[0]} << 24) | (uint32_t{v[1]} << 16) | (uint32_t{v[2]} << 8) | v[3];
+      if (crc32c(data, length, at + 3, at + 7) != sent) return false;
+    }
+    at += 3 + size;
+  }
+  return true;
+}
+
 // 12-byte signature, version and command, family and transport, length (big-endian), then the
-// addresses (and TLVs, which lb4 skips).
+// addresses, then TLVs (checked by tlvsValid, otherwise skipped).
 ProxyHeader parseV2(const uint8_t* data, size_t size) {
   const size_t checked = std::min(size, sizeof(kProxyV2Signature));
   if (std::memcmp(data, kProxyV2Signature, checked) != 0) return fail(2, ProxyHeaderError::Malformed);
@@ -162,13 +195,13 @@ ProxyHeader parseV2(const uint8_t* data, size_t size) {
   ProxyHeader h = done(2, length, false);
   uint16_t sourcePort, destinationPort;
   if (family == 1) {
-    if (addressBytes < 12) return fail(2, ProxyHeaderError::Malformed);
+    if (addressBytes < 12 || !tlvsValid(data, kV2FixedLength + 12, length)) return fail(2, ProxyHeaderError::Malformed);
     std::memcpy(&sourcePort, a + 8, 2);
     std::memcpy(&destinationPort, a + 10, 2);
     setAddress(h.source, AF_INET, a, sourcePort);
     setAddress(h.destination, AF_INET, a + 4, destinationPort);
   } else {
-    if (addressBytes < 36) return fail(2, ProxyHeaderError::Malformed);
+    if (addressBytes < 36 || !tlvsValid(data, kV2FixedLength + 36, length)) return fail(2, ProxyHeaderError::Malformed);
     std::memcpy(&sourcePort, a + 32, 2);
     std::memcpy(&destinationPort, a + 34, 2);
     setAddress(h.source, AF_INET6, a, sourcePort);

@@ -14,7 +14,13 @@
 namespace lb4 {
 
 // Writes the header of `version` (V1 or V2) into `out`; returns its length (0 for None).
+// `datagram`: a UDP session's header, which only v2 can say (UDP4/UDP6: protocol byte 0x12 or
+// 0x22); v1 has no word for UDP, so a datagram header of v1 is not written (0).
+// `uniqueId` (v2, non-zero): the flow's or session's id, as connections() and the access log
+// show it, in a PP2_TYPE_UNIQUE_ID TLV (0x05) as decimal digits, so that a backend's log can be
+// joined with lb4's. It is the one TLV lb4 has something true to put in: it forwards bytes, so
+// it knows no ALPN, authority (SNI), TLS details or network namespace of the client's.
 size_t writeProxyHeader(ProxyVersion version, const SocketAddress& source, const SocketAddress& destination,
-                        uint8_t out[kProxyHeaderWriteMax]);
+                        uint8_t out[kProxyHeaderWriteMax], bool datagram = false, uint64_t uniqueId = 0);
 
 }  // namespace lb4

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "balance/backend_table.h"
 #include "counters.h"
@@ -82,6 +83,9 @@ struct Flow {
   uint64_t flowHash = 0;  // of the client's address: what a picker keeps a client together by
   SocketAddress backendAddress;
   uint32_t backendKey = 0;
+  // The backend's own PROXY protocol version, copied at connect: a table swapped in while the
+  // flow connects cannot change what this flow's backend is sent.
+  std::optional<ProxyVersion> backendProxy;
   CounterSet* backendCounters = nullptr;  // set while a backend is assigned (and counted active)
   TriedBackends tried;
   // Counted against its source in the listener's SourceTracker (released when the flow ends).

@@ -363,6 +363,7 @@ TcpProxy::ConnectStart TcpProxy::connectNext(Flow& f) {
       f.backend = FlowSocket{};
       f.backend.fd = std::move(fd);
       f.backendKey = b->key;
+      f.backendProxy = b->proxy;
       f.backendAddress = b->address;
       f.backendCounters = b->counters;
       // A connect in progress counts as active, so least-connections sees it at once.
@@ -413,7 +414,7 @@ void TcpProxy::onConnected(Flow& f) {
 }
 
 bool TcpProxy::sendHeader(Flow& f) {
-  const ProxyVersion version = listeners_[f.listener].proxy.send;
+  const ProxyVersion version = f.backendProxy.value_or(listeners_[f.listener].proxy.send);
   if (version == ProxyVersion::None) return true;
   if (!f.hasDestination) {
     // The address this client connected to: the listener's, or the very address of a listener
@@ -423,7 +424,7 @@ bool TcpProxy::sendHeader(Flow& f) {
     f.hasDestination = true;
   }
   uint8_t header[kProxyHeaderWriteMax];
-  const size_t length = writeProxyHeader(version, f.clientAddress, f.destinationAddress, header);
+  const size_t length = writeProxyHeader(version, f.clientAddress, f.destinationAddress, header, false, f.id);
   // The header goes out before the pump reads a byte of the client's. On a socket that has just
   // connected the send buffer is empty, so the whole header fits; should the kernel take only
   // part, the rest waits in the direction's buffer, which the pump empties before it reads more.

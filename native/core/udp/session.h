@@ -82,6 +82,11 @@ struct UdpSession {
   SocketAddress backendAddress;
   CounterSet* backendCounters = nullptr;  // set while the session holds a backend
   bool answered = false;                  // a reply came back: the backend is alive
+  // The PROXY protocol header the backend is sent (None or V2), fixed when the session opens
+  // (the backend's own setting, else the listener's), and the address the client sent to, which
+  // the header names.
+  ProxyVersion proxy = ProxyVersion::None;
+  SocketAddress destination;
 
   // Responses still expected (the responses-per-request setting): each client datagram adds N,
   // each reply takes one; at 0 the session ends. Unused when the setting is 0 (unlimited).

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "balance/hash.h"
+#include "proxy_protocol/header_writer.h"
 #include "io/epoll_tag.h"
 
 namespace lb4 {
@@ -316,9 +317,14 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
     if (!b) break;
     tried.add(b->key);
     if (UdpSession* s = openWarm(*b, key)) {
+      // reopen() gave a fresh session: everything but the socket and its backend is set again.
       s->client = client;
       s->local = local;
       s->backendCounters = b->counters;
+      s->startUs = monotonicUs();
+      s->proxy = b->proxy.value_or(listeners_[slot].proxy.send);
+      s->destination = SocketAddress{};
+      if (s->proxy == ProxyVersion::V2) s->destination = destinationOf(slot, local);
       sessions_.linkBackend(*s);
       countOpened(*s, *b, fromHint);
       return s;
@@ -357,6 +363,9 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
     s.backendAddress = b->address;
     s.backendCounters = b->counters;
     s.startUs = monotonicUs();
+    s.proxy = b->proxy.value_or(listeners_[slot].proxy.send);
+    s.destination = SocketAddress{};
+    if (s.proxy == ProxyVersion::V2) s.destination = destinationOf(slot, local);
     sessions_.linkBackend(s);
     countOpened(s, *b, fromHint);
     return &s;
@@ -412,10 +421,55 @@ bool UdpProxy::drainWarm(UdpSession& w) {
   }
 }
 
+SocketAddress UdpProxy::destinationOf(uint32_t slot, const LocalAddress& local) {
+  // The listener's own address gives the port (and the address, for a listener bound to one);
+  // on a wildcard listener IP_PKTINFO told which of the host's addresses the client sent to.
+  SocketAddress out;
+  out.prepareForKernel();
+  if (!listeners_[slot].socket || getsockname(listeners_[slot].socket.get(), out.get(), out.lengthPtr()) != 0) return SocketAddress{};
+  const uint16_t port = out.port();
+  if (local.family == AF_INET) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr = local.v4;
+    a.sin_port = htons(port);
+    std::memcpy(out.get(), &a, sizeof(a));
+    *out.lengthPtr() = sizeof(a);
+  } else if (local.family == AF_INET6) {
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = local.v6;
+    a.sin6_port = htons(port);
+    std::memcpy(out.get(), &a, sizeof(a));
+    *out.lengthPtr() = sizeof(a);
+  }
+  return out;
+}
+
 bool UdpProxy::forwardUp(UdpSession& s, const char* data, size_t length) {
   CounterBlock& lc = listenerCounters(s.listener);
   CounterBlock& bc = s.backendCounters->worker(index_);
-  ssize_t r = send(s.upstream.get(), data, length, MSG_DONTWAIT);
+  ssize_t r;
+  // PROXY protocol v2 on a datagram: the header and the client's datagram leave as one datagram
+  // (two iovecs, no copy). The first datagram of the session carries it, or every one when so
+  // configured; "first" means the first that was sent, so a first datagram dropped (send buffer
+  // full) leaves the header to the next. A header that makes the datagram too large for UDP
+  // fails with EMSGSIZE and is dropped and counted like any send error.
+  const bool withHeader = s.proxy == ProxyVersion::V2 && (s.datagramsUp == 0 || options_.udpProxyHeaderEvery);
+  size_t headerLength = 0;
+  if (withHeader) {
+    uint8_t header[kProxyHeaderWriteMax];
+    headerLength = writeProxyHeader(s.proxy, s.client, s.destination, header, true, s.id);
+    iovec parts[2] = {{header, headerLength}, {const_cast<char*>(data), length}};
+    msghdr m{};
+    m.msg_iov = parts;
+    m.msg_iovlen = 2;
+    r = sendmsg(s.upstream.get(), &m, MSG_DONTWAIT);
+    // Forwarded bytes are the client's: the header is not counted, as over TCP.
+    if (r > 0) r = r > static_cast<ssize_t>(headerLength) ? r - static_cast<ssize_t>(headerLength) : 0;
+  } else {
+    r = send(s.upstream.get(), data, length, MSG_DONTWAIT);
+  }
   if (r < 0) {
     const int err = errno;
     // The ICMP error for an earlier datagram of this session is reported by the next call on the

@@ -79,6 +79,8 @@ class UdpProxy {
   bool drainWarm(UdpSession& w);
   // Returns false when the session ended (refused) and the datagram was not sent.
   bool forwardUp(UdpSession& s, const char* data, size_t length);
+  // The address a session's client sent to, as its PROXY protocol header names it.
+  SocketAddress destinationOf(uint32_t slot, const LocalAddress& local);
   void readUpstream(UdpSession& s);
   void sendReplies(UdpSession& s, int count);
   void onBackendFailed(UdpSession& s, int error);
