@@ -12,7 +12,8 @@
 
 import { healthCheckKeys, healthCheckTypes, healthDefaults, healthLimits } from '../health/check-options.js';
 import { formatDuration } from './duration.js';
-import { backendStates, protocols } from './enums.js';
+import { maxDnsEntryIdLength } from './dns-entry.js';
+import { backendStates, protocols, proxyVersions } from './enums.js';
 import { describeDefault, optionTable, type OptionName, type OptionSpec } from './options.js';
 import { accessLogKeys, adminKeys, backendKeys, listenerKeys, maxListeners } from './validate.js';
 
@@ -110,10 +111,21 @@ function backendSchema(): Schema {
       state: { description: 'the state it starts in (default: up)', enum: [...backendStates] },
       id: { description: 'its name in the API and stats (default: the address)', type: 'string' },
       maxConnections: { description: 'most concurrent flows to it; 0 is no limit (default: 0)', type: 'integer', minimum: 0, maximum: 100_000_000 },
+      proxyProtocol: { description: "the PROXY protocol header it is sent, over its listener's setting", enum: [...proxyVersions] },
     },
     ['address'],
   );
-  return { anyOf: [{ description: 'host:port[,weight=N][,state=S][,id=NAME][,maxconn=N]', type: 'string' }, object] };
+  // DNS entries (lib/config/dns-entry.ts): every A/AAAA address of a name, or an SRV name's targets.
+  const entryState = { description: 'the state each discovered backend starts in (default: up)', enum: [...backendStates] };
+  const entryId = { description: 'the entry\'s name; each backend is ID/ADDRESS:PORT', type: 'string', maxLength: maxDnsEntryIdLength };
+  const dns = closedObject(
+    ['dns', 'port', 'weight', 'state', 'id'],
+    { dns: { description: 'a name whose A and AAAA records are the backends', type: 'string' }, port: { type: 'integer', minimum: 1, maximum: 65535 }, weight: { type: 'integer', minimum: 0, maximum: 1_000_000 }, state: entryState, id: entryId },
+    ['dns', 'port'],
+  );
+  const srv = closedObject(['srv', 'state', 'id'], { srv: { description: 'an SRV name whose records give targets, ports and weights', type: 'string' }, state: entryState, id: entryId }, ['srv']);
+  const text = { description: 'host:port[,weight=N][,state=S][,id=NAME][,maxconn=N][,proxyProtocol=V], or dns:NAME:PORT, or srv:NAME', type: 'string' };
+  return { anyOf: [text, object, dns, srv] };
 }
 
 /** The whole schema. */
@@ -145,6 +157,7 @@ export function configSchema(): Schema {
     backends,
     listeners: { ...top.listeners, type: 'array', items: listener, minItems: 1, maxItems: maxListeners },
     health,
+    dnsServers: either(top.dnsServers, [addressOrPort, { type: 'array', items: addressOrPort }]),
     admin: either(top.admin, [addressOrPort, closedObject(adminKeys, { listen: addressOrPort, token: { type: 'string', minLength: 16 }, ...partsOf('admin') }, ['listen'])]),
     accessLog: either(top.accessLog, [{ type: 'boolean' }, closedObject(accessLogKeys, { sample: { type: 'integer', minimum: 1, maximum: 1_000_000 } })]),
     cluster: { description: 'makes this balancer one node of an HA pair', ...closedObject(Object.keys(cluster), cluster, ['peer']) },
