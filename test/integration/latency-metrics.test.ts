@@ -157,3 +157,27 @@ t.test('a real balancer measures connect time, flow and session duration per bac
     t.equal(result.status, 0);
   });
 });
+
+// With --udp-responses a client that keeps its port reuses its finished session's socket (a
+// warm socket, native/core/udp/session_table.h): each reopened session is timed from its own
+// first datagram, not from whatever the reused slot held before.
+t.test('sessions reopened on a warm socket are timed from their own start', async (t) => {
+  const dns = await udpBackend((msg) => msg);
+  const lb = await startBalancer({ listeners: [{ name: 'dns', listen: '127.0.0.1:0/udp', backends: [{ address: dns.address, id: 'dns' }] }], workers: 1, udpResponses: 1 });
+  t.teardown(async () => {
+    await lb.close({ drainTimeout: 0 });
+    await dns.close();
+  });
+  const udp = await UdpClient.open();
+  t.teardown(() => udp.close());
+  const began = performance.now();
+  for (let i = 0; i < 3; i++) {
+    udp.socket.send(`query ${i}`, portOf(lb, 'dns'), '127.0.0.1');
+    await udp.next(10_000, `answer ${i}`);
+  }
+  await until(() => lb.stats().backends[0]!.counters.sessions_total === 3 && lb.stats().backends[0]!.counters.sessions_active === 0, 10_000, 'three sessions to end');
+  const elapsedS = (performance.now() - began) / 1000;
+  const { session_duration: h } = lb.stats().backends[0]!.latency;
+  t.equal(h.count, 3, 'one duration per session, reused socket or not');
+  t.ok(h.sum <= elapsedS, `the durations (${h.sum} s) fit in the ${elapsedS} s the queries took`);
+});
