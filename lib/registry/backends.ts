@@ -212,9 +212,17 @@ export class BackendControl {
     // unchecked again with the count one short of the threshold, so that a backend still
     // refusing goes down after one more refusal rather than `threshold` more.
     if (this.#p.listeners.bySlot(b.slot)?.config.protocol !== 'udp') return;
+    // Never the listener's last backend taking flows: refusals alone (which forged ICMP errors
+    // can fake) must not leave a listener with nowhere to send, nor keep its only backend out
+    // for the hold time after it came back. Like a panic threshold, lb4 fails open.
+    const others = this.#p.registry.list(b.slot).some((o) => o.key !== b.key && backendInfo(o).takesNewFlows);
+    if (!others) return;
     const holdMs = this.#p.config().passiveRetryMs;
     this.setHealth(b.key, 'down', `${consecutive} consecutive refusals (passive); tried again in ${formatDuration(holdMs)}`);
     this.#retries.schedule(b.key, holdMs, () => {
+      // The listener may have active checks by now (a reload): then they, not this timer, decide.
+      const now = this.#p.registry.byKey(b.key);
+      if (!now || !this.#p.registry.has(now) || this.#p.listeners.bySlot(now.slot)?.config.health || now.health !== 'down') return;
       this.#passive.set(b.key, threshold - 1);
       this.setHealth(b.key, 'unchecked', `tried again ${formatDuration(holdMs)} after passive failures`);
     });

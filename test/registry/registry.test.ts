@@ -369,6 +369,32 @@ t.test('passive health: an unchecked UDP backend goes down after N refusals, is 
   t.equal(lb.backends({ listener: 'web' })[0].health, 'unchecked');
 });
 
+t.test('passive health on UDP fails open: refusals never take down the last backend taking sessions', async (t) => {
+  // Forged ICMP errors sprayed over lb4's ephemeral ports can fake refusals for every backend.
+  const { lb, engine } = await startFake(t, { listen: '127.0.0.1:0/udp', backends: [A, B], passiveFailures: 3, passiveRetry: '2s' });
+  const [a, b] = [A, B].map((id) => engine.tables[0].find((x) => `${x.ip}` === id.split(':')[0])!.key);
+  engine.emit(connects(a, 3, 0, 3));
+  t.equal(lb.backends()[0].health, 'down', 'the first goes down: the other still takes sessions');
+  engine.emit(connects(b, 30, 0, 30));
+  t.match(lb.backends()[1], { health: 'unchecked', takesNewFlows: true }, 'the last one stays');
+  t.equal(engine.entry(b)?.state, NativeBackendState.up);
+
+  const single = await startFake(t, { listen: '127.0.0.1:0/udp', backends: [A], passiveFailures: 3 });
+  single.engine.emit(connects(keyOf(single.engine, A), 10, 0, 10));
+  t.match(single.lb.backends()[0], { health: 'unchecked', takesNewFlows: true }, 'a single backend is never held out after it comes back');
+});
+
+t.test('passive health: a retry timer set before a reload added active checks leaves the backend to them', async (t) => {
+  const { lb, engine, clock } = await startFake(t, { listen: '127.0.0.1:0/udp', backends: [A, B], passiveFailures: 3, passiveRetry: '2s' });
+  const a = engine.tables[0].find((x) => x.ip === '192.0.2.1')!.key;
+  engine.emit(connects(a, 3, 0, 3));
+  t.equal(lb.backends()[0].health, 'down');
+  await lb.reload({ listen: '127.0.0.1:0/udp', backends: [A, B], passiveFailures: 3, passiveRetry: '2s', health: { type: 'udp', send: 'ping', expect: 'pong', interval: '1m' } });
+  clock.advance(2_000);
+  await settle();
+  t.not(lb.backends()[0].health, 'unchecked', 'a checked backend is never set unchecked by the old timer');
+});
+
 t.test('passive health: reports for a removed backend are ignored', async (t) => {
   const { lb, engine } = await startFake(t, checked(1));
   const a = keyOf(engine, A);
