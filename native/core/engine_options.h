@@ -83,6 +83,9 @@ struct WorkerOptions {
   HashKey hashKey = static_cast<HashKey>(optionDefault(EngineOption::hashKey));
   int64_t proxyHeaderTimeoutMs = optionDefault(EngineOption::proxyHeaderTimeoutMs);
   bool udpProxyHeaderEvery = optionDefault(EngineOption::udpProxyHeader) == 1;
+  // How many workers share the process's descriptors (set by the engine, not an option): each
+  // worker's share bounds what it may hold for later, such as warm UDP sockets.
+  uint32_t workerCount = 1;
 };
 
 }  // namespace lb4

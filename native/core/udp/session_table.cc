@@ -190,10 +190,10 @@ void SessionTable::retire(UdpSession& s, bool keepWarm) {
   --live_;
   // Warm at once (see the header). A key has one warm socket at most; opening a session uses or
   // closes its key's warm one, so an older one here would be a bug, closed rather than leaked.
-  if (keepWarm && s.upstream) {
+  if (keepWarm && s.upstream && warmCap_ > 0) {
     if (UdpSession* older = warm(s.key)) closeWarm(*older);
     // At the cap the oldest warm socket goes: a client that asked last is the likeliest to ask again.
-    if (warmCount_ >= kMaxWarm) closeWarm(*warmHead_);
+    if (warmCount_ >= warmCap_) closeWarm(*warmHead_);
     appendWarm(s);
     return;
   }

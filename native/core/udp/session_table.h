@@ -84,6 +84,8 @@ class SessionTable {
   void closeAllWarm();
   size_t warmCount() const { return warmCount_; }
   static constexpr size_t kMaxWarm = 1024;
+  // Lowers the warm cap below kMaxWarm (the worker's share of the descriptor limit); 0 keeps none.
+  void setWarmCap(size_t cap) { warmCap_ = cap < kMaxWarm ? cap : kMaxWarm; }
 
   UdpSession* at(uint32_t slot) { return slot < slots_.size() ? slots_[slot].get() : nullptr; }
   size_t live() const { return live_; }
@@ -136,6 +138,7 @@ class SessionTable {
   UdpSession* warmHead_ = nullptr;
   UdpSession* warmTail_ = nullptr;
   size_t warmCount_ = 0;
+  size_t warmCap_ = kMaxWarm;
   std::unordered_map<SessionKey, uint32_t, SessionKeyHash> byKey_;
   std::vector<ListenerList> lists_;
   std::unordered_map<uint32_t, UdpSession*> byBackend_;  // head of each backend's list

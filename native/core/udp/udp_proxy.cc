@@ -5,6 +5,7 @@
 #include "udp/udp_proxy.h"
 
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -159,7 +160,14 @@ UdpProxy::UdpProxy(uint32_t workerIndex, const WorkerOptions& options, const Loo
       events_(events),
       flowLogEvery_(flowLogEvery),
       replication_(replication),
-      sessions_(workerIndex) {}
+      sessions_(workerIndex) {
+  // Warm sockets are descriptors held for later: a worker keeps at most an eighth of its share of
+  // the descriptor limit warm, so they cannot starve new sessions, flows or the admin API.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+    sessions_.setWarmCap(static_cast<size_t>(nofile.rlim_cur) / 8 / std::max<uint32_t>(1, options.workerCount));
+  }
+}
 
 UdpProxy::~UdpProxy() = default;
 
@@ -331,8 +339,12 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
     }
     UniqueFd fd(socket(b->address.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) {
-      // Out of descriptors or socket memory: another backend would not help.
-      if (isShortage(errno)) lc.add(Counter::connect_no_descriptors, 1);
+      // Out of descriptors or socket memory: another backend would not help. Sockets kept warm
+      // for later go now (they close between passes), so the next clients get descriptors.
+      if (isShortage(errno)) {
+        lc.add(Counter::connect_no_descriptors, 1);
+        sessions_.closeAllWarm();
+      }
       break;
     }
     // connect() on a datagram socket sends nothing. It binds an ephemeral port (the session's
