@@ -62,7 +62,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   if (!value.IsObject()) return throwType(env, "options must be an object");
   Napi::Object o = value.As<Napi::Object>();
   double workers, connectTimeout, idleTimeout, retries, pipeSize, maxIdlePipes, udpIdleTimeout, udpResponses,
-      udpMaxSessions, udpMaxDatagram, hashKey, proxyHeaderTimeout;
+      udpMaxSessions, udpMaxDatagram, hashKey, proxyHeaderTimeout, sniTimeout;
   if (!getOption(env, o, EngineOption::workers, "options", workers) ||
       !getOption(env, o, EngineOption::connectTimeoutMs, "options", connectTimeout) ||
       !getOption(env, o, EngineOption::idleTimeoutMs, "options", idleTimeout) ||
@@ -75,6 +75,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
       !getOption(env, o, EngineOption::udpMaxDatagram, "options", udpMaxDatagram) ||
       !getOption(env, o, EngineOption::hashKey, "options", hashKey) ||
       !getOption(env, o, EngineOption::proxyHeaderTimeoutMs, "options", proxyHeaderTimeout) ||
+      !getOption(env, o, EngineOption::sniTimeoutMs, "options", sniTimeout) ||
       !enumFromNumber(static_cast<uint32_t>(hashKey), out.worker.hashKey))
     return false;
   out.workers = static_cast<uint32_t>(workers);
@@ -88,6 +89,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   out.worker.udpMaxSessions = static_cast<uint32_t>(udpMaxSessions);
   out.worker.udpMaxDatagram = static_cast<uint32_t>(udpMaxDatagram);
   out.worker.proxyHeaderTimeoutMs = static_cast<int64_t>(proxyHeaderTimeout);
+  out.worker.sniTimeoutMs = static_cast<int64_t>(sniTimeout);
 
   Napi::Value listeners = o.Get("listeners");
   if (!listeners.IsArray()) return throwType(env, "options.listeners must be an array");
@@ -131,6 +133,31 @@ bool toProxySettings(Napi::Env env, Napi::Object o, const std::string& where, Pr
     if (!n.IsString() || !out.accept.add(n.As<Napi::String>().Utf8Value()))
       return throwType(env, where + ".acceptProxy[" + std::to_string(i) + "] must be a network such as 10.0.0.0/8");
   }
+  return toSniRoutes(env, o, where, out.sni);
+}
+
+// sniRoutes: absent or null (no SNI routing), or [{ name, pool }] with sniDefaultPool (a pool
+// number, or -1 for none). Names were validated by the control plane; checked again here.
+bool toSniRoutes(Napi::Env env, Napi::Object o, const std::string& where, SniRoutes& out) {
+  Napi::Value routes = o.Get("sniRoutes");
+  if (routes.IsUndefined() || routes.IsNull()) return true;
+  if (!routes.IsArray()) return throwType(env, where + ".sniRoutes must be an array");
+  Napi::Array list = routes.As<Napi::Array>();
+  if (list.Length() > 65536) return throwRange(env, where + ".sniRoutes must hold at most 65536 routes");
+  double defaultPool = -1;
+  if (!o.Get("sniDefaultPool").IsUndefined() && !getNumber(env, o, "sniDefaultPool", where, -1, 65535, defaultPool)) return false;
+  out.enable(static_cast<int32_t>(defaultPool));
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    std::string at = where + ".sniRoutes[" + std::to_string(i) + "]";
+    Napi::Value item = list.Get(i);
+    if (!item.IsObject()) return throwType(env, at + " must be an object");
+    Napi::Object r = item.As<Napi::Object>();
+    double pool;
+    if (!getNumber(env, r, "pool", at, 0, 65535, pool)) return false;
+    Napi::Value name = r.Get("name");
+    if (!name.IsString() || !out.add(name.As<Napi::String>().Utf8Value(), static_cast<uint32_t>(pool)))
+      return throwType(env, at + ".name must be a host name or *.suffix");
+  }
   return true;
 }
 
@@ -152,6 +179,11 @@ bool toBackendTable(Napi::Env env, Napi::Value tv, const std::string& where, std
     if (!id.IsString()) return throwType(env, at + ".id must be a string");
     spec.id = id.As<Napi::String>().Utf8Value();
     spec.weight = static_cast<uint32_t>(weight);
+    if (!b.Get("pool").IsUndefined()) {
+      double pool;
+      if (!getNumber(env, b, "pool", at, -1, 65535, pool)) return false;
+      spec.pool = static_cast<int32_t>(pool);
+    }
     out.push_back(spec);
   }
   return true;

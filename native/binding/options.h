@@ -20,6 +20,8 @@ bool toFlowFilter(Napi::Env env, Napi::Value value, FlowFilter& out);
 bool toListenerConfig(Napi::Env env, Napi::Value value, const std::string& where, ListenerConfig& out);
 // { proxyProtocol, acceptProxy } of a listener's options, or of setListenerProxy's argument.
 bool toProxySettings(Napi::Env env, Napi::Object value, const std::string& where, ProxySettings& out);
+// { sniRoutes, sniDefaultPool } of the same object: a listener's routes by TLS server name.
+bool toSniRoutes(Napi::Env env, Napi::Object value, const std::string& where, SniRoutes& out);
 bool toBackendTable(Napi::Env env, Napi::Value value, const std::string& where, std::vector<BackendSpec>& out);
 // A listener slot the engine has (0 .. listeners - 1).
 bool toListenerSlot(Napi::Env env, Napi::Value value, size_t listeners, uint32_t& out);

@@ -52,7 +52,13 @@ namespace lb4 {
   X(proxy_header_untrusted, "counter", "Clients refused for connecting from outside the networks trusted to send PROXY protocol headers") \
   X(proxy_header_malformed, "counter", "Clients refused for a malformed or missing PROXY protocol header") \
   X(proxy_header_oversized, "counter", "Clients refused for a PROXY protocol header longer than the limit") \
-  X(proxy_header_timeouts, "counter", "Clients refused for not sending a whole PROXY protocol header within the header timeout")
+  X(proxy_header_timeouts, "counter", "Clients refused for not sending a whole PROXY protocol header within the header timeout") \
+  X(sni_routed, "counter", "TLS clients routed to a backend pool by the server name in their ClientHello")          \
+  X(sni_defaulted, "counter", "TLS clients sent to the default pool: their ClientHello named no server, or none that a route matches") \
+  X(sni_unrouted, "counter", "TLS clients closed because no route matched their server name and there is no default pool") \
+  X(sni_hello_malformed, "counter", "Clients closed for a malformed ClientHello (or none: not TLS)")                \
+  X(sni_hello_oversized, "counter", "Clients closed for a ClientHello larger than the size bound (16 KiB)")        \
+  X(sni_hello_timeouts, "counter", "Clients closed for not sending a whole ClientHello within the SNI timeout")
 
 enum class Counter : uint32_t {
 #define LB4_COUNTER_ENUM(name, kind, help) name,

@@ -38,6 +38,7 @@ struct BackendSpec {
   SocketAddress address;
   uint32_t weight;
   BackendState state;
+  int32_t pool = -1;  // the listener's backend pool (SNI routing); -1: the listener has none
 };
 
 class Engine {

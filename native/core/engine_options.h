@@ -28,6 +28,8 @@ namespace lb4 {
 //   hashKey           what a client's flow hash is made of: a HashKey (enums.h) by its number
 //   proxyHeaderTimeoutMs  a client of a listener that takes PROXY protocol headers must have
 //                     sent its whole header within this time
+//   sniTimeoutMs      a client of a listener that routes by TLS server name must have sent its
+//                     whole ClientHello within this time
 #define LB4_ENGINE_OPTIONS(X)          \
   X(workers, 1, 255, 1)                \
   X(connectTimeoutMs, 1, 86400000, 5000) \
@@ -41,7 +43,8 @@ namespace lb4 {
   X(udpMaxSessions, 1, 1000000, 16384)  \
   X(udpMaxDatagram, 512, 65535, 65535) \
   X(hashKey, 0, 1, 0)                  \
-  X(proxyHeaderTimeoutMs, 1, 3600000, 5000)
+  X(proxyHeaderTimeoutMs, 1, 3600000, 5000) \
+  X(sniTimeoutMs, 1, 3600000, 5000)
 
 enum class EngineOption : uint32_t {
 #define LB4_OPTION_ENUM(name, min, max, def) name,
@@ -79,6 +82,7 @@ struct WorkerOptions {
   uint32_t udpMaxDatagram = static_cast<uint32_t>(optionDefault(EngineOption::udpMaxDatagram));
   HashKey hashKey = static_cast<HashKey>(optionDefault(EngineOption::hashKey));
   int64_t proxyHeaderTimeoutMs = optionDefault(EngineOption::proxyHeaderTimeoutMs);
+  int64_t sniTimeoutMs = optionDefault(EngineOption::sniTimeoutMs);
 };
 
 }  // namespace lb4

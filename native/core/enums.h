@@ -63,7 +63,8 @@ namespace lb4 {
   X(Responses, "responses")         \
   X(BackendGone, "backend-gone")    \
   X(Refused, "refused")              \
-  X(ProxyHeader, "proxy-header")
+  X(ProxyHeader, "proxy-header")    \
+  X(Sni, "sni")
 
 // Where a TCP flow is in its life.
 // A flow on a listener that takes PROXY protocol headers starts awaiting its header, with no
@@ -72,7 +73,8 @@ namespace lb4 {
   X(Connecting, "connecting")       \
   X(Established, "established")     \
   X(Closed, "closed")               \
-  X(AwaitingHeader, "awaiting-header")
+  X(AwaitingHeader, "awaiting-header") \
+  X(AwaitingHello, "awaiting-hello")
 
 // The PROXY protocol header a listener sends its backends first on each flow: none, the text
 // version 1 or the binary version 2.

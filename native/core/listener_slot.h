@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "balance/backend_table.h"
 #include "balance/picker.h"
@@ -30,6 +31,8 @@ struct ListenerSlot {
   CounterSet* counters = nullptr;  // the listener's, owned by the engine
   std::shared_ptr<const BackendTable> table;
   std::unique_ptr<Picker> picker;
+  // One picker per backend pool (SNI routing), over table->pools[i]; empty without pools.
+  std::vector<std::unique_ptr<Picker>> poolPickers;
   int64_t drainDeadlineMs = 0;  // 0: none; else the slot's flows are closed then
 
   CounterBlock& countersOf(uint32_t workerIndex) { return counters->worker(workerIndex); }
@@ -41,6 +44,20 @@ struct ListenerSlot {
     table = std::move(next);
     if (table && (!picker || picker->algorithm() != table->algorithm)) picker = makePicker(table->algorithm, workerIndex);
     if (picker) picker->reset(table.get());
+    const size_t pools = table ? table->pools.size() : 0;
+    poolPickers.resize(pools);
+    for (size_t i = 0; i < pools; ++i) {
+      auto& p = poolPickers[i];
+      if (!p || p->algorithm() != table->algorithm) p = makePicker(table->algorithm, workerIndex);
+      p->reset(table->pools[i].get());
+    }
+  }
+
+  // The picker for a flow routed to `pool` (-1: not routed, the whole table); null when the
+  // pool has no backends at all.
+  Picker* pickerFor(int32_t pool) {
+    if (pool < 0) return picker.get();
+    return static_cast<size_t>(pool) < poolPickers.size() ? poolPickers[static_cast<size_t>(pool)].get() : nullptr;
   }
 };
 

@@ -226,6 +226,7 @@ void Worker::onTick() {
   nextTickMs_ = now + kTickMs;
   tcp_.expireConnects();
   tcp_.expireHeaders();
+  tcp_.expireHellos();
   if (now >= nextIdleSweepMs_) {
     nextIdleSweepMs_ = now + idleSweepMs(options_.idleTimeoutMs);
     tcp_.expireIdle();

@@ -1,12 +1,15 @@
 #include "balance/backend_table.h"
 
+#include <algorithm>
+
 #include "balance/hash.h"
 #include "balance/maglev.h"
 
 namespace lb4 {
 
-std::shared_ptr<const BackendTable> buildBackendTable(Algorithm algorithm, uint64_t generation,
-                                                      std::vector<BackendEntry> backends) {
+namespace {
+
+std::shared_ptr<BackendTable> buildOne(Algorithm algorithm, uint64_t generation, std::vector<BackendEntry> backends) {
   auto table = std::make_shared<BackendTable>();
   table->algorithm = algorithm;
   table->generation = generation;
@@ -31,6 +34,24 @@ std::shared_ptr<const BackendTable> buildBackendTable(Algorithm algorithm, uint6
         if (owns[i]) table->maglevOwners.push_back(table->backends[i].key);
       break;
     }
+  }
+  return table;
+}
+
+}  // namespace
+
+std::shared_ptr<const BackendTable> buildBackendTable(Algorithm algorithm, uint64_t generation,
+                                                      std::vector<BackendEntry> backends) {
+  std::shared_ptr<BackendTable> table = buildOne(algorithm, generation, std::move(backends));
+  // Pools: each gets a table of its own entries (copies: an entry is small, and the counters
+  // they point to are shared), so every algorithm balances within a pool as it would alone.
+  int32_t poolCount = 0;
+  for (const BackendEntry& b : table->backends) poolCount = std::max(poolCount, b.pool + 1);
+  if (poolCount > 0) {
+    std::vector<std::vector<BackendEntry>> members(static_cast<size_t>(poolCount));
+    for (const BackendEntry& b : table->backends)
+      if (b.pool >= 0) members[static_cast<size_t>(b.pool)].push_back(b);
+    for (auto& m : members) table->pools.push_back(buildOne(algorithm, generation, std::move(m)));
   }
   return table;
 }

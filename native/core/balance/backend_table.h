@@ -26,6 +26,8 @@ struct BackendEntry {
   SocketAddress address;
   uint32_t weight = 1;
   BackendState state = BackendState::Up;
+  // The pool this backend belongs to on a listener that routes by TLS server name; -1: none.
+  int32_t pool = -1;
   CounterSet* counters = nullptr;  // owned by the engine, outlives every table and flow
 
   // Only an `up` backend with a non-zero weight takes new flows; `down`, `draining` and
@@ -49,6 +51,10 @@ struct BackendTable {
   // Maglev: the keys of the backends that own at least one entry of `maglev`, so that a retry
   // can tell at once whether the table holds a backend it has not tried yet.
   std::vector<uint32_t> maglevOwners;
+  // A listener with backend pools (SNI routing): one table per pool, by pool number, each
+  // holding that pool's entries and built like this one, so a pool balances on its own. Empty
+  // when no backend names a pool.
+  std::vector<std::shared_ptr<const BackendTable>> pools;
 };
 
 // Builds a listener's table on the control thread: hashes every backend's id and computes

@@ -72,6 +72,9 @@ struct Flow {
   FlowState state = FlowState::Closed;
   CloseReason closeReason = CloseReason::Done;
   uint32_t attempts = 0;  // connect attempts made
+  // The backend pool the client's TLS server name chose (SNI routing); -1: the listener's
+  // whole backend table.
+  int32_t pool = -1;
 
   FlowSocket client;
   FlowSocket backend;
@@ -94,7 +97,7 @@ struct Flow {
   bool hasDestination = false;
 
   // The worker's list of flows waiting for a deadline (connecting, or awaiting a client's PROXY
-  // protocol header), in deadline order: see tcp/deadline_list.h.
+  // protocol header or TLS ClientHello), in deadline order: see tcp/deadline_list.h.
   int64_t deadlineMs = 0;
   Flow* deadlinePrev = nullptr;
   Flow* deadlineNext = nullptr;

@@ -17,6 +17,7 @@
 #include "io/sys_result.h"
 #include "proxy_protocol/header_reader.h"
 #include "proxy_protocol/header_writer.h"
+#include "sni/hello_reader.h"
 
 namespace lb4 {
 
@@ -134,7 +135,69 @@ void TcpProxy::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t list
     awaitHeader(f);
     return;
   }
+  connectOrRoute(f);
+}
+
+void TcpProxy::connectOrRoute(Flow& f) {
+  if (listeners_[f.listener].proxy.sni.enabled()) {
+    awaitHello(f);
+    return;
+  }
+  f.state = FlowState::Connecting;
   if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
+}
+
+// --- TLS SNI routing --------------------------------------------------------------------------
+
+void TcpProxy::awaitHello(Flow& f) {
+  f.state = FlowState::AwaitingHello;
+  awaitingHello_.append(f, now() + options_.sniTimeoutMs);
+  // As with a PROXY protocol header: the hello may have come with the connection (or behind
+  // the header), past the socket's first readiness edge, so look now.
+  f.client.readable = true;
+  readHello(f);
+}
+
+void TcpProxy::readHello(Flow& f) {
+  HelloRead r = peekClientHello(f.client.get(), f.client.peerClosed);
+  switch (r.status) {
+    case HelloReadStatus::Waiting:
+      f.client.readable = false;
+      return;
+    case HelloReadStatus::Failed:
+      closeFlow(f, CloseReason::ClientReset, true);
+      return;
+    case HelloReadStatus::Rejected:
+      refuseHello(f, r.hello.error == HelloError::Oversized ? Counter::sni_hello_oversized : Counter::sni_hello_malformed);
+      return;
+    case HelloReadStatus::Done:
+      break;
+  }
+  FlowDeadlineList::unlink(f);
+  SniRoutes::Choice choice = listeners_[f.listener].proxy.sni.route(r.hello.serverName);
+  if (choice.pool == SniRoutes::kNoPool) {
+    refuseHello(f, Counter::sni_unrouted);
+    return;
+  }
+  listenerCounters(f.listener).add(choice.matched ? Counter::sni_routed : Counter::sni_defaulted, 1);
+  f.pool = choice.pool;
+  f.state = FlowState::Connecting;
+  // The hello was only peeked: it is still in the client's socket, with no new edge to come,
+  // and the pump sends it to the backend first once the backend answers.
+  f.client.readable = true;
+  if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
+}
+
+void TcpProxy::refuseHello(Flow& f, Counter reason) {
+  listenerCounters(f.listener).add(reason, 1);
+  // A reset, as for a refused PROXY protocol header: the client learns at once that nothing
+  // will answer, and no socket of lb4's waits in TIME_WAIT for a flow that carried nothing.
+  closeFlow(f, CloseReason::Sni, true);
+}
+
+void TcpProxy::expireHellos() {
+  while (awaitingHello_.head() && awaitingHello_.head()->deadlineMs <= now())
+    refuseHello(*awaitingHello_.head(), Counter::sni_hello_timeouts);
 }
 
 // --- PROXY protocol from clients --------------------------------------------------------------
@@ -180,11 +243,10 @@ void TcpProxy::readHeader(Flow& f) {
     f.destinationAddress = r.header.destination;
     f.hasDestination = true;
   }
-  f.state = FlowState::Connecting;
   // Whatever the client sent behind the header is still in its socket, maybe with no new edge
-  // to come: the pump reads it once the backend answers.
+  // to come: the pump (or the ClientHello reader) reads it next.
   f.client.readable = true;
-  if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
+  connectOrRoute(f);
 }
 
 void TcpProxy::refuseHeader(Flow& f, Counter reason) {
@@ -202,7 +264,7 @@ void TcpProxy::expireHeaders() {
 // --- backends ---------------------------------------------------------------------------------
 
 bool TcpProxy::connectNext(Flow& f) {
-  Picker* picker = listeners_[f.listener].picker.get();
+  Picker* picker = listeners_[f.listener].pickerFor(f.pool);
   CounterBlock& lc = listenerCounters(f.listener);
   while (f.attempts <= options_.retries) {
     const BackendEntry* b = picker ? picker->pick(f.flowHash, f.tried) : nullptr;
@@ -308,7 +370,7 @@ void TcpProxy::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
   if (f.state == FlowState::Closed) return;  // closed earlier in this pass
   FlowSocket& s = backendSide ? f.backend : f.client;
 
-  if (f.state == FlowState::AwaitingHeader) {
+  if (f.state == FlowState::AwaitingHeader || f.state == FlowState::AwaitingHello) {
     if (backendSide) return;  // none yet
     if ((events & EPOLLERR) && socketError(s.get()) != 0) {
       closeFlow(f, CloseReason::ClientReset, false);
@@ -317,7 +379,13 @@ void TcpProxy::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
     if (events & (EPOLLRDHUP | EPOLLHUP)) s.peerClosed = true;
     if (events & EPOLLPRI) s.urgent = true;
     if (events & EPOLLOUT) s.writable = true;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI)) readHeader(f);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI)) {
+      if (f.state == FlowState::AwaitingHeader) {
+        readHeader(f);
+      } else {
+        readHello(f);
+      }
+    }
     return;
   }
 

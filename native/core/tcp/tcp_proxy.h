@@ -55,6 +55,8 @@ class TcpProxy {
   void expireConnects();
   // Clients still without a whole PROXY protocol header at the header timeout are refused (tick).
   void expireHeaders();
+  // Clients still without a whole TLS ClientHello at the SNI timeout are closed (tick).
+  void expireHellos();
   // Established flows idle past the idle timeout close (idle sweep).
   void expireIdle();
   // Sends this tick's connect outcomes up as events (tick, and once more at the end).
@@ -80,6 +82,10 @@ class TcpProxy {
   void readHeader(Flow& f);
   void refuseHeader(Flow& f, Counter reason);
   bool sendHeader(Flow& f);
+  void connectOrRoute(Flow& f);
+  void awaitHello(Flow& f);
+  void readHello(Flow& f);
+  void refuseHello(Flow& f, Counter reason);
   void tallyConnect(uint32_t backendKey, bool ok, bool timeout);
   void logClosedFlow(const Flow& f);
   CounterBlock& listenerCounters(uint32_t listener) { return listeners_[listener].countersOf(index_); }
@@ -100,6 +106,7 @@ class TcpProxy {
 
   FlowDeadlineList connecting_;      // backend connects in progress
   FlowDeadlineList awaitingHeader_;  // clients yet to send their PROXY protocol header
+  FlowDeadlineList awaitingHello_;   // clients yet to send their TLS ClientHello (SNI routing)
   std::vector<uint32_t> yielded_;
 
   ConnectTallies tallies_;
