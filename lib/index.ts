@@ -35,6 +35,7 @@ export type {
   Counters,
   ListenerAddress,
   ListenerOptions,
+  SniRouteOptions,
 } from './types.js';
 /**
  * High availability: `cluster` in {@link BalancerOptions} makes the balancer one node of a pair

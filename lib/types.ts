@@ -3,6 +3,7 @@
 // file loads nothing, so any part of lib/ may depend on it.
 
 import type { Clock } from './clock.js';
+import type { PooledBackend, PooledBackendOptions, SniListenerConfig, SniOptions } from './config/sni-types.js';
 import type { Algorithm, BackendState, ForwardMode, Protocol, ProxyVersion, SnatMode } from './config/enums.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
@@ -28,11 +29,12 @@ export type {
 } from './health/check-options.js';
 export type { Logger } from './log.js';
 export type { Vip } from './cluster/vip.js';
+export type { PooledBackend, PooledBackendOptions, SniListenerConfig, SniOptions, SniRouteConfig, SniRouteOptions } from './config/sni-types.js';
 
 // --- options and config ------------------------------------------------------------------------
 
 /** A backend as a program describes it. A string is `host:port[,weight=N]`. */
-export interface BackendOptions {
+export interface BackendOptions extends PooledBackendOptions {
   /** `host:port`; a host name is resolved once, at start or when the backend is added. */
   address: string;
   /** Relative share of new flows; 0 takes none. Default 1. */
@@ -47,7 +49,7 @@ export interface BackendOptions {
  * A listener as a program or a config file describes it. In the shorthand (`listen` and
  * `backends` at the top level) a string or number is the `listen` address alone.
  */
-export interface ListenerOptions {
+export interface ListenerOptions extends SniOptions {
   /**
    * `:port` (every interface, IPv4 and IPv6), `host:port` or `[ipv6]:port`, optionally followed by
    * `/udp` (or `/tcp`, the default). Port 0 picks a free port.
@@ -96,7 +98,7 @@ export interface AdminOptions {
  * `pipeSize`, `slowStart`, `passiveFailures`) come from the option table, where each is described
  * with its default and range (`tunables`, lib/config/options.ts).
  */
-export interface BalancerOptions extends TunableOptions {
+export interface BalancerOptions extends TunableOptions, SniOptions {
   /** Shorthand: where to accept clients, one address or several. */
   listen?: string | number | ListenerOptions | Array<string | number | ListenerOptions>;
   /** Shorthand: the backends every `listen` listener balances over. At least one. */
@@ -167,7 +169,7 @@ export interface ClusterConfig {
   readonly onStateChange: string | readonly string[] | null;
 }
 
-export interface ListenerConfig {
+export interface ListenerConfig extends SniListenerConfig {
   readonly name: string;
   /** The listen address as written. */
   readonly listen: string;
@@ -207,7 +209,7 @@ export type AdminConfig =
     }
   | { readonly kind: 'unix'; readonly path: string; readonly token: string | null; readonly maxConnections: number };
 
-export interface BackendConfig {
+export interface BackendConfig extends PooledBackend {
   readonly id: string;
   /** The address as written. */
   readonly address: string;
@@ -259,7 +261,7 @@ export interface ListenerAddress {
 }
 
 /** A backend as reported by {@link Balancer.backends}. */
-export interface BackendInfo {
+export interface BackendInfo extends PooledBackend {
   readonly id: string;
   readonly listener: string;
   readonly address: string;
@@ -291,8 +293,8 @@ export interface Connection {
   readonly protocol: Protocol;
   readonly listener: string;
   readonly worker: number;
-  /** `awaiting-header`: a listener that takes PROXY protocol headers has not had this client's yet. */
-  readonly state: 'awaiting-header' | 'connecting' | 'established';
+  /** `awaiting-header`/`awaiting-hello`: a listener waits for this client's PROXY protocol header / TLS ClientHello. */
+  readonly state: 'awaiting-header' | 'awaiting-hello' | 'connecting' | 'established';
   readonly client: string;
   /** Backend id; absent while no backend is assigned. */
   readonly backend?: string;

@@ -41,8 +41,9 @@ export async function checkConfig(file: string): Promise<void> {
     const proxy = [
       ...(l.proxyProtocol !== 'none' ? [`sends PROXY ${l.proxyProtocol}`] : []),
       ...(l.acceptProxy.length > 0 ? [`takes PROXY headers from ${l.acceptProxy.join(', ')}`] : []),
+      ...(l.sni ? [`routes by SNI: ${l.sni.map((r) => `${r.names.join(' ')} -> ${r.pool}`).join(', ')}; default pool ${l.defaultPool ?? 'none (close)'}`] : []),
     ].map((p) => `; ${p}`).join('');
-    lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${l.backends.map((b) => `${b.id}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}`).join(', ')}; ${health}${proxy}`);
+    lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${l.backends.map((b) => `${b.id}${b.pool !== null ? ` [${b.pool}]` : ''}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}`).join(', ')}; ${health}${proxy}`);
   }
   if (config.admin) lines.push(`  admin API on ${config.admin.kind === 'unix' ? config.admin.path : `${config.admin.host}:${config.admin.port}`}`);
   if (config.cluster) lines.push(`  ${describeCluster(config.cluster)}`);

@@ -58,6 +58,9 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
   if (flags.natTable !== undefined) options.natTable = flags.natTable;
   // Trusted PROXY protocol sources: the flags replace the file's top-level list, as typed.
   if (flags.acceptProxy !== undefined) options.acceptProxy = flags.acceptProxy;
+  // SNI routes and the default pool: the flags replace the file's top-level ones, as typed.
+  if (flags.sni !== undefined) options.sni = flags.sni;
+  if (flags.defaultPool !== undefined) options.defaultPool = flags.defaultPool;
   if (flags.admin !== undefined) options.admin = { listen: flags.admin, ...(process.env.LB4_ADMIN_TOKEN ? { token: process.env.LB4_ADMIN_TOKEN } : {}) };
   if (flags.adminMaxConnections !== undefined) {
     const admin = options.admin as object | undefined;

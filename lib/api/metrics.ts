@@ -64,6 +64,12 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   proxy_header_malformed: { name: 'proxy_headers_rejected_total', label: ['reason', 'malformed'], scopes: ['listener'] },
   proxy_header_oversized: { name: 'proxy_headers_rejected_total', label: ['reason', 'oversized'], scopes: ['listener'] },
   proxy_header_timeouts: { name: 'proxy_headers_rejected_total', label: ['reason', 'timeout'], scopes: ['listener'] },
+  sni_routed: { name: 'sni_flows_total', label: ['route', 'matched'], scopes: ['listener'] },
+  sni_defaulted: { name: 'sni_flows_total', label: ['route', 'default'], scopes: ['listener'] },
+  sni_unrouted: { name: 'sni_flows_total', label: ['route', 'none'], scopes: ['listener'] },
+  sni_hello_malformed: { name: 'sni_hellos_rejected_total', label: ['reason', 'malformed'], scopes: ['listener'] },
+  sni_hello_oversized: { name: 'sni_hellos_rejected_total', label: ['reason', 'oversized'], scopes: ['listener'] },
+  sni_hello_timeouts: { name: 'sni_hellos_rejected_total', label: ['reason', 'timeout'], scopes: ['listener'] },
 };
 
 /** Upper bounds (seconds) of the health check duration histogram's buckets. */

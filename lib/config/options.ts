@@ -122,6 +122,20 @@ export const optionTable = {
     flag: '--proxy-header-timeout <duration>', field: 'proxyHeaderTimeout', config: 'proxyHeaderTimeoutMs', kind: 'duration', default: '5s', min: 1, max: 3_600_000,
     reload: 'restart', native: 'proxyHeaderTimeoutMs', help: 'time a client of an --accept-proxy listener has to send its whole PROXY protocol header',
   },
+  // TLS SNI routing (native/core/sni/, lib/config/sni-routes.ts): per listener, the top-level
+  // values being every listener's default. Backends join a pool with `pool=NAME`.
+  sni: {
+    flag: '--sni <name=pool>', repeatable: true, field: 'sni', kind: 'string', defaultText: 'off', reload: 'live',
+    help: 'route TLS clients whose ClientHello names this server (api.example.com, or *.example.org for one label) to the backends of this pool (--backend ADDR,pool=NAME), without decrypting; repeatable; TCP listeners',
+  },
+  defaultPool: {
+    flag: '--default-pool <pool>', field: 'defaultPool', kind: 'string', defaultText: 'none: close', reload: 'live',
+    help: 'with --sni: the pool for clients that name no server, or one no route matches (without it they are closed)',
+  },
+  sniTimeout: {
+    flag: '--sni-timeout <duration>', field: 'sniTimeout', config: 'sniTimeoutMs', kind: 'duration', default: '5s', min: 1, max: 3_600_000,
+    reload: 'restart', native: 'sniTimeoutMs', help: 'time a client of an --sni listener has to send its whole TLS ClientHello (at most 16 KiB)',
+  },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',
     min: 1, max: maxWorkers, reload: 'restart', native: 'workers', help: 'data-plane threads (default: one per CPU)',

@@ -20,6 +20,7 @@ import { formatHostPort, parseHostPort, resolveHost } from './address.js';
 import { backendStates, protocols, type BackendState, type ForwardMode, type Protocol, type ProxyVersion, type SnatMode } from './enums.js';
 import { onVip, validateCluster } from './cluster-options.js';
 import { parseNetworks } from './network.js';
+import { checkPoolName, validateSni } from './sni-routes.js';
 import { checkTableInteger, checkTunable, optionDefault, topLevelOptions, validateTunables } from './options.js';
 import { showValue } from './show-value.js';
 
@@ -33,7 +34,7 @@ function checkKnownKeys(opts: object, known: readonly string[], field: string): 
   }
 }
 
-/** Parses `host:port[,weight=N][,state=S][,id=NAME]`, the CLI's backend syntax. */
+/** Parses `host:port[,weight=N][,state=S][,id=NAME][,pool=NAME]`, the CLI's backend syntax. */
 export function parseBackendSpec(text: string, field: string): BackendOptions {
   const [address, ...params] = text.split(',');
   const out: BackendOptions = { address: address.trim() };
@@ -48,8 +49,10 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
       out.state = value as BackendState;
     } else if (key === 'id') {
       out.id = value;
+    } else if (key === 'pool') {
+      out.pool = value;
     } else {
-      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id)`, { field });
+      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id, pool)`, { field });
     }
   }
   return out;
@@ -64,7 +67,7 @@ export const maxListeners = 1024;
 export async function validateBackend(raw: unknown, field: string): Promise<BackendConfig> {
   const opts: BackendOptions = typeof raw === 'string' ? parseBackendSpec(raw, field) : (raw as BackendOptions);
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new Lb4Error('LB4_INVALID_OPTION', 'must be "host:port" or { address, weight }', { field });
-  checkKnownKeys(opts, ['address', 'weight', 'state', 'id'], field);
+  checkKnownKeys(opts, ['address', 'weight', 'state', 'id', 'pool'], field);
   const { host, port } = parseHostPort(opts.address, `${field}.address`, { allowEmptyHost: false, allowPortZero: false });
   // null is refused like any other wrong value, not taken as "absent": `weight:` left empty in
   // YAML is null, and running it with weight 1 hides the mistake.
@@ -82,8 +85,9 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
   // An id is a label in every /metrics scrape and log line: bounded, and with no control characters.
   if (id.length > maxBackendIdLength) throw new Lb4Error('LB4_INVALID_OPTION', `must be at most ${maxBackendIdLength} characters, got ${id.length}`, { field: `${field}.id` });
   if (/[\x00-\x1f\x7f]/.test(id)) throw new Lb4Error('LB4_INVALID_OPTION', `must not hold control characters, got ${showValue(id)}`, { field: `${field}.id` });
+  const pool = opts.pool === undefined ? null : checkPoolName(opts.pool, `${field}.pool`);
   const ip = await resolveHost(host, `${field}.address`);
-  return Object.freeze({ id, address, ip, port, weight, state });
+  return Object.freeze({ id, address, ip, port, weight, state, pool });
 }
 
 interface ListenerDefaults {
@@ -92,6 +96,8 @@ interface ListenerDefaults {
   snat: SnatMode;
   proxyProtocol: ProxyVersion;
   acceptProxy: readonly string[];
+  sni?: unknown;
+  defaultPool?: unknown;
   health: HealthConfig | null;
   backends?: readonly BackendConfig[];
 }
@@ -100,7 +106,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   const isObject = typeof raw === 'object' && raw !== null;
   const opts: ListenerOptions = isObject ? (raw as ListenerOptions) : { listen: raw as string };
   if (isObject) {
-    checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', 'backends', 'health'], field);
+    checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', 'sni', 'defaultPool', 'backends', 'health'], field);
   }
   const listenField = isObject ? `${field}.listen` : field;
   const { text: address, protocol: written } = splitProtocol(opts.listen, listenField);
@@ -156,8 +162,19 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   } else if (opts.backends !== undefined) {
     throw new Lb4Error('LB4_INVALID_OPTION', 'give backends per listener only in the full form (listeners: [...])', { field: `${field}.backends` });
   }
+  const sni = validateSni(
+    opts.sni === undefined ? defaults.sni : opts.sni,
+    opts.defaultPool === undefined ? defaults.defaultPool : opts.defaultPool,
+    backends,
+    {
+      sni: opts.sni === undefined ? 'sni' : `${field}.sni`,
+      defaultPool: opts.defaultPool === undefined ? 'defaultPool' : `${field}.defaultPool`,
+      backends: defaults.backends ? 'backends' : `${field}.backends`,
+    },
+    { name, protocol, forward },
+  );
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
-  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, backends, health });
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, ...sni, backends, health });
 }
 
 /** The nftables table name lb4 owns: a plain identifier, as nft writes them unquoted. */
@@ -257,7 +274,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (options.listeners.length > maxListeners) {
       throw new Lb4Error('LB4_INVALID_OPTION', `at most ${maxListeners} listeners, got ${options.listeners.length}`, { field: 'listeners' });
     }
-    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, forward, snat, proxyProtocol, acceptProxy, health })));
+    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, forward, snat, proxyProtocol, acceptProxy, sni: options.sni, defaultPool: options.defaultPool, health })));
   } else {
     if (options.listen === undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listen address is required', { field: 'listen' });
     const listenList = Array.isArray(options.listen) ? options.listen : [options.listen];
@@ -268,7 +285,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     }
     const backends = await validateBackends(options.backends, 'backends');
     listeners = await Promise.all(
-      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, health, backends })),
+      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, sni: options.sni, defaultPool: options.defaultPool, health, backends })),
     );
   }
   const names = new Set<string>();

@@ -15,7 +15,7 @@ export const backendStateNames = ['up', 'down', 'draining', 'maintenance'] as co
 /** Why a flow ended, in the engine's order. */
 export const closeReasonNames = [
   'done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error', 'evicted', 'responses', 'backend-gone', 'refused',
-  'proxy-header',
+  'proxy-header', 'sni',
 ] as const;
 /** Listener protocols, in the engine's order. */
 export const protocolNames = ['tcp', 'udp'] as const;
@@ -24,7 +24,7 @@ export const proxyVersionNames = ['none', 'v1', 'v2'] as const;
 /** The engine options whose ranges the addon exports as `optionLimits`, in its order. */
 export const optionLimitNames = [
   'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'maxIdlePipes', 'backlog',
-  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram', 'hashKey', 'proxyHeaderTimeoutMs',
+  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram', 'hashKey', 'proxyHeaderTimeoutMs', 'sniTimeoutMs',
 ] as const satisfies readonly NativeOptionName[];
 
 /** Each name of `names` mapped to its number (its index). */
@@ -67,6 +67,10 @@ export interface NativeProxySettings {
   proxyProtocol: number;
   /** Networks ("10.0.0.0/8", "::1/128") trusted to send a PROXY protocol header; empty: none expected. */
   acceptProxy: string[];
+  /** Routes by TLS server name to pool numbers; absent: no SNI routing. */
+  sniRoutes?: Array<{ name: string; pool: number }>;
+  /** The pool for clients no route matches; -1: close them. */
+  sniDefaultPool?: number;
 }
 
 export interface NativeEngineOptions {
@@ -90,6 +94,8 @@ export interface NativeEngineOptions {
   hashKey: number;
   /** A client of a listener with `acceptProxy` must have sent its whole header within this time. */
   proxyHeaderTimeoutMs: number;
+  /** A client of a listener with SNI routes must have sent its whole ClientHello within this time. */
+  sniTimeoutMs: number;
 }
 
 export interface NativeBackend {
@@ -104,6 +110,8 @@ export interface NativeBackend {
   port: number;
   weight: number;
   state: number;
+  /** Its pool's number on a listener with SNI routes (the listener's `pools` order); absent: none. */
+  pool?: number;
 }
 
 export interface NativeBoundAddress {
@@ -124,7 +132,7 @@ export interface NativeFlow {
   protocol: NativeProtocolName;
   listener: number;
   worker: number;
-  state: 'awaiting-header' | 'connecting' | 'established';
+  state: 'awaiting-header' | 'awaiting-hello' | 'connecting' | 'established';
   client: string;
   backendKey?: number;
   backend?: string;
@@ -259,7 +267,8 @@ export const counterNames = [
   'accept_shed', 'accept_errors', 'connect_no_descriptors', 'datagrams_to_backend', 'datagrams_to_client',
   'sessions_active', 'sessions_total', 'sessions_evicted', 'sessions_expired', 'dropped_no_backend', 'dropped_truncated',
   'dropped_send_error', 'dropped_cap', 'dropped_late', 'sessions_replicated', 'proxy_headers_accepted', 'proxy_header_untrusted',
-  'proxy_header_malformed', 'proxy_header_oversized', 'proxy_header_timeouts',
+  'proxy_header_malformed', 'proxy_header_oversized', 'proxy_header_timeouts', 'sni_routed', 'sni_defaulted', 'sni_unrouted',
+  'sni_hello_malformed', 'sni_hello_oversized', 'sni_hello_timeouts',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 

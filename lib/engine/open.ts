@@ -48,7 +48,13 @@ export function nativeListener(l: ListenerConfig, dualStackFallback = false): Na
 
 /** A listener's PROXY protocol settings as the engine takes them (at open, and on reload). */
 export function nativeProxySettings(l: ListenerConfig): NativeProxySettings {
-  return { proxyProtocol: NativeProxyVersion[l.proxyProtocol], acceptProxy: [...l.acceptProxy] };
+  const settings: NativeProxySettings = { proxyProtocol: NativeProxyVersion[l.proxyProtocol], acceptProxy: [...l.acceptProxy] };
+  // SNI routes name pools by their place in the listener's pool list, as backends do (nativeTable).
+  if (l.sni) {
+    settings.sniRoutes = l.sni.flatMap((r) => r.names.map((name) => ({ name, pool: l.pools.indexOf(r.pool) })));
+    settings.sniDefaultPool = l.defaultPool === null ? -1 : l.pools.indexOf(l.defaultPool);
+  }
+  return settings;
 }
 
 /** The engine's options for a config. */

@@ -23,7 +23,7 @@ export interface ListenerChanges {
   after: ListenerConfig;
   backends: BackendChanges;
   algorithmChanged: boolean;
-  /** proxyProtocol or acceptProxy changed: new flows take the new settings. */
+  /** proxyProtocol, acceptProxy or the SNI routes changed: new flows take the new settings. */
   proxyChanged: boolean;
   healthChanged: boolean;
 }
@@ -42,7 +42,8 @@ export interface ReloadPlan {
 
 const json = (v: unknown) => JSON.stringify(v);
 const sameProxySettings = (running: ListenerConfig, next: ListenerConfig) =>
-  running.proxyProtocol === next.proxyProtocol && json(running.acceptProxy) === json(next.acceptProxy);
+  running.proxyProtocol === next.proxyProtocol && json(running.acceptProxy) === json(next.acceptProxy) &&
+  json(running.sni) === json(next.sni) && running.defaultPool === next.defaultPool && json(running.pools) === json(next.pools);
 
 // The running config holds the ports listeners are bound to; port 0 in a new config means
 // "any port", which the running listener already has. A listener that changes how it forwards

@@ -35,7 +35,7 @@ function counters(values: Partial<Record<CounterName, number>> = {}): Counters {
 type FakeBackend = { -readonly [K in keyof BackendInfo]: BackendInfo[K] } & { counters: Counters };
 
 function listenerConfig(name: string, port: number): ListenerConfig {
-  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', forward: 'proxy', snat: 'none', proxyProtocol: 'none', acceptProxy: [], backends: [], health: null };
+  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', forward: 'proxy', snat: 'none', proxyProtocol: 'none', acceptProxy: [], sni: null, defaultPool: null, pools: [], backends: [], health: null };
 }
 
 /**
@@ -49,6 +49,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     connectTimeoutMs: 5000,
     idleTimeoutMs: 300_000,
     proxyHeaderTimeoutMs: 5000,
+    sniTimeoutMs: 5000,
     retries: 2,
     drainTimeoutMs: 10_000,
     pipeSize: 0,
@@ -117,6 +118,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     const [ip, port] = address.split(':');
     const record: FakeBackend = {
       id,
+      pool: null,
       listener,
       address,
       ip,

@@ -55,6 +55,7 @@ const oddId = 'we"ird\\id\nx';
 function backend(listener: string, id: string, over: Partial<BackendInfo>, values: Partial<Record<CounterName, number>>): BackendInfo & { counters: Counters } {
   return {
     id,
+    pool: null,
     listener,
     address: '127.0.0.1:9001',
     ip: '127.0.0.1',

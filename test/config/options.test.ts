@@ -64,7 +64,7 @@ t.test('every table entry is consistent', async (t) => {
 
 t.test('the public tunables are the table view they always were', async (t) => {
   t.same(Object.keys(tunables), [
-    'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
+    'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'sniTimeout', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
     'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
   ]);
   t.same(tunables.hashKey.choices, ['address', 'address-port']);
@@ -75,9 +75,9 @@ t.test('the public tunables are the table view they always were', async (t) => {
 });
 
 t.test('validation knows exactly the top-level options of the table', async (t) => {
-  // natTable and acceptProxy (a name and a list of networks, not tunables) sit among the tunables in table order.
-  const [algorithm, hashKey, forward, snat, proxyProtocol, ...rest] = tunableNames;
-  t.same(topLevelOptions, ['listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', algorithm, hashKey, forward, snat, 'natTable', proxyProtocol, 'acceptProxy', ...rest, 'cluster']);
+  // natTable, acceptProxy, sni and defaultPool (not tunables) sit among the tunables in table order.
+  const [algorithm, hashKey, forward, snat, proxyProtocol, proxyHeaderTimeout, ...rest] = tunableNames;
+  t.same(topLevelOptions, ['listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', algorithm, hashKey, forward, snat, 'natTable', proxyProtocol, 'acceptProxy', proxyHeaderTimeout, 'sni', 'defaultPool', ...rest, 'cluster']);
   const err = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'], colour: 'red' } as never).catch((e: unknown) => e);
   t.ok(err instanceof Lb4Error);
   t.match((err as Lb4Error).message, `colour: unknown option (known: ${topLevelOptions.join(', ')})`);
@@ -90,7 +90,7 @@ t.test('validation knows exactly the top-level options of the table', async (t) 
 
 t.test("a reload reports a change as needing a restart exactly when the table says so", async (t) => {
   const base = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'] });
-  t.same(restartOnlySettings, ['hashKey', 'proxyHeaderTimeoutMs', 'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
+  t.same(restartOnlySettings, ['hashKey', 'proxyHeaderTimeoutMs', 'sniTimeoutMs', 'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
   t.same(liveSettings, ['forward', 'snat', 'drainTimeoutMs', 'slowStartMs', 'passiveFailures']);
   for (const key of [...restartOnlySettings, ...liveSettings]) {
     const changed = { ...base, [key]: (base as unknown as Record<string, number>)[key] + 1 } as BalancerConfig;
