@@ -85,7 +85,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
   initial.listeners.forEach((l, slot) => {
     for (const b of l.backends) registry.add(slot, l.name, b, l.health ? 'up' : 'unchecked');
   });
-  const tables = initial.listeners.map((_, slot) => registry.nativeTable(slot, initial.listeners[slot].pools));
+  const tables = initial.listeners.map((_, slot) => registry.nativeTable(slot));
   // Listeners with `forward: nat` are held open by the engine, but their tables become nftables
   // rules (lib/nat/): the split engine sends each listener's calls to the plane it forwards by.
   const nat = new NatDriver({ table: initial.natTable, log: logs.nat, nft: deps.natTools?.nft, conntrack: deps.natTools?.conntrack });

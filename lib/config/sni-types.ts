@@ -28,7 +28,7 @@ export interface SniListenerConfig {
   readonly sni: readonly SniRouteConfig[] | null;
   /** The pool for clients no route matches; null: they are closed. */
   readonly defaultPool: string | null;
-  /** The pools its backends name, in order of first appearance (the engine numbers them so). */
+  /** The pools its backends name, in order of first appearance. */
   readonly pools: readonly string[];
 }
 

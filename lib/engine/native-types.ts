@@ -67,10 +67,10 @@ export interface NativeProxySettings {
   proxyProtocol: number;
   /** Networks ("10.0.0.0/8", "::1/128") trusted to send a PROXY protocol header; empty: none expected. */
   acceptProxy: string[];
-  /** Routes by TLS server name to pool numbers; absent: no SNI routing. */
-  sniRoutes?: Array<{ name: string; pool: number }>;
-  /** The pool for clients no route matches; -1: close them. */
-  sniDefaultPool?: number;
+  /** Routes by TLS server name to pools (by name); absent: no SNI routing. */
+  sniRoutes?: Array<{ name: string; pool: string }>;
+  /** The pool for clients no route matches; absent: close them. */
+  sniDefaultPool?: string;
 }
 
 export interface NativeEngineOptions {
@@ -110,8 +110,8 @@ export interface NativeBackend {
   port: number;
   weight: number;
   state: number;
-  /** Its pool's number on a listener with SNI routes (the listener's `pools` order); absent: none. */
-  pool?: number;
+  /** Its pool on a listener with SNI routes; absent: none. */
+  pool?: string;
 }
 
 export interface NativeBoundAddress {

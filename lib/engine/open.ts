@@ -49,10 +49,10 @@ export function nativeListener(l: ListenerConfig, dualStackFallback = false): Na
 /** A listener's PROXY protocol settings as the engine takes them (at open, and on reload). */
 export function nativeProxySettings(l: ListenerConfig): NativeProxySettings {
   const settings: NativeProxySettings = { proxyProtocol: NativeProxyVersion[l.proxyProtocol], acceptProxy: [...l.acceptProxy] };
-  // SNI routes name pools by their place in the listener's pool list, as backends do (nativeTable).
+  // Pools go by name, in routes as in backend tables (see native/core/sni/sni_routes.h).
   if (l.sni) {
-    settings.sniRoutes = l.sni.flatMap((r) => r.names.map((name) => ({ name, pool: l.pools.indexOf(r.pool) })));
-    settings.sniDefaultPool = l.defaultPool === null ? -1 : l.pools.indexOf(l.defaultPool);
+    settings.sniRoutes = l.sni.flatMap((r) => r.names.map((name) => ({ name, pool: r.pool })));
+    if (l.defaultPool !== null) settings.sniDefaultPool = l.defaultPool;
   }
   return settings;
 }

@@ -53,7 +53,7 @@ export class EngineSync {
     // forgotten (an empty table; its flows keep the backends they have), and a listener still
     // opening during a reload already has its backends there. Workers run commands in order, so
     // once the last of these resolves every one before it has run too.
-    const sent = [...changed].map((slot) => this.#engine.applyBackends(slot, this.#registry.nativeTable(slot, this.#listeners.poolsOf(slot)), NativeAlgorithm[this.#listeners.algorithmOf(slot)]));
+    const sent = [...changed].map((slot) => this.#engine.applyBackends(slot, this.#registry.nativeTable(slot), NativeAlgorithm[this.#listeners.algorithmOf(slot)]));
     this.#last = Promise.all(sent).then(() => undefined);
     return this.#last;
   }

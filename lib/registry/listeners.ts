@@ -20,7 +20,6 @@ export class ListenerTable {
   #slotCount = 0;
   /** Listeners a reload is opening: their slot's algorithm, until they join the table. */
   readonly #opening = new Map<number, Algorithm>();
-  readonly #openingPools = new Map<number, readonly string[]>();
 
   constructor(slots: readonly ListenerSlot[]) {
     for (const s of slots) this.#byName.set(s.config.name, s);
@@ -71,14 +70,8 @@ export class ListenerTable {
     return this.bySlot(slot)?.config.algorithm ?? this.#opening.get(slot) ?? 'roundrobin';
   }
 
-  /** The backend pools a slot's listener names (SNI routing), in the order the engine numbers them. */
-  poolsOf(slot: number): readonly string[] {
-    return this.bySlot(slot)?.config.pools ?? this.#openingPools.get(slot) ?? [];
-  }
-
   /** Records that the engine opened the next slot for a listener not yet in the table. */
-  opened(slot: number, algorithm: Algorithm, pools: readonly string[] = []): void {
-    this.#openingPools.set(slot, pools);
+  opened(slot: number, algorithm: Algorithm): void {
     if (slot !== this.#slotCount) throw new Error(`lb4: engine opened listener slot ${slot}, expected ${this.#slotCount}`);
     this.#slotCount++;
     this.#opening.set(slot, algorithm);
@@ -87,13 +80,11 @@ export class ListenerTable {
   /** Forgets an opening listener that will not join (a reload that failed). */
   abandon(slot: number): void {
     this.#opening.delete(slot);
-    this.#openingPools.delete(slot);
   }
 
   /** Adds a listener that has opened. */
   add(s: ListenerSlot): void {
     this.#opening.delete(s.slot);
-    this.#openingPools.delete(s.slot);
     this.#byName.set(s.config.name, s);
   }
 

@@ -153,13 +153,10 @@ export class BackendRegistry {
    * A listener slot's backend table as the engine takes it. A backend's `id` is its identity
    * across nodes, `<listener name>/<backend id>`; its `key` only indexes this process's counters.
    */
-  nativeTable(slot: number, pools: readonly string[] = []): NativeBackend[] {
-    // A backend's pool crosses as its place in the listener's pool list (SNI routes use the same
-    // numbers); a pool the listener no longer names (a backend added through the API) is -1,
-    // which no route reaches.
+  nativeTable(slot: number): NativeBackend[] {
     return this.list(slot).map((b) => ({
       key: b.key, id: `${b.listener}/${b.id}`, ip: b.ip, port: b.port, weight: b.effectiveWeight, state: NativeBackendState[engineState(b)],
-      ...(b.pool === null ? {} : { pool: pools.indexOf(b.pool) }),
+      ...(b.pool === null ? {} : { pool: b.pool }),
     }));
   }
 }

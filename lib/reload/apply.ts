@@ -209,14 +209,14 @@ export class Reloader {
     // there first so the listener opens with its whole table.
     const slot = listeners.slotCount;
     const records = l.backends.map((b) => registry.add(slot, l.name, b, l.health ? 'up' : 'unchecked'));
-    const result = this.#p.engine.addListener(nativeListener(l, this.#p.dualStackFallback), registry.nativeTable(slot, l.pools));
+    const result = this.#p.engine.addListener(nativeListener(l, this.#p.dualStackFallback), registry.nativeTable(slot));
     if (!('slot' in result)) {
       for (const r of records) registry.remove(r);
       registry.markSent(slot);  // the engine has no such slot: nothing to send it
       throw listenError(l, result.errno, result.syscall);
     }
     registry.markSent(slot);  // addListener carried the whole table
-    listeners.opened(result.slot, l.algorithm, l.pools);
+    listeners.opened(result.slot, l.algorithm);
     await result.ready;
     const bound = Object.freeze({ ...l, port: result.port });
     return { slot, config: bound, address: Object.freeze({ name: l.name, address: result.ip, port: result.port, family: result.family }) };

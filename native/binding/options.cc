@@ -136,26 +136,26 @@ bool toProxySettings(Napi::Env env, Napi::Object o, const std::string& where, Pr
   return toSniRoutes(env, o, where, out.sni);
 }
 
-// sniRoutes: absent or null (no SNI routing), or [{ name, pool }] with sniDefaultPool (a pool
-// number, or -1 for none). Names were validated by the control plane; checked again here.
+// sniRoutes: absent or null (no SNI routing), or [{ name, pool }] with sniDefaultPool (a pool's
+// name; absent or empty: none). Names were validated by the control plane; checked again here.
 bool toSniRoutes(Napi::Env env, Napi::Object o, const std::string& where, SniRoutes& out) {
   Napi::Value routes = o.Get("sniRoutes");
   if (routes.IsUndefined() || routes.IsNull()) return true;
   if (!routes.IsArray()) return throwType(env, where + ".sniRoutes must be an array");
   Napi::Array list = routes.As<Napi::Array>();
   if (list.Length() > 65536) return throwRange(env, where + ".sniRoutes must hold at most 65536 routes");
-  double defaultPool = -1;
-  if (!o.Get("sniDefaultPool").IsUndefined() && !getNumber(env, o, "sniDefaultPool", where, -1, 65535, defaultPool)) return false;
-  out.enable(static_cast<int32_t>(defaultPool));
+  Napi::Value defaultPool = o.Get("sniDefaultPool");
+  if (!defaultPool.IsUndefined() && !defaultPool.IsString()) return throwType(env, where + ".sniDefaultPool must be a string");
+  out.enable(defaultPool.IsString() ? defaultPool.As<Napi::String>().Utf8Value() : std::string());
   for (uint32_t i = 0; i < list.Length(); ++i) {
     std::string at = where + ".sniRoutes[" + std::to_string(i) + "]";
     Napi::Value item = list.Get(i);
     if (!item.IsObject()) return throwType(env, at + " must be an object");
     Napi::Object r = item.As<Napi::Object>();
-    double pool;
-    if (!getNumber(env, r, "pool", at, 0, 65535, pool)) return false;
+    Napi::Value pool = r.Get("pool");
+    if (!pool.IsString() || pool.As<Napi::String>().Utf8Value().empty()) return throwType(env, at + ".pool must be a pool name");
     Napi::Value name = r.Get("name");
-    if (!name.IsString() || !out.add(name.As<Napi::String>().Utf8Value(), static_cast<uint32_t>(pool)))
+    if (!name.IsString() || !out.add(name.As<Napi::String>().Utf8Value(), pool.As<Napi::String>().Utf8Value()))
       return throwType(env, at + ".name must be a host name or *.suffix");
   }
   return true;
@@ -179,10 +179,10 @@ bool toBackendTable(Napi::Env env, Napi::Value tv, const std::string& where, std
     if (!id.IsString()) return throwType(env, at + ".id must be a string");
     spec.id = id.As<Napi::String>().Utf8Value();
     spec.weight = static_cast<uint32_t>(weight);
-    if (!b.Get("pool").IsUndefined()) {
-      double pool;
-      if (!getNumber(env, b, "pool", at, -1, 65535, pool)) return false;
-      spec.pool = static_cast<int32_t>(pool);
+    Napi::Value pool = b.Get("pool");
+    if (!pool.IsUndefined()) {
+      if (!pool.IsString()) return throwType(env, at + ".pool must be a string");
+      spec.pool = pool.As<Napi::String>().Utf8Value();
     }
     out.push_back(spec);
   }

@@ -50,7 +50,7 @@ std::shared_ptr<const BackendTable> Engine::buildTable(Algorithm algorithm, std:
     e.address = s.address;
     e.weight = s.weight;
     e.state = s.state;
-    e.pool = s.pool;
+    e.pool = std::move(s.pool);
     e.counters = countersFor(s.key);
     entries.push_back(std::move(e));
   }

@@ -38,7 +38,7 @@ struct BackendSpec {
   SocketAddress address;
   uint32_t weight;
   BackendState state;
-  int32_t pool = -1;  // the listener's backend pool (SNI routing); -1: the listener has none
+  std::string pool;  // the backend's pool (SNI routing); empty: none
 };
 
 class Engine {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -53,11 +54,12 @@ struct ListenerSlot {
     }
   }
 
-  // The picker for a flow routed to `pool` (-1: not routed, the whole table); null when the
-  // pool has no backends at all.
-  Picker* pickerFor(int32_t pool) {
-    if (pool < 0) return picker.get();
-    return static_cast<size_t>(pool) < poolPickers.size() ? poolPickers[static_cast<size_t>(pool)].get() : nullptr;
+  // The picker for a flow routed to the pool called `pool` (empty: not routed, the whole
+  // table); null when the current table has no such pool.
+  Picker* pickerFor(const std::string& pool) {
+    if (pool.empty()) return picker.get();
+    const int32_t at = table ? table->poolIndex(pool) : -1;
+    return at < 0 ? nullptr : poolPickers[static_cast<size_t>(at)].get();
   }
 };
 

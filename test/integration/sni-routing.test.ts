@@ -205,6 +205,37 @@ t.test('routes by server name to pools with real TLS clients and servers', async
   t.match(metrics, /^lb4_listener_sni_hellos_rejected_total\{listener="tls",reason="malformed"\} 3$/m);
 });
 
+t.test('a reload changes routes and moves a backend to another pool for the clients after it', async (t) => {
+  const one = await tlsBackend('one-pool');
+  const two = await tlsBackend('two-pool');
+  const listener = (sni: string[], pools: [string, string], defaultPool?: string) => ({
+    listen: '127.0.0.1:0',
+    name: 'tls',
+    backends: [`${one.address},id=one,pool=${pools[0]}`, `${two.address},id=two,pool=${pools[1]}`],
+    sni,
+    ...(defaultPool ? { defaultPool } : {}),
+  });
+  const lb = await startBalancer({ listeners: [listener(['a.test=first', 'b.test=second'], ['first', 'second'])], workers: 1 });
+  t.teardown(async () => {
+    await lb.close({ drainTimeout: 0 });
+    await Promise.all([one.close(), two.close()]);
+  });
+  const port = lb.address().port;
+  t.equal(await subjectSeen(port, 'a.test'), 'one-pool');
+  t.equal(await subjectSeen(port, 'b.test'), 'two-pool');
+  // Routes swap, and a default pool appears; then the backends swap pools instead.
+  await lb.reload({ listeners: [{ ...listener(['a.test=second', 'b.test=first'], ['first', 'second'], 'first'), listen: `127.0.0.1:${port}` }] });
+  t.equal(await subjectSeen(port, 'a.test'), 'two-pool', 'a.test follows its new route');
+  t.equal(await subjectSeen(port, 'b.test'), 'one-pool');
+  t.equal(await subjectSeen(port, 'c.test'), 'one-pool', 'the new default pool');
+  await lb.reload({ listeners: [{ ...listener(['a.test=second', 'b.test=first'], ['second', 'first'], 'first'), listen: `127.0.0.1:${port}` }] });
+  t.equal(await subjectSeen(port, 'a.test'), 'one-pool', 'backend one now serves pool second');
+  t.same(lb.backends().map((b) => `${b.id}:${b.pool}`).sort(), ['one:second', 'two:first']);
+  await until(() => counters(lb).flows_active === 0, 10_000, 'the flows to close');
+  t.same(sniCounts(lb), { routed: 5, defaulted: 1, unrouted: 0, malformed: 0, oversized: 0, timeouts: 0 });
+  t.equal(counters(lb).no_backend, 0, 'no client met a pool without backends');
+});
+
 /** A real ClientHello, as openssl s_client sends it, taken by a plain TCP server. */
 async function captureHello(servername: string): Promise<Buffer> {
   const server = net.createServer();

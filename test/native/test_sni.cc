@@ -14,6 +14,8 @@
 #include "sni/client_hello.h"
 #include "sni/hello_reader.h"
 #include "sni/sni_routes.h"
+#include "balance/backend_table.h"
+#include "listener_slot.h"
 
 using lb4::ClientHello;
 using lb4::HelloError;
@@ -124,28 +126,31 @@ TEST(sni, size_bound) {
 
 TEST(sni, routes_exact_wildcard_default) {
   lb4::SniRoutes routes;
-  routes.enable(2);
-  CHECK(routes.add("API.example.com.", 0));
-  CHECK(routes.add("*.example.org", 1));
-  CHECK(routes.add("www.example.org", 3));
-  CHECK(!routes.add("a..b", 0));
-  CHECK(!routes.add("*.", 0));
-  CHECK(!routes.add("*a.example", 0));
-  CHECK(!routes.add("", 0));
-  auto pool = [&](const std::string& name) { return routes.route(name).pool; };
-  CHECK_EQ(pool("api.example.com"), 0);
-  CHECK_EQ(pool("a.example.org"), 1);
-  CHECK_EQ(pool("www.example.org"), 3);  // exact beats wildcard, whatever the order
-  CHECK_EQ(pool("a.b.example.org"), 2);  // one label only
-  CHECK_EQ(pool("example.org"), 2);
-  CHECK_EQ(pool("xexample.org"), 2);
-  CHECK_EQ(pool(""), 2);
+  routes.enable("fallback");
+  CHECK(routes.add("API.example.com.", "api"));
+  CHECK(routes.add("*.example.org", "web"));
+  CHECK(routes.add("www.example.org", "www"));
+  CHECK(!routes.add("a..b", "x"));
+  CHECK(!routes.add("*.", "x"));
+  CHECK(!routes.add("*a.example", "x"));
+  CHECK(!routes.add("", "x"));
+  auto pool = [&](const std::string& name) {
+    const std::string* p = routes.route(name).pool;
+    return p ? *p : std::string("(none)");
+  };
+  CHECK_EQ(pool("api.example.com"), "api");
+  CHECK_EQ(pool("a.example.org"), "web");
+  CHECK_EQ(pool("www.example.org"), "www");  // exact beats wildcard, whatever the order
+  CHECK_EQ(pool("a.b.example.org"), "fallback");  // one label only
+  CHECK_EQ(pool("example.org"), "fallback");
+  CHECK_EQ(pool("xexample.org"), "fallback");
+  CHECK_EQ(pool(""), "fallback");
   CHECK(routes.route("a.example.org").matched);
   CHECK(!routes.route("other").matched);
   lb4::SniRoutes strict;
-  strict.enable(lb4::SniRoutes::kNoPool);
-  CHECK(strict.add("a.test", 0));
-  CHECK_EQ(strict.route("b.test").pool, lb4::SniRoutes::kNoPool);
+  strict.enable("");
+  CHECK(strict.add("a.test", "a"));
+  CHECK(strict.route("b.test").pool == nullptr);
 }
 
 TEST(sni, peeks_a_hello_off_a_socket_without_taking_it) {
@@ -178,4 +183,28 @@ TEST(sni, short_fuzz_pass) {
   CHECK(o.accepted > 0);
   CHECK(o.rejected > 0);
   CHECK(o.needMore > 0);
+}
+
+TEST(sni, backend_tables_split_into_named_pools) {
+  std::vector<lb4::BackendEntry> entries(4);
+  const char* pools[] = {"web", "api", "web", "api"};
+  for (uint32_t i = 0; i < 4; ++i) {
+    entries[i].key = i;
+    entries[i].id = "l/" + std::to_string(i);
+    entries[i].pool = pools[i];
+  }
+  auto table = lb4::buildBackendTable(lb4::Algorithm::Maglev, 1, entries);
+  REQUIRE(table->pools.size() == 2u);
+  CHECK_EQ(table->poolIndex("web"), 0);
+  CHECK_EQ(table->poolIndex("api"), 1);
+  CHECK_EQ(table->poolIndex("nope"), -1);
+  CHECK_EQ(table->pools[0]->backends.size(), 2u);
+  CHECK_EQ(table->pools[1]->backends[0].key, 1u);
+  CHECK(!table->pools[1]->maglev.empty());  // each pool balances on its own
+  lb4::ListenerSlot slot;
+  slot.adoptTable(table, 0);
+  CHECK(slot.pickerFor("api") != nullptr);
+  CHECK(slot.pickerFor("nope") == nullptr);
+  lb4::TriedBackends none;
+  for (uint64_t hash = 0; hash < 50; ++hash) CHECK_EQ(slot.pickerFor("api")->pick(hash, none)->pool, "api");
 }

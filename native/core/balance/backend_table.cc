@@ -1,7 +1,5 @@
 #include "balance/backend_table.h"
 
-#include <algorithm>
-
 #include "balance/hash.h"
 #include "balance/maglev.h"
 
@@ -45,14 +43,18 @@ std::shared_ptr<const BackendTable> buildBackendTable(Algorithm algorithm, uint6
   std::shared_ptr<BackendTable> table = buildOne(algorithm, generation, std::move(backends));
   // Pools: each gets a table of its own entries (copies: an entry is small, and the counters
   // they point to are shared), so every algorithm balances within a pool as it would alone.
-  int32_t poolCount = 0;
-  for (const BackendEntry& b : table->backends) poolCount = std::max(poolCount, b.pool + 1);
-  if (poolCount > 0) {
-    std::vector<std::vector<BackendEntry>> members(static_cast<size_t>(poolCount));
-    for (const BackendEntry& b : table->backends)
-      if (b.pool >= 0) members[static_cast<size_t>(b.pool)].push_back(b);
-    for (auto& m : members) table->pools.push_back(buildOne(algorithm, generation, std::move(m)));
+  std::vector<std::vector<BackendEntry>> members;
+  for (const BackendEntry& b : table->backends) {
+    if (b.pool.empty()) continue;
+    int32_t at = table->poolIndex(b.pool);
+    if (at < 0) {
+      at = static_cast<int32_t>(table->poolNames.size());
+      table->poolNames.push_back(b.pool);
+      members.emplace_back();
+    }
+    members[static_cast<size_t>(at)].push_back(b);
   }
+  for (auto& m : members) table->pools.push_back(buildOne(algorithm, generation, std::move(m)));
   return table;
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lb4 {
@@ -18,26 +19,28 @@ struct SniRoute {
   // Lower case, no trailing dot. A wildcard keeps only its suffix with the dot: ".example.org".
   std::string name;
   bool wildcard = false;
-  uint32_t pool = 0;
+  std::string pool;
 };
 
 class SniRoutes {
  public:
-  static constexpr int32_t kNoPool = -1;
-
   // Off: the listener connects at once and picks from all its backends.
   bool enabled() const { return enabled_; }
-  void enable(int32_t defaultPool) {
+  // `defaultPool` empty: none (unmatched clients are closed).
+  void enable(std::string defaultPool) {
     enabled_ = true;
-    defaultPool_ = defaultPool;
+    defaultPool_ = std::move(defaultPool);
   }
   // Adds "name" or "*.suffix" (any case, trailing dot allowed) for `pool`; false if the name is
   // not one lb4 can match.
-  bool add(const std::string& pattern, uint32_t pool);
+  bool add(const std::string& pattern, std::string pool);
 
+  // Pools are named, not numbered, here and in the backend tables: routes and tables reach a
+  // worker in separate commands (a reload sends both), and a name that is briefly missing from
+  // the other side finds no backend, where a number could have meant another pool.
   struct Choice {
-    int32_t pool = kNoPool;  // kNoPool: nowhere to go
-    bool matched = false;    // by a route (not the default pool)
+    const std::string* pool = nullptr;  // null: nowhere to go; else valid while these routes are
+    bool matched = false;               // by a route (not the default pool)
   };
   // `serverName` as the parser gives it (lower case, no trailing dot); empty: the hello named none.
   Choice route(const std::string& serverName) const;
@@ -46,7 +49,7 @@ class SniRoutes {
 
  private:
   bool enabled_ = false;
-  int32_t defaultPool_ = kNoPool;
+  std::string defaultPool_;
   std::vector<SniRoute> routes_;
 };
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "balance/backend_table.h"
 #include "counters.h"
@@ -72,9 +73,10 @@ struct Flow {
   FlowState state = FlowState::Closed;
   CloseReason closeReason = CloseReason::Done;
   uint32_t attempts = 0;  // connect attempts made
-  // The backend pool the client's TLS server name chose (SNI routing); -1: the listener's
-  // whole backend table.
-  int32_t pool = -1;
+  // The backend pool the client's TLS server name chose (SNI routing), by name: a retry after
+  // a table change finds the same pool, or none. Empty: the listener's whole table. (Pool names
+  // are short; most fit the string's inline buffer.)
+  std::string pool;
 
   FlowSocket client;
   FlowSocket backend;

@@ -175,12 +175,12 @@ void TcpProxy::readHello(Flow& f) {
   }
   FlowDeadlineList::unlink(f);
   SniRoutes::Choice choice = listeners_[f.listener].proxy.sni.route(r.hello.serverName);
-  if (choice.pool == SniRoutes::kNoPool) {
+  if (!choice.pool) {
     refuseHello(f, Counter::sni_unrouted);
     return;
   }
   listenerCounters(f.listener).add(choice.matched ? Counter::sni_routed : Counter::sni_defaulted, 1);
-  f.pool = choice.pool;
+  f.pool = *choice.pool;
   f.state = FlowState::Connecting;
   // The hello was only peeked: it is still in the client's socket, with no new edge to come,
   // and the pump sends it to the backend first once the backend answers.
