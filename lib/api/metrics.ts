@@ -120,6 +120,7 @@ const fixedFamilies = [
   'lb4_backend_effective_weight',
   'lb4_backend_state',
   'lb4_backend_health',
+  'lb4_backend_pool',
   'lb4_health_check_duration_seconds',
   'lb4_health_check_failures_total',
   'lb4_cluster_state',
@@ -275,6 +276,10 @@ export class MetricsCollector {
       'What health checks say of the backend (unchecked: its listener has none): 1 for the current value, 0 for the others',
       backends.flatMap((b) => healthValues.map((health) => ({ labels: [...backendLabels(b), ['health', health] as const], value: b.health === health ? 1 : 0 }))),
     );
+    // An info family (always 1), so the pool joins onto every backend series without adding a
+    // label to each; only backends in a pool (SNI routing) have one, and without them there is no family.
+    const pooled = backends.filter((b) => b.pool !== null);
+    if (pooled.length > 0) writeFamily(out, 'lb4_backend_pool', 'gauge', "Always 1; the backend's pool (SNI routing) is in the pool label", pooled.map((b) => ({ labels: [...backendLabels(b), ['pool', b.pool!] as const], value: 1 })));
     for (const family of this.#families.filter((f) => f.scope === 'backend')) {
       writeFamily(out, family.name, family.type, family.help, this.#counterSamples(family, backends, backendLabels));
     }

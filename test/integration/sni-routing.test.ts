@@ -203,6 +203,7 @@ t.test('routes by server name to pools with real TLS clients and servers', async
   const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
   t.match(metrics, /^lb4_listener_sni_flows_total\{listener="tls",route="matched"\} 6$/m);
   t.match(metrics, /^lb4_listener_sni_hellos_rejected_total\{listener="tls",reason="malformed"\} 3$/m);
+  t.match(metrics, new RegExp(`^lb4_backend_pool\\{listener="tls",backend="${api.address}",pool="api"\\} 1$`, 'm'), 'each backend names its pool');
 });
 
 t.test('a reload changes routes and moves a backend to another pool for the clients after it', async (t) => {
