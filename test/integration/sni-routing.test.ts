@@ -285,5 +285,8 @@ t.test('config errors name the field', async (t) => {
   const { exit, stderr } = await runCli(['start', '--listen', '127.0.0.1:0', '--backend', '127.0.0.1:9,pool=api', '--sni', 'api.example.com=web']);
   t.equal(exit.code, 2, 'a config error exits 2');
   t.equal(stderr.trim().split('\n').length, 1, 'with one line');
-  t.match(stderr, /^lb4: --sni .*unknown pool "web"/);
+  t.match(stderr, /^lb4: --sni pool: unknown pool "web"/);
+  const badName = await runCli(['start', '--listen', '127.0.0.1:0', '--backend', '127.0.0.1:9,pool=api', '--sni', 'bad..name=api']);
+  t.equal(badName.exit.code, 2);
+  t.equal(badName.stderr, 'lb4: --sni: must be a host name or *.domain (letters, digits, - and _ in dot-separated labels), got "bad..name"\n');
 });
