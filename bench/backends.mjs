@@ -23,11 +23,19 @@ const here = fileURLToPath(new URL('.', import.meta.url));
  * @property {string} description
  */
 
-/** @param {string} tmp @returns {Promise<Backend>} */
-export async function startIperf3(tmp) {
+/**
+ * Where the backends run (the topology's backend place): the address they listen on and the
+ * network namespace (null: the bench's own).
+ * @typedef {{host: string, netns: string | null}} Place
+ */
+/** @type {Place} */
+const LOOPBACK = { host: '127.0.0.1', netns: null };
+
+/** @param {string} tmp @param {Place} [at] @returns {Promise<Backend>} */
+export async function startIperf3(tmp, at = LOOPBACK) {
   const port = await freePort();
-  const child = start('iperf3 server', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port)], { cwd: tmp });
-  await waitListening(child, port);
+  const child = start('iperf3 server', 'iperf3', ['-s', '-B', at.host, '-p', String(port)], { cwd: tmp, netns: at.netns });
+  await waitListening(child, port, undefined, undefined, at.host);
   return { kind: 'iperf3', port, child, description: 'iperf3 -s' };
 }
 
@@ -39,9 +47,10 @@ export const DNS_NAMES = Array.from({ length: 16 }, (_, i) => `host${i}.${DNS_ZO
  * NSD on 127.0.0.1, one server process, serving DNS_ZONE from files in a private directory,
  * with response rate limiting off.
  * @param {string} tmp
+ * @param {Place} [at]
  * @returns {Promise<Backend>}
  */
-export async function startDns(tmp) {
+export async function startDns(tmp, at = LOOPBACK) {
   const port = await freePort();
   const dir = join(tmp, 'nsd');
   mkdirSync(dir, { recursive: true });
@@ -52,7 +61,7 @@ export async function startDns(tmp) {
   );
   const config = `# DNS backend for the dns-rate scenario: the same for every system under test.
 server:
-  ip-address: 127.0.0.1@${port}
+  ip-address: ${at.host}@${port}
   server-count: 1
   username: ""
   chroot: ""
@@ -77,21 +86,22 @@ zone:
   const file = join(dir, 'nsd.conf');
   writeFileSync(file, config);
   // -d: stay in the foreground, in the process group the bench stops.
-  const child = start('nsd', 'nsd', ['-d', '-c', file], { cwd: dir });
-  await waitListening(child, port, 10_000, ['udp']);
+  const child = start('nsd', 'nsd', ['-d', '-c', file], { cwd: dir, netns: at.netns });
+  await waitListening(child, port, 10_000, ['udp'], at.host);
   return { kind: 'dns', port, child, description: `NSD, 1 server process, zone ${DNS_ZONE} with ${DNS_NAMES.length} A records` };
 }
 
 /**
  * @param {string} tmp
  * @param {{useNginx: boolean, processes: number}} options
+ * @param {Place} [at]
  * @returns {Promise<Backend>}
  */
-export async function startHttp(tmp, { useNginx, processes }) {
+export async function startHttp(tmp, { useNginx, processes }, at = LOOPBACK) {
   const port = await freePort();
   if (!useNginx) {
-    const child = start('node http backend', process.execPath, [join(here, 'http-backend.mjs'), String(port), String(processes)]);
-    await waitListening(child, port);
+    const child = start('node http backend', process.execPath, [join(here, 'http-backend.mjs'), String(port), String(processes), at.host], { netns: at.netns });
+    await waitListening(child, port, undefined, undefined, at.host);
     return { kind: 'http', port, child, description: `Node http, ${processes} process(es), "ok"` };
   }
   const dir = join(tmp, 'http-backend');
@@ -110,15 +120,15 @@ http {
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   server {
-    listen 127.0.0.1:${port} backlog=4096 reuseport;
+    listen ${at.host}:${port} backlog=4096 reuseport;
     location / { return 200 "ok\\n"; }
   }
 }
 `;
   const file = join(dir, 'nginx.conf');
   writeFileSync(file, config);
-  const child = start('nginx http backend', 'nginx', ['-p', dir, '-c', file, '-e', join(dir, 'error.log')]);
-  await waitListening(child, port);
+  const child = start('nginx http backend', 'nginx', ['-p', dir, '-c', file, '-e', join(dir, 'error.log')], { netns: at.netns });
+  await waitListening(child, port, undefined, undefined, at.host);
   return { kind: 'http', port, child, description: `nginx http, worker_processes ${processes}, return 200 "ok"` };
 }
 
@@ -133,10 +143,10 @@ export class IdleHelper {
   /** @type {Array<(msg: any) => void>} */
   #waiting = [];
 
-  /** @param {'sink' | 'client'} mode */
-  static async start(mode) {
+  /** @param {'sink' | 'client'} mode @param {Place} at where it runs (the sink also listens on at.host) */
+  static async start(mode, at) {
     const helper = new IdleHelper();
-    helper.child = start(`idle-conns ${mode}`, process.execPath, [join(here, 'idle-conns.mjs'), mode], { stdin: true });
+    helper.child = start(`idle-conns ${mode}`, process.execPath, [join(here, 'idle-conns.mjs'), mode, at.host], { stdin: true, netns: at.netns });
     helper.child.proc.stdout.on('data', (d) => helper.#onData(d));
     helper.hello = await helper.#next(10_000);
     return helper;
@@ -177,11 +187,13 @@ export class IdleHelper {
 
 /**
  * The idle backend: a sink holding the backend ends, plus the client that holds the other ends.
+ * @param {Place} [at] where the sink runs
+ * @param {Place} [clientAt] where the client runs
  * @returns {Promise<Backend & {sink: IdleHelper, client: IdleHelper}>}
  */
-export async function startIdle() {
-  const sink = await IdleHelper.start('sink');
-  const client = await IdleHelper.start('client');
+export async function startIdle(at = LOOPBACK, clientAt = LOOPBACK) {
+  const sink = await IdleHelper.start('sink', at);
+  const client = await IdleHelper.start('client', clientAt);
   return { kind: 'idle', port: sink.hello.port, child: sink.child, sink, client, description: 'Node sink holding connections (bench/idle-conns.mjs)' };
 }
 

@@ -72,19 +72,19 @@ export function writeQueries(dir, names) {
 }
 
 /**
- * @param {{port: number, queries: string, seconds: number, clients: number, outstanding: number, maxQps?: number, latency?: boolean}} options
+ * @param {{port: number, queries: string, seconds: number, clients: number, outstanding: number, maxQps?: number, latency?: boolean, host?: string, netns?: string | null}} options
  *   maxQps: dnsperf -Q, a fixed query rate (default: as fast as answers come back);
  *   latency: -v, every answer's latency (p50Ms and p99Ms are null without it)
  * @returns {Promise<DnsperfResult>}
  */
-export async function runDnsperf({ port, queries, seconds, clients, outstanding, maxQps, latency = false }) {
+export async function runDnsperf({ port, queries, seconds, clients, outstanding, maxQps, latency = false, host = '127.0.0.1', netns = null }) {
   // -t 1: a lost query holds its outstanding slot for a second at most. -c: each client is its
   // own socket (its own source port).
-  const args = ['-s', '127.0.0.1', '-p', String(port), '-d', queries, '-l', String(seconds), '-c', String(clients), '-q', String(outstanding), '-t', '1'];
+  const args = ['-s', host, '-p', String(port), '-d', queries, '-l', String(seconds), '-c', String(clients), '-q', String(outstanding), '-t', '1'];
   if (maxQps) args.push('-Q', String(maxQps));
   if (latency) args.push('-v');
   // One line per answer: room for a few million of them.
-  const r = await run('dnsperf', 'dnsperf', args, (seconds + 20) * 1000, { stdoutLimit: 256 << 20 });
+  const r = await run('dnsperf', 'dnsperf', args, (seconds + 20) * 1000, { stdoutLimit: 256 << 20, netns });
   if (r.timedOut) throw new Error('dnsperf did not finish in time');
   return parseDnsperf(r.stdout);
 }

@@ -1,11 +1,12 @@
 // Fallback HTTP backend when nginx is not installed: Node's http server answering "ok" in
-// several processes (node:cluster). Usage: node http-backend.mjs PORT [PROCESSES]
+// several processes (node:cluster). Usage: node http-backend.mjs PORT [PROCESSES [HOST]]
 
 import cluster from 'node:cluster';
 import { createServer } from 'node:http';
 
 const port = Number(process.argv[2]);
 const processes = Number(process.argv[3] ?? 2);
+const host = process.argv[4] ?? '127.0.0.1';
 
 if (cluster.isPrimary) {
   for (let i = 0; i < processes; i++) cluster.fork();
@@ -21,5 +22,5 @@ if (cluster.isPrimary) {
     res.end('ok\n');
   });
   server.keepAliveTimeout = 300_000;
-  server.listen({ port, host: '127.0.0.1', backlog: 4096 });
+  server.listen({ port, host, backlog: 4096 });
 }

@@ -1,12 +1,13 @@
 // Helper processes for the idle-memory scenario, each started with the bench's descriptor limit.
 // Two modes, two processes, so that each holds only one end of the idle flows:
-//   node idle-conns.mjs sink    a backend that accepts connections and holds them;
-//   node idle-conns.mjs client  opens connections through the proxy and keeps them open without
-//                               sending a byte.
+//   node idle-conns.mjs sink [HOST]    a backend that accepts connections (on HOST, default
+//                                      127.0.0.1) and holds them;
+//   node idle-conns.mjs client         opens connections through the proxy and keeps them open
+//                                      without sending a byte.
 // Protocol: one JSON object per line on stdin, one answer per command on stdout. At start each
 // prints one line ({"port": P} for the sink, {"ready": true} for the client).
 //   sink:   {"op":"count"} -> {"open": n};  {"op":"reset"} closes everything -> {"open": 0}
-//   client: {"op":"open","port":P,"count":N,"concurrency":C,"timeoutMs":T}
+//   client: {"op":"open","host":H,"port":P,"count":N,"concurrency":C,"timeoutMs":T} (host default 127.0.0.1)
 //             -> {"clientOpen", "errors", "closedEarly", "ms"}
 //           {"op":"close"} -> {"closed": n}
 
@@ -14,6 +15,7 @@ import { connect, createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 
 const mode = process.argv[2];
+const listenHost = process.argv[3] ?? '127.0.0.1';
 
 function say(obj) {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
@@ -38,7 +40,7 @@ if (mode === 'sink') {
     socket.on('error', () => {});
     socket.on('close', () => sockets.delete(socket));
   });
-  sink.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => {
+  sink.listen({ port: 0, host: listenHost, backlog: 4096 }, () => {
     say({ port: /** @type {import('node:net').AddressInfo} */ (sink.address()).port });
   });
   serve((command) => {
@@ -52,14 +54,14 @@ if (mode === 'sink') {
   /** @type {Set<import('node:net').Socket>} */
   const sockets = new Set();
 
-  async function open({ port, count, concurrency = 256, timeoutMs = 60_000 }) {
+  async function open({ host = '127.0.0.1', port, count, concurrency = 256, timeoutMs = 60_000 }) {
     const began = Date.now();
     let started = 0;
     let errors = 0;
     let closedEarly = 0;
     const connectOne = () =>
       new Promise((resolve) => {
-        const socket = connect({ port, host: '127.0.0.1', noDelay: true });
+        const socket = connect({ port, host, noDelay: true });
         let connected = false;
         socket.once('connect', () => {
           connected = true;

@@ -12,17 +12,18 @@ import { run } from './processes.mjs';
  */
 
 /**
- * @param {{port: number, seconds: number, streams: number, reverse: boolean}} options
+ * @param {{port: number, seconds: number, streams: number, reverse: boolean, host?: string, netns?: string | null}} options
+ *   host: where the system listens (default 127.0.0.1); netns: run the client there (default: here)
  * @returns {Promise<IperfResult>}
  */
-export async function runIperf3({ port, seconds, streams, reverse }) {
-  const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-P', String(streams), '-J'];
+export async function runIperf3({ port, seconds, streams, reverse, host = '127.0.0.1', netns = null }) {
+  const args = ['-c', host, '-p', String(port), '-t', String(seconds), '-P', String(streams), '-J'];
   if (reverse) args.push('-R');
   let lastError = '';
   // The server takes one test at a time; the previous test's teardown can still be running
   // ("the server is busy"), so a failed start is tried again after a pause.
   for (let attempt = 0; attempt < 3; attempt++) {
-    const r = await run('iperf3 client', 'iperf3', args, (seconds + 20) * 1000);
+    const r = await run('iperf3 client', 'iperf3', args, (seconds + 20) * 1000, { netns });
     let report;
     try {
       report = JSON.parse(r.stdout);
@@ -60,14 +61,15 @@ export async function runIperf3({ port, seconds, streams, reverse }) {
 /**
  * A one-way UDP test (-u), client -> server, at the bitrate given (0: as fast as the client can
  * send). iperf3 also opens a TCP control connection to the same port first.
- * @param {{port: number, seconds: number, length: number, bitrate: string}} options
+ * @param {{port: number, seconds: number, length: number, bitrate: string, host?: string, netns?: string | null}} options
+ *   host: where the system listens (default 127.0.0.1); netns: run the client there (default: here)
  * @returns {Promise<IperfUdpResult>}
  */
-export async function runIperf3Udp({ port, seconds, length, bitrate }) {
-  const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-u', '-b', bitrate, '-l', String(length), '-J'];
+export async function runIperf3Udp({ port, seconds, length, bitrate, host = '127.0.0.1', netns = null }) {
+  const args = ['-c', host, '-p', String(port), '-t', String(seconds), '-u', '-b', bitrate, '-l', String(length), '-J'];
   let lastError = '';
   for (let attempt = 0; attempt < 3; attempt++) {
-    const r = await run('iperf3 client', 'iperf3', args, (seconds + 20) * 1000);
+    const r = await run('iperf3 client', 'iperf3', args, (seconds + 20) * 1000, { netns });
     let report;
     try {
       report = JSON.parse(r.stdout);

@@ -4,6 +4,7 @@ import { scenarios } from './scenarios/index.mjs';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { REPO, systems, withComparedBuilds } from './systems.mjs';
+import { topologies } from './topology.mjs';
 
 export const usage = `Usage: npm run bench -- [scenario ...] [options]
 
@@ -26,7 +27,8 @@ Options:
   --dns-latency-qps N       fixed query rate (dnsperf -Q) of dns-rate's latency run (default 10000)
   --udp-length BYTES        datagram size of iperf3 -u in udp-bulk (default 512)
   --http-backend-workers N  worker processes of the shared HTTP backend (default 1)
-  --haproxy-splice MODE     auto (option splice-auto) or always (splice-request/response); default auto
+  --topology NAME           loopback (everything on 127.0.0.1, the default) or veth (client, system and
+                            backends in three network namespaces joined by veth pairs; root only)
   --lb4-launch MODE         cli (dist/bin/lb4.js), lib (bench/lb4-proxy.mjs) or auto (cli if built); default auto
   --lb4-root DIR            measure the lb4 built in another checkout (build/Release + dist/); default this one
   --compare-root DIR        also measure the lb4 built in DIR, as system lb4@<commit of DIR/.lb4-commit>,
@@ -56,7 +58,7 @@ Options:
  * @property {number} dnsLatencyQps
  * @property {number} udpLength
  * @property {number} httpBackendWorkers
- * @property {'auto' | 'always'} haproxySplice
+ * @property {'loopback' | 'veth'} topology
  * @property {'auto' | 'cli' | 'lib'} lb4Launch
  * @property {string} lb4Root
  * @property {string[]} compareRoots more lb4 builds measured beside lb4 (--compare-root, in order)
@@ -102,7 +104,7 @@ export function parseOptions(argv) {
     dnsLatencyQps: 10_000,
     udpLength: 512,
     httpBackendWorkers: 1,
-    haproxySplice: 'auto',
+    topology: 'loopback',
     lb4Launch: 'auto',
     lb4Root: REPO,
     compareRoots: [],
@@ -143,7 +145,9 @@ export function parseOptions(argv) {
         break;
       }
       case '--http-backend-workers': s.httpBackendWorkers = positiveInt(flag, value()); break;
-      case '--haproxy-splice': s.haproxySplice = /** @type {any} */ (list(flag, value(), ['auto', 'always'])[0]); break;
+      case '--topology': s.topology = /** @type {any} */ (list(flag, value(), topologies)[0]); break;
+      // Both HAProxy settings are systems of every run now; the option names them.
+      case '--haproxy-splice': throw new Error(`${flag} is gone: every run measures haproxy-splice-auto and haproxy-splice-rr (pick with --systems)`);
       case '--retry-disturbed': {
         const v = value();
         if (!/^\d+(\.\d+)?$/.test(v ?? '')) throw new Error(`${flag} wants a number of cores, e.g. 0.3, got ${JSON.stringify(v)}`);

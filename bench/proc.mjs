@@ -81,15 +81,32 @@ export function rssBytes(pid) {
   return kib * 1024;
 }
 
+/** /proc/net/tcp's spelling of an IPv4 address: the four bytes in host (little-endian) order, hex. */
+export function procAddress(host) {
+  return host.split('.').reverse().map((b) => Number(b).toString(16).toUpperCase().padStart(2, '0')).join('');
+}
+
 /**
- * Whether something listens on 127.0.0.1:port, read from /proc/net/tcp without connecting
- * (a probe connection would disturb servers like iperf3 that treat every connection as a test).
+ * The socket table of `pid`'s network namespace (a process inside another namespace sees its own
+ * /proc/PID/net), or of the bench's own namespace without a pid.
+ * @param {'tcp' | 'udp'} kind @param {number | null} pid
+ */
+function socketTable(kind, pid) {
+  return readFileSync(pid ? `/proc/${pid}/net/${kind}` : `/proc/net/${kind}`, 'utf8');
+}
+
+/**
+ * Whether something listens on host:port (127.0.0.1 by default), read from /proc/net/tcp without
+ * connecting (a probe connection would disturb servers like iperf3 that treat every connection
+ * as a test). With `pid`, in that process's network namespace.
  * @param {number} port
+ * @param {string} [host]
+ * @param {number | null} [pid]
  * @returns {boolean}
  */
-export function isListening(port) {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  const text = readFileSync('/proc/net/tcp', 'utf8');
+export function isListening(port, host = '127.0.0.1', pid = null) {
+  const local = `${procAddress(host)}:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const text = socketTable('tcp', pid);
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f[1] === local && f[3] === '0A') return true;
@@ -98,14 +115,17 @@ export function isListening(port) {
 }
 
 /**
- * Whether a UDP socket is bound to 127.0.0.1:port, read from /proc/net/udp (a datagram sent to
- * probe would reach the server as a real request).
+ * Whether a UDP socket is bound to host:port (127.0.0.1 by default), read from /proc/net/udp (a
+ * datagram sent to probe would reach the server as a real request). With `pid`, in that
+ * process's network namespace.
  * @param {number} port
+ * @param {string} [host]
+ * @param {number | null} [pid]
  * @returns {boolean}
  */
-export function isUdpBound(port) {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  const text = readFileSync('/proc/net/udp', 'utf8');
+export function isUdpBound(port, host = '127.0.0.1', pid = null) {
+  const local = `${procAddress(host)}:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const text = socketTable('udp', pid);
   return text.split('\n').some((line) => line.trim().split(/\s+/)[1] === local);
 }
 

@@ -50,12 +50,14 @@ function keepTail(text, max = 64 * 1024) {
  * @param {string} name for messages
  * @param {string} file program
  * @param {string[]} args
- * @param {{cwd?: string, env?: NodeJS.ProcessEnv, stdin?: boolean, stdoutLimit?: number}} [options]
- *   stdoutLimit: how much of the end of stdout is kept (default 1 MiB)
+ * @param {{cwd?: string, env?: NodeJS.ProcessEnv, stdin?: boolean, stdoutLimit?: number, netns?: string | null}} [options]
+ *   stdoutLimit: how much of the end of stdout is kept (default 1 MiB); netns: run it inside this
+ *   network namespace (`ip netns exec` execs the program, so the pid is still the program's own)
  * @returns {Child}
  */
 export function start(name, file, args, options = {}) {
-  const proc = spawn('sh', ['-c', `ulimit -n ${FD_LIMIT} && exec "$@"`, 'sh', file, ...args], {
+  const argv = options.netns ? ['ip', 'netns', 'exec', options.netns, file, ...args] : [file, ...args];
+  const proc = spawn('sh', ['-c', `ulimit -n ${FD_LIMIT} && exec "$@"`, 'sh', ...argv], {
     cwd: options.cwd,
     env: options.env ?? process.env,
     detached: true,
@@ -97,7 +99,7 @@ export function start(name, file, args, options = {}) {
  * @param {string} file
  * @param {string[]} args
  * @param {number} timeoutMs
- * @param {{stdoutLimit?: number}} [options] as for start()
+ * @param {{stdoutLimit?: number, netns?: string | null}} [options] as for start()
  * @returns {Promise<{code: number | null, signal: string | null, stdout: string, stderr: string, timedOut: boolean}>}
  */
 export async function run(name, file, args, timeoutMs, options = {}) {
@@ -140,15 +142,16 @@ export async function stop(child, signal = 'SIGTERM', graceMs = 3000) {
 }
 
 /**
- * Waits until 127.0.0.1:port is listening (TCP) and bound (UDP) as `protocols` says, or fails
- * with the child's own words if it exits.
+ * Waits until host:port (127.0.0.1 by default) is listening (TCP) and bound (UDP) as `protocols`
+ * says, in the child's own network namespace, or fails with the child's own words if it exits.
  * @param {Child} child
  * @param {number} port
  * @param {number} [timeoutMs]
  * @param {Array<'tcp' | 'udp'>} [protocols]
+ * @param {string} [host]
  */
-export async function waitListening(child, port, timeoutMs = 10_000, protocols = ['tcp']) {
-  const ready = () => protocols.every((p) => (p === 'udp' ? isUdpBound(port) : isListening(port)));
+export async function waitListening(child, port, timeoutMs = 10_000, protocols = ['tcp'], host = '127.0.0.1') {
+  const ready = () => protocols.every((p) => (p === 'udp' ? isUdpBound(port, host, child.pid) : isListening(port, host, child.pid)));
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!child.running) {
@@ -188,10 +191,29 @@ export function removeAtExit(dir) {
   tempDirs.add(dir);
 }
 
-/** Kills every live child and removes the temp directories, synchronously. */
+/** @type {Array<() => void>} synchronous, run after the children are killed, newest first */
+const cleanupSteps = [];
+
+/**
+ * Registers a synchronous step for the end of the run (also on SIGINT/SIGTERM and errors), after
+ * every child is killed: deleting namespaces or an nftables table a killed child left behind.
+ * @param {() => void} step
+ */
+export function atCleanup(step) {
+  cleanupSteps.push(step);
+}
+
+/** Kills every live child, runs the cleanup steps and removes the temp directories, synchronously. */
 export function cleanupNow() {
   for (const child of live) signalGroup(child, 'SIGKILL');
   live.clear();
+  while (cleanupSteps.length > 0) {
+    try {
+      cleanupSteps.pop()();
+    } catch (e) {
+      process.stderr.write(`bench: cleanup: ${e.message}\n`);
+    }
+  }
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
   tempDirs.clear();
 }

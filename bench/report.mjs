@@ -1,7 +1,8 @@
 // Turns the per-round results into medians, ratios, markdown tables and an SVG bar chart.
 // Nothing here measures; it only summarises what run.mjs collected.
 
-import { best, median, metrics, verdict } from './metrics.mjs';
+import { ratiosToBest } from './anchors.mjs';
+import { median, metrics, verdict } from './metrics.mjs';
 
 /**
  * @typedef {object} RunRecord one system, one scenario, one round, one worker count
@@ -48,21 +49,15 @@ export function summarise(runs, workersList, systemNames) {
  * @param {string[]} anchors
  */
 export function ratios(summary, anchors) {
-  /** @type {Record<string, Record<string, {ratio: number, against: string, verdict: 'better' | 'worse' | 'tie'}>>} */
-  const out = {};
-  for (const [w, bySystem] of Object.entries(summary)) {
-    out[w] = {};
-    for (const m of metrics) {
-      const lb4 = bySystem.lb4?.[m.key]?.median;
-      const anchorValues = anchors.map((a) => bySystem[a]?.[m.key]?.median ?? null);
-      const b = best(m, anchorValues);
-      if (typeof lb4 !== 'number' || b === null || b === 0) continue;
-      const against = anchors[anchorValues.indexOf(b)];
-      const ratio = lb4 / b;
-      out[w][m.key] = { ratio, against, verdict: verdict(m, ratio) };
-    }
-  }
-  return out;
+  return ratiosToBest(summary, anchors, 'lb4');
+}
+
+/**
+ * How the anchors read in a column head: the HAProxy settings are one anchor, "HAProxy".
+ * @param {string[]} anchors
+ */
+export function anchorLabel(anchors) {
+  return [...new Set(anchors.map((a) => (a.startsWith('haproxy') ? 'HAProxy' : a)))].join(', ');
 }
 
 /**
@@ -152,19 +147,30 @@ function fmt(v, digits) {
  * @param {string[]} systemNames
  * @param {string[]} anchors
  * @param {ReturnType<typeof ratiosToBuilds>} [buildTable] lb4 against the --compare-root builds
+ * @param {{bestHaproxy?: Record<string, Record<string, {system: string, value: number}>> | null,
+ *   natRatios?: ReturnType<typeof ratios> | null}} [extra] the "best HAProxy" column (when both
+ *   HAProxy settings ran) and lb4-nat's ratio to the best anchor (when it ran)
  */
-export function medianTable(w, summary, ratioTable, systemNames, anchors, buildTable = {}) {
+export function medianTable(w, summary, ratioTable, systemNames, anchors, buildTable = {}, extra = {}) {
   const bySystem = summary[w];
   const present = metrics.filter((m) => systemNames.some((s) => bySystem[s]?.[m.key]));
   const builds = Object.keys(buildTable[w] ?? {});
-  // Without an anchor in the run the anchor column would be empty: it is left out.
-  const anchorColumn = anchors.length > 0 ? [`lb4 / best(${anchors.join(', ')})`] : [];
-  const head = ['metric', 'unit', ...systemNames, ...anchorColumn, ...builds.map((b) => `lb4 / ${b}`)];
+  // Without an anchor in the run the anchor columns would be empty: they are left out.
+  const best = `best(${anchorLabel(anchors)})`;
+  const bestHaproxy = extra.bestHaproxy?.[w] ? ['best HAProxy'] : [];
+  const anchorColumn = anchors.length > 0 && systemNames.includes('lb4') ? [`lb4 / ${best}`] : [];
+  const natColumn = anchors.length > 0 && extra.natRatios ? [`lb4-nat / ${best}`] : [];
+  const head = ['metric', 'unit', ...systemNames, ...bestHaproxy, ...anchorColumn, ...natColumn, ...builds.map((b) => `lb4 / ${b}`)];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i < 2 ? ' --- ' : ' ---: ')).join('|')}|`];
+  const ratioCell = (r, who) => (r ? `${fmt(r.ratio, 2)} vs ${r.against.replace(/^haproxy-splice-/, 'haproxy ')} (${r.verdict === 'tie' ? 'tie' : `${who} ${r.verdict}`})` : '–');
   for (const m of present) {
     const cells = systemNames.map((s) => fmt(bySystem[s]?.[m.key]?.median, m.digits));
-    const r = ratioTable[w]?.[m.key];
-    if (anchorColumn.length) cells.push(r ? `${fmt(r.ratio, 2)} vs ${r.against} (${r.verdict === 'tie' ? 'tie' : `lb4 ${r.verdict}`})` : '–');
+    if (bestHaproxy.length) {
+      const b = extra.bestHaproxy?.[w]?.[m.key];
+      cells.push(b ? `${fmt(b.value, m.digits)} (${b.system.replace(/^haproxy-splice-/, '')})` : '–');
+    }
+    if (anchorColumn.length) cells.push(ratioCell(ratioTable[w]?.[m.key], 'lb4'));
+    if (natColumn.length) cells.push(ratioCell(extra.natRatios?.[w]?.[m.key], 'nat'));
     for (const b of builds) {
       const c = buildTable[w][b][m.key];
       if (!c) {
@@ -178,6 +184,23 @@ export function medianTable(w, summary, ratioTable, systemNames, anchors, buildT
       cells.push(`${fmt(c.ratio, 2)}${range} (${c.verdict === 'tie' ? 'tie' : `lb4 ${c.verdict}`}${c.verdict === 'tie' ? '' : judged})`);
     }
     lines.push(`| ${m.label} (${m.better} is better) | ${m.unit} | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * The NAT targets for one worker count: lb4-nat's median against direct's or the best anchor's,
+ * the ratio, the target and whether it is met (computed from this run; nothing asserts it).
+ * @param {import('./anchors.mjs').TargetRow[]} rows
+ */
+export function natTargetTable(rows) {
+  if (rows.length === 0) return 'No NAT target could be computed (lb4-nat, direct or the anchors did not measure these metrics).';
+  const byKey = new Map(metrics.map((m) => [m.key, m]));
+  const lines = ['| metric | lb4-nat | reference | ratio | target | met |', '| --- | ---: | ---: | ---: | ---: | --- |'];
+  for (const r of rows) {
+    const m = byKey.get(r.metric);
+    const digits = m?.digits ?? 2;
+    lines.push(`| ${m?.label ?? r.metric} (${m?.unit ?? ''}) | ${fmt(r.value, digits)} | ${fmt(r.referenceValue, digits)} (${r.against === 'direct' ? 'direct' : `best anchor: ${r.reference}`}) | ${fmt(r.ratio, 2)} | >= ${r.atLeast} x ${r.against} | ${r.met ? 'yes' : '**no**'} |`);
   }
   return lines.join('\n');
 }

@@ -13,10 +13,12 @@ import { startDns, startHttp, startIdle, startIperf3, stopBackend } from './back
 import { metrics } from './metrics.mjs';
 import { benchCpuSeconds, machineCpu } from './proc.mjs';
 import { parseOptions, usage } from './options.mjs';
-import { cleanup, FD_LIMIT, installCleanupHandlers, MAX_IDLE_FLOWS, removeAtExit, WANTED_FD_LIMIT } from './processes.mjs';
-import { loadTable, medianTable, perRoundTable, ratioSvg, ratios, ratiosToBuilds, spreads, spreadTable, summarise } from './report.mjs';
+import { bestTable, natTargets, ratiosToBest } from './anchors.mjs';
+import { atCleanup, cleanup, FD_LIMIT, installCleanupHandlers, MAX_IDLE_FLOWS, removeAtExit, WANTED_FD_LIMIT } from './processes.mjs';
+import { anchorLabel, loadTable, medianTable, natTargetTable, perRoundTable, ratioSvg, ratios, ratiosToBuilds, spreads, spreadTable, summarise } from './report.mjs';
 import { scenarios } from './scenarios/index.mjs';
-import { anchors, lb4Cli, TCP_ONLY, withComparedBuilds } from './systems.mjs';
+import { anchors, HAPROXY_SYSTEMS, lb4Cli, TCP_ONLY, withComparedBuilds } from './systems.mjs';
+import { makeTopology, removeLeftovers } from './topology.mjs';
 import { detectTools, installLine, versions } from './tools.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -25,7 +27,7 @@ const HISTORY_KEEP = 6;
 
 const CAVEAT =
   'The load generator (iperf3/wrk/helper), the backends and the system under test all share this machine\'s ' +
-  `${cpus().length} CPU cores on loopback: numbers are relative comparisons under contention, not what any of these proxies does on dedicated hardware.`;
+  `${cpus().length} CPU cores (on loopback, or in network namespaces with --topology veth): numbers are relative comparisons under contention, not what any of these proxies does on dedicated hardware.`;
 
 /** @param {number} ms */
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
@@ -104,7 +106,15 @@ async function main() {
   const missingTools = Object.keys(tools).filter((t) => !tools[t]);
   const systems = withComparedBuilds(settings.compareRoots);
   const chosenSystems = systems.filter((s) => settings.systems.includes(s.name));
-  const runnableSystems = chosenSystems.filter((s) => s.needs.every((t) => tools[t]));
+  const isRoot = process.getuid?.() === 0;
+  if (settings.topology === 'veth' && !isRoot) {
+    log('bench: --topology veth makes network namespaces: run it as root');
+    process.exitCode = 2;
+    return;
+  }
+  // NAT mode changes the kernel's nftables: root (CAP_NET_ADMIN) only.
+  const runnableSystems = chosenSystems.filter((s) => s.needs.every((t) => tools[t]) && (s.name !== 'lb4-nat' || isRoot));
+  if (!isRoot && chosenSystems.some((s) => s.name === 'lb4-nat')) log('bench: skipping lb4-nat: kernel NAT mode needs root (CAP_NET_ADMIN)');
   const chosenScenarios = scenarios.filter((s) => settings.scenarios.includes(s.name));
   const runnableScenarios = chosenScenarios.filter((s) => s.needs.every((t) => tools[t]));
   for (const s of [...chosenSystems, ...chosenScenarios]) {
@@ -153,13 +163,24 @@ async function main() {
   if (fdNote) log(`  note:      ${fdNote}`);
   log();
 
+  // Namespaces and nftables tables a killed run left, then this run's topology (deleted at exit).
+  if (isRoot) {
+    const leftovers = await removeLeftovers();
+    if (leftovers.length) log(`bench: removed what an earlier run left: ${leftovers.join(', ')}`);
+  }
+  const topology = await makeTopology(settings.topology);
+  atCleanup(topology.teardown);
+  log(`  topology:  ${topology.description}`);
+  log();
+
   // The shared backends, started once.
   const needBackend = new Set(runnableScenarios.map((s) => s.backend));
   const backends = {};
-  if (needBackend.has('iperf3')) backends.iperf3 = await startIperf3(tmp);
-  if (needBackend.has('http')) backends.http = await startHttp(tmp, { useNginx: tools.nginx, processes: settings.httpBackendWorkers });
-  if (needBackend.has('idle')) backends.idle = await startIdle();
-  if (needBackend.has('dns')) backends.dns = await startDns(tmp);
+  if (needBackend.has('iperf3')) backends.iperf3 = await startIperf3(tmp, topology.backend);
+  if (needBackend.has('http')) backends.http = await startHttp(tmp, { useNginx: tools.nginx, processes: settings.httpBackendWorkers }, topology.backend);
+  if (needBackend.has('idle')) backends.idle = await startIdle(topology.backend, topology.client);
+  if (needBackend.has('dns')) backends.dns = await startDns(tmp, topology.backend);
+  const startArgs = (backend, workers, scenario) => ({ tmp, at: topology.system, backendHost: topology.backend.host, backendPort: backend.port, workers, listen: scenario.listen ?? TCP_ONLY });
 
   /** @type {import('./report.mjs').RunRecord[]} */
   const runs = [];
@@ -176,7 +197,7 @@ async function main() {
     const record = { round, workers: system.perWorkers ? workers : null, scenario: scenario.name, system: system.name, metrics: {}, raw: {}, notes: [] };
     let target;
     try {
-      target = await system.start({ tmp, backendPort: backend.port, workers, listen: scenario.listen ?? TCP_ONLY }, settings);
+      target = await system.start(startArgs(backend, workers, scenario), settings);
     } catch (e) {
       let error = e;
       if (system.rootOf && settings.lb4Launch === 'cli') {
@@ -185,7 +206,7 @@ async function main() {
         launchNotes.push(`${system.name} CLI failed to start (${e.message.split('\n')[0]}); switched to bench/lb4-proxy.mjs (startBalancer) for every lb4 build`);
         settings.lb4Launch = 'lib';
         try {
-          target = await system.start({ tmp, backendPort: backend.port, workers, listen: scenario.listen ?? TCP_ONLY }, settings);
+          target = await system.start(startArgs(backend, workers, scenario), settings);
         } catch (e2) {
           error = e2;
         }
@@ -202,6 +223,8 @@ async function main() {
     const own0 = benchCpuSeconds();
     const wall0 = Date.now();
     try {
+      // The load generators run where the topology puts the client.
+      target.clientNetns = topology.client.netns;
       const result = await scenario.run({ target, settings, backend, tmp });
       Object.assign(record, result);
       if (system.name === 'direct') for (const m of metrics) if (m.proxyOnly) delete record.metrics[m.key];
@@ -256,6 +279,11 @@ async function main() {
   const systemNames = runnableSystems.map((s) => s.name);
   const summary = summarise(runs, settings.workers, systemNames);
   const ratioTable = systemNames.includes('lb4') ? ratios(summary, anchors.filter((a) => systemNames.includes(a))) : {};
+  const anchorsRun = anchors.filter((a) => systemNames.includes(a));
+  const natRatios = systemNames.includes('lb4-nat') && anchorsRun.length ? ratiosToBest(summary, anchorsRun, 'lb4-nat') : null;
+  const haproxyRun = HAPROXY_SYSTEMS.filter((a) => systemNames.includes(a));
+  const bestHaproxy = haproxyRun.length === 2 ? bestTable(summary, haproxyRun) : null;
+  const targets = systemNames.includes('lb4-nat') ? natTargets(summary, anchorsRun) : null;
   const spreadByMetric = spreads(summary);
   const buildTable = systemNames.includes('lb4') ? ratiosToBuilds(summary, comparedBuilds.map((b) => b.name)) : {};
   const elapsedMs = Date.now() - began;
@@ -268,7 +296,7 @@ async function main() {
   md.push('');
   md.push(`${settings.quick ? 'Quick smoke run' : 'Full run'} of ${when}, \`${command}\`: ${settings.rounds} round(s), medians over rounds; took ${secs(elapsedMs)}.`);
   md.push('');
-  md.push(`- Host: ${host.cores} cores (${host.cpu}), Linux ${host.kernel}, everything on 127.0.0.1. Load average (1/5/15 min) before: ${host.loadBefore}, after: ${host.loadAfter} (anything else running on the machine competes too).`);
+  md.push(`- Host: ${host.cores} cores (${host.cpu}), Linux ${host.kernel}, topology ${topology.description}. Load average (1/5/15 min) before: ${host.loadBefore}, after: ${host.loadAfter} (anything else running on the machine competes too).`);
   md.push(`- **Caveat:** ${CAVEAT}`);
   if (fdNote) md.push(`- ${fdNote}`);
   for (const b of [{ name: 'lb4', ...build }, ...comparedBuilds]) {
@@ -285,7 +313,10 @@ async function main() {
   for (const s of runnableScenarios) md.push(`- \`${s.name}\` (backend: ${backends[s.backend].description}): ${s.describe(settings)}`);
   md.push('');
   if (usedAnchors.length) {
-    md.push(`The ratio column is lb4's median divided by the best median of ${usedAnchors.join(' and ')}: "best" is the higher one for throughput and rates, the lower one for CPU per GB, latency and memory. So for a rate a ratio above 1 is lb4 ahead, for CPU/latency/memory a ratio below 1 is.`);
+    md.push(
+      `The ratio columns are lb4's (and lb4-nat's) median divided by the best median of ${usedAnchors.join(', ')}: "best" is the higher one for throughput and rates, the lower one for CPU per GB, latency and memory. So for a rate a ratio above 1 is lb4 ahead, for CPU/latency/memory a ratio below 1 is.` +
+        (bestHaproxy ? ' "best HAProxy" is the better of the two HAProxy settings for each metric on its own (in brackets, which one): HAProxy is judged by its better setting, metric by metric.' : ''),
+    );
   } else {
     md.push('No anchor (HAProxy, nginx) ran, so there is no ratio to the best anchor.');
   }
@@ -300,7 +331,13 @@ async function main() {
     md.push('');
     md.push(`## workers = ${w} (lb4 --workers, HAProxy nbthread, nginx worker_processes)`);
     md.push('');
-    md.push(medianTable(w, summary, ratioTable, systemNames, usedAnchors, buildTable));
+    md.push(medianTable(w, summary, ratioTable, systemNames, usedAnchors, buildTable, { bestHaproxy, natRatios }));
+    if (targets) {
+      md.push('');
+      md.push(`### NAT targets, workers = ${w} (issue 10 item 5: lb4-nat >= 0.9x direct and >= 1.3x best(${anchorLabel(usedAnchors)}) on throughput and keep-alive requests/s, >= 0.8x direct on new connections/s; computed from this run's medians, not asserted)`);
+      md.push('');
+      md.push(natTargetTable(targets[w] ?? []));
+    }
   }
   if (settings.rounds > 1) {
     md.push('');
@@ -317,7 +354,7 @@ async function main() {
   md.push('');
   const once = runnableSystems.filter((s) => !s.perWorkers).map((s) => `\`${s.name}\``);
   if (once.length && settings.workers.length > 1) {
-    md.push(`${once.join(' and ')} ${once.length > 1 ? 'have' : 'has'} no worker setting: measured once per round, shown in every table with the same values.`);
+    md.push(`${once.length > 1 ? `${once.slice(0, -1).join(', ')} and ${once.at(-1)}` : once[0]} ${once.length > 1 ? 'have' : 'has'} no worker setting: measured once per round, shown in every table with the same values.`);
     md.push('');
   }
   md.push('## Notes from the runs');
@@ -367,7 +404,7 @@ async function main() {
   if (settings.verbose) log(`## Per-round values${markdown.split('\n## Per-round values')[1]}`);
 
   if (settings.save) {
-    const json = { when, command, elapsedMs, settings, host, caveat: CAVEAT, fdLimit: FD_LIMIT, fdNote, versions: toolVersions, lb4: build, systems: runnableSystems.map((s) => ({ name: s.name, config: s.describe(settings) })), scenarios: runnableScenarios.map((s) => ({ name: s.name, method: s.describe(settings), backend: backends[s.backend].description })), metrics, medians: summary, ratios: ratioTable, spread: spreadByMetric, compared: { builds: comparedBuilds, ratios: buildTable }, notes, stderr: Object.fromEntries(stderrSummary.map(([k, v]) => [k, [...v]])), runs };
+    const json = { when, command, elapsedMs, settings, host, caveat: CAVEAT, fdLimit: FD_LIMIT, fdNote, versions: toolVersions, lb4: build, systems: runnableSystems.map((s) => ({ name: s.name, config: s.describe(settings) })), scenarios: runnableScenarios.map((s) => ({ name: s.name, method: s.describe(settings), backend: backends[s.backend].description })), metrics, topology: topology.description, medians: summary, ratios: ratioTable, natRatios, bestHaproxy, natTargets: targets, spread: spreadByMetric, compared: { builds: comparedBuilds, ratios: buildTable }, notes, stderr: Object.fromEntries(stderrSummary.map(([k, v]) => [k, [...v]])), runs };
     const subtitle = `${settings.quick ? 'quick run' : 'full run'}, ${when.slice(0, 16).replace('T', ' ')} UTC, ${settings.rounds} round(s), workers ${settings.workers.join(',')}; load generator, backends and proxy share ${host.cores} cores`;
     mkdirSync(join(resultsDir, 'history'), { recursive: true });
     writeFileSync(join(resultsDir, 'latest.md'), markdown);

@@ -1,14 +1,18 @@
-// How to start and stop each system under test. Every system listens on 127.0.0.1 and forwards
-// to one backend port; `direct` is no proxy at all (the client talks to the backend: the limit).
+// How to start and stop each system under test. Every system listens on the topology's system
+// address (127.0.0.1 on loopback, inside its own namespace on veth: bench/topology.mjs) and
+// forwards to one backend; `direct` is no proxy at all (the client talks to the backend: the
+// limit).
 //
-// Each start() returns the port clients connect to and the pid whose process tree is measured
-// (CPU time, resident memory), or no pid for `direct`.
+// Each start() returns the address and port clients connect to and the pid whose process tree is
+// measured (CPU time, resident memory), or no pid for `direct`.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FD_LIMIT, freePort, MAX_IDLE_FLOWS, nginxPreamble, start, stop, waitListening } from './processes.mjs';
+import { atCleanup, FD_LIMIT, freePort, MAX_IDLE_FLOWS, nginxPreamble, start, stop, waitListening } from './processes.mjs';
+import { deleteNatTable, NAT_TABLE_PREFIX } from './topology.mjs';
 import { NGINX_STREAM_MODULE } from './tools.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -19,7 +23,9 @@ export const lb4Cli = (root) => join(root, 'dist/bin/lb4.js');
 
 /**
  * @typedef {object} Running
- * @property {number} port where clients connect
+ * @property {string} host where clients connect
+ * @property {number} port
+ * @property {string | null} [clientNetns] where the load generators run (set by run.mjs from the topology)
  * @property {number | null} pid the process tree to measure, null for direct
  * @property {() => Promise<string>} stop stops it; resolves to its stderr (for notes)
  */
@@ -39,6 +45,8 @@ export const TCP_ONLY = { protocols: ['tcp'] };
 /**
  * @typedef {object} StartArgs
  * @property {string} tmp a private temp directory
+ * @property {{host: string, netns: string | null}} at where the system runs and listens (the topology's system place)
+ * @property {string} backendHost
  * @property {number} backendPort
  * @property {number} workers
  * @property {ListenSpec} [listen] default TCP_ONLY
@@ -86,43 +94,132 @@ function lb4System(name, rootOf) {
     rootOf,
     describe: (s) =>
       `lb4 ${s.lb4Launch === 'cli' ? 'CLI (`node dist/bin/lb4.js start ... --workers N --log-level warn --drain-timeout 0`)' : 'via bench/lb4-proxy.mjs (startBalancer, drainTimeout 0)'}` +
-      `${rootOf(s) === REPO ? '' : ` built in ${rootOf(s)}`}, defaults otherwise (splice, default pipe size, backlog 511); UDP: --listen 127.0.0.1:PORT/udp (beside the TCP listener on the same port when the scenario needs both), --udp-responses 1 for dns-rate`,
-    async start({ backendPort, workers, listen = TCP_ONLY }, settings) {
+      `${rootOf(s) === REPO ? '' : ` built in ${rootOf(s)}`}, defaults otherwise (splice, default pipe size, backlog 511); UDP: --listen HOST:PORT/udp (beside the TCP listener on the same port when the scenario needs both), --udp-responses 1 for dns-rate`,
+    async start({ at, backendHost, backendPort, workers, listen = TCP_ONLY }, settings) {
       const root = rootOf(settings);
       if (!existsSync(join(root, 'build/Release/lb4.node')) || !existsSync(join(root, 'dist/lib/index.js'))) {
         throw new Error(`lb4 is not built in ${root}: run \`npx cmake-js compile --log-level error && npx tsc -p tsconfig.build.json\``);
       }
       const port = await freePort();
       const flags = [
-        ...listen.protocols.flatMap((p) => ['--listen', `127.0.0.1:${port}${p === 'udp' ? '/udp' : ''}`]),
-        '--backend', `127.0.0.1:${backendPort}`, '--workers', String(workers),
+        ...listen.protocols.flatMap((p) => ['--listen', `${at.host}:${port}${p === 'udp' ? '/udp' : ''}`]),
+        '--backend', `${backendHost}:${backendPort}`, '--workers', String(workers),
       ];
       if (listen.protocols.includes('udp') && listen.udpResponses) flags.push('--udp-responses', String(listen.udpResponses));
       const useCli = settings.lb4Launch === 'cli';
       const args = useCli
         ? [lb4Cli(root), 'start', ...flags, '--log-level', 'warn', '--drain-timeout', '0']
         : [join(here, 'lb4-proxy.mjs'), '--root', root, ...flags];
-      const child = start(name, process.execPath, args);
-      await waitListening(child, port, undefined, listen.protocols);
-      return { port, pid: child.pid, stop: stopper(child) };
+      const child = start(name, process.execPath, args, { netns: at.netns });
+      await waitListening(child, port, undefined, listen.protocols, at.host);
+      return { host: at.host, port, pid: child.pid, stop: stopper(child) };
     },
   };
 }
 
+/** The nftables table of lb4-nat: one per bench process, so a leftover names the run that made it. */
+const natTable = `${NAT_TABLE_PREFIX}${process.pid}`;
+
+/**
+ * Resolves once lb4's table holds a DNAT rule (lb4 applies it right after binding its port), in
+ * `netns` (null: here). Fails with the child's words if it exits first.
+ * @param {import('./processes.mjs').Child} child
+ * @param {string | null} netns
+ */
+async function waitNatRules(child, netns, timeoutMs = 10_000) {
+  const [file, args] = netns ? ['ip', ['netns', 'exec', netns, 'nft', 'list', 'table', 'inet', natTable]] : ['nft', ['list', 'table', 'inet', natTable]];
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!child.running) throw new Error(`lb4-nat exited before its rules were applied: ${child.stderr().trim().split('\n').at(-1) ?? ''}`);
+    const r = spawnSync(file, args, { encoding: 'utf8' });
+    if (r.status === 0 && r.stdout.includes('dnat')) return;
+    await sleep(20);
+  }
+  throw new Error(`lb4-nat: no DNAT rule in table inet ${natTable} within ${timeoutMs} ms`);
+}
+
+/**
+ * lb4 in kernel NAT mode (`--forward nat`): lb4 holds the port, applies an nftables table
+ * (`--nat-table lb4b_<bench pid>`), and the kernel's NAT and conntrack forward every packet; no
+ * lb4 process touches the data. On loopback the client is on the same host: its connections meet
+ * the table's output-chain DNAT (127.0.0.1 to 127.0.0.1 needs no sysctl: both ends stay on lo).
+ * On veth lb4 runs in the system's namespace as the backends' gateway (their default route is
+ * that namespace), so replies pass its conntrack and clients keep their address: no masquerade.
+ * CPU and memory are lb4's process only: the forwarding happens in softirq context, charged to
+ * no process; the machine-wide CPU per GB column shows it.
+ * @returns {System}
+ */
+function lb4NatSystem() {
+  return {
+    name: 'lb4-nat',
+    perWorkers: false,
+    needs: ['nft', 'conntrack'],
+    protocols: ['tcp'],
+    describe: () =>
+      `lb4 CLI \`start --listen HOST:PORT --backend ... --forward nat --nat-table ${natTable} --log-level warn --drain-timeout 0\` (workers do not forward in nat mode: measured once per round); ` +
+      'loopback: the output-chain DNAT of lb4\'s table; veth: lb4 is the backends\' gateway (no masquerade). Its CPU and RSS are the lb4 process\'s: the kernel\'s forwarding work is charged to no process (see machine CPU per GB), and the conntrack entry each idle flow holds in kernel memory is not in idle-memory\'s RSS',
+    async start({ at, backendHost, backendPort }, settings) {
+      const root = settings.lb4Root;
+      if (!existsSync(lb4Cli(root))) throw new Error(`lb4-nat needs the CLI: ${lb4Cli(root)} is not built (npm run build)`);
+      // A SIGKILLed lb4 would leave its table in this namespace: removed at the end whatever happens.
+      if (!at.netns) atCleanupOnce(() => deleteNatTable(natTable));
+      const port = await freePort();
+      const args = [lb4Cli(root), 'start', '--listen', `${at.host}:${port}`, '--backend', `${backendHost}:${backendPort}`, '--forward', 'nat', '--nat-table', natTable, '--log-level', 'warn', '--drain-timeout', '0'];
+      const child = start('lb4-nat', process.execPath, args, { netns: at.netns });
+      const stopIt = stopper(child);
+      try {
+        await waitListening(child, port, undefined, ['tcp'], at.host);
+        await waitNatRules(child, at.netns);
+      } catch (e) {
+        await stopIt();
+        throw e;
+      }
+      return {
+        host: at.host,
+        port,
+        pid: child.pid,
+        stop: async () => {
+          const stderr = await stopIt();
+          if (!at.netns) deleteNatTable(natTable);
+          return stderr;
+        },
+      };
+    },
+  };
+}
+
+let natCleanupRegistered = false;
+/** @param {() => void} step */
+function atCleanupOnce(step) {
+  if (natCleanupRegistered) return;
+  natCleanupRegistered = true;
+  atCleanup(step);
+}
+
 const lb4 = lb4System('lb4', (s) => s.lb4Root);
 
-/** @type {System} */
-const haproxy = {
-  name: 'haproxy',
-  perWorkers: true,
-  needs: ['haproxy'],
-  // HAProxy forwards no UDP (outside its commercial edition): the UDP scenarios skip it.
-  protocols: ['tcp'],
-  describe: (s) => `HAProxy, mode tcp, option ${s.haproxySplice === 'auto' ? 'splice-auto' : 'splice-request + splice-response'}, nbthread N, maxconn ${haproxyMaxconn}, maxpipes ${haproxyMaxpipes}, no logging`,
-  async start({ tmp, backendPort, workers }, settings) {
-    const port = await freePort();
-    const splice = settings.haproxySplice === 'auto' ? '    option splice-auto' : '    option splice-request\n    option splice-response';
-    const config = `# Written by bench/systems.mjs. No "log" line: HAProxy logs nothing.
+/**
+ * HAProxy in one splice setting. Both run in every bench: `splice-auto` (HAProxy splices when it
+ * guesses a transfer is bulk) and `splice-rr` (`option splice-request` + `option
+ * splice-response`: always). Its anchor value per metric is the better of the two ("best
+ * HAProxy", report.mjs).
+ * @param {string} name
+ * @param {'auto' | 'always'} splice
+ * @returns {System}
+ */
+function haproxySystem(name, splice) {
+  const options = splice === 'auto' ? 'option splice-auto' : 'option splice-request + option splice-response';
+  return {
+    name,
+    perWorkers: true,
+    needs: ['haproxy'],
+    // HAProxy forwards no UDP (outside its commercial edition): the UDP scenarios skip it.
+    protocols: ['tcp'],
+    describe: () => `HAProxy, mode tcp, ${options}, nbthread N, maxconn ${haproxyMaxconn}, maxpipes ${haproxyMaxpipes}, no logging`,
+    async start({ tmp, at, backendHost, backendPort, workers }) {
+      const port = await freePort();
+      const lines = splice === 'auto' ? '    option splice-auto' : '    option splice-request\n    option splice-response';
+      const config = `# Written by bench/systems.mjs. No "log" line: HAProxy logs nothing.
 global
     nbthread ${workers}
     maxconn ${haproxyMaxconn}
@@ -133,22 +230,23 @@ defaults
     timeout connect 5s
     timeout client 300s
     timeout server 300s
-${splice}
+${lines}
 
 frontend bench
-    bind 127.0.0.1:${port}
+    bind ${at.host}:${port}
     default_backend bench
 
 backend bench
-    server backend1 127.0.0.1:${backendPort}
+    server backend1 ${backendHost}:${backendPort}
 `;
-    const file = join(tmp, 'haproxy.cfg');
-    writeFileSync(file, config);
-    const child = start('haproxy', 'haproxy', ['-f', file, '-db'], { cwd: tmp });
-    await waitListening(child, port);
-    return { port, pid: child.pid, stop: stopper(child) };
-  },
-};
+      const file = join(tmp, `${name}.cfg`);
+      writeFileSync(file, config);
+      const child = start(name, 'haproxy', ['-f', file, '-db'], { cwd: tmp, netns: at.netns });
+      await waitListening(child, port, undefined, undefined, at.host);
+      return { host: at.host, port, pid: child.pid, stop: stopper(child) };
+    },
+  };
+}
 
 /** @type {System} */
 const nginx = {
@@ -159,7 +257,7 @@ const nginx = {
   describe: () =>
     `nginx stream module, worker_processes N (master + workers measured), listen ... reuseport, worker_connections ${FD_LIMIT - 100}, no access log; ` +
     'UDP: a second server block with listen ... udp reuseport, proxy_timeout 30s (lb4\'s UDP idle timeout), proxy_responses 1 for dns-rate',
-  async start({ tmp, backendPort, workers, listen = TCP_ONLY }) {
+  async start({ tmp, at, backendHost, backendPort, workers, listen = TCP_ONLY }) {
     const port = await freePort();
     const dir = join(tmp, 'nginx');
     mkdirSync(dir, { recursive: true });
@@ -168,12 +266,12 @@ const nginx = {
     const servers = listen.protocols.map((p) =>
       p === 'udp'
         ? `  server {
-    listen 127.0.0.1:${port} udp reuseport;
+    listen ${at.host}:${port} udp reuseport;
     proxy_pass bench;
     proxy_timeout 30s;${listen.udpResponses ? `\n    proxy_responses ${listen.udpResponses};` : ''}
   }`
         : `  server {
-    listen 127.0.0.1:${port} reuseport;
+    listen ${at.host}:${port} reuseport;
     proxy_pass bench;
     proxy_connect_timeout 5s;
     proxy_timeout 300s;
@@ -183,15 +281,15 @@ const nginx = {
 load_module ${NGINX_STREAM_MODULE};
 ${nginxPreamble({ dir, workers })}
 stream {
-  upstream bench { server 127.0.0.1:${backendPort}; }
+  upstream bench { server ${backendHost}:${backendPort}; }
 ${servers.join('\n')}
 }
 `;
     const file = join(dir, 'nginx.conf');
     writeFileSync(file, config);
-    const child = start('nginx', 'nginx', ['-p', dir, '-c', file, '-e', join(dir, 'error.log')]);
-    await waitListening(child, port, undefined, listen.protocols);
-    return { port, pid: child.pid, stop: stopper(child) };
+    const child = start('nginx', 'nginx', ['-p', dir, '-c', file, '-e', join(dir, 'error.log')], { netns: at.netns });
+    await waitListening(child, port, undefined, listen.protocols, at.host);
+    return { host: at.host, port, pid: child.pid, stop: stopper(child) };
   },
 };
 
@@ -202,11 +300,11 @@ const nodePipe = {
   needs: [],
   protocols: ['tcp'],
   describe: () => 'bench/node-pipe-proxy.mjs: one Node process, socket.pipe() both ways (no worker setting: measured once per round, shown in every table)',
-  async start({ backendPort }) {
+  async start({ at, backendHost, backendPort }) {
     const port = await freePort();
-    const child = start('node-pipe', process.execPath, [join(here, 'node-pipe-proxy.mjs'), String(port), String(backendPort)]);
-    await waitListening(child, port);
-    return { port, pid: child.pid, stop: stopper(child) };
+    const child = start('node-pipe', process.execPath, [join(here, 'node-pipe-proxy.mjs'), String(port), String(backendPort), at.host, backendHost], { netns: at.netns });
+    await waitListening(child, port, undefined, undefined, at.host);
+    return { host: at.host, port, pid: child.pid, stop: stopper(child) };
   },
 };
 
@@ -217,13 +315,19 @@ const direct = {
   needs: [],
   protocols: ['tcp', 'udp'],
   describe: () => 'no proxy: the client connects straight to the backend (the limit; measured once per round)',
-  async start({ backendPort }) {
-    return { port: backendPort, pid: null, stop: async () => '' };
+  async start({ backendHost, backendPort }) {
+    return { host: backendHost, port: backendPort, pid: null, stop: async () => '' };
   },
 };
 
+const lb4Nat = lb4NatSystem();
+/** The two HAProxy settings, both measured in every run; the report's "best HAProxy" is the better per metric. */
+export const HAPROXY_SYSTEMS = ['haproxy-splice-auto', 'haproxy-splice-rr'];
+const haproxyAuto = haproxySystem(HAPROXY_SYSTEMS[0], 'auto');
+const haproxyRr = haproxySystem(HAPROXY_SYSTEMS[1], 'always');
+
 /** In table order. */
-export const systems = [direct, lb4, haproxy, nginx, nodePipe];
+export const systems = [direct, lb4, lb4Nat, haproxyAuto, haproxyRr, nginx, nodePipe];
 
 /**
  * The commit an lb4 build was made from: DIR/.lb4-commit (written by bench/snapshot.mjs), else
@@ -261,5 +365,5 @@ export function withComparedBuilds(compareRoots) {
   return [...systems.slice(0, at), ...compared, ...systems.slice(at)];
 }
 
-/** The systems lb4 is compared against (ratio to the best of them). */
-export const anchors = ['haproxy', 'nginx'];
+/** The systems lb4 and lb4-nat are compared against (ratio to the best of them). */
+export const anchors = [...HAPROXY_SYSTEMS, 'nginx'];

@@ -16,6 +16,8 @@ const packages = {
   wrk: 'wrk',
   nsd: 'nsd',
   dnsperf: 'dnsperf',
+  nft: 'nftables',
+  conntrack: 'conntrack',
 };
 
 /** @param {string} name @returns {string | null} */
@@ -45,6 +47,8 @@ export function detectTools() {
     wrk: which('wrk') !== null,
     nsd: which('nsd') !== null,
     dnsperf: which('dnsperf') !== null,
+    nft: which('nft') !== null,
+    conntrack: which('conntrack') !== null,
   };
 }
 
@@ -69,6 +73,7 @@ export function versions(tools) {
   if (tools.iperf3) v.iperf3 = firstLine('iperf3', ['--version']);
   if (tools.wrk) v.wrk = firstLine('wrk', ['-v']);
   if (tools.nsd) v.nsd = firstLine('nsd', ['-v']);
+  if (tools.nft) v.nft = firstLine('nft', ['--version']);
   // dnsperf has no version flag: its help ends with the version line.
   if (tools.dnsperf) v.dnsperf = `dnsperf ${/Version ([\d.]+)/.exec(spawnSync('dnsperf', ['-h'], { encoding: 'utf8', timeout: 5000 }).stdout ?? '')?.[1] ?? 'unknown'}`;
   return v;

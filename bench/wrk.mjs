@@ -47,14 +47,15 @@ export function parseWrk(out) {
 }
 
 /**
- * @param {{port: number, seconds: number, connections: number, threads: number, close?: boolean}} o
+ * @param {{port: number, seconds: number, connections: number, threads: number, close?: boolean, host?: string, netns?: string | null}} o
+ *   host: where the system listens (default 127.0.0.1); netns: run the client there (default: here)
  * @returns {Promise<WrkResult>}
  */
-export async function runWrk({ port, seconds, connections, threads, close = false }) {
+export async function runWrk({ port, seconds, connections, threads, close = false, host = '127.0.0.1', netns = null }) {
   const args = ['-t', String(Math.min(threads, connections)), '-c', String(connections), '-d', `${seconds}s`, '--latency'];
   if (close) args.push('-H', 'Connection: close');
-  args.push(`http://127.0.0.1:${port}/`);
-  const r = await run('wrk', 'wrk', args, (seconds + 20) * 1000);
+  args.push(`http://${host}:${port}/`);
+  const r = await run('wrk', 'wrk', args, (seconds + 20) * 1000, { netns });
   if (r.code !== 0) throw new Error(`wrk exited ${r.code ?? r.signal}${r.timedOut ? ' (timed out)' : ''}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
   return parseWrk(r.stdout);
 }

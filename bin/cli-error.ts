@@ -22,10 +22,11 @@ export interface CliFailure {
 /**
  * The flag for each field an error may name, from the option table: a library option is named by
  * the flag that sets it whole (`health` by `--health-check`, not by `--health-interval`), and every
- * flag by its own name (`backend`, which addBackend() reports). `port` is `lb4 demo`'s own flag.
+ * flag by its own name (`backend`, which addBackend() reports). `port` and `adminPort` are
+ * `lb4 demo`'s own flags.
  */
 const flagsByField: Readonly<Record<string, string>> = (() => {
-  const map: Record<string, string> = { port: '--port' };
+  const map: Record<string, string> = { port: '--port', adminPort: '--admin-port' };
   const withFlags = (Object.entries(optionTable) as Array<[string, OptionSpec]>).filter(([, spec]) => spec.flag !== null);
   const flagName = (spec: OptionSpec) => spec.flag!.split(' ')[0];
   for (const [, spec] of withFlags) if (spec.field !== null && !spec.field.includes('.')) map[spec.field] ??= flagName(spec);

@@ -57,6 +57,10 @@ function tableOption(name: OptionName, spec: OptionSpec, defaultOverride?: strin
     // default (workers: one per CPU) is the library's to compute; the help text says so.
     option.default(value, describeDefault(name));
   }
+  // Defaults commander does not hold (the library applies them: nested fields like
+  // health.interval, computed ones, "off") are still part of the help.
+  const shown = describeDefault(name);
+  if (option.defaultValue === undefined && shown !== '' && !option.description.includes('(default:')) option.description += ` (default: ${shown})`;
   if (!spec.repeatable) once(option);
   return option;
 }
@@ -76,13 +80,13 @@ function logOptions(defaultFormat: LogFormat): Option[] {
 
 const program = new Command('lb4')
   .description('A TCP load balancer for Linux: the kernel moves the bytes (splice), lb4 picks the backend.')
-  .version(version)
+  .version(version, '-v, --version', 'print the version')
   .configureOutput({ outputError: (text, write) => write(`${commanderLine(text)}\n`) })
   .exitOverride();
 
 const startCommand = program
   .command('start')
-  .description('accept TCP clients and forward each one to a backend, until SIGINT or SIGTERM');
+  .description('balance TCP connections and UDP sessions (/udp listeners) over backends, until SIGINT or SIGTERM');
 for (const option of startOptions()) startCommand.addOption(option);
 startCommand
   .addHelpText(
@@ -96,6 +100,7 @@ startCommand
       'Examples:',
       '  lb4 start --listen :8080 --backend 10.0.0.5:80 --backend 10.0.0.6:80,weight=2',
       '  lb4 start --listen :8080 --backend 10.0.0.5:80 --health-check http:/healthz --admin 9090',
+      '  lb4 start --listen :53/udp --backend 10.0.0.5:53 --udp-responses 1 --health-check udp,send-hex=HEX,expect-hex=HEX',
       '  lb4 start --config lb4.yaml',
       '  lb4 start --listen 192.0.2.10:80 --backend 10.0.0.5:80 --vip 192.0.2.10/24 \\',
       '      --peer 192.0.2.3:7000 --heartbeat 7000 --priority 200 --cluster-key-file /etc/lb4/key',
@@ -123,8 +128,8 @@ function adminCommand(name: string, description: string): Command {
     .description(description)
     .option('--admin <address>', "the running lb4's admin API: [host:]port, http://host:port or a socket path", process.env.LB4_ADMIN ?? '127.0.0.1:9090')
     .option('--token <token>', 'bearer token (default: LB4_ADMIN_TOKEN)')
-    .option('--listener <name>', 'only this listener')
-    .option('--json', 'print the API\'s JSON');
+    .option('--listener <name>', 'only this listener (default: every listener)')
+    .option('--json', 'print the API\'s JSON, for scripts (default: a summary for people)');
 }
 
 adminCommand('status', "show a running lb4's status through its admin API").action(async (flags: AdminFlags) => {
@@ -163,7 +168,8 @@ adminCommand('backend', 'change a backend of a running lb4: drain <id>, enable <
 const demoCommand = program
   .command('demo')
   .description('run three HTTP backends and a balancer in front of them on 127.0.0.1, and show how to try it')
-  .option('--port <port>', 'the port the balancer listens on (0 picks a free one)', '8080');
+  .option('--port <port>', 'the port the balancer listens on (0 picks a free one)', '8080')
+  .option('--admin-port <port>', 'the port of the admin API, dashboard and /metrics on 127.0.0.1 (0 picks a free one)', '9090');
 for (const option of logOptions('pretty')) demoCommand.addOption(option);
 demoCommand.action(async (flags: DemoFlags) => {
   const { demo } = await import('./commands/demo.js');

@@ -5,10 +5,11 @@
 
 import { EventEmitter } from 'node:events';
 import { validateOptions } from './config/validate.js';
+import { AbortError } from './errors.js';
 import { composeControlPlane, type ControlPlane } from './compose.js';
 import type { AdminTarget } from './api/target.js';
 import type { ClusterStatus } from './cluster/cluster-types.js';
-import { backendInfo } from './registry/registry.js';
+import { backendInfo, transitionsOf } from './registry/registry.js';
 import { listConnections } from './registry/connections.js';
 import type {
   BackendInfo,
@@ -16,15 +17,15 @@ import type {
   BackendScope,
   BackendState,
   BalancerConfig,
-  BalancerDeps,
-  BalancerEvents,
   BalancerOptions,
+  InternalDeps,
   BalancerStats,
   Connection,
   ConnectionFilter,
   ListenerAddress,
   ReloadSummary,
 } from './types.js';
+import type { BalancerEvents } from './events.js';
 
 export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarget {
   // Set by startWithConfig before anything can call the balancer.
@@ -35,14 +36,27 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
     super();
   }
 
-  /** Validates `options`, opens every listener and starts the data plane (and the admin API). */
-  static async start(options: BalancerOptions, deps: BalancerDeps = {}): Promise<Balancer> {
-    const config = await validateOptions(options);
-    return Balancer.startWithConfig(config, deps);
+  /**
+   * Validates `options`, opens every listener and starts the data plane (and the admin API).
+   * `options.signal` closes the balancer when aborted; aborted before the start, nothing opens
+   * and this rejects with an {@link AbortError}; aborted while starting, what opened closes again
+   * and this rejects with one too. Programs call `startBalancer`; `deps` may carry lb4's own hooks.
+   * @internal
+   */
+  static async start(options: BalancerOptions, deps: InternalDeps = {}): Promise<Balancer> {
+    const { signal, ...settings } = options;
+    if (signal?.aborted) throw new AbortError(signal.reason);
+    const config = await validateOptions(settings);
+    const balancer = await Balancer.startWithConfig(config, deps);
+    if (signal) await balancer.#closeOnAbort(signal);
+    return balancer;
   }
 
-  /** Starts from a config that is already validated (e.g. by `loadConfigFile`). */
-  static async startWithConfig(config: BalancerConfig, deps: BalancerDeps = {}): Promise<Balancer> {
+  /**
+   * Starts from a config that is already validated (e.g. by `loadConfigFile`).
+   * @internal
+   */
+  static async startWithConfig(config: BalancerConfig, deps: InternalDeps = {}): Promise<Balancer> {
     const balancer = new Balancer();
     balancer.#plane = composeControlPlane(config, deps, balancer);
     await balancer.#plane.start();
@@ -126,7 +140,7 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
     const { listeners, registry, engine } = this.#plane;
     const snapshot = this.#plane.stats.read(listeners.slotCount);
     const listenerStats = this.addresses().map((a) => Object.freeze({ ...a, counters: snapshot.listener(listeners.require(a.name).slot) }));
-    const backendStats = registry.list().map((b) => Object.freeze({ ...backendInfo(b), counters: snapshot.backend(b.key) }));
+    const backendStats = registry.list().map((b) => Object.freeze({ ...backendInfo(b), counters: snapshot.backend(b.key), latency: snapshot.latency(b.key), transitions: transitionsOf(registry, b.key) }));
     return Object.freeze({ listeners: Object.freeze(listenerStats), backends: Object.freeze(backendStats), droppedEvents: engine.droppedEvents() });
   }
 
@@ -147,7 +161,9 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
    * running values and are reported in `needsRestart`.
    */
   reload(options?: BalancerOptions): Promise<ReloadSummary> {
-    return this.#plane.reloader.reload(options);
+    // A signal belongs to the start: a reload keeps the running one and takes only settings.
+    const { signal: _signal, ...settings } = options ?? {};
+    return this.#plane.reloader.reload(options && settings);
   }
 
   /**
@@ -167,6 +183,15 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
     return this.#plane.close(drainMs);
   }
 
+  /**
+   * `await using lb = await startBalancer(...)` closes the balancer when the block ends: the same
+   * as {@link Balancer.close} with the configured drain timeout. Node 20 defines the symbol (the
+   * syntax comes with TypeScript or a later Node).
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   /** Lets the process exit even though the balancer runs (like `server.unref()`). */
   unref(): this {
     this.#plane.keepAlive.unref();
@@ -176,6 +201,17 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
   ref(): this {
     this.#plane.keepAlive.ref();
     return this;
+  }
+
+  async #closeOnAbort(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) {
+      await this.close({ drainTimeout: 0 });
+      throw new AbortError(signal.reason);
+    }
+    // A failed close is logged by the control plane; the abort has no caller to hand it to.
+    const onAbort = () => void this.close().catch(() => {});
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.once('close', () => signal.removeEventListener('abort', onAbort));
   }
 
   #assertOpen(): void {

@@ -29,7 +29,8 @@ import { BackendRegistry } from './registry/registry.js';
 import { SlowStart } from './registry/slow-start.js';
 import { Reloader } from './reload/apply.js';
 import { backendSetGeneration } from './cluster/generation.js';
-import type { BalancerConfig, BalancerDeps, BalancerEvents } from './types.js';
+import type { BalancerConfig, InternalDeps } from './types.js';
+import type { BalancerEvents } from './events.js';
 
 /** The facade the parts report to: it emits the events and is what the admin API serves. */
 export type BalancerHost = EventEmitter<BalancerEvents> & AdminTarget;
@@ -68,7 +69,7 @@ const keepAliveIntervalMs = 1000;
  * Opens the engine's listeners and makes the control plane around them; `start()` then adds the
  * admin API. Throws with nothing left running when a listener cannot open.
  */
-export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps, host: BalancerHost): ControlPlane {
+export function composeControlPlane(initial: BalancerConfig, deps: InternalDeps, host: BalancerHost): ControlPlane {
   const log = deps.logger ?? silentLogger();
   const logs = {
     engine: log.child({ component: 'engine' }),
@@ -109,7 +110,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
   const sync = new EngineSync(engine, registry, listeners, logs.registry, () => closing !== null);
   const drains = new DrainTimers(engine, logs.registry, clock);
   const ramps = new SlowStart(registry, () => sync.flush(), logs.registry, clock);
-  const backends = new BackendControl({ registry, listeners, monitor, sync, drains, ramps, config: () => config, events: host, logs });
+  const backends = new BackendControl({ registry, listeners, monitor, sync, drains, ramps, config: () => config, events: host, logs, clock });
   monitor.on('transition', (t) => backends.setHealth(Number(t.id), t.up ? 'up' : 'down', t.reason));
   monitor.on('result', ({ id, result }) => {
     const b = registry.byKey(Number(id));
@@ -234,6 +235,7 @@ export function composeControlPlane(initial: BalancerConfig, deps: BalancerDeps,
       clearInterval(keepAlive);
       drains.clear();
       ramps.clear();
+      backends.clearRetries();
       monitor.close();
       if (started) log.info({ openFlows: openFlows('flows_active'), drainTimeoutMs: drainMs }, 'lb4 stopping: no new flows, draining open ones');
       const closingAdmin = admin;

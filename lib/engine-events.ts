@@ -10,7 +10,8 @@ import type { Logger } from './log.js';
 import type { BackendControl } from './registry/backends.js';
 import type { ListenerTable } from './registry/listeners.js';
 import type { BackendRegistry } from './registry/registry.js';
-import type { BalancerEvents, FlowRecord } from './types.js';
+import type { FlowRecord } from './types.js';
+import type { BalancerEvents } from './events.js';
 
 export interface EngineEventParts {
   readonly engine: NativeEngine;

@@ -53,3 +53,16 @@ export class Lb4Error extends Error {
     return errorCodes[this.code].summary;
   }
 }
+
+/**
+ * What an aborted `signal` option makes lb4 reject with, as Node's own APIs do: name
+ * `AbortError`, code `ABORT_ERR`, and the signal's reason as `cause`.
+ */
+export class AbortError extends Error {
+  readonly code = 'ABORT_ERR';
+
+  constructor(cause: unknown) {
+    super('The operation was aborted', { cause });
+    this.name = 'AbortError';
+  }
+}

@@ -24,19 +24,32 @@ export type {
   BackendState,
   BalancerConfig,
   BalancerDeps,
-  BalancerEvents,
   BalancerOptions,
   BalancerStats,
-  Clock,
   Connection,
   ConnectionFilter,
   CounterInfo,
   CounterName,
   Counters,
+  BackendTransitions,
+  HistogramName,
+  Latency,
+  LatencyHistogram,
   ListenerAddress,
   ListenerOptions,
   SniRouteOptions,
 } from './types.js';
+/** Every event a balancer emits (`lb.on('backend-added', (e) => ...)`) and its payload. */
+export type {
+  BackendAddedEvent,
+  BackendEvent,
+  BackendHealthEvent,
+  BackendRemovedEvent,
+  BackendStateEvent,
+  BackendWeightEvent,
+  BalancerEvents,
+  ChangeSource,
+} from './events.js';
 /**
  * High availability: `cluster` in {@link BalancerOptions} makes the balancer one node of a pair
  * that moves virtual IPs to whichever node is active ({@link ClusterOptions}: peer, key, VIPs,
@@ -45,6 +58,7 @@ export type {
  * `BalancerDeps.vipDriver` replaces the rtnetlink driver (tests, or an address that moves through
  * a cloud API instead).
  */
+export type { BackendPolicyOptions, ListenerPolicyConfig, ListenerPolicyOptions } from './policy-types.js';
 export type { ClusterConfig, ClusterOptions, Vip } from './types.js';
 export type { ClusterStatus, ClusterTransition } from './cluster/cluster-types.js';
 export type { ClusterState, RejectReason } from './cluster/heartbeat.js';
@@ -55,7 +69,7 @@ export type { Protocol } from './config/enums.js';
 /** The tunables (algorithm, workers, timeouts, ...): flag, help, default and range of each. */
 export { tunables } from './config/options.js';
 /** An error in what a person asked of lb4, with a stable `code` and the `field` it is about. */
-export { Lb4Error } from './errors.js';
+export { AbortError, Lb4Error } from './errors.js';
 export type { Lb4ErrorCode } from './errors.js';
 /** Durations as people write them (`500ms`, `2s`, `1m`) to and from milliseconds. */
 export { formatDuration, parseDuration } from './config/duration.js';
@@ -78,7 +92,7 @@ export { counters } from './engine/addon.js';
  * {@link Balancer.unref}).
  *
  * @param options - listeners, backends, algorithm, workers and timeouts.
- * @param deps - optional logger (pino); silent by default.
+ * @param deps - optional logger (pino; silent by default), and stand-ins for the VIP and NAT tools.
  */
 export function startBalancer(options: BalancerOptions, deps?: BalancerDeps): Promise<Balancer> {
   return Balancer.start(options, deps);

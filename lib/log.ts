@@ -18,7 +18,10 @@ export function createLogger(options: { level?: LogLevel; format?: LogFormat; de
   if (options.format === 'pretty') {
     // Loaded only when asked for: it costs every CLI start some 25 ms otherwise.
     const pretty = createRequire(import.meta.url)('pino-pretty') as typeof pinoPretty;
-    return pino({ level, base: { name: 'lb4' } }, pretty({ destination: fd, sync: true, colorize: false, translateTime: 'SYS:HH:MM:ss.l' }));
+    // One line per event, its fields inline: a reader scans events, and grep finds whole ones.
+    // The process id and host name are the same on every line of one run.
+    const stream = pretty({ destination: fd, sync: true, colorize: false, singleLine: true, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l' });
+    return pino({ level, base: { name: 'lb4' } }, stream);
   }
   return pino({ level, base: { name: 'lb4' } }, pino.destination({ dest: fd, sync: true }));
 }

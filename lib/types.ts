@@ -2,11 +2,13 @@
 // validated config, what a running balancer reports, and its events. Types only: importing this
 // file loads nothing, so any part of lib/ may depend on it.
 
+import type { BackendPolicyOptions, ListenerPolicyConfig, ListenerPolicyOptions } from './policy-types.js';
 import type { Clock } from './clock.js';
 import type { PooledBackend, PooledBackendOptions, SniListenerConfig, SniOptions } from './config/sni-types.js';
 import type { Algorithm, BackendState, ForwardMode, Protocol, ProxyVersion, SnatMode } from './config/enums.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
+import type { BackendTransitions, Latency } from './stats-types.js';
 import type { HealthConfig, HealthOptions } from './health/check-options.js';
 import type { Logger } from './log.js';
 import type { Vip } from './cluster/vip.js';
@@ -14,7 +16,8 @@ import type { VipDriver } from './cluster/vip-driver.js';
 
 export type { Clock } from './clock.js';
 export type { Algorithm, BackendState } from './config/enums.js';
-export type { CounterInfo, CounterName } from './engine/native-types.js';
+export type { CounterInfo, CounterName, HistogramName } from './engine/native-types.js';
+export type { BackendTransitions, Latency, LatencyHistogram } from './stats-types.js';
 export type {
   HealthCheckType,
   HealthCommonOptions,
@@ -34,7 +37,7 @@ export type { PooledBackend, PooledBackendOptions, SniListenerConfig, SniOptions
 // --- options and config ------------------------------------------------------------------------
 
 /** A backend as a program describes it. A string is `host:port[,weight=N]`. */
-export interface BackendOptions extends PooledBackendOptions {
+export interface BackendOptions extends PooledBackendOptions, BackendPolicyOptions {
   /** `host:port`; a host name is resolved once, at start or when the backend is added. */
   address: string;
   /** Relative share of new flows; 0 takes none. Default 1. */
@@ -49,7 +52,7 @@ export interface BackendOptions extends PooledBackendOptions {
  * A listener as a program or a config file describes it. In the shorthand (`listen` and
  * `backends` at the top level) a string or number is the `listen` address alone.
  */
-export interface ListenerOptions extends SniOptions {
+export interface ListenerOptions extends SniOptions, ListenerPolicyOptions {
   /**
    * `:port` (every interface, IPv4 and IPv6), `host:port` or `[ipv6]:port`, optionally followed by
    * `/udp` (or `/tcp`, the default). Port 0 picks a free port.
@@ -98,7 +101,7 @@ export interface AdminOptions {
  * `pipeSize`, `slowStart`, `passiveFailures`) come from the option table, where each is described
  * with its default and range (`tunables`, lib/config/options.ts).
  */
-export interface BalancerOptions extends TunableOptions, SniOptions {
+export interface BalancerOptions extends TunableOptions, SniOptions, Pick<ListenerPolicyOptions, 'allow' | 'deny'> {
   /** Shorthand: where to accept clients, one address or several. */
   listen?: string | number | ListenerOptions | Array<string | number | ListenerOptions>;
   /** Shorthand: the backends every `listen` listener balances over. At least one. */
@@ -111,6 +114,8 @@ export interface BalancerOptions extends TunableOptions, SniOptions {
   admin?: AdminOptions;
   /** Per-flow access log: log one closed flow in `sample` (1: every flow). Off by default. */
   accessLog?: { sample?: number } | boolean;
+  /** Aborting it closes the balancer; one already aborted makes start reject with an `AbortError`. */
+  signal?: AbortSignal;
   /** Makes this balancer one node of a high-availability pair (off by default). */
   cluster?: ClusterOptions;
   /** The nftables table (family inet) lb4 owns for nat listeners. Default `lb4`. */
@@ -193,6 +198,7 @@ export interface ListenerConfig extends SniListenerConfig {
   readonly proxyProtocol: ProxyVersion;
   /** Networks trusted to send a PROXY protocol header, as `ip/prefix`; empty: none expected. */
   readonly acceptProxy: readonly string[];
+  readonly policy: ListenerPolicyConfig;  // access lists and limits
   readonly backends: readonly BackendConfig[];
   readonly health: HealthConfig | null;
 }
@@ -209,7 +215,7 @@ export type AdminConfig =
     }
   | { readonly kind: 'unix'; readonly path: string; readonly token: string | null; readonly maxConnections: number };
 
-export interface BackendConfig extends PooledBackend {
+export interface BackendConfig extends PooledBackend, Required<Readonly<BackendPolicyOptions>> {
   readonly id: string;
   /** The address as written. */
   readonly address: string;
@@ -237,12 +243,12 @@ export interface BalancerConfig extends TunableConfig {
 }
 
 // The option table and these types must agree: every top-level option the table declares is a
-// key of BalancerOptions and the other way round. A mismatch fails to compile here.
+// key of BalancerOptions and the other way round (`signal` is no setting: it never reaches the
+// table or a config file). A mismatch fails to compile here.
 type TableFields = Extract<OptionTable[OptionName]['field'], string> extends infer F ? (F extends `${infer Top}.${string}` ? Top : F) : never;
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Assert<T extends true> = T;
-type OptionsMatchTable = Assert<Same<keyof BalancerOptions, TableFields>>;
-
+type OptionsMatchTable = Assert<Same<Exclude<keyof BalancerOptions, 'signal'>, TableFields>>;
 
 // --- a running balancer ----------------------------------------------------------------------
 
@@ -281,7 +287,7 @@ export interface BackendInfo extends PooledBackend {
 
 export interface BalancerStats {
   readonly listeners: ReadonlyArray<ListenerAddress & { readonly counters: Counters }>;
-  readonly backends: ReadonlyArray<BackendInfo & { readonly counters: Counters }>;
+  readonly backends: ReadonlyArray<BackendInfo & { readonly counters: Counters; readonly latency: Latency; readonly transitions: BackendTransitions }>;
   /** Engine events dropped because the JS thread did not keep up. */
   readonly droppedEvents: number;
 }
@@ -293,8 +299,8 @@ export interface Connection {
   readonly protocol: Protocol;
   readonly listener: string;
   readonly worker: number;
-  /** `awaiting-header`/`awaiting-hello`: a listener waits for this client's PROXY protocol header / TLS ClientHello. */
-  readonly state: 'awaiting-header' | 'awaiting-hello' | 'connecting' | 'established';
+  /** `awaiting-header`/`awaiting-hello`: no whole PROXY protocol header / TLS ClientHello yet; `queued`: every backend is full. */
+  readonly state: 'awaiting-header' | 'awaiting-hello' | 'queued' | 'connecting' | 'established';
   readonly client: string;
   /** Backend id; absent while no backend is assigned. */
   readonly backend?: string;
@@ -357,27 +363,18 @@ export interface ReloadSummary {
   readonly needsRestart: string[];
 }
 
-/** Events a {@link Balancer} emits. */
-export interface BalancerEvents {
-  /** Connects to a backend failed (refused or timed out), summed over a short interval. */
-  'backend-connect-failures': [info: { listener: string; backend: string; failures: number; timeouts: number; successes: number }];
-  /** A backend's health changed (active checks or passive connect failures). */
-  'backend-health': [info: { listener: string; backend: string; health: 'up' | 'down'; reason: string }];
-  /** One active health check finished. */
-  'health-check': [info: { listener: string; backend: string; ok: boolean; durationMs: number; reason: string }];
-  /** A flow closed (only with the access log on, and only the sampled ones). */
-  flow: [record: FlowRecord];
-  /** accept() failed on a listener for a reason other than running out of descriptors. */
-  'listener-error': [error: NodeJS.ErrnoException, listener: string];
-  /** A reload was applied. */
-  reload: [summary: ReloadSummary];
-  /** The balancer has closed and every worker has stopped. */
-  close: [];
+/** What an embedding program may hand a balancer besides its options: a logger, and stand-ins for the VIP and NAT tools. */
+export interface BalancerDeps {
+  /** A pino logger. Default: silent. */
+  logger?: Logger;
+  /** How a cluster node adds, removes and announces its virtual IPs. Default: the addon's (rtnetlink). */
+  vipDriver?: VipDriver;
+  /** The commands nat listeners run. Default: `nft` and `conntrack` from the PATH. */
+  natTools?: { nft?: string; conntrack?: string };
 }
 
-/** Extra wiring for tests and embedding: a logger, a stand-in engine, or a clock. */
-export interface BalancerDeps {
-  logger?: Logger;
+/** The public deps and what only lb4's CLI and tests hand over (lib/internal.ts): not in the package's API. */
+export interface InternalDeps extends BalancerDeps {
   createEngine?: (options: NativeEngineOptions) => NativeEngine;
   /**
    * Where drain timeouts, slow-start steps and health checks read time and set timers. Default:
@@ -392,9 +389,5 @@ export interface BalancerDeps {
    * reload keeps them. Default: the file alone.
    */
   readConfig?: () => Promise<BalancerOptions>;
-  /** How a cluster node adds, removes and announces its virtual IPs. Default: the addon's (rtnetlink). */
-  vipDriver?: VipDriver;
-  /** The commands nat listeners run. Default: `nft` and `conntrack` from the PATH. */
-  natTools?: { nft?: string; conntrack?: string };
 }
 

@@ -4,6 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import t from 'tap';
+import { buildDist } from './helpers/cli.js';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 
@@ -66,13 +67,38 @@ t.test('the addon exports its enumerations and option ranges, checked at load', 
   t.same(native.NativeProxyVersion, { none: 0, v1: 1, v2: 2 });
   t.same(native.closeReasonNames, [
     'done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error', 'evicted', 'responses', 'backend-gone', 'refused',
-    'proxy-header', 'sni',
+    'proxy-header', 'policy', 'sni',
   ]);
   t.same(Object.keys(optionLimits), [...native.optionLimitNames]);
   for (const [name, range] of Object.entries(optionLimits)) t.ok(range.min <= range.max, `${name}: ${range.min} to ${range.max}`);
   t.equal(native.counterNames.at(-1), 'sni_hello_timeouts', 'a new counter is appended last');
-  t.equal(native.counterNames.indexOf('sni_routed'), native.counterNames.indexOf('proxy_header_timeouts') + 1, 'after the ones before it');
+  t.equal(native.counterNames.indexOf('sni_routed'), native.counterNames.indexOf('dropped_overflow') + 1, 'after the ones before it');
+  t.equal(native.counterNames.indexOf('dropped_overflow'), native.counterNames.indexOf('flows_queued') + 1, 'after the ones before it');
+  t.equal(native.counterNames.indexOf('denied'), native.counterNames.indexOf('proxy_header_timeouts') + 1, 'after the ones before it');
   t.equal(native.counterNames.indexOf('proxy_headers_accepted'), native.counterNames.indexOf('sessions_replicated') + 1, 'after the ones before it');
   t.equal(native.counterNames.indexOf('sessions_replicated'), native.counterNames.indexOf('dropped_late') + 1, 'after the ones before it');
 });
 
+
+t.test('the package has its MIT LICENSE file, and ships it', async (t) => {
+  const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { license: string; files: string[] };
+  t.equal(manifest.license, 'MIT');
+  t.match(readFileSync(join(root, 'LICENSE'), 'utf8'), /^MIT License\n/);
+  t.ok(manifest.files.includes('LICENSE'));
+});
+
+t.test('no source map in dist/ points at a file the package does not ship', async (t) => {
+  await buildDist();
+  const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { files: string[] };
+  const shipped = (path: string) => manifest.files.some((f) => (f.endsWith('/') ? path.startsWith(f) : path === f));
+  const maps = filesUnder('dist').filter((f) => f.endsWith('.map'));
+  t.ok(maps.length > 10, `${maps.length} maps`);
+  for (const map of maps) {
+    const { sources, sourcesContent } = JSON.parse(readFileSync(join(root, map), 'utf8')) as { sources: string[]; sourcesContent?: Array<string | null> };
+    sources.forEach((source, i) => {
+      const path = relative(root, join(root, map, '..', source));
+      if (!(typeof sourcesContent?.[i] === 'string' || shipped(path))) t.fail(`${map} needs ${path}, which is not shipped`);
+    });
+  }
+  t.pass('every map carries its sources or names shipped files');
+});

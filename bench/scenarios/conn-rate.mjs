@@ -13,7 +13,7 @@ export default {
   estimateSeconds: (s) => s.wrkSeconds + 0.5,
   async run({ target, settings }) {
     try {
-      const r = await runWrk({ port: target.port, seconds: settings.wrkSeconds, connections: settings.connRateConnections, threads: settings.wrkThreads, close: true });
+      const r = await runWrk({ host: target.host, netns: target.clientNetns, port: target.port, seconds: settings.wrkSeconds, connections: settings.connRateConnections, threads: settings.wrkThreads, close: true });
       const notes = r.socketErrors > 0 ? [`conn_rate: ${r.errorDetail}`] : [];
       return { metrics: { conn_rate: r.rps }, raw: { conn_rate: r }, notes };
     } catch (e) {

@@ -35,7 +35,7 @@ export default {
   estimateSeconds: (s) => 2 * s.dnsSeconds + 0.5,
   async run({ target, settings, tmp }) {
     const queries = writeQueries(tmp, DNS_NAMES);
-    const common = { port: target.port, queries, seconds: settings.dnsSeconds, clients: settings.dnsClients, outstanding: settings.dnsOutstanding };
+    const common = { host: target.host, netns: target.clientNetns, port: target.port, queries, seconds: settings.dnsSeconds, clients: settings.dnsClients, outstanding: settings.dnsOutstanding };
     const metrics = { dns_qps: null, dns_p50: null, dns_p99: null, dns_cpu: null };
     const raw = {};
     const notes = [];

@@ -26,8 +26,8 @@ async function sinkCount(sink, predicate, timeoutMs) {
 /**
  * Opens `count` connections, waits for the sink to hold as many, and returns the counts.
  */
-async function openIdle(backend, port, count) {
-  const opened = await backend.client.request({ op: 'open', port, count, concurrency: 256, timeoutMs: 60_000 }, 65_000);
+async function openIdle(backend, host, port, count) {
+  const opened = await backend.client.request({ op: 'open', host, port, count, concurrency: 256, timeoutMs: 60_000 }, 65_000);
   const sinkOpen = await sinkCount(backend.sink, (n) => n >= opened.clientOpen, 30_000);
   return { ...opened, sinkOpen };
 }
@@ -53,11 +53,11 @@ export default {
   estimateSeconds: (s) => 3 + s.idleConnections / 5000,
   async run({ target, settings, backend }) {
     const notes = [];
-    await openIdle(backend, target.port, 100);
+    await openIdle(backend, target.host, target.port, 100);
     await closeIdle(backend);
     await sleep(300);
     const before = rssBytes(target.pid);
-    const opened = await openIdle(backend, target.port, settings.idleConnections);
+    const opened = await openIdle(backend, target.host, target.port, settings.idleConnections);
     await sleep(1000);
     const after = rssBytes(target.pid);
     const closed = await closeIdle(backend);

@@ -22,7 +22,7 @@ export default {
     const notes = [];
     for (const v of variants) {
       try {
-        const r = await runWrk({ port: target.port, seconds: settings.wrkSeconds, connections: v.connections, threads: settings.wrkThreads });
+        const r = await runWrk({ host: target.host, netns: target.clientNetns, port: target.port, seconds: settings.wrkSeconds, connections: v.connections, threads: settings.wrkThreads });
         metrics[`${v.prefix}_rps`] = r.rps;
         metrics[`${v.prefix}_p50`] = r.p50Ms;
         metrics[`${v.prefix}_p99`] = r.p99Ms;

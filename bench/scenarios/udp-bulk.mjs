@@ -19,7 +19,7 @@ export default {
   async run({ target, settings }) {
     const cpuBefore = target.pid ? cpuSeconds(target.pid) : 0;
     try {
-      const r = await runIperf3Udp({ port: target.port, seconds: settings.iperfSeconds, length: settings.udpLength, bitrate: '0' });
+      const r = await runIperf3Udp({ host: target.host, netns: target.clientNetns, port: target.port, seconds: settings.iperfSeconds, length: settings.udpLength, bitrate: '0' });
       const cpu = target.pid ? cpuSeconds(target.pid) - cpuBefore : null;
       return {
         metrics: {

@@ -100,12 +100,39 @@ export function table(rows: string[][]): string {
 
 export const query = (flags: AdminFlags) => (flags.listener ? `?listener=${encodeURIComponent(flags.listener)}` : '');
 
+/** 42s, 5m07s, 3h02m: an uptime at a glance. */
+export function formatUptime(seconds: number): string {
+  const s = Math.floor(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** What GET /status answers (lib/api/routes.ts). */
+interface StatusReply {
+  version: string;
+  uptimeSeconds: number;
+  workers: number;
+  listeners: number;
+  backends: { total: number; up: number; down: number; draining: number; maintenance: number; takingNewFlows: number };
+  openFlows: number;
+  droppedEvents: number;
+}
+
+/** `lb4 status`: a few lines for a person; the API's JSON with --json. */
 export async function status(flags: AdminFlags): Promise<void> {
-  const s = (await callAdmin(flags, 'GET', '/status')) as Record<string, unknown>;
+  const s = (await callAdmin(flags, 'GET', '/status')) as StatusReply;
+  const b = s.backends;
   print(flags, s, () =>
-    Object.entries(s)
-      .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
-      .join('\n'),
+    [
+      `version: ${s.version}`,
+      `uptime: ${formatUptime(s.uptimeSeconds)}`,
+      `workers: ${s.workers}`,
+      `listeners: ${s.listeners}`,
+      `open flows: ${s.openFlows}`,
+      `backends: ${b.total} (${b.takingNewFlows} taking new flows; ${b.up} up, ${b.down} down, ${b.draining} draining, ${b.maintenance} in maintenance)`,
+      ...(s.droppedEvents > 0 ? [`dropped events: ${s.droppedEvents} (the control plane fell behind the data plane)`] : []),
+    ].join('\n'),
   );
 }
 

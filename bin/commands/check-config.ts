@@ -5,6 +5,7 @@ import { checkVipInterfaces, NativeVipDriver } from '../../lib/cluster/vip-drive
 import { describeCluster } from '../../lib/config/cluster-options.js';
 import { loadConfigFile } from '../../lib/config/config-file.js';
 import { formatDuration } from '../../lib/config/duration.js';
+import { describePolicy } from '../../lib/config/listener-policy.js';
 import { optionTable, type OptionSpec } from '../../lib/config/options.js';
 import type { BalancerConfig } from '../../lib/index.js';
 
@@ -41,9 +42,11 @@ export async function checkConfig(file: string): Promise<void> {
     const proxy = [
       ...(l.proxyProtocol !== 'none' ? [`sends PROXY ${l.proxyProtocol}`] : []),
       ...(l.acceptProxy.length > 0 ? [`takes PROXY headers from ${l.acceptProxy.join(', ')}`] : []),
+      ...describePolicy(l.policy),
       ...(l.sni ? [`routes by SNI: ${l.sni.map((r) => `${r.names.join(' ')} -> ${r.pool}`).join(', ')}; default pool ${l.defaultPool ?? 'none (close)'}`] : []),
     ].map((p) => `; ${p}`).join('');
-    lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${l.backends.map((b) => `${b.id}${b.pool !== null ? ` [${b.pool}]` : ''}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}`).join(', ')}; ${health}${proxy}`);
+    const backends = l.backends.map((b) => `${b.id}${b.pool !== null ? ` [${b.pool}]` : ''}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}${b.maxConnections > 0 ? ` (maxconn ${b.maxConnections})` : ''}`);
+    lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${backends.join(', ')}; ${health}${proxy}`);
   }
   if (config.admin) lines.push(`  admin API on ${config.admin.kind === 'unix' ? config.admin.path : `${config.admin.host}:${config.admin.port}`}`);
   if (config.cluster) lines.push(`  ${describeCluster(config.cluster)}`);

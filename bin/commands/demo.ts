@@ -12,15 +12,16 @@ import { runUntilStopped } from './start.js';
 
 export interface DemoFlags {
   port: string;
+  adminPort: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
 
 const backendCount = 3;
 
-function parsePort(text: string): number {
+function parsePort(text: string, field: string): number {
   const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
-  if (!(port >= 0 && port <= 65535)) throw new Lb4Error('LB4_INVALID_OPTION', `must be a port number from 0 to 65535, got "${text}"`, { field: 'port' });
+  if (!(port >= 0 && port <= 65535)) throw new Lb4Error('LB4_INVALID_OPTION', `must be a port number from 0 to 65535, got "${text}"`, { field });
   return port;
 }
 
@@ -44,7 +45,8 @@ function closeBackend(server: Server): Promise<void> {
 }
 
 export async function demo(flags: DemoFlags): Promise<void> {
-  const port = parsePort(flags.port);
+  const port = parsePort(flags.port, 'port');
+  const adminPort = parsePort(flags.adminPort, 'adminPort');
   const logger = createLogger({ level: flags.logLevel, format: flags.logFormat });
   const signals = watchStopSignals(logger);
   const backends: Server[] = [];
@@ -59,10 +61,14 @@ export async function demo(flags: DemoFlags): Promise<void> {
         // Round robin turns per worker thread. With one worker, consecutive connections take the
         // backends strictly in turn, which is the point of the demo.
         workers: 1,
+        // On loopback, so no token is needed: the dashboard and `lb4 top` work at once.
+        admin: { listen: `127.0.0.1:${adminPort}` },
       },
       { logger },
     );
     const url = `http://127.0.0.1:${balancer.address().port}/`;
+    const adminUrl = balancer.adminUrl ?? '';
+    const adminAddress = adminUrl.replace(/^http:\/\//, '');
     process.stdout.write(
       [
         `lb4 demo: ${backendCount} HTTP backends (${backendAddresses.join(', ')}) behind a round-robin balancer.`,
@@ -71,6 +77,14 @@ export async function demo(flags: DemoFlags): Promise<void> {
         `  curl ${url}`,
         '',
         `Run it a few times, e.g.  for i in 1 2 3; do curl -s ${url}; done`,
+        '',
+        'Watch it from another terminal, or in a browser:',
+        '',
+        `  lb4 top --admin ${adminAddress}`,
+        `  lb4 backends --admin ${adminAddress}`,
+        `  dashboard: ${adminUrl}/`,
+        `  metrics:   ${adminUrl}/metrics`,
+        '',
         'Press Ctrl-C to stop.',
         '',
       ].join('\n'),

@@ -4,7 +4,8 @@ import { readConfigFile } from '../../lib/config/config-file.js';
 import { optionTable, tunableNames, type OptionName, type OptionSpec, type OptionTable } from '../../lib/config/options.js';
 import { Lb4Error } from '../../lib/errors.js';
 import { parseHealthFlag } from '../../lib/health/check-config.js';
-import { startBalancer, type Balancer, type BalancerOptions } from '../../lib/index.js';
+import type { Balancer, BalancerOptions } from '../../lib/index.js';
+import { startWithHooks } from '../../lib/internal.js';
 import { createLogger, type LogFormat, type LogLevel, type Logger } from '../../lib/log.js';
 import { watchStopSignals, type StopSignals } from '../stop-signals.js';
 
@@ -58,6 +59,9 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
   if (flags.natTable !== undefined) options.natTable = flags.natTable;
   // Trusted PROXY protocol sources: the flags replace the file's top-level list, as typed.
   if (flags.acceptProxy !== undefined) options.acceptProxy = flags.acceptProxy;
+  // Access lists: the same, flag over file.
+  if (flags.allow !== undefined) options.allow = flags.allow;
+  if (flags.deny !== undefined) options.deny = flags.deny;
   // SNI routes and the default pool: the flags replace the file's top-level ones, as typed.
   if (flags.sni !== undefined) options.sni = flags.sni;
   if (flags.defaultPool !== undefined) options.defaultPool = flags.defaultPool;
@@ -137,7 +141,7 @@ export async function start(flags: StartFlags, typed: ReadonlySet<string> = new 
   const signals = watchStopSignals(logger);
   const started = reloadOnHangup(flags.config, logger);
   const options = () => balancerOptions(flags, typed);
-  const balancer = await startBalancer(await options(), { logger, configFile: flags.config, readConfig: flags.config === undefined ? undefined : options }).catch(
+  const balancer = await startWithHooks(await options(), { logger, configFile: flags.config, readConfig: flags.config === undefined ? undefined : options }).catch(
     (err: unknown) => {
       throw blameTheFile(err, flags.config, typed);
     },

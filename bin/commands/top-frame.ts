@@ -1,7 +1,7 @@
 // One frame of `lb4 top`, from two samples of the admin API taken a known time apart: rates are
 // counter deltas over that time. Pure, so the rates and the layout are tested without a terminal.
 
-import { table, type BackendRow } from './admin-client.js';
+import { formatUptime, table, type BackendRow } from './admin-client.js';
 
 /** What `lb4 top` reads from the admin API once per interval. */
 export interface TopSample {
@@ -61,13 +61,6 @@ export function formatBytesPerSecond(n: number): string {
 
 function formatRate(n: number): string {
   return n < 10 ? n.toFixed(1) : n.toFixed(0);
-}
-
-function formatUptime(seconds: number): string {
-  const s = Math.floor(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 const hostPort = (address: string, port: number) => `${address.includes(':') ? `[${address}]` : address}:${port}`;

@@ -7,14 +7,20 @@
 // listener counter family is `lb4_listener_<name>` with a `listener` label, every backend one is
 // `lb4_backend_<name>` with `listener` and `backend` labels.
 //
-// The health check histogram is the one thing not read from a snapshot: it is fed by the target's
-// 'health-check' events, from the moment the collector is made until it is closed.
+// Backend latency histograms and transitions are rendered by backend-metrics.ts, process metrics
+// by process-metrics.ts. The health check histogram is the one thing not read from a snapshot: it
+// is fed by the target's 'health-check' events, from the moment the collector is made until it is
+// closed.
 
 import { counters as nativeCounters } from '../engine/addon.js';
-import type { BackendState, BalancerEvents, BalancerStats, CounterInfo, CounterName, Health } from '../types.js';
+import type { BackendState, BalancerStats, CounterInfo, CounterName, Health } from '../types.js';
+import type { BalancerEvents } from '../events.js';
 import { clusterStates, rejectReasons } from '../cluster/heartbeat.js';
 import { batchRejectReasons } from '../cluster/session-batch.js';
 import type { AdminTarget } from './target.js';
+import { histogramSamples, writeFamily, type Labels } from './exposition.js';
+import { backendMetricFamilies, writeBackendFamilies } from './backend-metrics.js';
+import { ProcessMetrics, processMetricFamilies } from './process-metrics.js';
 
 type Scope = 'listener' | 'backend';
 const scopes: readonly Scope[] = ['listener', 'backend'];
@@ -64,6 +70,17 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   proxy_header_malformed: { name: 'proxy_headers_rejected_total', label: ['reason', 'malformed'], scopes: ['listener'] },
   proxy_header_oversized: { name: 'proxy_headers_rejected_total', label: ['reason', 'oversized'], scopes: ['listener'] },
   proxy_header_timeouts: { name: 'proxy_headers_rejected_total', label: ['reason', 'timeout'], scopes: ['listener'] },
+  // Traffic policy: every refusal in one family, lb4_listener_refused_total{reason}.
+  denied: { name: 'refused_total', label: ['reason', 'denied'], scopes: ['listener'] },
+  listener_limit: { name: 'refused_total', label: ['reason', 'listener_limit'], scopes: ['listener'] },
+  backend_limit: { name: 'refused_total', label: ['reason', 'backend_limit'], scopes: ['listener'] },
+  queue_full: { name: 'refused_total', label: ['reason', 'queue_full'], scopes: ['listener'] },
+  queue_timeout: { name: 'refused_total', label: ['reason', 'queue_timeout'], scopes: ['listener'] },
+  source_limit: { name: 'refused_total', label: ['reason', 'source_limit'], scopes: ['listener'] },
+  source_rate: { name: 'refused_total', label: ['reason', 'source_rate'], scopes: ['listener'] },
+  flows_queued: { name: 'queued_flows', scopes: ['listener'] },
+  // Dropped by the kernel before lb4 read them: the listener socket's receive queue was full.
+  dropped_overflow: { name: 'dropped_datagrams_total', label: ['reason', 'socket_overflow'], scopes: ['listener'] },
   sni_routed: { name: 'sni_flows_total', label: ['route', 'matched'], scopes: ['listener'] },
   sni_defaulted: { name: 'sni_flows_total', label: ['route', 'default'], scopes: ['listener'] },
   sni_unrouted: { name: 'sni_flows_total', label: ['route', 'none'], scopes: ['listener'] },
@@ -90,8 +107,6 @@ export interface MetricsOptions {
   counters?: readonly CounterInfo[];
 }
 
-type Labels = ReadonlyArray<readonly [name: string, value: string]>;
-type MetricType = 'counter' | 'gauge' | 'histogram';
 
 interface CounterFamily {
   readonly name: string;
@@ -131,6 +146,8 @@ const fixedFamilies = [
   'lb4_cluster_sessions_replicated_total',
   'lb4_cluster_session_hints',
   'lb4_cluster_session_batches_rejected_total',
+  ...backendMetricFamilies,
+  ...processMetricFamilies,
 ];
 
 function counterFamilyName(info: CounterInfo, scope: Scope): string {
@@ -172,32 +189,6 @@ function counterFamilies(table: readonly CounterInfo[]): CounterFamily[] {
   return [...families.values()].map((f) => Object.freeze({ name: f.name, scope: f.scope, type: f.type, help: f.helps.join('; '), members: Object.freeze(f.members) }));
 }
 
-function escapeHelp(text: string): string {
-  return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-}
-
-function escapeLabelValue(text: string): string {
-  return text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-}
-
-function formatValue(value: number): string {
-  if (Number.isNaN(value)) return 'NaN';
-  if (value === Infinity) return '+Inf';
-  if (value === -Infinity) return '-Inf';
-  return String(value);
-}
-
-function formatLabels(labels: Labels): string {
-  if (labels.length === 0) return '';
-  return `{${labels.map(([name, value]) => `${name}="${escapeLabelValue(value)}"`).join(',')}}`;
-}
-
-/** Appends one family: HELP, TYPE, then its samples (`suffix` is for a histogram's _bucket/_sum/_count). */
-function writeFamily(out: string[], name: string, type: MetricType, help: string, samples: Iterable<{ suffix?: string; labels: Labels; value: number }>): void {
-  out.push(`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`);
-  for (const s of samples) out.push(`${name}${s.suffix ?? ''}${formatLabels(s.labels)} ${formatValue(s.value)}`);
-}
-
 function seriesKey(listener: string, backend: string): string {
   return `${listener}\u0000${backend}`;
 }
@@ -212,6 +203,9 @@ export class MetricsCollector {
   readonly #version: string;
   readonly #families: readonly CounterFamily[];
   readonly #checks = new Map<string, CheckSeries>();
+  // Made at the first scrape: sampling the event loop (a 10 ms timer) costs nothing until someone
+  // reads the metrics.
+  #process: ProcessMetrics | null = null;
   readonly #onCheck = (info: BalancerEvents['health-check'][0]): void => this.#observe(info);
   #closed = false;
 
@@ -227,6 +221,7 @@ export class MetricsCollector {
     if (this.#closed) return;
     this.#closed = true;
     this.#target.off('health-check', this.#onCheck);
+    this.#process?.close();
   }
 
   #observe(info: BalancerEvents['health-check'][0]): void {
@@ -283,6 +278,7 @@ export class MetricsCollector {
     for (const family of this.#families.filter((f) => f.scope === 'backend')) {
       writeFamily(out, family.name, family.type, family.help, this.#counterSamples(family, backends, backendLabels));
     }
+    writeBackendFamilies(out, this.#target.config, backends, backendLabels);
 
     // Series of backends that are gone are forgotten, so backend churn cannot grow this map.
     const present = new Set(backends.map((b) => seriesKey(b.listener, b.id)));
@@ -296,22 +292,12 @@ export class MetricsCollector {
       'lb4_health_check_duration_seconds',
       'histogram',
       'How long active health checks took, passed or failed',
-      checked.flatMap(({ labels, series }) => {
-        let cumulative = 0;
-        const buckets = healthCheckBuckets.map((le, i) => {
-          cumulative += series.buckets[i];
-          return { suffix: '_bucket', labels: [...labels, ['le', String(le)] as const], value: cumulative };
-        });
-        return [
-          ...buckets,
-          { suffix: '_bucket', labels: [...labels, ['le', '+Inf'] as const], value: series.count },
-          { suffix: '_sum', labels, value: series.sum },
-          { suffix: '_count', labels, value: series.count },
-        ];
-      }),
+      checked.flatMap(({ labels, series }) => histogramSamples(labels, healthCheckBuckets, series.buckets, series.sum, series.count)),
     );
     writeFamily(out, 'lb4_health_check_failures_total', 'counter', 'Active health checks that failed', checked.map(({ labels, series }) => ({ labels, value: series.failures })));
     this.#clusterFamilies(out);
+    if (!this.#closed) this.#process ??= new ProcessMetrics();
+    this.#process?.write(out);
     return `${out.join('\n')}\n`;
   }
 

@@ -8,7 +8,6 @@ import type {
   BackendScope,
   BackendState,
   BalancerConfig,
-  BalancerEvents,
   BalancerOptions,
   BalancerStats,
   Connection,
@@ -16,6 +15,7 @@ import type {
   ListenerAddress,
   ReloadSummary,
 } from '../types.js';
+import type { BalancerEvents } from '../events.js';
 import type { ClusterStatus } from '../cluster/cluster-types.js';
 
 export interface AdminTarget {

@@ -72,12 +72,12 @@ export const optionTable = {
     flag: '--listen <address>', repeatable: true, field: 'listen', kind: 'address', defaultText: 'required', reload: 'live',
     help: 'where clients connect: :port (every interface, IPv4 and IPv6), host:port or [ipv6]:port, with /udp for UDP (/tcp is the default); repeatable',
   },
-  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N]; repeatable' },
+  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N][,maxconn=N][,pool=NAME]; repeatable' },
   listeners: { flag: null, field: 'listeners', kind: 'object', reload: 'live', help: 'the full form: listeners, each with its own backends, algorithm and health checks' },
   config: { flag: '--config <file>', field: null, kind: 'path', defaultText: '', reload: 'restart', help: 'a YAML or JSON config file (instead of --listen/--backend); SIGHUP reloads it' },
   // The health flags are parts of one `health` option, validated by the health check schema
   // (lib/health/check-options.ts), whose defaults and limits apply.
-  healthCheck: { flag: '--health-check <check>', field: 'health', kind: 'health-check', defaultText: 'off', reload: 'live', help: 'active health checks for every backend: tcp, or http:/path' },
+  healthCheck: { flag: '--health-check <check>', field: 'health', kind: 'health-check', defaultText: 'off', reload: 'live', help: 'active health checks for every backend: tcp, http:/path, send-expect,send=TEXT,expect=TEXT (TCP listeners), or udp,send=TEXT[,expect=TEXT] (UDP listeners; send-hex=/expect-hex= for bytes)' },
   healthInterval: { flag: '--health-interval <duration>', field: 'health.interval', kind: 'duration', defaultText: formatDuration(healthDefaults.interval), reload: 'live', help: 'time between two checks of a backend' },
   healthTimeout: { flag: '--health-timeout <duration>', field: 'health.timeout', kind: 'duration', defaultText: formatDuration(healthDefaults.timeout), reload: 'live', help: 'time a check may take' },
   rise: { flag: '--rise <n>', field: 'health.rise', kind: 'integer', defaultText: String(healthDefaults.rise), reload: 'live', help: 'passing checks that bring a down backend back' },
@@ -121,6 +121,34 @@ export const optionTable = {
   proxyHeaderTimeout: {
     flag: '--proxy-header-timeout <duration>', field: 'proxyHeaderTimeout', config: 'proxyHeaderTimeoutMs', kind: 'duration', default: '5s', min: 1, max: 3_600_000,
     reload: 'restart', native: 'proxyHeaderTimeoutMs', help: 'time a client of an --accept-proxy listener has to send its whole PROXY protocol header',
+  },
+  // Traffic policy (native/core/policy/, lib/config/listener-policy.ts): per listener, the
+  // top-level values being every listener's default. A reload applies a change to the flows
+  // admitted after it. 0: no limit.
+  allow: {
+    flag: '--allow <cidr>', repeatable: true, field: 'allow', kind: 'network', defaultText: 'everyone', reload: 'live',
+    help: 'take clients only from these networks (IPv4 or IPv6 CIDR, or one address); repeatable; --deny wins over it',
+  },
+  deny: { flag: '--deny <cidr>', repeatable: true, field: 'deny', kind: 'network', defaultText: 'no one', reload: 'live', help: 'refuse clients from this network; repeatable' },
+  maxConnections: {
+    flag: '--max-connections <n>', field: 'maxConnections', kind: 'integer', default: 0, defaultText: 'no limit', min: 0, max: 100_000_000, reload: 'live',
+    help: "flows a TCP listener holds at once, over every worker; more clients are refused (0: no limit). Per backend: a backend's maxConnections (host:port,maxconn=N)",
+  },
+  maxConnectionsPerSource: {
+    flag: '--max-connections-per-source <n>', field: 'maxConnectionsPerSource', kind: 'integer', default: 0, defaultText: 'no limit', min: 0, max: 100_000_000, reload: 'live',
+    help: 'flows one source (an IPv4 address, an IPv6 /64) holds at once on a TCP listener, per worker (0: no limit)',
+  },
+  connectionRatePerSource: {
+    flag: '--connection-rate-per-source <n>', field: 'connectionRatePerSource', kind: 'integer', default: 0, defaultText: 'no limit', min: 0, max: 100_000_000, reload: 'live',
+    help: 'new flows per second one source may open on a TCP listener, per worker (a token bucket with a burst of one second\'s worth; 0: no limit)',
+  },
+  queueSize: {
+    flag: '--queue-size <n>', field: 'queueSize', kind: 'integer', default: 0, min: 0, max: 100_000_000, reload: 'live',
+    help: 'flows that wait, over every worker, when every backend is at its maxConnections (0: refuse them at once)',
+  },
+  queueTimeout: {
+    flag: '--queue-timeout <duration>', field: 'queueTimeout', kind: 'duration', default: '5s', min: 1, max: 86_400_000, reload: 'live',
+    help: 'how long a queued flow waits for a backend with room before it is closed',
   },
   // TLS SNI routing (native/core/sni/, lib/config/sni-routes.ts): per listener, the top-level
   // values being every listener's default. Backends join a pool with `pool=NAME`.
@@ -166,7 +194,11 @@ export const optionTable = {
   },
   passiveFailures: {
     flag: '--passive-failures <n>', field: 'passiveFailures', config: 'passiveFailures', kind: 'integer', default: 3, min: 0, max: 1000,
-    reload: 'live', help: 'consecutive connect failures that mark a checked backend down (0: off)',
+    reload: 'live', help: 'consecutive connect failures that mark a checked backend down, or refusals that mark an unchecked UDP backend down (0: off)',
+  },
+  passiveRetry: {
+    flag: '--passive-retry <duration>', field: 'passiveRetry', config: 'passiveRetryMs', kind: 'duration', default: '5s', min: 1, max: 86_400_000,
+    reload: 'live', help: 'how long passive health keeps an unchecked UDP backend down before trying it again',
   },
   udpIdleTimeout: {
     flag: '--udp-idle-timeout <duration>', field: 'udpIdleTimeout', config: 'udpIdleTimeoutMs', kind: 'duration', default: '30s', min: 1, max: 86_400_000,
@@ -312,7 +344,9 @@ function checkValue(name: OptionName, raw: unknown, field: string): number | str
   }
   if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
     const show = spec.kind === 'duration' ? formatDuration : String;
-    throw new Lb4Error('LB4_INVALID_OPTION', `must be between ${show(spec.min ?? 0)} and ${show(spec.max ?? Infinity)}, got ${show(n)}`, { field });
+    // Text is echoed as given: a number past 2^53 read back would be rounded (1.2345678901234568e+22).
+    const given = typeof value === 'string' ? value.trim() : show(n);
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be between ${show(spec.min ?? 0)} and ${show(spec.max ?? Infinity)}, got ${given}`, { field });
   }
   return n;
 }

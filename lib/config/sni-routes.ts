@@ -8,8 +8,9 @@ import type { BackendConfig } from '../types.js';
 import type { SniListenerConfig, SniRouteConfig, SniRouteOptions } from './sni-types.js';
 import { showValue } from './show-value.js';
 
-/** A pool's name: a label in logs, metrics and the admin API. */
-const poolName = /^[\w.-]{1,64}$/;
+/** A pool's name: a label in logs, metrics and the admin API; also in the config file's JSON Schema (lib/config/schema.ts). */
+export const poolNamePattern = '^[\\w.-]{1,64}$';
+const poolName = new RegExp(poolNamePattern);
 
 /** Whether `name` (lower case, no trailing dot) is a host name lb4 routes by, as the data plane checks it. */
 function isHostName(name: string): boolean {

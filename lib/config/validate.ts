@@ -19,6 +19,8 @@ import type {
 import { formatHostPort, parseHostPort, resolveHost } from './address.js';
 import { backendStates, protocols, type BackendState, type ForwardMode, type Protocol, type ProxyVersion, type SnatMode } from './enums.js';
 import { onVip, validateCluster } from './cluster-options.js';
+import type { ListenerPolicyConfig } from '../policy-types.js';
+import { listenerPolicyKeys, validateListenerPolicy, validatePolicyDefaults } from './listener-policy.js';
 import { parseNetworks } from './network.js';
 import { checkPoolName, validateSni } from './sni-routes.js';
 import { checkTableInteger, checkTunable, optionDefault, topLevelOptions, validateTunables } from './options.js';
@@ -34,7 +36,7 @@ function checkKnownKeys(opts: object, known: readonly string[], field: string): 
   }
 }
 
-/** Parses `host:port[,weight=N][,state=S][,id=NAME][,pool=NAME]`, the CLI's backend syntax. */
+/** Parses `host:port[,weight=N][,state=S][,id=NAME][,maxconn=N][,pool=NAME]`, the CLI's backend syntax. */
 export function parseBackendSpec(text: string, field: string): BackendOptions {
   const [address, ...params] = text.split(',');
   const out: BackendOptions = { address: address.trim() };
@@ -49,10 +51,13 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
       out.state = value as BackendState;
     } else if (key === 'id') {
       out.id = value;
+    } else if (key === 'maxconn') {
+      if (!/^\d+$/.test(value)) throw new Lb4Error('LB4_INVALID_OPTION', `maxconn must be a whole number, got "${value}" in "${text}"`, { field });
+      out.maxConnections = Number(value);
     } else if (key === 'pool') {
       out.pool = value;
     } else {
-      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id, pool)`, { field });
+      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id, maxconn, pool)`, { field });
     }
   }
   return out;
@@ -60,6 +65,12 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
 
 /** The longest backend id. */
 export const maxBackendIdLength = 128;
+/** The keys each object of the options takes (also the config file's JSON Schema, lib/config/schema.ts). */
+export const backendKeys = ['address', 'weight', 'state', 'id', 'maxConnections', 'pool'] as const;
+export const listenerKeys = ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', ...listenerPolicyKeys, 'sni', 'defaultPool', 'backends', 'health'] as const;
+export const adminKeys = ['listen', 'token', 'maxConnections'] as const;
+export const accessLogKeys = ['sample'] as const;
+
 /** The most listeners one balancer runs: the engine's own limit (native/binding/options.cc). */
 export const maxListeners = 1024;
 
@@ -67,7 +78,7 @@ export const maxListeners = 1024;
 export async function validateBackend(raw: unknown, field: string): Promise<BackendConfig> {
   const opts: BackendOptions = typeof raw === 'string' ? parseBackendSpec(raw, field) : (raw as BackendOptions);
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new Lb4Error('LB4_INVALID_OPTION', 'must be "host:port" or { address, weight }', { field });
-  checkKnownKeys(opts, ['address', 'weight', 'state', 'id', 'pool'], field);
+  checkKnownKeys(opts, backendKeys, field);
   const { host, port } = parseHostPort(opts.address, `${field}.address`, { allowEmptyHost: false, allowPortZero: false });
   // null is refused like any other wrong value, not taken as "absent": `weight:` left empty in
   // YAML is null, and running it with weight 1 hides the mistake.
@@ -79,6 +90,10 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
   if (!backendStates.includes(state)) {
     throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${showValue(state)}`, { field: `${field}.state` });
   }
+  const maxConnections = opts.maxConnections === undefined ? 0 : opts.maxConnections;
+  if (!Number.isInteger(maxConnections) || maxConnections < 0 || maxConnections > 100_000_000) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 0 to 100000000, got ${showValue(opts.maxConnections)}`, { field: `${field}.maxConnections` });
+  }
   const address = formatHostPort(host, port);
   const id = opts.id === undefined ? address : opts.id;
   if (typeof id !== 'string' || id === '') throw new Lb4Error('LB4_INVALID_OPTION', `must be a non-empty string, got ${showValue(id)}`, { field: `${field}.id` });
@@ -87,7 +102,7 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
   if (/[\x00-\x1f\x7f]/.test(id)) throw new Lb4Error('LB4_INVALID_OPTION', `must not hold control characters, got ${showValue(id)}`, { field: `${field}.id` });
   const pool = opts.pool === undefined ? null : checkPoolName(opts.pool, `${field}.pool`);
   const ip = await resolveHost(host, `${field}.address`);
-  return Object.freeze({ id, address, ip, port, weight, state, pool });
+  return Object.freeze({ id, address, ip, port, weight, state, maxConnections, pool });
 }
 
 interface ListenerDefaults {
@@ -96,6 +111,7 @@ interface ListenerDefaults {
   snat: SnatMode;
   proxyProtocol: ProxyVersion;
   acceptProxy: readonly string[];
+  policy: ListenerPolicyConfig;
   sni?: unknown;
   defaultPool?: unknown;
   health: HealthConfig | null;
@@ -106,7 +122,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
   const isObject = typeof raw === 'object' && raw !== null;
   const opts: ListenerOptions = isObject ? (raw as ListenerOptions) : { listen: raw as string };
   if (isObject) {
-    checkKnownKeys(opts, ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', 'sni', 'defaultPool', 'backends', 'health'], field);
+    checkKnownKeys(opts, listenerKeys, field);
   }
   const listenField = isObject ? `${field}.listen` : field;
   const { text: address, protocol: written } = splitProtocol(opts.listen, listenField);
@@ -147,6 +163,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     const where = opts[key] === undefined ? key : `${field}.${key}`;
     throw new Lb4Error('LB4_INVALID_OPTION', `the PROXY protocol needs forward: proxy, and ${listen} is a nat listener`, { field: where });
   }
+  const policy = validateListenerPolicy(isObject ? opts : {}, field, defaults.policy, protocol, forward);
   const health = opts.health === undefined ? defaults.health : opts.health === false ? null : validateHealthConfig(opts.health, `${field}.health`);
   // A UDP backend has no connection to check, and a TCP one no datagram to answer.
   if (health && (health.type === 'udp') !== (protocol === 'udp')) {
@@ -174,7 +191,7 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     { name, protocol, forward },
   );
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
-  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, ...sni, backends, health });
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, policy, ...sni, backends, health });
 }
 
 /** The nftables table name lb4 owns: a plain identifier, as nft writes them unquoted. */
@@ -217,7 +234,7 @@ function isLoopback(ip: string): boolean {
 async function validateAdmin(raw: unknown): Promise<AdminConfig | null> {
   if (raw === undefined || raw === null) return null;
   const opts = (typeof raw === 'object' ? raw : { listen: raw }) as AdminOptions;
-  checkKnownKeys(opts, ['listen', 'token', 'maxConnections'], 'admin');
+  checkKnownKeys(opts, adminKeys, 'admin');
   const token = opts.token ?? null;
   if (token !== null && (typeof token !== 'string' || token.length < 16)) {
     throw new Lb4Error('LB4_INVALID_OPTION', 'must be a string of at least 16 characters', { field: 'admin.token' });
@@ -242,7 +259,7 @@ function validateAccessLog(raw: unknown): { sample: number } | null {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new Lb4Error('LB4_INVALID_OPTION', `must be true, false or { sample }, got ${showValue(raw)}`, { field: 'accessLog' });
   }
-  checkKnownKeys(raw, ['sample'], 'accessLog');
+  checkKnownKeys(raw, accessLogKeys, 'accessLog');
   const sample = (raw as { sample?: unknown }).sample ?? 1;
   if (typeof sample !== 'number' || !Number.isInteger(sample) || sample < 1 || sample > 1_000_000) {
     throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 1 to 1000000, got ${showValue(sample)}`, { field: 'accessLog.sample' });
@@ -261,6 +278,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
   const snat = checkTunable('snat', options.snat) as SnatMode;
   const proxyProtocol = checkTunable('proxyProtocol', options.proxyProtocol) as ProxyVersion;
   const acceptProxy = parseNetworks(options.acceptProxy, 'acceptProxy');
+  const policy = validatePolicyDefaults(options);
   const health = options.health === undefined ? null : validateHealthConfig(options.health, 'health');
 
   let listeners: ListenerConfig[];
@@ -274,7 +292,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (options.listeners.length > maxListeners) {
       throw new Lb4Error('LB4_INVALID_OPTION', `at most ${maxListeners} listeners, got ${options.listeners.length}`, { field: 'listeners' });
     }
-    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, forward, snat, proxyProtocol, acceptProxy, sni: options.sni, defaultPool: options.defaultPool, health })));
+    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, forward, snat, proxyProtocol, acceptProxy, policy, sni: options.sni, defaultPool: options.defaultPool, health })));
   } else {
     if (options.listen === undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listen address is required', { field: 'listen' });
     const listenList = Array.isArray(options.listen) ? options.listen : [options.listen];
@@ -285,7 +303,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     }
     const backends = await validateBackends(options.backends, 'backends');
     listeners = await Promise.all(
-      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, sni: options.sni, defaultPool: options.defaultPool, health, backends })),
+      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, policy, sni: options.sni, defaultPool: options.defaultPool, health, backends })),
     );
   }
   const names = new Set<string>();

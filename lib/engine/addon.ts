@@ -3,6 +3,9 @@
 // engine in tests) never needs a built addon. At load, every list the addon exports is checked
 // against its declaration in lib/engine/native-types.ts, and a mismatch fails loudly: a stale
 // build would otherwise number counters, states or algorithms differently from this code.
+// pkg-prebuilds finds the binary: a local build (build/Release, from `npm run build` or the
+// install script's fallback) first, else the prebuilt one for this platform, arch and libc
+// (binding-options.cjs names them).
 
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -10,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   counterNames,
+  histogramShapes,
   algorithmNames,
   hashKeyNames,
   backendStateNames,
@@ -23,6 +27,15 @@ import {
   type NativeEngineOptions,
   type NativeOptionLimits,
 } from './native-types.js';
+
+interface BindingOptions {
+  readonly name: string;
+  readonly napi_versions: number[];
+}
+/** pkg-prebuilds' loader; `resolve` gives the path it would load, or null. */
+interface LoadBinding {
+  resolve(root: string, options: BindingOptions, verifyPrebuild: boolean, throwOnMissing: boolean): string | null;
+}
 
 function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -47,13 +60,20 @@ let loaded: Addon | null = null;
 export function addon(): Addon {
   if (loaded) return loaded;
   const root = packageRoot();
-  const candidates = ['build/Release/lb4.node', 'build/Debug/lb4.node'].map((p) => join(root, p));
-  const found = candidates.find((p) => existsSync(p));
+  const require = createRequire(import.meta.url);
+  const loadBinding = require('pkg-prebuilds') as LoadBinding;
+  const options = require(join(root, 'binding-options.cjs')) as BindingOptions;
+  const found = loadBinding.resolve(root, options, false, false);
   if (!found) {
-    throw new Error(`lb4: the native addon is not built (looked for ${candidates.join(', ')}); run "npm run build"`);
+    throw new Error(`lb4: no native addon for ${process.platform}-${process.arch}: no prebuilt one fits and none was built; run "npm run build" in a checkout, or reinstall lb4 with cmake, make and g++ on the PATH`);
   }
-  const candidate = createRequire(import.meta.url)(found) as Addon;
+  const candidate = require(found) as Addon;
   check('counters', candidate.counters.map((c) => c.name), counterNames);
+  check(
+    'histograms',
+    (candidate.histograms ?? []).map((h) => `${h.name}/${h.protocol}/${h.bounds.join(' ')}/${h.help}`),
+    histogramShapes.map((h) => `${h.name}/${h.protocol}/${h.bounds.join(' ')}/${h.help}`),
+  );
   check('algorithms', candidate.algorithms, algorithmNames);
   check('hash keys', candidate.hashKeys, hashKeyNames);
   check('backend states', candidate.backendStates, backendStateNames);

@@ -15,7 +15,7 @@ export const backendStateNames = ['up', 'down', 'draining', 'maintenance'] as co
 /** Why a flow ended, in the engine's order. */
 export const closeReasonNames = [
   'done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error', 'evicted', 'responses', 'backend-gone', 'refused',
-  'proxy-header', 'sni',
+  'proxy-header', 'policy', 'sni',
 ] as const;
 /** Listener protocols, in the engine's order. */
 export const protocolNames = ['tcp', 'udp'] as const;
@@ -59,6 +59,8 @@ export interface NativeListenerOptions extends NativeProxySettings {
    * the port); lib/nat/split-engine.ts reads it to send the listener's tables to the NAT driver.
    */
   nat?: { snat: 'none' | 'masquerade' };
+  /** Access lists and limits; absent: none. */
+  policy?: NativeListenerPolicy;
 }
 
 /** A TCP listener's PROXY protocol settings. */
@@ -71,6 +73,17 @@ export interface NativeProxySettings {
   sniRoutes?: Array<{ name: string; pool: string }>;
   /** The pool for clients no route matches; absent: close them. */
   sniDefaultPool?: string;
+}
+
+/** A listener's access lists and limits (native/core/policy/listener_policy.h); 0: no limit. */
+export interface NativeListenerPolicy {
+  allow: string[];
+  deny: string[];
+  maxConnections: number;
+  maxConnectionsPerSource: number;
+  connectionRatePerSource: number;
+  queueSize: number;
+  queueTimeoutMs: number;
 }
 
 export interface NativeEngineOptions {
@@ -110,6 +123,8 @@ export interface NativeBackend {
   port: number;
   weight: number;
   state: number;
+  /** Flows it takes at once from its listener, over every worker; 0 or absent: no limit. */
+  maxConnections?: number;
   /** Its pool on a listener with SNI routes; absent: none. */
   pool?: string;
 }
@@ -132,7 +147,7 @@ export interface NativeFlow {
   protocol: NativeProtocolName;
   listener: number;
   worker: number;
-  state: 'awaiting-header' | 'awaiting-hello' | 'connecting' | 'established';
+  state: 'awaiting-header' | 'queued' | 'awaiting-hello' | 'connecting' | 'established';
   client: string;
   backendKey?: number;
   backend?: string;
@@ -223,6 +238,11 @@ export interface NativeEngine {
   applyBackends(slot: number, backends: NativeBackend[], algorithm?: number): Promise<void>;
   /** Sums counters into `into` (listeners, then backend keys); returns the length needed. */
   readStats(into: Float64Array): number;
+  /**
+   * Sums every backend key's latency histograms into `into`, `histogramSlots` values per key in
+   * key order (see `histogramShapes`); returns the length needed.
+   */
+  readLatency(into: Float64Array): number;
   /** Backend keys with counters are 0 .. backendKeyLimit() - 1. */
   backendKeyLimit(): number;
   connections(filter?: NativeConnectionFilter): Promise<NativeFlow[]>;
@@ -239,6 +259,8 @@ export interface NativeEngine {
   removeListener(slot: number, drainMs: number): Promise<void>;
   /** Replaces a listener's PROXY protocol settings; flows accepted from then on use them. Resolves once every worker has them. */
   setListenerProxy(slot: number, settings: NativeProxySettings): Promise<void>;
+  /** Replaces a listener's access lists and limits; flows admitted from then on are judged by them. Resolves once every worker has them. */
+  setListenerPolicy(slot: number, policy: NativeListenerPolicy): Promise<void>;
   /** Closes matching flows now, with a reset; resolves with how many. */
   closeFlows(filter: NativeConnectionFilter): Promise<number>;
   /** Reports one closed flow in `every` as a flow-closed event; 0 turns the flow log off. */
@@ -267,8 +289,13 @@ export const counterNames = [
   'accept_shed', 'accept_errors', 'connect_no_descriptors', 'datagrams_to_backend', 'datagrams_to_client',
   'sessions_active', 'sessions_total', 'sessions_evicted', 'sessions_expired', 'dropped_no_backend', 'dropped_truncated',
   'dropped_send_error', 'dropped_cap', 'dropped_late', 'sessions_replicated', 'proxy_headers_accepted', 'proxy_header_untrusted',
-  'proxy_header_malformed', 'proxy_header_oversized', 'proxy_header_timeouts', 'sni_routed', 'sni_defaulted', 'sni_unrouted',
-  'sni_hello_malformed', 'sni_hello_oversized', 'sni_hello_timeouts',
+  'proxy_header_malformed', 'proxy_header_oversized', 'proxy_header_timeouts',
+  // Traffic policy: refusals by reason, and the queue.
+  'denied', 'listener_limit', 'backend_limit', 'queue_full', 'queue_timeout', 'source_limit', 'source_rate', 'flows_queued',
+  // UDP: datagrams the kernel dropped on a full listener socket (SO_RXQ_OVFL).
+  'dropped_overflow',
+  // SNI routing: routed, defaulted, unrouted, and hellos refused by reason.
+  'sni_routed', 'sni_defaulted', 'sni_unrouted', 'sni_hello_malformed', 'sni_hello_oversized', 'sni_hello_timeouts',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 
@@ -276,6 +303,27 @@ export interface CounterInfo {
   name: CounterName;
   kind: 'gauge' | 'counter';
   help: string;
+}
+
+/**
+ * The data plane's latency histograms (native/core/latency.h is the source; loading the addon
+ * fails if it exports other names, protocols, help or bounds). Bounds are in seconds. In a block, a
+ * histogram takes one slot per bound, one for +Inf, then its sum in microseconds.
+ */
+export const histogramShapes = [
+  { name: 'connect_duration', protocol: 'tcp', help: 'Time from connect() to the backend connection being established', bounds: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] },
+  { name: 'flow_duration', protocol: 'tcp', help: 'Time from accepting a TCP flow to its close, for flows that reached the backend', bounds: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600] },
+  { name: 'session_duration', protocol: 'udp', help: "Time from a UDP session's first datagram to its close", bounds: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600] },
+] as const satisfies ReadonlyArray<{ name: string; protocol: NativeProtocolName; help: string; bounds: readonly number[] }>;
+export type HistogramName = (typeof histogramShapes)[number]['name'];
+/** Values per backend key in readLatency's output. */
+export const histogramSlots = histogramShapes.reduce((n, h) => n + h.bounds.length + 2, 0);
+
+export interface HistogramInfo {
+  name: HistogramName;
+  protocol: NativeProtocolName;
+  help: string;
+  bounds: number[];
 }
 
 /** A native option's allowed range, as the addon checks it. */
@@ -313,6 +361,7 @@ export interface NativeVip {
 export interface Addon {
   Engine: new (options: NativeEngineOptions) => NativeEngine;
   counters: CounterInfo[];
+  histograms: HistogramInfo[];
   algorithms: string[];
   hashKeys: string[];
   backendStates: string[];

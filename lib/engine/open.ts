@@ -2,6 +2,7 @@
 // options, a listener that cannot open becomes a Node-style error that names it, and a host
 // without IPv6 gets its "every interface" listeners on every IPv4 interface instead.
 
+import { nativeListenerPolicy } from '../config/listener-policy.js';
 import { optionDefault, optionTable, type OptionSpec } from '../config/options.js';
 import type { BalancerConfig, ListenerAddress, ListenerConfig } from '../types.js';
 import {
@@ -43,6 +44,7 @@ export function nativeListener(l: ListenerConfig, dualStackFallback = false): Na
     algorithm: NativeAlgorithm[l.algorithm],
     ...(l.forward === 'nat' ? { nat: { snat: l.snat } } : {}),
     ...nativeProxySettings(l),
+    policy: nativeListenerPolicy(l.policy),
   };
 }
 

@@ -177,6 +177,8 @@ const typeKeys: Record<HealthCheckType, readonly string[]> = {
   'send-expect': ['send', 'sendHex', 'expect', 'expectHex'],
   udp: ['send', 'sendHex', 'expect', 'expectHex', 'match'],
 };
+/** Every key some check type takes (the config file's JSON Schema, lib/config/schema.ts). */
+export const healthCheckKeys: readonly string[] = [...new Set([...commonKeys, ...Object.values(typeKeys).flat()])];
 
 /** An LB4_INVALID_OPTION error about `field`. */
 export function invalid(field: string, detail: string): Lb4Error {

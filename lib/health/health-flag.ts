@@ -94,7 +94,7 @@ function splitFlag(text: string, field: string): Array<{ raw: string; value: str
  * @returns frozen {@link HealthOptions}.
  */
 export function parseHealthFlag(text: string, field = '--health-check'): HealthOptions {
-  if (typeof text !== 'string' || text.trim() === '') throw invalid(field, 'must be a check such as tcp, http:/healthz or send-expect,send=PING\\r\\n,expect=+PONG');
+  if (typeof text !== 'string' || text.trim() === '') throw invalid(field, 'must be a check such as tcp, http:/healthz, send-expect,send=PING\\r\\n,expect=+PONG or udp,send=ping,expect=pong');
   const [head, ...params] = splitFlag(text.trim(), field);
   const colon = head.value.indexOf(':');
   const type = (colon < 0 ? head.value : head.value.slice(0, colon)).trim();

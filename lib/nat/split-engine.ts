@@ -5,7 +5,7 @@
 // as nftables rules. Because the split happens here, behind the engine's interface, everything
 // above it (engine sync, drains, health, reload, the admin API) runs unchanged for both planes.
 
-import type { NativeAffinityUpdate, NativeBackend, NativeBoundAddress, NativeProxySettings, NativeConnectionFilter, NativeEngine, NativeEvent, NativeFlow, NativeListenerOptions, NativeStartFailure } from '../engine/native-types.js';
+import type { NativeAffinityUpdate, NativeBackend, NativeBoundAddress, NativeProxySettings, NativeListenerPolicy, NativeConnectionFilter, NativeEngine, NativeEvent, NativeFlow, NativeListenerOptions, NativeStartFailure } from '../engine/native-types.js';
 import { counterNames, protocolNames, type CounterName } from '../engine/native-types.js';
 import type { NatDriver, NatListenerSpec } from './nat-driver.js';
 
@@ -62,6 +62,10 @@ export class SplitEngine implements NativeEngine {
     return this.#inner.setListenerProxy(slot, settings);
   }
 
+  setListenerPolicy(slot: number, policy: NativeListenerPolicy): Promise<void> {
+    return this.#inner.setListenerPolicy(slot, policy);
+  }
+
   // UDP session replication (HA) is about the proxy's own sessions; a NAT listener's sessions
   // live in conntrack, which is not replicated (README: "Proxy or NAT").
   setSessionReplication(on: boolean): void {
@@ -78,6 +82,11 @@ export class SplitEngine implements NativeEngine {
 
   applyAffinity(updates: NativeAffinityUpdate[]): { set: number; size: number } {
     return this.#inner.applyAffinity(updates);
+  }
+
+  // NAT flows never pass through the data plane, so their backends have no latency to report.
+  readLatency(into: Float64Array): number {
+    return this.#inner.readLatency(into);
   }
 
   readStats(into: Float64Array): number {

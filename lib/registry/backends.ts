@@ -6,16 +6,18 @@
 // marks down what active checks can bring back.
 
 import type { EventEmitter } from 'node:events';
-import { parseDuration } from '../config/duration.js';
+import type { Clock } from '../clock.js';
+import { formatDuration, parseDuration } from '../config/duration.js';
 import { backendStates, type BackendState } from '../config/enums.js';
 import { validateBackend } from '../config/validate.js';
 import { formatHostPort } from '../config/address.js';
 import { Lb4Error } from '../errors.js';
 import type { HealthConfig } from '../health/check-options.js';
 import type { HealthMonitor } from '../health/monitor.js';
-import { ConsecutiveFailures } from '../health/passive.js';
+import { ConsecutiveFailures, PassiveRetryTimers } from '../health/passive.js';
 import type { Logger } from '../log.js';
-import type { BackendInfo, BackendOptions, BackendScope, BalancerConfig, BalancerEvents } from '../types.js';
+import type { BackendInfo, BackendOptions, BackendScope, BalancerConfig } from '../types.js';
+import type { BackendAddedEvent, BalancerEvents, ChangeSource } from '../events.js';
 import type { DrainTimers } from './drains.js';
 import type { EngineSync } from './engine-sync.js';
 import type { ListenerTable } from './listeners.js';
@@ -35,6 +37,8 @@ export interface BackendParts {
   readonly config: () => BalancerConfig;
   readonly events: EventEmitter<BalancerEvents>;
   readonly logs: { readonly registry: Logger; readonly health: Logger };
+  /** Sets the passive retry timers. Default: real time. */
+  readonly clock?: Clock;
 }
 
 function healthTarget(b: BackendRecord, health: HealthConfig): { ip: string; port: number } {
@@ -47,12 +51,19 @@ function checkWeight(weight: number): void {
   }
 }
 
+/** The `backend-added` event of a registered backend. */
+export function addedEvent(b: BackendRecord, by: ChangeSource): BackendAddedEvent {
+  return { listener: b.listener, backend: b.id, address: b.address, weight: b.weight, state: b.state, by };
+}
+
 export class BackendControl {
   readonly #p: BackendParts;
   readonly #passive = new ConsecutiveFailures();
+  readonly #retries: PassiveRetryTimers;
 
   constructor(parts: BackendParts) {
     this.#p = parts;
+    this.#retries = new PassiveRetryTimers(parts.clock);
   }
 
   list(scope: BackendScope = {}): BackendInfo[] {
@@ -68,7 +79,10 @@ export class BackendControl {
     }
     const added = slots.map((s) => this.watch(registry.add(s.slot, s.config.name, config, s.config.health ? 'up' : 'unchecked')));
     await this.#p.sync.flush();
-    for (const b of added) this.#p.logs.registry.info({ listener: b.listener, backend: b.id, address: formatHostPort(b.ip, b.port), weight: b.weight }, 'backend added');
+    for (const b of added) {
+      this.#p.logs.registry.info({ listener: b.listener, backend: b.id, address: formatHostPort(b.ip, b.port), weight: b.weight }, 'backend added');
+      this.#p.events.emit('backend-added', addedEvent(b, 'operator'));
+    }
     return added.map(backendInfo);
   }
 
@@ -77,15 +91,20 @@ export class BackendControl {
     const records = this.#p.registry.find(id, this.#p.listeners.scopeSlot(scope));
     for (const b of records) this.forget(b, drainMs);
     await this.#p.sync.flush();
-    for (const b of records) this.#p.logs.registry.info({ listener: b.listener, backend: id, drainTimeoutMs: drainMs }, 'backend removed');
+    for (const b of records) {
+      this.#p.logs.registry.info({ listener: b.listener, backend: id, drainTimeoutMs: drainMs }, 'backend removed');
+      this.#p.events.emit('backend-removed', { listener: b.listener, backend: id, by: 'operator' });
+    }
   }
 
   async setWeight(id: string, weight: number, scope: BackendScope = {}): Promise<BackendInfo[]> {
     const slot = this.#p.listeners.scopeSlot(scope);
     checkWeight(weight);
-    const updated = this.#p.registry.find(id, slot).map((b) => this.changeWeight(b, weight));
+    const before = this.#p.registry.find(id, slot);
+    const updated = before.map((b) => this.changeWeight(b, weight));
     await this.#p.sync.flush();
     for (const b of updated) this.#p.logs.registry.info({ listener: b.listener, backend: id, weight }, 'backend weight changed');
+    for (const b of before) if (b.weight !== weight) this.#p.events.emit('backend-weight', { listener: b.listener, backend: id, from: b.weight, to: weight, by: 'operator' });
     return updated.map(backendInfo);
   }
 
@@ -95,8 +114,10 @@ export class BackendControl {
       throw new Lb4Error('LB4_INVALID_OPTION', `must be one of ${backendStates.join(', ')}, got ${showValue(state)}`, { field: 'state' });
     }
     const drainMs = this.drainMs(scope.drainTimeout);
-    const updated = this.#p.registry.find(id, slot).map((b) => this.changeState(b, state, drainMs, 'operator'));
+    const before = this.#p.registry.find(id, slot);
+    const updated = before.map((b) => this.changeState(b, state, drainMs, 'operator'));
     await this.#p.sync.flush();
+    for (const b of before) if (b.state !== state) this.#p.events.emit('backend-state', { listener: b.listener, backend: id, from: b.state, to: state, by: 'operator' });
     return updated.map(backendInfo);
   }
 
@@ -122,6 +143,7 @@ export class BackendControl {
     this.#p.registry.remove(b);
     this.unwatch(b);
     this.#passive.reset(b.key);
+    this.#retries.cancel(b.key);
     this.#p.ramps.stop(b.key);
     if (drainMs === null) this.#p.drains.cancel(b.key);
     else this.#p.drains.schedule(b, drainMs);
@@ -153,8 +175,8 @@ export class BackendControl {
     return this.#afterEligibilityChange(next, before);
   }
 
-  /** What health checks say of a backend now; sends the change to the engine. */
-  setHealth(key: number, health: 'up' | 'down', reason: string): void {
+  /** What health checks (or passive health) say of a backend now; sends the change to the engine. */
+  setHealth(key: number, health: 'up' | 'down' | 'unchecked', reason: string): void {
     const { registry } = this.#p;
     const b = registry.byKey(key);
     if (!b || !registry.has(b) || b.health === health) return;
@@ -179,10 +201,28 @@ export class BackendControl {
     if (!b || threshold === 0) return;
     const consecutive = this.#passive.record(key, report);
     const checked = this.#p.listeners.bySlot(b.slot)?.config.health;
-    if (checked && consecutive >= threshold && b.health !== 'down') {
+    if (consecutive < threshold || b.health === 'down') return;
+    if (checked) {
       this.#p.monitor.markDown(String(b.key));
       this.setHealth(b.key, 'down', `${consecutive} consecutive connect failures (passive)`);
+      return;
     }
+    // An unchecked UDP backend: each refusal cost a client a datagram (and its retry may land on
+    // the same backend again once a worker's short avoidance ends). Down for a hold time, then
+    // unchecked again with the count one short of the threshold, so that a backend still
+    // refusing goes down after one more refusal rather than `threshold` more.
+    if (this.#p.listeners.bySlot(b.slot)?.config.protocol !== 'udp') return;
+    const holdMs = this.#p.config().passiveRetryMs;
+    this.setHealth(b.key, 'down', `${consecutive} consecutive refusals (passive); tried again in ${formatDuration(holdMs)}`);
+    this.#retries.schedule(b.key, holdMs, () => {
+      this.#passive.set(b.key, threshold - 1);
+      this.setHealth(b.key, 'unchecked', `tried again ${formatDuration(holdMs)} after passive failures`);
+    });
+  }
+
+  /** Stops the passive retry timers (the balancer is closing). */
+  clearRetries(): void {
+    this.#retries.clear();
   }
 
   /** Starts slow start when a backend becomes able to take flows again. */

@@ -8,7 +8,7 @@
 import type { BackendState } from '../config/enums.js';
 import { NativeBackendState, type NativeBackend } from '../engine/native-types.js';
 import { Lb4Error } from '../errors.js';
-import type { BackendConfig, BackendInfo, Health } from '../types.js';
+import type { BackendConfig, BackendInfo, BackendTransitions, Health } from '../types.js';
 
 /**
  * A backend as the registry holds it, in one listener slot (a listener that moves to a new
@@ -40,7 +40,6 @@ function recordId(slot: number, id: string): string {
 
 /** A backend as the public API reports it. */
 export function backendInfo(b: BackendRecord): BackendInfo {
-  const state = engineState(b);
   return Object.freeze({
     id: b.id,
     listener: b.listener,
@@ -52,13 +51,35 @@ export function backendInfo(b: BackendRecord): BackendInfo {
     state: b.state,
     health: b.health,
     healthReason: b.healthReason,
-    takesNewFlows: state === 'up' && b.effectiveWeight > 0,
+    takesNewFlows: takesNewFlows(b),
     pool: b.pool,
   });
 }
 
+/**
+ * How often a backend started or stopped taking new flows (`takesNewFlows`, the metric
+ * lb4_backend_up), and when it last did (or was added), in wall-clock milliseconds.
+ */
+interface TransitionCount {
+  readonly up: number;
+  readonly down: number;
+  readonly lastChangeMs: number;
+}
+
+/** A backend's transitions as stats() reports them. */
+export function transitionsOf(registry: BackendRegistry, key: number): BackendTransitions {
+  const t = registry.transitions(key);
+  return Object.freeze({ up: t.up, down: t.down, lastChange: new Date(t.lastChangeMs) });
+}
+
+function takesNewFlows(b: BackendRecord): boolean {
+  return engineState(b) === 'up' && b.effectiveWeight > 0;
+}
+
 export class BackendRegistry {
   #records = new Map<string, BackendRecord>();
+  /** By key; kept while flows may still name the key, like #byKey. */
+  #transitions = new Map<number, TransitionCount>();
   #byKey = new Map<number, BackendRecord>();
   #nextKey = 0;
   /** Listener slots whose table changed since the last takeChanged(). */
@@ -115,8 +136,14 @@ export class BackendRegistry {
     const record: BackendRecord = Object.freeze({ ...config, slot, listener, key: this.#nextKey++, health, healthReason: null, effectiveWeight: config.weight });
     this.#records.set(recordId(slot, record.id), record);
     this.#byKey.set(record.key, record);
+    this.#transitions.set(record.key, { up: 0, down: 0, lastChangeMs: Date.now() });
     this.#changed.add(slot);
     return record;
+  }
+
+  /** A backend's up/down transitions since it was added. */
+  transitions(key: number): TransitionCount {
+    return this.#transitions.get(key) ?? { up: 0, down: 0, lastChangeMs: 0 };
   }
 
   /**
@@ -135,15 +162,21 @@ export class BackendRegistry {
     if (this.#records.delete(recordId(record.slot, record.id))) this.#changed.add(record.slot);
   }
 
-  update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight'>>): BackendRecord {
+  update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight' | 'maxConnections'>>): BackendRecord {
     const id = recordId(record.slot, record.id);
     const current = this.#records.get(id) ?? this.#byKey.get(record.key) ?? record;
     const next: BackendRecord = Object.freeze({ ...current, ...change });
+    const was = takesNewFlows(current);
+    if (takesNewFlows(next) !== was) {
+      const t = this.transitions(next.key);
+      this.#transitions.set(next.key, { up: t.up + (was ? 0 : 1), down: t.down + (was ? 1 : 0), lastChangeMs: Date.now() });
+    }
     if (this.#records.has(id)) {
       this.#records.set(id, next);
-      // Only what the engine runs (state and weight) makes the table change: the same state set
-      // again, a slow-start step that keeps the weight or a new health reason sends nothing.
-      if (engineState(next) !== engineState(current) || next.effectiveWeight !== current.effectiveWeight) this.#changed.add(next.slot);
+      // Only what the engine runs (state, weight, connection limit) makes the table change: the
+      // same state set again, a slow-start step that keeps the weight or a new health reason
+      // sends nothing.
+      if (engineState(next) !== engineState(current) || next.effectiveWeight !== current.effectiveWeight || next.maxConnections !== current.maxConnections) this.#changed.add(next.slot);
     }
     this.#byKey.set(next.key, next);
     return next;
@@ -156,6 +189,7 @@ export class BackendRegistry {
   nativeTable(slot: number): NativeBackend[] {
     return this.list(slot).map((b) => ({
       key: b.key, id: `${b.listener}/${b.id}`, ip: b.ip, port: b.port, weight: b.effectiveWeight, state: NativeBackendState[engineState(b)],
+      maxConnections: b.maxConnections,
       ...(b.pool === null ? {} : { pool: b.pool }),
     }));
   }

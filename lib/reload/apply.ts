@@ -11,17 +11,19 @@
 
 import type { EventEmitter } from 'node:events';
 import { readConfigFile } from '../config/config-file.js';
+import { nativeListenerPolicy } from '../config/listener-policy.js';
 import { restartOnlySettings } from '../config/options.js';
 import { validateOptions } from '../config/validate.js';
 import type { NativeEngine } from '../engine/native-types.js';
 import { listenError, nativeListener, nativeProxySettings } from '../engine/open.js';
 import { Lb4Error } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { BackendControl } from '../registry/backends.js';
+import { addedEvent, type BackendControl } from '../registry/backends.js';
 import type { EngineSync } from '../registry/engine-sync.js';
 import type { ListenerSlot, ListenerTable } from '../registry/listeners.js';
 import type { BackendRecord, BackendRegistry } from '../registry/registry.js';
-import type { BackendConfig, BalancerConfig, BalancerEvents, BalancerOptions, ListenerConfig, ReloadSummary } from '../types.js';
+import type { BackendConfig, BalancerConfig, BalancerOptions, ListenerConfig, ReloadSummary } from '../types.js';
+import type { BalancerEvents } from '../events.js';
 import { planReload, type ListenerChanges, type ReloadPlan } from './plan.js';
 
 export interface ReloadParts {
@@ -48,6 +50,9 @@ export interface ReloadParts {
 export class Reloader {
   readonly #p: ReloadParts;
   #running: Promise<ReloadSummary> | null = null;
+  // The backend events of the reload being applied, emitted only once it has applied: a reload
+  // that rolls back changed nothing, so it tells nothing.
+  #pending: Array<() => void> = [];
 
   constructor(parts: ReloadParts) {
     this.#p = parts;
@@ -99,6 +104,9 @@ export class Reloader {
     const line = { ...summary, file: this.#p.configFile ?? undefined };
     if (summary.needsRestart.length > 0) this.#p.log.warn(line, 'reload applied');
     else this.#p.log.info(line, 'reload applied');
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const emit of pending) emit();
     this.#p.events.emit('reload', summary);
     return summary;
   }
@@ -118,6 +126,7 @@ export class Reloader {
     // Everything that can fail happens before the first change: the config was validated (and
     // its host names resolved), and now every new listener opens. If one cannot, the ones already
     // opened close again and nothing else has changed.
+    this.#pending = [];
     const opened: ListenerSlot[] = [];
     try {
       for (const l of planReload(this.#runningConfig(), next).addedListeners) opened.push(await this.#openListener(l));
@@ -138,12 +147,15 @@ export class Reloader {
       // The engine takes the new tables, or refuses them (then nothing may stay changed).
       await this.#p.sync.flush();
     } catch (err) {
+      this.#pending = [];
       this.#rollBack(previous, snapshot, keptSlots, opened, leaving, plan.accessLogChanged);
       await this.#p.sync.flush().catch((e: unknown) => this.#p.log.error({ err: (e as Error).message }, 'reload roll-back: the engine refused the previous tables too'));
       throw err;
     }
     // Flows accepted from now on use a kept listener's new PROXY protocol settings; open ones keep theirs.
     await Promise.all(plan.keptListeners.filter((k) => k.proxyChanged).map((k) => this.#p.engine.setListenerProxy(this.#p.listeners.get(k.after.name)!.slot, nativeProxySettings(k.after))));
+    // The same for access lists and limits: admitted flows stay.
+    await Promise.all(plan.keptListeners.filter((k) => k.policyChanged).map((k) => this.#p.engine.setListenerPolicy(this.#p.listeners.get(k.after.name)!.slot, nativeListenerPolicy(k.after.policy))));
     // Only now, with nothing left to fail, do removed listeners stop: that cannot be taken back.
     this.#removeListeners(leaving, next.drainTimeoutMs);
     await this.#p.sync.flush();
@@ -183,12 +195,21 @@ export class Reloader {
     for (const s of leaving) {
       void this.#p.engine.removeListener(s.slot, drainMs);
       // The engine drains the whole listener; no per-backend drain timers are needed.
-      for (const b of registry.list(s.slot)) backends.forget(b, null);
+      for (const b of registry.list(s.slot)) {
+        backends.forget(b, null);
+        this.#emitLater('backend-removed', { listener: b.listener, backend: b.id, by: 'reload' });
+      }
       if (listeners.get(s.config.name) === s) {
         listeners.remove(s.config.name);
         sync.forgetListener(s.config.name);
       }
     }
+  }
+
+  #emitLater<E extends 'backend-added' | 'backend-removed' | 'backend-state' | 'backend-weight'>(name: E, ...payload: BalancerEvents[E]): void {
+    // Typed at the call; Node's emit signature cannot relate a generic name to its payload.
+    const emit = this.#p.events.emit.bind(this.#p.events) as (name: E, ...args: BalancerEvents[E]) => boolean;
+    this.#pending.push(() => emit(name, ...payload));
   }
 
   async #closeOpened(opened: ListenerSlot[]): Promise<void> {
@@ -238,7 +259,10 @@ export class Reloader {
     // New listeners join the table; their backends were registered when they opened.
     for (const s of opened) {
       listeners.add(s);
-      for (const b of registry.list(s.slot)) backends.watch(b);
+      for (const b of registry.list(s.slot)) {
+        backends.watch(b);
+        this.#emitLater('backend-added', addedEvent(b, 'reload'));
+      }
     }
     if (plan.accessLogChanged) this.#p.engine.setFlowLog(next.accessLog?.sample ?? 0);
     // Settings that need a restart keep their running values; listeners carry their bound ports.
@@ -267,10 +291,11 @@ export class Reloader {
         const record = registry.get(s.slot, b.id);
         if (!record) continue;
         backends.forget(record, drainMs);
+        this.#emitLater('backend-removed', { listener: name, backend: b.id, by: 'reload' });
         out.backendsRemoved.push(`${name}/${b.id}`);
       }
       for (const b of change.backends.added) {
-        backends.watch(registry.add(s.slot, name, b, s.config.health ? 'up' : 'unchecked'));
+        this.#emitLater('backend-added', addedEvent(backends.watch(registry.add(s.slot, name, b, s.config.health ? 'up' : 'unchecked')), 'reload'));
         out.backendsAdded.push(`${name}/${b.id}`);
       }
       for (const { after } of change.backends.changed) {
@@ -286,9 +311,12 @@ export class Reloader {
   /** Gives a running backend the weight, state and address as written of `after`; returns whether any differed. */
   #changeInPlace(record: BackendRecord, after: BackendConfig, drainMs: number): boolean {
     const { registry, backends } = this.#p;
-    const changed = record.weight !== after.weight || record.state !== after.state || record.address !== after.address;
+    const changed = record.weight !== after.weight || record.state !== after.state || record.address !== after.address || record.maxConnections !== after.maxConnections;
+    const event = { listener: record.listener, backend: record.id, by: 'reload' } as const;
+    if (record.weight !== after.weight) this.#emitLater('backend-weight', { ...event, from: record.weight, to: after.weight });
+    if (record.state !== after.state) this.#emitLater('backend-state', { ...event, from: record.state, to: after.state });
     if (record.weight !== after.weight) record = backends.changeWeight(record, after.weight);
-    record = registry.update(record, { address: after.address });
+    record = registry.update(record, { address: after.address, maxConnections: after.maxConnections });
     if (record.state !== after.state) backends.changeState(record, after.state, drainMs, 'reload');
     return changed;
   }

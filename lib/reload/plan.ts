@@ -8,6 +8,7 @@
 // that stays in the file (draining, maintenance, down) is kept, unless the file itself now says
 // something new about that backend's state: then the file wins.
 
+import { samePolicy } from '../config/listener-policy.js';
 import { liveSettings, restartOnlySettings } from '../config/options.js';
 import type { BackendConfig, BalancerConfig, ListenerConfig } from '../types.js';
 
@@ -25,6 +26,8 @@ export interface ListenerChanges {
   algorithmChanged: boolean;
   /** proxyProtocol, acceptProxy or the SNI routes changed: new flows take the new settings. */
   proxyChanged: boolean;
+  /** Access lists or limits changed: flows admitted from now on are judged by the new ones. */
+  policyChanged: boolean;
   healthChanged: boolean;
 }
 
@@ -70,7 +73,7 @@ function diffBackends(before: readonly BackendConfig[], after: readonly BackendC
       out.added.push(b);
     } else {
       const wanted = previous.get(b.id)?.state === b.state ? { ...b, state: prior.state } : b;
-      if (prior.weight !== wanted.weight || prior.state !== wanted.state || prior.address !== wanted.address) out.changed.push({ before: prior, after: wanted });
+      if (prior.weight !== wanted.weight || prior.state !== wanted.state || prior.address !== wanted.address || prior.maxConnections !== wanted.maxConnections) out.changed.push({ before: prior, after: wanted });
     }
   }
   out.removed.push(...old.values());
@@ -99,6 +102,7 @@ export function planReload(current: BalancerConfig, next: BalancerConfig, previo
       backends: diffBackends(prior.backends, l.backends, previous.listeners.find((p) => p.name === l.name)?.backends ?? []),
       algorithmChanged: prior.algorithm !== l.algorithm,
       proxyChanged: !sameProxySettings(prior, l),
+      policyChanged: !samePolicy(prior.policy, l.policy),
       healthChanged: json(prior.health) !== json(l.health),
     });
   }

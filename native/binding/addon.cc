@@ -67,6 +67,19 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     counters.Set(i, c);
   }
   exports.Set("counters", counters);
+  Napi::Array histograms = Napi::Array::New(env, lb4::kHistogramCount);
+  for (uint32_t i = 0; i < lb4::kHistogramCount; ++i) {
+    const lb4::HistogramInfo& info = lb4::kHistogramInfo[i];
+    Napi::Object h = Napi::Object::New(env);
+    h.Set("name", info.name);
+    h.Set("protocol", info.protocol);
+    h.Set("help", info.help);
+    Napi::Array bounds = Napi::Array::New(env, info.boundCount);
+    for (uint32_t b = 0; b < info.boundCount; ++b) bounds.Set(b, static_cast<double>(info.boundsUs[b]) / 1e6);
+    h.Set("bounds", bounds);
+    histograms.Set(i, h);
+  }
+  exports.Set("histograms", histograms);
   exports.Set("algorithms", enumNames<lb4::Algorithm>(env));
   exports.Set("hashKeys", enumNames<lb4::HashKey>(env));
   exports.Set("backendStates", enumNames<lb4::BackendState>(env));

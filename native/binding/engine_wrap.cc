@@ -31,6 +31,7 @@ Napi::Function EngineWrap::define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::start>("start"),
                          InstanceMethod<&EngineWrap::applyBackends>("applyBackends"),
                          InstanceMethod<&EngineWrap::readStats>("readStats"),
+                         InstanceMethod<&EngineWrap::readLatency>("readLatency"),
                          InstanceMethod<&EngineWrap::backendKeyLimit>("backendKeyLimit"),
                          InstanceMethod<&EngineWrap::connections>("connections"),
                          InstanceMethod<&EngineWrap::onEvents>("onEvents"),
@@ -40,6 +41,7 @@ Napi::Function EngineWrap::define(Napi::Env env) {
                          InstanceMethod<&EngineWrap::removeListener>("removeListener"),
                          InstanceMethod<&EngineWrap::closeFlows>("closeFlows"),
                          InstanceMethod<&EngineWrap::setListenerProxy>("setListenerProxy"),
+                         InstanceMethod<&EngineWrap::setListenerPolicy>("setListenerPolicy"),
                          InstanceMethod<&EngineWrap::setFlowLog>("setFlowLog"),
                          InstanceMethod<&EngineWrap::setSessionReplication>("setSessionReplication"),
                          InstanceMethod<&EngineWrap::drainSessionChanges>("drainSessionChanges"),
@@ -183,6 +185,17 @@ Napi::Value EngineWrap::readStats(const Napi::CallbackInfo& info) {
   }
   Napi::Float64Array into = info[0].As<Napi::Float64Array>();
   size_t needed = engine_->readStats(into.Data(), into.ElementLength());
+  return Napi::Number::New(env, static_cast<double>(needed));
+}
+
+Napi::Value EngineWrap::readLatency(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    Napi::TypeError::New(env, "readLatency needs a Float64Array").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Float64Array into = info[0].As<Napi::Float64Array>();
+  size_t needed = engine_->readLatency(into.Data(), into.ElementLength());
   return Napi::Number::New(env, static_cast<double>(needed));
 }
 
@@ -401,6 +414,30 @@ Napi::Value EngineWrap::setListenerProxy(const Napi::CallbackInfo& info) {
   }
   beginRequest(env);
   engine_->setListenerProxy(info[0].As<Napi::Number>().Uint32Value(), std::move(proxy), [this, deferred] {
+    post([this, deferred](Napi::Env env) {
+      deferred->Resolve(env.Undefined());
+      endRequest(env);
+    });
+  });
+  return deferred->Promise();
+}
+
+// setListenerPolicy(slot, policy): resolves once every worker has it.
+Napi::Value EngineWrap::setListenerPolicy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsObject()) {
+    Napi::TypeError::New(env, "setListenerPolicy(slot, policy) needs a number and an object").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ListenerPolicy policy;
+  if (!toListenerPolicy(env, info[1].As<Napi::Object>(), "policy", policy)) return env.Undefined();
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  if (!started_ || closing_) {
+    deferred->Resolve(env.Undefined());
+    return deferred->Promise();
+  }
+  beginRequest(env);
+  engine_->setListenerPolicy(info[0].As<Napi::Number>().Uint32Value(), std::move(policy), [this, deferred] {
     post([this, deferred](Napi::Env env) {
       deferred->Resolve(env.Undefined());
       endRequest(env);

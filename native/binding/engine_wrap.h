@@ -24,6 +24,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value start(const Napi::CallbackInfo& info);
   Napi::Value applyBackends(const Napi::CallbackInfo& info);
   Napi::Value readStats(const Napi::CallbackInfo& info);
+  Napi::Value readLatency(const Napi::CallbackInfo& info);
   Napi::Value backendKeyLimit(const Napi::CallbackInfo& info);
   Napi::Value connections(const Napi::CallbackInfo& info);
   Napi::Value onEvents(const Napi::CallbackInfo& info);
@@ -33,6 +34,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value removeListener(const Napi::CallbackInfo& info);
   Napi::Value closeFlows(const Napi::CallbackInfo& info);
   Napi::Value setListenerProxy(const Napi::CallbackInfo& info);
+  Napi::Value setListenerPolicy(const Napi::CallbackInfo& info);
   Napi::Value setFlowLog(const Napi::CallbackInfo& info);
   // engine_replication.cc: UDP sessions across an HA failover.
   Napi::Value setSessionReplication(const Napi::CallbackInfo& info);

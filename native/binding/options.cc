@@ -115,6 +115,11 @@ bool toListenerConfig(Napi::Env env, Napi::Value item, const std::string& where,
   config.dualStack = l.Get("dualStack").ToBoolean().Value();
   config.freeBind = l.Get("freeBind").ToBoolean().Value();
   if (!toProxySettings(env, l, where, config.proxy)) return false;
+  Napi::Value policy = l.Get("policy");
+  if (!policy.IsUndefined()) {
+    if (!policy.IsObject()) return throwType(env, where + ".policy must be an object");
+    if (!toListenerPolicy(env, policy.As<Napi::Object>(), where + ".policy", config.policy)) return false;
+  }
   Napi::Value name = l.Get("name");
   if (name.IsString()) config.name = name.As<Napi::String>().Utf8Value();
   return true;
@@ -161,6 +166,47 @@ bool toSniRoutes(Napi::Env env, Napi::Object o, const std::string& where, SniRou
   return true;
 }
 
+namespace {
+
+bool getNetworks(Napi::Env env, Napi::Object o, const char* key, const std::string& where, NetworkSet& out) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return true;
+  if (!v.IsArray()) return throwType(env, where + "." + key + " must be an array");
+  Napi::Array networks = v.As<Napi::Array>();
+  if (networks.Length() > 65536) return throwRange(env, where + "." + key + " must hold at most 65536 networks");
+  for (uint32_t i = 0; i < networks.Length(); ++i) {
+    Napi::Value n = networks.Get(i);
+    if (!n.IsString() || !out.add(n.As<Napi::String>().Utf8Value()))
+      return throwType(env, where + "." + key + "[" + std::to_string(i) + "] must be a network such as 10.0.0.0/8");
+  }
+  return true;
+}
+
+bool getOptionalCount(Napi::Env env, Napi::Object o, const char* key, const std::string& where, double max, double& out) {
+  out = 0;
+  if (o.Get(key).IsUndefined()) return true;
+  return getNumber(env, o, key, where, 0, max, out);
+}
+
+}  // namespace
+
+bool toListenerPolicy(Napi::Env env, Napi::Object o, const std::string& where, ListenerPolicy& out) {
+  if (!getNetworks(env, o, "allow", where, out.allow) || !getNetworks(env, o, "deny", where, out.deny)) return false;
+  double maxConnections, perSource, rate, queueSize, queueTimeout;
+  if (!getOptionalCount(env, o, "maxConnections", where, 1e9, maxConnections) ||
+      !getOptionalCount(env, o, "maxConnectionsPerSource", where, 1e9, perSource) ||
+      !getOptionalCount(env, o, "connectionRatePerSource", where, 1e9, rate) ||
+      !getOptionalCount(env, o, "queueSize", where, 1e9, queueSize) ||
+      !getOptionalCount(env, o, "queueTimeoutMs", where, 86400000, queueTimeout))
+    return false;
+  out.maxConnections = static_cast<uint32_t>(maxConnections);
+  out.sourceMaxConnections = static_cast<uint32_t>(perSource);
+  out.sourceRatePerSecond = static_cast<uint32_t>(rate);
+  out.queueSize = static_cast<uint32_t>(queueSize);
+  out.queueTimeoutMs = static_cast<int64_t>(queueTimeout);
+  return true;
+}
+
 bool toBackendTable(Napi::Env env, Napi::Value tv, const std::string& where, std::vector<BackendSpec>& out) {
   if (!tv.IsArray()) return throwType(env, where + " must be an array");
   Napi::Array table = tv.As<Napi::Array>();
@@ -179,6 +225,11 @@ bool toBackendTable(Napi::Env env, Napi::Value tv, const std::string& where, std
     if (!id.IsString()) return throwType(env, at + ".id must be a string");
     spec.id = id.As<Napi::String>().Utf8Value();
     spec.weight = static_cast<uint32_t>(weight);
+    if (!b.Get("maxConnections").IsUndefined()) {
+      double maxConnections;
+      if (!getNumber(env, b, "maxConnections", at, 0, 1e9, maxConnections)) return false;
+      spec.maxConnections = static_cast<uint32_t>(maxConnections);
+    }
     Napi::Value pool = b.Get("pool");
     if (!pool.IsUndefined()) {
       if (!pool.IsString()) return throwType(env, at + ".pool must be a string");

@@ -22,6 +22,9 @@ bool toListenerConfig(Napi::Env env, Napi::Value value, const std::string& where
 bool toProxySettings(Napi::Env env, Napi::Object value, const std::string& where, ProxySettings& out);
 // { sniRoutes, sniDefaultPool } of the same object: a listener's routes by TLS server name.
 bool toSniRoutes(Napi::Env env, Napi::Object value, const std::string& where, SniRoutes& out);
+// { allow, deny, maxConnections, maxConnectionsPerSource, connectionRatePerSource, queueSize,
+// queueTimeoutMs } of a listener's `policy`, or of setListenerPolicy's argument; absent: none.
+bool toListenerPolicy(Napi::Env env, Napi::Object value, const std::string& where, ListenerPolicy& out);
 bool toBackendTable(Napi::Env env, Napi::Value value, const std::string& where, std::vector<BackendSpec>& out);
 // A listener slot the engine has (0 .. listeners - 1).
 bool toListenerSlot(Napi::Env env, Napi::Value value, size_t listeners, uint32_t& out);

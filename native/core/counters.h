@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "latency.h"
+
 namespace lb4 {
 
 // X(name, kind, help): kind is "gauge" (goes up and down) or "counter" (only goes up).
@@ -53,6 +55,17 @@ namespace lb4 {
   X(proxy_header_malformed, "counter", "Clients refused for a malformed or missing PROXY protocol header") \
   X(proxy_header_oversized, "counter", "Clients refused for a PROXY protocol header longer than the limit") \
   X(proxy_header_timeouts, "counter", "Clients refused for not sending a whole PROXY protocol header within the header timeout") \
+  /* Traffic policy (native/core/policy/): every refusal by its reason. */                          \
+  X(denied, "counter", "Clients refused by the listener's access lists (TCP connections, UDP sessions)") \
+  X(listener_limit, "counter", "Clients refused because the listener had its maxConnections flows")  \
+  X(backend_limit, "counter", "Clients refused because every backend had its maxConnections flows and the listener has no queue") \
+  X(queue_full, "counter", "Clients refused because every backend was full and the listener's queue was too")  \
+  X(queue_timeout, "counter", "Clients closed after waiting the queue timeout for a backend with room")  \
+  X(source_limit, "counter", "Clients refused because their source had its maxConnectionsPerSource flows on this worker") \
+  X(source_rate, "counter", "Clients refused because their source opened connections faster than connectionRatePerSource") \
+  X(flows_queued, "gauge", "Flows waiting in the listener's queue for a backend with room") \
+  X(dropped_overflow, "counter", "UDP datagrams the kernel dropped because the listener socket's receive queue was full") \
+  /* SNI routing (native/core/sni/): appended after the policy counters. */                         \
   X(sni_routed, "counter", "TLS clients routed to a backend pool by the server name in their ClientHello")          \
   X(sni_defaulted, "counter", "TLS clients sent to the default pool: their ClientHello named no server, or none that a route matches") \
   X(sni_unrouted, "counter", "TLS clients closed because no route matched their server name and there is no default pool") \
@@ -78,19 +91,29 @@ struct CounterInfo {
 extern const CounterInfo kCounterInfo[kCounterCount];
 
 // One worker's counters for one listener or backend, on cache lines of its own so two workers
-// never write the same line.
+// never write the same line. The latency histograms (latency.h) live here too, under the same
+// single-writer rule; only backends' blocks ever move them (about 400 bytes each).
 struct alignas(64) CounterBlock {
   std::atomic<int64_t> values[kCounterCount];
+  std::atomic<int64_t> latency[kHistogramSlots];
 
   CounterBlock() {
     for (auto& v : values) v.store(0, std::memory_order_relaxed);
+    for (auto& v : latency) v.store(0, std::memory_order_relaxed);
   }
   // Owner thread only.
-  void add(Counter c, int64_t n) {
-    auto& v = values[static_cast<uint32_t>(c)];
-    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  void add(Counter c, int64_t n) { bump(values[static_cast<uint32_t>(c)], n); }
+  // Owner thread only: one observation of `us` microseconds (negative ones count as 0).
+  void observe(Histogram h, int64_t us) {
+    if (us < 0) us = 0;
+    const size_t base = histogramOffset(static_cast<size_t>(h));
+    bump(latency[base + histogramBucket(h, us)], 1);
+    bump(latency[base + kHistogramInfo[static_cast<size_t>(h)].boundCount + 1], us);
   }
   int64_t get(Counter c) const { return values[static_cast<uint32_t>(c)].load(std::memory_order_relaxed); }
+
+ private:
+  static void bump(std::atomic<int64_t>& v, int64_t n) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
 };
 
 // The counters of one listener or backend: one block per worker.
@@ -106,6 +129,14 @@ class CounterSet {
   // Writes kCounterCount sums to `out`.
   void sumInto(double* out) const {
     for (size_t c = 0; c < kCounterCount; ++c) out[c] = static_cast<double>(sum(static_cast<Counter>(c)));
+  }
+  // Writes kHistogramSlots sums to `out`: bucket counts, and each histogram's sum in microseconds.
+  void sumLatencyInto(double* out) const {
+    for (size_t slot = 0; slot < kHistogramSlots; ++slot) {
+      int64_t total = 0;
+      for (size_t i = 0; i < workers_; ++i) total += blocks_[i].latency[slot].load(std::memory_order_relaxed);
+      out[slot] = static_cast<double>(total);
+    }
   }
 
  private:

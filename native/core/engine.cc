@@ -50,6 +50,7 @@ std::shared_ptr<const BackendTable> Engine::buildTable(Algorithm algorithm, std:
     e.address = s.address;
     e.weight = s.weight;
     e.state = s.state;
+    e.maxConnections = s.maxConnections;
     e.pool = std::move(s.pool);
     e.counters = countersFor(s.key);
     entries.push_back(std::move(e));
@@ -87,6 +88,7 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
       listenerFds_[l].push_back(groups[l][w].get());
       mine[l].protocol = config_.listeners[l].protocol;
       mine[l].proxy = config_.listeners[l].proxy;
+      mine[l].policy = config_.listeners[l].policy;
       mine[l].socket = std::move(groups[l][w]);
       mine[l].counters = listenerCounters_[l].get();
     }
@@ -140,6 +142,7 @@ bool Engine::addListener(ListenerConfig config, std::vector<BackendSpec> specs, 
     add.slot = slot;
     add.protocol = config_.listeners[slot].protocol;
     add.proxy = config_.listeners[slot].proxy;
+    add.policy = config_.listeners[slot].policy;
     add.socket = std::move(group[w]);
     add.counters = listenerCounters_[slot].get();
     add.table = table;
@@ -167,6 +170,15 @@ void Engine::setListenerProxy(uint32_t slot, ProxySettings proxy, std::function<
   }
   config_.listeners[slot].proxy = proxy;
   broadcast(command::SetListenerProxy{slot, std::move(proxy)}, completionForAll(std::move(done)));
+}
+
+void Engine::setListenerPolicy(uint32_t slot, ListenerPolicy policy, std::function<void()> done) {
+  if (!started_ || stopRequested_ || slot >= config_.listeners.size()) {
+    if (done) done();
+    return;
+  }
+  config_.listeners[slot].policy = policy;
+  broadcast(command::SetListenerPolicy{slot, std::move(policy)}, completionForAll(std::move(done)));
 }
 
 void Engine::closeFlows(FlowFilter filter, std::function<void(uint64_t)> done) {
@@ -285,6 +297,20 @@ size_t Engine::readStats(double* out, size_t capacity) const {
       for (size_t c = 0; c < kCounterCount; ++c) out[offset + c] = 0;
     }
     offset += kCounterCount;
+  }
+  return needed;
+}
+
+size_t Engine::readLatency(double* out, size_t capacity) const {
+  size_t needed = backendCounters_.size() * kHistogramSlots;
+  if (capacity < needed) return needed;
+  for (size_t key = 0; key < backendCounters_.size(); ++key) {
+    double* block = out + key * kHistogramSlots;
+    if (backendCounters_[key]) {
+      backendCounters_[key]->sumLatencyInto(block);
+    } else {
+      std::fill(block, block + kHistogramSlots, 0.0);
+    }
   }
   return needed;
 }

@@ -38,7 +38,8 @@ struct BackendSpec {
   SocketAddress address;
   uint32_t weight;
   BackendState state;
-  std::string pool;  // the backend's pool (SNI routing); empty: none
+  uint32_t maxConnections = 0;  // 0: no limit
+  std::string pool{};  // the backend's pool (SNI routing); empty: none
 };
 
 class Engine {
@@ -75,6 +76,8 @@ class Engine {
   // Replaces a TCP listener's PROXY protocol settings on every worker; new flows use them.
   // `done` runs once every worker has them. An unknown slot changes nothing.
   void setListenerProxy(uint32_t slot, ProxySettings proxy, std::function<void()> done);
+  // Replaces a listener's access lists and limits on every worker; `done` runs once all have it.
+  void setListenerPolicy(uint32_t slot, ListenerPolicy policy, std::function<void()> done);
   // Collects flows from every worker; `done` gets them once all have answered.
   void snapshot(FlowFilter filter, std::function<void(std::vector<FlowInfo>)> done);
   // Closes matching flows at once, with a reset, counted as drain_closed. `done` gets how many.
@@ -94,6 +97,9 @@ class Engine {
   // Counters: every listener in order, then backend keys 0..backendKeyLimit()-1, kCounterCount
   // values each. Returns the number of doubles needed; writes only if `capacity` suffices.
   size_t readStats(double* out, size_t capacity) const;
+  // Sums every backend key's latency histograms (latency.h) into `out`, kHistogramSlots per key in
+  // key order, when `capacity` allows; returns the length needed. Any thread, like readStats.
+  size_t readLatency(double* out, size_t capacity) const;
   uint32_t backendKeyLimit() const { return static_cast<uint32_t>(backendCounters_.size()); }
   EventQueue& events() { return events_; }
   // UDP sessions for the HA peer, and the peer's as affinity hints (udp/session_replication.h).

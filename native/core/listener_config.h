@@ -6,6 +6,7 @@
 #include "engine_options.h"
 #include "enums.h"
 #include "io/socket_address.h"
+#include "policy/listener_policy.h"
 #include "proxy_protocol/proxy_settings.h"
 
 namespace lb4 {
@@ -21,6 +22,7 @@ struct ListenerConfig {
   int backlog = static_cast<int>(optionDefault(EngineOption::backlog));
   Algorithm algorithm = Algorithm::RoundRobin;
   ProxySettings proxy;  // TCP only
+  ListenerPolicy policy;
 };
 
 }  // namespace lb4

@@ -15,6 +15,8 @@
 #include "counters.h"
 #include "enums.h"
 #include "io/unique_fd.h"
+#include "policy/listener_policy.h"
+#include "policy/source_tracker.h"
 #include "proxy_protocol/proxy_settings.h"
 
 namespace lb4 {
@@ -23,6 +25,10 @@ struct ListenerSlot {
   Protocol protocol = Protocol::Tcp;
   // A copy per worker: read on every accept and connect, never shared between threads.
   ProxySettings proxy;
+  // A copy per worker, like `proxy`; `sources` outlives a policy change, so flows admitted
+  // before a reload are still released from it.
+  ListenerPolicy policy;
+  SourceTracker sources;
   // This worker's socket of the listener's reuseport group; empty once the listener is
   // removed or the engine stops.
   UniqueFd socket;
@@ -35,6 +41,13 @@ struct ListenerSlot {
   // One picker per backend pool (SNI routing), over table->pools[i]; empty without pools.
   std::vector<std::unique_ptr<Picker>> poolPickers;
   int64_t drainDeadlineMs = 0;  // 0: none; else the slot's flows are closed then
+  // A removed UDP listener whose sessions drain: its socket stays open, because their replies
+  // leave through it, and is read for their datagrams, but it opens no new session. The socket
+  // closes when this worker's last session of it ends, or at the drain deadline.
+  bool udpDraining = false;
+  // UDP: the socket's receive-queue drop count as the last datagram read reported it
+  // (SO_RXQ_OVFL); slots are never reused, so it starts at 0 with the socket.
+  uint32_t socketDrops = 0;
 
   CounterBlock& countersOf(uint32_t workerIndex) { return counters->worker(workerIndex); }
 

@@ -73,6 +73,10 @@ void Worker::run() {
     int timeout = hasYielded() ? 0 : static_cast<int>(std::max<int64_t>(0, nextTickMs_ - clock_.now()));
     int n = loop_.wait(timeout);
     clock_.update();
+    // Listeners last: every socket that was readable when the wait returned has been read before
+    // any new client datagram is. A UDP client's warm upstream socket (udp_proxy.h) has then had
+    // whatever its backend sent late read and dropped before the client's next datagram reuses
+    // it, without a read per reuse to make sure.
     for (int i = 0; i < n; ++i) {
       const epoll_event& ev = loop_.event(i);
       const uint64_t index = tagIndex(ev.data.u64);
@@ -81,8 +85,7 @@ void Worker::run() {
           runCommands();
           break;
         case TagKind::Listener:
-          onListenerReadable(static_cast<uint32_t>(index));
-          break;
+          break;  // in the loop below
         case TagKind::TcpClient:
         case TagKind::TcpBackend:
           tcp_.onFlowEvent(index, tagKind(ev.data.u64) == TagKind::TcpBackend, ev.events);
@@ -91,6 +94,10 @@ void Worker::run() {
           udp_.onUpstreamEvent(index, ev.events);
           break;
       }
+    }
+    for (int i = 0; i < n; ++i) {
+      const epoll_event& ev = loop_.event(i);
+      if (tagKind(ev.data.u64) == TagKind::Listener) onListenerReadable(static_cast<uint32_t>(tagIndex(ev.data.u64)));
     }
     tcp_.runYielded();
     tcp_.releaseClosed();
@@ -162,6 +169,7 @@ void Worker::apply(command::AddListener& c) {
   ListenerSlot& l = listeners_[c.slot];
   l.protocol = c.protocol;
   l.proxy = std::move(c.proxy);
+  l.policy = std::move(c.policy);
   l.counters = c.counters;
   l.adoptTable(std::move(c.table), index_);
   if (stopping_) return;  // the engine is going away: the socket just closes with the command
@@ -174,16 +182,23 @@ void Worker::apply(command::AddListener& c) {
 void Worker::apply(command::RemoveListener& c) {
   if (c.slot >= listeners_.size()) return;
   ListenerSlot& l = listeners_[c.slot];
-  l.socket.reset();
-  l.paused = false;
-  // UDP sessions answer through the listener socket, just closed: they end now.
+  // Its flows run on until they end or the drain deadline; the tick closes what is left then.
+  l.drainDeadlineMs = clock_.now() + std::max<int64_t>(0, c.drainMs);
   if (l.protocol == Protocol::Udp) {
     FlowFilter filter;
     filter.listener = c.slot;
+    // UDP sessions answer through the listener socket: while there are sessions to drain it
+    // stays open (and keeps its place in the reuseport group, so the port stays taken until the
+    // drain ends), read only for their datagrams. No session will start: warm sockets go now.
+    if (c.drainMs > 0 && udp_.liveOn(c.slot) > 0 && l.socket) {
+      l.udpDraining = true;
+      udp_.closeWarm(filter);
+      return;
+    }
     udp_.closeSessions(filter, CloseReason::Drained);
   }
-  // Its flows run on until they end or the drain deadline; the tick closes what is left then.
-  l.drainDeadlineMs = clock_.now() + std::max<int64_t>(0, c.drainMs);
+  l.socket.reset();
+  l.paused = false;
 }
 
 void Worker::apply(command::CloseFlows& c) {
@@ -195,6 +210,17 @@ void Worker::apply(command::ReportSessions&) { udp_.reportAll(); }
 
 void Worker::apply(command::SetListenerProxy& c) {
   if (c.slot < listeners_.size()) listeners_[c.slot].proxy = std::move(c.proxy);
+}
+
+void Worker::apply(command::SetListenerPolicy& c) {
+  if (c.slot < listeners_.size()) listeners_[c.slot].policy = std::move(c.policy);
+}
+
+void Worker::endUdpDrain(ListenerSlot& l) {
+  if (!l.udpDraining) return;
+  l.udpDraining = false;
+  l.socket.reset();
+  l.paused = false;
 }
 
 void Worker::closeListeners() {
@@ -227,6 +253,7 @@ void Worker::onTick() {
   tcp_.expireConnects();
   tcp_.expireHeaders();
   tcp_.expireHellos();
+  tcp_.serviceQueues();
   if (now >= nextIdleSweepMs_) {
     nextIdleSweepMs_ = now + idleSweepMs(options_.idleTimeoutMs);
     tcp_.expireIdle();
@@ -245,6 +272,12 @@ void Worker::onTick() {
     filter.listener = slot;
     tcp_.closeFlows(filter, CloseReason::Drained);
     udp_.closeSessions(filter, CloseReason::Drained);
+    endUdpDrain(l);
+  }
+  // A draining UDP listener whose sessions all ended (idle, answered) lets its socket go.
+  for (uint32_t slot = 0; slot < listeners_.size(); ++slot) {
+    ListenerSlot& l = listeners_[slot];
+    if (l.udpDraining && udp_.liveOn(slot) == 0) endUdpDrain(l);
   }
   for (uint32_t slot = 0; slot < listeners_.size(); ++slot) {
     ListenerSlot& l = listeners_[slot];

@@ -60,11 +60,14 @@ class Worker {
   void apply(command::CloseFlows& c);
   void apply(command::ReportSessions& c);
   void apply(command::SetListenerProxy& c);
+  void apply(command::SetListenerPolicy& c);
 
   void ensureSlot(uint32_t slot);
   void onListenerReadable(uint32_t slot);
   void pauseListener(uint32_t slot);
   void closeListeners();
+  // Closes a draining UDP listener's socket (its sessions have ended).
+  void endUdpDrain(ListenerSlot& l);
   void onTick();
   bool hasYielded() const;
 

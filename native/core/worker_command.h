@@ -87,6 +87,7 @@ struct AddListener {
   uint32_t slot = 0;
   Protocol protocol = Protocol::Tcp;
   ProxySettings proxy;
+  ListenerPolicy policy;
   UniqueFd socket;
   CounterSet* counters = nullptr;
   std::shared_ptr<const BackendTable> table;
@@ -105,6 +106,13 @@ struct SetListenerProxy {
   ProxySettings proxy;
 };
 
+// The listener's traffic policy changes: flows admitted from now on are judged by `policy`;
+// admitted flows stay, and still count against their source until they end.
+struct SetListenerPolicy {
+  uint32_t slot = 0;
+  ListenerPolicy policy;
+};
+
 // Close the matching flows at once (as drained); add how many to `closed`.
 struct CloseFlows {
   FlowFilter filter;
@@ -119,7 +127,8 @@ struct ReportSessions {};
 
 struct WorkerCommand {
   std::variant<command::ApplyBackends, command::Snapshot, command::Stop, command::AddListener,
-               command::RemoveListener, command::CloseFlows, command::ReportSessions, command::SetListenerProxy>
+               command::RemoveListener, command::CloseFlows, command::ReportSessions, command::SetListenerProxy,
+               command::SetListenerPolicy>
       body;
   std::shared_ptr<Completion> completion;
 };

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import type { BackendInfo, BackendScope, BalancerEvents, BalancerStats, Connection, ConnectionFilter, Counters, ListenerAddress, ReloadSummary } from '../../lib/types.js';
+import type { BackendInfo, BackendScope, BalancerStats, Connection, ConnectionFilter, Counters, ListenerAddress, ReloadSummary } from '../../lib/types.js';
+import type { BalancerEvents } from '../../lib/events.js';
 import type { AdminConfig, BackendOptions, BackendState, BalancerConfig, BalancerOptions, ListenerConfig } from '../../lib/types.js';
 import { Lb4Error } from '../../lib/errors.js';
 import { silentLogger } from '../../lib/log.js';
@@ -22,6 +23,7 @@ import type { AdminTarget } from '../../lib/api/target.js';
 import type { ClusterStatus } from '../../lib/cluster/cluster-types.js';
 import { call, type CallOptions, type Where } from '../helpers/admin-http.js';
 import { within } from '../helpers/sockets.js';
+import { emptyLatency } from '../../lib/engine/stats.js';
 
 const token = 'correct-horse-battery-staple';
 const states: readonly BackendState[] = ['up', 'down', 'draining', 'maintenance'];
@@ -35,7 +37,10 @@ function counters(values: Partial<Record<CounterName, number>> = {}): Counters {
 type FakeBackend = { -readonly [K in keyof BackendInfo]: BackendInfo[K] } & { counters: Counters };
 
 function listenerConfig(name: string, port: number): ListenerConfig {
-  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', forward: 'proxy', snat: 'none', proxyProtocol: 'none', acceptProxy: [], sni: null, defaultPool: null, pools: [], backends: [], health: null };
+  return {
+    name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', forward: 'proxy', snat: 'none', proxyProtocol: 'none', acceptProxy: [],
+    policy: { allow: [], deny: [], maxConnections: 0, maxConnectionsPerSource: 0, connectionRatePerSource: 0, queueSize: 0, queueTimeout: 5000 }, sni: null, defaultPool: null, pools: [], backends: [], health: null,
+  };
 }
 
 /**
@@ -55,6 +60,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     pipeSize: 0,
     slowStartMs: 0,
     passiveFailures: 3,
+    passiveRetryMs: 5000,
     udpIdleTimeoutMs: 30_000,
     udpResponses: 0,
     udpMaxSessions: 16384,
@@ -171,7 +177,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
   stats(): BalancerStats {
     return {
       listeners: this.addressList.map((l) => ({ ...l, counters: this.listenerCounters[l.name] })),
-      backends: this.records.map((b) => ({ ...this.#info(b), counters: b.counters })),
+      backends: this.records.map((b) => ({ ...this.#info(b), counters: b.counters, latency: emptyLatency(), transitions: { up: 0, down: 0, lastChange: new Date(0) } })),
       droppedEvents: this.droppedEvents,
     };
   }

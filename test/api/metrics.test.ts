@@ -6,12 +6,14 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import type { BackendInfo, BalancerEvents, BalancerStats, Counters } from '../../lib/types.js';
+import type { BackendInfo, BackendTransitions, BalancerStats, Counters, Latency } from '../../lib/types.js';
+import type { BalancerEvents } from '../../lib/events.js';
 import type { BalancerConfig } from '../../lib/types.js';
 import { silentLogger } from '../../lib/log.js';
 import { counters as counterTable } from '../../lib/engine/addon.js';
 import { counterNames, type CounterInfo, type CounterName } from '../../lib/engine/native-types.js';
 import { healthCheckBuckets, MetricsCollector } from '../../lib/api/metrics.js';
+import { emptyLatency } from '../../lib/engine/stats.js';
 import { startAdminServer } from '../../lib/api/server.js';
 import type { AdminTarget } from '../../lib/api/target.js';
 import { parseExposition, scrape, value } from '../helpers/exposition.js';
@@ -52,7 +54,15 @@ function counterValues(values: Partial<Record<CounterName, number>>): Counters {
 
 const oddId = 'we"ird\\id\nx';
 
-function backend(listener: string, id: string, over: Partial<BackendInfo>, values: Partial<Record<CounterName, number>>): BackendInfo & { counters: Counters } {
+type BackendRow = BalancerStats['backends'][number];
+
+function backend(
+  listener: string,
+  id: string,
+  over: Partial<BackendInfo>,
+  values: Partial<Record<CounterName, number>>,
+  extra: { latency?: Latency; transitions?: BackendTransitions } = {},
+): BackendRow {
   return {
     id,
     pool: null,
@@ -68,12 +78,34 @@ function backend(listener: string, id: string, over: Partial<BackendInfo>, value
     takesNewFlows: true,
     ...over,
     counters: counterValues(values),
+    latency: extra.latency ?? emptyLatency(),
+    transitions: extra.transitions ?? { up: 0, down: 0, lastChange: new Date(0) },
   };
 }
 
+// Backend a's connects: 0.3 ms, 0.3 ms and 7 s (past the last bound); its flows: one of 2 s.
+const latencyOfA: Latency = (() => {
+  const empty = emptyLatency();
+  const connect = empty.connect_duration;
+  const connectBuckets = connect.buckets.map((_, i) => (i === 2 ? 2 : i === connect.bounds.length ? 1 : 0));
+  const flow = empty.flow_duration;
+  const flowBuckets = flow.buckets.map((_, i) => (flow.bounds[i] === 5 ? 1 : 0));
+  return {
+    ...empty,
+    connect_duration: { bounds: connect.bounds, buckets: connectBuckets, sum: 7.0006, count: 3 },
+    flow_duration: { bounds: flow.bounds, buckets: flowBuckets, sum: 2, count: 1 },
+  };
+})();
+
 /** Only what /metrics reads; the rest of AdminTarget is not used here and says so. */
 class MetricsTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
-  config = { workers: 3, listeners: [] } as unknown as BalancerConfig;
+  config = {
+    workers: 3,
+    listeners: [
+      { name: 'web', protocol: 'tcp', forward: 'proxy' },
+      { name: 'api', protocol: 'udp', forward: 'proxy' },
+    ],
+  } as unknown as BalancerConfig;
   uptimeSeconds = 12.25;
   clusterStatus() {
     return null;
@@ -84,7 +116,7 @@ class MetricsTarget extends EventEmitter<BalancerEvents> implements AdminTarget 
       { name: 'api', address: '::1', port: 8081, family: 'IPv6', counters: counterValues({ flows_total: 1 }) },
     ],
     backends: [
-      backend('web', 'a', { weight: 3, effectiveWeight: 2, health: 'up' }, { flows_active: 4, flows_total: 90, bytes_to_backend: 700, bytes_to_client: 1500, connect_failures: 5 }),
+      backend('web', 'a', { weight: 3, effectiveWeight: 2, health: 'up' }, { flows_active: 4, flows_total: 90, bytes_to_backend: 700, bytes_to_client: 1500, connect_failures: 5 }, { latency: latencyOfA, transitions: { up: 2, down: 1, lastChange: new Date(1_700_000_000_500) } }),
       backend('web', 'b', { state: 'draining', health: 'down', takesNewFlows: false }, { flows_active: 1 }),
       backend('api', oddId, {}, { flows_total: 1 }),
     ],
@@ -95,7 +127,7 @@ class MetricsTarget extends EventEmitter<BalancerEvents> implements AdminTarget 
     return this.snapshot;
   }
   backends(): BackendInfo[] {
-    return this.snapshot.backends.map(({ counters: _, ...b }) => b);
+    return this.snapshot.backends.map(({ counters: _c, latency: _l, transitions: _t, ...b }) => b);
   }
   addresses() {
     return this.snapshot.listeners.map(({ counters: _, ...l }) => l);
@@ -142,6 +174,17 @@ t.test('GET /metrics is a valid exposition with the values of the target', async
     lb4_backend_bytes_total: 'counter',
     lb4_backend_connect_failures_total: 'counter',
     lb4_health_check_duration_seconds: 'histogram',
+    lb4_backend_connect_duration_seconds: 'histogram',
+    lb4_backend_flow_duration_seconds: 'histogram',
+    lb4_backend_session_duration_seconds: 'histogram',
+    lb4_backend_transitions_total: 'counter',
+    lb4_backend_last_change_timestamp_seconds: 'gauge',
+    process_cpu_seconds_total: 'counter',
+    process_resident_memory_bytes: 'gauge',
+    process_open_fds: 'gauge',
+    process_max_fds: 'gauge',
+    process_start_time_seconds: 'gauge',
+    nodejs_eventloop_lag_seconds: 'gauge',
   };
   for (const [name, type] of Object.entries(expectedTypes)) t.equal(families.get(name)?.type, type, `${name} is a ${type}`);
 
@@ -192,6 +235,33 @@ t.test('GET /metrics is a valid exposition with the values of the target', async
   t.equal(value(families, 'lb4_health_check_failures_total', a), 1);
   t.equal(value(families, 'lb4_health_check_duration_seconds_count', { listener: 'api', backend: oddId }), 1);
   t.equal(value(families, 'lb4_health_check_duration_seconds_count', b), undefined, 'no series for a backend never checked');
+
+  // The data plane's latency, per backend of a listener of the histogram's protocol.
+  t.equal(value(families, 'lb4_backend_connect_duration_seconds_bucket', { ...a, le: '0.00025' }), 0);
+  t.equal(value(families, 'lb4_backend_connect_duration_seconds_bucket', { ...a, le: '0.0005' }), 2, 'buckets are cumulative');
+  t.equal(value(families, 'lb4_backend_connect_duration_seconds_bucket', { ...a, le: '5' }), 2);
+  t.equal(value(families, 'lb4_backend_connect_duration_seconds_bucket', { ...a, le: '+Inf' }), 3, 'past the last bound counts in +Inf only');
+  t.equal(value(families, 'lb4_backend_connect_duration_seconds_count', a), 3);
+  t.equal(value(families, 'lb4_backend_connect_duration_seconds_sum', a), 7.0006);
+  t.equal(value(families, 'lb4_backend_flow_duration_seconds_bucket', { ...a, le: '1' }), 0);
+  t.equal(value(families, 'lb4_backend_flow_duration_seconds_bucket', { ...a, le: '5' }), 1);
+  t.equal(value(families, 'lb4_backend_connect_duration_seconds_count', b), 0, 'a backend without connects has an empty series');
+  const api = { listener: 'api', backend: oddId };
+  t.equal(value(families, 'lb4_backend_connect_duration_seconds_count', api), undefined, 'a UDP backend has no connect time');
+  t.equal(value(families, 'lb4_backend_session_duration_seconds_count', api), 0, 'but a session duration');
+  t.equal(value(families, 'lb4_backend_session_duration_seconds_count', a), undefined, 'which a TCP backend has not');
+  t.equal(value(families, 'lb4_backend_transitions_total', { ...a, to: 'up' }), 2);
+  t.equal(value(families, 'lb4_backend_transitions_total', { ...a, to: 'down' }), 1);
+  t.equal(value(families, 'lb4_backend_last_change_timestamp_seconds', a), 1_700_000_000.5);
+
+  // The process, as Prometheus client libraries name it.
+  t.ok(value(families, 'process_cpu_seconds_total')! > 0, 'CPU time');
+  t.ok(value(families, 'process_resident_memory_bytes')! > 1e6, 'resident memory');
+  t.ok(value(families, 'process_open_fds')! > 3, 'open descriptors');
+  t.ok(value(families, 'process_max_fds')! >= value(families, 'process_open_fds')!, 'the limit');
+  const started = value(families, 'process_start_time_seconds')!;
+  t.ok(started <= Date.now() / 1000 && started > Date.now() / 1000 - process.uptime() - 5, 'when the process started');
+  t.ok(value(families, 'nodejs_eventloop_lag_seconds')! >= 0, 'event-loop lag');
 
   // Every counter of the data plane is exported somewhere, with the table's HELP text.
   for (const c of counterTable) {

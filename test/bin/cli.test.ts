@@ -9,7 +9,7 @@ import { get as httpGet } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { tunables } from '../../lib/config/options.js';
+import { describeDefault, optionTable, tunables, type OptionName, type OptionSpec } from '../../lib/config/options.js';
 import { buildDist, Cli, killChildren, onlyLine, refused, refusedSoon, root, runCli, startCli, waitMs } from '../helpers/cli.js';
 import { within } from '../helpers/sockets.js';
 
@@ -164,6 +164,19 @@ t.test('--help lists the commands and every flag', async (t) => {
   const flags = ['--listen', '--backend', '--log-level', '--log-format', ...Object.values(tunables).map((spec) => spec.flag.split(' ')[0])];
   for (const flag of flags) t.match(start.stdout, flag, `start --help shows ${flag}`);
   t.match(start.stdout, /default: 10s/, 'tunable defaults come from the library table');
+  // Every flag with a default says it, also the ones the library applies (nested, computed, "off").
+  const withDefaults = (Object.entries(optionTable) as Array<[OptionName, OptionSpec]>).filter(([name, spec]) => spec.flag !== null && describeDefault(name) !== '');
+  t.ok(withDefaults.length > 30, 'most flags have a default');
+  // One flag's entry: from its name to the next flag's, joined into one line.
+  const entries = new Map(start.stdout.split(/\n(?= {2}-)/).map((entry) => [entry.trim().split(/[ ,]/)[0], entry.replace(/\s+/g, ' ')]));
+  for (const [name, spec] of withDefaults) {
+    const flag = spec.flag!.split(' ')[0];
+    const entry = entries.get(flag) ?? '';
+    t.ok(entry.includes(`default: ${describeDefault(name)}`) || entry.includes(`default: "${describeDefault(name)}"`), `${flag} shows its default: ${entry}`);
+  }
+  t.notMatch(start.stdout, /accept TCP clients/, 'the description is not TCP only');
+  t.match(start.stdout, /UDP sessions/, 'it names UDP');
+  t.match(start.stdout.replace(/\s+/g, ' '), /udp,send=TEXT/, 'the udp check syntax is shown');
 
   const demo = await runCli(['demo', '--help']);
   t.equal(demo.exit.code, 0);
@@ -177,10 +190,12 @@ t.test('help into a pipe closed early (lb4 --help | head -1) exits quietly', asy
   t.equal(cli.stderr, '', 'no EPIPE stack trace');
 });
 
-t.test('--version prints the package version', async (t) => {
-  const { exit, stdout } = await runCli(['--version']);
-  t.equal(exit.code, 0);
-  t.equal(stdout.trim(), packageVersion);
+t.test('--version and -v print the package version', async (t) => {
+  for (const flag of ['--version', '-v']) {
+    const { exit, stdout } = await runCli([flag]);
+    t.equal(exit.code, 0);
+    t.equal(stdout.trim(), packageVersion, flag);
+  }
 });
 
 t.test('bad input: one "lb4:" line naming the problem, a non-zero exit, nothing started', async (t) => {
@@ -204,6 +219,13 @@ t.test('bad input: one "lb4:" line naming the problem, a non-zero exit, nothing 
     { name: 'a trusted network with a prefix too long', args: ['start', ...listen, ...backend, '--accept-proxy', '127.0.0.1/32', '--accept-proxy', '10.0.0.0/99'], code: 2, names: ['--accept-proxy', '10.0.0.0/99'] },
     { name: 'unknown PROXY protocol version', args: ['start', ...listen, ...backend, '--proxy-protocol', 'v3'], code: 2, names: ['--proxy-protocol', '"v3"'] },
     { name: 'PROXY protocol on a UDP listener', args: ['start', '--listen', '127.0.0.1:0/udp', ...backend, '--proxy-protocol', 'v2'], code: 2, names: ['--proxy-protocol', 'TCP'] },
+    { name: 'an access list network with a bad address', args: ['start', ...listen, ...backend, '--allow', '10.0.0.300/8'], code: 2, names: ['--allow', '10.0.0.300/8'] },
+    { name: 'a denied network with a prefix too long', args: ['start', ...listen, ...backend, '--deny', '::1/129'], code: 2, names: ['--deny', '::1/129'] },
+    { name: 'a negative listener cap', args: ['start', ...listen, ...backend, '--max-connections', '-1'], code: 2, names: ['--max-connections', '-1'] },
+    { name: 'a per-source rate that is no number', args: ['start', ...listen, ...backend, '--connection-rate-per-source', 'fast'], code: 2, names: ['--connection-rate-per-source', '"fast"'] },
+    { name: 'a queue timeout without a unit', args: ['start', ...listen, ...backend, '--queue-timeout', '5'], code: 2, names: ['--queue-timeout', '"5"'] },
+    { name: 'a bad backend maxconn', args: ['start', ...listen, '--backend', '127.0.0.1:9,maxconn=-3'], code: 2, names: ['--backend', 'maxconn', '"-3"'] },
+    { name: 'connection limits on a UDP listener', args: ['start', '--listen', '127.0.0.1:0/udp', ...backend, '--max-connections', '5'], code: 2, names: ['--max-connections', 'TCP'] },
     { name: 'unknown algorithm', args: ['start', ...listen, ...backend, '--algorithm', 'random'], code: 2, names: ['--algorithm', '"random"'] },
     { name: 'a one-value flag given twice', args: ['start', ...listen, ...backend, '--retries', '2', '--retries', '7'], code: 2, names: ['--retries', 'more than once'] },
     { name: 'a CLI-only flag given twice', args: ['start', ...listen, ...backend, '--log-level', 'info', '--log-level', 'debug'], code: 2, names: ['--log-level', 'more than once'] },
@@ -213,6 +235,7 @@ t.test('bad input: one "lb4:" line naming the problem, a non-zero exit, nothing 
     { name: 'flag without its value', args: ['start', ...backend, '--listen'], code: 2, names: ['--listen', 'missing'] },
     { name: 'unknown command', args: ['frobnicate'], code: 2, names: ['frobnicate'] },
     { name: 'demo port out of range', args: ['demo', '--port', '99999'], code: 2, names: ['--port', '99999'] },
+    { name: 'demo admin port out of range', args: ['demo', '--admin-port', '70000'], code: 2, names: ['--admin-port', '70000'] },
   ];
   for (const c of cases) {
     await t.test(c.name, async (t) => {
@@ -339,14 +362,26 @@ t.test('SIGINT stops it too, and --log-format pretty writes readable logs', asyn
   cli.signal('SIGINT');
   t.same(await cli.waitForExit(), { code: 0, signal: null });
   t.match(cli.stderr, /INFO.*lb4 stopped/, 'the last log line is written before the exit');
+  // One line per event, its fields inline (pino-pretty's default spreads them over many lines).
+  const lines = cli.stderr.split('\n').filter((l) => l !== '');
+  t.ok(lines.length >= 2, `some log lines: ${lines.length}`);
+  for (const line of lines) t.match(line, /^\[\d\d:\d\d:\d\d\.\d{3}\] [A-Z]+ \(lb4\): /, `one event per line: ${line}`);
+  t.match(cli.stderr, /lb4 started.*\{.*"listeners":/, 'the start line carries its fields');
 });
 
 t.test('demo: three backends answer in turn, SIGTERM stops it', async (t) => {
-  const cli = new Cli(['demo', '--port', '0', '--log-level', 'warn']);
+  const cli = new Cli(['demo', '--port', '0', '--admin-port', '0', '--log-level', 'warn']);
   const url = await cli.waitForLine('stdout', 'the curl command', (line) => /\bcurl (http:\/\/127\.0\.0\.1:\d+\/)\s*$/.exec(line)?.[1]);
+  const admin = await cli.waitForLine('stdout', 'the lb4 top command', (line) => /^\s+lb4 top --admin (127\.0\.0\.1:\d+)\s*$/.exec(line)?.[1]);
+  const dashboard = await cli.waitForLine('stdout', 'the dashboard address', (line) => /dashboard: (http:\S+)/.exec(line)?.[1]);
+  t.equal(dashboard, `http://${admin}/`, 'the dashboard is the admin API');
   const bodies: string[] = [];
   for (let i = 0; i < 3; i++) bodies.push(await httpBody(url));
   t.same(new Set(bodies), new Set(['hello from backend 1\n', 'hello from backend 2\n', 'hello from backend 3\n']), 'each request reached another backend');
+  const page = await within(fetch(dashboard, { headers: { accept: 'text/html' } }), waitMs, 'the dashboard');
+  t.match(await page.text(), /<html/i, 'the dashboard answers a browser');
+  const top = await runCli(['top', '--admin', admin, '--once']);
+  t.equal(top.exit.code, 0, `lb4 top as printed works: ${top.stderr}`);
 
   cli.signal('SIGTERM');
   t.same(await cli.waitForExit(), { code: 0, signal: null });

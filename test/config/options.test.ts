@@ -64,8 +64,8 @@ t.test('every table entry is consistent', async (t) => {
 
 t.test('the public tunables are the table view they always were', async (t) => {
   t.same(Object.keys(tunables), [
-    'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'sniTimeout', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
-    'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
+    'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'maxConnections', 'maxConnectionsPerSource', 'connectionRatePerSource', 'queueSize', 'queueTimeout', 'sniTimeout', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
+    'passiveRetry', 'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
   ]);
   t.same(tunables.hashKey.choices, ['address', 'address-port']);
   t.equal(tunables.hashKey.default, 'address');
@@ -75,9 +75,12 @@ t.test('the public tunables are the table view they always were', async (t) => {
 });
 
 t.test('validation knows exactly the top-level options of the table', async (t) => {
-  // natTable, acceptProxy, sni and defaultPool (not tunables) sit among the tunables in table order.
-  const [algorithm, hashKey, forward, snat, proxyProtocol, proxyHeaderTimeout, ...rest] = tunableNames;
-  t.same(topLevelOptions, ['listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', algorithm, hashKey, forward, snat, 'natTable', proxyProtocol, 'acceptProxy', proxyHeaderTimeout, 'sni', 'defaultPool', ...rest, 'cluster']);
+  // natTable, acceptProxy, allow and deny (a name and lists of networks, not tunables), sni and defaultPool sit among the tunables in table order.
+  const [algorithm, hashKey, forward, snat, proxyProtocol, proxyHeaderTimeout, maxConnections, maxConnectionsPerSource, connectionRatePerSource, queueSize, queueTimeout, ...rest] = tunableNames;
+  t.same(topLevelOptions, [
+    'listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', algorithm, hashKey, forward, snat, 'natTable', proxyProtocol, 'acceptProxy', proxyHeaderTimeout, 'allow', 'deny',
+    maxConnections, maxConnectionsPerSource, connectionRatePerSource, queueSize, queueTimeout, 'sni', 'defaultPool', ...rest, 'cluster',
+  ]);
   const err = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'], colour: 'red' } as never).catch((e: unknown) => e);
   t.ok(err instanceof Lb4Error);
   t.match((err as Lb4Error).message, `colour: unknown option (known: ${topLevelOptions.join(', ')})`);
@@ -91,7 +94,7 @@ t.test('validation knows exactly the top-level options of the table', async (t) 
 t.test("a reload reports a change as needing a restart exactly when the table says so", async (t) => {
   const base = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'] });
   t.same(restartOnlySettings, ['hashKey', 'proxyHeaderTimeoutMs', 'sniTimeoutMs', 'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
-  t.same(liveSettings, ['forward', 'snat', 'drainTimeoutMs', 'slowStartMs', 'passiveFailures']);
+  t.same(liveSettings, ['forward', 'snat', 'drainTimeoutMs', 'slowStartMs', 'passiveFailures', 'passiveRetryMs']);
   for (const key of [...restartOnlySettings, ...liveSettings]) {
     const changed = { ...base, [key]: (base as unknown as Record<string, number>)[key] + 1 } as BalancerConfig;
     const plan = planReload(base, changed);
@@ -123,5 +126,17 @@ t.test("the table's ranges lie within the addon's limits", async (t) => {
       : [spec.min, spec.max, typeof spec.default === 'number' ? spec.default : undefined].filter((v): v is number => v !== undefined);
     t.ok(values.length > 0, `${name}: has a range or a fixed value to check`);
     for (const v of values) t.ok(v >= limit.min && v <= limit.max, `${name}: ${v} within ${spec.native} [${limit.min}, ${limit.max}]`);
+  }
+});
+
+t.test('an out-of-range number is echoed as it was typed, not rounded', async (t) => {
+  const long = '12345678901234567890123';
+  for (const [field, raw, shown] of [
+    ['udpResponses', long, long],
+    ['udpMaxSessions', ` ${long} `, long],
+    ['udpIdleTimeout', `${long}s`, `${long}s`],
+    ['udpMaxDatagram', 70000, '70000'],
+  ] as const) {
+    await t.rejects(async () => validateOptions({ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9'], [field]: raw }), { code: 'LB4_INVALID_OPTION', field, message: new RegExp(`got ${shown}$`) }, `${field}: ${shown}`);
   }
 });

@@ -16,6 +16,7 @@ import {
   algorithmNames,
   backendStateNames,
   counterNames,
+  histogramSlots,
   protocolNames,
   type CounterName,
   type NativeAffinityUpdate,
@@ -27,6 +28,7 @@ import {
   type NativeEvent,
   type NativeFlow,
   type NativeProxySettings,
+  type NativeListenerPolicy,
   type NativeListenerOptions,
   type NativeSessionChange,
   type NativeStartFailure,
@@ -46,6 +48,7 @@ export type EngineCall =
   | { method: 'addListener'; listener: NativeListenerOptions; table: NativeBackend[]; slot: number | null }
   | { method: 'removeListener'; slot: number; drainMs: number }
   | { method: 'setListenerProxy'; slot: number; settings: NativeProxySettings }
+  | { method: 'setListenerPolicy'; slot: number; policy: NativeListenerPolicy }
   | { method: 'closeFlows'; filter: NativeConnectionFilter; closed: number }
   | { method: 'connections'; filter: NativeConnectionFilter | undefined }
   | { method: 'setFlowLog'; every: number }
@@ -235,6 +238,14 @@ export class FakeEngine implements NativeEngine {
     return needed;
   }
 
+  // The fake engine proxies nothing, so every backend's latency histograms stay empty.
+  readLatency(into: Float64Array): number {
+    if (!(into instanceof Float64Array)) throw new TypeError('readLatency needs a Float64Array');
+    const needed = this.#keyLimit * histogramSlots;
+    if (into.length >= needed) into.fill(0, 0, needed);
+    return needed;
+  }
+
   backendKeyLimit(): number {
     return this.#keyLimit;
   }
@@ -289,6 +300,11 @@ export class FakeEngine implements NativeEngine {
 
   setListenerProxy(slot: number, settings: NativeProxySettings): Promise<void> {
     this.calls.push({ method: 'setListenerProxy', slot, settings: { ...settings, acceptProxy: [...settings.acceptProxy] } });
+    return new Promise((resolve) => setImmediate(resolve));
+  }
+
+  setListenerPolicy(slot: number, policy: NativeListenerPolicy): Promise<void> {
+    this.calls.push({ method: 'setListenerPolicy', slot, policy: { ...policy, allow: [...policy.allow], deny: [...policy.deny] } });
     return new Promise((resolve) => setImmediate(resolve));
   }
 

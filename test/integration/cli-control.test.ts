@@ -313,6 +313,14 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   const proxyRun = runCli(['check-config', proxy]);
   const badProxy = writeConfig('badproxy.yaml', ['listen: 127.0.0.1:0', 'acceptProxy: [10.0.0.0/40]', 'backends: [127.0.0.1:9001]', ''].join('\n'));
   const badProxyRun = runCli(['check-config', badProxy]);
+  // Access lists and limits show where set; a bad network or a negative limit names its field.
+  const policy = writeConfig(
+    'policy.yaml',
+    ['deny: [203.0.113.0/24]', 'listeners:', '  - { listen: "127.0.0.1:0", name: web, allow: ["::1"], maxConnections: 10, queueSize: 2, queueTimeout: 1s,', '      backends: [{ address: 127.0.0.1:9001, maxConnections: 4 }] }', ''].join('\n'),
+  );
+  const policyRun = runCli(['check-config', policy]);
+  const badPolicy = writeConfig('badpolicy.yaml', ['listeners:', '  - { listen: "127.0.0.1:0", maxConnectionsPerSource: -1, backends: [127.0.0.1:9001] }', ''].join('\n'));
+  const badPolicyRun = runCli(['check-config', badPolicy]);
 
   const ok = await runs[0];
   t.equal(ok.exit.code, 0, `ok file: exit 0 ${ok.stderr}`);
@@ -322,7 +330,7 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   t.match(ok.stdout, /db on 127\.0\.0\.1:0: leastconn, 127\.0\.0\.1:9003/);
   t.match(ok.stdout, /admin API on 127\.0\.0\.1:0/);
   // The settings lines come from the option table: every setting, by its config file name.
-  t.match(ok.stdout, /settings a reload applies: forward proxy, snat none, drainTimeout 10s, slowStart 0ms, passiveFailures 3\n/);
+  t.match(ok.stdout, /settings a reload applies: forward proxy, snat none, drainTimeout 10s, slowStart 0ms, passiveFailures 3, passiveRetry 5s\n/);
   t.match(ok.stdout, /settings a restart applies: hashKey address, proxyHeaderTimeout 5s, sniTimeout 5s, workers \d+, connectTimeout 5s, idleTimeout 5m, retries 2, pipeSize 0\n/);
   const proxyOk = await proxyRun;
   t.equal(proxyOk.exit.code, 0, `PROXY file: exit 0 ${proxyOk.stderr}`);
@@ -330,6 +338,13 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   const proxyBad = await badProxyRun;
   t.equal(proxyBad.exit.code, 2);
   t.match(proxyBad.stderr, /acceptProxy\[0\].*10\.0\.0\.0\/40/);
+  const policyOk = await policyRun;
+  t.equal(policyOk.exit.code, 0, `policy file: exit 0 ${policyOk.stderr}`);
+  t.match(policyOk.stdout, /web on 127\.0\.0\.1:0: roundrobin, 127\.0\.0\.1:9001 \(maxconn 4\); no health checks; allows ::1\/128; denies 203\.0\.113\.0\/24; at most 10 flows; queues 2 flows for 1s\n/);
+  const policyBad = await badPolicyRun;
+  t.equal(policyBad.exit.code, 2);
+  t.match(policyBad.stderr, /listeners\[0\]\.maxConnectionsPerSource.*between 0 and/);
+  t.equal(policyBad.stderr.trim().split('\n').length, 1, 'one line');
   const udpOk = await udpRun;
   t.equal(udpOk.exit.code, 0, `UDP file: exit 0 ${udpOk.stderr}`);
   t.match(udpOk.stdout, `${udp}: ok: 2 listener(s) (1 UDP), 2 backend(s)`);
@@ -504,6 +519,9 @@ t.test('admin client: status, backends, drain, enable, weight, errors', async (t
   t.equal(status.exit.code, 0, `status exits 0 ${status.stderr}`);
   t.match(status.stdout, /^workers: 1$/m);
   t.match(status.stdout, /^listeners: 1$/m);
+  t.match(status.stdout, /^backends: 2 \(2 taking new flows; 2 up, 0 down, 0 draining, 0 in maintenance\)$/m, 'status is for people by default');
+  t.match(status.stdout, /^uptime: \d+s$/m);
+  t.notMatch(status.stdout, /[{}]/, 'no JSON in the human form');
   t.equal(statusJson.exit.code, 0);
   const parsedStatus = JSON.parse(statusJson.stdout) as { workers: number; listeners: number; backends: { total: number } };
   t.same([parsedStatus.workers, parsedStatus.listeners, parsedStatus.backends.total], [1, 1, 2], 'status --json parses');

@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import t from 'tap';
 import { startBalancer, type BalancerOptions } from '../../lib/index.js';
-import type { BalancerEvents } from '../../lib/types.js';
+import type { BalancerEvents } from '../../lib/events.js';
 import { call, type Where } from '../helpers/admin-http.js';
 import { parseExposition, scrape, value } from '../helpers/exposition.js';
 import { connect, echoBackend, readAll, refusingPort, sha256, startBackend, until, within } from '../helpers/sockets.js';

@@ -3,7 +3,7 @@
 // A real engine on loopback, port 0; no backend is ever connected to.
 
 import t from 'tap';
-import { startBalancer } from '../../lib/index.js';
+import { startWithHooks } from '../../lib/internal.js';
 import { createEngine } from '../../lib/engine/addon.js';
 import { NativeBackendState, type NativeBackend, type NativeEngine, type NativeEngineOptions } from '../../lib/engine/native-types.js';
 
@@ -34,7 +34,7 @@ function recordingEngine(sent: Sent[]): (options: NativeEngineOptions) => Native
 
 t.test('a change to one listener sends only its table, with stable backend ids', async (t) => {
   const sent: Sent[] = [];
-  const lb = await startBalancer(
+  const lb = await startWithHooks(
     {
       listeners: [
         { name: 'web', listen: '127.0.0.1:0', backends: ['127.0.0.1:9001', { address: '127.0.0.1:9002', id: 'b' }] },

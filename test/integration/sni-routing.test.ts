@@ -237,6 +237,76 @@ t.test('a reload changes routes and moves a backend to another pool for the clie
   t.equal(counters(lb).no_backend, 0, 'no client met a pool without backends');
 });
 
+t.test('with traffic policy: access lists judge before the hello; a queued flow keeps its pool, and a full pool does not hold up another', async (t) => {
+  const one = await tlsBackend('one-pool');
+  const two = await tlsBackend('two-pool');
+  const lb = await startBalancer({
+    listeners: [
+      {
+        listen: '127.0.0.1:0',
+        name: 'tls',
+        // One flow at a time per pool: a second client of a pool waits in the listener's queue.
+        backends: [{ address: one.address, pool: 'first', maxConnections: 1 }, { address: two.address, pool: 'second', maxConnections: 1 }],
+        sni: ['a.test=first', 'b.test=second'],
+        queueSize: 4,
+        queueTimeout: '1m',
+        deny: ['127.0.0.2'],
+      },
+    ],
+    workers: 1,
+  });
+  const open: tls.TLSSocket[] = [];
+  t.teardown(async () => {
+    for (const s of open) s.destroy();
+    await lb.close({ drainTimeout: 0 });
+    await Promise.all([one.close(), two.close()]);
+  });
+  const port = lb.address().port;
+  const connect = (servername: string) => {
+    const socket = tls.connect({ port, host: '127.0.0.1', servername, rejectUnauthorized: false });
+    socket.on('error', () => {});
+    open.push(socket);
+    const handshake = new Promise<string>((resolve) => socket.once('secureConnect', () => resolve(socket.getPeerCertificate().subject.CN)));
+    // A client left waiting fails the test here rather than at tap's timeout.
+    const late = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${servername}: no TLS handshake within 10s`)), 10_000).unref());
+    return { socket, secured: Promise.race([handshake, late]) };
+  };
+
+  // A denied client is reset at accept: its hello is never read, so no SNI counter moves.
+  const hello = await captureHello('a.test');
+  const denied = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+  denied.on('error', () => {});  // the reset
+  denied.write(hello);
+  await new Promise((resolve) => denied.on('close', resolve));
+  t.equal(counters(lb).denied, 1, 'the denied client is counted');
+  t.same(sniCounts(lb), { routed: 0, defaulted: 0, unrouted: 0, malformed: 0, oversized: 0, timeouts: 0 }, 'and never reached the hello reader');
+
+  const a = connect('a.test');
+  t.equal(await a.secured, 'one-pool', 'pool first takes its one flow');
+  const c = connect('b.test');
+  t.equal(await c.secured, 'two-pool', 'pool second takes its one flow');
+  const b = connect('a.test');
+  await until(() => counters(lb).flows_queued === 1, 10_000, 'the second a.test client to be queued');
+  const d = connect('b.test');
+  await until(() => counters(lb).flows_queued === 2, 10_000, 'the second b.test client to be queued behind it');
+  t.same((await lb.connections()).map((x) => x.state).sort(), ['established', 'established', 'queued', 'queued']);
+
+  // Room in pool second: the b.test client behind the a.test one (whose pool is still full) goes.
+  c.socket.destroy();
+  t.equal(await d.secured, 'two-pool', 'the queued b.test client is served by its own pool, past the head of the queue');
+  t.equal(counters(lb).flows_queued, 1, 'the a.test client still waits: its pool is full');
+  // Room in pool first: the a.test client goes to its pool's backend, not any with room.
+  a.socket.destroy();
+  t.equal(await b.secured, 'one-pool', 'the queued a.test client kept its pool');
+  t.equal(counters(lb).flows_queued, 0);
+  b.socket.destroy();
+  d.socket.destroy();
+  await until(() => counters(lb).flows_active === 0, 10_000, 'the flows to close');
+  t.same(sniCounts(lb), { routed: 4, defaulted: 0, unrouted: 0, malformed: 0, oversized: 0, timeouts: 0 }, 'each client routed once, queued or not');
+  t.same({ queueFull: counters(lb).queue_full, queueTimeout: counters(lb).queue_timeout, backendLimit: counters(lb).backend_limit, noBackend: counters(lb).no_backend },
+    { queueFull: 0, queueTimeout: 0, backendLimit: 0, noBackend: 0 });
+});
+
 /** A real ClientHello, as openssl s_client sends it, taken by a plain TCP server. */
 async function captureHello(servername: string): Promise<Buffer> {
   const server = net.createServer();

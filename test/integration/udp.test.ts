@@ -6,7 +6,7 @@
 import { createSocket } from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import t, { type Test } from 'tap';
-import { startBalancer, type Balancer } from '../../lib/index.js';
+import { startBalancer, type Balancer, type ListenerOptions } from '../../lib/index.js';
 import { UdpClient, namedEcho, udpBackend } from '../helpers/datagrams.js';
 import { until } from '../helpers/sockets.js';
 
@@ -338,6 +338,7 @@ t.test('reload adds and removes UDP listeners', async (t) => {
       { name: 'new', listen: '127.0.0.1:0/udp', backends: [b.address] },
     ],
     workers: 2,
+    drainTimeout: 0,
   });
   t.same(summary.listenersAdded, ['new']);
   t.same(summary.listenersRemoved, ['drop']);
@@ -345,7 +346,42 @@ t.test('reload adds and removes UDP listeners', async (t) => {
   t.equal(String(await client.ask('4', port('new'))), 'b:4', 'the new listener serves');
   await client.send('5', dropPort);
   await t.rejects(client.next(300, 'no answer'), /no answer/, 'the removed listener answers no more');
-  t.same((await lb.connections()).map((s) => s.listener).sort(), ['keep', 'new'], "the removed listener's sessions ended");
+  t.same((await lb.connections()).map((s) => s.listener).sort(), ['keep', 'new'], "with no drain time the removed listener's sessions ended at once");
+});
+
+t.test("a removed UDP listener drains: its sessions flow until idle, it takes no new client, then its port is free", async (t) => {
+  const a = await udpBackend(namedEcho('a'));
+  t.teardown(() => a.close());
+  const options = (listeners: ListenerOptions[]) => ({ listeners, workers: 1, udpIdleTimeout: '1500ms', drainTimeout: '20s', accessLog: true });
+  const lb = await startBalancer(options([{ name: 'keep', listen: '127.0.0.1:0/udp', backends: [a.address] }, { name: 'drop', listen: '127.0.0.1:0/udp', backends: [a.address] }]));
+  closeAtEnd(t, lb);
+  const records: Array<{ listener: string; protocol: string; reason: string; datagramsToBackend?: number }> = [];
+  lb.on('flow', (r) => records.push(r));
+  const keepPort = lb.addresses().find((l) => l.name === 'keep')!.port;
+  const dropPort = lb.addresses().find((l) => l.name === 'drop')!.port;
+  const old = await UdpClient.open();
+  const late = await UdpClient.open();
+  t.teardown(() => Promise.all([old.close(), late.close()]));
+  t.equal(String(await old.ask('1', dropPort)), 'a:1');
+  await lb.reload(options([{ name: 'keep', listen: `127.0.0.1:${keepPort}/udp`, backends: [a.address] }]));
+  t.equal(String(await old.ask('2', dropPort)), 'a:2', 'the open session still flows after the reload');
+  t.match(await lb.connections(), [{ protocol: 'udp', datagramsToBackend: 2, datagramsToClient: 2 }], 'and is still listed');
+  await late.send('new client', dropPort);
+  await t.rejects(late.next(300, 'no answer'), /no answer/, 'a new client gets no session on the removed listener');
+  t.equal(String(await old.ask('3', dropPort)), 'a:3', 'the draining session is still served');
+  // The session ends at the idle timeout, not at once, and then the socket closes: the port is free.
+  await until(() => records.length === 1, 10_000, 'the drained session to end');
+  t.match(records[0], { protocol: 'udp', reason: 'idle-timeout', datagramsToBackend: 3 }, 'it ended idle, one access log line');
+  await until(async () => {
+    const probe = createSocket('udp4');
+    const bound = await new Promise<boolean>((r) => {
+      probe.once('error', () => r(false));
+      probe.bind(dropPort, '127.0.0.1', () => r(true));
+    });
+    await new Promise<void>((r) => probe.close(() => r()));
+    return bound;
+  }, 5000, "the removed listener's port to be free");
+  t.same(await lb.connections(), []);
 });
 
 t.test('Maglev over UDP: a client address keeps its backend across ports and balancers', async (t) => {
@@ -459,4 +495,160 @@ t.test('active UDP checks: pass, wrong answer, no answer, refused; a failing bac
   // And the checks match their listener's protocol.
   await t.rejects(startBalancer({ listen: '127.0.0.1:0/udp', backends: [pong.address], health: { type: 'tcp' } }), { code: 'LB4_INVALID_OPTION', field: 'health.type' });
   await t.rejects(startBalancer({ listen: '127.0.0.1:0', backends: [pong.address], health: { type: 'udp', send: 'x' } }), { code: 'LB4_INVALID_OPTION', field: 'health.type' });
+});
+
+t.test("with --udp-responses a client's next request reuses its own upstream socket, never another client's", async (t) => {
+  // The backend answers at once, and requests named late* once more 150 ms later; slow* only
+  // after 300 ms. It records the source port each request came from.
+  const portsOf = new Map<string, number>();
+  const server = createSocket('udp4');
+  server.on('message', (msg, from) => {
+    const text = String(msg);
+    portsOf.set(text, from.port);
+    setTimeout(() => server.send(`first:${text}`, from.port, from.address), text.startsWith('slow') ? 300 : 0);
+    if (text.startsWith('late')) setTimeout(() => server.send(`late:${text}`, from.port, from.address), 150);
+  });
+  await new Promise<void>((r) => server.bind(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const lb = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [`127.0.0.1:${server.address().port}`], workers: 1, udpResponses: 1, accessLog: true });
+  closeAtEnd(t, lb);
+  const records: Array<{ protocol: string; reason: string }> = [];
+  lb.on('flow', (r) => records.push(r));
+  const port = lb.address().port;
+  const one = await UdpClient.open();
+  const two = await UdpClient.open();
+  t.teardown(() => Promise.all([one.close(), two.close()]));
+  // one's late answer arrives while its socket is warm and two waits for a slow answer.
+  t.equal(String(await one.ask('late-1', port)), 'first:late-1');
+  t.equal(String(await two.ask('slow-2', port)), 'first:slow-2', 'two gets its own answer');
+  t.equal(String(await one.ask('quick-1', port)), 'first:quick-1');
+  t.equal(String(await two.ask('quick-2', port)), 'first:quick-2');
+  t.equal(portsOf.get('quick-1'), portsOf.get('late-1'), "one's next request left from its own warm socket");
+  t.equal(portsOf.get('quick-2'), portsOf.get('slow-2'), "and two's from its own");
+  t.not(portsOf.get('quick-1'), portsOf.get('quick-2'), 'the two clients never share an upstream socket');
+  // A late answer arriving while the same client's next session waits goes to that client, the
+  // one that asked, as it would if its session had stayed open; never to the other client.
+  await one.send('late-3', port);
+  t.equal(String((await one.next()).msg), 'first:late-3');
+  await one.send('slow-3', port);
+  t.equal(String((await one.next()).msg), 'late:late-3', 'the late answer reaches the client that asked');
+  await t.rejects(two.next(500, 'nothing for two'), /nothing for two/, 'the other client gets nothing it did not ask for');
+  await t.rejects(one.next(200, 'nothing more'), /nothing more/, 'the answer past the expected one is dropped');
+  await until(() => lb.stats().listeners[0].counters.sessions_active === 0, 5000, 'every session to end');
+  const c = lb.stats().listeners[0].counters;
+  t.equal(c.sessions_total, 6, 'a session per request, warm socket or not');
+  t.equal(c.datagrams_to_backend, 6);
+  t.equal(c.datagrams_to_client, 6, 'exactly the answers the clients got');
+  t.equal(c.dropped_late, 2, "late-1's answer on the warm socket and slow-3's past its due");
+  await until(() => records.length === 6, 5000, 'an access log line per ended session');
+  t.ok(records.every((r) => r.protocol === 'udp' && r.reason === 'responses'), 'each ended by its response');
+});
+
+t.test("datagrams the kernel drops on the listener's full socket are counted", async (t) => {
+  const { startChildBalancer } = await import('../helpers/child-balancer.js');
+  const { readFileSync } = await import('node:fs');
+  const backend = await udpBackend(namedEcho('a'));
+  t.teardown(() => backend.close());
+  // In a process of its own, so that it can be stopped while datagrams pile up on its socket.
+  const lb = await startChildBalancer({ listen: '127.0.0.1:0/udp', backends: [backend.address], workers: 1 });
+  t.teardown(() => lb.kill());
+  const client = await UdpClient.open();
+  t.teardown(() => client.close());
+  t.equal(String(await client.ask('before', lb.port)), 'a:before');
+  // The kernel's own drop count for the listener socket: the last column of /proc/net/udp.
+  const kernelDrops = () => {
+    const local = `0100007F:${lb.port.toString(16).toUpperCase().padStart(4, '0')}`;
+    const rows = readFileSync('/proc/net/udp', 'utf8').split('\n').filter((l) => l.trim().split(/\s+/)[1] === local);
+    return rows.reduce((sum, l) => sum + Number(l.trim().split(/\s+/).at(-1)), 0);
+  };
+  t.equal(kernelDrops(), 0);
+  lb.child.kill('SIGSTOP');
+  t.teardown(() => lb.child.kill('SIGCONT'));
+  const payload = Buffer.alloc(1200, 'x');
+  for (let i = 0; i < 3000; i++) await client.send(payload, lb.port);
+  const dropped = kernelDrops();
+  t.ok(dropped > 0, `the stopped balancer's socket overflowed (${dropped} dropped)`);
+  lb.child.kill('SIGCONT');
+  // A datagram read after the drops carries the count.
+  await until(async () => {
+    await client.send('after', lb.port);
+    return client.received.some((r) => String(r.msg) === 'a:after');
+  }, 10_000, 'the balancer to answer again');
+  lb.send('stats');
+  const { stats } = (await lb.next()) as { stats: Record<string, number> };
+  t.equal(stats.dropped_overflow, kernelDrops(), 'counted exactly as the kernel counted them');
+  t.equal(stats.dropped_overflow, dropped, 'and none since the balancer read again');
+});
+
+t.test('with --udp-responses and warm sockets, many clients at once each get only their own answers; every session counted and logged once', async (t) => {
+  const a = await udpBackend(namedEcho('a'));
+  const b = await udpBackend(namedEcho('b'));
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  const lb = await startBalancer({ listen: '127.0.0.1:0/udp', backends: [a.address, b.address], workers: 2, udpResponses: 1, accessLog: true });
+  closeAtEnd(t, lb);
+  let logged = 0;
+  lb.on('flow', (r) => {
+    if (r.protocol === 'udp' && r.reason === 'responses') logged++;
+  });
+  const port = lb.address().port;
+  const clients = await Promise.all(Array.from({ length: 30 }, () => UdpClient.open()));
+  t.teardown(() => Promise.all(clients.map((c) => c.close())));
+  let wrong = 0;
+  await Promise.all(
+    clients.map(async (c, i) => {
+      for (let j = 0; j < 10; j++) {
+        const text = String(await c.ask(`client ${i} query ${j}`, port));
+        if (!new RegExp(`^[ab]:client ${i} query ${j}$`).test(text)) wrong++;
+      }
+    }),
+  );
+  t.equal(wrong, 0, 'every answer went to the client that asked, for the query it asked');
+  await until(() => lb.stats().listeners[0].counters.sessions_active === 0, 5000, 'every session to end');
+  const c = lb.stats().listeners[0].counters;
+  t.equal(c.sessions_total, 300, 'a session per query');
+  t.equal(c.datagrams_to_backend, 300);
+  t.equal(c.datagrams_to_client, 300);
+  t.equal(c.dropped_late, 0);
+  await until(() => logged === 300, 5000, 'an access log line per ended session');
+  t.equal(logged, 300);
+});
+
+t.test('without active checks, a refusing UDP backend is taken down by passive health, so new clients are answered at once, and is tried again later', async (t) => {
+  const dead = await udpBackend(() => null);
+  const deadPort = dead.port;
+  await dead.close(); // nothing listens there now: the host answers ICMP port unreachable
+  const live = await udpBackend(namedEcho('live'));
+  t.teardown(() => live.close());
+  const lb = await startBalancer({
+    listen: '127.0.0.1:0/udp',
+    backends: [{ address: `127.0.0.1:${deadPort}`, id: 'dead' }, { address: live.address, id: 'live' }],
+    workers: 1,
+    // A short avoidance on the worker, so refusals keep coming until passive health acts.
+    connectTimeout: '20ms',
+    passiveFailures: 2,
+    passiveRetry: '1s',
+  });
+  closeAtEnd(t, lb);
+  const health: Array<{ backend: string; health: string }> = [];
+  lb.on('backend-health', (e) => health.push(e));
+  const dropped = () => lb.stats().backends.find((b) => b.id === 'dead')!.counters.connect_failures;
+  // New clients, one datagram each, until two refusals in a row took the dead backend down.
+  for (let tries = 0; tries < 50 && !health.some((e) => e.health === 'down'); tries++) {
+    const c = await UdpClient.open();
+    await c.send('hello?', lb.address().port);
+    await c.next(300, 'an answer').catch(() => null);
+    await c.close();
+    await new Promise((r) => setTimeout(r, 30)); // past the worker's 20 ms avoidance
+  }
+  t.match(lb.backends().find((b) => b.id === 'dead'), { health: 'down', takesNewFlows: false });
+  const failuresWhenDown = dropped();
+  t.ok(failuresWhenDown >= 2, `${failuresWhenDown} refusals counted`);
+  for (let i = 0; i < 6; i++) {
+    const c = await UdpClient.open();
+    t.equal(String(await c.ask(`q${i}`, lb.address().port)), `live:q${i}`, `new client ${i}: its first datagram is answered`);
+    await c.close();
+  }
+  t.equal(dropped(), failuresWhenDown, 'no datagram went to the down backend');
+  await until(() => lb.backends().find((b) => b.id === 'dead')?.health === 'unchecked', 5000, 'the backend to be tried again after --passive-retry');
+  t.same(health.map((e) => e.health), ['down', 'unchecked']);
 });

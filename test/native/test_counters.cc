@@ -1,6 +1,7 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "counters.h"
 #include "harness.h"
@@ -10,7 +11,9 @@ using lb4::CounterSet;
 
 TEST(counters, one_table_of_names_and_kinds) {
   CHECK_EQ(lb4::kCounterCount, static_cast<size_t>(Counter::sni_hello_timeouts) + 1);
-  CHECK_EQ(static_cast<size_t>(Counter::sni_routed), static_cast<size_t>(Counter::proxy_header_timeouts) + 1);
+  CHECK_EQ(static_cast<size_t>(Counter::sni_routed), static_cast<size_t>(Counter::dropped_overflow) + 1);
+  CHECK_EQ(static_cast<size_t>(Counter::dropped_overflow), static_cast<size_t>(Counter::flows_queued) + 1);
+  CHECK_EQ(static_cast<size_t>(Counter::denied), static_cast<size_t>(Counter::proxy_header_timeouts) + 1);
   CHECK_EQ(static_cast<size_t>(Counter::sessions_replicated), static_cast<size_t>(Counter::dropped_late) + 1);
   CHECK_EQ(static_cast<size_t>(Counter::proxy_headers_accepted), static_cast<size_t>(Counter::sessions_replicated) + 1);
   CHECK_EQ(static_cast<size_t>(Counter::dropped_late), static_cast<size_t>(Counter::dropped_cap) + 1);
@@ -58,4 +61,27 @@ TEST(counters, blocks_sit_on_their_own_cache_lines) {
   auto b = reinterpret_cast<uintptr_t>(&set.worker(1));
   CHECK_EQ(a % 64, 0u);
   CHECK_GE(b - a, 64u);
+}
+
+TEST(counters, latency_buckets_are_le_and_sum_over_workers) {
+  using lb4::Histogram;
+  const size_t base = lb4::histogramOffset(static_cast<size_t>(Histogram::flow_duration));
+  const size_t bounds = lb4::kHistogramInfo[static_cast<size_t>(Histogram::flow_duration)].boundCount;
+  CounterSet set(2);
+  set.worker(0).observe(Histogram::flow_duration, 1000);     // exactly the first bound: its bucket
+  set.worker(1).observe(Histogram::flow_duration, 1001);     // just above: the next
+  set.worker(1).observe(Histogram::flow_duration, int64_t{5} * 3600 * 1000000);  // past the last: +Inf
+  set.worker(0).observe(Histogram::flow_duration, -5);       // a clock step back counts as 0
+  std::vector<double> out(lb4::kHistogramSlots);
+  set.sumLatencyInto(out.data());
+  CHECK_EQ(out[base + 0], 2.0);
+  CHECK_EQ(out[base + 1], 1.0);
+  CHECK_EQ(out[base + bounds], 1.0);
+  CHECK_EQ(out[base + bounds + 1], 1000.0 + 1001.0 + 5.0 * 3600 * 1000000);
+  // Other histograms stay untouched.
+  const size_t connect = lb4::histogramOffset(static_cast<size_t>(Histogram::connect_duration));
+  for (size_t i = 0; i < lb4::kHistogramInfo[0].boundCount + 2; ++i) CHECK_EQ(out[connect + i], 0.0);
+  // Bounds ascend, so lower_bound finds the `le` bucket.
+  for (const lb4::HistogramInfo& h : lb4::kHistogramInfo)
+    for (size_t i = 1; i < h.boundCount; ++i) CHECK(h.boundsUs[i - 1] < h.boundsUs[i]);
 }

@@ -178,7 +178,7 @@ TEST(session_table, a_session_owns_its_upstream_socket) {
   CHECK_EQ(lb4test::descriptorError(sv[1]), EBADF);  // the table's end closed the live one
 }
 
-TEST(session_table, a_warm_slot_keeps_its_socket_for_the_next_session_to_its_backend) {
+TEST(session_table, a_warm_slot_keeps_its_socket_for_its_own_clients_next_session_only) {
   lb4::CounterSet counters(1);
   int sv[2];
   REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0);
@@ -189,72 +189,87 @@ TEST(session_table, a_warm_slot_keeps_its_socket_for_the_next_session_to_its_bac
   assign(t, a, 7, counters);
   const uint32_t slot = a.slot;
   t.retire(a, true);
-  // Not warm within the pass it ended in: an event already returned for its socket must find a
-  // closed session, not the next one.
-  CHECK(t.warm(7) == nullptr);
+  // Warm at once, with the same socket: an event already returned for it in this pass finds the
+  // slot Warm, never another socket's session.
   CHECK_EQ(t.live(), 0u);
-  t.releaseClosed();
-  UdpSession* w = t.warm(7);
+  UdpSession* w = t.warm(key(0, "127.0.0.1", 1));
   REQUIRE(w != nullptr);
   CHECK(w->state == SessionState::Warm);
-  CHECK(t.warm(8) == nullptr);  // only for its own backend
+  // Another client (another port, another listener, another local address) never gets it.
+  CHECK(t.warm(key(0, "127.0.0.1", 2)) == nullptr);
+  CHECK(t.warm(key(1, "127.0.0.1", 1)) == nullptr);
+  LocalAddress local;
+  local.family = AF_INET;
+  local.v4.s_addr = htonl(0x7f000002);
+  CHECK(t.warm(key(0, "127.0.0.1", 1, local)) == nullptr);
   CHECK(lb4test::isOpen(sv[0]));
   CHECK_EQ(t.warmCount(), 1u);
   size_t active = 0;
   t.forEach([&](UdpSession&) { ++active; });
   CHECK_EQ(active, 0u);  // a warm slot is not a session
+  // A new session of another client opens beside it, in another slot.
+  CHECK(t.open(key(0, "127.0.0.1", 2), 2).slot != slot);
 
-  UdpSession& b = t.reopen(*w, key(0, "127.0.0.1", 2), 2);
+  UdpSession& b = t.reopen(*w, 3);
   CHECK_EQ(b.slot, slot);
   CHECK(b.state == SessionState::Active);
   CHECK_EQ(b.upstream.get(), sv[0]);
   CHECK_EQ(b.backendKey, 7u);
   CHECK(b.backendCounters == nullptr);  // the caller links the backend again
-  CHECK(t.find(key(0, "127.0.0.1", 2)) == &b);
-  CHECK(t.find(key(0, "127.0.0.1", 1)) == nullptr);
+  CHECK(t.find(key(0, "127.0.0.1", 1)) == &b);
   CHECK_EQ(t.warmCount(), 0u);
-  CHECK(t.warm(7) == nullptr);
+  CHECK(t.warm(key(0, "127.0.0.1", 1)) == nullptr);
 
   // Retired without keepWarm, the socket closes between passes as before.
   t.retire(b);
   t.releaseClosed();
-  CHECK(t.warm(7) == nullptr);
+  CHECK(t.warm(key(0, "127.0.0.1", 1)) == nullptr);
   CHECK_EQ(lb4test::descriptorError(sv[0]), EBADF);
   ::close(sv[1]);
 }
 
-TEST(session_table, closing_warm_slots_lets_their_sockets_go_between_passes) {
+TEST(session_table, warm_slots_expire_oldest_first_and_close_between_passes) {
   lb4::CounterSet counters(1);
-  int sv[2], sw[2];
+  int sv[2], sw[2], sx[2];
   REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0);
   REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sw) == 0);
+  REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sx) == 0);
   SessionTable t(0);
-  UdpSession& a = t.open(key(0, "127.0.0.1", 1), 1);
+  UdpSession& a = t.open(key(0, "127.0.0.1", 1), 10);
   a.upstream.reset(sv[0]);
   assign(t, a, 7, counters);
-  UdpSession& b = t.open(key(0, "127.0.0.1", 2), 1);
+  UdpSession& b = t.open(key(0, "127.0.0.1", 2), 20);
   b.upstream.reset(sw[0]);
   assign(t, b, 7, counters);
   t.retire(a, true);
-  t.releaseClosed();
-  UdpSession* w = t.warm(7);
-  REQUIRE(w != nullptr);
-  const uint32_t slot = w->slot;
-  t.closeWarm(*w);
-  CHECK(t.warm(7) == nullptr);
+  t.retire(b, true);
+  CHECK_EQ(t.warmCount(), 2u);
+  // Last active at 10 and 20: a cutoff of 15 closes the first only.
+  CHECK_EQ(t.expireWarm(15), 1u);
+  CHECK(t.warm(key(0, "127.0.0.1", 1)) == nullptr);
+  REQUIRE(t.warm(key(0, "127.0.0.1", 2)) != nullptr);
   // Still open, and the slot not free, until the pass ends.
   CHECK(lb4test::isOpen(sv[0]));
-  CHECK(t.open(key(0, "127.0.0.1", 3), 1).slot != slot);
   t.releaseClosed();
   CHECK_EQ(lb4test::descriptorError(sv[0]), EBADF);
 
-  // closeAllWarm also drops what this pass retired keepWarm.
-  t.retire(b, true);
+  UdpSession* w = t.warm(key(0, "127.0.0.1", 2));
+  t.closeWarm(*w);
+  CHECK(t.warm(key(0, "127.0.0.1", 2)) == nullptr);
+  t.releaseClosed();
+  CHECK_EQ(lb4test::descriptorError(sw[0]), EBADF);
+
+  // closeAllWarm closes what this pass retired keepWarm too.
+  UdpSession& c = t.open(key(0, "127.0.0.1", 3), 30);
+  c.upstream.reset(sx[0]);
+  assign(t, c, 7, counters);
+  t.retire(c, true);
   t.closeAllWarm();
   t.releaseClosed();
-  CHECK(t.warm(7) == nullptr);
+  CHECK(t.warm(key(0, "127.0.0.1", 3)) == nullptr);
   CHECK_EQ(t.warmCount(), 0u);
-  CHECK_EQ(lb4test::descriptorError(sw[0]), EBADF);
+  CHECK_EQ(lb4test::descriptorError(sx[0]), EBADF);
   ::close(sv[1]);
   ::close(sw[1]);
+  ::close(sx[1]);
 }

@@ -11,7 +11,8 @@ import { EngineSync } from '../../lib/registry/engine-sync.js';
 import { ListenerTable } from '../../lib/registry/listeners.js';
 import { BackendRegistry, engineState } from '../../lib/registry/registry.js';
 import { slowStartWeight } from '../../lib/registry/slow-start.js';
-import type { BalancerEvents, BalancerOptions } from '../../lib/types.js';
+import type { BalancerOptions } from '../../lib/types.js';
+import type { BalancerEvents } from '../../lib/events.js';
 import { settle, startFake } from '../helpers/fake-balancer.js';
 import { FakeEngines, type FakeEngine } from '../helpers/fake-engine.js';
 
@@ -289,6 +290,45 @@ t.test('passive health: unchecked listeners, and passiveFailures 0, never mark a
   const off = await startFake(t, checked(0));
   off.engine.emit(connects(keyOf(off.engine, A), 50, 0, 50));
   t.equal(off.lb.backends({ listener: 'checked' })[0].health, 'up', 'passiveFailures 0 turns passive health off');
+});
+
+t.test('passive health: an unchecked UDP backend goes down after N refusals, is tried again after --passive-retry, and goes down again after one more', async (t) => {
+  const { lb, engine, clock } = await startFake(t, {
+    listeners: [
+      { name: 'dns', listen: '127.0.0.1:0/udp', backends: [A, B] },
+      { name: 'web', listen: '127.0.0.1:0', backends: [A, B] },
+    ],
+    passiveFailures: 3,
+    passiveRetry: '2s',
+  });
+  const a = engine.tables[0].find((b) => b.ip === '192.0.2.1')!.key;
+  const health: BalancerEvents['backend-health'][0][] = [];
+  lb.on('backend-health', (e) => health.push(e));
+  engine.emit(connects(a, 2, 0, 2));
+  t.equal(lb.backends({ listener: 'dns' })[0].health, 'unchecked', 'two refusals are not enough');
+  engine.emit(connects(a, 1, 0, 1));
+  t.match(lb.backends({ listener: 'dns' })[0], { health: 'down', takesNewFlows: false, healthReason: '3 consecutive refusals (passive); tried again in 2s' });
+  t.equal(engine.entry(a)?.state, NativeBackendState.down, 'the engine sends new sessions elsewhere');
+  t.equal(lb.backends({ listener: 'dns' })[1].health, 'unchecked', 'the other backend is untouched');
+  clock.advance(1_999);
+  t.equal(lb.backends({ listener: 'dns' })[0].health, 'down');
+  clock.advance(1);
+  await settle();
+  t.match(lb.backends({ listener: 'dns' })[0], { health: 'unchecked', takesNewFlows: true }, 'tried again after the hold');
+  t.equal(engine.entry(a)?.state, NativeBackendState.up);
+  engine.emit(connects(a, 1, 0, 1));
+  t.equal(lb.backends({ listener: 'dns' })[0].health, 'down', 'still refusing: one more refusal takes it down again');
+  clock.advance(2_000);
+  await settle();
+  engine.emit(connects(a, 3, 1, 0));
+  t.equal(lb.backends({ listener: 'dns' })[0].health, 'unchecked', 'an answer starts the count again');
+  engine.emit(connects(a, 2, 0, 2));
+  t.equal(lb.backends({ listener: 'dns' })[0].health, 'unchecked', 'then it takes N refusals again');
+  t.same(health.map((e) => e.health), ['down', 'unchecked', 'down', 'unchecked']);
+  // A TCP listener's unchecked backend is never taken down: a refused connect is retried elsewhere.
+  const web = engine.tables[1].find((b) => b.ip === '192.0.2.1')!.key;
+  engine.emit(connects(web, 10, 0, 10));
+  t.equal(lb.backends({ listener: 'web' })[0].health, 'unchecked');
 });
 
 t.test('passive health: reports for a removed backend are ignored', async (t) => {

@@ -40,6 +40,9 @@ t.test('the file wins over the admin API, a reload that cannot bind changes noth
   // Changes at run time through the admin API.
   t.equal((await call(admin, 'POST', '/backends?listener=web', { body: { address: '127.0.0.1:10', id: 'extra' } })).status, 201, 'a backend added through the API');
   t.equal((await call(admin, 'PUT', '/backends/spare/weight', { body: { weight: 4 } })).status, 200, 'a weight changed through the API');
+  // Its log line may reach this process after the HTTP answer: read it before the mark, or it
+  // would count as the fence below, ahead of the reload's line.
+  await cli.waitForLog('backend weight changed');
 
   let mark = cli.mark();
   const reloaded = await call(admin, 'POST', '/reload');

@@ -26,6 +26,10 @@ struct BackendEntry {
   SocketAddress address;
   uint32_t weight = 1;
   BackendState state = BackendState::Up;
+  // Concurrent flows the backend takes from this listener, over every worker; 0: no limit. A
+  // full backend is passed over, and when every one is full new flows wait in the listener's
+  // queue (tcp/tcp_proxy.cc).
+  uint32_t maxConnections = 0;
   // The pool this backend belongs to on a listener that routes by TLS server name; empty: none.
   std::string pool;
   CounterSet* counters = nullptr;  // owned by the engine, outlives every table and flow

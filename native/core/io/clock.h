@@ -15,6 +15,14 @@ inline int64_t monotonicMs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
+// The precise monotonic clock, for latency histograms: a connect of 0.2 ms must not read as 0 or
+// 4 ms, which the coarse clock's jiffy resolution would give. Read a few times per flow only.
+inline int64_t monotonicUs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
 inline int64_t wallClockMs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME_COARSE, &ts);

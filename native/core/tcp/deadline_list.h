@@ -25,6 +25,31 @@ class FlowDeadlineList {
     f.deadlineList = this;
   }
 
+  // Puts `f` back just before `next` (null: at the tail) with the deadline it had: a queued flow
+  // that found no room after all keeps its place, wherever that was.
+  void insertBefore(Flow& f, Flow* next) {
+    if (!next) {
+      f.deadlinePrev = tail_;
+      f.deadlineNext = nullptr;
+      if (tail_) {
+        tail_->deadlineNext = &f;
+      } else {
+        head_ = &f;
+      }
+      tail_ = &f;
+    } else {
+      f.deadlinePrev = next->deadlinePrev;
+      f.deadlineNext = next;
+      if (next->deadlinePrev) {
+        next->deadlinePrev->deadlineNext = &f;
+      } else {
+        head_ = &f;
+      }
+      next->deadlinePrev = &f;
+    }
+    f.deadlineList = this;
+  }
+
   // Takes `f` off whichever list it is on; nothing when it is on none.
   static void unlink(Flow& f) {
     FlowDeadlineList* list = f.deadlineList;

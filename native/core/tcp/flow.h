@@ -89,8 +89,14 @@ struct Flow {
   uint32_t backendKey = 0;
   CounterSet* backendCounters = nullptr;  // set while a backend is assigned (and counted active)
   TriedBackends tried;
+  // Counted against its source in the listener's SourceTracker (released when the flow ends).
+  bool sourceCounted = false;
 
   int64_t startMs = 0;       // monotonic
+  // Precise monotonic microseconds (monotonicUs) for the backend's latency histograms: when the
+  // flow was accepted, and when the connect in progress was started.
+  int64_t startUs = 0;
+  int64_t connectStartUs = 0;
   int64_t lastActiveMs = 0;  // monotonic; the idle timeout counts from here
   // A listener that takes PROXY protocol headers: the address the client connected to, as the
   // header gave it. Otherwise (or for a header that named none) it is the client socket's own

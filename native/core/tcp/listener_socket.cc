@@ -67,6 +67,11 @@ bool openOne(const ListenerConfig& config, const SocketAddress& address, bool re
         setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) != 0)
       return fail(err, "setsockopt");
   }
+  // Datagrams the kernel drops because the socket's receive queue is full are lost before lb4
+  // sees them. SO_RXQ_OVFL makes every datagram read carry the socket's drop count so far (a
+  // 32-bit counter that wraps), so the worker can count the drops as they happen.
+  if (type == SOCK_DGRAM && setsockopt(fd.get(), SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one)) != 0)
+    return fail(err, "setsockopt");
   if (bind(fd.get(), address.get(), address.length()) != 0) return fail(err, "bind");
   out = std::move(fd);
   return true;

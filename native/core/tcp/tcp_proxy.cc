@@ -37,6 +37,13 @@ void setNoDelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+// A refused client gets a reset: it learns at once that nothing will be served, and no lb4
+// socket lingers in TIME_WAIT for a connection that carried nothing.
+void armReset(int fd) {
+  linger lg{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
 int socketError(int fd) {
   int err = 0;
   socklen_t len = sizeof(err);
@@ -115,12 +122,29 @@ void TcpProxy::retakeReserve() {
 // --- flows ------------------------------------------------------------------------------------
 
 void TcpProxy::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listener) {
+  ListenerSlot& l = listeners_[listener];
+  // The listener's cap, over every worker (relaxed reads of the others' gauges: a race may let
+  // a few flows past it, never hold one back wrongly for long). The access lists and source
+  // limits run here on the peer, unless a PROXY protocol header will name the client.
+  std::optional<Counter> refusal;
+  if (l.policy.maxConnections != 0 && l.counters->sum(Counter::flows_active) >= l.policy.maxConnections) {
+    refusal = Counter::listener_limit;
+  } else if (l.proxy.accept.empty()) {
+    refusal = judgeClient(l, client);
+  }
+  if (refusal) {
+    listenerCounters(listener).add(*refusal, 1);
+    armReset(fd.get());
+    return;  // closed as `fd` goes out of scope, before any flow or backend
+  }
   Flow& f = flows_.open();
+  f.sourceCounted = l.proxy.accept.empty() && l.policy.limitsSources();
   f.listener = listener;
   f.client.fd = std::move(fd);
   f.clientAddress = client;
   f.flowHash = clientFlowHash(client, options_.hashKey);
   f.startMs = f.lastActiveMs = now();
+  f.startUs = monotonicUs();
   CounterBlock& lc = listenerCounters(listener);
   lc.add(Counter::flows_total, 1);
   lc.add(Counter::flows_active, 1);
@@ -131,20 +155,129 @@ void TcpProxy::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t list
     closeFlow(f, CloseReason::Error, false);
     return;
   }
-  if (!listeners_[listener].proxy.accept.empty()) {
+  if (!l.proxy.accept.empty()) {
     awaitHeader(f);
     return;
   }
   connectOrRoute(f);
 }
 
+// A flow with its client known (and judged): a listener that routes by server name reads the
+// ClientHello first, for the pool to pick from; any other goes to a backend at once.
 void TcpProxy::connectOrRoute(Flow& f) {
   if (listeners_[f.listener].proxy.sni.enabled()) {
     awaitHello(f);
     return;
   }
   f.state = FlowState::Connecting;
-  if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
+  connectOrQueue(f);
+}
+
+// --- traffic policy ---------------------------------------------------------------------------
+
+std::optional<Counter> TcpProxy::judgeClient(ListenerSlot& l, const SocketAddress& client) {
+  if (!l.policy.admits(client)) return Counter::denied;
+  if (!l.policy.limitsSources()) return std::nullopt;
+  switch (l.sources.admit(client, l.policy.sourceMaxConnections, l.policy.sourceRatePerSecond, now())) {
+    case SourceVerdict::TooMany:
+      return Counter::source_limit;
+    case SourceVerdict::TooFast:
+      return Counter::source_rate;
+    case SourceVerdict::Admitted:
+      break;
+  }
+  return std::nullopt;
+}
+
+void TcpProxy::refuseFlow(Flow& f, Counter reason) {
+  listenerCounters(f.listener).add(reason, 1);
+  closeFlow(f, CloseReason::Policy, true);
+}
+
+void TcpProxy::connectOrQueue(Flow& f) {
+  switch (connectNext(f)) {
+    case ConnectStart::Started:
+      return;
+    case ConnectStart::NoBackend:
+      closeFlow(f, CloseReason::NoBackend, false);
+      return;
+    case ConnectStart::Full:
+      queueFlow(f);
+      return;
+  }
+}
+
+void TcpProxy::queueFlow(Flow& f) {
+  ListenerSlot& l = listeners_[f.listener];
+  if (l.policy.queueSize == 0) {
+    refuseFlow(f, Counter::backend_limit);
+    return;
+  }
+  // The queue's bound holds over every worker, as the listener's cap does.
+  if (l.counters->sum(Counter::flows_queued) >= l.policy.queueSize) {
+    refuseFlow(f, Counter::queue_full);
+    return;
+  }
+  if (f.listener >= queues_.size()) queues_.resize(f.listener + 1);
+  f.state = FlowState::Queued;
+  queues_[f.listener].append(f, now() + l.policy.queueTimeoutMs);
+  listenerCounters(f.listener).add(Counter::flows_queued, 1);
+}
+
+bool TcpProxy::backendHasRoom(uint32_t listener, const std::string& pool) const {
+  const BackendTable* table = listeners_[listener].table.get();
+  if (table && !pool.empty()) {
+    const int32_t at = table->poolIndex(pool);
+    table = at < 0 ? nullptr : table->pools[static_cast<size_t>(at)].get();
+  }
+  if (!table) return false;
+  for (const BackendEntry& b : table->backends)
+    if (b.takesNewFlows() && (b.maxConnections == 0 || b.counters->sum(Counter::flows_active) < b.maxConnections)) return true;
+  return false;
+}
+
+void TcpProxy::dispatchQueued(uint32_t listener) {
+  if (dispatching_ || listener >= queues_.size()) return;
+  dispatching_ = true;
+  FlowDeadlineList& queue = queues_[listener];
+  // First come, first served: a flow takes the room there is; when none is left it keeps its
+  // place and the rest wait behind it. On a listener with backend pools (SNI routing) that
+  // holds within each pool: a flow whose pool is full lets one bound for another pool past.
+  const BackendTable* table = listeners_[listener].table.get();
+  const bool pooled = table && !table->pools.empty();
+  Flow* f = queue.head();
+  while (f) {
+    Flow* next = f->deadlineNext;
+    if (!backendHasRoom(listener, f->pool)) {
+      if (!pooled) break;
+      f = next;
+      continue;
+    }
+    FlowDeadlineList::unlink(*f);
+    listenerCounters(listener).add(Counter::flows_queued, -1);
+    f->state = FlowState::Connecting;
+    f->tried = TriedBackends{};  // the full backends it passed over may have room now
+    const ConnectStart started = connectNext(*f);
+    if (started == ConnectStart::Full) {
+      // Another worker took the room first.
+      f->state = FlowState::Queued;
+      queue.insertBefore(*f, next);
+      listenerCounters(listener).add(Counter::flows_queued, 1);
+      if (!pooled) break;
+    }
+    if (started == ConnectStart::NoBackend) closeFlow(*f, CloseReason::NoBackend, false);
+    f = next;
+  }
+  dispatching_ = false;
+}
+
+void TcpProxy::serviceQueues() {
+  for (uint32_t listener = 0; listener < queues_.size(); ++listener) {
+    FlowDeadlineList& queue = queues_[listener];
+    while (queue.head() && queue.head()->deadlineMs <= now()) refuseFlow(*queue.head(), Counter::queue_timeout);
+    // A flow that ended on another worker freed room this worker's queue cannot hear of.
+    if (queue.head()) dispatchQueued(listener);
+  }
 }
 
 // --- TLS SNI routing --------------------------------------------------------------------------
@@ -185,7 +318,7 @@ void TcpProxy::readHello(Flow& f) {
   // The hello was only peeked: it is still in the client's socket, with no new edge to come,
   // and the pump sends it to the backend first once the backend answers.
   f.client.readable = true;
-  if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
+  connectOrQueue(f);
 }
 
 void TcpProxy::refuseHello(Flow& f, Counter reason) {
@@ -243,6 +376,14 @@ void TcpProxy::readHeader(Flow& f) {
     f.destinationAddress = r.header.destination;
     f.hasDestination = true;
   }
+  // The header's client is the one the access lists and source limits judge: the peer is the
+  // proxy, trusted already.
+  ListenerSlot& l = listeners_[f.listener];
+  if (std::optional<Counter> refusal = judgeClient(l, f.clientAddress)) {
+    refuseFlow(f, *refusal);
+    return;
+  }
+  f.sourceCounted = l.policy.limitsSources();
   // Whatever the client sent behind the header is still in its socket, maybe with no new edge
   // to come: the pump (or the ClientHello reader) reads it next.
   f.client.readable = true;
@@ -263,12 +404,23 @@ void TcpProxy::expireHeaders() {
 
 // --- backends ---------------------------------------------------------------------------------
 
-bool TcpProxy::connectNext(Flow& f) {
+TcpProxy::ConnectStart TcpProxy::connectNext(Flow& f) {
   Picker* picker = listeners_[f.listener].pickerFor(f.pool);
   CounterBlock& lc = listenerCounters(f.listener);
-  while (f.attempts <= options_.retries) {
+  // Full backends are passed over without using an attempt. The picker offers tried backends
+  // again once every other one is tried, so a budget of one pick per backend (and one per
+  // attempt) ends the search when all are full.
+  const BackendTable* table = picker ? picker->table() : nullptr;
+  size_t picks = (table ? table->backends.size() : 0) + options_.retries + 1;
+  bool sawFull = false;
+  while (f.attempts <= options_.retries && picks-- > 0) {
     const BackendEntry* b = picker ? picker->pick(f.flowHash, f.tried) : nullptr;
-    if (!b) return false;
+    if (!b) break;
+    if (b->maxConnections != 0 && b->counters->sum(Counter::flows_active) >= b->maxConnections) {
+      sawFull = true;
+      f.tried.add(b->key);
+      continue;
+    }
     if (f.attempts > 0) lc.add(Counter::retries, 1);
     f.attempts++;
     f.tried.add(b->key);
@@ -280,11 +432,12 @@ bool TcpProxy::connectNext(Flow& f) {
       // closes as no-backend. Counted for the listener: there is no backend socket to blame.
       const int err = errno;
       if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) lc.add(Counter::connect_no_descriptors, 1);
-      return false;
+      return ConnectStart::NoBackend;
     }
     setNoDelay(fd.get());
+    f.connectStartUs = monotonicUs();
     if (connect(fd.get(), b->address.get(), b->address.length()) == 0 || errno == EINPROGRESS) {
-      if (!loop_.watch(fd.get(), kFlowEvents, makeTag(TagKind::TcpBackend, f.slot)).ok()) return false;
+      if (!loop_.watch(fd.get(), kFlowEvents, makeTag(TagKind::TcpBackend, f.slot)).ok()) return ConnectStart::NoBackend;
       f.backend = FlowSocket{};
       f.backend.fd = std::move(fd);
       f.backendKey = b->key;
@@ -293,7 +446,7 @@ bool TcpProxy::connectNext(Flow& f) {
       // A connect in progress counts as active, so least-connections sees it at once.
       bc.add(Counter::flows_active, 1);
       connecting_.append(f, now() + options_.connectTimeoutMs);
-      return true;
+      return ConnectStart::Started;
     }
     // Refused at once (unreachable network, no ephemeral port): try the next backend. The
     // socket closes as `fd` goes out of scope.
@@ -301,7 +454,8 @@ bool TcpProxy::connectNext(Flow& f) {
     lc.add(Counter::connect_failures, 1);
     tallyConnect(b->key, false, false);
   }
-  return false;
+  // Every backend that would take the flow is full (and none failed it): it may wait for room.
+  return sawFull && f.attempts <= options_.retries ? ConnectStart::Full : ConnectStart::NoBackend;
 }
 
 void TcpProxy::onConnectFailed(Flow& f, bool timedOut) {
@@ -318,14 +472,16 @@ void TcpProxy::onConnectFailed(Flow& f, bool timedOut) {
   }
   tallyConnect(f.backendKey, false, timedOut);
   f.backendCounters = nullptr;
-  if (!connectNext(f)) closeFlow(f, CloseReason::NoBackend, false);
+  connectOrQueue(f);
 }
 
 void TcpProxy::onConnected(Flow& f) {
   FlowDeadlineList::unlink(f);
   f.state = FlowState::Established;
   f.lastActiveMs = now();
-  f.backendCounters->worker(index_).add(Counter::flows_total, 1);
+  CounterBlock& bc = f.backendCounters->worker(index_);
+  bc.add(Counter::flows_total, 1);
+  bc.observe(Histogram::connect_duration, monotonicUs() - f.connectStartUs);
   tallyConnect(f.backendKey, true, false);
   if (!sendHeader(f)) {
     resetFlow(f, true);
@@ -389,7 +545,7 @@ void TcpProxy::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
     return;
   }
 
-  if (f.state == FlowState::Connecting) {
+  if (f.state == FlowState::Connecting || f.state == FlowState::Queued) {
     if (backendSide) {
       // A failed connect reports EPOLLERR (with EPOLLHUP when refused); a finished one reports
       // EPOLLOUT alone, so success needs no getsockopt(SO_ERROR).
@@ -484,6 +640,10 @@ void TcpProxy::closeFlow(Flow& f, CloseReason reason, bool abortive) {
     default:
       break;
   }
+  // Only flows the backend accepted have a duration there: one observation per flows_total.
+  if (bc && f.state == FlowState::Established) bc->observe(Histogram::flow_duration, monotonicUs() - f.startUs);
+  if (f.state == FlowState::Queued) lc.add(Counter::flows_queued, -1);
+  if (f.sourceCounted) listeners_[f.listener].sources.release(f.clientAddress);
   if (bc) bc->add(Counter::flows_active, -1);
   lc.add(Counter::flows_active, -1);
 
@@ -498,6 +658,8 @@ void TcpProxy::closeFlow(Flow& f, CloseReason reason, bool abortive) {
   f.closeReason = reason;
   logClosedFlow(f);
   flows_.retire(f);
+  // The flow held a place at a backend: the listener's queue may move.
+  if (bc) dispatchQueued(f.listener);
 }
 
 // --- timers, reports, commands ----------------------------------------------------------------
@@ -519,6 +681,7 @@ void TcpProxy::expireConnects() {
 }
 
 void TcpProxy::expireIdle() {
+  for (ListenerSlot& l : listeners_) l.sources.sweep(now(), l.policy.sourceRatePerSecond);
   flows_.forEach([this](Flow& f) {
     if (f.state != FlowState::Established || now() - f.lastActiveMs < options_.idleTimeoutMs) return;
     // A flow idle with bytes still on their way (a receiver that stopped reading) is cut with a

@@ -10,6 +10,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "connect_tally.h"
@@ -57,7 +60,11 @@ class TcpProxy {
   void expireHeaders();
   // Clients still without a whole TLS ClientHello at the SNI timeout are closed (tick).
   void expireHellos();
-  // Established flows idle past the idle timeout close (idle sweep).
+  // Queued flows past the queue timeout close; queues with a backend that has room again (a
+  // flow ended on another worker) move on (tick).
+  void serviceQueues();
+  // Established flows idle past the idle timeout close, and per-source tables forget idle
+  // sources (idle sweep).
   void expireIdle();
   // Sends this tick's connect outcomes up as events (tick, and once more at the end).
   void flushConnectTallies();
@@ -69,9 +76,24 @@ class TcpProxy {
   size_t liveFlows() const { return flows_.live(); }
 
  private:
+  // What a connect attempt came to: started, no backend takes new flows, or every one that
+  // would is at its maxConnections.
+  enum class ConnectStart { Started, NoBackend, Full };
+
   void startFlow(UniqueFd fd, const SocketAddress& client, uint32_t listener);
   void shedLoad(uint32_t listener);
-  bool connectNext(Flow& f);
+  // The access lists and per-source limits for `client`: the counter of the refusal, or none
+  // (the flow is then counted against its source).
+  std::optional<Counter> judgeClient(ListenerSlot& l, const SocketAddress& client);
+  void refuseFlow(Flow& f, Counter reason);
+  ConnectStart connectNext(Flow& f);
+  // connectNext, then whatever its outcome calls for: close (no backend) or queue (all full).
+  void connectOrQueue(Flow& f);
+  void queueFlow(Flow& f);
+  void dispatchQueued(uint32_t listener);
+  // Whether a backend a flow for `pool` may go to (empty: any of the listener's) takes new
+  // flows and has room under its maxConnections.
+  bool backendHasRoom(uint32_t listener, const std::string& pool) const;
   void onConnectFailed(Flow& f, bool timedOut);
   void onConnected(Flow& f);
   void onFlowEvent(Flow& f, bool backendSide, uint32_t events);
@@ -107,6 +129,10 @@ class TcpProxy {
   FlowDeadlineList connecting_;      // backend connects in progress
   FlowDeadlineList awaitingHeader_;  // clients yet to send their PROXY protocol header
   FlowDeadlineList awaitingHello_;   // clients yet to send their TLS ClientHello (SNI routing)
+  // Per listener slot, flows waiting for a backend with room, oldest first. A deque: growing it
+  // keeps the lists where they are, and flows point at theirs.
+  std::deque<FlowDeadlineList> queues_;
+  bool dispatching_ = false;  // dispatchQueued is running (closing a flow there must not recurse)
   std::vector<uint32_t> yielded_;
 
   ConnectTallies tallies_;

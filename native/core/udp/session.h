@@ -88,6 +88,7 @@ struct UdpSession {
   uint64_t responsesDue = 0;
 
   int64_t startMs = 0;       // monotonic
+  int64_t startUs = 0;       // precise monotonic (monotonicUs), for the session duration histogram
   int64_t lastActiveMs = 0;  // monotonic; idle expiry counts from here
   int64_t reportedMs = 0;    // monotonic; when session replication last reported it to the peer
   uint64_t datagramsUp = 0, datagramsDown = 0;

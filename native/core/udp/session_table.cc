@@ -46,18 +46,17 @@ void SessionTable::activate(UdpSession& s, const SessionKey& key, int64_t nowMs)
   ++live_;
 }
 
-UdpSession* SessionTable::warm(uint32_t backendKey) {
-  auto it = warm_.find(backendKey);
-  return it == warm_.end() || it->second.empty() ? nullptr : slots_[it->second.back()].get();
+UdpSession* SessionTable::warm(const SessionKey& key) {
+  auto it = warmByKey_.find(key);
+  return it == warmByKey_.end() ? nullptr : slots_[it->second].get();
 }
 
-UdpSession& SessionTable::reopen(UdpSession& w, const SessionKey& key, int64_t nowMs) {
-  auto& list = warm_[w.backendKey];
-  list.erase(std::find(list.begin(), list.end(), w.slot));
-  --warmCount_;
-  // A fresh session in the same slot, with the socket and what it is connected to.
+UdpSession& SessionTable::reopen(UdpSession& w, int64_t nowMs) {
+  unlinkWarm(w);
+  // A fresh session in the same slot for the same key, with the socket and what it is connected to.
   UniqueFd upstream = std::move(w.upstream);
-  SocketAddress backendAddress = w.backendAddress;
+  const SocketAddress backendAddress = w.backendAddress;
+  const SessionKey key = w.key;
   const uint32_t slot = w.slot, backendKey = w.backendKey;
   w = UdpSession{};
   w.slot = slot;
@@ -69,20 +68,55 @@ UdpSession& SessionTable::reopen(UdpSession& w, const SessionKey& key, int64_t n
 }
 
 void SessionTable::closeAllWarm() {
-  retired_.insert(retired_.end(), retiredWarm_.begin(), retiredWarm_.end());
-  retiredWarm_.clear();
-  forEachWarm([this](UdpSession& w) { closeWarm(w); });
+  while (warmHead_) closeWarm(*warmHead_);
 }
 
 void SessionTable::closeWarm(UdpSession& w) {
   if (w.state != SessionState::Warm) return;
-  auto& list = warm_[w.backendKey];
-  list.erase(std::find(list.begin(), list.end(), w.slot));
-  --warmCount_;
+  unlinkWarm(w);
   // Like a retired session, the slot and the descriptor are let go between passes: an event
   // already returned for this socket must not find another socket's session in the slot.
   w.state = SessionState::Closed;
   retired_.push_back(w.slot);
+}
+
+size_t SessionTable::expireWarm(int64_t cutoffMs) {
+  size_t closed = 0;
+  while (warmHead_ && warmHead_->lastActiveMs <= cutoffMs) {
+    closeWarm(*warmHead_);
+    ++closed;
+  }
+  return closed;
+}
+
+void SessionTable::appendWarm(UdpSession& s) {
+  s.state = SessionState::Warm;
+  s.lruPrev = warmTail_;
+  s.lruNext = nullptr;
+  if (warmTail_) {
+    warmTail_->lruNext = &s;
+  } else {
+    warmHead_ = &s;
+  }
+  warmTail_ = &s;
+  warmByKey_.emplace(s.key, s.slot);
+  ++warmCount_;
+}
+
+void SessionTable::unlinkWarm(UdpSession& s) {
+  if (s.lruPrev) {
+    s.lruPrev->lruNext = s.lruNext;
+  } else {
+    warmHead_ = s.lruNext;
+  }
+  if (s.lruNext) {
+    s.lruNext->lruPrev = s.lruPrev;
+  } else {
+    warmTail_ = s.lruPrev;
+  }
+  s.lruPrev = s.lruNext = nullptr;
+  warmByKey_.erase(s.key);
+  --warmCount_;
 }
 
 void SessionTable::linkBackend(UdpSession& s) {
@@ -154,21 +188,19 @@ void SessionTable::retire(UdpSession& s, bool keepWarm) {
   byKey_.erase(s.key);
   s.state = SessionState::Closed;
   --live_;
-  (keepWarm && s.upstream ? retiredWarm_ : retired_).push_back(s.slot);
+  // Warm at once (see the header). A key has one warm socket at most; opening a session uses or
+  // closes its key's warm one, so an older one here would be a bug, closed rather than leaked.
+  if (keepWarm && s.upstream) {
+    if (UdpSession* older = warm(s.key)) closeWarm(*older);
+    // At the cap the oldest warm socket goes: a client that asked last is the likeliest to ask again.
+    if (warmCount_ >= kMaxWarm) closeWarm(*warmHead_);
+    appendWarm(s);
+    return;
+  }
+  retired_.push_back(s.slot);
 }
 
 void SessionTable::releaseClosed() {
-  for (uint32_t slot : retiredWarm_) {
-    UdpSession& s = *slots_[slot];
-    if (warmCount_ >= kMaxWarm) {
-      retired_.push_back(slot);
-      continue;
-    }
-    s.state = SessionState::Warm;
-    warm_[s.backendKey].push_back(slot);
-    ++warmCount_;
-  }
-  retiredWarm_.clear();
   for (uint32_t slot : retired_) {
     // The upstream socket closes here rather than at retire(): epoll may still hold an event for
     // it in this pass, and a descriptor number reused at once could be another socket's.

@@ -19,13 +19,20 @@
 // way; retire() unlinks and marks it Closed (the caller has counted it), and the upstream
 // descriptor closes at releaseClosed(). Single-threaded: owned by one worker.
 //
-// Warm sockets. A session that ended because every response it expected came back (the
-// responses-per-request setting, as for DNS) may be retired `keepWarm`: at releaseClosed() its
-// slot keeps the upstream socket, still connected to the backend and still watched by the loop
-// under the slot's tag, in its backend's warm list (state Warm, up to kMaxWarm per worker).
-// reopen() makes it the next session to that backend: that saves socket(), connect(),
-// epoll_ctl() and close(), about a quarter of the CPU a one-query session costs. Warm slots
-// become reusable only between passes, like free ones.
+// Warm sockets, per client. A session that ended because every response it expected came back
+// (the responses-per-request setting, as for DNS) may be retired `keepWarm`: at once its slot
+// keeps the upstream socket, still connected to the backend and still watched by the
+// loop under the slot's tag (state Warm), indexed by the session's key. reopen() makes it the
+// next session of the SAME key (listener, client address and port, local address) when that
+// session picks the same backend: that saves socket(), connect(), epoll_ctl() and close(). Never
+// another client's: an answer the backend sends late, after the session ended, can then only
+// reach the client that asked, exactly as if the session had stayed open (a socket handed to
+// another client delivered the previous client's late answer to it). Warm slots are kept in the
+// order they warmed, so the idle sweep stops at the first one still fresh (expireWarm), at most
+// kMaxWarm per worker (the oldest goes first). A slot turns Warm at once, not between passes as a
+// freed one does: it keeps the same socket, so an event already returned for that socket in this
+// pass finds it Warm and reads what it holds as late. The worker reads client datagrams after
+// every other event of a pass, so a client's next request in the same pass reuses it.
 
 #include <cstdint>
 #include <memory>
@@ -50,26 +57,30 @@ class SessionTable {
   void linkBackend(UdpSession& s);
   // A datagram moved: the session becomes its listener's most recently active.
   void touch(UdpSession& s, int64_t nowMs);
-  // keepWarm: keep the slot and its upstream socket for the next session to the same backend.
+  // keepWarm: the slot becomes Warm at once, keeping its upstream socket for the next session of
+  // the same key (past kMaxWarm the oldest warm slot closes).
   void retire(UdpSession& s, bool keepWarm = false);
-  // Between two epoll passes: retired sessions' descriptors close and their slots become free,
-  // or warm (keepWarm, while fewer than kMaxWarm are).
+  // Between two epoll passes: retired sessions' (and closed warm slots') descriptors close and
+  // their slots become free.
   void releaseClosed();
 
-  // The most recently warmed slot of `backendKey`, or null. It stays Warm until reopen().
-  UdpSession* warm(uint32_t backendKey);
-  // Makes a Warm slot an Active session for `key` (which must not have one), keeping its
-  // upstream socket, listener and backend (the caller links the backend again).
-  UdpSession& reopen(UdpSession& warm, const SessionKey& key, int64_t nowMs);
-  // Closes one warm slot's socket and frees the slot (its socket failed, or its backend changed).
+  // The warm slot of `key`, or null. It stays Warm until reopen() or closeWarm().
+  UdpSession* warm(const SessionKey& key);
+  // Makes a Warm slot an Active session for its own key at `nowMs`, keeping its upstream socket
+  // and backend (the caller links the backend again).
+  UdpSession& reopen(UdpSession& warm, int64_t nowMs);
+  // Closes one warm slot's socket and frees the slot (its socket failed, its backend changed, it
+  // idled out, or its client's next session picked another backend).
   void closeWarm(UdpSession& warm);
+  // Closes the warm slots last active at or before `cutoffMs`, oldest first; returns how many.
+  size_t expireWarm(int64_t cutoffMs);
   // fn(UdpSession&) for each warm slot; fn may closeWarm the one it is given.
   template <typename Fn>
   void forEachWarm(Fn&& fn) {
     for (auto& s : slots_)
       if (s->state == SessionState::Warm) fn(*s);
   }
-  // Closes every warm slot, and keeps none of the sessions retired keepWarm in this pass.
+  // Closes every warm slot.
   void closeAllWarm();
   size_t warmCount() const { return warmCount_; }
   static constexpr size_t kMaxWarm = 1024;
@@ -109,6 +120,8 @@ class SessionTable {
   void unlinkLru(UdpSession& s);
   void appendLru(UdpSession& s);
   void unlinkBackend(UdpSession& s);
+  void appendWarm(UdpSession& s);
+  void unlinkWarm(UdpSession& s);
   void activate(UdpSession& s, const SessionKey& key, int64_t nowMs);
 
   uint32_t workerIndex_;
@@ -117,8 +130,11 @@ class SessionTable {
   std::vector<std::unique_ptr<UdpSession>> slots_;
   std::vector<uint32_t> free_;
   std::vector<uint32_t> retired_;
-  std::vector<uint32_t> retiredWarm_;
-  std::unordered_map<uint32_t, std::vector<uint32_t>> warm_;  // backend key -> warm slots, last warmed last
+  std::unordered_map<SessionKey, uint32_t, SessionKeyHash> warmByKey_;
+  // Warm slots, least recently active first (linked through lruPrev/lruNext, which a warm slot,
+  // being in no listener's list, does not otherwise use).
+  UdpSession* warmHead_ = nullptr;
+  UdpSession* warmTail_ = nullptr;
   size_t warmCount_ = 0;
   std::unordered_map<SessionKey, uint32_t, SessionKeyHash> byKey_;
   std::vector<ListenerList> lists_;

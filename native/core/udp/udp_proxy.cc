@@ -24,8 +24,9 @@ namespace {
 constexpr int kBatchSize = 16;
 constexpr int kBatchesPerPass = 4;
 // Room for one IP_PKTINFO and one IPV6_PKTINFO control message (a dual-stack socket with both
-// options on gets both for an IPv4 datagram).
-constexpr size_t kControlSpace = CMSG_SPACE(sizeof(in_pktinfo)) + CMSG_SPACE(sizeof(in6_pktinfo)) + 16;
+// options on gets both for an IPv4 datagram), and the SO_RXQ_OVFL drop count.
+constexpr size_t kControlSpace =
+    CMSG_SPACE(sizeof(in_pktinfo)) + CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(uint32_t)) + 16;
 
 bool isShortage(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
@@ -86,6 +87,22 @@ size_t replyControl(const LocalAddress& local, char* buffer) {
   c->cmsg_len = CMSG_LEN(sizeof(pi));
   std::memcpy(CMSG_DATA(c), &pi, sizeof(pi));
   return CMSG_SPACE(sizeof(pi));
+}
+
+// The socket's drop count carried by a datagram (SO_RXQ_OVFL); false when it has none (the
+// kernel leaves the message out while the count is 0).
+bool dropCountOf(msghdr& h, uint32_t& out) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+      std::memcpy(&out, CMSG_DATA(c), sizeof(out));
+      return true;
+    }
+  }
+  return false;
+}
+
+bool sameAddress(const SocketAddress& a, const SocketAddress& b) {
+  return a.length() == b.length() && std::memcmp(a.get(), b.get(), a.length()) == 0;
 }
 
 int socketError(int fd) {
@@ -177,12 +194,25 @@ void UdpProxy::readListener(uint32_t slot) {
       events_.push(e);
       return;
     }
+    countSocketDrops(slot, n);
     for (int i = 0; i < n; ++i) {
       onClientDatagram(slot, i);
       if (!listeners_[slot].socket) return;  // cannot happen today; guards a future close-on-error
     }
     if (n < kBatchSize) return;
   }
+}
+
+void UdpProxy::countSocketDrops(uint32_t slot, int n) {
+  // The count is the socket's running total when the datagram was queued, so the batch's last
+  // datagram has the newest; the difference from the last one seen is what the kernel dropped
+  // since. Unsigned arithmetic carries the difference across the counter's wrap.
+  uint32_t drops = 0;
+  if (n <= 0 || !dropCountOf(batch_->in[n - 1].msg_hdr, drops)) return;
+  ListenerSlot& l = listeners_[slot];
+  const uint32_t delta = drops - l.socketDrops;
+  l.socketDrops = drops;
+  if (delta != 0) l.countersOf(index_).add(Counter::dropped_overflow, delta);
 }
 
 void UdpProxy::onClientDatagram(uint32_t slot, int i) {
@@ -203,8 +233,19 @@ void UdpProxy::onClientDatagram(uint32_t slot, int i) {
 
   UdpSession* s = sessions_.find(key);
   if (s && forwardUp(*s, data, length)) return;
+  // A removed listener draining its sessions starts none: as for a listener with no backend
+  // left, the datagram is dropped and counted.
+  if (listeners_[slot].udpDraining) {
+    lc.add(Counter::dropped_no_backend, 1);
+    return;
+  }
   // No session yet, or its backend just refused (the session ended): a new one, on a backend
-  // that did not refuse.
+  // that did not refuse. The access lists judge only new sessions: a datagram of a session
+  // opened before a reload changed them is still forwarded until the session ends.
+  if (!listeners_[slot].policy.admits(client)) {
+    listeners_[slot].countersOf(index_).add(Counter::denied, 1);
+    return;
+  }
   s = openSession(slot, key, client, local);
   if (s) forwardUp(*s, data, length);
 }
@@ -274,6 +315,14 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
     hinted = nullptr;
     if (!b) break;
     tried.add(b->key);
+    if (UdpSession* s = openWarm(*b, key)) {
+      s->client = client;
+      s->local = local;
+      s->backendCounters = b->counters;
+      sessions_.linkBackend(*s);
+      countOpened(*s, *b, fromHint);
+      return s;
+    }
     UniqueFd fd(socket(b->address.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) {
       // Out of descriptors or socket memory: another backend would not help.
@@ -307,21 +356,60 @@ UdpSession* UdpProxy::openSession(uint32_t slot, const SessionKey& key, const So
     s.backendKey = b->key;
     s.backendAddress = b->address;
     s.backendCounters = b->counters;
+    s.startUs = monotonicUs();
     sessions_.linkBackend(s);
-    CounterBlock& bc = b->counters->worker(index_);
-    lc.add(Counter::sessions_total, 1);
-    lc.add(Counter::sessions_active, 1);
-    bc.add(Counter::sessions_total, 1);
-    bc.add(Counter::sessions_active, 1);
-    if (fromHint) lc.add(Counter::sessions_replicated, 1);
-    if (replicates()) {
-      s.reportedMs = now();
-      replication_.report(s, true);
-    }
+    countOpened(s, *b, fromHint);
     return &s;
   }
   lc.add(Counter::dropped_no_backend, 1);
   return nullptr;
+}
+
+void UdpProxy::countOpened(UdpSession& s, const BackendEntry& b, bool fromHint) {
+  CounterBlock& lc = listenerCounters(s.listener);
+  CounterBlock& bc = b.counters->worker(index_);
+  lc.add(Counter::sessions_total, 1);
+  lc.add(Counter::sessions_active, 1);
+  bc.add(Counter::sessions_total, 1);
+  bc.add(Counter::sessions_active, 1);
+  if (fromHint) lc.add(Counter::sessions_replicated, 1);
+  if (replicates()) {
+    s.reportedMs = now();
+    replication_.report(s, true);
+  }
+}
+
+UdpSession* UdpProxy::openWarm(const BackendEntry& b, const SessionKey& key) {
+  UdpSession* w = sessions_.warm(key);
+  if (!w) return nullptr;
+  // Only this client's own socket, and only to the backend its new session picked (a reload may
+  // also have given the backend's key a new address): otherwise the socket goes.
+  // Whatever the backend sent late before this pass's wait was read and dropped already (the
+  // worker reads upstream sockets before listeners); a datagram arriving since can only be for
+  // this same client, which gets it as it would had its session stayed open.
+  if (w->backendKey != b.key || !sameAddress(w->backendAddress, b.address)) {
+    sessions_.closeWarm(*w);
+    return nullptr;
+  }
+  return &sessions_.reopen(*w, now());
+}
+
+bool UdpProxy::drainWarm(UdpSession& w) {
+  // Whatever the backend sent after the last response the ended session expected belongs to no
+  // request, so it is read and dropped (counted). A one-byte buffer with MSG_TRUNC reads a whole datagram of any size
+  // (the rest is discarded) without touching the batch buffers, which may hold datagrams not yet
+  // forwarded. An error is the ICMP refusal of an earlier datagram: the socket is not worth keeping.
+  char byte;
+  for (;;) {
+    ssize_t r = recv(w.upstream.get(), &byte, 1, MSG_DONTWAIT | MSG_TRUNC);
+    if (r >= 0) {
+      if (w.backendCounters) w.backendCounters->worker(index_).add(Counter::dropped_late, 1);
+      listenerCounters(w.listener).add(Counter::dropped_late, 1);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK;
+  }
 }
 
 bool UdpProxy::forwardUp(UdpSession& s, const char* data, size_t length) {
@@ -362,6 +450,11 @@ void UdpProxy::onUpstreamEvent(uint64_t sessionSlot, uint32_t events) {
   if (sessionSlot > UINT32_MAX) return;
   UdpSession* s = sessions_.at(static_cast<uint32_t>(sessionSlot));
   if (!s) return;
+  if (s->state == SessionState::Warm) {
+    // A datagram (or an error) for a warm socket: its session ended and nobody waits for it.
+    if (!drainWarm(*s)) sessions_.closeWarm(*s);
+    return;
+  }
   if (s->state != SessionState::Active) return;  // closed earlier in this pass
   if (events & EPOLLERR) {
     // A pending socket error is an ICMP error the kernel matched to this connected socket:
@@ -381,8 +474,15 @@ void UdpProxy::readUpstream(UdpSession& s) {
   CounterBlock& lc = listenerCounters(s.listener);
   for (int round = 0; round < kBatchesPerPass; ++round) {
     batch_->prepareIn(false);
+    // With a responses-per-request setting, no more than the answers still due: recvmmsg tries
+    // for another datagram after each one it took until it has `want`, and for a DNS session
+    // that try (one answer due, none more coming) would be wasted work on every query. Anything
+    // past them stays queued and is read, and dropped as late, on the next pass.
+    const unsigned want = options_.udpResponses > 0
+                              ? static_cast<unsigned>(std::clamp<uint64_t>(s.responsesDue, 1, kBatchSize))
+                              : static_cast<unsigned>(kBatchSize);
     // A connected socket only ever holds this backend's datagrams: no address to read.
-    int n = recvmmsg(s.upstream.get(), batch_->in, kBatchSize, MSG_DONTWAIT, nullptr);
+    int n = recvmmsg(s.upstream.get(), batch_->in, want, MSG_DONTWAIT, nullptr);
     if (n < 0) {
       const int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
@@ -437,7 +537,7 @@ void UdpProxy::readUpstream(UdpSession& s) {
         return;
       }
     }
-    if (n < kBatchSize) return;
+    if (n < static_cast<int>(want)) return;
   }
 }
 
@@ -511,7 +611,10 @@ void UdpProxy::closeSession(UdpSession& s, CloseReason reason) {
   CounterBlock& lc = listenerCounters(s.listener);
   lc.add(Counter::sessions_active, -1);
   CounterBlock* bc = s.backendCounters ? &s.backendCounters->worker(index_) : nullptr;
-  if (bc) bc->add(Counter::sessions_active, -1);
+  if (bc) {
+    bc->observe(Histogram::session_duration, monotonicUs() - s.startUs);
+    bc->add(Counter::sessions_active, -1);
+  }
   Counter counted = Counter::sessions_total;  // a placeholder: only the reasons below count
   bool count = true;
   switch (reason) {
@@ -534,17 +637,19 @@ void UdpProxy::closeSession(UdpSession& s, CloseReason reason) {
   logClosedSession(s);
   // A session that never got a backend was never reported as opened.
   if (s.backendCounters && replicates()) replication_.report(s, false);
-  // Every session closes its own upstream socket. Keeping it warm for the next session to the
-  // same backend (SessionTable::retire's second argument) saved four syscalls per DNS query, but
-  // an answer the backend sent late, after the socket went to the next client, reached that
-  // client as its answer (a review reproduced it 4 times of 4): a reply must only ever reach the
-  // client whose session owns the socket, so the warm path stays off until a reused socket can
-  // tell a late answer from a new one.
-  sessions_.retire(s, false);
+  // A session whose every expected response came back keeps its upstream socket warm for its
+  // own client's next request (SessionTable, "Warm sockets, per client"): four syscalls fewer
+  // per DNS query. Only for that same client key, never for another client: a late answer on the
+  // socket can then only reach the client that asked (a socket handed to the next client
+  // delivered the previous client's late answer to it).
+  // A draining listener starts no session that could reuse the socket.
+  sessions_.retire(s, reason == CloseReason::Responses && !listeners_[s.listener].udpDraining);
 }
 
 void UdpProxy::expireIdle() {
   const int64_t t = now();
+  // A warm socket is kept at most the idle timeout after its session's last datagram.
+  sessions_.expireWarm(t - options_.udpIdleTimeoutMs);
   for (uint32_t slot = 0; slot < listeners_.size(); ++slot) {
     // Least recently active first: the walk stops at the first session still in use.
     while (UdpSession* s = sessions_.oldest(slot)) {
@@ -555,7 +660,20 @@ void UdpProxy::expireIdle() {
 }
 
 void UdpProxy::onTableChanged(uint32_t slot) {
+  // A removed listener's table empties, but its sessions drain on their backends until they end
+  // or the drain deadline, as a removed TCP listener's flows do.
+  if (listeners_[slot].udpDraining) return;
   const BackendTable* table = listeners_[slot].table.get();
+  // Warm sockets serve new sessions only, which only an up backend takes.
+  sessions_.forEachWarm([&](UdpSession& w) {
+    if (w.listener != slot) return;
+    const BackendEntry* entry = nullptr;
+    if (table) {
+      for (const BackendEntry& b : table->backends)
+        if (b.key == w.backendKey) entry = &b;
+    }
+    if (!entry || entry->state != BackendState::Up || !sameAddress(entry->address, w.backendAddress)) sessions_.closeWarm(w);
+  });
   for (uint32_t key : sessions_.backendKeys()) {
     const BackendEntry* entry = nullptr;
     if (table) {
@@ -580,11 +698,22 @@ uint64_t UdpProxy::closeSessions(const FlowFilter& filter, CloseReason reason) {
     closeSession(s, reason);
     ++closed;
   });
+  // And the warm sockets they leave (or had left): no session of theirs is to come.
+  closeWarm(filter);
   return closed;
+}
+
+void UdpProxy::closeWarm(const FlowFilter& filter) {
+  sessions_.forEachWarm([&](UdpSession& w) {
+    if (filter.listener >= 0 && w.listener != static_cast<uint32_t>(filter.listener)) return;
+    if (filter.backendKey >= 0 && w.backendKey != static_cast<uint32_t>(filter.backendKey)) return;
+    sessions_.closeWarm(w);
+  });
 }
 
 void UdpProxy::closeAll(CloseReason reason) {
   sessions_.forEach([&](UdpSession& s) { closeSession(s, reason); });
+  sessions_.closeAllWarm();
 }
 
 void UdpProxy::snapshot(const FlowFilter& filter, std::vector<FlowInfo>& out) {

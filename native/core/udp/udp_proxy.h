@@ -58,6 +58,9 @@ class UdpProxy {
   void closeAll(CloseReason reason);
   void snapshot(const FlowFilter& filter, std::vector<FlowInfo>& out);
   size_t liveSessions() const { return sessions_.live(); }
+  size_t liveOn(uint32_t slot) const { return sessions_.liveOn(slot); }
+  // Closes the warm sockets of the matching listener and backend (a removed listener's).
+  void closeWarm(const FlowFilter& filter);
   // Reports every live session for the HA peer (when replication is on).
   void reportAll();
 
@@ -65,8 +68,15 @@ class UdpProxy {
   struct Batch;
   void ensureBatch();
   void onClientDatagram(uint32_t slot, int i);
+  // Counts the datagrams the kernel dropped on the listener's full socket since the last batch.
+  void countSocketDrops(uint32_t slot, int n);
   UdpSession* openSession(uint32_t slot, const SessionKey& key, const SocketAddress& client, const LocalAddress& local);
   bool makeRoom(uint32_t slot);
+  void countOpened(UdpSession& s, const BackendEntry& b, bool fromHint);
+  // The client's warm socket as its new session, when it is connected to `b`; null otherwise.
+  UdpSession* openWarm(const BackendEntry& b, const SessionKey& key);
+  // Reads and drops what a warm socket holds; false when the socket has failed.
+  bool drainWarm(UdpSession& w);
   // Returns false when the session ended (refused) and the datagram was not sent.
   bool forwardUp(UdpSession& s, const char* data, size_t length);
   void readUpstream(UdpSession& s);

@@ -1,0 +1,28 @@
+// Types of anchors.mjs, for the TypeScript tests.
+
+export interface Best {
+  system: string;
+  value: number;
+}
+export type Summary = Record<string, Record<string, Record<string, { median: number | null }>>>;
+export interface Ratio {
+  ratio: number;
+  against: string;
+  verdict: 'better' | 'worse' | 'tie';
+}
+export interface TargetRow {
+  metric: string;
+  against: 'direct' | 'best anchor';
+  reference: string;
+  value: number;
+  referenceValue: number;
+  ratio: number;
+  atLeast: number;
+  met: boolean;
+}
+
+export function bestOf(metric: { better: 'higher' | 'lower' }, candidates: Array<{ system: string; value: number | null | undefined }>): Best | null;
+export function bestTable(summary: Summary, systems: string[]): Record<string, Record<string, Best>>;
+export function ratiosToBest(summary: Summary, anchors: string[], subject?: string): Record<string, Record<string, Ratio>>;
+export const NAT_TARGETS: Array<{ metric: string; against: 'direct' | 'best anchor'; atLeast: number }>;
+export function natTargets(summary: Summary, anchors: string[], subject?: string): Record<string, TargetRow[]>;

@@ -1,0 +1,117 @@
+// The anchors lb4 is measured against, and the targets of lb4's NAT mode, from the medians:
+//   - "best HAProxy": per metric, the better of the two HAProxy settings that ran (splice-auto and
+//     splice-request/response), named with the setting it came from;
+//   - the best anchor: the better of best HAProxy and nginx (what the ratio columns divide by);
+//   - the NAT targets of issue 10 item 5 (lb4-nat against direct and against the best anchor),
+//     computed and shown, never asserted.
+// Pure functions of run.mjs's summary, so they are tested without running anything.
+
+import { best, metrics, verdict } from './metrics.mjs';
+
+/**
+ * The better of the candidates for a metric (higher for rates, lower for CPU, latency, memory),
+ * with the system it came from; the first named wins a tie. null when none has a number.
+ * @param {import('./metrics.mjs').Metric} metric
+ * @param {Array<{system: string, value: number | null | undefined}>} candidates
+ * @returns {{system: string, value: number} | null}
+ */
+export function bestOf(metric, candidates) {
+  const b = best(metric, candidates.map((c) => c.value));
+  if (b === null) return null;
+  const winner = candidates.find((c) => c.value === b);
+  return winner ? { system: winner.system, value: b } : null;
+}
+
+/** @typedef {Record<string, Record<string, Record<string, {median: number | null}>>>} Summary per workers, system, metric */
+
+/**
+ * Per worker count and metric, the better of the given systems' medians.
+ * @param {Summary} summary
+ * @param {string[]} systems
+ * @returns {Record<string, Record<string, {system: string, value: number}>>}
+ */
+export function bestTable(summary, systems) {
+  /** @type {Record<string, Record<string, {system: string, value: number}>>} */
+  const out = {};
+  for (const [w, bySystem] of Object.entries(summary)) {
+    out[w] = {};
+    for (const m of metrics) {
+      const b = bestOf(m, systems.map((system) => ({ system, value: bySystem[system]?.[m.key]?.median })));
+      if (b) out[w][m.key] = b;
+    }
+  }
+  return out;
+}
+
+/**
+ * `subject`'s median divided by the best anchor's, per worker count and metric.
+ * @param {Summary} summary
+ * @param {string[]} anchors
+ * @param {string} [subject]
+ * @returns {Record<string, Record<string, {ratio: number, against: string, verdict: 'better' | 'worse' | 'tie'}>>}
+ */
+export function ratiosToBest(summary, anchors, subject = 'lb4') {
+  const bests = bestTable(summary, anchors);
+  /** @type {Record<string, Record<string, {ratio: number, against: string, verdict: 'better' | 'worse' | 'tie'}>>} */
+  const out = {};
+  for (const [w, bySystem] of Object.entries(summary)) {
+    out[w] = {};
+    for (const m of metrics) {
+      const mine = bySystem[subject]?.[m.key]?.median;
+      const b = bests[w][m.key];
+      if (typeof mine !== 'number' || !b || b.value === 0) continue;
+      const ratio = mine / b.value;
+      out[w][m.key] = { ratio, against: b.system, verdict: verdict(m, ratio) };
+    }
+  }
+  return out;
+}
+
+/**
+ * The NAT targets of issue 10 item 5: throughput and keep-alive requests/s at least 0.9x direct
+ * and 1.3x the best anchor; new connections/s at least 0.8x direct.
+ * @type {Array<{metric: string, against: 'direct' | 'best anchor', atLeast: number}>}
+ */
+export const NAT_TARGETS = [
+  ...['tput_up_1', 'tput_down_1', 'tput_up_4', 'tput_down_4', 'rr16_rps', 'rr256_rps'].flatMap((metric) => [
+    { metric, against: /** @type {const} */ ('direct'), atLeast: 0.9 },
+    { metric, against: /** @type {const} */ ('best anchor'), atLeast: 1.3 },
+  ]),
+  { metric: 'conn_rate', against: 'direct', atLeast: 0.8 },
+];
+
+/**
+ * @typedef {object} TargetRow
+ * @property {string} metric
+ * @property {'direct' | 'best anchor'} against
+ * @property {string} reference the system the reference value came from
+ * @property {number} value the subject's median
+ * @property {number} referenceValue
+ * @property {number} ratio
+ * @property {number} atLeast
+ * @property {boolean} met
+ */
+
+/**
+ * Each NAT target with both medians present, per worker count.
+ * @param {Summary} summary
+ * @param {string[]} anchors
+ * @param {string} [subject]
+ * @returns {Record<string, TargetRow[]>}
+ */
+export function natTargets(summary, anchors, subject = 'lb4-nat') {
+  const bests = bestTable(summary, anchors);
+  /** @type {Record<string, TargetRow[]>} */
+  const out = {};
+  for (const [w, bySystem] of Object.entries(summary)) {
+    out[w] = [];
+    for (const t of NAT_TARGETS) {
+      const value = bySystem[subject]?.[t.metric]?.median;
+      const ref = t.against === 'direct' ? { system: 'direct', value: bySystem.direct?.[t.metric]?.median } : bests[w][t.metric];
+      if (typeof value !== 'number' || !ref || typeof ref.value !== 'number' || ref.value === 0) continue;
+      const ratio = value / ref.value;
+      out[w].push({ metric: t.metric, against: t.against, reference: ref.system, value, referenceValue: ref.value, ratio, atLeast: t.atLeast, met: ratio >= t.atLeast });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,68 @@
+// The bench's anchors (bench/anchors.mjs): "best HAProxy" is the better of the two HAProxy
+// settings metric by metric, the ratio columns divide by the best of HAProxy and nginx, and the
+// NAT targets are computed from the medians, met or not, never assumed.
+
+import t from 'tap';
+import { bestOf, bestTable, NAT_TARGETS, natTargets, ratiosToBest, type Summary } from '../../bench/anchors.mjs';
+
+const higher = { better: 'higher' as const };
+const lower = { better: 'lower' as const };
+const cell = (median: number | null) => ({ median });
+
+// One worker count; the HAProxy settings win different metrics, and nginx wins conn_rate.
+const summary: Summary = {
+  1: {
+    direct: { tput_up_1: cell(20), rr16_rps: cell(100_000), conn_rate: cell(10_000) },
+    lb4: { tput_up_1: cell(15), cpu_up_1: cell(0.5), rr16_rps: cell(80_000), conn_rate: cell(7000) },
+    'lb4-nat': { tput_up_1: cell(19), cpu_up_1: cell(0.01), rr16_rps: cell(85_000), conn_rate: cell(7900) },
+    'haproxy-splice-auto': { tput_up_1: cell(12), cpu_up_1: cell(0.4), rr16_rps: cell(70_000), conn_rate: cell(6000) },
+    'haproxy-splice-rr': { tput_up_1: cell(14), cpu_up_1: cell(0.6), rr16_rps: cell(60_000), conn_rate: cell(6500) },
+    nginx: { tput_up_1: cell(13), cpu_up_1: cell(0.7), rr16_rps: cell(null), conn_rate: cell(8000) },
+  },
+};
+const haproxy = ['haproxy-splice-auto', 'haproxy-splice-rr'];
+const anchors = [...haproxy, 'nginx'];
+
+t.test('bestOf: higher wins for rates, lower for costs; missing values do not count', async (t) => {
+  t.same(bestOf(higher, [{ system: 'a', value: 1 }, { system: 'b', value: 3 }, { system: 'c', value: null }]), { system: 'b', value: 3 });
+  t.same(bestOf(lower, [{ system: 'a', value: 1 }, { system: 'b', value: 3 }, { system: 'c', value: undefined }]), { system: 'a', value: 1 });
+  t.same(bestOf(higher, [{ system: 'a', value: 2 }, { system: 'b', value: 2 }]), { system: 'a', value: 2 }, 'a tie goes to the first named');
+  t.equal(bestOf(higher, [{ system: 'a', value: null }]), null, 'nothing measured: no best');
+});
+
+t.test('best HAProxy is chosen metric by metric', async (t) => {
+  const best = bestTable(summary, haproxy)[1];
+  t.same(best.tput_up_1, { system: 'haproxy-splice-rr', value: 14 }, 'throughput from splice-request/response');
+  t.same(best.cpu_up_1, { system: 'haproxy-splice-auto', value: 0.4 }, 'CPU per GB from splice-auto (lower)');
+  t.same(best.rr16_rps, { system: 'haproxy-splice-auto', value: 70_000 });
+  t.notOk('conn_rate' in bestTable({ 1: { lb4: { conn_rate: cell(1) } } }, haproxy)[1], 'no HAProxy value: no entry');
+});
+
+t.test('ratios divide by the best of both HAProxy settings and nginx', async (t) => {
+  const lb4 = ratiosToBest(summary, anchors)[1];
+  t.equal(lb4.tput_up_1.against, 'haproxy-splice-rr');
+  t.equal(lb4.tput_up_1.ratio, 15 / 14);
+  t.equal(lb4.tput_up_1.verdict, 'better');
+  t.equal(lb4.conn_rate.against, 'nginx', 'nginx is the best anchor for new connections');
+  t.equal(lb4.conn_rate.verdict, 'worse');
+  t.equal(lb4.rr16_rps.against, 'haproxy-splice-auto', "nginx's missing value is skipped");
+  t.equal(lb4.cpu_up_1.ratio, 0.5 / 0.4);
+  t.equal(lb4.cpu_up_1.verdict, 'worse', 'more CPU per GB than the best anchor is worse');
+  const nat = ratiosToBest(summary, anchors, 'lb4-nat')[1];
+  t.equal(nat.tput_up_1.ratio, 19 / 14);
+  t.equal(nat.cpu_up_1.verdict, 'better');
+});
+
+t.test('NAT targets: computed against direct and the best anchor, met or not', async (t) => {
+  const rows = natTargets(summary, anchors)[1];
+  const row = (metric: string, against: string) => rows.find((r) => r.metric === metric && r.against === against);
+  t.match(row('tput_up_1', 'direct'), { reference: 'direct', value: 19, referenceValue: 20, ratio: 19 / 20, atLeast: 0.9, met: true });
+  t.match(row('tput_up_1', 'best anchor'), { reference: 'haproxy-splice-rr', ratio: 19 / 14, atLeast: 1.3, met: true });
+  t.match(row('rr16_rps', 'direct'), { ratio: 0.85, met: false }, '0.85x direct misses 0.9');
+  t.match(row('rr16_rps', 'best anchor'), { reference: 'haproxy-splice-auto', ratio: 85_000 / 70_000, met: false }, '1.21x misses 1.3');
+  t.match(row('conn_rate', 'direct'), { ratio: 0.79, atLeast: 0.8, met: false });
+  t.notOk(row('conn_rate', 'best anchor'), 'new connections/s has no target against the anchors');
+  t.notOk(row('tput_down_1', 'direct'), 'a metric nobody measured gives no row');
+  t.equal(NAT_TARGETS.filter((x) => x.against === 'best anchor').every((x) => x.atLeast === 1.3), true);
+  t.same(natTargets({ 1: { direct: { tput_up_1: cell(20) } } }, anchors)[1], [], 'no lb4-nat: no rows');
+});
