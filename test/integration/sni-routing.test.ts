@@ -266,7 +266,7 @@ t.test('with traffic policy: access lists judge before the hello; a queued flow 
     const socket = tls.connect({ port, host: '127.0.0.1', servername, rejectUnauthorized: false });
     socket.on('error', () => {});
     open.push(socket);
-    const handshake = new Promise<string>((resolve) => socket.once('secureConnect', () => resolve(socket.getPeerCertificate().subject.CN)));
+    const handshake = new Promise<string>((resolve) => socket.once('secureConnect', () => resolve(String(socket.getPeerCertificate().subject.CN))));
     // A client left waiting fails the test here rather than at tap's timeout.
     const late = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${servername}: no TLS handshake within 10s`)), 10_000).unref());
     return { socket, secured: Promise.race([handshake, late]) };
