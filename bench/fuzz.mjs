@@ -4,8 +4,9 @@
 // heartbeats) run LB4_FUZZ_SCALE times their `npm test` count, the admin API fuzz as many times
 // its requests, and the data-plane model LB4_FLOW_MODEL_RUNS flow scripts. Each test prints
 // "# fuzz cases: N"; this sums them. Then the PROXY protocol parser's native fuzz driver
-// (test/native/proxy_header_fuzz.cc, built under AddressSanitizer + UBSan) runs
-// 1,000,000 x scale / 120 inputs. It ends with one line: cases run, files failed.
+// (test/native/proxy_header_fuzz.cc, built under AddressSanitizer + UBSan) and the TLS
+// ClientHello parser's (test/native/client_hello_fuzz.cc) each run 1,000,000 x scale / 120
+// inputs. It ends with one line: cases run, files failed.
 //
 //   npm run fuzz                      # about 2.1 million cases (several minutes on 2 cores)
 //   npm run fuzz -- --scale 10        # a shorter pass
@@ -60,13 +61,19 @@ const nativeDir = 'build/core-tests-address';
 const nativeInputs = Math.round((1_000_000 * scale) / 120);
 const nativeOk =
   (await run('cmake', ['-S', 'test/native', '-B', nativeDir, '-DCMAKE_BUILD_TYPE=Debug', '-DLB4_SANITIZER=address', '--log-level=WARNING'])) === 0 &&
-  (await run('cmake', ['--build', nativeDir, '-j2', '--target', 'lb4_proxy_fuzz'])) === 0 &&
-  (await run(join(root, nativeDir, 'lb4_proxy_fuzz'), [String(nativeInputs)], (line) => {
-    const m = /^proxy header fuzz: seed \d+, (\d+) inputs/.exec(line);
-    if (m) cases += Number(m[1]);
-  })) === 0;
+  (await run('cmake', ['--build', nativeDir, '-j2', '--target', 'lb4_proxy_fuzz', 'lb4_sni_fuzz'])) === 0;
 if (!nativeOk) failedFiles++;
-files.push('lb4_proxy_fuzz');
+// Each driver prints "<what> fuzz: seed S, N inputs: ...".
+for (const driver of ['lb4_proxy_fuzz', 'lb4_sni_fuzz']) {
+  files.push(driver);
+  const ok =
+    nativeOk &&
+    (await run(join(root, nativeDir, driver), [String(nativeInputs)], (line) => {
+      const m = /^[a-z ]+ fuzz: seed \d+, (\d+) inputs/.exec(line);
+      if (m) cases += Number(m[1]);
+    })) === 0;
+  if (nativeOk && !ok) failedFiles++;
+}
 
 console.log(`fuzz: ${cases.toLocaleString('en-US')} generated cases in ${Math.round((Date.now() - started) / 1000)} s, ${failedFiles} of ${files.length} files failed`);
 process.exit(failedFiles === 0 ? 0 : 1);

@@ -36,16 +36,16 @@ const flagsByField: Readonly<Record<string, string>> = (() => {
   return map;
 })();
 
-// `listen[0].listen` and `backends[2].address` are the flag's value itself; any other sub-field
-// (`weight`, `state`, `id`) is a part of it worth naming.
+// `listen[0].listen`, `backends[2].address` and `sni[0].names[0]` are the flag's value itself;
+// any other sub-field (`weight`, `state`, `id`, a route's `pool`) is a part of it worth naming.
 function describeField(field: string): string {
   const whole = flagsByField[field.replace(/\[\d+\]$/, '')];
   if (field.startsWith('cluster.') && whole) return whole;
-  const match = /^([A-Za-z]+)(?:\[\d+\])?(?:\.(\w+))?$/.exec(field);
+  const match = /^([A-Za-z]+)(?:\[\d+\])?(?:\.(\w+)(?:\[\d+\])?)?$/.exec(field);
   if (!match) return field;
   const flag = flagsByField[match[1]] ?? match[1];
   const part = match[2];
-  return part === undefined || part === 'address' || part === 'listen' ? flag : `${flag} ${part}`;
+  return part === undefined || part === 'address' || part === 'listen' || part === 'names' ? flag : `${flag} ${part}`;
 }
 
 function oneLine(text: string): string {

@@ -10,8 +10,8 @@ export interface Connection {
   readonly protocol: Protocol;
   readonly listener: string;
   readonly worker: number;
-  /** `awaiting-header`: no whole PROXY protocol header yet; `queued`: every backend is full. */
-  readonly state: 'awaiting-header' | 'queued' | 'connecting' | 'established';
+  /** `awaiting-header`/`awaiting-hello`: no whole PROXY protocol header / TLS ClientHello yet; `queued`: every backend is full. */
+  readonly state: 'awaiting-header' | 'awaiting-hello' | 'queued' | 'connecting' | 'established';
   readonly client: string;
   /** Backend id; absent while no backend is assigned. */
   readonly backend?: string;

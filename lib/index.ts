@@ -37,6 +37,7 @@ export type {
   LatencyHistogram,
   ListenerAddress,
   ListenerOptions,
+  SniRouteOptions,
 } from './types.js';
 /** Every event a balancer emits (`lb.on('backend-added', (e) => ...)`) and its payload. */
 export type {

@@ -4,6 +4,7 @@
 
 import type { BackendPolicyOptions, ListenerPolicyConfig, ListenerPolicyOptions } from './policy-types.js';
 import type { Clock } from './clock.js';
+import type { PooledBackend, PooledBackendOptions, SniListenerConfig, SniOptions } from './config/sni-types.js';
 import type { Algorithm, BackendState, ForwardMode, Protocol, ProxyVersion, SnatMode } from './config/enums.js';
 import type { DnsBackendOptions, DnsEntryConfig } from './config/dns-entry.js';
 import type { DnsResult } from './discovery/dns-resolve.js';
@@ -36,11 +37,12 @@ export type {
 export type { Logger } from './log.js';
 export type { Connection, ConnectionFilter, FlowRecord } from './flow-types.js';
 export type { Vip } from './cluster/vip.js';
+export type { PooledBackend, PooledBackendOptions, SniListenerConfig, SniOptions, SniRouteConfig, SniRouteOptions } from './config/sni-types.js';
 
 // --- options and config ------------------------------------------------------------------------
 
 /** A backend as a program describes it. A string is `host:port[,weight=N]`. */
-export interface BackendOptions extends BackendPolicyOptions {
+export interface BackendOptions extends PooledBackendOptions, BackendPolicyOptions {
   /** `host:port`; a host name is resolved once, at start or when the backend is added. */
   address: string;
   /** Relative share of new flows; 0 takes none. Default 1. */
@@ -57,7 +59,7 @@ export interface BackendOptions extends BackendPolicyOptions {
  * A listener as a program or a config file describes it. In the shorthand (`listen` and
  * `backends` at the top level) a string or number is the `listen` address alone.
  */
-export interface ListenerOptions extends ListenerPolicyOptions {
+export interface ListenerOptions extends SniOptions, ListenerPolicyOptions {
   /**
    * `:port` (every interface, IPv4 and IPv6), `host:port` or `[ipv6]:port`, optionally followed by
    * `/udp` (or `/tcp`, the default). Port 0 picks a free port.
@@ -106,7 +108,7 @@ export interface AdminOptions {
  * `pipeSize`, `slowStart`, `passiveFailures`) come from the option table, where each is described
  * with its default and range (`tunables`, lib/config/options.ts).
  */
-export interface BalancerOptions extends TunableOptions, Pick<ListenerPolicyOptions, 'allow' | 'deny'> {
+export interface BalancerOptions extends TunableOptions, SniOptions, Pick<ListenerPolicyOptions, 'allow' | 'deny'> {
   /** Shorthand: where to accept clients, one address or several. */
   listen?: string | number | ListenerOptions | Array<string | number | ListenerOptions>;
   /** Shorthand: the backends every `listen` listener balances over. At least one. */
@@ -181,7 +183,7 @@ export interface ClusterConfig {
   readonly onStateChange: string | readonly string[] | null;
 }
 
-export interface ListenerConfig {
+export interface ListenerConfig extends SniListenerConfig {
   readonly name: string;
   /** The listen address as written. */
   readonly listen: string;
@@ -224,7 +226,7 @@ export type AdminConfig =
     }
   | { readonly kind: 'unix'; readonly path: string; readonly token: string | null; readonly maxConnections: number };
 
-export interface BackendConfig extends Required<Readonly<BackendPolicyOptions>> {
+export interface BackendConfig extends PooledBackend, Required<Readonly<BackendPolicyOptions>> {
   readonly id: string;
   /** The address as written. */
   readonly address: string;
@@ -282,7 +284,7 @@ export interface ListenerAddress {
 }
 
 /** A backend as reported by {@link Balancer.backends}. */
-export interface BackendInfo {
+export interface BackendInfo extends PooledBackend {
   readonly id: string;
   readonly listener: string;
   readonly address: string;

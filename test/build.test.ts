@@ -67,11 +67,12 @@ t.test('the addon exports its enumerations and option ranges, checked at load', 
   t.same(native.NativeProxyVersion, { none: 0, v1: 1, v2: 2 });
   t.same(native.closeReasonNames, [
     'done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error', 'evicted', 'responses', 'backend-gone', 'refused',
-    'proxy-header', 'policy',
+    'proxy-header', 'policy', 'sni',
   ]);
   t.same(Object.keys(optionLimits), [...native.optionLimitNames]);
   for (const [name, range] of Object.entries(optionLimits)) t.ok(range.min <= range.max, `${name}: ${range.min} to ${range.max}`);
-  t.equal(native.counterNames.at(-1), 'dropped_overflow', 'a new counter is appended last');
+  t.equal(native.counterNames.at(-1), 'sni_hello_timeouts', 'a new counter is appended last');
+  t.equal(native.counterNames.indexOf('sni_routed'), native.counterNames.indexOf('dropped_overflow') + 1, 'after the ones before it');
   t.equal(native.counterNames.indexOf('dropped_overflow'), native.counterNames.indexOf('flows_queued') + 1, 'after the ones before it');
   t.equal(native.counterNames.indexOf('denied'), native.counterNames.indexOf('proxy_header_timeouts') + 1, 'after the ones before it');
   t.equal(native.counterNames.indexOf('proxy_headers_accepted'), native.counterNames.indexOf('sessions_replicated') + 1, 'after the ones before it');

@@ -46,8 +46,10 @@ export async function checkConfig(file: string): Promise<void> {
       ...(l.proxyProtocol !== 'none' ? [`sends PROXY ${l.proxyProtocol}`] : []),
       ...(l.acceptProxy.length > 0 ? [`takes PROXY headers from ${l.acceptProxy.join(', ')}`] : []),
       ...describePolicy(l.policy),
+      ...(l.sni ? [`routes by SNI: ${l.sni.map((r) => `${r.names.join(' ')} -> ${r.pool}`).join(', ')}; default pool ${l.defaultPool ?? 'none (close)'}`] : []),
     ].map((p) => `; ${p}`).join('');
-    lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${[...l.backends, ...l.discover].map((b) => `${b.id}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}${'maxConnections' in b && b.maxConnections > 0 ? ` (maxconn ${b.maxConnections})` : ''}`).join(', ')}; ${health}${proxy}`);
+    const backends = [...l.backends, ...l.discover].map((b) => `${b.id}${'pool' in b && b.pool !== null ? ` [${b.pool}]` : ''}${b.weight !== 1 ? ` (weight ${b.weight})` : ''}${'maxConnections' in b && b.maxConnections > 0 ? ` (maxconn ${b.maxConnections})` : ''}`);
+    lines.push(`  ${l.name} on ${l.listen}: ${l.algorithm}, ${backends.join(', ')}; ${health}${proxy}`);
   }
   if (config.admin) lines.push(`  admin API on ${config.admin.kind === 'unix' ? config.admin.path : `${config.admin.host}:${config.admin.port}`}`);
   if (config.cluster) lines.push(`  ${describeCluster(config.cluster)}`);

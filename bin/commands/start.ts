@@ -64,6 +64,9 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
   // Access lists: the same, flag over file.
   if (flags.allow !== undefined) options.allow = flags.allow;
   if (flags.deny !== undefined) options.deny = flags.deny;
+  // SNI routes and the default pool: the flags replace the file's top-level ones, as typed.
+  if (flags.sni !== undefined) options.sni = flags.sni;
+  if (flags.defaultPool !== undefined) options.defaultPool = flags.defaultPool;
   if (flags.admin !== undefined) options.admin = { listen: flags.admin, ...(process.env.LB4_ADMIN_TOKEN ? { token: process.env.LB4_ADMIN_TOKEN } : {}) };
   if (flags.adminMaxConnections !== undefined) {
     const admin = options.admin as object | undefined;

@@ -81,6 +81,12 @@ const counterMetrics: Readonly<Partial<Record<CounterName, CounterMetric>>> = {
   flows_queued: { name: 'queued_flows', scopes: ['listener'] },
   // Dropped by the kernel before lb4 read them: the listener socket's receive queue was full.
   dropped_overflow: { name: 'dropped_datagrams_total', label: ['reason', 'socket_overflow'], scopes: ['listener'] },
+  sni_routed: { name: 'sni_flows_total', label: ['route', 'matched'], scopes: ['listener'] },
+  sni_defaulted: { name: 'sni_flows_total', label: ['route', 'default'], scopes: ['listener'] },
+  sni_unrouted: { name: 'sni_flows_total', label: ['route', 'none'], scopes: ['listener'] },
+  sni_hello_malformed: { name: 'sni_hellos_rejected_total', label: ['reason', 'malformed'], scopes: ['listener'] },
+  sni_hello_oversized: { name: 'sni_hellos_rejected_total', label: ['reason', 'oversized'], scopes: ['listener'] },
+  sni_hello_timeouts: { name: 'sni_hellos_rejected_total', label: ['reason', 'timeout'], scopes: ['listener'] },
 };
 
 /** Upper bounds (seconds) of the health check duration histogram's buckets. */
@@ -129,6 +135,7 @@ const fixedFamilies = [
   'lb4_backend_effective_weight',
   'lb4_backend_state',
   'lb4_backend_health',
+  'lb4_backend_pool',
   'lb4_health_check_duration_seconds',
   'lb4_health_check_failures_total',
   'lb4_dns_resolutions_total',
@@ -265,6 +272,10 @@ export class MetricsCollector {
       'What health checks say of the backend (unchecked: its listener has none): 1 for the current value, 0 for the others',
       backends.flatMap((b) => healthValues.map((health) => ({ labels: [...backendLabels(b), ['health', health] as const], value: b.health === health ? 1 : 0 }))),
     );
+    // An info family (always 1), so the pool joins onto every backend series without adding a
+    // label to each; only backends in a pool (SNI routing) have one, and without them there is no family.
+    const pooled = backends.filter((b) => b.pool !== null);
+    if (pooled.length > 0) writeFamily(out, 'lb4_backend_pool', 'gauge', "Always 1; the backend's pool (SNI routing) is in the pool label", pooled.map((b) => ({ labels: [...backendLabels(b), ['pool', b.pool!] as const], value: 1 })));
     for (const family of this.#families.filter((f) => f.scope === 'backend')) {
       writeFamily(out, family.name, family.type, family.help, this.#counterSamples(family, backends, backendLabels));
     }

@@ -73,7 +73,7 @@ export const optionTable = {
     flag: '--listen <address>', repeatable: true, field: 'listen', kind: 'address', defaultText: 'required', reload: 'live',
     help: 'where clients connect: :port (every interface, IPv4 and IPv6), host:port or [ipv6]:port, with /udp for UDP (/tcp is the default); repeatable',
   },
-  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N][,maxconn=N], or found in DNS: dns:NAME:PORT (A/AAAA) or srv:NAME (SRV); repeatable' },
+  backend: { flag: '--backend <address>', repeatable: true, field: 'backends', kind: 'backend', defaultText: 'at least one', reload: 'live', help: 'a backend, host:port[,weight=N][,maxconn=N][,pool=NAME][,proxyProtocol=V], or found in DNS: dns:NAME:PORT (A/AAAA) or srv:NAME (SRV); repeatable' },
   listeners: { flag: null, field: 'listeners', kind: 'object', reload: 'live', help: 'the full form: listeners, each with its own backends, algorithm and health checks' },
   config: { flag: '--config <file>', field: null, kind: 'path', defaultText: '', reload: 'restart', help: 'a YAML or JSON config file (instead of --listen/--backend); SIGHUP reloads it' },
   // The health flags are parts of one `health` option, validated by the health check schema
@@ -172,6 +172,20 @@ export const optionTable = {
   udpProxyHeader: {
     flag: '--udp-proxy-header <when>', field: 'udpProxyHeader', config: 'udpProxyHeader', kind: 'choice', choices: udpProxyHeaderModes, default: 'first', reload: 'restart', native: 'udpProxyHeader',
     help: "a UDP listener with proxyProtocol v2: put the header on each session's first datagram, or on every datagram",
+  },
+  // TLS SNI routing (native/core/sni/, lib/config/sni-routes.ts): per listener, the top-level
+  // values being every listener's default. Backends join a pool with `pool=NAME`.
+  sni: {
+    flag: '--sni <name=pool>', repeatable: true, field: 'sni', kind: 'string', defaultText: 'off', reload: 'live',
+    help: 'route TLS clients whose ClientHello names this server (api.example.com, or *.example.org for one label) to the backends of this pool (--backend ADDR,pool=NAME), without decrypting; repeatable; TCP listeners',
+  },
+  defaultPool: {
+    flag: '--default-pool <pool>', field: 'defaultPool', kind: 'string', defaultText: 'none: close', reload: 'live',
+    help: 'with --sni: the pool for clients that name no server, or one no route matches (without it they are closed)',
+  },
+  sniTimeout: {
+    flag: '--sni-timeout <duration>', field: 'sniTimeout', config: 'sniTimeoutMs', kind: 'duration', default: '5s', min: 1, max: 3_600_000,
+    reload: 'restart', native: 'sniTimeoutMs', help: 'time a client of an --sni listener has to send its whole TLS ClientHello (at most 16 KiB)',
   },
   workers: {
     flag: '--workers <n>', field: 'workers', config: 'workers', kind: 'integer', default: () => Math.min(availableParallelism(), maxWorkers), defaultText: 'one per CPU',

@@ -15,6 +15,7 @@ import { formatDuration } from './duration.js';
 import { maxDnsEntryIdLength } from './dns-entry.js';
 import { backendStates, protocols, proxyVersions } from './enums.js';
 import { describeDefault, optionTable, type OptionName, type OptionSpec } from './options.js';
+import { poolNamePattern } from './sni-routes.js';
 import { accessLogKeys, adminKeys, backendKeys, listenerKeys, maxListeners } from './validate.js';
 
 type Schema = Record<string, unknown>;
@@ -27,6 +28,16 @@ const wholeNumber = (min?: number, max?: number): Schema => ({
 });
 const addressOrPort: Schema = { type: ['string', 'integer'] };
 const oneOrMany = (item: Schema): Schema => ({ anyOf: [item, { type: 'array', items: item }] });
+
+/** A backend pool's name (SNI routing; lib/config/sni-routes.ts checks it the same way). */
+const poolName: Schema = { type: 'string', pattern: poolNamePattern };
+/** An SNI route: `name=pool`, or { names, pool } with one name or several. */
+const sniRoute: Schema = {
+  anyOf: [
+    { description: 'name=pool', type: 'string', pattern: `^[^=]+=${poolNamePattern.slice(1)}` },
+    closedObject(['names', 'pool'], { names: oneOrMany({ type: 'string' }), pool: poolName }, ['names', 'pool']),
+  ],
+};
 
 /** `base` (its description and default) taking any of `choices` instead of its own type. */
 function either(base: Schema, choices: Schema[]): Schema {
@@ -111,6 +122,7 @@ function backendSchema(): Schema {
       state: { description: 'the state it starts in (default: up)', enum: [...backendStates] },
       id: { description: 'its name in the API and stats (default: the address)', type: 'string' },
       maxConnections: { description: 'most concurrent flows to it; 0 is no limit (default: 0)', type: 'integer', minimum: 0, maximum: 100_000_000 },
+      pool: { description: 'the backend pool it belongs to, on a listener with sni routes', ...poolName },
       proxyProtocol: { description: "the PROXY protocol header it is sent, over its listener's setting", enum: [...proxyVersions] },
     },
     ['address'],
@@ -124,7 +136,7 @@ function backendSchema(): Schema {
     ['dns', 'port'],
   );
   const srv = closedObject(['srv', 'state', 'id'], { srv: { description: 'an SRV name whose records give targets, ports and weights', type: 'string' }, state: entryState, id: entryId }, ['srv']);
-  const text = { description: 'host:port[,weight=N][,state=S][,id=NAME][,maxconn=N][,proxyProtocol=V], or dns:NAME:PORT, or srv:NAME', type: 'string' };
+  const text = { description: 'host:port[,weight=N][,state=S][,id=NAME][,maxconn=N][,pool=NAME][,proxyProtocol=V], or dns:NAME:PORT, or srv:NAME', type: 'string' };
   return { anyOf: [text, object, dns, srv] };
 }
 
@@ -137,6 +149,8 @@ export function configSchema(): Schema {
     if (spec.field === null || spec.field.includes('.')) continue;
     top[spec.field] = described(scalar(spec), name);
   }
+  // One route or several (a single route as written on the command line, or a list of them).
+  top.sni = either(top.sni, [sniRoute, { type: 'array', items: sniRoute }]);
   const { type: _type, ...backendsBase } = top.backends;
   const backends = { ...backendsBase, type: 'array', items: backend, minItems: 1 };
   const listenerKnown: Record<string, Schema> = {

@@ -24,6 +24,7 @@ import { listenerPolicyKeys, validateListenerPolicy, validatePolicyDefaults } fr
 import { checkDescriptorBudget } from './descriptor-budget.js';
 import { isDnsEntry, validateDnsEntry, validateDnsServers, type DnsEntryConfig } from './dns-entry.js';
 import { parseNetworks } from './network.js';
+import { checkPoolName, validateSni } from './sni-routes.js';
 import { checkTableInteger, checkTunable, optionDefault, topLevelOptions, validateTunables } from './options.js';
 import { showValue } from './show-value.js';
 
@@ -37,7 +38,7 @@ function checkKnownKeys(opts: object, known: readonly string[], field: string): 
   }
 }
 
-/** Parses `host:port[,weight=N][,state=S][,id=NAME][,maxconn=N][,proxyProtocol=V]`, the CLI's backend syntax. */
+/** Parses `host:port[,weight=N][,state=S][,id=NAME][,maxconn=N][,pool=NAME][,proxyProtocol=V]`, the CLI's backend syntax. */
 export function parseBackendSpec(text: string, field: string): BackendOptions {
   const [address, ...params] = text.split(',');
   const out: BackendOptions = { address: address.trim() };
@@ -55,10 +56,12 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
     } else if (key === 'maxconn') {
       if (!/^\d+$/.test(value)) throw new Lb4Error('LB4_INVALID_OPTION', `maxconn must be a whole number, got "${value}" in "${text}"`, { field });
       out.maxConnections = Number(value);
+    } else if (key === 'pool') {
+      out.pool = value;
     } else if (key === 'proxyProtocol') {
       out.proxyProtocol = value as ProxyVersion;
     } else {
-      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id, maxconn, proxyProtocol)`, { field });
+      throw new Lb4Error('LB4_INVALID_OPTION', `unknown backend parameter "${key}" in "${text}" (known: weight, state, id, maxconn, pool, proxyProtocol)`, { field });
     }
   }
   return out;
@@ -67,8 +70,8 @@ export function parseBackendSpec(text: string, field: string): BackendOptions {
 /** The longest backend id. */
 export const maxBackendIdLength = 128;
 /** The keys each object of the options takes (also the config file's JSON Schema, lib/config/schema.ts). */
-export const backendKeys = ['address', 'weight', 'state', 'id', 'maxConnections', 'proxyProtocol'] as const;
-export const listenerKeys = ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', ...listenerPolicyKeys, 'backends', 'health'] as const;
+export const backendKeys = ['address', 'weight', 'state', 'id', 'maxConnections', 'pool', 'proxyProtocol'] as const;
+export const listenerKeys = ['listen', 'name', 'protocol', 'algorithm', 'forward', 'snat', 'proxyProtocol', 'acceptProxy', ...listenerPolicyKeys, 'sni', 'defaultPool', 'backends', 'health'] as const;
 export const adminKeys = ['listen', 'token', 'maxConnections'] as const;
 export const accessLogKeys = ['sample'] as const;
 
@@ -103,10 +106,11 @@ export async function validateBackend(raw: unknown, field: string): Promise<Back
   // An id is a label in every /metrics scrape and log line: bounded, and with no control characters.
   if (id.length > maxBackendIdLength) throw new Lb4Error('LB4_INVALID_OPTION', `must be at most ${maxBackendIdLength} characters, got ${id.length}`, { field: `${field}.id` });
   if (/[\x00-\x1f\x7f]/.test(id)) throw new Lb4Error('LB4_INVALID_OPTION', `must not hold control characters, got ${showValue(id)}`, { field: `${field}.id` });
+  const pool = opts.pool === undefined ? null : checkPoolName(opts.pool, `${field}.pool`);
   // Absent stays absent: the backend then follows its listener's setting, reloads included.
   const proxy = opts.proxyProtocol === undefined ? {} : { proxyProtocol: checkTunable('proxyProtocol', opts.proxyProtocol, `${field}.proxyProtocol`) as ProxyVersion };
   const ip = await resolveHost(host, `${field}.address`);
-  return Object.freeze({ id, address, ip, port, weight, state, maxConnections, ...proxy });
+  return Object.freeze({ id, address, ip, port, weight, state, maxConnections, pool, ...proxy });
 }
 
 interface ListenerDefaults {
@@ -116,6 +120,8 @@ interface ListenerDefaults {
   proxyProtocol: ProxyVersion;
   acceptProxy: readonly string[];
   policy: ListenerPolicyConfig;
+  sni?: unknown;
+  defaultPool?: unknown;
   health: HealthConfig | null;
   backends?: readonly BackendConfig[];
   discover?: readonly DnsEntryConfig[];
@@ -192,8 +198,19 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     const need = forward === 'nat' ? 'forward: proxy' : 'a TCP listener (UDP takes v2)';
     throw new Lb4Error('LB4_INVALID_OPTION', `backend "${sending.id}" has proxyProtocol ${sending.proxyProtocol}, which needs ${need}, and ${listen} is not one`, { field: where });
   }
+  const sni = validateSni(
+    opts.sni === undefined ? defaults.sni : opts.sni,
+    opts.defaultPool === undefined ? defaults.defaultPool : opts.defaultPool,
+    backends,
+    {
+      sni: opts.sni === undefined ? 'sni' : `${field}.sni`,
+      defaultPool: opts.defaultPool === undefined ? 'defaultPool' : `${field}.defaultPool`,
+      backends: defaults.backends ? 'backends' : `${field}.backends`,
+    },
+    { name, protocol, forward },
+  );
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
-  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, policy, backends, discover, health });
+  return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, policy, ...sni, backends, discover, health });
 }
 
 /** The nftables table name lb4 owns: a plain identifier, as nft writes them unquoted. */
@@ -296,7 +313,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (options.listeners.length > maxListeners) {
       throw new Lb4Error('LB4_INVALID_OPTION', `at most ${maxListeners} listeners, got ${options.listeners.length}`, { field: 'listeners' });
     }
-    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, forward, snat, proxyProtocol, acceptProxy, policy, health })));
+    listeners = await Promise.all(options.listeners.map((l, i) => validateListener(l, `listeners[${i}]`, { algorithm, forward, snat, proxyProtocol, acceptProxy, policy, sni: options.sni, defaultPool: options.defaultPool, health })));
   } else {
     if (options.listen === undefined) throw new Lb4Error('LB4_INVALID_OPTION', 'at least one listen address is required', { field: 'listen' });
     const listenList = Array.isArray(options.listen) ? options.listen : [options.listen];
@@ -307,7 +324,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     }
     const { backends, discover } = await validateBackends(options.backends, 'backends');
     listeners = await Promise.all(
-      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, policy, health, backends, discover })),
+      listenList.map((l, i) => validateListener(l, Array.isArray(options.listen) ? `listen[${i}]` : 'listen', { algorithm, forward, snat, proxyProtocol, acceptProxy, policy, sni: options.sni, defaultPool: options.defaultPool, health, backends, discover })),
     );
   }
   const names = new Set<string>();

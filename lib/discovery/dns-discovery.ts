@@ -234,7 +234,7 @@ export class DnsDiscovery {
         this.#p.log.warn({ listener: w.listener, entry: w.entry.id, backend: id }, 'DNS backend skipped: a backend of that id exists');
         continue;
       }
-      const config = Object.freeze({ id, address, ip: t.ip, port: t.port, weight: t.weight, state: w.entry.state, maxConnections: 0, entry: w.entry.id });
+      const config = Object.freeze({ id, address, ip: t.ip, port: t.port, weight: t.weight, state: w.entry.state, maxConnections: 0, pool: null, entry: w.entry.id });
       backends.watch(registry.add(w.slot, s.config.name, config, s.config.health ? 'up' : 'unchecked'));
       added.push(id);
     }

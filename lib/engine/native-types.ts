@@ -15,7 +15,7 @@ export const backendStateNames = ['up', 'down', 'draining', 'maintenance'] as co
 /** Why a flow ended, in the engine's order. */
 export const closeReasonNames = [
   'done', 'client-reset', 'backend-reset', 'idle-timeout', 'no-backend', 'drained', 'error', 'evicted', 'responses', 'backend-gone', 'refused',
-  'proxy-header', 'policy',
+  'proxy-header', 'policy', 'sni',
 ] as const;
 /** Listener protocols, in the engine's order. */
 export const protocolNames = ['tcp', 'udp'] as const;
@@ -26,7 +26,7 @@ export const udpProxyHeaderModes = ['first', 'every'] as const;
 /** The engine options whose ranges the addon exports as `optionLimits`, in its order. */
 export const optionLimitNames = [
   'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'maxIdlePipes', 'backlog',
-  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram', 'hashKey', 'proxyHeaderTimeoutMs', 'udpProxyHeader',
+  'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram', 'hashKey', 'proxyHeaderTimeoutMs', 'udpProxyHeader', 'sniTimeoutMs',
 ] as const satisfies readonly NativeOptionName[];
 
 /** Each name of `names` mapped to its number (its index). */
@@ -71,6 +71,10 @@ export interface NativeProxySettings {
   proxyProtocol: number;
   /** Networks ("10.0.0.0/8", "::1/128") trusted to send a PROXY protocol header; empty: none expected. */
   acceptProxy: string[];
+  /** Routes by TLS server name to pools (by name); absent: no SNI routing. */
+  sniRoutes?: Array<{ name: string; pool: string }>;
+  /** The pool for clients no route matches; absent: close them. */
+  sniDefaultPool?: string;
 }
 
 /** A listener's access lists and limits (native/core/policy/listener_policy.h); 0: no limit. */
@@ -107,6 +111,8 @@ export interface NativeEngineOptions {
   proxyHeaderTimeoutMs: number;
   /** Which datagrams of a UDP session carry the PROXY protocol v2 header: an index into `udpProxyHeaderModes`. */
   udpProxyHeader: number;
+  /** A client of a listener with SNI routes must have sent its whole ClientHello within this time. */
+  sniTimeoutMs: number;
 }
 
 export interface NativeBackend {
@@ -125,6 +131,8 @@ export interface NativeBackend {
   maxConnections?: number;
   /** This backend's own PROXY protocol version (an index into `proxyVersionNames`); absent: the listener's. */
   proxy?: number;
+  /** Its pool on a listener with SNI routes; absent: none. */
+  pool?: string;
 }
 
 export interface NativeBoundAddress {
@@ -145,7 +153,7 @@ export interface NativeFlow {
   protocol: NativeProtocolName;
   listener: number;
   worker: number;
-  state: 'awaiting-header' | 'queued' | 'connecting' | 'established';
+  state: 'awaiting-header' | 'queued' | 'awaiting-hello' | 'connecting' | 'established';
   client: string;
   backendKey?: number;
   backend?: string;
@@ -292,6 +300,8 @@ export const counterNames = [
   'denied', 'listener_limit', 'backend_limit', 'queue_full', 'queue_timeout', 'source_limit', 'source_rate', 'flows_queued',
   // UDP: datagrams the kernel dropped on a full listener socket (SO_RXQ_OVFL).
   'dropped_overflow',
+  // SNI routing: routed, defaulted, unrouted, and hellos refused by reason.
+  'sni_routed', 'sni_defaulted', 'sni_unrouted', 'sni_hello_malformed', 'sni_hello_oversized', 'sni_hello_timeouts',
 ] as const;
 export type CounterName = (typeof counterNames)[number];
 

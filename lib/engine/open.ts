@@ -50,7 +50,13 @@ export function nativeListener(l: ListenerConfig, dualStackFallback = false): Na
 
 /** A listener's PROXY protocol settings as the engine takes them (at open, and on reload). */
 export function nativeProxySettings(l: ListenerConfig): NativeProxySettings {
-  return { proxyProtocol: NativeProxyVersion[l.proxyProtocol], acceptProxy: [...l.acceptProxy] };
+  const settings: NativeProxySettings = { proxyProtocol: NativeProxyVersion[l.proxyProtocol], acceptProxy: [...l.acceptProxy] };
+  // Pools go by name, in routes as in backend tables (see native/core/sni/sni_routes.h).
+  if (l.sni) {
+    settings.sniRoutes = l.sni.flatMap((r) => r.names.map((name) => ({ name, pool: r.pool })));
+    if (l.defaultPool !== null) settings.sniDefaultPool = l.defaultPool;
+  }
+  return settings;
 }
 
 /** The engine's options for a config. */

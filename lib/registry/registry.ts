@@ -52,6 +52,7 @@ export function backendInfo(b: BackendRecord): BackendInfo {
     health: b.health,
     healthReason: b.healthReason,
     takesNewFlows: takesNewFlows(b),
+    pool: b.pool,
     ...(b.entry === undefined ? {} : { entry: b.entry }),
     ...(b.proxyProtocol === undefined ? {} : { proxyProtocol: b.proxyProtocol }),
   });
@@ -233,6 +234,7 @@ export class BackendRegistry {
       weight: b.effectiveWeight,
       state: NativeBackendState[engineState(b)],
       maxConnections: b.maxConnections,
+      ...(b.pool === null ? {} : { pool: b.pool }),
       // Only a backend with its own setting says so; the others follow their listener's.
       ...(b.proxyProtocol === undefined ? {} : { proxy: NativeProxyVersion[b.proxyProtocol] }),
     }));

@@ -24,7 +24,7 @@ export interface ListenerChanges {
   after: ListenerConfig;
   backends: BackendChanges;
   algorithmChanged: boolean;
-  /** proxyProtocol or acceptProxy changed: new flows take the new settings. */
+  /** proxyProtocol, acceptProxy or the SNI routes changed: new flows take the new settings. */
   proxyChanged: boolean;
   /** Access lists or limits changed: flows admitted from now on are judged by the new ones. */
   policyChanged: boolean;
@@ -45,7 +45,8 @@ export interface ReloadPlan {
 
 const json = (v: unknown) => JSON.stringify(v);
 const sameProxySettings = (running: ListenerConfig, next: ListenerConfig) =>
-  running.proxyProtocol === next.proxyProtocol && json(running.acceptProxy) === json(next.acceptProxy);
+  running.proxyProtocol === next.proxyProtocol && json(running.acceptProxy) === json(next.acceptProxy) &&
+  json(running.sni) === json(next.sni) && running.defaultPool === next.defaultPool;
 
 // The running config holds the ports listeners are bound to; port 0 in a new config means
 // "any port", which the running listener already has. A listener that changes how it forwards
@@ -66,8 +67,8 @@ function diffBackends(before: readonly BackendConfig[], after: readonly BackendC
     const prior = old.get(b.id);
     old.delete(b.id);
     if (!prior) out.added.push(b);
-    else if (prior.ip !== b.ip || prior.port !== b.port) {
-      // Another server under the same name: its flows belong to the old one.
+    else if (prior.ip !== b.ip || prior.port !== b.port || prior.pool !== b.pool) {
+      // Another server under the same name (or the same one in another pool): its flows belong to the old one.
       out.removed.push(prior);
       out.added.push(b);
     } else {

@@ -62,7 +62,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   if (!value.IsObject()) return throwType(env, "options must be an object");
   Napi::Object o = value.As<Napi::Object>();
   double workers, connectTimeout, idleTimeout, retries, pipeSize, maxIdlePipes, udpIdleTimeout, udpResponses,
-      udpMaxSessions, udpMaxDatagram, hashKey, proxyHeaderTimeout, udpProxyHeader;
+      udpMaxSessions, udpMaxDatagram, hashKey, proxyHeaderTimeout, udpProxyHeader, sniTimeout;
   if (!getOption(env, o, EngineOption::workers, "options", workers) ||
       !getOption(env, o, EngineOption::connectTimeoutMs, "options", connectTimeout) ||
       !getOption(env, o, EngineOption::idleTimeoutMs, "options", idleTimeout) ||
@@ -76,6 +76,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
       !getOption(env, o, EngineOption::hashKey, "options", hashKey) ||
       !getOption(env, o, EngineOption::proxyHeaderTimeoutMs, "options", proxyHeaderTimeout) ||
       !getOption(env, o, EngineOption::udpProxyHeader, "options", udpProxyHeader) ||
+      !getOption(env, o, EngineOption::sniTimeoutMs, "options", sniTimeout) ||
       !enumFromNumber(static_cast<uint32_t>(hashKey), out.worker.hashKey))
     return false;
   out.workers = static_cast<uint32_t>(workers);
@@ -90,6 +91,7 @@ bool toEngineConfig(Napi::Env env, Napi::Value value, EngineConfig& out) {
   out.worker.udpMaxDatagram = static_cast<uint32_t>(udpMaxDatagram);
   out.worker.proxyHeaderTimeoutMs = static_cast<int64_t>(proxyHeaderTimeout);
   out.worker.udpProxyHeaderEvery = udpProxyHeader == 1;
+  out.worker.sniTimeoutMs = static_cast<int64_t>(sniTimeout);
 
   Napi::Value listeners = o.Get("listeners");
   if (!listeners.IsArray()) return throwType(env, "options.listeners must be an array");
@@ -137,6 +139,31 @@ bool toProxySettings(Napi::Env env, Napi::Object o, const std::string& where, Pr
     Napi::Value n = networks.Get(i);
     if (!n.IsString() || !out.accept.add(n.As<Napi::String>().Utf8Value()))
       return throwType(env, where + ".acceptProxy[" + std::to_string(i) + "] must be a network such as 10.0.0.0/8");
+  }
+  return toSniRoutes(env, o, where, out.sni);
+}
+
+// sniRoutes: absent or null (no SNI routing), or [{ name, pool }] with sniDefaultPool (a pool's
+// name; absent or empty: none). Names were validated by the control plane; checked again here.
+bool toSniRoutes(Napi::Env env, Napi::Object o, const std::string& where, SniRoutes& out) {
+  Napi::Value routes = o.Get("sniRoutes");
+  if (routes.IsUndefined() || routes.IsNull()) return true;
+  if (!routes.IsArray()) return throwType(env, where + ".sniRoutes must be an array");
+  Napi::Array list = routes.As<Napi::Array>();
+  if (list.Length() > 65536) return throwRange(env, where + ".sniRoutes must hold at most 65536 routes");
+  Napi::Value defaultPool = o.Get("sniDefaultPool");
+  if (!defaultPool.IsUndefined() && !defaultPool.IsString()) return throwType(env, where + ".sniDefaultPool must be a string");
+  out.enable(defaultPool.IsString() ? defaultPool.As<Napi::String>().Utf8Value() : std::string());
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    std::string at = where + ".sniRoutes[" + std::to_string(i) + "]";
+    Napi::Value item = list.Get(i);
+    if (!item.IsObject()) return throwType(env, at + " must be an object");
+    Napi::Object r = item.As<Napi::Object>();
+    Napi::Value pool = r.Get("pool");
+    if (!pool.IsString() || pool.As<Napi::String>().Utf8Value().empty()) return throwType(env, at + ".pool must be a pool name");
+    Napi::Value name = r.Get("name");
+    if (!name.IsString() || !out.add(name.As<Napi::String>().Utf8Value(), pool.As<Napi::String>().Utf8Value()))
+      return throwType(env, at + ".name must be a host name or *.suffix");
   }
   return true;
 }
@@ -210,6 +237,11 @@ bool toBackendTable(Napi::Env env, Napi::Value tv, const std::string& where, std
       ProxyVersion proxy;
       if (!getEnum(env, b, "proxy", at, proxy)) return false;
       spec.proxy = proxy;
+    }
+    Napi::Value pool = b.Get("pool");
+    if (!pool.IsUndefined()) {
+      if (!pool.IsString()) return throwType(env, at + ".pool must be a string");
+      spec.pool = pool.As<Napi::String>().Utf8Value();
     }
     out.push_back(spec);
   }

@@ -20,6 +20,8 @@ bool toFlowFilter(Napi::Env env, Napi::Value value, FlowFilter& out);
 bool toListenerConfig(Napi::Env env, Napi::Value value, const std::string& where, ListenerConfig& out);
 // { proxyProtocol, acceptProxy } of a listener's options, or of setListenerProxy's argument.
 bool toProxySettings(Napi::Env env, Napi::Object value, const std::string& where, ProxySettings& out);
+// { sniRoutes, sniDefaultPool } of the same object: a listener's routes by TLS server name.
+bool toSniRoutes(Napi::Env env, Napi::Object value, const std::string& where, SniRoutes& out);
 // { allow, deny, maxConnections, maxConnectionsPerSource, connectionRatePerSource, queueSize,
 // queueTimeoutMs } of a listener's `policy`, or of setListenerPolicy's argument; absent: none.
 bool toListenerPolicy(Napi::Env env, Napi::Object value, const std::string& where, ListenerPolicy& out);

@@ -64,7 +64,14 @@ namespace lb4 {
   X(source_limit, "counter", "Clients refused because their source had its maxConnectionsPerSource flows on this worker") \
   X(source_rate, "counter", "Clients refused because their source opened connections faster than connectionRatePerSource") \
   X(flows_queued, "gauge", "Flows waiting in the listener's queue for a backend with room") \
-  X(dropped_overflow, "counter", "UDP datagrams the kernel dropped because the listener socket's receive queue was full")
+  X(dropped_overflow, "counter", "UDP datagrams the kernel dropped because the listener socket's receive queue was full") \
+  /* SNI routing (native/core/sni/): appended after the policy counters. */                         \
+  X(sni_routed, "counter", "TLS clients routed to a backend pool by the server name in their ClientHello")          \
+  X(sni_defaulted, "counter", "TLS clients sent to the default pool: their ClientHello named no server, or none that a route matches") \
+  X(sni_unrouted, "counter", "TLS clients closed because no route matched their server name and there is no default pool") \
+  X(sni_hello_malformed, "counter", "Clients closed for a malformed ClientHello (or none: not TLS)")                \
+  X(sni_hello_oversized, "counter", "Clients closed for a ClientHello larger than the size bound (16 KiB)")        \
+  X(sni_hello_timeouts, "counter", "Clients closed for not sending a whole ClientHello within the SNI timeout")
 
 enum class Counter : uint32_t {
 #define LB4_COUNTER_ENUM(name, kind, help) name,

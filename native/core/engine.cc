@@ -52,6 +52,7 @@ std::shared_ptr<const BackendTable> Engine::buildTable(Algorithm algorithm, std:
     e.state = s.state;
     e.maxConnections = s.maxConnections;
     e.proxy = s.proxy;
+    e.pool = std::move(s.pool);
     e.counters = countersFor(s.key);
     entries.push_back(std::move(e));
   }

@@ -30,6 +30,8 @@ namespace lb4 {
 //                     sent its whole header within this time
 //   udpProxyHeader    which datagrams of a UDP session carry the PROXY protocol v2 header:
 //                     0 the first one, 1 every one
+//   sniTimeoutMs      a client of a listener that routes by TLS server name must have sent its
+//                     whole ClientHello within this time
 #define LB4_ENGINE_OPTIONS(X)          \
   X(workers, 1, 255, 1)                \
   X(connectTimeoutMs, 1, 86400000, 5000) \
@@ -44,7 +46,8 @@ namespace lb4 {
   X(udpMaxDatagram, 512, 65535, 65535) \
   X(hashKey, 0, 1, 0)                  \
   X(proxyHeaderTimeoutMs, 1, 3600000, 5000) \
-  X(udpProxyHeader, 0, 1, 0)
+  X(udpProxyHeader, 0, 1, 0)           \
+  X(sniTimeoutMs, 1, 3600000, 5000)
 
 enum class EngineOption : uint32_t {
 #define LB4_OPTION_ENUM(name, min, max, def) name,
@@ -86,6 +89,7 @@ struct WorkerOptions {
   // How many workers share the process's descriptors (set by the engine, not an option): each
   // worker's share bounds what it may hold for later, such as warm UDP sockets.
   uint32_t workerCount = 1;
+  int64_t sniTimeoutMs = optionDefault(EngineOption::sniTimeoutMs);
 };
 
 }  // namespace lb4

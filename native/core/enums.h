@@ -54,6 +54,8 @@ namespace lb4 {
 //   policy         the listener's traffic policy refused the flow after accepting it (access
 //                  lists or source limits on a PROXY protocol header's client, queue full or
 //                  queue timeout): counted by which
+//   sni            a listener that routes by server name got no ClientHello it could route
+//                  (malformed, oversized, too slow, or no route and no default pool)
 #define LB4_CLOSE_REASONS(X)        \
   X(Done, "done")                   \
   X(ClientReset, "client-reset")    \
@@ -67,18 +69,21 @@ namespace lb4 {
   X(BackendGone, "backend-gone")    \
   X(Refused, "refused")              \
   X(ProxyHeader, "proxy-header")    \
-  X(Policy, "policy")
+  X(Policy, "policy")                \
+  X(Sni, "sni")
 
 // Where a TCP flow is in its life.
 // A flow on a listener that takes PROXY protocol headers starts awaiting its header, with no
 // backend yet. A queued flow waits, with no backend, for one with room (every one that would take
-// it was at its maxConnections).
+// it was at its maxConnections). A flow on a listener that routes by server name awaits its
+// ClientHello before it has a pool to pick a backend from.
 #define LB4_FLOW_STATES(X)          \
   X(Connecting, "connecting")       \
   X(Established, "established")     \
   X(Closed, "closed")               \
   X(AwaitingHeader, "awaiting-header") \
-  X(Queued, "queued")
+  X(Queued, "queued")               \
+  X(AwaitingHello, "awaiting-hello")
 
 // The PROXY protocol header a listener sends its backends first on each flow: none, the text
 // version 1 or the binary version 2.

@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "balance/backend_table.h"
 #include "balance/picker.h"
@@ -36,6 +38,8 @@ struct ListenerSlot {
   CounterSet* counters = nullptr;  // the listener's, owned by the engine
   std::shared_ptr<const BackendTable> table;
   std::unique_ptr<Picker> picker;
+  // One picker per backend pool (SNI routing), over table->pools[i]; empty without pools.
+  std::vector<std::unique_ptr<Picker>> poolPickers;
   int64_t drainDeadlineMs = 0;  // 0: none; else the slot's flows are closed then
   // A removed UDP listener whose sessions drain: its socket stays open, because their replies
   // leave through it, and is read for their datagrams, but it opens no new session. The socket
@@ -54,6 +58,21 @@ struct ListenerSlot {
     table = std::move(next);
     if (table && (!picker || picker->algorithm() != table->algorithm)) picker = makePicker(table->algorithm, workerIndex);
     if (picker) picker->reset(table.get());
+    const size_t pools = table ? table->pools.size() : 0;
+    poolPickers.resize(pools);
+    for (size_t i = 0; i < pools; ++i) {
+      auto& p = poolPickers[i];
+      if (!p || p->algorithm() != table->algorithm) p = makePicker(table->algorithm, workerIndex);
+      p->reset(table->pools[i].get());
+    }
+  }
+
+  // The picker for a flow routed to the pool called `pool` (empty: not routed, the whole
+  // table); null when the current table has no such pool.
+  Picker* pickerFor(const std::string& pool) {
+    if (pool.empty()) return picker.get();
+    const int32_t at = table ? table->poolIndex(pool) : -1;
+    return at < 0 ? nullptr : poolPickers[static_cast<size_t>(at)].get();
   }
 };
 

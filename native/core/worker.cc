@@ -252,6 +252,7 @@ void Worker::onTick() {
   nextTickMs_ = now + kTickMs;
   tcp_.expireConnects();
   tcp_.expireHeaders();
+  tcp_.expireHellos();
   tcp_.serviceQueues();
   if (now >= nextIdleSweepMs_) {
     nextIdleSweepMs_ = now + idleSweepMs(options_.idleTimeoutMs);

@@ -37,7 +37,10 @@ function counters(values: Partial<Record<CounterName, number>> = {}): Counters {
 type FakeBackend = { -readonly [K in keyof BackendInfo]: BackendInfo[K] } & { counters: Counters };
 
 function listenerConfig(name: string, port: number): ListenerConfig {
-  return { name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', forward: 'proxy', snat: 'none', proxyProtocol: 'none', acceptProxy: [], policy: { allow: [], deny: [], maxConnections: 0, maxConnectionsPerSource: 0, connectionRatePerSource: 0, queueSize: 0, queueTimeout: 5000 }, backends: [], discover: [], health: null };
+  return {
+    name, listen: `127.0.0.1:${port}`, ip: '127.0.0.1', port, anyInterface: false, freeBind: false, protocol: 'tcp', algorithm: name === 'api' ? 'leastconn' : 'roundrobin', forward: 'proxy', snat: 'none', proxyProtocol: 'none', acceptProxy: [],
+    policy: { allow: [], deny: [], maxConnections: 0, maxConnectionsPerSource: 0, connectionRatePerSource: 0, queueSize: 0, queueTimeout: 5000 }, sni: null, defaultPool: null, pools: [], backends: [], discover: [], health: null,
+  };
 }
 
 /**
@@ -51,6 +54,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     connectTimeoutMs: 5000,
     idleTimeoutMs: 300_000,
     proxyHeaderTimeoutMs: 5000,
+    sniTimeoutMs: 5000,
     retries: 2,
     drainTimeoutMs: 10_000,
     pipeSize: 0,
@@ -125,6 +129,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
     const [ip, port] = address.split(':');
     const record: FakeBackend = {
       id,
+      pool: null,
       listener,
       address,
       ip,

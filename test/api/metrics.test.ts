@@ -65,6 +65,7 @@ function backend(
 ): BackendRow {
   return {
     id,
+    pool: null,
     listener,
     address: '127.0.0.1:9001',
     ip: '127.0.0.1',

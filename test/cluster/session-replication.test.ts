@@ -90,7 +90,7 @@ const names: SessionNames = {
 /** A fake engine with one UDP listener, "dns", in slot 0. */
 function engineWithListener(): FakeEngine {
   const listener = { name: 'dns', protocol: 1, ip: '0.0.0.0', port: 53, dualStack: false, freeBind: false, backlog: 1, algorithm: 0, proxyProtocol: 0, acceptProxy: [] };
-  const options = { workers: 1, listeners: [listener], connectTimeoutMs: 1000, idleTimeoutMs: 1000, retries: 1, pipeSize: 0, maxIdlePipes: 0, udpIdleTimeoutMs: 30000, udpResponses: 0, udpMaxSessions: 100, udpMaxDatagram: 1500, hashKey: 0, proxyHeaderTimeoutMs: 5000, udpProxyHeader: 0 };
+  const options = { workers: 1, listeners: [listener], connectTimeoutMs: 1000, idleTimeoutMs: 1000, retries: 1, pipeSize: 0, maxIdlePipes: 0, udpIdleTimeoutMs: 30000, udpResponses: 0, udpMaxSessions: 100, udpMaxDatagram: 1500, hashKey: 0, proxyHeaderTimeoutMs: 5000, udpProxyHeader: 0, sniTimeoutMs: 5000 };
   return new FakeEngine(options, () => ({ ip: '0.0.0.0', port: 53, family: 'IPv4' }));
 }
 

@@ -62,7 +62,7 @@ workers: 1
     ['admin.yaml', 'listen: ":0"\nbackends: ["127.0.0.1:1"]\nadmin: { listen: "0.0.0.0:9000" }\n', /admin\.token: a token is required/],
     ['health.yaml', 'listen: ":0"\nbackends: ["127.0.0.1:1"]\nhealth: { type: ping }\n', /health\.type/],
     // A misspelt field must not be dropped in silence (and its default run instead).
-    ['backendtypo.yaml', 'listeners:\n  - listen: 127.0.0.1:0\n    backends: [{ address: "127.0.0.1:1", wieght: 3 }]\n', /listeners\[0\]\.backends\[0\]\.wieght: unknown option \(known: address, weight, state, id, maxConnections, proxyProtocol\)/],
+    ['backendtypo.yaml', 'listeners:\n  - listen: 127.0.0.1:0\n    backends: [{ address: "127.0.0.1:1", wieght: 3 }]\n', /listeners\[0\]\.backends\[0\]\.wieght: unknown option \(known: address, weight, state, id, maxConnections, pool, proxyProtocol\)/],
     ['admintypo.yaml', 'listen: ":0"\nbackends: ["127.0.0.1:1"]\nadmin: { listen: "127.0.0.1:0", tokne: "0123456789abcdef" }\n', /admin\.tokne: unknown option/],
     ['logtypo.yaml', 'listen: ":0"\nbackends: ["127.0.0.1:1"]\naccessLog: { sampel: 100 }\n', /accessLog\.sampel: unknown option/],
     ['lognumber.yaml', 'listen: ":0"\nbackends: ["127.0.0.1:1"]\naccessLog: 100\n', /accessLog: must be true, false or \{ sample \}, got 100/],

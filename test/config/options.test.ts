@@ -64,7 +64,7 @@ t.test('every table entry is consistent', async (t) => {
 
 t.test('the public tunables are the table view they always were', async (t) => {
   t.same(Object.keys(tunables), [
-    'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'maxConnections', 'maxConnectionsPerSource', 'connectionRatePerSource', 'queueSize', 'queueTimeout', 'dnsInterval', 'dnsMinInterval', 'dnsTimeout', 'udpProxyHeader', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
+    'algorithm', 'hashKey', 'forward', 'snat', 'proxyProtocol', 'proxyHeaderTimeout', 'maxConnections', 'maxConnectionsPerSource', 'connectionRatePerSource', 'queueSize', 'queueTimeout', 'dnsInterval', 'dnsMinInterval', 'dnsTimeout', 'udpProxyHeader', 'sniTimeout', 'workers', 'connectTimeout', 'idleTimeout', 'retries', 'drainTimeout', 'pipeSize', 'slowStart', 'passiveFailures',
     'passiveRetry', 'udpIdleTimeout', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram',
   ]);
   t.same(tunables.hashKey.choices, ['address', 'address-port']);
@@ -75,11 +75,16 @@ t.test('the public tunables are the table view they always were', async (t) => {
 });
 
 t.test('validation knows exactly the top-level options of the table', async (t) => {
-  // natTable, acceptProxy, allow, deny and dnsServers (a name and lists of networks and servers, not tunables) sit among the tunables in table order.
+  // natTable, acceptProxy, allow, deny and dnsServers (a name and lists of networks and servers, not tunables), sni and defaultPool sit among the tunables in table order.
   const [algorithm, hashKey, forward, snat, proxyProtocol, proxyHeaderTimeout, ...rest] = tunableNames;
   const policy = rest.splice(0, 5);
   t.same(policy, ['maxConnections', 'maxConnectionsPerSource', 'connectionRatePerSource', 'queueSize', 'queueTimeout']);
-  t.same(topLevelOptions, ['listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', algorithm, hashKey, forward, snat, 'natTable', proxyProtocol, 'acceptProxy', proxyHeaderTimeout, 'allow', 'deny', ...policy, 'dnsServers', ...rest, 'cluster']);
+  const dns = rest.splice(0, 4);
+  t.same(dns, ['dnsInterval', 'dnsMinInterval', 'dnsTimeout', 'udpProxyHeader']);
+  t.same(topLevelOptions, [
+    'listen', 'backends', 'listeners', 'health', 'admin', 'accessLog', algorithm, hashKey, forward, snat, 'natTable', proxyProtocol, 'acceptProxy', proxyHeaderTimeout, 'allow', 'deny',
+    ...policy, 'dnsServers', ...dns, 'sni', 'defaultPool', ...rest, 'cluster',
+  ]);
   const err = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'], colour: 'red' } as never).catch((e: unknown) => e);
   t.ok(err instanceof Lb4Error);
   t.match((err as Lb4Error).message, `colour: unknown option (known: ${topLevelOptions.join(', ')})`);
@@ -92,7 +97,7 @@ t.test('validation knows exactly the top-level options of the table', async (t) 
 
 t.test("a reload reports a change as needing a restart exactly when the table says so", async (t) => {
   const base = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'] });
-  t.same(restartOnlySettings, ['hashKey', 'proxyHeaderTimeoutMs', 'udpProxyHeader', 'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
+  t.same(restartOnlySettings, ['hashKey', 'proxyHeaderTimeoutMs', 'udpProxyHeader', 'sniTimeoutMs', 'workers', 'connectTimeoutMs', 'idleTimeoutMs', 'retries', 'pipeSize', 'udpIdleTimeoutMs', 'udpResponses', 'udpMaxSessions', 'udpMaxDatagram']);
   t.same(liveSettings, ['forward', 'snat', 'dnsIntervalMs', 'dnsMinIntervalMs', 'dnsTimeoutMs', 'drainTimeoutMs', 'slowStartMs', 'passiveFailures', 'passiveRetryMs']);
   for (const key of [...restartOnlySettings, ...liveSettings]) {
     const changed = { ...base, [key]: (base as unknown as Record<string, number>)[key] + 1 } as BalancerConfig;

@@ -331,7 +331,7 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   t.match(ok.stdout, /admin API on 127\.0\.0\.1:0/);
   // The settings lines come from the option table: every setting, by its config file name.
   t.match(ok.stdout, /settings a reload applies: forward proxy, snat none, dnsInterval 30s, dnsMinInterval 1s, dnsTimeout 2s, drainTimeout 10s, slowStart 0ms, passiveFailures 3, passiveRetry 5s\n/);
-  t.match(ok.stdout, /settings a restart applies: hashKey address, proxyHeaderTimeout 5s, workers \d+, connectTimeout 5s, idleTimeout 5m, retries 2, pipeSize 0\n/);
+  t.match(ok.stdout, /settings a restart applies: hashKey address, proxyHeaderTimeout 5s, sniTimeout 5s, workers \d+, connectTimeout 5s, idleTimeout 5m, retries 2, pipeSize 0\n/);
   const proxyOk = await proxyRun;
   t.equal(proxyOk.exit.code, 0, `PROXY file: exit 0 ${proxyOk.stderr}`);
   t.match(proxyOk.stdout, /web on 127\.0\.0\.1:0: roundrobin, 127\.0\.0\.1:9001; no health checks; sends PROXY v2; takes PROXY headers from 10\.0\.0\.0\/8, ::1\/128\n/);

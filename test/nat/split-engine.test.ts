@@ -40,7 +40,7 @@ t.test('a NAT listener is held by the engine with no backends; its table becomes
   ].join('\n'));
   const fakes = new FakeEngines();
   const listeners = [listener('proxied', 81, false), listener('natted', 80, true)];
-  const inner = fakes.create({ workers: 1, listeners, connectTimeoutMs: 1, idleTimeoutMs: 1, retries: 0, pipeSize: 0, maxIdlePipes: 0, udpIdleTimeoutMs: 1, udpResponses: 0, udpMaxSessions: 1, udpMaxDatagram: 512, hashKey: 0, proxyHeaderTimeoutMs: 5000, udpProxyHeader: 0 });
+  const inner = fakes.create({ workers: 1, listeners, connectTimeoutMs: 1, idleTimeoutMs: 1, retries: 0, pipeSize: 0, maxIdlePipes: 0, udpIdleTimeoutMs: 1, udpResponses: 0, udpMaxSessions: 1, udpMaxDatagram: 512, hashKey: 0, proxyHeaderTimeoutMs: 5000, udpProxyHeader: 0, sniTimeoutMs: 5000 });
   const driver = new NatDriver({ table: 'lb4', log: silentLogger(), nft, conntrack, skipHostCheck: true });
   const engine = new SplitEngine(inner, driver, listeners);
   const bound = engine.start([[backend(0, '127.0.0.1')], [backend(1, '10.20.0.11'), backend(2, '10.20.0.12', 2)]]);

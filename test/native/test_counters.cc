@@ -10,7 +10,8 @@ using lb4::Counter;
 using lb4::CounterSet;
 
 TEST(counters, one_table_of_names_and_kinds) {
-  CHECK_EQ(lb4::kCounterCount, static_cast<size_t>(Counter::dropped_overflow) + 1);
+  CHECK_EQ(lb4::kCounterCount, static_cast<size_t>(Counter::sni_hello_timeouts) + 1);
+  CHECK_EQ(static_cast<size_t>(Counter::sni_routed), static_cast<size_t>(Counter::dropped_overflow) + 1);
   CHECK_EQ(static_cast<size_t>(Counter::dropped_overflow), static_cast<size_t>(Counter::flows_queued) + 1);
   CHECK_EQ(static_cast<size_t>(Counter::denied), static_cast<size_t>(Counter::proxy_header_timeouts) + 1);
   CHECK_EQ(static_cast<size_t>(Counter::sessions_replicated), static_cast<size_t>(Counter::dropped_late) + 1);

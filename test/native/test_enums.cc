@@ -34,12 +34,12 @@ TEST(enums, names_in_boundary_order) {
   CHECK_EQ(joined<Algorithm>(), "roundrobin,leastconn,maglev");
   CHECK_EQ(joined<BackendState>(), "up,down,draining,maintenance");
   CHECK_EQ(joined<CloseReason>(),
-           "done,client-reset,backend-reset,idle-timeout,no-backend,drained,error,evicted,responses,backend-gone,refused,proxy-header,policy");
-  CHECK_EQ(joined<FlowState>(), "connecting,established,closed,awaiting-header,queued");
+           "done,client-reset,backend-reset,idle-timeout,no-backend,drained,error,evicted,responses,backend-gone,refused,proxy-header,policy,sni");
+  CHECK_EQ(joined<FlowState>(), "connecting,established,closed,awaiting-header,queued,awaiting-hello");
   CHECK_EQ(joined<lb4::ProxyVersion>(), "none,v1,v2");
   CHECK_EQ(static_cast<int>(Algorithm::LeastConn), 1);
   CHECK_EQ(static_cast<int>(CloseReason::Error), 6);
-  CHECK_EQ(std::string(lb4::enumName(static_cast<CloseReason>(13))), "?");
+  CHECK_EQ(std::string(lb4::enumName(static_cast<CloseReason>(14))), "?");
 }
 
 TEST(enums, numbers_outside_the_list_are_refused) {

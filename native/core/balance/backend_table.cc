@@ -5,8 +5,9 @@
 
 namespace lb4 {
 
-std::shared_ptr<const BackendTable> buildBackendTable(Algorithm algorithm, uint64_t generation,
-                                                      std::vector<BackendEntry> backends) {
+namespace {
+
+std::shared_ptr<BackendTable> buildOne(Algorithm algorithm, uint64_t generation, std::vector<BackendEntry> backends) {
   auto table = std::make_shared<BackendTable>();
   table->algorithm = algorithm;
   table->generation = generation;
@@ -32,6 +33,28 @@ std::shared_ptr<const BackendTable> buildBackendTable(Algorithm algorithm, uint6
       break;
     }
   }
+  return table;
+}
+
+}  // namespace
+
+std::shared_ptr<const BackendTable> buildBackendTable(Algorithm algorithm, uint64_t generation,
+                                                      std::vector<BackendEntry> backends) {
+  std::shared_ptr<BackendTable> table = buildOne(algorithm, generation, std::move(backends));
+  // Pools: each gets a table of its own entries (copies: an entry is small, and the counters
+  // they point to are shared), so every algorithm balances within a pool as it would alone.
+  std::vector<std::vector<BackendEntry>> members;
+  for (const BackendEntry& b : table->backends) {
+    if (b.pool.empty()) continue;
+    int32_t at = table->poolIndex(b.pool);
+    if (at < 0) {
+      at = static_cast<int32_t>(table->poolNames.size());
+      table->poolNames.push_back(b.pool);
+      members.emplace_back();
+    }
+    members[static_cast<size_t>(at)].push_back(b);
+  }
+  for (auto& m : members) table->pools.push_back(buildOne(algorithm, generation, std::move(m)));
   return table;
 }
 

@@ -34,6 +34,8 @@ struct BackendEntry {
   // The PROXY protocol version this backend takes, when it differs from its listener's setting
   // (a backend object's `proxyProtocol`); empty: the listener's.
   std::optional<ProxyVersion> proxy;
+  // The pool this backend belongs to on a listener that routes by TLS server name; empty: none.
+  std::string pool;
   CounterSet* counters = nullptr;  // owned by the engine, outlives every table and flow
 
   // Only an `up` backend with a non-zero weight takes new flows; `down`, `draining` and
@@ -57,6 +59,18 @@ struct BackendTable {
   // Maglev: the keys of the backends that own at least one entry of `maglev`, so that a retry
   // can tell at once whether the table holds a backend it has not tried yet.
   std::vector<uint32_t> maglevOwners;
+  // A listener with backend pools (SNI routing): one table per pool, each holding that pool's
+  // entries and built like this one, so a pool balances on its own; poolNames[i] names pools[i].
+  // Empty when no backend names a pool.
+  std::vector<std::string> poolNames;
+  std::vector<std::shared_ptr<const BackendTable>> pools;
+
+  // The pool called `name`'s index, or -1. A listener has a handful of pools: a scan is enough.
+  int32_t poolIndex(const std::string& name) const {
+    for (size_t i = 0; i < poolNames.size(); ++i)
+      if (poolNames[i] == name) return static_cast<int32_t>(i);
+    return -1;
+  }
 };
 
 // Builds a listener's table on the control thread: hashes every backend's id and computes

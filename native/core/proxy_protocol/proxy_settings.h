@@ -5,6 +5,7 @@
 
 #include "enums.h"
 #include "proxy_protocol/trusted_networks.h"
+#include "sni/sni_routes.h"
 
 namespace lb4 {
 
@@ -13,6 +14,10 @@ struct ProxySettings {
   // Empty: clients send no header. Otherwise every client must be in one of these networks and
   // start with a header (either version) within the header timeout.
   TrustedNetworks accept;
+  // Routing by TLS server name (sni/): off, or the routes from names to backend pools. It rides
+  // with the PROXY protocol settings because it is the same kind of thing: what a listener does
+  // with a client's first bytes before it connects, set at open and replaced by a reload.
+  SniRoutes sni;
 };
 
 }  // namespace lb4

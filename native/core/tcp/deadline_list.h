@@ -25,17 +25,28 @@ class FlowDeadlineList {
     f.deadlineList = this;
   }
 
-  // Puts `f` back at the head with the deadline it had (a queued flow that found no room after
-  // all keeps its place).
-  void prepend(Flow& f) {
-    f.deadlinePrev = nullptr;
-    f.deadlineNext = head_;
-    if (head_) {
-      head_->deadlinePrev = &f;
-    } else {
+  // Puts `f` back just before `next` (null: at the tail) with the deadline it had: a queued flow
+  // that found no room after all keeps its place, wherever that was.
+  void insertBefore(Flow& f, Flow* next) {
+    if (!next) {
+      f.deadlinePrev = tail_;
+      f.deadlineNext = nullptr;
+      if (tail_) {
+        tail_->deadlineNext = &f;
+      } else {
+        head_ = &f;
+      }
       tail_ = &f;
+    } else {
+      f.deadlinePrev = next->deadlinePrev;
+      f.deadlineNext = next;
+      if (next->deadlinePrev) {
+        next->deadlinePrev->deadlineNext = &f;
+      } else {
+        head_ = &f;
+      }
+      next->deadlinePrev = &f;
     }
-    head_ = &f;
     f.deadlineList = this;
   }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "balance/backend_table.h"
 #include "counters.h"
@@ -73,6 +74,10 @@ struct Flow {
   FlowState state = FlowState::Closed;
   CloseReason closeReason = CloseReason::Done;
   uint32_t attempts = 0;  // connect attempts made
+  // The backend pool the client's TLS server name chose (SNI routing), by name: a retry after
+  // a table change finds the same pool, or none. Empty: the listener's whole table. (Pool names
+  // are short; most fit the string's inline buffer.)
+  std::string pool;
 
   FlowSocket client;
   FlowSocket backend;
@@ -104,7 +109,7 @@ struct Flow {
   bool hasDestination = false;
 
   // The worker's list of flows waiting for a deadline (connecting, or awaiting a client's PROXY
-  // protocol header), in deadline order: see tcp/deadline_list.h.
+  // protocol header or TLS ClientHello), in deadline order: see tcp/deadline_list.h.
   int64_t deadlineMs = 0;
   Flow* deadlinePrev = nullptr;
   Flow* deadlineNext = nullptr;

@@ -17,6 +17,7 @@
 #include "io/sys_result.h"
 #include "proxy_protocol/header_reader.h"
 #include "proxy_protocol/header_writer.h"
+#include "sni/hello_reader.h"
 
 namespace lb4 {
 
@@ -158,6 +159,17 @@ void TcpProxy::startFlow(UniqueFd fd, const SocketAddress& client, uint32_t list
     awaitHeader(f);
     return;
   }
+  connectOrRoute(f);
+}
+
+// A flow with its client known (and judged): a listener that routes by server name reads the
+// ClientHello first, for the pool to pick from; any other goes to a backend at once.
+void TcpProxy::connectOrRoute(Flow& f) {
+  if (listeners_[f.listener].proxy.sni.enabled()) {
+    awaitHello(f);
+    return;
+  }
+  f.state = FlowState::Connecting;
   connectOrQueue(f);
 }
 
@@ -212,8 +224,12 @@ void TcpProxy::queueFlow(Flow& f) {
   listenerCounters(f.listener).add(Counter::flows_queued, 1);
 }
 
-bool TcpProxy::backendHasRoom(uint32_t listener) const {
+bool TcpProxy::backendHasRoom(uint32_t listener, const std::string& pool) const {
   const BackendTable* table = listeners_[listener].table.get();
+  if (table && !pool.empty()) {
+    const int32_t at = table->poolIndex(pool);
+    table = at < 0 ? nullptr : table->pools[static_cast<size_t>(at)].get();
+  }
   if (!table) return false;
   for (const BackendEntry& b : table->backends)
     if (b.takesNewFlows() && (b.maxConnections == 0 || b.counters->sum(Counter::flows_active) < b.maxConnections)) return true;
@@ -224,10 +240,19 @@ void TcpProxy::dispatchQueued(uint32_t listener) {
   if (dispatching_ || listener >= queues_.size()) return;
   dispatching_ = true;
   FlowDeadlineList& queue = queues_[listener];
-  // First come, first served: the head takes the room there is; when none is left it keeps its
-  // place and the rest wait behind it.
-  while (Flow* f = queue.head()) {
-    if (!backendHasRoom(listener)) break;
+  // First come, first served: a flow takes the room there is; when none is left it keeps its
+  // place and the rest wait behind it. On a listener with backend pools (SNI routing) that
+  // holds within each pool: a flow whose pool is full lets one bound for another pool past.
+  const BackendTable* table = listeners_[listener].table.get();
+  const bool pooled = table && !table->pools.empty();
+  Flow* f = queue.head();
+  while (f) {
+    Flow* next = f->deadlineNext;
+    if (!backendHasRoom(listener, f->pool)) {
+      if (!pooled) break;
+      f = next;
+      continue;
+    }
     FlowDeadlineList::unlink(*f);
     listenerCounters(listener).add(Counter::flows_queued, -1);
     f->state = FlowState::Connecting;
@@ -236,11 +261,12 @@ void TcpProxy::dispatchQueued(uint32_t listener) {
     if (started == ConnectStart::Full) {
       // Another worker took the room first.
       f->state = FlowState::Queued;
-      queue.prepend(*f);
+      queue.insertBefore(*f, next);
       listenerCounters(listener).add(Counter::flows_queued, 1);
-      break;
+      if (!pooled) break;
     }
     if (started == ConnectStart::NoBackend) closeFlow(*f, CloseReason::NoBackend, false);
+    f = next;
   }
   dispatching_ = false;
 }
@@ -252,6 +278,59 @@ void TcpProxy::serviceQueues() {
     // A flow that ended on another worker freed room this worker's queue cannot hear of.
     if (queue.head()) dispatchQueued(listener);
   }
+}
+
+// --- TLS SNI routing --------------------------------------------------------------------------
+
+void TcpProxy::awaitHello(Flow& f) {
+  f.state = FlowState::AwaitingHello;
+  awaitingHello_.append(f, now() + options_.sniTimeoutMs);
+  // As with a PROXY protocol header: the hello may have come with the connection (or behind
+  // the header), past the socket's first readiness edge, so look now.
+  f.client.readable = true;
+  readHello(f);
+}
+
+void TcpProxy::readHello(Flow& f) {
+  HelloRead r = peekClientHello(f.client.get(), f.client.peerClosed);
+  switch (r.status) {
+    case HelloReadStatus::Waiting:
+      f.client.readable = false;
+      return;
+    case HelloReadStatus::Failed:
+      closeFlow(f, CloseReason::ClientReset, true);
+      return;
+    case HelloReadStatus::Rejected:
+      refuseHello(f, r.hello.error == HelloError::Oversized ? Counter::sni_hello_oversized : Counter::sni_hello_malformed);
+      return;
+    case HelloReadStatus::Done:
+      break;
+  }
+  FlowDeadlineList::unlink(f);
+  SniRoutes::Choice choice = listeners_[f.listener].proxy.sni.route(r.hello.serverName);
+  if (!choice.pool) {
+    refuseHello(f, Counter::sni_unrouted);
+    return;
+  }
+  listenerCounters(f.listener).add(choice.matched ? Counter::sni_routed : Counter::sni_defaulted, 1);
+  f.pool = *choice.pool;
+  f.state = FlowState::Connecting;
+  // The hello was only peeked: it is still in the client's socket, with no new edge to come,
+  // and the pump sends it to the backend first once the backend answers.
+  f.client.readable = true;
+  connectOrQueue(f);
+}
+
+void TcpProxy::refuseHello(Flow& f, Counter reason) {
+  listenerCounters(f.listener).add(reason, 1);
+  // A reset, as for a refused PROXY protocol header: the client learns at once that nothing
+  // will answer, and no socket of lb4's waits in TIME_WAIT for a flow that carried nothing.
+  closeFlow(f, CloseReason::Sni, true);
+}
+
+void TcpProxy::expireHellos() {
+  while (awaitingHello_.head() && awaitingHello_.head()->deadlineMs <= now())
+    refuseHello(*awaitingHello_.head(), Counter::sni_hello_timeouts);
 }
 
 // --- PROXY protocol from clients --------------------------------------------------------------
@@ -305,11 +384,10 @@ void TcpProxy::readHeader(Flow& f) {
     return;
   }
   f.sourceCounted = l.policy.limitsSources();
-  f.state = FlowState::Connecting;
   // Whatever the client sent behind the header is still in its socket, maybe with no new edge
-  // to come: the pump reads it once the backend answers.
+  // to come: the pump (or the ClientHello reader) reads it next.
   f.client.readable = true;
-  connectOrQueue(f);
+  connectOrRoute(f);
 }
 
 void TcpProxy::refuseHeader(Flow& f, Counter reason) {
@@ -327,7 +405,7 @@ void TcpProxy::expireHeaders() {
 // --- backends ---------------------------------------------------------------------------------
 
 TcpProxy::ConnectStart TcpProxy::connectNext(Flow& f) {
-  Picker* picker = listeners_[f.listener].picker.get();
+  Picker* picker = listeners_[f.listener].pickerFor(f.pool);
   CounterBlock& lc = listenerCounters(f.listener);
   // Full backends are passed over without using an attempt. The picker offers tried backends
   // again once every other one is tried, so a budget of one pick per backend (and one per
@@ -449,7 +527,7 @@ void TcpProxy::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
   if (f.state == FlowState::Closed) return;  // closed earlier in this pass
   FlowSocket& s = backendSide ? f.backend : f.client;
 
-  if (f.state == FlowState::AwaitingHeader) {
+  if (f.state == FlowState::AwaitingHeader || f.state == FlowState::AwaitingHello) {
     if (backendSide) return;  // none yet
     if ((events & EPOLLERR) && socketError(s.get()) != 0) {
       closeFlow(f, CloseReason::ClientReset, false);
@@ -458,7 +536,13 @@ void TcpProxy::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
     if (events & (EPOLLRDHUP | EPOLLHUP)) s.peerClosed = true;
     if (events & EPOLLPRI) s.urgent = true;
     if (events & EPOLLOUT) s.writable = true;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI)) readHeader(f);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLPRI)) {
+      if (f.state == FlowState::AwaitingHeader) {
+        readHeader(f);
+      } else {
+        readHello(f);
+      }
+    }
     return;
   }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "connect_tally.h"
@@ -57,6 +58,8 @@ class TcpProxy {
   void expireConnects();
   // Clients still without a whole PROXY protocol header at the header timeout are refused (tick).
   void expireHeaders();
+  // Clients still without a whole TLS ClientHello at the SNI timeout are closed (tick).
+  void expireHellos();
   // Queued flows past the queue timeout close; queues with a backend that has room again (a
   // flow ended on another worker) move on (tick).
   void serviceQueues();
@@ -88,7 +91,9 @@ class TcpProxy {
   void connectOrQueue(Flow& f);
   void queueFlow(Flow& f);
   void dispatchQueued(uint32_t listener);
-  bool backendHasRoom(uint32_t listener) const;
+  // Whether a backend a flow for `pool` may go to (empty: any of the listener's) takes new
+  // flows and has room under its maxConnections.
+  bool backendHasRoom(uint32_t listener, const std::string& pool) const;
   void onConnectFailed(Flow& f, bool timedOut);
   void onConnected(Flow& f);
   void onFlowEvent(Flow& f, bool backendSide, uint32_t events);
@@ -99,6 +104,10 @@ class TcpProxy {
   void readHeader(Flow& f);
   void refuseHeader(Flow& f, Counter reason);
   bool sendHeader(Flow& f);
+  void connectOrRoute(Flow& f);
+  void awaitHello(Flow& f);
+  void readHello(Flow& f);
+  void refuseHello(Flow& f, Counter reason);
   void tallyConnect(uint32_t backendKey, bool ok, bool timeout);
   void logClosedFlow(const Flow& f);
   CounterBlock& listenerCounters(uint32_t listener) { return listeners_[listener].countersOf(index_); }
@@ -119,6 +128,7 @@ class TcpProxy {
 
   FlowDeadlineList connecting_;      // backend connects in progress
   FlowDeadlineList awaitingHeader_;  // clients yet to send their PROXY protocol header
+  FlowDeadlineList awaitingHello_;   // clients yet to send their TLS ClientHello (SNI routing)
   // Per listener slot, flows waiting for a backend with room, oldest first. A deque: growing it
   // keeps the lists where they are, and flows point at theirs.
   std::deque<FlowDeadlineList> queues_;
