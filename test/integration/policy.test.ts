@@ -163,6 +163,31 @@ t.test('a queued flow past queueTimeout is closed and counted; with no queue a f
   other.destroy();
 });
 
+t.test('a client that hangs up while queued leaves the queue and never reaches the backend', async (t) => {
+  const backend = await echo(t);
+  const lb = await balancer(t, { listeners: [{ listen: '127.0.0.1:0', queueSize: 1, queueTimeout: '1m', backends: [{ address: backend.address, maxConnections: 1 }] }] });
+  const port = lb.address().port;
+  const held = await heldClient(port);
+  // Connect and hang up without a byte: the queue's one place is taken, then given back.
+  const gone = net.connect({ port, host: '127.0.0.1' });
+  gone.on('error', () => {});
+  await within(once(gone, 'connect'), 10_000, 'connect');
+  await until(() => counters(lb).flows_queued === 1, 10_000, 'the client to be queued');
+  gone.end();
+  await until(() => counters(lb).flows_queued === 0, 10_000, 'the client that left to leave the queue');
+  // The place is free for the next client, who is served once the backend has room.
+  const payload = randomBytes(50_000);
+  const next = net.connect({ port, host: '127.0.0.1' });
+  next.on('error', () => {});
+  const reading = readAll(next);
+  next.end(payload);
+  await until(() => counters(lb).flows_queued === 1, 10_000, 'the next client to be queued');
+  t.equal(counters(lb).queue_full, 0, 'not refused: the place was given back');
+  held.destroy();
+  t.equal(sha256((await reading).data), sha256(payload), 'the next client is served, bytes intact');
+  t.equal(backend.accepted, 2, 'the client that left never got a backend connection');
+});
+
 t.test('a reload changes a backend\'s maxConnections live', async (t) => {
   const backend = await echo(t);
   const options = (maxConnections: number): BalancerOptions => ({ listeners: [{ listen: '127.0.0.1:0', backends: [{ address: backend.address, maxConnections }] }] });

@@ -572,6 +572,14 @@ void TcpProxy::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
     if (events & (EPOLLRDHUP | EPOLLHUP)) s.peerClosed = true;
     if (events & EPOLLPRI) s.urgent = true;
     if (events & EPOLLOUT) s.writable = true;
+    // A queued client that closed before sending a byte has nothing for a backend to answer: it
+    // leaves the queue now, rather than holding a place (and later a backend connection) for a
+    // client already gone; connecting and hanging up would otherwise keep the queue full. One
+    // that sent its request and then half-closed keeps waiting (its bytes are still unread).
+    if (f.state == FlowState::Queued && s.peerClosed) {
+      char byte;
+      if (recv(s.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) closeFlow(f, CloseReason::Done, false);
+    }
     return;
   }
 
