@@ -2,6 +2,7 @@
 
 import { readConfigFile } from '../../lib/config/config-file.js';
 import { optionTable, tunableNames, type OptionName, type OptionSpec, type OptionTable } from '../../lib/config/options.js';
+import { listenerKeys } from '../../lib/config/validate.js';
 import { Lb4Error } from '../../lib/errors.js';
 import { parseHealthFlag } from '../../lib/health/check-config.js';
 import type { Balancer, BalancerOptions } from '../../lib/index.js';
@@ -78,7 +79,26 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
     const sample = String(flags.accessLog);
     options.accessLog = flags.accessLog === true ? true : { sample: /^\d+$/.test(sample) ? Number(sample) : sample };
   }
+  if (flags.config !== undefined) refuseShadowedFlags(options, typed, flags.config);
   return options as BalancerOptions;
+}
+
+/**
+ * A flag such as `--deny` sets every listener's default; a listener of the file that sets its
+ * own value would silently win over it. An operator adding `--deny ATTACKER` in a hurry must
+ * not get a running lb4 that ignores it: the conflict is refused, naming the listener.
+ */
+function refuseShadowedFlags(options: Record<string, unknown>, typed: ReadonlySet<string>, file: string): void {
+  const listeners = options.listeners;
+  if (!Array.isArray(listeners)) return;
+  for (const [name, spec] of entries) {
+    if (!typed.has(name) || spec.flag === null || spec.field === null || !(listenerKeys as readonly string[]).includes(spec.field)) continue;
+    const field = spec.field;
+    const own = listeners.findIndex((l) => typeof l === 'object' && l !== null && (l as Record<string, unknown>)[field] !== undefined);
+    if (own < 0) continue;
+    const flag = spec.flag.split(' ')[0];
+    throw new Lb4Error('LB4_INVALID_OPTION', `${flag} sets every listener's default, but listeners[${own}] in ${file} sets its own ${field}, which would win: change it in the file`, { field: name });
+  }
 }
 
 /**
