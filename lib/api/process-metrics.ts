@@ -7,6 +7,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import { writeFamily } from './exposition.js';
 
+/** The event-loop delay monitor's sampling interval. */
+const lagResolutionMs = 10;
+
 /** Family names this file writes, so no counter family can take one. */
 export const processMetricFamilies: readonly string[] = Object.freeze([
   'process_cpu_seconds_total',
@@ -45,7 +48,7 @@ function openFds(): number | null {
  * since the previous one (then starts over), so the gauges describe the last scrape interval.
  */
 export class ProcessMetrics {
-  readonly #lag: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  readonly #lag: IntervalHistogram = monitorEventLoopDelay({ resolution: lagResolutionMs });
 
   constructor() {
     this.#lag.enable();
@@ -67,7 +70,9 @@ export class ProcessMetrics {
     writeFamily(out, 'process_start_time_seconds', 'gauge', 'When the process started (Unix time)', [{ labels: [], value: performance.timeOrigin / 1000 }]);
     // Without a sample yet (a scrape right after the last) the lag is 0, not NaN.
     const sampled = this.#lag.count > 0;
-    const seconds = (ns: number) => (sampled ? ns / 1e9 : 0);
+    // The histogram times a timer of `lagResolutionMs`: an idle loop reads that interval itself
+    // (about 10 ms), which is no delay. Only what comes on top of it is lag.
+    const seconds = (ns: number) => (sampled ? Math.max(0, ns - lagResolutionMs * 1e6) / 1e9 : 0);
     writeFamily(out, 'nodejs_eventloop_lag_seconds', 'gauge', "Mean delay of the control plane's event loop since the last scrape", [{ labels: [], value: seconds(this.#lag.mean) }]);
     writeFamily(out, 'nodejs_eventloop_lag_max_seconds', 'gauge', "Longest delay of the control plane's event loop since the last scrape", [{ labels: [], value: seconds(this.#lag.max) }]);
     writeFamily(out, 'nodejs_eventloop_lag_p99_seconds', 'gauge', "99th percentile delay of the control plane's event loop since the last scrape", [{ labels: [], value: seconds(this.#lag.percentile(99)) }]);
