@@ -40,7 +40,7 @@ struct BackendSpec {
   BackendState state;
   uint32_t maxConnections = 0;  // 0: no limit
   // The PROXY protocol header this backend is sent; none given: the listener's.
-  std::optional<ProxyVersion> proxy;
+  std::optional<ProxyVersion> proxy{};
   std::string pool{};  // the backend's pool (SNI routing); empty: none
 };
 

@@ -6,7 +6,7 @@
 
 #include <cerrno>
 
-#include "io/sys_result.h"
+#include "io/peek.h"
 #include "proxy_protocol/header_parser.h"
 
 namespace lb4 {
@@ -16,10 +16,7 @@ HeaderRead readProxyHeader(int fd, bool peerClosed) {
   // One byte more than the longest header accepted: a full buffer that parses as "need more"
   // cannot happen, since the parser calls a header oversized at the limit.
   uint8_t buffer[kProxyHeaderMaxLength + 1];
-  SysResult peeked;
-  do {
-    peeked = sysResult(recv(fd, buffer, sizeof(buffer), MSG_PEEK | MSG_DONTWAIT));
-  } while (!peeked.ok() && peeked.error == EINTR);
+  const SysResult peeked = peekSocket(fd, buffer, sizeof(buffer));
   if (!peeked.ok()) {
     if (peeked.error == EAGAIN) return out;
     out.status = HeaderReadStatus::Failed;

@@ -2,11 +2,9 @@
 
 #include "sni/hello_reader.h"
 
-#include <sys/socket.h>
-
 #include <cerrno>
 
-#include "io/sys_result.h"
+#include "io/peek.h"
 
 namespace lb4 {
 
@@ -14,10 +12,7 @@ HelloRead peekClientHello(int fd, bool peerClosed) {
   HelloRead out;
   // Worker thread only, one call at a time: one buffer per thread instead of 16 KiB of stack.
   static thread_local uint8_t buffer[kClientHelloMaxBytes];
-  SysResult peeked;
-  do {
-    peeked = sysResult(recv(fd, buffer, sizeof(buffer), MSG_PEEK | MSG_DONTWAIT));
-  } while (!peeked.ok() && peeked.error == EINTR);
+  const SysResult peeked = peekSocket(fd, buffer, sizeof(buffer));
   if (!peeked.ok()) {
     if (peeked.error == EAGAIN) return out;
     out.status = HelloReadStatus::Failed;
