@@ -1,5 +1,7 @@
 // A backend address whose connects never finish: a listening socket with a backlog of 0 whose
 // accept queue is already full, so the kernel drops further SYNs and the connect stays pending.
+// release() makes it accept everything from then on: a SYN it dropped gets in on its
+// retransmission (1 s later: the kernel's initial RTO), which is how a slow connect is made.
 // Node's own servers always accept, so a small python3 process holds the socket.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -18,12 +20,18 @@ for _ in range(3):
     c.connect_ex(s.getsockname())
     fillers.append(c)
 print(s.getsockname()[1], flush=True)
-sys.stdin.read()
+if sys.stdin.readline().strip() != "release":
+    sys.exit(0)
+held = []
+while True:
+    held.append(s.accept()[0])
 `;
 
 export interface Blackhole {
   port: number;
   address: string;
+  /** Accept every connection from now on, the ones whose SYN was dropped included. */
+  release(): void;
   close(): Promise<void>;
 }
 
@@ -34,10 +42,11 @@ export async function startBlackhole(): Promise<Blackhole> {
   return {
     port,
     address: `127.0.0.1:${port}`,
+    release: () => child.stdin!.write('release\n'),
     async close() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, 'exit');
-      child.stdin!.end();
+      child.kill();
       await within(exited, 5000, 'the blackhole to exit');
     },
   };

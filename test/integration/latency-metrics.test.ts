@@ -3,51 +3,15 @@
 // buckets, flows held open land at or above their hold time, and the counts equal the flows and
 // sessions made. The same exposition must pass `promtool check metrics` (Prometheus' own linter).
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import t from 'tap';
 import { startBalancer, type Balancer } from '../../lib/index.js';
 import { parseExposition, scrape, value } from '../helpers/exposition.js';
 import { UdpClient, udpBackend } from '../helpers/datagrams.js';
+import { startBlackhole } from '../helpers/blackhole.js';
 import { connect, echoBackend, until, within } from '../helpers/sockets.js';
-
-// A backend whose first connect the kernel holds back: a listening socket with a backlog of 0 and
-// its accept queue filled, so the kernel drops the next SYN; after "release" on stdin it accepts
-// everything, and the dropped SYN's retransmission (1 s later: the kernel's initial RTO) gets in.
-// Node's own servers always accept, so a small python3 process holds the socket.
-const slowScript = `
-import socket, sys
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(0)
-fillers = []
-for _ in range(3):
-    c = socket.socket()
-    c.setblocking(False)
-    c.connect_ex(s.getsockname())
-    fillers.append(c)
-print(s.getsockname()[1], flush=True)
-sys.stdin.readline()
-held = []
-while True:
-    held.append(s.accept()[0])
-`;
-
-async function slowBackend(): Promise<{ address: string; release(): void; close(): Promise<void> }> {
-  const child: ChildProcess = spawn('python3', ['-c', slowScript], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const [line] = await within(once(child.stdout!, 'data'), 10_000, 'the slow backend');
-  return {
-    address: `127.0.0.1:${Number(String(line).trim())}`,
-    release: () => child.stdin!.write('release\n'),
-    async close() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = once(child, 'exit');
-      child.kill();
-      await within(exited, 5000, 'the slow backend to exit');
-    },
-  };
-}
 
 // CI runs as root with promtool installed (.ci/run): the check is skipped only elsewhere.
 const promtool = spawnSync('promtool', ['--version']).status === 0;
@@ -71,7 +35,8 @@ function portOf(lb: Balancer, name: string): number {
 
 t.test('a real balancer measures connect time, flow and session duration per backend', async (t) => {
   const echo = await echoBackend();
-  const slow = await slowBackend();
+  // Its first connect is held back until release() (the SYN dropped, then retransmitted).
+  const slow = await startBlackhole();
   const dns = await udpBackend((msg) => msg);
   const startedAt = Date.now() / 1000;
   const lb = await startBalancer({
