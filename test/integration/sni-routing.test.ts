@@ -18,7 +18,7 @@ import t from 'tap';
 import { validateOptions } from '../../lib/config/validate.js';
 import { startBalancer, type Balancer } from '../../lib/index.js';
 import { buildDist, runCli } from '../helpers/cli.js';
-import { readAll, sha256, until } from '../helpers/sockets.js';
+import { echoBackend, readAll, sha256, until } from '../helpers/sockets.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'lb4-sni-'));
@@ -327,6 +327,58 @@ async function captureHello(servername: string): Promise<Buffer> {
   server.close();
   return hello;
 }
+
+/** `hello` (one TLS record) cut into records of one handshake byte each. */
+function oneByteRecords(hello: Buffer): Buffer {
+  const body = hello.subarray(5, 5 + hello.readUInt16BE(3));
+  const records: Buffer[] = [];
+  for (const byte of body) records.push(Buffer.from([hello[0], hello[1], hello[2], 0, 1, byte]));
+  return Buffer.concat(records);
+}
+
+/** Writes `bytes` one per TCP segment (no Nagle; each write waits for the last to leave). */
+async function writeBytewise(socket: net.Socket, bytes: Buffer): Promise<void> {
+  socket.setNoDelay(true);
+  for (let i = 0; i < bytes.length; i++) {
+    if (!socket.write(bytes.subarray(i, i + 1))) await once(socket, 'drain');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+t.test('a hello sent a byte per segment, or in one-byte records, is routed, and the byte after it is not held back', async (t) => {
+  // lb4 waits for the bytes a hello still needs (SO_RCVLOWAT) instead of looking once per byte;
+  // once routed, a single byte must go through at once (the wait is undone), or this stalls.
+  const echo = await echoBackend();
+  const lb = await startBalancer({
+    listeners: [{ listen: '127.0.0.1:0', backends: [`${echo.address},pool=api`], sni: ['api.example.com=api'] }],
+    workers: 1,
+    sniTimeout: '20s',
+  });
+  t.teardown(async () => {
+    await lb.close({ drainTimeout: 0 });
+    await echo.close();
+  });
+  const port = lb.addresses()[0].port;
+  const hello = await captureHello('api.example.com');
+  for (const [what, bytes] of [['a byte per segment', hello], ['one-byte records, a byte per segment', oneByteRecords(hello)]] as const) {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    await once(socket, 'connect');
+    const received: Buffer[] = [];
+    let length = 0;
+    socket.on('data', (d: Buffer) => {
+      received.push(d);
+      length += d.length;
+    });
+    await writeBytewise(socket, bytes);
+    await until(() => length >= bytes.length, 20_000, `the echo of the hello (${what})`);
+    socket.write('Z');
+    await until(() => length >= bytes.length + 1, 20_000, `the echo of the byte after the hello (${what})`);
+    t.equal(sha256(received), sha256([bytes, Buffer.from('Z')]), `${what}: every byte through, in order`);
+    socket.destroy();
+  }
+  await until(() => counters(lb).flows_active === 0, 10_000, 'the flows to close');
+  t.same(sniCounts(lb), { routed: 2, defaulted: 0, unrouted: 0, malformed: 0, oversized: 0, timeouts: 0 }, 'both routed by name');
+});
 
 t.test('config errors name the field', async (t) => {
   const base = { listen: '127.0.0.1:0', backends: ['127.0.0.1:9,pool=api'] };

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,40 @@ TEST(sni, a_hello_split_over_many_records) {
   ClientHello h = parse(hello);
   REQUIRE(h.status == HelloParseStatus::Done);
   CHECK_EQ(h.serverName, "a.example.org");
+}
+
+// needBytes is what a reader waits for (SO_RCVLOWAT) before looking again, so it must never
+// pass the point where the answer changes: every prefix shorter than it still needs more.
+// Following it, a hello is looked at a few times however it is cut into records.
+TEST(sni, need_bytes_is_a_lower_bound_and_keeps_looks_few) {
+  for (size_t recordSize : {size_t(16384), size_t(1), size_t(7), size_t(300)}) {
+    HelloShape s = named("bytes.example.net");
+    s.recordSize = recordSize;
+    s.padding = recordSize == 1 ? 2000 : 300;
+    std::vector<uint8_t> hello = buildClientHello(s);
+    REQUIRE(hello.size() <= lb4::kClientHelloMaxBytes);
+    for (size_t n = 0; n < hello.size(); ++n) {
+      ClientHello h = lb4::parseClientHello(hello.data(), n);
+      REQUIRE(h.status == HelloParseStatus::NeedMore);
+      CHECK_GT(h.needBytes, n);
+      CHECK_LE(h.needBytes, hello.size());
+    }
+    size_t looks = 0, at = 0;
+    for (;;) {
+      ++looks;
+      ClientHello h = lb4::parseClientHello(hello.data(), at);
+      if (h.status != HelloParseStatus::NeedMore) {
+        CHECK(h.status == HelloParseStatus::Done);
+        break;
+      }
+      at = h.needBytes;
+    }
+    lb4test::note("record size " + std::to_string(recordSize) + ": " + std::to_string(hello.size()) + " bytes, " +
+                  std::to_string(looks) + " looks");
+    // One record: the start, the header, the whole. One-byte records: each look finds at least
+    // a sixth of the missing handshake bytes (a record is 5 bytes of header per byte of it).
+    CHECK_LE(looks, recordSize == 1 ? size_t(64) : recordSize == 7 ? size_t(16) : size_t(4));
+  }
 }
 
 TEST(sni, no_name_and_no_extensions) {
@@ -153,27 +188,67 @@ TEST(sni, routes_exact_wildcard_default) {
   CHECK(strict.route("b.test").pool == nullptr);
 }
 
-TEST(sni, peeks_a_hello_off_a_socket_without_taking_it) {
+TEST(sni, reads_a_hello_into_its_buffer_and_parses_only_when_it_can_tell) {
   int pair[2];
   REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair) == 0);
   lb4::UniqueFd client(pair[0]), server(pair[1]);
-  std::vector<uint8_t> hello = buildClientHello(named("peek.example"));
-  CHECK(lb4::peekClientHello(server.get(), false).status == lb4::HelloReadStatus::Waiting);
+  std::vector<uint8_t> hello = buildClientHello(named("read.example"));
+  lb4::HelloBuffer buffer;
+  CHECK(lb4::readClientHello(server.get(), false, buffer).status == lb4::HelloReadStatus::Waiting);
   REQUIRE(write(client.get(), hello.data(), 10) == 10);
-  CHECK(lb4::peekClientHello(server.get(), false).status == lb4::HelloReadStatus::Waiting);
-  REQUIRE(write(client.get(), hello.data() + 10, hello.size() - 10) == static_cast<ssize_t>(hello.size() - 10));
-  lb4::HelloRead r = lb4::peekClientHello(server.get(), false);
+  CHECK(lb4::readClientHello(server.get(), false, buffer).status == lb4::HelloReadStatus::Waiting);
+  CHECK_EQ(buffer.size, 10u);
+  CHECK_EQ(buffer.need, static_cast<uint32_t>(hello.size()));  // one record: its end
+  // Bytes short of what the parser needs are taken, not parsed.
+  REQUIRE(write(client.get(), hello.data() + 10, 5) == 5);
+  CHECK(lb4::readClientHello(server.get(), false, buffer).status == lb4::HelloReadStatus::Waiting);
+  CHECK_EQ(buffer.size, 15u);
+  // The rest, and the client's first bytes after it, in one go with its FIN.
+  REQUIRE(write(client.get(), hello.data() + 15, hello.size() - 15) == static_cast<ssize_t>(hello.size() - 15));
+  REQUIRE(write(client.get(), "after", 5) == 5);
+  REQUIRE(shutdown(client.get(), SHUT_WR) == 0);
+  lb4::HelloRead r = lb4::readClientHello(server.get(), false, buffer);
   REQUIRE(r.status == lb4::HelloReadStatus::Done);
-  CHECK_EQ(r.hello.serverName, "peek.example");
-  // Still all there for the backend.
-  std::vector<uint8_t> back(hello.size() + 1);
-  CHECK_EQ(read(server.get(), back.data(), back.size()), static_cast<ssize_t>(hello.size()));
+  CHECK_EQ(r.hello.serverName, "read.example");
+  // Every byte is in the buffer, in order, and the FIN is remembered for the backend.
+  REQUIRE(buffer.size == hello.size() + 5);
+  CHECK(std::memcmp(buffer.bytes.get(), hello.data(), hello.size()) == 0);
+  CHECK(std::memcmp(buffer.bytes.get() + hello.size(), "after", 5) == 0);
+  CHECK(buffer.endOfStream);
   // A client that ends its stream in the middle of a hello sent a malformed one.
-  REQUIRE(write(client.get(), hello.data(), 20) == 20);
-  client.reset();
-  lb4::HelloRead truncated = lb4::peekClientHello(server.get(), true);
-  CHECK(truncated.status == lb4::HelloReadStatus::Rejected);
-  CHECK(truncated.hello.error == HelloError::Malformed);
+  int pair2[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair2) == 0);
+  lb4::UniqueFd client2(pair2[0]), server2(pair2[1]);
+  REQUIRE(write(client2.get(), hello.data(), 20) == 20);
+  client2.reset();
+  lb4::HelloBuffer truncated;
+  lb4::HelloRead t = lb4::readClientHello(server2.get(), false, truncated);
+  CHECK(t.status == lb4::HelloReadStatus::Rejected);
+  CHECK(t.hello.error == HelloError::Malformed);
+}
+
+TEST(sni, a_hello_fed_a_byte_at_a_time_grows_its_buffer_and_is_parsed_a_few_times) {
+  int pair[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair) == 0);
+  lb4::UniqueFd client(pair[0]), server(pair[1]);
+  HelloShape s = named("grow.example");
+  s.padding = 9000;  // past the first allocation, twice
+  std::vector<uint8_t> hello = buildClientHello(s);
+  lb4::HelloBuffer buffer;
+  size_t parses = 0;
+  uint32_t lastNeed = buffer.need;
+  lb4::HelloRead r;
+  for (size_t i = 0; i < hello.size(); ++i) {
+    REQUIRE(write(client.get(), hello.data() + i, 1) == 1);
+    r = lb4::readClientHello(server.get(), false, buffer);
+    if (buffer.need != lastNeed) ++parses, lastNeed = buffer.need;
+    if (r.status != lb4::HelloReadStatus::Waiting) break;
+  }
+  REQUIRE(r.status == lb4::HelloReadStatus::Done);
+  CHECK_EQ(r.hello.serverName, "grow.example");
+  CHECK_EQ(buffer.size, static_cast<uint32_t>(hello.size()));
+  CHECK(std::memcmp(buffer.bytes.get(), hello.data(), hello.size()) == 0);
+  CHECK_LE(parses, 3u);
 }
 
 TEST(sni, short_fuzz_pass) {

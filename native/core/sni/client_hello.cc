@@ -126,6 +126,18 @@ ClientHello parseClientHello(const uint8_t* data, size_t size, size_t maxBytes) 
   // bytes; it is bounded by `maxBytes`, so this never grows past that.
   std::vector<uint8_t> message;
   size_t pos = 0;
+  // The handshake bytes still missing: all of them once the length is known, else at least the
+  // rest of the 4-byte header.
+  auto missing = [&message]() -> size_t {
+    if (message.size() < kHandshakeHeader) return kHandshakeHeader - message.size();
+    size_t bodyLength = (static_cast<size_t>(message[1]) << 16) | (static_cast<size_t>(message[2]) << 8) | message[3];
+    return kHandshakeHeader + bodyLength - message.size();
+  };
+  auto needMore = [maxBytes](size_t bytes) {
+    ClientHello out;
+    out.needBytes = bytes < maxBytes ? bytes : maxBytes;
+    return out;
+  };
   for (;;) {
     // The size bound holds whatever the data: past it, the answer is "oversized" even if the
     // bytes are still to come, so a client cannot make lb4 wait for (or hold) more.
@@ -135,7 +147,7 @@ ClientHello parseClientHello(const uint8_t* data, size_t size, size_t maxBytes) 
       // an SSL 2 hello): refuse at once rather than wait for the timeout.
       if (size > pos && data[pos] != kHandshakeRecord) return fail(HelloError::Malformed);
       if (size > pos + 1 && data[pos + 1] != 3) return fail(HelloError::Malformed);
-      return ClientHello{};
+      return needMore(pos + kRecordHeader + missing());
     }
     const uint8_t* record = data + pos;
     size_t length = (static_cast<size_t>(record[3]) << 8) | record[4];
@@ -154,7 +166,11 @@ ClientHello parseClientHello(const uint8_t* data, size_t size, size_t maxBytes) 
       // Whole: what follows it (in this record or later ones) is the backend's business.
       if (message.size() >= kHandshakeHeader + bodyLength) return parseBody(message.data() + kHandshakeHeader, bodyLength);
     }
-    if (available < length) return ClientHello{};
+    if (available < length) {
+      const size_t inRecord = length - available;
+      const size_t want = missing();
+      return needMore(size + (want < inRecord ? want : inRecord));
+    }
     pos += kRecordHeader + length;
   }
 }

@@ -31,6 +31,11 @@ struct ClientHello {
   // trailing dot, as routes are written.
   bool hasServerName = false;
   std::string serverName;
+  // NeedMore: the fewest bytes (from the start) that could make the answer change: the end of
+  // the record being read, or the next record's header plus the handshake bytes still missing.
+  // A reader waits for that many before looking again (SO_RCVLOWAT), so a hello sent a byte per
+  // segment is parsed a few times, not once per byte.
+  size_t needBytes = 0;
 };
 
 ClientHello parseClientHello(const uint8_t* data, size_t size, size_t maxBytes = kClientHelloMaxBytes);

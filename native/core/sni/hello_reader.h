@@ -1,10 +1,15 @@
 #pragma once
-// Looks at a client's TLS ClientHello in its socket without taking it out: the bytes are peeked,
-// so once a backend is chosen the splice pump forwards them as the first bytes of the flow,
-// exactly as the client sent them. A hello that arrives in pieces costs nothing to wait for (the
-// kernel holds it); the peek is bounded by kClientHelloMaxBytes.
+// Reads a client's TLS ClientHello off its socket into the flow's own buffer, which the splice
+// pump later sends to the backend first, byte for byte as the client sent it (HAProxy keeps the
+// hello in its buffer the same way). Taking the bytes out, rather than peeking at them in the
+// socket, keeps every look cheap: a hello sent a byte per TCP segment would otherwise leave
+// thousands of one-byte packets in the receive queue, each peek walking all of them (a 16 KiB
+// hello cost about a second of CPU). And the parser is asked again only once the bytes it said
+// it needs are there, so a hello in a thousand records is parsed a few dozen times, not a
+// thousand. The buffer grows with the hello, to at most kClientHelloMaxBytes.
 
 #include <cstdint>
+#include <memory>
 
 #include "sni/client_hello.h"
 
@@ -23,8 +28,17 @@ struct HelloRead {
   int error = 0;
 };
 
-// Peeks at the nonblocking socket `fd`. `peerClosed`: its FIN was already reported, so bytes
-// that are not a whole hello now never will be.
-HelloRead peekClientHello(int fd, bool peerClosed);
+// The bytes of one client's hello read so far (and whatever it sent after, up to the bound).
+struct HelloBuffer {
+  std::unique_ptr<char[]> bytes;
+  uint32_t size = 0;
+  uint32_t capacity = 0;
+  uint32_t need = 1;        // parse again once `size` reaches this (the parser's needBytes)
+  bool endOfStream = false; // the client's FIN was read: pass it on after the buffered bytes
+};
+
+// Reads what the nonblocking socket `fd` has into `buffer` (until EAGAIN, the FIN or the bound),
+// then parses if there is enough to tell. `peerClosed`: the FIN was already reported by epoll.
+HelloRead readClientHello(int fd, bool peerClosed, HelloBuffer& buffer);
 
 }  // namespace lb4

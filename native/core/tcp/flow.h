@@ -14,6 +14,7 @@
 #include "enums.h"
 #include "io/socket_address.h"
 #include "io/unique_fd.h"
+#include "sni/hello_reader.h"
 #include "tcp/pipe_pool.h"
 
 namespace lb4 {
@@ -95,6 +96,9 @@ struct Flow {
   TriedBackends tried;
   // Counted against its source in the listener's SourceTracker (released when the flow ends).
   bool sourceCounted = false;
+  // Awaiting a ClientHello: the bytes read so far. Once routed they move to `up`'s buffer and
+  // go to the backend before anything else the client sends.
+  HelloBuffer hello;
 
   int64_t startMs = 0;       // monotonic
   // Precise monotonic microseconds (monotonicUs) for the backend's latency histograms: when the

@@ -292,7 +292,7 @@ void TcpProxy::awaitHello(Flow& f) {
 }
 
 void TcpProxy::readHello(Flow& f) {
-  HelloRead r = peekClientHello(f.client.get(), f.client.peerClosed);
+  HelloRead r = readClientHello(f.client.get(), f.client.peerClosed, f.hello);
   switch (r.status) {
     case HelloReadStatus::Waiting:
       f.client.readable = false;
@@ -315,9 +315,16 @@ void TcpProxy::readHello(Flow& f) {
   listenerCounters(f.listener).add(choice.matched ? Counter::sni_routed : Counter::sni_defaulted, 1);
   f.pool = *choice.pool;
   f.state = FlowState::Connecting;
-  // The hello was only peeked: it is still in the client's socket, with no new edge to come,
-  // and the pump sends it to the backend first once the backend answers.
-  f.client.readable = true;
+  // The hello (and whatever came after it) waits in the direction's buffer: the pump sends it
+  // to the backend before it reads another byte of the client's, and passes on a FIN read with
+  // it once it is delivered. The socket was read until EAGAIN, unless the buffer filled first.
+  HelloBuffer& hello = f.hello;
+  f.up.buffer = std::move(hello.bytes);
+  f.up.bufferStart = 0;
+  f.up.bufferEnd = hello.size;
+  f.up.eof = hello.endOfStream;
+  f.client.readable = !hello.endOfStream && hello.size >= kClientHelloMaxBytes;
+  hello = HelloBuffer{};
   connectOrQueue(f);
 }
 
@@ -510,10 +517,15 @@ bool TcpProxy::sendHeader(Flow& f) {
   if (!w.ok() && w.error != EAGAIN && w.error != EINTR) return false;
   const size_t sent = w.ok() ? static_cast<size_t>(w.value) : 0;
   if (sent < length) {
-    f.up.buffer.reset(new char[kScratchSize]);
-    std::memcpy(f.up.buffer.get(), header + sent, length - sent);
+    // Ahead of what already waits there (a ClientHello read off the client's socket).
+    const uint32_t rest = static_cast<uint32_t>(length - sent);
+    const uint32_t waiting = f.up.bufferEnd - f.up.bufferStart;
+    std::unique_ptr<char[]> buffer(new char[std::max<uint32_t>(rest + waiting, kScratchSize)]);
+    std::memcpy(buffer.get(), header + sent, rest);
+    if (waiting > 0) std::memcpy(buffer.get() + rest, f.up.buffer.get() + f.up.bufferStart, waiting);
+    f.up.buffer = std::move(buffer);
     f.up.bufferStart = 0;
-    f.up.bufferEnd = static_cast<uint32_t>(length - sent);
+    f.up.bufferEnd = rest + waiting;
   }
   return true;
 }
@@ -575,8 +587,9 @@ void TcpProxy::onFlowEvent(Flow& f, bool backendSide, uint32_t events) {
     // A queued client that closed before sending a byte has nothing for a backend to answer: it
     // leaves the queue now, rather than holding a place (and later a backend connection) for a
     // client already gone; connecting and hanging up would otherwise keep the queue full. One
-    // that sent its request and then half-closed keeps waiting (its bytes are still unread).
-    if (f.state == FlowState::Queued && s.peerClosed) {
+    // that sent its request and then half-closed keeps waiting (its bytes are still unread, or
+    // buffered: a ClientHello read for SNI routing).
+    if (f.state == FlowState::Queued && s.peerClosed && !f.up.holdsBytes()) {
       char byte;
       if (recv(s.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) closeFlow(f, CloseReason::Done, false);
     }
