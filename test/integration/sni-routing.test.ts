@@ -376,8 +376,14 @@ t.test('a hello sent a byte per segment, or in one-byte records, is routed, and 
     t.equal(sha256(received), sha256([bytes, Buffer.from('Z')]), `${what}: every byte through, in order`);
     socket.destroy();
   }
+  // The hello, a byte after it and the client's FIN in one write: the FIN, read with the hello,
+  // reaches the backend after both (the echo backend ends when it sees it).
+  const halfClosed = net.connect({ port, host: '127.0.0.1' });
+  halfClosed.end(Buffer.concat([hello, Buffer.from('Z')]));
+  const { data } = await readAll(halfClosed);
+  t.equal(sha256(data), sha256([hello, Buffer.from('Z')]), 'a hello sent with its FIN: every byte back, then the end of the stream');
   await until(() => counters(lb).flows_active === 0, 10_000, 'the flows to close');
-  t.same(sniCounts(lb), { routed: 2, defaulted: 0, unrouted: 0, malformed: 0, oversized: 0, timeouts: 0 }, 'both routed by name');
+  t.same(sniCounts(lb), { routed: 3, defaulted: 0, unrouted: 0, malformed: 0, oversized: 0, timeouts: 0 }, 'all routed by name');
 });
 
 t.test('config errors name the field', async (t) => {
