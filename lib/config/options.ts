@@ -209,7 +209,7 @@ export const optionTable = {
   },
   pipeSize: {
     flag: '--pipe-size <bytes>', field: 'pipeSize', config: 'pipeSize', kind: 'integer', default: 0, min: 0, max: 1 << 20,
-    reload: 'restart', native: 'pipeSize', help: 'splice pipe capacity in bytes (0: kernel default, 64 KiB)',
+    reload: 'restart', native: 'pipeSize', help: 'splice pipe capacity in bytes for every flow (0: 64 KiB, and 1 MiB for up to 32 bulk flows per worker)',
   },
   slowStart: {
     flag: '--slow-start <duration>', field: 'slowStart', config: 'slowStartMs', kind: 'duration', default: '0ms', min: 0, max: 86_400_000,

@@ -115,10 +115,10 @@ TEST(pipe_pool, kill_closes_whatever_the_pipe_holds) {
 
 TEST(pipe_pool, default_capacity_is_64k) {
   PipePool pool(4, 0);
-  CHECK_EQ(pool.capacity(), 65536);
   Pipe p;
   REQUIRE(pool.get(p));
-  CHECK_EQ(pool.capacity(), 65536);
+  CHECK_EQ(p.capacity, 65536);
+  CHECK(!p.large);
   CHECK_EQ(fcntl(p.writeFd(), F_GETPIPE_SZ), 65536);
   pool.put(p);
 }
@@ -130,25 +130,25 @@ TEST(pipe_pool, honours_a_pipe_size_request) {
   REQUIRE(pool.get(p));
   const int real = fcntl(p.writeFd(), F_GETPIPE_SZ);
   lb4test::note("F_GETPIPE_SZ after a 256 KiB request: " + std::to_string(real));
-  CHECK_EQ(pool.capacity(), want);
+  CHECK_EQ(p.capacity, want);
   CHECK_EQ(real, want);
-  // The pipe really holds capacity() bytes: one non-blocking write of that much fits whole.
-  std::string bytes(static_cast<size_t>(pool.capacity()), 'z');
+  // The pipe really holds `capacity` bytes: one non-blocking write of that much fits whole.
+  std::string bytes(static_cast<size_t>(p.capacity), 'z');
   CHECK_EQ(write(p.writeFd(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
   CHECK_EQ(write(p.writeFd(), "!", 1), -1);  // and not a byte more
   pool.kill(p);
 }
 
 TEST(pipe_pool, capacity_never_exceeds_the_real_pipe) {
-  // A size the kernel rounds up (to a power of two pages): capacity() may stay below the real
-  // size but must never promise more than the pipe holds.
+  // A size the kernel rounds up (to a power of two pages): the capacity is what the kernel
+  // reports, never more than the pipe holds.
   for (int want : {1000, 100000, 70000, 4096}) {
     PipePool pool(2, want);
     Pipe p;
     REQUIRE(pool.get(p));
     const int real = fcntl(p.writeFd(), F_GETPIPE_SZ);
-    CHECK_GT(pool.capacity(), 0);
-    CHECK_LE(pool.capacity(), real);
+    CHECK_GT(p.capacity, 0);
+    CHECK_EQ(p.capacity, real);
     pool.put(p);
   }
 }
@@ -206,4 +206,57 @@ TEST(pipe_pool, a_pipe_closes_its_ends_when_dropped) {
   }
   CHECK_EQ(descriptorError(readFd), EBADF);
   CHECK_EQ(descriptorError(writeFd), EBADF);
+}
+
+TEST(pipe_pool, large_pipes_hold_a_mebibyte_and_are_bounded_per_worker) {
+  PipePool pool(4, 0);
+  CHECK(pool.adaptive());
+  std::vector<Pipe> large(PipePool::kMaxLargePipes);
+  for (auto& p : large) {
+    REQUIRE(pool.getLarge(p));
+    CHECK(p.large);
+    CHECK_EQ(p.capacity, PipePool::kLargePipeSize);
+    CHECK_EQ(fcntl(p.writeFd(), F_GETPIPE_SZ), PipePool::kLargePipeSize);
+  }
+  CHECK_EQ(pool.largeOpen(), PipePool::kMaxLargePipes);
+  // Past the budget: no large pipe, and the caller falls back to a standard one.
+  Pipe over;
+  CHECK(!pool.getLarge(over));
+  CHECK(!over.valid());
+  REQUIRE(pool.get(over));
+  CHECK(!over.large);
+  CHECK_EQ(over.capacity, 65536);
+  // A large pipe given back is spare, not closed, and still counts against the budget; the next
+  // getLarge() takes it again, and a standard get() never hands one out.
+  const int spareRead = large[0].readFd();
+  pool.put(large[0]);
+  CHECK_EQ(pool.largeOpen(), PipePool::kMaxLargePipes);
+  Pipe standard;
+  REQUIRE(pool.get(standard));
+  CHECK(!standard.large);
+  CHECK_NE(standard.readFd(), spareRead);
+  Pipe again;
+  REQUIRE(pool.getLarge(again));
+  CHECK_EQ(again.readFd(), spareRead);
+  // A killed large pipe frees its place in the budget.
+  pool.kill(again);
+  CHECK_EQ(pool.largeOpen(), PipePool::kMaxLargePipes - 1);
+  CHECK_EQ(descriptorError(spareRead), EBADF);
+  Pipe freed;
+  REQUIRE(pool.getLarge(freed));
+  CHECK(freed.large);
+  pool.put(freed);
+  for (size_t i = 1; i < large.size(); ++i) pool.put(large[i]);
+  pool.put(over);
+  pool.put(standard);
+  CHECK_EQ(pool.inUse(), 0u);
+}
+
+TEST(pipe_pool, a_fixed_pipe_size_turns_large_pipes_off) {
+  PipePool pool(4, 128 * 1024);
+  CHECK(!pool.adaptive());
+  Pipe p;
+  CHECK(!pool.getLarge(p));
+  CHECK(!p.valid());
+  CHECK_EQ(pool.largeOpen(), 0u);
 }

@@ -4,7 +4,15 @@
 // holds another flow's bytes. A pipe whose state is unknown (an error, or bytes left in it when a
 // flow dies) goes to kill(), which closes it. Pipes cost descriptors and pinned kernel memory
 // (an unprivileged user's total is capped), so idle flows hold none and the pool keeps at most
-// `maxIdle` spare pipes. Single-threaded: owned by one worker.
+// `maxIdle` spare pipes (of both sizes). Single-threaded: owned by one worker.
+//
+// Two sizes. Every pipe starts at the standard capacity (the kernel's 64 KiB by default). A
+// direction that fills a whole standard pipe in one read has more queued than a pipe holds: with
+// the pool adaptive (no fixed `pipeSize`), it may take a large pipe (1 MiB) instead, which moves
+// what the socket holds in one splice each way and so halves the wake-ups (and the context
+// switches of the peers it wakes) per byte. Large pipes are few: at most kMaxLargePipes per
+// worker, in use and spare together, so the bytes a worker can hold in pipes stay bounded
+// (32 MiB) however many bulk flows it carries; past that, flows keep standard pipes.
 
 #include <cstddef>
 #include <vector>
@@ -17,6 +25,8 @@ namespace lb4 {
 struct Pipe {
   UniqueFd readEnd;
   UniqueFd writeEnd;
+  int capacity = 0;  // bytes it holds when full, as the kernel reports it
+  bool large = false;
   bool valid() const { return static_cast<bool>(readEnd); }
   int readFd() const { return readEnd.get(); }
   int writeFd() const { return writeEnd.get(); }
@@ -24,7 +34,11 @@ struct Pipe {
 
 class PipePool {
  public:
-  // `pipeSize` 0 keeps the kernel's default capacity (64 KiB); otherwise F_SETPIPE_SZ asks for it.
+  static constexpr int kLargePipeSize = 1 << 20;
+  static constexpr size_t kMaxLargePipes = 32;
+
+  // `pipeSize` 0: standard pipes at the kernel's default capacity, and large pipes for bulk
+  // directions. Otherwise F_SETPIPE_SZ asks every pipe for `pipeSize` and none is large.
   PipePool(size_t maxIdle, int pipeSize);
   PipePool(const PipePool&) = delete;
   PipePool& operator=(const PipePool&) = delete;
@@ -32,22 +46,32 @@ class PipePool {
   // Returns false when the kernel has no pipe to give (EMFILE, ENFILE, ENOMEM): the caller then
   // copies through user space instead of splicing.
   bool get(Pipe& out);
+  // A large pipe, when the pool is adaptive and under its large-pipe budget; false otherwise
+  // (also when the kernel refuses to grow a pipe past an unprivileged user's budget), and the
+  // caller takes a standard one with get().
+  bool getLarge(Pipe& out);
   // `p` must be empty. Takes `p` (pooled or closed) and leaves it invalid.
   void put(Pipe& p);
   // Closes `p`, whatever it holds, and leaves it invalid.
   void kill(Pipe& p);
 
-  // The capacity of the pool's pipes in bytes.
-  int capacity() const { return capacity_; }
-  size_t idle() const { return idle_.size(); }
+  // Whether a direction that fills a standard pipe should ask for a large one.
+  bool adaptive() const { return requestedSize_ == 0; }
+  size_t idle() const { return idle_.size() + idleLarge_.size(); }
   size_t inUse() const { return inUse_; }
+  size_t largeOpen() const { return largeOpen_; }
 
  private:
+  bool open(Pipe& out, int size);
+  void release(Pipe& p);
+
   size_t maxIdle_;
   int requestedSize_;
-  int capacity_;
   size_t inUse_ = 0;
+  size_t largeOpen_ = 0;  // large pipes in use or spare
+  bool largeRefused_ = false;  // the kernel refused to grow a pipe: stop asking
   std::vector<Pipe> idle_;
+  std::vector<Pipe> idleLarge_;
 };
 
 }  // namespace lb4

@@ -15,8 +15,8 @@ namespace lb4 {
 namespace {
 
 // A direction moves at most this much per wake-up before letting other flows run; the rest
-// continues right after the current epoll pass.
-constexpr uint64_t kPumpBudget = 1 << 20;
+// continues right after the current epoll pass. Two fills of a large pipe.
+constexpr uint64_t kPumpBudget = 2 * PipePool::kLargePipeSize;
 
 }  // namespace
 
@@ -92,12 +92,14 @@ PumpResult SplicePump::pump(Flow& f, Direction& d, FlowSocket& src, FlowSocket& 
       const bool holdForUrgent = src.urgent && d.pipeBytes > 0;
       if (src.urgent) useSplice = false;
       // No pipe to be had (descriptors or pipe memory ran out): copy instead.
-      if (useSplice && !d.pipe.valid() && !pipes_.get(d.pipe)) useSplice = false;
+      if (useSplice && !d.pipe.valid() && !(d.wantsLargePipe && pipes_.getLarge(d.pipe)) && !pipes_.get(d.pipe))
+        useSplice = false;
       if (holdForUrgent) {
         // Nothing to read this round: the delivery above makes the progress, or EPOLLOUT does.
       } else if (useSplice) {
         const uint32_t before = d.pipeBytes;
-        const uint32_t room = static_cast<uint32_t>(pipes_.capacity()) - std::min<uint32_t>(before, pipes_.capacity());
+        const uint32_t capacity = static_cast<uint32_t>(d.pipe.capacity);
+        const uint32_t room = capacity - std::min(before, capacity);
         if (room > 0) {
           SysResult r = sysResult(splice(src.get(), nullptr, d.pipe.writeFd(), nullptr, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
           if (r.ok() && r.value > 0) {
@@ -105,14 +107,17 @@ PumpResult SplicePump::pump(Flow& f, Direction& d, FlowSocket& src, FlowSocket& 
             budget -= std::min<uint64_t>(budget, r.value);
             f.lastActiveMs = now;
             progress = true;
-            if (before == 0 && r.value < kScratchSize / 4) d.bulk = false;
+            if (before == 0 && r.value < kScratchSize / 4) d.bulk = d.wantsLargePipe = false;
+            // One read filled a whole standard pipe: the source has more queued than it holds.
+            // The pipe goes back once it is empty, and the next read asks for a large one.
+            if (before == 0 && r.value == room && !d.pipe.large && pipes_.adaptive()) d.wantsLargePipe = true;
           } else if (r.ok()) {
             // splice() also returns 0 at a TCP urgent mark, with data still behind it, even
             // when the FIN has arrived too. recv() on the copy path, which steps over the urgent
             // byte and returns 0 only at the real end, decides: one extra syscall per bulk flow.
             // It may read only once the pipe is empty (order); until then only delivery is
             // progress, or this loop would spin on the same 0.
-            d.bulk = false;
+            d.bulk = d.wantsLargePipe = false;
             if (before == 0) progress = true;
           } else if (r.error == EAGAIN) {
             if (d.pipeBytes == 0) src.readable = false;
