@@ -83,6 +83,14 @@ export function validateSni(
     defaultPool = checkPoolName(rawDefault, fields.defaultPool);
     if (!pools.includes(defaultPool)) throw new Lb4Error('LB4_INVALID_OPTION', `unknown pool "${defaultPool}" (pools of ${listener.name}'s backends: ${pools.join(', ')})`, { field: fields.defaultPool });
   }
+  // A pool no route and no default names would be health-checked and shown up, yet never get a
+  // flow: most likely a typo in `pool=`.
+  const routed = new Set([...routes.map((r) => r.pool), ...(defaultPool === null ? [] : [defaultPool])]);
+  const stray = backends.findIndex((b) => b.pool !== null && !routed.has(b.pool));
+  if (stray >= 0) {
+    const b = backends[stray];
+    throw new Lb4Error('LB4_INVALID_OPTION', `backend "${b.id}" is in pool "${b.pool}", which no sni route or defaultPool of listener ${listener.name} names (routed pools: ${[...routed].join(', ')})`, { field: `${fields.backends}[${stray}].pool` });
+  }
   const unpooled = backends.find((b) => b.pool === null);
   if (unpooled) throw new Lb4Error('LB4_INVALID_OPTION', `backend "${unpooled.id}" has no pool, and listener ${listener.name} routes by server name: give it pool=NAME`, { field: fields.backends });
   return Object.freeze({ sni: Object.freeze(routes), defaultPool, pools: Object.freeze(pools) });

@@ -338,6 +338,10 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
   if (cluster) listeners = listeners.map((l) => (onVip(l, cluster) ? Object.freeze({ ...l, freeBind: true }) : l));
 
   const tunables = validateTunables(options as Readonly<Record<string, unknown>>);
+  // "every" changes what a UDP listener sending v2 headers does; with none, it would do nothing.
+  if (tunables.udpProxyHeader === 'every' && !listeners.some((l) => l.protocol === 'udp' && (l.proxyProtocol === 'v2' || l.backends.some((b) => b.proxyProtocol === 'v2')))) {
+    throw new Lb4Error('LB4_INVALID_OPTION', 'every: no UDP listener sends PROXY protocol v2 (give it proxyProtocol: v2)', { field: 'udpProxyHeader' });
+  }
   const admin = await validateAdmin(options.admin);
   const accessLog = validateAccessLog(options.accessLog);
   const natTable = validateNatTable(options.natTable);

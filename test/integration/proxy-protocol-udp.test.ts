@@ -5,7 +5,9 @@
 // HAProxy 2.6 has no UDP proxying, so it cannot be the peer here; the test backend is.
 
 import t, { type Test } from 'tap';
+import { validateOptions } from '../../lib/config/validate.js';
 import { startBalancer, type BalancerOptions } from '../../lib/index.js';
+import { buildDist, runCli } from '../helpers/cli.js';
 import { udpBackend, UdpClient } from '../helpers/datagrams.js';
 import { parseHeader } from '../helpers/proxy-header.js';
 
@@ -56,4 +58,16 @@ t.test('--udp-proxy-header every: each datagram carries it; a backend of its own
   const plain = await start(t, {}, [{ address: own.address, proxyProtocol: 'v2' }]);
   t.match(await plain.ask('x'), { header: { version: 2, family: 'UDP4', sourcePort: plain.client.port }, payload: 'x' });
   t.same(await plain.ask('y'), { header: null, payload: 'y' });
+});
+
+t.test('--udp-proxy-header every with no UDP listener sending v2 is refused: it would change nothing', async (t) => {
+  await t.rejects(validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9'], udpProxyHeader: 'every' }), { code: 'LB4_INVALID_OPTION', field: 'udpProxyHeader', message: /no UDP listener sends PROXY protocol v2/ });
+  await t.rejects(validateOptions({ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9'], udpProxyHeader: 'every' }), { field: 'udpProxyHeader' });
+  const ok = await validateOptions({ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9,proxyProtocol=v2'], udpProxyHeader: 'every' });
+  t.equal(ok.udpProxyHeader, 'every', "a backend's own v2 is enough");
+  await buildDist();
+  const { exit, stderr } = await runCli(['start', '--listen', '127.0.0.1:0', '--backend', '127.0.0.1:9', '--udp-proxy-header', 'every']);
+  t.equal(exit.code, 2);
+  t.match(stderr, /^lb4: --udp-proxy-header: every: no UDP listener sends PROXY protocol v2/);
+  t.equal(stderr.trim().split('\n').length, 1, 'one line');
 });

@@ -399,6 +399,8 @@ t.test('config errors name the field', async (t) => {
     [base, 'sni', /no sni routes/],
     [{ listen: '127.0.0.1:0', backends: ['127.0.0.1:9,pool=api', '127.0.0.1:10'], sni: ['a.test=api'] }, 'backends', /has no pool/],
     [{ listen: '127.0.0.1:0/udp', backends: ['127.0.0.1:9,pool=api'], sni: ['a.test=api'] }, 'sni', /TCP listeners/],
+    // A pool nothing routes to (a typo in pool=) would be checked and shown up, and never used.
+    [{ listen: '127.0.0.1:0', backends: ['127.0.0.1:9,pool=api', '127.0.0.1:10,pool=apj'], sni: ['a.test=api'] }, 'backends[1].pool', /pool "apj", which no sni route or defaultPool/],
     [{ listeners: [{ listen: '127.0.0.1:0', backends: ['127.0.0.1:9,pool=a b'], sni: ['a.test=a'] }] }, 'listeners[0].backends[0].pool', /pool name/],
   ];
   for (const [options, field, message] of cases) {
