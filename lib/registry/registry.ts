@@ -90,6 +90,14 @@ export class BackendRegistry {
    * `#byKey`: backend churn (reloads, the admin API) grew it without bound.
    */
   #retired = new Map<number, number>();
+  /**
+   * The keys {@link forgetIdle} forgot, by slot and id: a backend added again under its old id
+   * (a DNS address that comes back, a backend the operator removed and adds again) gets its old
+   * key back. The engine keeps each key's counters for its life, so a new key for every return
+   * grew its memory without bound; with the old key the counters go on, as a Prometheus counter of
+   * the same backend should.
+   */
+  #forgottenKeys = new Map<string, number>();
   /** Listener slots whose table changed since the last takeChanged(). */
   #changed = new Set<number>();
 
@@ -141,10 +149,12 @@ export class BackendRegistry {
     if (this.#records.has(recordId(slot, config.id))) {
       throw new Lb4Error('LB4_DUPLICATE_BACKEND', `backend "${config.id}" exists already in listener "${listener}"`, { field: 'id' });
     }
-    const record: BackendRecord = Object.freeze({ ...config, slot, listener, key: this.#nextKey++, health, healthReason: null, effectiveWeight: config.weight });
+    const known = this.#forgottenKeys.get(recordId(slot, config.id));
+    this.#forgottenKeys.delete(recordId(slot, config.id));
+    const record: BackendRecord = Object.freeze({ ...config, slot, listener, key: known ?? this.#nextKey++, health, healthReason: null, effectiveWeight: config.weight });
     this.#records.set(recordId(slot, record.id), record);
     this.#byKey.set(record.key, record);
-    this.#transitions.set(record.key, { up: 0, down: 0, lastChangeMs: Date.now() });
+    if (known === undefined) this.#transitions.set(record.key, { up: 0, down: 0, lastChangeMs: Date.now() });
     this.#changed.add(slot);
     return record;
   }
@@ -192,12 +202,33 @@ export class BackendRegistry {
       if (!isIdle(key)) this.#retired.set(key, 0);
       else if (seen === 0) this.#retired.set(key, 1);
       else {
+        const record = this.#byKey.get(key);
+        // Only while no registered backend has that id: a new record of it has its own key.
+        if (record && !this.#records.has(recordId(record.slot, record.id))) this.#forgottenKeys.set(recordId(record.slot, record.id), key);
         this.#retired.delete(key);
         this.#byKey.delete(key);
         forgotten++;
       }
     }
     return forgotten;
+  }
+
+  /**
+   * Gives a registered backend a new id (and address as written, and entry) under the same key:
+   * its flows, health and counters go on under the new name. A DNS entry renamed by a reload takes
+   * over this way the old entry's backend at an address both give.
+   */
+  rename(record: BackendRecord, change: Pick<BackendRecord, 'id' | 'address' | 'entry'>): BackendRecord {
+    const current = this.#records.get(recordId(record.slot, record.id)) ?? record;
+    if (this.#records.has(recordId(record.slot, change.id))) {
+      throw new Lb4Error('LB4_DUPLICATE_BACKEND', `backend "${change.id}" exists already in listener "${record.listener}"`, { field: 'id' });
+    }
+    this.#records.delete(recordId(record.slot, record.id));
+    const next: BackendRecord = Object.freeze({ ...current, ...change });
+    this.#records.set(recordId(next.slot, next.id), next);
+    this.#byKey.set(next.key, next);
+    this.#changed.add(next.slot);
+    return next;
   }
 
   update(record: BackendRecord, change: Partial<Pick<BackendRecord, 'address' | 'weight' | 'state' | 'health' | 'healthReason' | 'effectiveWeight' | 'maxConnections' | 'proxyProtocol'>>): BackendRecord {

@@ -506,3 +506,51 @@ t.test('engine sync: a flush with nothing changed sends nothing, and waits for t
   await sync.flush();
   t.same(engine.callsOf('applyBackends'), [], 'nothing is sent once the balancer is closing');
 });
+
+t.test('registry: a backend added again under an id whose key was forgotten gets that key back', async (t) => {
+  const config = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9001', '127.0.0.1:9002'] });
+  const [a, b] = config.listeners[0].backends;
+  const r = new BackendRegistry();
+  // An address that flaps: added, removed, forgotten once idle, added again, a thousand times.
+  const first = r.add(0, 'l', a, 'up');
+  const keys = new Set<number>();
+  for (let i = 0; i < 1000; i++) {
+    r.remove(r.get(0, a.id)!);
+    r.forgetIdle(() => true);
+    r.forgetIdle(() => true);
+    keys.add(r.add(0, 'l', a, 'up').key);
+  }
+  t.same([...keys], [first.key], "each return has the same engine key, so the engine's counters for it go on");
+  t.equal(r.nativeTable(0)[0].key, first.key);
+  const other = r.add(0, 'l', b, 'up');
+  t.equal(other.key, first.key + 1, 'only one new key was ever made, for the other id');
+  t.equal(r.add(1, 'm', a, 'up').key, first.key + 2, 'the same id in another listener slot is another backend');
+
+  // Added again while its key is still retired (flows may still name it): a new key.
+  r.remove(other);
+  const again = r.add(0, 'l', b, 'up');
+  t.not(again.key, other.key);
+  r.forgetIdle(() => true);
+  r.forgetIdle(() => true);
+  r.remove(again);
+  const last = r.add(0, 'l', b, 'up');
+  t.not(last.key, other.key, 'a key forgotten while another record had its id is not handed out');
+  t.not(last.key, again.key, 'nor one still retired');
+});
+
+t.test('registry: rename keeps the key, so the flows and counters of a renamed backend go on', async (t) => {
+  const config = await validateOptions({ listen: '127.0.0.1:0', backends: ['127.0.0.1:9001', '127.0.0.1:9002'] });
+  const [a, b] = config.listeners[0].backends;
+  const r = new BackendRegistry();
+  const old = r.add(0, 'l', a, 'up');
+  r.add(0, 'l', b, 'up');
+  r.takeChanged();
+  const renamed = r.rename(old, { id: 'web/127.0.0.1:9001', address: '127.0.0.1:9001', entry: 'web' });
+  t.equal(renamed.key, old.key);
+  t.equal(r.get(0, a.id), undefined, 'the old id is gone');
+  t.equal(r.get(0, 'web/127.0.0.1:9001')?.key, old.key);
+  t.equal(r.byKey(old.key)?.id, 'web/127.0.0.1:9001', 'flows on the key now name the new id');
+  t.equal(r.retiredCount, 0, 'nothing was retired: no drain, nothing to forget');
+  t.same([...r.takeChanged()], [0], 'the table is sent again, with the new id');
+  t.throws(() => r.rename(renamed, { id: b.id, address: b.address, entry: 'web' }), { code: 'LB4_DUPLICATE_BACKEND' });
+});
