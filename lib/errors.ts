@@ -22,6 +22,8 @@ export const errorCodes = Object.freeze({
   LB4_NOT_FOUND: { summary: 'no such endpoint', status: 404 },
   LB4_METHOD_NOT_ALLOWED: { summary: 'method not allowed', status: 405 },
   LB4_DUPLICATE_BACKEND: { summary: 'duplicate backend', status: 409 },
+  // A change to a backend a DNS entry owns (its weight, its id): the entry's answers decide it.
+  LB4_DNS_OWNED: { summary: 'the backend belongs to a DNS entry', status: 409 },
   // An address another program holds: the request was fine, the host's state is in the way.
   LB4_LISTEN_FAILED: { summary: 'cannot listen', status: 409 },
   // The host cannot run nat listeners (not root, no nft, no nf_tables), or nft refused lb4's rules.

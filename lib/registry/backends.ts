@@ -76,6 +76,10 @@ export class BackendControl {
     const slots = scope.listener === undefined ? listeners.all() : [listeners.require(scope.listener)];
     for (const s of slots) {
       if (registry.get(s.slot, config.id)) throw new Lb4Error('LB4_DUPLICATE_BACKEND', `backend "${config.id}" exists already in listener "${s.config.name}"`, { field: 'id' });
+      // `ENTRY/ADDRESS` is the id a DNS entry gives what it finds: taken here, the entry's answer
+      // would be skipped at every resolution.
+      const entry = s.config.discover.find((e) => config.id.startsWith(`${e.id}/`));
+      if (entry) throw new Lb4Error('LB4_DNS_OWNED', `"${config.id}" is an id DNS entry "${entry.id}" of listener "${s.config.name}" gives its backends: choose another id`, { field: 'id' });
     }
     const added = slots.map((s) => this.watch(registry.add(s.slot, s.config.name, config, s.config.health ? 'up' : 'unchecked')));
     await this.#p.sync.flush();
@@ -101,6 +105,10 @@ export class BackendControl {
     const slot = this.#p.listeners.scopeSlot(scope);
     checkWeight(weight);
     const before = this.#p.registry.find(id, slot);
+    // A discovered backend's weight is its DNS entry's (or its SRV record's): set here, the next
+    // answer would silently put it back.
+    const owned = before.find((b) => b.entry !== undefined);
+    if (owned) throw new Lb4Error('LB4_DNS_OWNED', `backend "${id}" of listener "${owned.listener}" belongs to DNS entry "${owned.entry}", which sets its weight: change the entry's weight in the config`, { field: 'weight' });
     const updated = before.map((b) => this.changeWeight(b, weight));
     await this.#p.sync.flush();
     for (const b of updated) this.#p.logs.registry.info({ listener: b.listener, backend: id, weight }, 'backend weight changed');
