@@ -327,6 +327,12 @@ export interface ReloadSummary {
   readonly backendsAdded: string[];
   readonly backendsRemoved: string[];
   readonly backendsChanged: string[];
+  /**
+   * DNS entries (`listener/entry`) the reload added, removed, renamed (`old -> new`: an entry left
+   * a listener while one came; the old one's backends serve until the new one's first good
+   * answer) or changed. Present only when there are any.
+   */
+  readonly dnsEntries?: { readonly added: string[]; readonly removed: string[]; readonly renamed: string[]; readonly changed: string[] };
   /** Settings that changed in the new config but only take effect on a restart. */
   readonly needsRestart: string[];
 }

@@ -106,7 +106,8 @@ export class Reloader {
         await this.#p.discovery.release();
       }
       // Entries added or changed are resolved before the reload answers, as at start.
-      await this.#p.discovery.reconcile();
+      const dns = await this.#p.discovery.reconcile();
+      if (Object.values(dns).some((list) => list.length > 0)) summary = { ...summary, dnsEntries: dns };
     } catch (err) {
       this.#rejected(err);
       throw err;
