@@ -14,10 +14,11 @@
 // Backends are never dropped before something replaces them. An entry a reload renames (a new id,
 // name or port: a new entry in the same listener while an old one left) keeps the old entry's
 // backends serving until the new one's first good answer; then an address both give keeps its
-// engine key, record and flows under its new id, and only the others drain. An address that
-// leaves an answer drains; if it comes back, its old record comes back with it (same key, its drain
-// cancelled, the operator's state kept), so a flapping answer neither cuts flows at the drain
-// timeout nor makes a new engine key (and its counters) each time.
+// engine key, record and flows under its new id, and only the others drain. An address missing
+// from one answer is held (it serves on); missing from the next one too, it drains. If it comes
+// back, its old record comes back with it (same key, its drain cancelled, the operator's state
+// kept), so a flapping answer neither cuts flows at the drain timeout nor makes a new engine key
+// (and its counters) each time.
 
 import { Resolver } from 'node:dns/promises';
 import type { EventEmitter } from 'node:events';
@@ -132,16 +133,18 @@ export class DnsDiscovery {
       const s = this.#p.listeners.get(l.name);
       if (s) for (const entry of l.discover) wanted.set(watchKey(s.slot, entry.id), { slot: s.slot, listener: l.name, entry });
     }
-    // The watches that leave, by slot, with those they were themselves still standing in for.
+    // The watches that leave, by slot, with those they were themselves still standing in for
+    // (an entry renamed again before it answered); `left` only the former, for the summary.
     const leaving = new Map<number, Watch[]>();
+    const left = new Map<number, Watch[]>();
     for (const [key, w] of this.#watches) {
       if (wanted.has(key)) continue;
       this.#stop(w);
       this.#watches.delete(key);
-      const list = leaving.get(w.slot) ?? [];
-      list.push(w, ...w.replaces.splice(0));
-      leaving.set(w.slot, list);
+      leaving.set(w.slot, [...(leaving.get(w.slot) ?? []), w]);
+      left.set(w.slot, [...(left.get(w.slot) ?? []), w]);
     }
+    for (const list of leaving.values()) list.push(...list.flatMap((w) => w.replaces.splice(0)));
     const first: Promise<void>[] = [];
     const arrived = new Map<number, Watch[]>();
     for (const [key, want] of wanted) {
@@ -167,7 +170,7 @@ export class DnsDiscovery {
       }
     }
     const name = (w: Watch) => `${w.listener}/${w.entry.id}`;
-    for (const [slot, gone] of leaving) {
+    for (const [slot, gone] of left) {
       const came = arrived.get(slot) ?? [];
       if (came.length === 1) {
         out.renamed.push(`${name(gone[0])} -> ${name(came[0])}`);
@@ -177,7 +180,7 @@ export class DnsDiscovery {
         out.added.push(...came.map(name));
       }
       // Nothing came to this listener: the entries are really gone, and so are their backends.
-      if (came.length === 0) for (const w of gone) await this.#applyTargets(w, []);
+      if (came.length === 0) for (const w of leaving.get(slot)!) await this.#applyTargets(w, []);
     }
     for (const [slot, came] of arrived) {
       if (!leaving.has(slot)) out.added.push(...came.map(name));
