@@ -149,8 +149,10 @@ export class BackendRegistry {
     if (this.#records.has(recordId(slot, config.id))) {
       throw new Lb4Error('LB4_DUPLICATE_BACKEND', `backend "${config.id}" exists already in listener "${listener}"`, { field: 'id' });
     }
-    const known = this.#forgottenKeys.get(recordId(slot, config.id));
+    const remembered = this.#forgottenKeys.get(recordId(slot, config.id));
     this.#forgottenKeys.delete(recordId(slot, config.id));
+    // Never a key a record holds (one put back by restore() after it was forgotten).
+    const known = remembered !== undefined && !this.#byKey.has(remembered) ? remembered : undefined;
     const record: BackendRecord = Object.freeze({ ...config, slot, listener, key: known ?? this.#nextKey++, health, healthReason: null, effectiveWeight: config.weight });
     this.#records.set(recordId(slot, record.id), record);
     this.#byKey.set(record.key, record);

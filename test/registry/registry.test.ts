@@ -536,6 +536,16 @@ t.test('registry: a backend added again under an id whose key was forgotten gets
   const last = r.add(0, 'l', b, 'up');
   t.not(last.key, other.key, 'a key forgotten while another record had its id is not handed out');
   t.not(last.key, again.key, 'nor one still retired');
+
+  // A record put back (a failed reload) after its key was forgotten holds that key again: an add of
+  // its id, once it is removed, does not hand the key out a second time.
+  const c = r.add(2, 'n', a, 'up');
+  r.remove(c);
+  r.forgetIdle(() => true);
+  r.forgetIdle(() => true);
+  r.restore(c);
+  r.remove(c);
+  t.not(r.add(2, 'n', a, 'up').key, c.key, 'the key a retired record holds is not reused');
 });
 
 t.test('registry: rename keeps the key, so the flows and counters of a renamed backend go on', async (t) => {
