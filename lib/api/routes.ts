@@ -26,7 +26,7 @@
 //   GET    /metrics               200 Prometheus text format 0.0.4
 // Errors are `{ "error": { "code", "message", "field"? } }` with the status from lib/errors.ts:
 // 400 bad input (LB4_BAD_JSON, LB4_INVALID_*), 401 token, 404 unknown backend or endpoint, 405 (Allow),
-// 409 duplicate backend or an address lb4 cannot listen on, 413 body over 1 MiB, 431 URL or headers
+// 409 duplicate backend, a weight or id a DNS entry owns (LB4_DNS_OWNED) or an address lb4 cannot listen on, 413 body over 1 MiB, 431 URL or headers
 // over 16 KiB (server.ts), 500 unexpected, 503 balancer closed.
 
 import { Lb4Error } from '../errors.js';
