@@ -91,7 +91,10 @@ async function addresses(resolver: Resolver, name: string): Promise<{ ips: strin
     }
   };
   const answers = (await Promise.all([ask(4), ask(6)])).flat();
-  const ttl = answers.length === 0 ? null : Math.min(...answers.map((a) => a.ttl));
+  // node:dns gives TTLs for the first 256 records of an answer only: past them `ttl` is missing,
+  // and one NaN made the next resolution due at once, over and over (hundreds of queries a second).
+  const ttls = answers.map((a) => a.ttl).filter((n) => Number.isFinite(n));
+  const ttl = ttls.length === 0 ? null : ttls.reduce((a, b) => Math.min(a, b));
   return { ips: [...new Set(answers.map((a) => a.address))], ttl };
 }
 

@@ -145,3 +145,17 @@ t.test('maxBackends is checked like any field', async (t) => {
     await t.rejects(entry(backend), { code: 'LB4_INVALID_OPTION', field }, JSON.stringify(backend));
   }
 });
+
+t.test('an answer of more than 256 records still has a TTL (node:dns gives none past the 256th)', async (t) => {
+  const { Resolver } = await import('node:dns/promises');
+  const { resolveDnsEntry } = await import('../../lib/discovery/dns-resolve.js');
+  const { validateDnsEntry } = await import('../../lib/config/dns-entry.js');
+  const dns = await startHostileDns({ 'big.t': { A: addressesIn(300, '127.3') } });
+  t.teardown(() => dns.close());
+  dns.ttl = 7;
+  const resolver = new Resolver({ timeout: 2000, tries: 1 });
+  resolver.setServers([dns.server]);
+  const answer = await resolveDnsEntry(resolver, validateDnsEntry('dns:big.t:80', 'backends[0]'));
+  t.match(answer, { result: 'ok', ttlMs: 7000 }, 'the TTL of the records that have one, not NaN');
+  t.equal(answer.result === 'ok' ? answer.targets.length : 0, 64);
+});
