@@ -141,8 +141,8 @@ export class Balancer extends EventEmitter<BalancerEvents> implements AdminTarge
     const snapshot = this.#plane.stats.read(listeners.slotCount);
     const listenerStats = this.addresses().map((a) => Object.freeze({ ...a, counters: snapshot.listener(listeners.require(a.name).slot) }));
     const backendStats = registry.list().map((b) => Object.freeze({ ...backendInfo(b), counters: snapshot.backend(b.key), latency: snapshot.latency(b.key), transitions: transitionsOf(registry, b.key) }));
-    const dnsResolutions = this.#plane.discovery.counts();
-    return Object.freeze({ listeners: Object.freeze(listenerStats), backends: Object.freeze(backendStats), droppedEvents: engine.droppedEvents(), dnsResolutions });
+    const { discovery } = this.#plane;
+    return Object.freeze({ listeners: Object.freeze(listenerStats), backends: Object.freeze(backendStats), droppedEvents: engine.droppedEvents(), dnsResolutions: discovery.counts(), dnsRecordsDropped: discovery.droppedRecords() });
   }
 
   /** A snapshot of open flows from every worker. */

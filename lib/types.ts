@@ -7,7 +7,7 @@ import type { Clock } from './clock.js';
 import type { PooledBackend, PooledBackendOptions, SniListenerConfig, SniOptions } from './config/sni-types.js';
 import type { Algorithm, BackendState, ForwardMode, Protocol, ProxyVersion, SnatMode } from './config/enums.js';
 import type { DnsBackendOptions, DnsEntryConfig } from './config/dns-entry.js';
-import type { DnsResult } from './discovery/dns-resolve.js';
+import type { DnsDropReason, DnsResult } from './discovery/dns-resolve.js';
 import type { OptionName, OptionTable, TunableConfig, TunableOptions } from './config/options.js';
 import type { CounterName, NativeEngine, NativeEngineOptions } from './engine/native-types.js';
 import type { BackendTransitions, Latency } from './stats-types.js';
@@ -313,6 +313,8 @@ export interface BalancerStats {
   readonly droppedEvents: number;
   /** DNS backend entries' resolutions since start, by result. */
   readonly dnsResolutions?: Readonly<Record<DnsResult, number>>;
+  /** Records DNS answers gave that were left out (unusable, lb4 itself, past maxBackends), counted once per change of answer. */
+  readonly dnsRecordsDropped?: Readonly<Record<DnsDropReason, number>>;
 }
 
 /** Which listener a backend operation concerns; all of them (where the id exists) when absent. */

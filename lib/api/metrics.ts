@@ -139,6 +139,7 @@ const fixedFamilies = [
   'lb4_health_check_duration_seconds',
   'lb4_health_check_failures_total',
   'lb4_dns_resolutions_total',
+  'lb4_dns_records_dropped_total',
   'lb4_cluster_state',
   'lb4_cluster_peer_up',
   'lb4_cluster_duplicate_node_id',
@@ -300,6 +301,11 @@ export class MetricsCollector {
     const dns = stats.dnsResolutions;
     if (dns) {
       writeFamily(out, 'lb4_dns_resolutions_total', 'counter', 'Resolutions of dns: and srv: backend entries, by result (only ok changes the backends)', Object.entries(dns).map(([result, value]) => ({ labels: [['result', result]], value })));
+    }
+    const dropped = stats.dnsRecordsDropped;
+    if (dropped) {
+      const help = 'Records DNS answers gave that no backend was made of, by reason (unusable address or port, lb4 itself, past maxBackends), once per change of answer';
+      writeFamily(out, 'lb4_dns_records_dropped_total', 'counter', help, Object.entries(dropped).map(([reason, value]) => ({ labels: [['reason', reason]], value })));
     }
     this.#clusterFamilies(out);
     if (!this.#closed) this.#process ??= new ProcessMetrics();

@@ -33,6 +33,8 @@ export interface DnsBackendOptions {
   state?: BackendState;
   /** The entry's name; each discovered backend is `ID/ADDRESS:PORT`. Default: the entry as written. */
   id?: string;
+  /** The most backends (and, for `srv`, SRV targets) one answer gives; the rest are cut off, counted. Default 64. */
+  maxBackends?: number;
 }
 
 /** A validated DNS backend entry. */
@@ -46,7 +48,17 @@ export interface DnsEntryConfig {
   /** `dns` entries: each address's weight; `srv` entries: unused (the records give it). */
   readonly weight: number;
   readonly state: BackendState;
+  /** The most backends an answer gives (SRV: also the most targets resolved). */
+  readonly maxBackends: number;
 }
+
+/**
+ * The default cap on one entry's backends. A name with thousands of records is a mistake or an
+ * attack far more often than a pool: each backend costs a registry record, health checks and a
+ * place in every diff, and each SRV target a query per resolution.
+ */
+export const defaultDnsMaxBackends = 64;
+export const dnsMaxBackendsLimit = 10_000;
 
 /** The longest entry id: a discovered backend's id adds `/` and an address to it. */
 export const maxDnsEntryIdLength = 80;
@@ -66,7 +78,7 @@ function checkName(raw: unknown, field: string): string {
   return name;
 }
 
-/** Parses `dns:NAME:PORT[,weight=N][,state=S][,id=ID]` or `srv:NAME[,state=S][,id=ID]`. */
+/** Parses `dns:NAME:PORT[,weight=N][,state=S][,id=ID][,maxBackends=N]` or `srv:NAME[,state=S][,id=ID][,maxBackends=N]`. */
 function parseSpec(text: string, field: string): DnsBackendOptions {
   const [head, ...params] = text.trim().split(',');
   const colon = head.indexOf(':');
@@ -91,8 +103,11 @@ function parseSpec(text: string, field: string): DnsBackendOptions {
       out.state = value as BackendState;
     } else if (key === 'id') {
       out.id = value;
+    } else if (key === 'maxBackends') {
+      if (!/^\d+$/.test(value)) throw new Lb4Error('LB4_INVALID_OPTION', `maxBackends must be a whole number, got "${value}" in "${text}"`, { field });
+      out.maxBackends = Number(value);
     } else {
-      const known = kind === 'dns' ? 'weight, state, id' : 'state, id (an SRV record gives the weight)';
+      const known = kind === 'dns' ? 'weight, state, id, maxBackends' : 'state, id, maxBackends (an SRV record gives the weight)';
       throw new Lb4Error('LB4_INVALID_OPTION', `unknown ${kind} entry parameter "${key}" in "${text}" (known: ${known})`, { field });
     }
   }
@@ -102,7 +117,7 @@ function parseSpec(text: string, field: string): DnsBackendOptions {
 /** Checks one DNS backend entry (`isDnsEntry(raw)` holds). */
 export function validateDnsEntry(raw: unknown, field: string): DnsEntryConfig {
   const opts = typeof raw === 'string' ? parseSpec(raw, field) : (raw as DnsBackendOptions);
-  const known = ['dns', 'srv', 'port', 'weight', 'state', 'id'];
+  const known = ['dns', 'srv', 'port', 'weight', 'state', 'id', 'maxBackends'];
   for (const key of Object.keys(opts)) {
     if (!known.includes(key)) throw new Lb4Error('LB4_INVALID_OPTION', `unknown option (known: ${known.join(', ')})`, { field: `${field}.${key}` });
   }
@@ -133,7 +148,11 @@ export function validateDnsEntry(raw: unknown, field: string): DnsEntryConfig {
     throw new Lb4Error('LB4_INVALID_OPTION', `must be at most ${maxDnsEntryIdLength} characters (give a shorter id), got ${id.length}`, { field: `${field}.id` });
   }
   if (/[\x00-\x1f\x7f]/.test(id)) throw new Lb4Error('LB4_INVALID_OPTION', `must not hold control characters, got ${showValue(id)}`, { field: `${field}.id` });
-  return Object.freeze({ kind, id, name, port, weight, state });
+  const maxBackends = opts.maxBackends === undefined ? defaultDnsMaxBackends : opts.maxBackends;
+  if (!Number.isInteger(maxBackends) || maxBackends < 1 || maxBackends > dnsMaxBackendsLimit) {
+    throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number from 1 to ${dnsMaxBackendsLimit}, got ${showValue(opts.maxBackends)}`, { field: `${field}.maxBackends` });
+  }
+  return Object.freeze({ kind, id, name, port, weight, state, maxBackends });
 }
 
 /**

@@ -12,7 +12,7 @@
 
 import { healthCheckKeys, healthCheckTypes, healthDefaults, healthLimits } from '../health/check-options.js';
 import { formatDuration } from './duration.js';
-import { maxDnsEntryIdLength } from './dns-entry.js';
+import { defaultDnsMaxBackends, dnsMaxBackendsLimit, maxDnsEntryIdLength } from './dns-entry.js';
 import { backendStates, protocols, proxyVersions } from './enums.js';
 import { describeDefault, optionTable, type OptionName, type OptionSpec } from './options.js';
 import { poolNamePattern } from './sni-routes.js';
@@ -130,12 +130,13 @@ function backendSchema(): Schema {
   // DNS entries (lib/config/dns-entry.ts): every A/AAAA address of a name, or an SRV name's targets.
   const entryState = { description: 'the state each discovered backend starts in (default: up)', enum: [...backendStates] };
   const entryId = { description: 'the entry\'s name; each backend is ID/ADDRESS:PORT', type: 'string', maxLength: maxDnsEntryIdLength };
+  const maxBackends = { description: `the most backends one answer gives (default ${defaultDnsMaxBackends}); the rest are cut off and counted`, type: 'integer', minimum: 1, maximum: dnsMaxBackendsLimit };
   const dns = closedObject(
-    ['dns', 'port', 'weight', 'state', 'id'],
-    { dns: { description: 'a name whose A and AAAA records are the backends', type: 'string' }, port: { type: 'integer', minimum: 1, maximum: 65535 }, weight: { type: 'integer', minimum: 0, maximum: 1_000_000 }, state: entryState, id: entryId },
+    ['dns', 'port', 'weight', 'state', 'id', 'maxBackends'],
+    { dns: { description: 'a name whose A and AAAA records are the backends', type: 'string' }, port: { type: 'integer', minimum: 1, maximum: 65535 }, weight: { type: 'integer', minimum: 0, maximum: 1_000_000 }, state: entryState, id: entryId, maxBackends },
     ['dns', 'port'],
   );
-  const srv = closedObject(['srv', 'state', 'id'], { srv: { description: 'an SRV name whose records give targets, ports and weights', type: 'string' }, state: entryState, id: entryId }, ['srv']);
+  const srv = closedObject(['srv', 'state', 'id', 'maxBackends'], { srv: { description: 'an SRV name whose records give targets, ports and weights', type: 'string' }, state: entryState, id: entryId, maxBackends }, ['srv']);
   const text = { description: 'host:port[,weight=N][,state=S][,id=NAME][,maxconn=N][,pool=NAME][,proxyProtocol=V], or dns:NAME:PORT, or srv:NAME', type: 'string' };
   return { anyOf: [text, object, dns, srv] };
 }

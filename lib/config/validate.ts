@@ -20,6 +20,7 @@ import { formatHostPort, parseHostPort, resolveHost } from './address.js';
 import { backendStates, protocols, type BackendState, type ForwardMode, type Protocol, type ProxyVersion, type SnatMode } from './enums.js';
 import { onVip, validateCluster } from './cluster-options.js';
 import type { ListenerPolicyConfig } from '../policy-types.js';
+import { ownListenerAt } from './own-address.js';
 import { listenerPolicyKeys, validateListenerPolicy, validatePolicyDefaults } from './listener-policy.js';
 import { checkDescriptorBudget } from './descriptor-budget.js';
 import { isDnsEntry, validateDnsEntry, validateDnsServers, type DnsEntryConfig } from './dns-entry.js';
@@ -288,6 +289,17 @@ function validateAccessLog(raw: unknown): { sample: number } | null {
   return Object.freeze({ sample });
 }
 
+/** A backend that is one of lb4's own listeners loops every flow back into lb4 (lib/config/own-address.ts). */
+function checkNoBackendIsOwnListener(listeners: readonly ListenerConfig[], fullForm: boolean): void {
+  for (const [i, l] of listeners.entries()) {
+    for (const b of l.backends) {
+      const own = ownListenerAt(b.ip, b.port, l.protocol, listeners);
+      if (!own) continue;
+      throw new Lb4Error('LB4_INVALID_OPTION', `backend "${b.id}" is lb4's own listener ${own.listen}: its flows would loop back into lb4`, { field: fullForm ? `listeners[${i}].backends` : 'backends' });
+    }
+  }
+}
+
 /** Validates options and resolves host names. Throws {@link Lb4Error} naming the first bad field. */
 export async function validateOptions(options: BalancerOptions): Promise<BalancerConfig> {
   if (typeof options !== 'object' || options === null) throw new Lb4Error('LB4_INVALID_OPTION', 'options must be an object');
@@ -332,6 +344,7 @@ export async function validateOptions(options: BalancerOptions): Promise<Balance
     if (names.has(l.name)) throw new Lb4Error('LB4_INVALID_OPTION', `listener name "${l.name}" is used twice`, { field: `listeners[${i}].name` });
     names.add(l.name);
   }
+  checkNoBackendIsOwnListener(listeners, options.listeners !== undefined);
 
   const cluster = await validateCluster(options.cluster);
   // A listener on a virtual IP must bind on the node that does not hold the address too.

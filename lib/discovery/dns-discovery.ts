@@ -32,7 +32,9 @@ import type { ListenerTable } from '../registry/listeners.js';
 import type { BackendRecord, BackendRegistry } from '../registry/registry.js';
 import type { BalancerEvents } from '../events.js';
 import type { BalancerConfig } from '../types.js';
-import { dnsResults, resolveDnsEntry, type DnsAnswer, type DnsResult, type DnsTarget } from './dns-resolve.js';
+import { ownListenerAt } from '../config/own-address.js';
+import { DnsDropTally } from './dns-drops.js';
+import { dnsResults, resolveDnsEntry, type DnsAnswer, type DnsDropCounts, type DnsResult, type DnsTarget } from './dns-resolve.js';
 
 export interface DiscoveryParts {
   readonly registry: BackendRegistry;
@@ -71,6 +73,8 @@ interface Watch {
   readonly gone: Map<string, BackendRecord>;
   /** Backend ids already logged as taken by another backend: logged once, not at every answer. */
   readonly skipped: Set<string>;
+  /** The last answer, as DnsDropTally.note keys it: an equal answer needs no diff. */
+  answerKey?: string;
 }
 
 /** What a reconcile changed, as `listener/entry` names (a reload's summary reports them). */
@@ -97,9 +101,23 @@ export class DnsDiscovery {
   #resolverFor = '';
   #held = false;
   #closed = false;
+  readonly #drops: DnsDropTally;
 
   constructor(parts: DiscoveryParts) {
     this.#p = parts;
+    this.#drops = new DnsDropTally(parts.log);
+  }
+
+  /** Records answers gave that were left out, since start, by reason. */
+  droppedRecords(): Readonly<DnsDropCounts> {
+    return this.#drops.counts();
+  }
+
+  /** Whether `ip:port` is one of lb4's listeners of the watch's protocol: a backend there would loop. */
+  #isOwn(w: Watch): (ip: string, port: number) => boolean {
+    const protocol = this.#p.listeners.bySlot(w.slot)?.config.protocol ?? 'tcp';
+    const own = this.#p.listeners.all().map((s) => s.config);
+    return (ip, port) => ownListenerAt(ip, port, protocol, own) !== undefined;
   }
 
   /** Resolutions since start, by result. */
@@ -223,10 +241,16 @@ export class DnsDiscovery {
 
   async #resolve(w: Watch): Promise<void> {
     const generation = w.generation;
-    const answer = await resolveDnsEntry(this.#currentResolver(), w.entry);
+    const answer = await resolveDnsEntry(this.#currentResolver(), w.entry, this.#isOwn(w));
     if (w.stopped || this.#closed || generation !== w.generation) return;
     this.#counts[answer.result]++;
-    if (answer.result === 'ok') {
+    const previousKey = w.answerKey ?? null;
+    w.answerKey = this.#drops.note(previousKey, w.entry, w.listener, answer);
+    // The same answer as last time, already applied and still in the registry: nothing to diff.
+    if (answer.result === 'ok' && w.answerKey === previousKey && !w.pending && this.#owned(w).length === answer.targets.length) {
+      w.failures = 0;
+      this.#report(w, answer, [], []);
+    } else if (answer.result === 'ok') {
       w.failures = 0;
       w.found = answer.targets;
       w.pending = true;
@@ -265,10 +289,10 @@ export class DnsDiscovery {
     for (const old of replaced) removed.push(...(await this.#applyTargets(old, [])).removed);
     const log = this.#p.log;
     if (added.length > 0 || removed.length > 0) log.info({ listener: w.listener, entry: w.entry.id, added, removed }, 'DNS backends changed');
-    this.#report(w, { result: 'ok', targets: w.found, ttlMs: null }, added, removed);
+    this.#report(w, { result: 'ok' }, added, removed);
   }
 
-  #report(w: Watch, answer: DnsAnswer, added: string[], removed: string[]): void {
+  #report(w: Watch, answer: DnsAnswer | { result: 'ok' }, added: string[], removed: string[]): void {
     const backends = this.#serving(w).map((b) => b.id);
     const error = answer.result === 'ok' ? {} : { error: answer.reason };
     this.#p.events.emit('dns-resolution', { listener: w.listener, entry: w.entry.id, result: answer.result, ...error, added, removed, backends });
