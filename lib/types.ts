@@ -327,6 +327,8 @@ export interface ReloadSummary {
   readonly backendsAdded: string[];
   readonly backendsRemoved: string[];
   readonly backendsChanged: string[];
+  /** Kept listeners whose access lists or limits changed, and which: `web: allow, limits`. */
+  readonly policyChanged: string[];
   /** Settings that changed in the new config but only take effect on a restart. */
   readonly needsRestart: string[];
 }

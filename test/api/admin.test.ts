@@ -252,7 +252,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
       throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number, got ${JSON.stringify(options.workers)}`, { field: 'workers' });
     }
     if (options?.workers !== undefined) this.config = Object.freeze({ ...this.config, workers: options.workers as number });
-    return { listenersAdded: [], listenersRemoved: [], backendsAdded: ['web/c'], backendsRemoved: [], backendsChanged: [], needsRestart: options?.workers !== undefined ? ['workers'] : [] };
+    return { listenersAdded: [], listenersRemoved: [], backendsAdded: ['web/c'], backendsRemoved: [], backendsChanged: [], policyChanged: [], needsRestart: options?.workers !== undefined ? ['workers'] : [] };
   }
 }
 
