@@ -645,7 +645,7 @@ t.test('POST /reload', async (t) => {
   const { call, target } = await start(t);
   const reread = await call('POST', '/reload');
   t.equal(reread.status, 200);
-  t.same(reread.json, { listenersAdded: [], listenersRemoved: [], backendsAdded: ['web/c'], backendsRemoved: [], backendsChanged: [], needsRestart: [] });
+  t.same(reread.json, { listenersAdded: [], listenersRemoved: [], backendsAdded: ['web/c'], backendsRemoved: [], backendsChanged: [], policyChanged: [], needsRestart: [] });
   t.same(target.calls.at(-1), { method: 'reload', args: [undefined] }, 'no body: re-read the config file');
 
   const before = target.config;
