@@ -335,6 +335,8 @@ export interface ReloadSummary {
    * answer) or changed. Present only when there are any.
    */
   readonly dnsEntries?: { readonly added: string[]; readonly removed: string[]; readonly renamed: string[]; readonly changed: string[] };
+  /** Kept listeners whose access lists or limits changed, and which: `web: allow, limits`. */
+  readonly policyChanged: string[];
   /** Settings that changed in the new config but only take effect on a restart. */
   readonly needsRestart: string[];
 }

@@ -3,6 +3,7 @@
 // host names, and returns a frozen config: nothing downstream validates again. The known options,
 // and the tunables' kinds, defaults and ranges, come from the option table (lib/config/options.ts).
 
+import { isIP } from 'node:net';
 import { Lb4Error } from '../errors.js';
 import { validateHealthConfig, type HealthConfig } from '../health/check-config.js';
 import type {
@@ -21,7 +22,7 @@ import { backendStates, protocols, type BackendState, type ForwardMode, type Pro
 import { onVip, validateCluster } from './cluster-options.js';
 import type { ListenerPolicyConfig } from '../policy-types.js';
 import { ownListenerAt } from './own-address.js';
-import { listenerPolicyKeys, validateListenerPolicy, validatePolicyDefaults } from './listener-policy.js';
+import { checkPolicyReach, listenerPolicyKeys, validateListenerPolicy, validatePolicyDefaults } from './listener-policy.js';
 import { checkDescriptorBudget } from './descriptor-budget.js';
 import { isDnsEntry, validateDnsEntry, validateDnsServers, type DnsEntryConfig } from './dns-entry.js';
 import { parseNetworks } from './network.js';
@@ -211,6 +212,9 @@ async function validateListener(raw: unknown, field: string, defaults: ListenerD
     { name, protocol, forward },
   );
   const ip = host === '' ? '::' : await resolveHost(host, listenField);
+  // Access lists and the queue, against what the listener can see: its client families, its backends' caps.
+  const families: ReadonlySet<4 | 6> = new Set(host === '' ? [4, 6] : [isIP(ip) === 4 ? 4 : 6]);
+  checkPolicyReach(policy, isObject ? opts : {}, field, { listen, families, cappedBackend: backends.some((b) => b.maxConnections > 0) });
   return Object.freeze({ name, listen, ip, port, anyInterface: host === '', freeBind: false, protocol, algorithm, forward, snat, proxyProtocol, acceptProxy, policy, ...sni, backends, discover, health });
 }
 

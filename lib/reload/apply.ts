@@ -11,7 +11,7 @@
 
 import type { EventEmitter } from 'node:events';
 import { readConfigFile } from '../config/config-file.js';
-import { nativeListenerPolicy } from '../config/listener-policy.js';
+import { nativeListenerPolicy, policyDifferences } from '../config/listener-policy.js';
 import { restartOnlySettings } from '../config/options.js';
 import { validateOptions } from '../config/validate.js';
 import type { NativeEngine } from '../engine/native-types.js';
@@ -268,6 +268,7 @@ export class Reloader {
       listenersAdded: plan.addedListeners.map((l) => l.name),
       listenersRemoved: plan.removedListeners.filter((l) => !plan.addedListeners.some((a) => a.name === l.name)).map((l) => l.name),
       ...this.#applyBackendChanges(plan.keptListeners, drainMs),
+      policyChanged: plan.keptListeners.filter((k) => k.policyChanged).map((k) => `${k.after.name}: ${policyDifferences(k.before.policy, k.after.policy).join(', ')}`),
       needsRestart: plan.needsRestart,
     };
     // New listeners join the table; their backends were registered when they opened.

@@ -252,7 +252,7 @@ class FakeTarget extends EventEmitter<BalancerEvents> implements AdminTarget {
       throw new Lb4Error('LB4_INVALID_OPTION', `must be a whole number, got ${JSON.stringify(options.workers)}`, { field: 'workers' });
     }
     if (options?.workers !== undefined) this.config = Object.freeze({ ...this.config, workers: options.workers as number });
-    return { listenersAdded: [], listenersRemoved: [], backendsAdded: ['web/c'], backendsRemoved: [], backendsChanged: [], needsRestart: options?.workers !== undefined ? ['workers'] : [] };
+    return { listenersAdded: [], listenersRemoved: [], backendsAdded: ['web/c'], backendsRemoved: [], backendsChanged: [], policyChanged: [], needsRestart: options?.workers !== undefined ? ['workers'] : [] };
   }
 }
 
@@ -645,7 +645,7 @@ t.test('POST /reload', async (t) => {
   const { call, target } = await start(t);
   const reread = await call('POST', '/reload');
   t.equal(reread.status, 200);
-  t.same(reread.json, { listenersAdded: [], listenersRemoved: [], backendsAdded: ['web/c'], backendsRemoved: [], backendsChanged: [], needsRestart: [] });
+  t.same(reread.json, { listenersAdded: [], listenersRemoved: [], backendsAdded: ['web/c'], backendsRemoved: [], backendsChanged: [], policyChanged: [], needsRestart: [] });
   t.same(target.calls.at(-1), { method: 'reload', args: [undefined] }, 'no body: re-read the config file');
 
   const before = target.config;

@@ -316,7 +316,7 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   // Access lists and limits show where set; a bad network or a negative limit names its field.
   const policy = writeConfig(
     'policy.yaml',
-    ['deny: [203.0.113.0/24]', 'listeners:', '  - { listen: "127.0.0.1:0", name: web, allow: ["::1"], maxConnections: 10, queueSize: 2, queueTimeout: 1s,', '      backends: [{ address: 127.0.0.1:9001, maxConnections: 4 }] }', ''].join('\n'),
+    ['deny: [203.0.113.0/24]', 'listeners:', '  - { listen: "127.0.0.1:0", name: web, allow: [127.0.0.0/8, "::1"], maxConnections: 10, queueSize: 2, queueTimeout: 1s,', '      backends: [{ address: 127.0.0.1:9001, maxConnections: 4 }] }', ''].join('\n'),
   );
   const policyRun = runCli(['check-config', policy]);
   const badPolicy = writeConfig('badpolicy.yaml', ['listeners:', '  - { listen: "127.0.0.1:0", maxConnectionsPerSource: -1, backends: [127.0.0.1:9001] }', ''].join('\n'));
@@ -340,7 +340,7 @@ t.test('check-config: ok, or exit 2 with one line naming the file and the field'
   t.match(proxyBad.stderr, /acceptProxy\[0\].*10\.0\.0\.0\/40/);
   const policyOk = await policyRun;
   t.equal(policyOk.exit.code, 0, `policy file: exit 0 ${policyOk.stderr}`);
-  t.match(policyOk.stdout, /web on 127\.0\.0\.1:0: roundrobin, 127\.0\.0\.1:9001 \(maxconn 4\); no health checks; allows ::1\/128; denies 203\.0\.113\.0\/24; at most 10 flows; queues 2 flows for 1s\n/);
+  t.match(policyOk.stdout, /web on 127\.0\.0\.1:0: roundrobin, 127\.0\.0\.1:9001 \(maxconn 4\); no health checks; allows 127\.0\.0\.0\/8, ::1\/128; denies 203\.0\.113\.0\/24; at most 10 flows; queues 2 flows for 1s\n/);
   const policyBad = await badPolicyRun;
   t.equal(policyBad.exit.code, 2);
   t.match(policyBad.stderr, /listeners\[0\]\.maxConnectionsPerSource.*between 0 and/);

@@ -1,5 +1,6 @@
 // Access lists and limits with real sockets (native/core/policy/, lib/config/listener-policy.ts):
-// allow and deny for IPv4 and IPv6 clients and after a reload, the listener cap, backend caps
+// allow and deny for IPv4 and IPv6 clients and after a reload, IPv4 clients of a dual-stack
+// listener against IPv4-mapped IPv6 networks, the listener cap, backend caps
 // with the queue (served when room frees, full, timed out, or refused with no queue), per-source
 // concurrency and rate limits, the PROXY protocol header's client judged instead of the peer,
 // and UDP sessions. Distinct IPv4 sources are 127.0.0.x bound as the client's local address.
@@ -86,6 +87,24 @@ t.test('IPv6 access lists on [::1], changed by a reload', async (t) => {
   await lb.reload(options(['::1/128']));
   t.ok((await echoFrom(port, '::1', Buffer.from('six\n'), '::1')).served, '::1 is served once the reload allows it');
   t.equal(counters(lb).denied, 1);
+});
+
+t.test('a dual-stack listener judges IPv4 clients by IPv6 networks over IPv4-mapped addresses, and by ::/0', async (t) => {
+  const backend = await echo(t);
+  const options = (lists: Partial<BalancerOptions>): BalancerOptions => ({ listen: ':0', backends: [backend.address], ...lists });
+  const lb = await balancer(t, options({ deny: ['::ffff:127.0.0.2'] }));
+  const port = lb.address().port;
+  const payload = Buffer.from('mapped\n');
+  t.ok(await refused(port, '127.0.0.2'), 'deny ::ffff:127.0.0.2 refuses the IPv4 client 127.0.0.2');
+  t.ok((await echoFrom(port, '127.0.0.1', payload)).served, 'and serves 127.0.0.1');
+  await lb.reload(options({ allow: ['::ffff:127.0.0.1'] }));
+  t.ok((await echoFrom(port, '127.0.0.1', payload)).served, 'allow ::ffff:127.0.0.1 serves the IPv4 client 127.0.0.1');
+  t.ok(await refused(port, '127.0.0.3'), 'and refuses 127.0.0.3');
+  await lb.reload(options({ deny: ['::/0'] }));
+  t.ok(await refused(port, '127.0.0.1'), 'deny ::/0 refuses IPv4 clients too');
+  t.ok(await refused(port, '::1', '::1'), 'as it does IPv6 ones');
+  t.equal(counters(lb).denied, 4, 'each refusal counted once');
+  t.equal(backend.accepted, 2, 'only the two served clients reached the backend');
 });
 
 t.test('the listener cap holds over every worker, refuses past maxConnections and serves again when a flow ends', async (t) => {

@@ -89,6 +89,7 @@ t.test('reload: listeners added and removed, backends added, removed and reweigh
     backendsAdded: ['web/192.0.2.4:80'],
     backendsRemoved: ['web/192.0.2.1:80'],
     backendsChanged: ['web/192.0.2.3:80'],
+    policyChanged: [],
     needsRestart: ['workers', 'retries'],
   });
   t.same(summaries, [summary], "a 'reload' event with the summary");
@@ -127,7 +128,7 @@ t.test('reload: the same config changes nothing in the engine', async (t) => {
   const { lb, engine } = await startFake(t, running);
   engine.clearCalls();
   const summary = await lb.reload(running);
-  t.same(summary, { listenersAdded: [], listenersRemoved: [], backendsAdded: [], backendsRemoved: [], backendsChanged: [], needsRestart: [] });
+  t.same(summary, { listenersAdded: [], listenersRemoved: [], backendsAdded: [], backendsRemoved: [], backendsChanged: [], policyChanged: [], needsRestart: [] });
   t.same(engine.calls, [], 'no call at all');
 });
 
