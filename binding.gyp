@@ -18,7 +18,6 @@
         "native/core/proxy_protocol/header_writer.cc",
         "native/core/policy/network_set.cc",
         "native/core/policy/source_tracker.cc",
-        "native/core/proxy_protocol/trusted_networks.cc",
         "native/core/sni/client_hello.cc",
         "native/core/sni/hello_reader.cc",
         "native/core/sni/sni_routes.cc",

@@ -18,7 +18,7 @@
 #include "proxy_protocol/header_parser.h"
 #include "proxy_protocol/header_reader.h"
 #include "proxy_protocol/header_writer.h"
-#include "proxy_protocol/trusted_networks.h"
+#include "policy/network_set.h"
 
 using lb4::ProxyHeader;
 using lb4::ProxyHeaderError;
@@ -219,7 +219,7 @@ TEST(proxy_protocol, writer_bytes) {
 }
 
 TEST(proxy_protocol, trusted_networks) {
-  lb4::TrustedNetworks t;
+  lb4::NetworkSet t;
   CHECK(t.empty());
   REQUIRE(t.add("10.0.0.0/8"));
   REQUIRE(t.add("192.168.1.7"));
@@ -238,7 +238,7 @@ TEST(proxy_protocol, trusted_networks) {
   for (const char* bad : {"10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0/8", "host/8", "10.0.0.0/8x", "", "/8"})
     CHECK(!t.add(bad));
   CHECK_EQ(t.size(), 4u);
-  lb4::TrustedNetworks all;
+  lb4::NetworkSet all;
   REQUIRE(all.add("0.0.0.0/0"));
   CHECK(all.contains(address("1.2.3.4", 1)));
   CHECK(!all.contains(address("::2", 1)));

@@ -66,6 +66,13 @@ bool NetworkSet::add(const std::string& cidr) {
   return true;
 }
 
+size_t NetworkSet::size() const {
+  size_t n = 0;
+  for (const auto& l : v4_) n += l.networks.size();
+  for (const auto& l : v6_) n += l.networks.size();
+  return n;
+}
+
 bool NetworkSet::contains(const SocketAddress& address) const {
   uint8_t bytes[16] = {};
   const size_t length = address.ipBytes(bytes);

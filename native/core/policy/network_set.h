@@ -21,6 +21,8 @@ class NetworkSet {
   // nothing, for anything else.
   bool add(const std::string& cidr);
   bool empty() const { return v4_.empty() && v6_.empty(); }
+  // Distinct networks held (one added twice counts once).
+  size_t size() const;
   bool contains(const SocketAddress& address) const;
 
  private:
