@@ -14,6 +14,7 @@ import { Lb4Error } from '../errors.js';
 import { backendStates, type BackendState } from './enums.js';
 import { formatHostPort, parseHostPort } from './address.js';
 import { showValue } from './show-value.js';
+import { specParams, wholeNumberParam } from './spec-params.js';
 
 /** The two kinds of DNS backend entry. */
 export const dnsEntryKinds = ['dns', 'srv'] as const;
@@ -92,20 +93,15 @@ function parseSpec(text: string, field: string): DnsBackendOptions {
   } else {
     out.srv = rest;
   }
-  for (const param of params) {
-    const eq = param.indexOf('=');
-    const key = (eq < 0 ? param : param.slice(0, eq)).trim();
-    const value = eq < 0 ? '' : param.slice(eq + 1).trim();
+  for (const [key, value] of specParams(params)) {
     if (key === 'weight' && kind === 'dns') {
-      if (!/^\d+$/.test(value)) throw new Lb4Error('LB4_INVALID_OPTION', `weight must be a whole number, got "${value}" in "${text}"`, { field });
-      out.weight = Number(value);
+      out.weight = wholeNumberParam(key, value, text, field);
     } else if (key === 'state') {
       out.state = value as BackendState;
     } else if (key === 'id') {
       out.id = value;
     } else if (key === 'maxBackends') {
-      if (!/^\d+$/.test(value)) throw new Lb4Error('LB4_INVALID_OPTION', `maxBackends must be a whole number, got "${value}" in "${text}"`, { field });
-      out.maxBackends = Number(value);
+      out.maxBackends = wholeNumberParam(key, value, text, field);
     } else {
       const known = kind === 'dns' ? 'weight, state, id, maxBackends' : 'state, id, maxBackends (an SRV record gives the weight)';
       throw new Lb4Error('LB4_INVALID_OPTION', `unknown ${kind} entry parameter "${key}" in "${text}" (known: ${known})`, { field });

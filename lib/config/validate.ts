@@ -26,6 +26,7 @@ import { checkPolicyReach, listenerPolicyKeys, validateListenerPolicy, validateP
 import { checkDescriptorBudget } from './descriptor-budget.js';
 import { isDnsEntry, validateDnsEntry, validateDnsServers, type DnsEntryConfig } from './dns-entry.js';
 import { parseNetworks } from './network.js';
+import { specParams, wholeNumberParam } from './spec-params.js';
 import { checkPoolName, validateSni } from './sni-routes.js';
 import { checkTableInteger, checkTunable, optionDefault, topLevelOptions, validateTunables } from './options.js';
 import { showValue } from './show-value.js';
@@ -44,20 +45,15 @@ function checkKnownKeys(opts: object, known: readonly string[], field: string): 
 export function parseBackendSpec(text: string, field: string): BackendOptions {
   const [address, ...params] = text.split(',');
   const out: BackendOptions = { address: address.trim() };
-  for (const param of params) {
-    const eq = param.indexOf('=');
-    const key = (eq < 0 ? param : param.slice(0, eq)).trim();
-    const value = eq < 0 ? '' : param.slice(eq + 1).trim();
+  for (const [key, value] of specParams(params)) {
     if (key === 'weight') {
-      if (!/^\d+$/.test(value)) throw new Lb4Error('LB4_INVALID_OPTION', `weight must be a whole number, got "${value}" in "${text}"`, { field });
-      out.weight = Number(value);
+      out.weight = wholeNumberParam(key, value, text, field);
     } else if (key === 'state') {
       out.state = value as BackendState;
     } else if (key === 'id') {
       out.id = value;
     } else if (key === 'maxconn') {
-      if (!/^\d+$/.test(value)) throw new Lb4Error('LB4_INVALID_OPTION', `maxconn must be a whole number, got "${value}" in "${text}"`, { field });
-      out.maxConnections = Number(value);
+      out.maxConnections = wholeNumberParam(key, value, text, field);
     } else if (key === 'pool') {
       out.pool = value;
     } else if (key === 'proxyProtocol') {
