@@ -29,24 +29,17 @@ class FlowDeadlineList {
   // that found no room after all keeps its place, wherever that was.
   void insertBefore(Flow& f, Flow* next) {
     if (!next) {
-      f.deadlinePrev = tail_;
-      f.deadlineNext = nullptr;
-      if (tail_) {
-        tail_->deadlineNext = &f;
-      } else {
-        head_ = &f;
-      }
-      tail_ = &f;
-    } else {
-      f.deadlinePrev = next->deadlinePrev;
-      f.deadlineNext = next;
-      if (next->deadlinePrev) {
-        next->deadlinePrev->deadlineNext = &f;
-      } else {
-        head_ = &f;
-      }
-      next->deadlinePrev = &f;
+      append(f, f.deadlineMs);
+      return;
     }
+    f.deadlinePrev = next->deadlinePrev;
+    f.deadlineNext = next;
+    if (next->deadlinePrev) {
+      next->deadlinePrev->deadlineNext = &f;
+    } else {
+      head_ = &f;
+    }
+    next->deadlinePrev = &f;
     f.deadlineList = this;
   }
 
