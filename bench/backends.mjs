@@ -11,6 +11,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nsdConfig } from '../test/helpers/nsd-config.mjs';
 import { FD_LIMIT, freePort, nginxPreamble, start, stop, waitListening } from './processes.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -59,30 +60,8 @@ export async function startDns(tmp, at = LOOPBACK) {
     join(dir, `${DNS_ZONE}.zone`),
     [`$ORIGIN ${DNS_ZONE}.`, '$TTL 300', `@ IN SOA ns.${DNS_ZONE}. admin.${DNS_ZONE}. 1 3600 600 86400 300`, '@ IN NS ns', 'ns IN A 127.0.0.1', ...records, ''].join('\n'),
   );
-  const config = `# DNS backend for the dns-rate scenario: the same for every system under test.
-server:
-  ip-address: ${at.host}@${port}
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "${dir}"
-  database: ""
-  pidfile: "${dir}/nsd.pid"
-  xfrdfile: "${dir}/xfrd.state"
-  zonelistfile: "${dir}/zone.list"
-  logfile: "${dir}/nsd.log"
-  verbosity: 0
-  hide-version: yes
-  # Response rate limiting (on by default in Debian's NSD: 200 answers/s per /24) would drop
-  # most of the answers to a single load generator on 127.0.0.1.
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: ${DNS_ZONE}
-  zonefile: ${DNS_ZONE}.zone
-`;
+  // The DNS backend for the dns-rate scenario: the same for every system under test.
+  const config = nsdConfig({ host: at.host, port, dir, zone: DNS_ZONE });
   const file = join(dir, 'nsd.conf');
   writeFileSync(file, config);
   // -d: stay in the foreground, in the process group the bench stops.

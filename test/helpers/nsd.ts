@@ -10,6 +10,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { nsdConfig } from './nsd-config.mjs';
 import { until } from './sockets.js';
 
 export const nsdInstalled = spawnSync('nsd', ['-v']).status === 0;
@@ -60,29 +61,7 @@ export async function startNsd(zone: string, records: readonly string[]): Promis
     mtime += 2;
     utimesSync(zoneFile, mtime, mtime);
   };
-  writeFileSync(
-    join(dir, 'nsd.conf'),
-    `server:
-  ip-address: 127.0.0.1@${port}
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "${dir}"
-  database: ""
-  pidfile: "${dir}/nsd.pid"
-  xfrdfile: "${dir}/xfrd.state"
-  zonelistfile: "${dir}/zone.list"
-  logfile: "${dir}/nsd.log"
-  verbosity: 0
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: ${zone}
-  zonefile: ${zone}.zone
-`,
-  );
+  writeFileSync(join(dir, 'nsd.conf'), nsdConfig({ host: '127.0.0.1', port, dir, zone }));
   const resolver = new Resolver({ timeout: 200, tries: 1 });
   resolver.setServers([`127.0.0.1:${port}`]);
   const servesSerial = async (wanted: number) => {
