@@ -178,12 +178,18 @@ t.test('at the session cap the oldest session is evicted', async (t) => {
   t.same(ports, clients.slice(2).map((c) => c.port).sort(), 'the two oldest went');
 });
 
-t.test('a refusing backend: counted for passive health, the session ends, the next datagram goes elsewhere', async (t) => {
+/** A UDP port where nothing listens (the host answers ICMP port unreachable), and a live backend answering "live". */
+async function refusingAndLive(t: Test): Promise<{ deadPort: number; live: Awaited<ReturnType<typeof udpBackend>> }> {
   const dead = await udpBackend(() => null);
   const deadPort = dead.port;
-  await dead.close(); // nothing listens there now: the host answers ICMP port unreachable
+  await dead.close();
   const live = await udpBackend(namedEcho('live'));
   t.teardown(() => live.close());
+  return { deadPort, live };
+}
+
+t.test('a refusing backend: counted for passive health, the session ends, the next datagram goes elsewhere', async (t) => {
+  const { deadPort, live } = await refusingAndLive(t);
   // The dead backend's weight makes it the first pick.
   const lb = await startBalancer({
     listen: '127.0.0.1:0/udp',
@@ -614,11 +620,7 @@ t.test('with --udp-responses and warm sockets, many clients at once each get onl
 });
 
 t.test('without active checks, a refusing UDP backend is taken down by passive health, so new clients are answered at once, and is tried again later', async (t) => {
-  const dead = await udpBackend(() => null);
-  const deadPort = dead.port;
-  await dead.close(); // nothing listens there now: the host answers ICMP port unreachable
-  const live = await udpBackend(namedEcho('live'));
-  t.teardown(() => live.close());
+  const { deadPort, live } = await refusingAndLive(t);
   const lb = await startBalancer({
     listen: '127.0.0.1:0/udp',
     backends: [{ address: `127.0.0.1:${deadPort}`, id: 'dead' }, { address: live.address, id: 'live' }],
