@@ -1,10 +1,10 @@
 #pragma once
 // Reads the server name a TLS client asks for (RFC 6066 server_name) from the bytes it sent
 // first, without decrypting anything: the ClientHello travels in clear. A pure function of those
-// bytes, like the PROXY protocol parser: the caller peeks at what has arrived, calls again with
-// more when told NeedMore, and routes when Done. The ClientHello may span several TLS records
-// (and so several TCP segments); every prefix of a valid hello gives NeedMore, and bytes after
-// the hello change nothing. Nothing is consumed: the bytes stay in the socket for the backend.
+// bytes, like the PROXY protocol parser: the caller (sni/hello_reader) passes what has arrived,
+// calls again with more when told NeedMore, and routes when Done. The ClientHello may span
+// several TLS records (and so several TCP segments); every prefix of a valid hello gives
+// NeedMore, and bytes after the hello change nothing.
 
 #include <cstddef>
 #include <cstdint>
@@ -33,8 +33,8 @@ struct ClientHello {
   std::string serverName;
   // NeedMore: the fewest bytes (from the start) that could make the answer change: the end of
   // the record being read, or the next record's header plus the handshake bytes still missing.
-  // A reader waits for that many before looking again (SO_RCVLOWAT), so a hello sent a byte per
-  // segment is parsed a few times, not once per byte.
+  // A reader holds what arrives until it has that many before asking again, so a hello sent a
+  // byte per segment is parsed a few times, not once per byte.
   size_t needBytes = 0;
 };
 
