@@ -67,23 +67,30 @@ export function ratiosToBest(summary, anchors, subject = 'lb4') {
   return out;
 }
 
+/** @typedef {'direct' | 'direct-conntrack' | 'best anchor'} TargetReference */
+
 /**
  * The NAT targets of issue 10 item 5: throughput and keep-alive requests/s at least 0.9x direct
- * and 1.3x the best anchor; new connections/s at least 0.8x direct.
- * @type {Array<{metric: string, against: 'direct' | 'best anchor', atLeast: number}>}
+ * and 1.3x the best anchor; new connections/s at least 0.8x direct. The same direct targets are
+ * also taken against `direct-conntrack` (a direct connection with the kernel's connection tracking
+ * on), when it ran: that splits what conntrack costs any host that has it on from what lb4's NAT
+ * adds. The targets proper are the `direct` rows.
+ * @type {Array<{metric: string, against: TargetReference, atLeast: number}>}
  */
 export const NAT_TARGETS = [
   ...['tput_up_1', 'tput_down_1', 'tput_up_4', 'tput_down_4', 'rr16_rps', 'rr256_rps'].flatMap((metric) => [
     { metric, against: /** @type {const} */ ('direct'), atLeast: 0.9 },
+    { metric, against: /** @type {const} */ ('direct-conntrack'), atLeast: 0.9 },
     { metric, against: /** @type {const} */ ('best anchor'), atLeast: 1.3 },
   ]),
   { metric: 'conn_rate', against: 'direct', atLeast: 0.8 },
+  { metric: 'conn_rate', against: 'direct-conntrack', atLeast: 0.8 },
 ];
 
 /**
  * @typedef {object} TargetRow
  * @property {string} metric
- * @property {'direct' | 'best anchor'} against
+ * @property {TargetReference} against
  * @property {string} reference the system the reference value came from
  * @property {number} value the subject's median
  * @property {number} referenceValue
@@ -107,7 +114,7 @@ export function natTargets(summary, anchors, subject = 'lb4-nat') {
     out[w] = [];
     for (const t of NAT_TARGETS) {
       const value = bySystem[subject]?.[t.metric]?.median;
-      const ref = t.against === 'direct' ? { system: 'direct', value: bySystem.direct?.[t.metric]?.median } : bests[w][t.metric];
+      const ref = t.against === 'best anchor' ? bests[w][t.metric] : { system: t.against, value: bySystem[t.against]?.[t.metric]?.median };
       if (typeof value !== 'number' || !ref || typeof ref.value !== 'number' || ref.value === 0) continue;
       const ratio = value / ref.value;
       out[w].push({ metric: t.metric, against: t.against, reference: ref.system, value, referenceValue: ref.value, ratio, atLeast: t.atLeast, met: ratio >= t.atLeast });

@@ -20,6 +20,7 @@ const here = fileURLToPath(new URL('.', import.meta.url));
  * @typedef {object} Backend
  * @property {string} kind
  * @property {number} port
+ * @property {number[]} [ports] the HTTP backend's ports, one per system under test (portFor)
  * @property {import('./processes.mjs').Child} child
  * @property {string} description
  */
@@ -71,17 +72,41 @@ export async function startDns(tmp, at = LOOPBACK) {
 }
 
 /**
+ * The port a system under test forwards to: its own where the backend has one per system.
+ * @param {Backend} backend @param {number} systemIndex
+ */
+export function portFor(backend, systemIndex) {
+  return backend.ports?.[systemIndex % backend.ports.length] ?? backend.port;
+}
+
+/**
+ * The HTTP backend listens on one port per system under test (`systems`), so that the TIME_WAIT
+ * sockets one system's connections leave on the backend never meet the next system's. They
+ * would hurt only kernel NAT: there the backend sees the client's own port, while the client's
+ * timestamps and sequence numbers belong to its connection to lb4's address, so a new SYN that
+ * lands on a TIME_WAIT socket left by another system's connection from the same port fails the
+ * PAWS check about half the time and waits a second for its retransmission (measured: NAT new
+ * connections/s 13.6k right after the direct run, 18.5k on an unused backend port).
  * @param {string} tmp
- * @param {{useNginx: boolean, processes: number}} options
+ * @param {{useNginx: boolean, processes: number, systems?: number}} options
  * @param {Place} [at]
  * @returns {Promise<Backend>}
  */
-export async function startHttp(tmp, { useNginx, processes }, at = LOOPBACK) {
+export async function startHttp(tmp, { useNginx, processes, systems = 1 }, at = LOOPBACK) {
+  if (useNginx) return startNginxHttp(tmp, processes, systems, at);
+  // The Node fallback listens on one port (http-backend.mjs takes one): lb4-nat there is noted.
   const port = await freePort();
-  if (!useNginx) {
-    const child = start('node http backend', process.execPath, [join(here, 'http-backend.mjs'), String(port), String(processes), at.host], { netns: at.netns });
-    await waitListening(child, port, undefined, undefined, at.host);
-    return { kind: 'http', port, child, description: `Node http, ${processes} process(es), "ok"` };
+  const child = start('node http backend', process.execPath, [join(here, 'http-backend.mjs'), String(port), String(processes), at.host], { netns: at.netns });
+  await waitListening(child, port, undefined, undefined, at.host);
+  return { kind: 'http', port, child, description: `Node http, ${processes} process(es), "ok", one port shared by every system` };
+}
+
+/** @param {string} tmp @param {number} processes @param {number} systems @param {Place} at @returns {Promise<Backend>} */
+async function startNginxHttp(tmp, processes, systems, at) {
+  const ports = [];
+  while (ports.length < systems) {
+    const p = await freePort();
+    if (!ports.includes(p)) ports.push(p);
   }
   const dir = join(tmp, 'http-backend');
   mkdirSync(dir, { recursive: true });
@@ -99,7 +124,7 @@ http {
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   server {
-    listen ${at.host}:${port} backlog=4096 reuseport;
+${ports.map((p) => `    listen ${at.host}:${p} backlog=4096 reuseport;`).join('\n')}
     location / { return 200 "ok\\n"; }
   }
 }
@@ -107,8 +132,8 @@ http {
   const file = join(dir, 'nginx.conf');
   writeFileSync(file, config);
   const child = start('nginx http backend', 'nginx', ['-p', dir, '-c', file, '-e', join(dir, 'error.log')], { netns: at.netns });
-  await waitListening(child, port, undefined, undefined, at.host);
-  return { kind: 'http', port, child, description: `nginx http, worker_processes ${processes}, return 200 "ok"` };
+  for (const p of ports) await waitListening(child, p, undefined, undefined, at.host);
+  return { kind: 'http', port: ports[0], ports, child, description: `nginx http, worker_processes ${processes}, return 200 "ok", one port per system under test` };
 }
 
 /**

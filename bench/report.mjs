@@ -200,7 +200,7 @@ export function natTargetTable(rows) {
   for (const r of rows) {
     const m = byKey.get(r.metric);
     const digits = m?.digits ?? 2;
-    lines.push(`| ${m?.label ?? r.metric} (${m?.unit ?? ''}) | ${fmt(r.value, digits)} | ${fmt(r.referenceValue, digits)} (${r.against === 'direct' ? 'direct' : `best anchor: ${r.reference}`}) | ${fmt(r.ratio, 2)} | >= ${r.atLeast} x ${r.against} | ${r.met ? 'yes' : '**no**'} |`);
+    lines.push(`| ${m?.label ?? r.metric} (${m?.unit ?? ''}) | ${fmt(r.value, digits)} | ${fmt(r.referenceValue, digits)} (${r.against === 'best anchor' ? `best anchor: ${r.reference}` : r.against}) | ${fmt(r.ratio, 2)} | >= ${r.atLeast} x ${r.against} | ${r.met ? 'yes' : '**no**'} |`);
   }
   return lines.join('\n');
 }

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startDns, startHttp, startIdle, startIperf3, stopBackend } from './backends.mjs';
+import { portFor, startDns, startHttp, startIdle, startIperf3, stopBackend } from './backends.mjs';
 import { metrics } from './metrics.mjs';
 import { benchCpuSeconds, machineCpu } from './proc.mjs';
 import { parseOptions, usage } from './options.mjs';
@@ -82,7 +82,7 @@ function prune(dir, keep) {
  * scenarios, and a system that cannot forward a protocol the scenario needs (UDP) cannot run it.
  */
 function skips(scenario, system) {
-  if (scenario.proxyOnly && system.name === 'direct') return true;
+  if (scenario.proxyOnly && system.direct) return true;
   return !(scenario.listen ?? TCP_ONLY).protocols.every((p) => system.protocols.includes(p));
 }
 
@@ -177,10 +177,10 @@ async function main() {
   const needBackend = new Set(runnableScenarios.map((s) => s.backend));
   const backends = {};
   if (needBackend.has('iperf3')) backends.iperf3 = await startIperf3(tmp, topology.backend);
-  if (needBackend.has('http')) backends.http = await startHttp(tmp, { useNginx: tools.nginx, processes: settings.httpBackendWorkers }, topology.backend);
+  if (needBackend.has('http')) backends.http = await startHttp(tmp, { useNginx: tools.nginx, processes: settings.httpBackendWorkers, systems: runnableSystems.length }, topology.backend);
   if (needBackend.has('idle')) backends.idle = await startIdle(topology.backend, topology.client);
   if (needBackend.has('dns')) backends.dns = await startDns(tmp, topology.backend);
-  const startArgs = (backend, workers, scenario) => ({ tmp, at: topology.system, backendHost: topology.backend.host, backendPort: backend.port, workers, listen: scenario.listen ?? TCP_ONLY });
+  const startArgs = (backend, workers, scenario, system) => ({ tmp, at: topology.system, backendHost: topology.backend.host, backendPort: portFor(backend, runnableSystems.indexOf(system)), workers, listen: scenario.listen ?? TCP_ONLY });
 
   /** @type {import('./report.mjs').RunRecord[]} */
   const runs = [];
@@ -197,7 +197,7 @@ async function main() {
     const record = { round, workers: system.perWorkers ? workers : null, scenario: scenario.name, system: system.name, metrics: {}, raw: {}, notes: [] };
     let target;
     try {
-      target = await system.start(startArgs(backend, workers, scenario), settings);
+      target = await system.start(startArgs(backend, workers, scenario, system), settings);
     } catch (e) {
       let error = e;
       if (system.rootOf && settings.lb4Launch === 'cli') {
@@ -206,7 +206,7 @@ async function main() {
         launchNotes.push(`${system.name} CLI failed to start (${e.message.split('\n')[0]}); switched to bench/lb4-proxy.mjs (startBalancer) for every lb4 build`);
         settings.lb4Launch = 'lib';
         try {
-          target = await system.start(startArgs(backend, workers, scenario), settings);
+          target = await system.start(startArgs(backend, workers, scenario, system), settings);
         } catch (e2) {
           error = e2;
         }
@@ -227,7 +227,7 @@ async function main() {
       target.clientNetns = topology.client.netns;
       const result = await scenario.run({ target, settings, backend, tmp });
       Object.assign(record, result);
-      if (system.name === 'direct') for (const m of metrics) if (m.proxyOnly) delete record.metrics[m.key];
+      if (system.direct) for (const m of metrics) if (m.proxyOnly) delete record.metrics[m.key];
     } catch (e) {
       record.notes.push(`scenario failed: ${e.message}`);
     } finally {

@@ -61,6 +61,7 @@ export const TCP_ONLY = { protocols: ['tcp'] };
  * @property {(settings: any) => string} describe one line for the report
  * @property {(args: StartArgs, settings: any) => Promise<Running>} start
  * @property {(settings: any) => string} [rootOf] set on lb4 builds: the checkout they run from
+ * @property {boolean} [direct] no system in the path: the client connects to the backend
  */
 
 // HAProxy refuses to start unless the descriptor limit covers 2 x maxconn + 2 x maxpipes (+ a few).
@@ -150,6 +151,13 @@ async function waitNatRules(child, netns, timeoutMs = 10_000) {
  * @returns {System}
  */
 function lb4NatSystem() {
+  // The same listening port in every round, as a production listener keeps its port. A new port
+  // each round would meet the conntrack entries the last round left in TIME_WAIT (120 s): the
+  // backend's side of a new connection (backend port -> client port) would clash with an old
+  // entry's, so NAT would move the client's port to a random one, whose SYN then fails the PAWS
+  // check of the backend's TIME_WAIT socket for that port about half the time (measured: 4.7k new
+  // connections/s in a second round on a new port, against 19.8k in the first).
+  let listenPort = 0;
   return {
     name: 'lb4-nat',
     perWorkers: false,
@@ -163,7 +171,8 @@ function lb4NatSystem() {
       if (!existsSync(lb4Cli(root))) throw new Error(`lb4-nat needs the CLI: ${lb4Cli(root)} is not built (npm run build)`);
       // A SIGKILLed lb4 would leave its table in this namespace: removed at the end whatever happens.
       if (!at.netns) atCleanupOnce(() => deleteNatTable(natTable));
-      const port = await freePort();
+      listenPort ||= await freePort();
+      const port = listenPort;
       const args = [lb4Cli(root), 'start', '--listen', `${at.host}:${port}`, '--backend', `${backendHost}:${backendPort}`, '--forward', 'nat', '--nat-table', natTable, '--log-level', 'warn', '--drain-timeout', '0'];
       const child = start('lb4-nat', process.execPath, args, { netns: at.netns });
       const stopIt = stopper(child);
@@ -311,12 +320,42 @@ const nodePipe = {
 /** @type {System} */
 const direct = {
   name: 'direct',
+  direct: true,
   perWorkers: false,
   needs: [],
   protocols: ['tcp', 'udp'],
   describe: () => 'no proxy: the client connects straight to the backend (the limit; measured once per round)',
   async start({ backendHost, backendPort }) {
     return { host: backendHost, port: backendPort, pid: null, stop: async () => '' };
+  },
+};
+
+/**
+ * A direct connection with the kernel's connection tracking on where lb4-nat runs (the root
+ * namespace on loopback, the router namespace on veth): a table whose one rule reads `ct state`,
+ * which makes netfilter track every connection there, as on any host with a stateful firewall.
+ * lb4-nat cannot run without conntrack; this reference tells its cost apart from lb4's rules'.
+ * @type {System}
+ */
+const directConntrack = {
+  name: 'direct-conntrack',
+  direct: true,
+  perWorkers: false,
+  needs: ['nft'],
+  protocols: ['tcp', 'udp'],
+  describe: () =>
+    `no proxy, as \`direct\`, with connection tracking on where lb4-nat runs (an nftables table \`${natTable}\` whose one rule is \`ct state invalid counter\` in prerouting): the kernel's conntrack cost alone (measured once per round)`,
+  async start({ at, backendHost, backendPort }) {
+    if (!at.netns) atCleanupOnce(() => deleteNatTable(natTable));
+    const rules = `table inet ${natTable} {\n  chain track {\n    type filter hook prerouting priority filter; policy accept;\n    ct state invalid counter\n  }\n}\n`;
+    const [file, args] = at.netns ? ['ip', ['netns', 'exec', at.netns, 'nft', '-f', '-']] : ['nft', ['-f', '-']];
+    const r = spawnSync(file, args, { input: rules, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`direct-conntrack: nft -f failed: ${(r.stderr || '').trim()}`);
+    const drop = () => {
+      const [f, a] = at.netns ? ['ip', ['netns', 'exec', at.netns, 'nft', 'delete', 'table', 'inet', natTable]] : ['nft', ['delete', 'table', 'inet', natTable]];
+      spawnSync(f, a, { stdio: 'ignore' });
+    };
+    return { host: backendHost, port: backendPort, pid: null, stop: async () => (drop(), '') };
   },
 };
 
@@ -327,7 +366,7 @@ const haproxyAuto = haproxySystem(HAPROXY_SYSTEMS[0], 'auto');
 const haproxyRr = haproxySystem(HAPROXY_SYSTEMS[1], 'always');
 
 /** In table order. */
-export const systems = [direct, lb4, lb4Nat, haproxyAuto, haproxyRr, nginx, nodePipe];
+export const systems = [direct, directConntrack, lb4, lb4Nat, haproxyAuto, haproxyRr, nginx, nodePipe];
 
 /**
  * The commit an lb4 build was made from: DIR/.lb4-commit (written by bench/snapshot.mjs), else

@@ -83,6 +83,40 @@ function pickRule(l: NatListenerRules, pick: NatPick): string {
   return `jhash ${ipWord(pick.family)} saddr mod ${pick.table.length} vmap { ${elements.join(', ')} }`;
 }
 
+/**
+ * The counting rules: per address family, protocol and listener shape (one address or every
+ * address), one rule each way whose counter is looked up in a map keyed by the connection's
+ * listener (conntrack's original destination) and the backend on the packet. A packet walks at
+ * most a handful of rules however many listeners and backends there are, and every packet of the
+ * host pays for them, lb4's or not (`ct status dnat` first turns the others away at once).
+ */
+function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>): string[] {
+  const groups = new Map<string, { family: NatFamily; protocol: string; anyAddress: boolean; toBackend: Map<string, string>; toClient: Map<string, string> }>();
+  for (const { l, b } of all) {
+    const family = familyOf(b.ip);
+    const anyAddress = l.ip === null || l.ip === '::' || l.ip === '0.0.0.0';
+    const id = `${family} ${l.protocol} ${anyAddress}`;
+    let g = groups.get(id);
+    if (!g) groups.set(id, (g = { family, protocol: l.protocol, anyAddress, toBackend: new Map(), toClient: new Map() }));
+    const key = `${anyAddress ? '' : `${l.ip} . `}${l.port} . ${b.ip} . ${b.port}`;
+    // One listener cannot name one address twice in the kernel's view; should two entries
+    // (an old one still draining and its successor) share it, the first one counts.
+    const names = counterNamesOf(b.key);
+    if (!g.toBackend.has(key)) g.toBackend.set(key, names.toBackend);
+    if (!g.toClient.has(key)) g.toClient.set(key, names.toClient);
+  }
+  const rules: string[] = [];
+  for (const g of groups.values()) {
+    const ip = ipWord(g.family);
+    const listener = `${g.anyAddress ? '' : `ct original ${ip} daddr . `}ct original proto-dst`;
+    const elements = (m: Map<string, string>) => [...m].map(([key, name]) => `${key} : "${name}"`).join(', ');
+    const head = `ct status dnat meta nfproto ${g.family} meta l4proto ${g.protocol} counter name`;
+    rules.push(`    ${head} ${listener} . ${ip} daddr . ${g.protocol} dport map { ${elements(g.toBackend)} }`);
+    rules.push(`    ${head} ${listener} . ${ip} saddr . ${g.protocol} sport map { ${elements(g.toClient)} }`);
+  }
+  return rules;
+}
+
 /** The picks that can choose something: a family without a backend gets no rule (the held socket answers). */
 const livePicks = (l: NatListenerRules) => l.picks.filter((p) => (p.kind === 'roundrobin' ? p.backends.some((b) => b.weight > 0) : p.table.length > 0));
 
@@ -110,15 +144,7 @@ function tableBody(listeners: readonly NatListenerRules[]): string[] {
     }
   }
   out.push('  }');
-  out.push('  chain count {');
-  for (const { l, b } of all) {
-    const family = familyOf(b.ip);
-    const names = counterNamesOf(b.key);
-    const match = fromListener(l, family);
-    out.push(`    ${match} ${ipWord(family)} daddr ${b.ip} ${l.protocol} dport ${b.port} counter name "${names.toBackend}"`);
-    out.push(`    ${match} ${ipWord(family)} saddr ${b.ip} ${l.protocol} sport ${b.port} counter name "${names.toClient}"`);
-  }
-  out.push('  }');
+  out.push('  chain count {', ...countRules(all), '  }');
   out.push('  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;', '    jump listeners', '  }');
   out.push('  chain output {', '    type nat hook output priority -100; policy accept;', '    jump listeners', '  }');
   out.push('  chain postrouting {', '    type nat hook postrouting priority srcnat; policy accept;');
