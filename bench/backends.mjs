@@ -86,7 +86,7 @@ export function portFor(backend, systemIndex) {
  * timestamps and sequence numbers belong to its connection to lb4's address, so a new SYN that
  * lands on a TIME_WAIT socket left by another system's connection from the same port fails the
  * PAWS check about half the time and waits a second for its retransmission (measured: NAT new
- * connections/s 13.6k right after the direct run, 18.5k on an unused backend port).
+ * connections/s 13.6k right after the direct run on a shared port, 19.8k on a port of its own).
  * @param {string} tmp
  * @param {{useNginx: boolean, processes: number, systems?: number}} options
  * @param {Place} [at]
