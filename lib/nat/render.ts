@@ -157,9 +157,12 @@ function tableBody(listeners: readonly NatListenerRules[]): string[] {
   }
   out.push('  }');
   // Filter hooks see the backend's address on both legs: forward for routed clients, output
-  // and input for clients on this host (filter input runs before the reply is un-DNATed).
+  // and input for clients or backends on this host (filter input runs before the reply is
+  // un-DNATed). A packet from this host to this host passes output and then input (over lo)
+  // still addressed to the backend: output has counted it, so input skips what came over lo.
   for (const hook of ['forward', 'input', 'output']) {
-    out.push(`  chain count_${hook} {`, `    type filter hook ${hook} priority filter; policy accept;`, '    jump count', '  }');
+    const body = hook === 'input' ? ['    meta iiftype loopback return', '    jump count'] : ['    jump count'];
+    out.push(`  chain count_${hook} {`, `    type filter hook ${hook} priority filter; policy accept;`, ...body, '  }');
   }
   return out;
 }
