@@ -16,6 +16,8 @@
 // - `postrouting` masquerades the connections of `snat: masquerade` listeners.
 // - Filter chains on forward, input and output count packets and bytes each way per backend.
 
+import { canonicalIp } from '../cluster/vip.js';
+
 /** A backend as the rules see it. `key` is the registry's key, which names its counters. */
 export interface NatBackend {
   readonly key: number;
@@ -98,9 +100,12 @@ function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>):
     const id = `${family} ${l.protocol} ${anyAddress}`;
     let g = groups.get(id);
     if (!g) groups.set(id, (g = { family, protocol: l.protocol, anyAddress, toBackend: new Map(), toClient: new Map() }));
-    const key = `${anyAddress ? '' : `${l.ip} . `}${l.port} . ${b.ip} . ${b.port}`;
+    // The kernel compares addresses, not their spelling: `fd20::11`, `FD20::11` and `fd20:0::11`
+    // are one key, and a map given it twice refuses the whole file ("File exists").
+    const key = `${anyAddress ? '' : `${canonicalIp(l.ip!)} . `}${l.port} . ${canonicalIp(b.ip)} . ${b.port}`;
     // One listener cannot name one address twice in the kernel's view; should two entries
-    // (an old one still draining and its successor) share it, the first one counts.
+    // (an old one still draining and its successor, or one address written two ways) share it,
+    // the first one counts.
     const names = counterNamesOf(b.key);
     if (!g.toBackend.has(key)) g.toBackend.set(key, names.toBackend);
     if (!g.toClient.has(key)) g.toClient.set(key, names.toClient);

@@ -246,4 +246,30 @@ if (!isRoot) {
     t.ok(results.every((r) => r.remote === clientIp6), 'backends see the client address');
     await closeLb(lb);
   });
+
+  t.test('IPv6: one backend address written two ways (a reload that respells it, or both in one list) loads, and its bytes count once', async (t) => {
+    const topo = await makeTopology(t, { ipv6: true });
+    await startBackends(t, topo);
+    const plain = `[${backendIps6.b1}]:8080`;
+    const upper = `[${backendIps6.b1.toUpperCase()}]:8080`;
+    const padded = `[${backendIps6.b1.replace('::', ':0:0::')}]:8080`;
+    // The kernel sees one address in each pair: its counting map would hold one key twice.
+    const lb = await startLb(t, topo.lb, { listen: `[${vip6}]:80`, backends: [plain, padded], forward: 'nat', workers: 1 });
+    const first = await shaExchanges(t, topo.client, 4, 1 << 16, 1 << 16, vip6);
+    t.equal(first.filter((r) => r.ok && r.name === 'b1').length, 4, 'served by b1 under either spelling');
+    lb.send({ op: 'stats' });
+    const before = await lb.next<{ backends: Array<{ id: string; counters: Record<string, number> }> }>('stats');
+    const bytesOf = (id: string) => before.backends.find((b) => b.id === id)!.counters.bytes_to_backend;
+    t.ok(bytesOf(plain) > 4 * (1 << 16), 'the first spelling counts the address\'s bytes');
+    t.equal(bytesOf(padded), 0, 'the second does not count them again');
+    lb.send({ op: 'reload', options: { listen: `[${vip6}]:80`, backends: [upper], forward: 'nat', workers: 1 } });
+    await lb.next('reloaded');
+    const after = await shaExchanges(t, topo.client, 2, 1 << 16, 1 << 16, vip6);
+    t.equal(after.filter((r) => r.ok && r.name === 'b1').length, 2, 'served after the reload');
+    lb.send({ op: 'stats' });
+    const stats = await lb.next<{ backends: Array<{ id: string; counters: Record<string, number> }> }>('stats');
+    const up = stats.backends.find((b) => b.id === upper)!.counters;
+    t.ok(up.bytes_to_backend > 2 * (1 << 16) && up.bytes_to_client > 2 * (1 << 16), 'the respelled backend counts its bytes each way');
+    await closeLb(lb);
+  });
 }
