@@ -272,4 +272,28 @@ if (!isRoot) {
     t.ok(up.bytes_to_backend > 2 * (1 << 16) && up.bytes_to_client > 2 * (1 << 16), 'the respelled backend counts its bytes each way');
     await closeLb(lb);
   });
+
+  t.test('a listener on one address next to one on every address with the same port: each serves and counts only its own connections', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    // The every-address listener first: its rule must not take the other's clients, and its
+    // counters must not count the other's bytes to the backend they share.
+    const lb = await startLb(t, topo.lb, { listeners: [{ name: 'every', listen: '[::]:80', backends: [b1] }, { name: 'one', listen: `${vip}:80`, backends: [b1, b2] }], forward: 'nat', workers: 1 });
+    const toOne = await shaExchanges(t, topo.client, 4, 1 << 16, 1 << 16, vip);
+    t.same([count(toOne, 'b1'), count(toOne, 'b2')], [2, 2], 'the one-address listener serves its address, balancing over its backends');
+    const toEvery = await shaExchanges(t, topo.client, 3, 1 << 16, 1 << 16, lbInside);
+    t.equal(count(toEvery, 'b1'), 3, 'the every-address listener serves the host\'s other addresses');
+    lb.send({ op: 'stats' });
+    const stats = await lb.next<{ backends: Array<{ id: string; listener: string; counters: Record<string, number> }> }>('stats');
+    const of = (listener: string) => stats.backends.find((b) => b.listener === listener && b.id === b1)!.counters;
+    t.equal(of('one').flows_total, 2);
+    t.equal(of('every').flows_total, 3);
+    // 2 and 3 exchanges of 64 KiB each way: each counter holds its own, not the other listener's too.
+    for (const [name, n] of [['one', 2], ['every', 3]] as const) {
+      const c = of(name);
+      t.ok(c.bytes_to_backend > n * (1 << 16) && c.bytes_to_backend < (n + 1) * (1 << 16), `${name}: bytes to b1 are its ${n} exchanges' (${c.bytes_to_backend})`);
+      t.ok(c.bytes_to_client > n * (1 << 16) && c.bytes_to_client < (n + 1) * (1 << 16), `${name}: bytes to the client are its ${n} exchanges' (${c.bytes_to_client})`);
+    }
+    await closeLb(lb);
+  });
 }
