@@ -179,8 +179,16 @@ function tableBody(listeners: readonly NatListenerRules[]): string[] {
   out.push('  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;', '    jump listeners', '  }');
   out.push('  chain output {', '    type nat hook output priority -100; policy accept;', '    jump listeners', '  }');
   out.push('  chain postrouting {', '    type nat hook postrouting priority srcnat; policy accept;');
-  for (const l of listeners) {
-    if (l.snat !== 'masquerade') continue;
+  // The every-address match also takes a one-address listener's connections to the same port: a
+  // one-address listener that keeps client addresses returns first, else a masquerading
+  // every-address listener beside it would hide its clients' addresses from its backends.
+  const masquerading = listeners.filter((m) => m.snat === 'masquerade' && onEveryAddress(m));
+  for (const l of [...listeners].sort((a, b) => Number(onEveryAddress(a)) - Number(onEveryAddress(b)))) {
+    if (l.snat !== 'masquerade') {
+      if (onEveryAddress(l) || !masquerading.some((m) => m.protocol === l.protocol && m.port === l.port)) continue;
+      for (const family of new Set(l.backends.map((b) => familyOf(b.ip)))) out.push(`    ${fromListener(l, family)} return`);
+      continue;
+    }
     for (const b of l.backends) {
       const family = familyOf(b.ip);
       out.push(`    ${fromListener(l, family)} ${ipWord(family)} daddr ${b.ip} ${l.protocol} dport ${b.port} masquerade`);

@@ -296,4 +296,15 @@ if (!isRoot) {
     }
     await closeLb(lb);
   });
+
+  t.test('a listener on one address keeps the client address next to a masquerading one on every address with the same port', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    const lb = await startLb(t, topo.lb, { listeners: [{ name: 'every', listen: '[::]:80', snat: 'masquerade', backends: [b1] }, { name: 'one', listen: `${vip}:80`, snat: 'none', backends: [b1] }], forward: 'nat', workers: 1 });
+    const toOne = await shaExchanges(t, topo.client, 2, 4096, 4096, vip);
+    t.ok(toOne.every((r) => r.ok && r.remote === clientIp), `the one-address listener's backend sees the client (${toOne.map((r) => r.remote).join(', ')})`);
+    const toEvery = await shaExchanges(t, topo.client, 2, 4096, 4096, lbInside);
+    t.ok(toEvery.every((r) => r.ok && r.remote === lbInside), `the every-address listener's backend sees lb4's address (${toEvery.map((r) => r.remote).join(', ')})`);
+    await closeLb(lb);
+  });
 }
