@@ -16,6 +16,7 @@
 // - `postrouting` masquerades the connections of `snat: masquerade` listeners.
 // - Filter chains on forward, input and output count packets and bytes each way per backend.
 
+import { isIP } from 'node:net';
 import { canonicalIp } from '../cluster/vip.js';
 
 /** A backend as the rules see it. `key` is the registry's key, which names its counters. */
@@ -56,6 +57,9 @@ const ipWord = (family: NatFamily) => (family === 'ipv4' ? 'ip' : 'ip6');
 const hostPort = (b: NatBackend) => (familyOf(b.ip) === 'ipv4' ? `${b.ip}:${b.port}` : `[${b.ip}]:${b.port}`);
 const backendChain = (slot: number, key: number) => `backend_${slot}_${key}`;
 const pickChain = (slot: number, family: NatFamily) => `pick_${slot}_${family === 'ipv4' ? 'v4' : 'v6'}`;
+
+/** An address as the kernel compares it; one that is not an address goes as written, for nft to name. */
+const sameAddress = (ip: string) => (isIP(ip) ? canonicalIp(ip) : ip);
 
 /** The listener takes every address of this host (`:80`, `[::]:80`, `0.0.0.0:80`). */
 const onEveryAddress = (l: NatListenerRules) => l.ip === null || l.ip === '::' || l.ip === '0.0.0.0';
@@ -113,10 +117,10 @@ function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>):
     const id = `${family} ${l.protocol} ${anyAddress}`;
     let g = groups.get(id);
     if (!g) groups.set(id, (g = { family, protocol: l.protocol, anyAddress, listeners: new Set(), toBackend: new Map(), toClient: new Map() }));
-    if (!anyAddress) g.listeners.add(`${canonicalIp(l.ip!)} . ${l.port}`);
+    if (!anyAddress) g.listeners.add(`${sameAddress(l.ip!)} . ${l.port}`);
     // The kernel compares addresses, not their spelling: `fd20::11`, `FD20::11` and `fd20:0::11`
     // are one key, and a map given it twice refuses the whole file ("File exists").
-    const key = `${anyAddress ? '' : `${canonicalIp(l.ip!)} . `}${l.port} . ${canonicalIp(b.ip)} . ${b.port}`;
+    const key = `${anyAddress ? '' : `${sameAddress(l.ip!)} . `}${l.port} . ${sameAddress(b.ip)} . ${b.port}`;
     // One listener cannot name one address twice in the kernel's view; should two entries
     // (an old one still draining and its successor, or one address written two ways) share it,
     // the first one counts.
