@@ -174,8 +174,15 @@ function tableBody(listeners: readonly NatListenerRules[]): string[] {
   // the `10.0.0.1:80` listener (as the kernel gives a connection to the most specific socket),
   // whatever the order of the config.
   for (const l of [...listeners].sort((a, b) => Number(onEveryAddress(a)) - Number(onEveryAddress(b)))) {
-    for (const pick of livePicks(l)) {
+    const picks = livePicks(l);
+    for (const pick of picks) {
       out.push(`    meta nfproto ${pick.family} ${listenerMatch(l, pick.family)} ${l.protocol} dport ${l.port} jump ${pickChain(l.slot, pick.family)}`);
+    }
+    // With no backend taking new connections its clients go to its held socket, not on to an
+    // every-address listener with the same port further down.
+    const family = l.ip === null ? null : familyOf(l.ip);
+    if (family && !onEveryAddress(l) && !picks.some((p) => p.family === family) && listeners.some((m) => onEveryAddress(m) && m.protocol === l.protocol && m.port === l.port)) {
+      out.push(`    meta nfproto ${family} ${listenerMatch(l, family)} ${l.protocol} dport ${l.port} accept`);
     }
   }
   out.push('  }');

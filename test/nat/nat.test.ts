@@ -307,4 +307,15 @@ if (!isRoot) {
     t.ok(toEvery.every((r) => r.ok && r.remote === lbInside), `the every-address listener's backend sees lb4's address (${toEvery.map((r) => r.remote).join(', ')})`);
     await closeLb(lb);
   });
+
+  t.test('a one-address listener with no backend taking new connections does not hand its clients to an every-address listener with the same port', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    const lb = await startLb(t, topo.lb, { listeners: [{ name: 'every', listen: '[::]:80', backends: [b2] }, { name: 'one', listen: `${vip}:80`, backends: [`${b1},weight=0`] }], forward: 'nat', workers: 1 });
+    const toOne = await shaExchanges(t, topo.client, 2, 4096, 4096, vip);
+    t.equal(count(toOne, 'b2'), 0, `no client of the one-address listener reaches the other listener's backend (${JSON.stringify(toOne)})`);
+    const toEvery = await shaExchanges(t, topo.client, 2, 4096, 4096, lbInside);
+    t.equal(count(toEvery, 'b2'), 2, 'the every-address listener still serves the other addresses');
+    await closeLb(lb);
+  });
 }
