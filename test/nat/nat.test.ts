@@ -7,9 +7,12 @@ import { addon } from '../../lib/engine/addon.js';
 import { buildDist } from '../helpers/cli.js';
 import { deleteOrphans, isRoot, notRootMessage } from '../helpers/netns.js';
 import { until } from '../helpers/sockets.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { NftRunner } from '../../lib/nat/nft.js';
 import { renderRuleset } from '../../lib/nat/render.js';
 import { backendIps, backendIps6, clientIp, clientIp6, vip6, hasTable, launchLb, lbInside, makeTopology, peer, run, shaExchanges, startBackends, startLb, vip, type JsonChild, type Topology } from './topology.js';
@@ -317,5 +320,25 @@ if (!isRoot) {
     const toEvery = await shaExchanges(t, topo.client, 2, 4096, 4096, lbInside);
     t.equal(count(toEvery, 'b2'), 2, 'the every-address listener still serves the other addresses');
     await closeLb(lb);
+  });
+
+  t.test('lb4 start --config: the file\'s natTable names the table (the flag\'s default does not replace it)', async (t) => {
+    const topo = await makeTopology(t);
+    const dir = mkdtempSync(join(tmpdir(), 'lb4-nat-config-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'lb4.json');
+    writeFileSync(file, JSON.stringify({ listen: ':80', backends: [b1], forward: 'nat', workers: 1, natTable: 'lb4_from_file' }));
+    const cli = fileURLToPath(new URL('../../dist/bin/lb4.js', import.meta.url));
+    const child = spawn('ip', ['netns', 'exec', topo.lb.name, process.execPath, cli, 'start', '--config', file, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = once(child, 'exit');
+    t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+    await until(async () => child.exitCode !== null || (await hasTable(topo.lb, 'lb4_from_file')) || (await hasTable(topo.lb)), 20_000, 'lb4 to make its table');
+    t.ok(await hasTable(topo.lb, 'lb4_from_file'), `the table the file names (${stderr.trim()})`);
+    t.notOk(await hasTable(topo.lb), 'no table under the default name');
+    child.kill('SIGTERM');
+    await exited;
+    t.notOk(await hasTable(topo.lb, 'lb4_from_file'), 'the stop removed it');
   });
 }
