@@ -57,7 +57,8 @@ async function balancerOptions(flags: StartFlags, typed: ReadonlySet<string>): P
   // Cluster flags lay over the file's `cluster:` part by part, as typed.
   const clusterParts = Object.fromEntries(clusterPartFlags.flatMap(([name, part]) => (flags[name] === undefined ? [] : [[part, flags[name]]])));
   if (Object.keys(clusterParts).length > 0) options.cluster = { ...((options.cluster as object | undefined) ?? {}), ...clusterParts };
-  if (flags.natTable !== undefined) options.natTable = flags.natTable;
+  // As typed only: the flag's default ('lb4') would replace a config file's own table name.
+  if (typed.has('natTable')) options.natTable = flags.natTable;
   // DNS servers for dns:/srv: backend entries: the flags replace the file's list, as typed.
   if (flags.dnsServer !== undefined) options.dnsServers = flags.dnsServer;
   // Trusted PROXY protocol sources: the flags replace the file's top-level list, as typed.

@@ -16,6 +16,9 @@
 // - `postrouting` masquerades the connections of `snat: masquerade` listeners.
 // - Filter chains on forward, input and output count packets and bytes each way per backend.
 
+import { isIP } from 'node:net';
+import { canonicalIp } from '../cluster/vip.js';
+
 /** A backend as the rules see it. `key` is the registry's key, which names its counters. */
 export interface NatBackend {
   readonly key: number;
@@ -55,15 +58,21 @@ const hostPort = (b: NatBackend) => (familyOf(b.ip) === 'ipv4' ? `${b.ip}:${b.po
 const backendChain = (slot: number, key: number) => `backend_${slot}_${key}`;
 const pickChain = (slot: number, family: NatFamily) => `pick_${slot}_${family === 'ipv4' ? 'v4' : 'v6'}`;
 
+/** An address as the kernel compares it; one that is not an address goes as written, for nft to name. */
+const sameAddress = (ip: string) => (isIP(ip) ? canonicalIp(ip) : ip);
+
+/** The listener takes every address of this host (`:80`, `[::]:80`, `0.0.0.0:80`). */
+const onEveryAddress = (l: NatListenerRules) => l.ip === null || l.ip === '::' || l.ip === '0.0.0.0';
+
 /** `ip daddr 10.0.0.1` for a listener on one address; `fib daddr type local` for every address. */
 function listenerMatch(l: NatListenerRules, family: NatFamily): string {
-  if (l.ip === null || l.ip === '::' || l.ip === '0.0.0.0') return 'fib daddr type local';
+  if (onEveryAddress(l)) return 'fib daddr type local';
   return `${ipWord(family)} daddr ${l.ip}`;
 }
 
 /** The connection was DNATed from this listener: the match shared by counting and masquerade. */
 function fromListener(l: NatListenerRules, family: NatFamily): string {
-  const daddr = l.ip === null || l.ip === '::' || l.ip === '0.0.0.0' ? '' : ` ct original ${ipWord(family)} daddr ${l.ip}`;
+  const daddr = onEveryAddress(l) ? '' : ` ct original ${ipWord(family)} daddr ${l.ip}`;
   return `meta nfproto ${family} meta l4proto ${l.protocol} ct status dnat${daddr} ct original proto-dst ${l.port}`;
 }
 
@@ -90,29 +99,52 @@ function pickRule(l: NatListenerRules, pick: NatPick): string {
  * most a handful of rules however many listeners and backends there are, and every packet of the
  * host pays for them, lb4's or not (`ct status dnat` first turns the others away at once).
  */
+interface Group {
+  readonly family: NatFamily;
+  readonly protocol: string;
+  readonly anyAddress: boolean;
+  /** One-address listeners only: `ip . port` of each, for the return that keeps them out of the every-address map. */
+  readonly listeners: Set<string>;
+  readonly toBackend: Map<string, string>;
+  readonly toClient: Map<string, string>;
+}
+
 function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>): string[] {
-  const groups = new Map<string, { family: NatFamily; protocol: string; anyAddress: boolean; toBackend: Map<string, string>; toClient: Map<string, string> }>();
+  const groups = new Map<string, Group>();
   for (const { l, b } of all) {
     const family = familyOf(b.ip);
-    const anyAddress = l.ip === null || l.ip === '::' || l.ip === '0.0.0.0';
+    const anyAddress = onEveryAddress(l);
     const id = `${family} ${l.protocol} ${anyAddress}`;
     let g = groups.get(id);
-    if (!g) groups.set(id, (g = { family, protocol: l.protocol, anyAddress, toBackend: new Map(), toClient: new Map() }));
-    const key = `${anyAddress ? '' : `${l.ip} . `}${l.port} . ${b.ip} . ${b.port}`;
+    if (!g) groups.set(id, (g = { family, protocol: l.protocol, anyAddress, listeners: new Set(), toBackend: new Map(), toClient: new Map() }));
+    if (!anyAddress) g.listeners.add(`${sameAddress(l.ip!)} . ${l.port}`);
+    // The kernel compares addresses, not their spelling: `fd20::11`, `FD20::11` and `fd20:0::11`
+    // are one key, and a map given it twice refuses the whole file ("File exists").
+    const key = `${anyAddress ? '' : `${sameAddress(l.ip!)} . `}${l.port} . ${sameAddress(b.ip)} . ${b.port}`;
     // One listener cannot name one address twice in the kernel's view; should two entries
-    // (an old one still draining and its successor) share it, the first one counts.
+    // (an old one still draining and its successor, or one address written two ways) share it,
+    // the first one counts.
     const names = counterNamesOf(b.key);
     if (!g.toBackend.has(key)) g.toBackend.set(key, names.toBackend);
     if (!g.toClient.has(key)) g.toClient.set(key, names.toClient);
   }
+  // A connection to a one-address listener also matches the every-address map when the two
+  // share a port and a backend: its rules go first and end with a return for its listeners, so
+  // its bytes count once, against the listener the client addressed.
+  const sameKind = (g: Group) => `${g.family} ${g.protocol}`;
+  const kinds = [...new Set([...groups.values()].map(sameKind))];
+  const ordered = [...groups.values()].sort((a, b) => kinds.indexOf(sameKind(a)) - kinds.indexOf(sameKind(b)) || Number(a.anyAddress) - Number(b.anyAddress));
   const rules: string[] = [];
-  for (const g of groups.values()) {
+  for (const g of ordered) {
     const ip = ipWord(g.family);
     const listener = `${g.anyAddress ? '' : `ct original ${ip} daddr . `}ct original proto-dst`;
     const elements = (m: Map<string, string>) => [...m].map(([key, name]) => `${key} : "${name}"`).join(', ');
-    const head = `ct status dnat meta nfproto ${g.family} meta l4proto ${g.protocol} counter name`;
-    rules.push(`    ${head} ${listener} . ${ip} daddr . ${g.protocol} dport map { ${elements(g.toBackend)} }`);
-    rules.push(`    ${head} ${listener} . ${ip} saddr . ${g.protocol} sport map { ${elements(g.toClient)} }`);
+    const head = `ct status dnat meta nfproto ${g.family} meta l4proto ${g.protocol}`;
+    rules.push(`    ${head} counter name ${listener} . ${ip} daddr . ${g.protocol} dport map { ${elements(g.toBackend)} }`);
+    rules.push(`    ${head} counter name ${listener} . ${ip} saddr . ${g.protocol} sport map { ${elements(g.toClient)} }`);
+    if (!g.anyAddress && ordered.some((o) => o.anyAddress && sameKind(o) === sameKind(g))) {
+      rules.push(`    ${head} ${listener} { ${[...g.listeners].join(', ')} } return`);
+    }
   }
   return rules;
 }
@@ -138,9 +170,19 @@ function tableBody(listeners: readonly NatListenerRules[]): string[] {
     }
   }
   out.push('  chain listeners {');
-  for (const l of listeners) {
-    for (const pick of livePicks(l)) {
+  // A listener on one address before those on every address: a client of 10.0.0.1:80 belongs to
+  // the `10.0.0.1:80` listener (as the kernel gives a connection to the most specific socket),
+  // whatever the order of the config.
+  for (const l of [...listeners].sort((a, b) => Number(onEveryAddress(a)) - Number(onEveryAddress(b)))) {
+    const picks = livePicks(l);
+    for (const pick of picks) {
       out.push(`    meta nfproto ${pick.family} ${listenerMatch(l, pick.family)} ${l.protocol} dport ${l.port} jump ${pickChain(l.slot, pick.family)}`);
+    }
+    // With no backend taking new connections its clients go to its held socket, not on to an
+    // every-address listener with the same port further down.
+    const family = l.ip === null ? null : familyOf(l.ip);
+    if (family && !onEveryAddress(l) && !picks.some((p) => p.family === family) && listeners.some((m) => onEveryAddress(m) && m.protocol === l.protocol && m.port === l.port)) {
+      out.push(`    meta nfproto ${family} ${listenerMatch(l, family)} ${l.protocol} dport ${l.port} accept`);
     }
   }
   out.push('  }');
@@ -148,8 +190,16 @@ function tableBody(listeners: readonly NatListenerRules[]): string[] {
   out.push('  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;', '    jump listeners', '  }');
   out.push('  chain output {', '    type nat hook output priority -100; policy accept;', '    jump listeners', '  }');
   out.push('  chain postrouting {', '    type nat hook postrouting priority srcnat; policy accept;');
-  for (const l of listeners) {
-    if (l.snat !== 'masquerade') continue;
+  // The every-address match also takes a one-address listener's connections to the same port: a
+  // one-address listener that keeps client addresses returns first, else a masquerading
+  // every-address listener beside it would hide its clients' addresses from its backends.
+  const masquerading = listeners.filter((m) => m.snat === 'masquerade' && onEveryAddress(m));
+  for (const l of [...listeners].sort((a, b) => Number(onEveryAddress(a)) - Number(onEveryAddress(b)))) {
+    if (l.snat !== 'masquerade') {
+      if (onEveryAddress(l) || !masquerading.some((m) => m.protocol === l.protocol && m.port === l.port)) continue;
+      for (const family of new Set(l.backends.map((b) => familyOf(b.ip)))) out.push(`    ${fromListener(l, family)} return`);
+      continue;
+    }
     for (const b of l.backends) {
       const family = familyOf(b.ip);
       out.push(`    ${fromListener(l, family)} ${ipWord(family)} daddr ${b.ip} ${l.protocol} dport ${b.port} masquerade`);

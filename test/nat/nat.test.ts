@@ -7,9 +7,12 @@ import { addon } from '../../lib/engine/addon.js';
 import { buildDist } from '../helpers/cli.js';
 import { deleteOrphans, isRoot, notRootMessage } from '../helpers/netns.js';
 import { until } from '../helpers/sockets.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { NftRunner } from '../../lib/nat/nft.js';
 import { renderRuleset } from '../../lib/nat/render.js';
 import { backendIps, backendIps6, clientIp, clientIp6, vip6, hasTable, launchLb, lbInside, makeTopology, peer, run, shaExchanges, startBackends, startLb, vip, type JsonChild, type Topology } from './topology.js';
@@ -266,5 +269,97 @@ if (!isRoot) {
     t.same([count(results, 'b1'), count(results, 'b2')], [2, 2]);
     t.ok(results.every((r) => r.remote === clientIp6), 'backends see the client address');
     await closeLb(lb);
+  });
+
+  t.test('IPv6: one backend address written two ways (a reload that respells it, or both in one list) loads, and its bytes count once', async (t) => {
+    const topo = await makeTopology(t, { ipv6: true });
+    await startBackends(t, topo);
+    const plain = `[${backendIps6.b1}]:8080`;
+    const upper = `[${backendIps6.b1.toUpperCase()}]:8080`;
+    const padded = `[${backendIps6.b1.replace('::', ':0:0::')}]:8080`;
+    // The kernel sees one address in each pair: its counting map would hold one key twice.
+    const lb = await startLb(t, topo.lb, { listen: `[${vip6}]:80`, backends: [plain, padded], forward: 'nat', workers: 1 });
+    const first = await shaExchanges(t, topo.client, 4, 1 << 16, 1 << 16, vip6);
+    t.equal(first.filter((r) => r.ok && r.name === 'b1').length, 4, 'served by b1 under either spelling');
+    lb.send({ op: 'stats' });
+    const before = await lb.next<{ backends: Array<{ id: string; counters: Record<string, number> }> }>('stats');
+    const bytesOf = (id: string) => before.backends.find((b) => b.id === id)!.counters.bytes_to_backend;
+    t.ok(bytesOf(plain) > 4 * (1 << 16), 'the first spelling counts the address\'s bytes');
+    t.equal(bytesOf(padded), 0, 'the second does not count them again');
+    lb.send({ op: 'reload', options: { listen: `[${vip6}]:80`, backends: [upper], forward: 'nat', workers: 1 } });
+    await lb.next('reloaded');
+    const after = await shaExchanges(t, topo.client, 2, 1 << 16, 1 << 16, vip6);
+    t.equal(after.filter((r) => r.ok && r.name === 'b1').length, 2, 'served after the reload');
+    lb.send({ op: 'stats' });
+    const stats = await lb.next<{ backends: Array<{ id: string; counters: Record<string, number> }> }>('stats');
+    const up = stats.backends.find((b) => b.id === upper)!.counters;
+    t.ok(up.bytes_to_backend > 2 * (1 << 16) && up.bytes_to_client > 2 * (1 << 16), 'the respelled backend counts its bytes each way');
+    await closeLb(lb);
+  });
+
+  t.test('a listener on one address next to one on every address with the same port: each serves and counts only its own connections', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    // The every-address listener first: its rule must not take the other's clients, and its
+    // counters must not count the other's bytes to the backend they share.
+    const lb = await startLb(t, topo.lb, { listeners: [{ name: 'every', listen: '[::]:80', backends: [b1] }, { name: 'one', listen: `${vip}:80`, backends: [b1, b2] }], forward: 'nat', workers: 1 });
+    const toOne = await shaExchanges(t, topo.client, 4, 1 << 16, 1 << 16, vip);
+    t.same([count(toOne, 'b1'), count(toOne, 'b2')], [2, 2], 'the one-address listener serves its address, balancing over its backends');
+    const toEvery = await shaExchanges(t, topo.client, 3, 1 << 16, 1 << 16, lbInside);
+    t.equal(count(toEvery, 'b1'), 3, 'the every-address listener serves the host\'s other addresses');
+    lb.send({ op: 'stats' });
+    const stats = await lb.next<{ backends: Array<{ id: string; listener: string; counters: Record<string, number> }> }>('stats');
+    const of = (listener: string) => stats.backends.find((b) => b.listener === listener && b.id === b1)!.counters;
+    t.equal(of('one').flows_total, 2);
+    t.equal(of('every').flows_total, 3);
+    // 2 and 3 exchanges of 64 KiB each way: each counter holds its own, not the other listener's too.
+    for (const [name, n] of [['one', 2], ['every', 3]] as const) {
+      const c = of(name);
+      t.ok(c.bytes_to_backend > n * (1 << 16) && c.bytes_to_backend < (n + 1) * (1 << 16), `${name}: bytes to b1 are its ${n} exchanges' (${c.bytes_to_backend})`);
+      t.ok(c.bytes_to_client > n * (1 << 16) && c.bytes_to_client < (n + 1) * (1 << 16), `${name}: bytes to the client are its ${n} exchanges' (${c.bytes_to_client})`);
+    }
+    await closeLb(lb);
+  });
+
+  t.test('a listener on one address keeps the client address next to a masquerading one on every address with the same port', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    const lb = await startLb(t, topo.lb, { listeners: [{ name: 'every', listen: '[::]:80', snat: 'masquerade', backends: [b1] }, { name: 'one', listen: `${vip}:80`, snat: 'none', backends: [b1] }], forward: 'nat', workers: 1 });
+    const toOne = await shaExchanges(t, topo.client, 2, 4096, 4096, vip);
+    t.ok(toOne.every((r) => r.ok && r.remote === clientIp), `the one-address listener's backend sees the client (${toOne.map((r) => r.remote).join(', ')})`);
+    const toEvery = await shaExchanges(t, topo.client, 2, 4096, 4096, lbInside);
+    t.ok(toEvery.every((r) => r.ok && r.remote === lbInside), `the every-address listener's backend sees lb4's address (${toEvery.map((r) => r.remote).join(', ')})`);
+    await closeLb(lb);
+  });
+
+  t.test('a one-address listener with no backend taking new connections does not hand its clients to an every-address listener with the same port', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    const lb = await startLb(t, topo.lb, { listeners: [{ name: 'every', listen: '[::]:80', backends: [b2] }, { name: 'one', listen: `${vip}:80`, backends: [`${b1},weight=0`] }], forward: 'nat', workers: 1 });
+    const toOne = await shaExchanges(t, topo.client, 2, 4096, 4096, vip);
+    t.equal(count(toOne, 'b2'), 0, `no client of the one-address listener reaches the other listener's backend (${JSON.stringify(toOne)})`);
+    const toEvery = await shaExchanges(t, topo.client, 2, 4096, 4096, lbInside);
+    t.equal(count(toEvery, 'b2'), 2, 'the every-address listener still serves the other addresses');
+    await closeLb(lb);
+  });
+
+  t.test('lb4 start --config: the file\'s natTable names the table (the flag\'s default does not replace it)', async (t) => {
+    const topo = await makeTopology(t);
+    const dir = mkdtempSync(join(tmpdir(), 'lb4-nat-config-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'lb4.json');
+    writeFileSync(file, JSON.stringify({ listen: ':80', backends: [b1], forward: 'nat', workers: 1, natTable: 'lb4_from_file' }));
+    const cli = fileURLToPath(new URL('../../dist/bin/lb4.js', import.meta.url));
+    const child = spawn('ip', ['netns', 'exec', topo.lb.name, process.execPath, cli, 'start', '--config', file, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = once(child, 'exit');
+    t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+    await until(async () => child.exitCode !== null || (await hasTable(topo.lb, 'lb4_from_file')) || (await hasTable(topo.lb)), 20_000, 'lb4 to make its table');
+    t.ok(await hasTable(topo.lb, 'lb4_from_file'), `the table the file names (${stderr.trim()})`);
+    t.notOk(await hasTable(topo.lb), 'no table under the default name');
+    child.kill('SIGTERM');
+    await exited;
+    t.notOk(await hasTable(topo.lb, 'lb4_from_file'), 'the stop removed it');
   });
 }

@@ -53,6 +53,14 @@ t.test('counting is two rules per family, protocol and listener shape, however m
   t.notMatch(twice, /: "to_backend_9"/);
 });
 
+t.test('counting keys compare addresses, not their spelling: one address written two ways is one key', async (t) => {
+  const lower = { key: 1, ip: 'fd00::1', port: 53, weight: 1 };
+  const respelled = [{ key: 2, ip: 'FD00::1', port: 53, weight: 1 }, { key: 3, ip: 'fd00:0:0::1', port: 53, weight: 1 }];
+  const text = renderRuleset('lb4', [{ ...listeners[1], ip: 'FD00::9', backends: [lower, ...respelled] }]);
+  t.equal(text.match(/fd00::9 \. 53 \. fd00::1 \. 53 :/g)?.length, 2, 'the address once per direction, in its canonical form');
+  t.notMatch(text, /: "to_backend_[23]"/);
+});
+
 t.test('maglev: every table entry becomes a map element pointing at its backend chain', async (t) => {
   const two = [b1, b2];
   const text = renderRuleset('lb4', [{ ...listeners[0], picks: [{ family: 'ipv4', kind: 'maglev', backends: two, table: [1, 0, 1] }] }]);
