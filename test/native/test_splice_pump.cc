@@ -55,123 +55,104 @@ int queued(int fd) {
   return n;
 }
 
+// One bulk direction of a flow: `bytes` of a pattern already queued at its source socket, its
+// destination socket's peer left unread (it holds megabytes), and a pump built with `pipeSize`
+// (0: adaptive, as lb4 runs by default).
+struct PumpRig {
+  TcpPair source = tcpPair();
+  TcpPair destination = tcpPair();
+  std::vector<char> data;
+  SplicePump pump;
+  CounterBlock listenerCounters;
+  CounterBlock backendCounters;
+  Flow f;
+  FlowSocket src;
+  FlowSocket dst;
+  Direction& d = f.down;
+  bool ready = false;
+
+  PumpRig(size_t bytes, int pipeSize, bool destinationWritable) : data(bytes), pump(4, pipeSize) {
+    if (!source.sender || !source.receiver || !destination.sender || !destination.receiver) return;
+    lb4test::fillPattern(bytes, 0, data.data(), data.size());
+    if (!lb4test::sendAll(source.sender.get(), data.data(), data.size(), 2000)) return;
+    if (!lb4test::eventually([&] { return queued(source.receiver.get()) == static_cast<int>(bytes); })) return;
+    src.fd = std::move(source.receiver);
+    src.readable = true;
+    dst.fd = std::move(destination.sender);
+    dst.writable = destinationWritable;
+    d.bulk = true;
+    ready = true;
+  }
+
+  PumpResult run() { return pump.pump(f, d, src, dst, false, listenerCounters, backendCounters, 0); }
+
+  // Delivers what the pipe holds by hand, as a destination that took it would.
+  bool takeFromPipe(std::vector<char>& out, size_t at) {
+    const uint32_t n = d.pipeBytes;
+    if (read(d.pipe.readFd(), out.data() + at, n) != static_cast<ssize_t>(n)) return false;
+    d.pipeBytes = 0;
+    return true;
+  }
+
+  // Lets the destination take everything; true when what arrived from `at` on is the rest of
+  // the pattern, in order.
+  bool drainAndCheck(std::vector<char>& out, size_t at) {
+    dst.writable = true;
+    for (int i = 0; i < 100 && (d.pipeBytes > 0 || src.readable); ++i) run();
+    if (d.pipeBytes != 0 || d.pipe.valid()) return false;  // an empty pipe goes back to the pool
+    return lb4test::recvExactly(destination.receiver.get(), out.data() + at, out.size() - at, 2000) && out == data;
+  }
+};
+
 }  // namespace
 
 TEST(splice_pump, a_read_that_fills_a_standard_pipe_takes_a_large_one_next) {
-  TcpPair source = tcpPair();
-  TcpPair destination = tcpPair();
-  REQUIRE(source.sender && source.receiver && destination.sender && destination.receiver);
-  const size_t total = 1 << 20;
-  std::vector<char> data(total);
-  lb4test::fillPattern(7, 0, data.data(), data.size());
-  REQUIRE(lb4test::sendAll(source.sender.get(), data.data(), data.size(), 2000));
-  REQUIRE(lb4test::eventually([&] { return queued(source.receiver.get()) == static_cast<int>(total); }));
-
-  SplicePump pump(4, 0);
-  CounterBlock listenerCounters;
-  CounterBlock backendCounters;
-  Flow f;
-  FlowSocket src;
-  src.fd = std::move(source.receiver);
-  src.readable = true;
-  FlowSocket dst;
-  dst.fd = std::move(destination.sender);
-  dst.writable = false;  // the destination is full: bytes stay in the pipe
-  Direction& d = f.down;
-  d.bulk = true;
+  PumpRig rig(1 << 20, 0, false);  // the destination is full: bytes stay in the pipe
+  REQUIRE(rig.ready);
 
   // First read: a standard pipe, filled to the brim by one splice, so the next read wants more.
-  CHECK(pump.pump(f, d, src, dst, false, listenerCounters, backendCounters, 0) == PumpResult::Idle);
-  CHECK(d.pipe.valid());
-  CHECK(!d.pipe.large);
-  CHECK_EQ(d.pipeBytes, 65536u);
-  CHECK(d.wantsLargePipe);
+  CHECK(rig.run() == PumpResult::Idle);
+  CHECK(rig.d.pipe.valid());
+  CHECK(!rig.d.pipe.large);
+  CHECK_EQ(rig.d.pipeBytes, 65536u);
+  CHECK(rig.d.wantsLargePipe);
 
-  // The destination takes the pipe's bytes (done here by hand), then the pump reads again: the
-  // emptied standard pipe goes back and a large one takes what the socket holds, up to 1 MiB.
-  std::vector<char> out(total);
-  REQUIRE(read(d.pipe.readFd(), out.data(), d.pipeBytes) == 65536);
-  d.pipeBytes = 0;
-  CHECK(pump.pump(f, d, src, dst, false, listenerCounters, backendCounters, 0) == PumpResult::Idle);
-  CHECK(d.pipe.large);
-  CHECK_EQ(d.pipe.capacity, PipePool::kLargePipeSize);
+  // The destination takes the pipe's bytes, then the pump reads again: the emptied standard pipe
+  // goes back and a large one takes what the socket holds.
+  std::vector<char> out(rig.data.size());
+  REQUIRE(rig.takeFromPipe(out, 0));
+  CHECK(rig.run() == PumpResult::Idle);
+  CHECK(rig.d.pipe.large);
+  CHECK_EQ(rig.d.pipe.capacity, PipePool::kLargePipeSize);
   // More than a standard pipe holds in one splice (the kernel may stop short of the whole
   // socket when the pipe's slots run out first).
-  CHECK(d.pipeBytes > 65536u);
-  CHECK_EQ(pump.pipes().largeOpen(), 1u);
+  CHECK(rig.d.pipeBytes > 65536u);
+  CHECK_EQ(rig.pump.pipes().largeOpen(), 1u);
 
   // Every byte arrives in order once the destination writes: 64 KiB by hand, the rest spliced.
-  dst.writable = true;
-  for (int i = 0; i < 100 && (d.pipeBytes > 0 || src.readable); ++i)
-    pump.pump(f, d, src, dst, false, listenerCounters, backendCounters, 0);
-  CHECK_EQ(d.pipeBytes, 0u);
-  CHECK(!d.pipe.valid());  // an empty pipe goes back to the pool
-  REQUIRE(lb4test::recvExactly(destination.receiver.get(), out.data() + 65536, total - 65536, 2000));
-  CHECK(out == data);
+  CHECK(rig.drainAndCheck(out, 65536));
 }
 
 TEST(splice_pump, a_small_read_never_asks_for_a_large_pipe) {
-  TcpPair source = tcpPair();
-  TcpPair destination = tcpPair();
-  REQUIRE(source.sender && source.receiver && destination.sender && destination.receiver);
-  std::string small(40000, 'x');
-  REQUIRE(lb4test::sendAll(source.sender.get(), small.data(), small.size(), 2000));
-  REQUIRE(lb4test::eventually([&] { return queued(source.receiver.get()) == static_cast<int>(small.size()); }));
-
-  SplicePump pump(4, 0);
-  CounterBlock listenerCounters;
-  CounterBlock backendCounters;
-  Flow f;
-  FlowSocket src;
-  src.fd = std::move(source.receiver);
-  src.readable = true;
-  FlowSocket dst;
-  dst.fd = std::move(destination.sender);
-  dst.writable = true;
-  Direction& d = f.down;
-  d.bulk = true;
-  CHECK(pump.pump(f, d, src, dst, false, listenerCounters, backendCounters, 0) == PumpResult::Idle);
-  CHECK(!d.wantsLargePipe);
-  CHECK_EQ(pump.pipes().largeOpen(), 0u);
-  std::string got(small.size(), '\0');
-  REQUIRE(lb4test::recvExactly(destination.receiver.get(), got.data(), got.size(), 2000));
-  CHECK(got == small);
+  PumpRig rig(40000, 0, true);
+  REQUIRE(rig.ready);
+  CHECK(rig.run() == PumpResult::Idle);
+  CHECK(!rig.d.wantsLargePipe);
+  CHECK_EQ(rig.pump.pipes().largeOpen(), 0u);
+  std::vector<char> out(rig.data.size());
+  CHECK(rig.drainAndCheck(out, 0));
 }
 
 TEST(splice_pump, a_fixed_pipe_size_keeps_every_read_in_a_standard_pipe) {
-  TcpPair source = tcpPair();
-  TcpPair destination = tcpPair();
-  REQUIRE(source.sender && source.receiver && destination.sender && destination.receiver);
-  const size_t total = 512 << 10;
-  std::vector<char> data(total);
-  lb4test::fillPattern(9, 0, data.data(), data.size());
-  REQUIRE(lb4test::sendAll(source.sender.get(), data.data(), data.size(), 2000));
-  REQUIRE(lb4test::eventually([&] { return queued(source.receiver.get()) == static_cast<int>(total); }));
-
-  SplicePump pump(4, 65536);  // --pipe-size 65536
-  CounterBlock listenerCounters;
-  CounterBlock backendCounters;
-  Flow f;
-  FlowSocket src;
-  src.fd = std::move(source.receiver);
-  src.readable = true;
-  FlowSocket dst;
-  dst.fd = std::move(destination.sender);
-  dst.writable = false;
-  Direction& d = f.down;
-  d.bulk = true;
-  pump.pump(f, d, src, dst, false, listenerCounters, backendCounters, 0);
-  CHECK_EQ(d.pipeBytes, 65536u);
-  std::vector<char> out(total);
-  REQUIRE(read(d.pipe.readFd(), out.data(), 65536) == 65536);
-  d.pipeBytes = 0;
-  pump.pump(f, d, src, dst, false, listenerCounters, backendCounters, 0);
-  CHECK(!d.pipe.large);
-  CHECK_EQ(d.pipeBytes, 65536u);
-  CHECK_EQ(pump.pipes().largeOpen(), 0u);
-  dst.writable = true;
-  for (int i = 0; i < 100 && (d.pipeBytes > 0 || src.readable); ++i)
-    pump.pump(f, d, src, dst, false, listenerCounters, backendCounters, 0);
-  REQUIRE(lb4test::recvExactly(destination.receiver.get(), out.data() + 65536, total - 65536, 2000));
-  CHECK(out == data);
+  PumpRig rig(512 << 10, 65536, false);  // --pipe-size 65536
+  REQUIRE(rig.ready);
+  rig.run();
+  CHECK_EQ(rig.d.pipeBytes, 65536u);
+  std::vector<char> out(rig.data.size());
+  REQUIRE(rig.takeFromPipe(out, 0));
+  rig.run();
+  CHECK(!rig.d.pipe.large);
+  CHECK_EQ(rig.d.pipeBytes, 65536u);
+  CHECK_EQ(rig.pump.pipes().largeOpen(), 0u);
+  CHECK(rig.drainAndCheck(out, 65536));
 }
