@@ -169,20 +169,24 @@ function tableBody(listeners: readonly NatListenerRules[]): string[] {
       out.push(`  chain ${pickChain(l.slot, pick.family)} {`, `    ${pickRule(l, usable)}`, '  }');
     }
   }
-  out.push('  chain listeners {');
   // A listener on one address before those on every address: a client of 10.0.0.1:80 belongs to
   // the `10.0.0.1:80` listener (as the kernel gives a connection to the most specific socket),
   // whatever the order of the config.
-  for (const l of [...listeners].sort((a, b) => Number(onEveryAddress(a)) - Number(onEveryAddress(b)))) {
+  const mostSpecificFirst = [...listeners].sort((a, b) => Number(onEveryAddress(a)) - Number(onEveryAddress(b)));
+  /** An every-address listener (that `also` accepts) whose match takes this one's connections too. */
+  const everyAddressTwin = (l: NatListenerRules, also: (m: NatListenerRules) => boolean = () => true) =>
+    !onEveryAddress(l) && listeners.some((m) => onEveryAddress(m) && m.protocol === l.protocol && m.port === l.port && also(m));
+  out.push('  chain listeners {');
+  for (const l of mostSpecificFirst) {
     const picks = livePicks(l);
     for (const pick of picks) {
       out.push(`    meta nfproto ${pick.family} ${listenerMatch(l, pick.family)} ${l.protocol} dport ${l.port} jump ${pickChain(l.slot, pick.family)}`);
     }
     // With no backend taking new connections its clients go to its held socket, not on to an
     // every-address listener with the same port further down.
-    const family = l.ip === null ? null : familyOf(l.ip);
-    if (family && !onEveryAddress(l) && !picks.some((p) => p.family === family) && listeners.some((m) => onEveryAddress(m) && m.protocol === l.protocol && m.port === l.port)) {
-      out.push(`    meta nfproto ${family} ${listenerMatch(l, family)} ${l.protocol} dport ${l.port} accept`);
+    if (everyAddressTwin(l)) {
+      const family = familyOf(l.ip!);
+      if (!picks.some((p) => p.family === family)) out.push(`    meta nfproto ${family} ${listenerMatch(l, family)} ${l.protocol} dport ${l.port} accept`);
     }
   }
   out.push('  }');
@@ -193,10 +197,9 @@ function tableBody(listeners: readonly NatListenerRules[]): string[] {
   // The every-address match also takes a one-address listener's connections to the same port: a
   // one-address listener that keeps client addresses returns first, else a masquerading
   // every-address listener beside it would hide its clients' addresses from its backends.
-  const masquerading = listeners.filter((m) => m.snat === 'masquerade' && onEveryAddress(m));
-  for (const l of [...listeners].sort((a, b) => Number(onEveryAddress(a)) - Number(onEveryAddress(b)))) {
+  for (const l of mostSpecificFirst) {
     if (l.snat !== 'masquerade') {
-      if (onEveryAddress(l) || !masquerading.some((m) => m.protocol === l.protocol && m.port === l.port)) continue;
+      if (!everyAddressTwin(l, (m) => m.snat === 'masquerade')) continue;
       for (const family of new Set(l.backends.map((b) => familyOf(b.ip)))) out.push(`    ${fromListener(l, family)} return`);
       continue;
     }
