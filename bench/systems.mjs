@@ -122,17 +122,25 @@ function lb4System(name, rootOf) {
 const natTable = `${NAT_TABLE_PREFIX}${process.pid}`;
 
 /**
+ * Runs nft with `args` in a network namespace (null: the bench's own), `input` on its stdin.
+ * @param {string | null} netns @param {string[]} args @param {string} [input]
+ */
+function nftIn(netns, args, input) {
+  const [file, argv] = netns ? ['ip', ['netns', 'exec', netns, 'nft', ...args]] : ['nft', args];
+  return spawnSync(file, argv, { input, encoding: 'utf8' });
+}
+
+/**
  * Resolves once lb4's table holds a DNAT rule (lb4 applies it right after binding its port), in
  * `netns` (null: here). Fails with the child's words if it exits first.
  * @param {import('./processes.mjs').Child} child
  * @param {string | null} netns
  */
 async function waitNatRules(child, netns, timeoutMs = 10_000) {
-  const [file, args] = netns ? ['ip', ['netns', 'exec', netns, 'nft', 'list', 'table', 'inet', natTable]] : ['nft', ['list', 'table', 'inet', natTable]];
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!child.running) throw new Error(`lb4-nat exited before its rules were applied: ${child.stderr().trim().split('\n').at(-1) ?? ''}`);
-    const r = spawnSync(file, args, { encoding: 'utf8' });
+    const r = nftIn(netns, ['list', 'table', 'inet', natTable]);
     if (r.status === 0 && r.stdout.includes('dnat')) return;
     await sleep(20);
   }
@@ -348,14 +356,9 @@ const directConntrack = {
   async start({ at, backendHost, backendPort }) {
     if (!at.netns) atCleanupOnce(() => deleteNatTable(natTable));
     const rules = `table inet ${natTable} {\n  chain track {\n    type filter hook prerouting priority filter; policy accept;\n    ct state invalid counter\n  }\n}\n`;
-    const [file, args] = at.netns ? ['ip', ['netns', 'exec', at.netns, 'nft', '-f', '-']] : ['nft', ['-f', '-']];
-    const r = spawnSync(file, args, { input: rules, encoding: 'utf8' });
+    const r = nftIn(at.netns, ['-f', '-'], rules);
     if (r.status !== 0) throw new Error(`direct-conntrack: nft -f failed: ${(r.stderr || '').trim()}`);
-    const drop = () => {
-      const [f, a] = at.netns ? ['ip', ['netns', 'exec', at.netns, 'nft', 'delete', 'table', 'inet', natTable]] : ['nft', ['delete', 'table', 'inet', natTable]];
-      spawnSync(f, a, { stdio: 'ignore' });
-    };
-    return { host: backendHost, port: backendPort, pid: null, stop: async () => (drop(), '') };
+    return { host: backendHost, port: backendPort, pid: null, stop: async () => (nftIn(at.netns, ['delete', 'table', 'inet', natTable]), '') };
   },
 };
 
