@@ -10,7 +10,7 @@ import t from 'tap';
 import { loadConfigFile, readConfigFile } from '../../lib/config/config-file.js';
 import { parseDuration } from '../../lib/config/duration.js';
 import { validateOptions } from '../../lib/config/validate.js';
-import { buildDist, killChildren, onlyLine, runCli } from '../helpers/cli.js';
+import { buildDist, killChildren, onlyLine, refusedByBoth, runCli } from '../helpers/cli.js';
 import { startFake } from '../helpers/fake-balancer.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lb4-reliab-strict-'));
@@ -126,15 +126,7 @@ t.test('check-config gives the verdict start gives, for bad files of every kind'
     { path: file('bare-cli.yaml', 'listen: 127.0.0.1:0\nbackends: [127.0.0.1:9]\nidleTimeout: 300\n'), says: /bare-cli\.yaml: idleTimeout: 300 needs a unit/ },
     { path: file('id-cli.yaml', `listen: 127.0.0.1:0\nbackends: [{ address: 127.0.0.1:9, id: ${'z'.repeat(200)} }]\n`), says: /id-cli\.yaml: backends\[0\]\.id: must be at most 128 characters/ },
   ];
-  const runs = cases.flatMap((c) => [runCli(['check-config', c.path]), runCli(['start', '--config', c.path])]);
-  for (const [i, c] of cases.entries()) {
-    const [check, start] = [await runs[2 * i], await runs[2 * i + 1]];
-    t.equal(check.exit.code, 2, `check-config ${c.path}: exit 2`);
-    t.equal(start.exit.code, 2, `start ${c.path}: exit 2`);
-    const checkLine = onlyLine(t, check.stderr);
-    t.match(checkLine, c.says);
-    t.equal(onlyLine(t, start.stderr), checkLine, 'start says the same, and logs nothing before it');
-  }
+  await refusedByBoth(t, cases);
   const dur = await runCli(['start', '--listen', '127.0.0.1:0', '--backend', '127.0.0.1:9', '--drain-timeout', '30']);
   t.equal(dur.exit.code, 2);
   t.match(onlyLine(t, dur.stderr), /--drain-timeout: "30" needs a unit: 30ms, 30s/);

@@ -233,6 +233,25 @@ export function onlyLine(t: { match: (found: string, wanted: RegExp, message: st
   return stderr.trimEnd();
 }
 
+/**
+ * Config files `check-config` and `start --config` both refuse: each run exits 2 with one lb4
+ * line matching `says`, the same line from both. The runs go in parallel.
+ */
+export async function refusedByBoth(
+  t: { equal: (found: unknown, wanted: unknown, message: string) => boolean; match: (found: string, wanted: RegExp, message: string) => boolean },
+  cases: ReadonlyArray<{ path: string; says: RegExp }>,
+): Promise<void> {
+  const runs = cases.flatMap((c) => [runCli(['check-config', c.path]), runCli(['start', '--config', c.path])]);
+  for (const [i, c] of cases.entries()) {
+    const [check, start] = [await runs[2 * i], await runs[2 * i + 1]];
+    t.equal(check.exit.code, 2, `check-config ${c.path}: exit 2`);
+    t.equal(start.exit.code, 2, `start ${c.path}: exit 2`);
+    const checkLine = onlyLine(t, check.stderr);
+    t.match(checkLine, c.says, `check-config ${c.path} names the problem`);
+    t.equal(onlyLine(t, start.stderr), checkLine, 'start says the same, and logs nothing before it');
+  }
+}
+
 /** Whether a connect to this port is refused (true) or got through, if only for a moment (false). */
 export async function refused(port: number): Promise<boolean> {
   const socket = connect(port, '127.0.0.1');
