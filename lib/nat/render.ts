@@ -94,10 +94,14 @@ function pickRule(l: NatListenerRules, pick: NatPick): string {
 
 /**
  * The counting rules: per address family, protocol and listener shape (one address or every
- * address), one rule each way whose counter is looked up in a map keyed by the connection's
- * listener (conntrack's original destination) and the backend on the packet. A packet walks at
- * most a handful of rules however many listeners and backends there are, and every packet of the
- * host pays for them, lb4's or not (`ct status dnat` first turns the others away at once).
+ * address), one rule whose counter is looked up in a map keyed by the packet's direction, the
+ * connection's listener (conntrack's original destination) and its backend (conntrack's reply
+ * source): `original` packets count to the backend, `reply` packets to the client. A packet walks
+ * at most a handful of rules however many listeners and backends there are, and every packet of
+ * the host pays for them, lb4's or not (`ct status dnat` first turns the others away at once).
+ * One lookup per packet, with every field read from conntrack, not two (one per direction, keyed
+ * by the packet's header): 13-19 % of keep-alive requests/s on loopback went to counting with
+ * two, measured against the same table without counting.
  */
 interface Group {
   readonly family: NatFamily;
@@ -105,8 +109,8 @@ interface Group {
   readonly anyAddress: boolean;
   /** One-address listeners only: `ip . port` of each, for the return that keeps them out of the every-address map. */
   readonly listeners: Set<string>;
-  readonly toBackend: Map<string, string>;
-  readonly toClient: Map<string, string>;
+  /** `listener . backend` key to the backend's counter names. */
+  readonly counters: Map<string, ReturnType<typeof counterNamesOf>>;
 }
 
 function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>): string[] {
@@ -116,7 +120,7 @@ function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>):
     const anyAddress = onEveryAddress(l);
     const id = `${family} ${l.protocol} ${anyAddress}`;
     let g = groups.get(id);
-    if (!g) groups.set(id, (g = { family, protocol: l.protocol, anyAddress, listeners: new Set(), toBackend: new Map(), toClient: new Map() }));
+    if (!g) groups.set(id, (g = { family, protocol: l.protocol, anyAddress, listeners: new Set(), counters: new Map() }));
     if (!anyAddress) g.listeners.add(`${sameAddress(l.ip!)} . ${l.port}`);
     // The kernel compares addresses, not their spelling: `fd20::11`, `FD20::11` and `fd20:0::11`
     // are one key, and a map given it twice refuses the whole file ("File exists").
@@ -124,9 +128,7 @@ function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>):
     // One listener cannot name one address twice in the kernel's view; should two entries
     // (an old one still draining and its successor, or one address written two ways) share it,
     // the first one counts.
-    const names = counterNamesOf(b.key);
-    if (!g.toBackend.has(key)) g.toBackend.set(key, names.toBackend);
-    if (!g.toClient.has(key)) g.toClient.set(key, names.toClient);
+    if (!g.counters.has(key)) g.counters.set(key, counterNamesOf(b.key));
   }
   // A connection to a one-address listener also matches the every-address map when the two
   // share a port and a backend: its rules go first and end with a return for its listeners, so
@@ -138,10 +140,9 @@ function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>):
   for (const g of ordered) {
     const ip = ipWord(g.family);
     const listener = `${g.anyAddress ? '' : `ct original ${ip} daddr . `}ct original proto-dst`;
-    const elements = (m: Map<string, string>) => [...m].map(([key, name]) => `${key} : "${name}"`).join(', ');
+    const elements = [...g.counters].flatMap(([key, names]) => [`original . ${key} : "${names.toBackend}"`, `reply . ${key} : "${names.toClient}"`]);
     const head = `ct status dnat meta nfproto ${g.family} meta l4proto ${g.protocol}`;
-    rules.push(`    ${head} counter name ${listener} . ${ip} daddr . ${g.protocol} dport map { ${elements(g.toBackend)} }`);
-    rules.push(`    ${head} counter name ${listener} . ${ip} saddr . ${g.protocol} sport map { ${elements(g.toClient)} }`);
+    rules.push(`    ${head} counter name ct direction . ${listener} . ct reply ${ip} saddr . ct reply proto-src map { ${elements.join(', ')} }`);
     if (!g.anyAddress && ordered.some((o) => o.anyAddress && sameKind(o) === sameKind(g))) {
       rules.push(`    ${head} ${listener} { ${[...g.listeners].join(', ')} } return`);
     }
