@@ -10,9 +10,11 @@ export interface Ratio {
   against: string;
   verdict: 'better' | 'worse' | 'tie';
 }
+/** What a NAT target is measured against (a reference system, or the best anchor). */
+export type TargetReference = 'direct' | 'direct-conntrack' | 'kernel-dnat' | 'best anchor';
 export interface TargetRow {
   metric: string;
-  against: 'direct' | 'best anchor';
+  against: TargetReference;
   reference: string;
   value: number;
   referenceValue: number;
@@ -24,5 +26,5 @@ export interface TargetRow {
 export function bestOf(metric: { better: 'higher' | 'lower' }, candidates: Array<{ system: string; value: number | null | undefined }>): Best | null;
 export function bestTable(summary: Summary, systems: string[]): Record<string, Record<string, Best>>;
 export function ratiosToBest(summary: Summary, anchors: string[], subject?: string): Record<string, Record<string, Ratio>>;
-export const NAT_TARGETS: Array<{ metric: string; against: 'direct' | 'best anchor'; atLeast: number }>;
+export const NAT_TARGETS: Array<{ metric: string; against: TargetReference; atLeast: number }>;
 export function natTargets(summary: Summary, anchors: string[], subject?: string): Record<string, TargetRow[]>;

@@ -112,9 +112,10 @@ async function main() {
     process.exitCode = 2;
     return;
   }
-  // NAT mode changes the kernel's nftables: root (CAP_NET_ADMIN) only.
-  const runnableSystems = chosenSystems.filter((s) => s.needs.every((t) => tools[t]) && (s.name !== 'lb4-nat' || isRoot));
-  if (!isRoot && chosenSystems.some((s) => s.name === 'lb4-nat')) log('bench: skipping lb4-nat: kernel NAT mode needs root (CAP_NET_ADMIN)');
+  // The systems that write nftables tables (lb4-nat and the kernel references) need root (CAP_NET_ADMIN).
+  const needsRoot = (s) => s.needs.includes('nft');
+  const runnableSystems = chosenSystems.filter((s) => s.needs.every((t) => tools[t]) && (!needsRoot(s) || isRoot));
+  for (const s of chosenSystems) if (!isRoot && needsRoot(s)) log(`bench: skipping ${s.name}: it writes nftables rules, which needs root (CAP_NET_ADMIN)`);
   const chosenScenarios = scenarios.filter((s) => settings.scenarios.includes(s.name));
   const runnableScenarios = chosenScenarios.filter((s) => s.needs.every((t) => tools[t]));
   for (const s of [...chosenSystems, ...chosenScenarios]) {

@@ -362,14 +362,48 @@ const directConntrack = {
   },
 };
 
+/**
+ * The kernel's NAT with one static rule and nothing of lb4: an nftables table (\`${natTable}\`)
+ * whose nat chains DNAT the listener's address and port to the backend, and no counting rules.
+ * It is the floor of any nftables NAT data plane: what lb4-nat costs beyond it is lb4's rules'
+ * (the backend choice, the per-backend counters). Same port every round, like lb4-nat, and for
+ * the same reason (conntrack's TIME_WAIT entries and PAWS).
+ * @returns {System}
+ */
+function kernelDnatSystem() {
+  let listenPort = 0;
+  return {
+    name: 'kernel-dnat',
+    perWorkers: false,
+    needs: ['nft'],
+    protocols: ['tcp'],
+    describe: () =>
+      `no lb4: one static nftables DNAT rule (table \`${natTable}\`, nat hooks prerouting and output, \`ip daddr HOST tcp dport PORT dnat to BACKEND\`), no counters: the floor of kernel NAT (measured once per round)`,
+    async start({ at, backendHost, backendPort }) {
+      if (!at.netns) atCleanupOnce(() => deleteNatTable(natTable));
+      listenPort ||= await freePort();
+      const port = listenPort;
+      const rule = `ip daddr ${at.host} tcp dport ${port} dnat ip to ${backendHost}:${backendPort}`;
+      const rules =
+        `table inet ${natTable} {\n` +
+        `  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    ${rule}\n  }\n` +
+        `  chain output {\n    type nat hook output priority -100; policy accept;\n    ${rule}\n  }\n}\n`;
+      const r = nftIn(at.netns, ['-f', '-'], rules);
+      if (r.status !== 0) throw new Error(`kernel-dnat: nft -f failed: ${(r.stderr || '').trim()}`);
+      return { host: at.host, port, pid: null, stop: async () => (nftIn(at.netns, ['delete', 'table', 'inet', natTable]), '') };
+    },
+  };
+}
+
 const lb4Nat = lb4NatSystem();
+const kernelDnat = kernelDnatSystem();
 /** The two HAProxy settings, both measured in every run; the report's "best HAProxy" is the better per metric. */
 export const HAPROXY_SYSTEMS = ['haproxy-splice-auto', 'haproxy-splice-rr'];
 const haproxyAuto = haproxySystem(HAPROXY_SYSTEMS[0], 'auto');
 const haproxyRr = haproxySystem(HAPROXY_SYSTEMS[1], 'always');
 
 /** In table order. */
-export const systems = [direct, directConntrack, lb4, lb4Nat, haproxyAuto, haproxyRr, nginx, nodePipe];
+export const systems = [direct, directConntrack, lb4, lb4Nat, kernelDnat, haproxyAuto, haproxyRr, nginx, nodePipe];
 
 /**
  * The commit an lb4 build was made from: DIR/.lb4-commit (written by bench/snapshot.mjs), else

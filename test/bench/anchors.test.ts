@@ -62,6 +62,9 @@ t.test('NAT targets: computed against direct and the best anchor, met or not', a
   t.match(row('rr16_rps', 'best anchor'), { reference: 'haproxy-splice-auto', ratio: 85_000 / 70_000, met: false }, '1.21x misses 1.3');
   t.match(row('conn_rate', 'direct'), { ratio: 0.79, atLeast: 0.8, met: false });
   t.notOk(row('conn_rate', 'best anchor'), 'new connections/s has no target against the anchors');
+  t.notOk(row('conn_rate', 'kernel-dnat'), 'a reference that did not run gives no row');
+  const withFloor = natTargets({ 1: { ...summary[1], 'kernel-dnat': { conn_rate: cell(8000) } } }, anchors)[1];
+  t.match(withFloor.find((r) => r.metric === 'conn_rate' && r.against === 'kernel-dnat'), { reference: 'kernel-dnat', ratio: 7900 / 8000, atLeast: 0.8, met: true });
   t.notOk(row('tput_down_1', 'direct'), 'a metric nobody measured gives no row');
   t.equal(NAT_TARGETS.filter((x) => x.against === 'best anchor').every((x) => x.atLeast === 1.3), true);
   t.same(natTargets({ 1: { direct: { tput_up_1: cell(20) } } }, anchors)[1], [], 'no lb4-nat: no rows');
