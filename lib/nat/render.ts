@@ -206,7 +206,10 @@ function tableBody(listeners: readonly NatListenerRules[]): string[] {
     }
     for (const b of l.backends) {
       const family = familyOf(b.ip);
-      out.push(`    ${fromListener(l, family)} ${ipWord(family)} daddr ${b.ip} ${l.protocol} dport ${b.port} masquerade`);
+      // The backend from conntrack's reply tuple, not the packet's header: nft 1.0.6 lists a
+      // rule that has `tcp dport` without the `meta l4proto tcp` that `ct original proto-dst`
+      // needs, and such a listing does not load again.
+      out.push(`    ${fromListener(l, family)} ct reply ${ipWord(family)} saddr ${b.ip} ct reply proto-src ${b.port} masquerade`);
     }
   }
   out.push('  }');

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NftRunner } from '../../lib/nat/nft.js';
 import { renderRuleset } from '../../lib/nat/render.js';
-import { backendIps, backendIps6, clientIp, clientIp6, vip6, hasTable, launchLb, lbInside, makeTopology, peer, run, shaExchanges, startBackends, startLb, vip, type JsonChild, type Topology } from './topology.js';
+import { backendIps, backendIps6, clientIp, clientIp6, vip6, hasTable, launchLb, listingRefusal, lbInside, makeTopology, peer, run, shaExchanges, startBackends, startLb, vip, type JsonChild, type Topology } from './topology.js';
 
 const b1 = `${backendIps.b1}:8080`;
 const b2 = `${backendIps.b2}:8080`;
@@ -329,6 +329,8 @@ if (!isRoot) {
     t.ok(toOne.every((r) => r.ok && r.remote === clientIp), `the one-address listener's backend sees the client (${toOne.map((r) => r.remote).join(', ')})`);
     const toEvery = await shaExchanges(t, topo.client, 2, 4096, 4096, lbInside);
     t.ok(toEvery.every((r) => r.ok && r.remote === lbInside), `the every-address listener's backend sees lb4's address (${toEvery.map((r) => r.remote).join(', ')})`);
+    // Counting, masquerade and the one-address returns: all of it lists in a form nft loads again.
+    t.equal(await listingRefusal(topo.lb), '', 'the listed table loads again');
     await closeLb(lb);
   });
 

@@ -33,7 +33,7 @@ t.test('a listener family with no backend taking new connections gets no rule', 
   t.notMatch(text, /jump pick_0_v4/);
   t.notMatch(text, /numgen/);
   // Its connections still count and masquerade: established ones keep flowing.
-  t.match(text, /ip daddr 10\.0\.0\.3 tcp dport 8080 masquerade/);
+  t.match(text, /ct reply ip saddr 10\.0\.0\.3 ct reply proto-src 8080 masquerade/);
   t.match(text, /10\.0\.0\.3 \. 8080 : "to_backend_7"/);
 });
 

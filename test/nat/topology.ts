@@ -9,6 +9,9 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
@@ -163,4 +166,24 @@ export async function shaExchanges(t: Test, client: Netns, count: number, up = 4
 export async function hasTable(lb: Netns, table = 'lb4'): Promise<boolean> {
   const out = await run(lb, ['nft', 'list', 'tables']);
   return out.split('\n').some((l) => l.trim() === `table inet ${table}`);
+}
+
+/**
+ * Whether lb4's table, as `nft list` prints it, loads again (checked with `nft -c` under another
+ * name): an operator saves rule sets that way, and an nft that prints a rule without a match it
+ * depends on writes a file that no longer loads. Resolves to nft's refusal, or '' when it loads.
+ */
+export async function listingRefusal(lb: Netns, table = 'lb4'): Promise<string> {
+  const listed = await run(lb, ['nft', 'list', 'table', 'inet', table]);
+  const dir = mkdtempSync(join(tmpdir(), 'lb4-relist-'));
+  try {
+    const file = join(dir, 'table.nft');
+    writeFileSync(file, listed.replace(`table inet ${table} {`, `table inet ${table}_relisted {`));
+    await run(lb, ['nft', '-c', '-f', file]);
+    return '';
+  } catch (e) {
+    return (e as Error).message;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
