@@ -1,10 +1,13 @@
 // The splice pump's pipe sizing, driven by hand on real loopback TCP sockets: which pipe a
 // direction holds depends only on what the pump was given, not on timing.
 
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -155,4 +158,52 @@ TEST(splice_pump, a_fixed_pipe_size_keeps_every_read_in_a_standard_pipe) {
   CHECK_EQ(rig.d.pipeBytes, 65536u);
   CHECK_EQ(rig.pump.pipes().largeOpen(), 0u);
   CHECK(rig.drainAndCheck(out, 65536));
+}
+
+// Packets from a NIC arrive MSS-sized, and a pipe is full at 16 buffers, one per packet: reads
+// stop near 23 KiB, never at the pipe's 64 KiB. The source here is a pipe filled by vmsplice(2)
+// from one page per packet: a pipe, like a socket, splices out buffer by buffer, so the pump's
+// reads stop at 16 packets as they do on such a socket.
+TEST(splice_pump, reads_stopped_by_a_pipes_16_buffers_take_a_large_one) {
+  constexpr size_t kPacket = 1448;
+  constexpr size_t kPackets = 200;
+  constexpr size_t kPage = 4096;
+  int ends[2];
+  REQUIRE(pipe2(ends, O_NONBLOCK | O_CLOEXEC) == 0);
+  UniqueFd sourceRead(ends[0]);
+  UniqueFd sourceWrite(ends[1]);
+  REQUIRE(fcntl(sourceWrite.get(), F_SETPIPE_SZ, 1 << 20) >= static_cast<int>(kPackets * kPage));
+  std::vector<char> data(kPackets * kPacket);
+  lb4test::fillPattern(7, 0, data.data(), data.size());
+  // The pages stay referenced by the pipe until the pump has moved them: they live to the end.
+  std::vector<char> pages(kPackets * kPage);
+  std::vector<iovec> packets(kPackets);
+  for (size_t i = 0; i < kPackets; ++i) {
+    std::memcpy(pages.data() + i * kPage, data.data() + i * kPacket, kPacket);
+    packets[i] = {pages.data() + i * kPage, kPacket};
+  }
+  REQUIRE(vmsplice(sourceWrite.get(), packets.data(), kPackets, 0) == static_cast<ssize_t>(data.size()));
+
+  TcpPair destination = tcpPair();
+  REQUIRE(destination.sender);
+  SplicePump pump(4, 0);
+  CounterBlock listenerCounters;
+  CounterBlock backendCounters;
+  Flow f;
+  FlowSocket src;
+  FlowSocket dst;
+  src.fd = std::move(sourceRead);
+  src.readable = true;
+  dst.fd = std::move(destination.sender);
+  dst.writable = true;
+  f.down.bulk = true;
+
+  // One wake-up: a standard pipe takes 16 packets, goes out, takes 16 more: the source has more
+  // than the pipe holds, so the emptied pipe goes back and a large one moves the rest.
+  CHECK(pump.pump(f, f.down, src, dst, false, listenerCounters, backendCounters, 0) == PumpResult::Idle);
+  CHECK_EQ(pump.pipes().largeOpen(), 1u);
+  CHECK_EQ(f.down.bytes, data.size());
+  std::vector<char> out(data.size());
+  CHECK(lb4test::recvExactly(destination.receiver.get(), out.data(), out.size(), 2000));
+  CHECK(out == data);
 }

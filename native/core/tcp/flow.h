@@ -59,7 +59,7 @@ struct Direction {
   uint32_t bufferStart = 0;
   uint32_t bufferEnd = 0;
   bool bulk = false;                // recent reads were large: move bytes with splice
-  bool wantsLargePipe = false;      // a read filled a standard pipe: take a large one (pipe_pool.h)
+  bool wantsLargePipe = false;      // the source had more than a standard pipe takes: take a large one (pipe_pool.h)
   bool eof = false;                 // the source sent its FIN
   bool shutdownSent = false;        // ... and it has been passed on to the destination
   uint64_t bytes = 0;               // bytes delivered to the destination

@@ -7,7 +7,9 @@
 // `maxIdle` spare pipes (of both sizes). Single-threaded: owned by one worker.
 //
 // Two sizes. Every pipe starts at the standard capacity (the kernel's 64 KiB by default). A
-// direction that fills a whole standard pipe in one read has more queued than a pipe holds: with
+// direction that fills a whole standard pipe in one read, or reads bulk bytes again in the same
+// wake-up after its pipe was emptied (a pipe is also full at 16 buffers, one per MSS-sized
+// packet from a NIC: about 23 KiB), has more queued than a pipe holds: with
 // the pool adaptive (no fixed `pipeSize`), it may take a large pipe (1 MiB) instead, which moves
 // what the socket holds in one splice each way and so halves the wake-ups (and the context
 // switches of the peers it wakes) per byte. Large pipes are few: at most kMaxLargePipes per

@@ -44,6 +44,8 @@ SplicePump::SplicePump(size_t maxIdlePipes, int pipeSize)
 PumpResult SplicePump::pump(Flow& f, Direction& d, FlowSocket& src, FlowSocket& dst, bool toBackend, CounterBlock& lc,
                             CounterBlock& bc, int64_t now) {
   uint64_t budget = kPumpBudget;
+  // Splice reads of this wake-up that found bulk bytes with the pipe empty (the large-pipe rule).
+  unsigned bulkReadsIntoEmptyPipe = 0;
   const Counter bytesCounter = toBackend ? Counter::bytes_to_backend : Counter::bytes_to_client;
   auto delivered = [&](int64_t n, bool viaPipe) {
     d.bytes += n;
@@ -108,9 +110,14 @@ PumpResult SplicePump::pump(Flow& f, Direction& d, FlowSocket& src, FlowSocket& 
             f.lastActiveMs = now;
             progress = true;
             if (before == 0 && r.value < kScratchSize / 4) d.bulk = d.wantsLargePipe = false;
-            // One read filled a whole standard pipe: the source has more queued than it holds.
-            // The pipe goes back once it is empty, and the next read asks for a large one.
-            if (before == 0 && r.value == room && !d.pipe.large && pipes_.adaptive()) d.wantsLargePipe = true;
+            // The source has more queued than a standard pipe holds: the pipe goes back once it
+            // is empty, and the next read asks for a large one. Either one read filled the pipe's
+            // bytes, or, the pipe delivered, a second read of this wake-up found bulk bytes again.
+            // A pipe is also full at 16 buffers, one per packet when packets come MSS-sized
+            // (a NIC, GRO or not): reads stop near 23 KiB, and the bytes test alone never fires.
+            if (before == 0 && r.value >= kScratchSize / 4 && !d.pipe.large && pipes_.adaptive() &&
+                (r.value == room || ++bulkReadsIntoEmptyPipe >= 2))
+              d.wantsLargePipe = true;
           } else if (r.ok()) {
             // splice() also returns 0 at a TCP urgent mark, with data still behind it, even
             // when the FIN has arrived too. recv() on the copy path, which steps over the urgent
