@@ -5,7 +5,7 @@
 import t from 'tap';
 import { addon } from '../../lib/engine/addon.js';
 import { buildDist } from '../helpers/cli.js';
-import { deleteOrphans, isRoot, notRootMessage } from '../helpers/netns.js';
+import { deleteOrphans, isRoot, makeNamespaces, notRootMessage } from '../helpers/netns.js';
 import { until } from '../helpers/sockets.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NftRunner } from '../../lib/nat/nft.js';
-import { renderRuleset } from '../../lib/nat/render.js';
+import { renderRuleset, type NatListenerRules, type NatPick } from '../../lib/nat/render.js';
 import { backendIps, backendIps6, clientIp, clientIp6, vip6, hasTable, launchLb, listingRefusal, lbInside, makeTopology, peer, run, shaExchanges, startBackends, startLb, vip, type JsonChild, type Topology } from './topology.js';
 
 const b1 = `${backendIps.b1}:8080`;
@@ -332,6 +332,43 @@ if (!isRoot) {
     // Counting, masquerade and the one-address returns: all of it lists in a form nft loads again.
     t.equal(await listingRefusal(topo.lb), '', 'the listed table loads again');
     await closeLb(lb);
+  });
+
+  t.test('every shape of lb4\'s table lists in a form nft loads again: alone, and in the whole rule set', async (t) => {
+    const { natlist: ns } = await makeNamespaces(t, 'natlist');
+    const family = (ip: string) => (ip.includes(':') ? 'ipv6' as const : 'ipv4' as const);
+    let slot = 0;
+    // A listener of the rule set's input, its picks made from its backends as the driver does.
+    const listener = (protocol: 'tcp' | 'udp', ip: string | null, port: number, snat: 'none' | 'masquerade', kind: 'roundrobin' | 'maglev', backends: Array<[number, string, number, number?]>): NatListenerRules => {
+      const all = backends.map(([key, bip, bport, weight = 1]) => ({ key, ip: bip, port: bport, weight }));
+      const picks = (['ipv4', 'ipv6'] as const).flatMap((f): NatPick[] => {
+        const mine = all.filter((b) => family(b.ip) === f);
+        if (mine.length === 0) return [];
+        if (kind === 'roundrobin') return [{ family: f, kind, backends: mine }];
+        const live = mine.filter((b) => b.weight > 0);
+        return [{ family: f, kind, backends: mine, table: Array.from({ length: 7 }, (_, i) => (live.length ? mine.indexOf(live[i % live.length]) : 0)) }];
+      });
+      return { slot: slot++, name: `l${slot}`, protocol, ip, port, snat, backends: all, picks };
+    };
+    const shapes: NatListenerRules[] = [
+      // Every address, both families, masquerading; UDP beside TCP on the same port.
+      listener('tcp', null, 80, 'masquerade', 'roundrobin', [[0, '10.0.0.1', 8080], [1, '10.0.0.2', 8080, 0], [2, 'fd00::1', 8080]]),
+      listener('udp', null, 80, 'masquerade', 'roundrobin', [[3, '10.0.0.1', 8053], [4, 'fd00::1', 8053]]),
+      // One address beside every address on the same port, each family, masquerade on one side only.
+      listener('tcp', '192.0.2.1', 80, 'none', 'roundrobin', [[5, '10.0.0.1', 8080], [6, '10.0.0.3', 8080]]),
+      listener('tcp', '2001:db8::1', 80, 'masquerade', 'roundrobin', [[7, 'fd00::2', 8080]]),
+      // No backend taking new connections: the accept that keeps its clients from the twin.
+      listener('udp', '192.0.2.1', 80, 'none', 'roundrobin', [[8, '10.0.0.4', 8053, 0]]),
+      // Maglev in both families, masquerading, with a weight-0 backend; an old and a new entry on one address.
+      listener('tcp', null, 443, 'masquerade', 'maglev', [[9, '10.0.0.1', 8443], [10, '10.0.0.2', 8443, 0], [11, 'fd00::1', 8443]]),
+      listener('udp', '2001:db8::1', 53, 'masquerade', 'maglev', [[12, 'fd00::5', 53, 0], [13, 'fd00::5', 53]]),
+    ];
+    const dir = mkdtempSync(join(tmpdir(), 'lb4-shapes-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'rules.nft'), renderRuleset('lb4', shapes));
+    await run(ns, ['nft', '-f', join(dir, 'rules.nft')]);
+    t.equal(await listingRefusal(ns), '', 'the listed table loads again');
+    t.equal(await listingRefusal(ns, 'lb4', 'ruleset'), '', 'the listed rule set loads again');
   });
 
   t.test('a one-address listener with no backend taking new connections does not hand its clients to an every-address listener with the same port', async (t) => {
