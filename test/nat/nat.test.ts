@@ -13,6 +13,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseConntrack } from '../../lib/nat/conntrack.js';
 import { NftRunner } from '../../lib/nat/nft.js';
 import { renderRuleset, type NatListenerRules, type NatPick } from '../../lib/nat/render.js';
 import { backendIps, backendIps6, clientIp, clientIp6, vip6, hasTable, launchLb, listingRefusal, lbInside, makeTopology, peer, run, shaExchanges, startBackends, startLb, vip, type JsonChild, type Topology } from './topology.js';
@@ -369,6 +370,37 @@ if (!isRoot) {
     await run(ns, ['nft', '-f', join(dir, 'rules.nft')]);
     t.equal(await listingRefusal(ns), '', 'the listed table loads again');
     t.equal(await listingRefusal(ns, 'lb4', 'ruleset'), '', 'the listed rule set loads again');
+  });
+
+  t.test('bytes each way equal conntrack\'s own accounting, per listener and backend: routed, local and hairpin clients, masquerade beside a one-address listener', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    // Conntrack counts each packet once, where it first sees it (prerouting or output): the
+    // truth lb4's filter-hook counters must equal, byte for byte.
+    await run(topo.lb, ['sysctl', '-qw', 'net.netfilter.nf_conntrack_acct=1']);
+    const lb = await startLb(t, topo.lb, { listeners: [{ name: 'every', listen: '[::]:80', snat: 'masquerade', backends: [b1, b2] }, { name: 'one', listen: `${vip}:80`, backends: [b1] }], forward: 'nat', workers: 1 });
+    const served = [
+      ...(await shaExchanges(t, topo.client, 3, 50_000, 70_000, vip)),
+      ...(await shaExchanges(t, topo.client, 4, 30_000, 90_000, lbInside)),
+      // A client on the lb4 host (the output chain), and a backend that is a client of the
+      // masquerading listener and is sent to itself or to the other backend (hairpin).
+      ...(await shaExchanges(t, topo.lb, 2, 20_000, 10_000, vip)),
+      ...(await shaExchanges(t, topo.b1, 4, 40_000, 20_000, lbInside)),
+    ];
+    t.equal(served.filter((r) => r.ok).length, 13, 'every exchange intact');
+    const expected = new Map<string, { toBackend: number; toClient: number }>();
+    for (const e of parseConntrack(await run(topo.lb, ['conntrack', '-L', '-f', 'ipv4', '-o', 'extended']))) {
+      if (e.listener.port !== 80) continue;
+      const id = `${e.listener.ip === vip ? 'one' : 'every'} ${e.backend.ip}:${e.backend.port}`;
+      const sum = expected.get(id) ?? { toBackend: 0, toClient: 0 };
+      expected.set(id, { toBackend: sum.toBackend + e.bytesToBackend, toClient: sum.toClient + e.bytesToClient });
+    }
+    lb.send({ op: 'stats' });
+    const stats = await lb.next<{ backends: Array<{ id: string; listener: string; counters: Record<string, number> }> }>('stats');
+    const counted = new Map(stats.backends.map((b) => [`${b.listener} ${b.id}`, { toBackend: b.counters.bytes_to_backend, toClient: b.counters.bytes_to_client }]));
+    t.same(Object.fromEntries(counted), Object.fromEntries([...counted.keys()].map((id) => [id, expected.get(id) ?? { toBackend: 0, toClient: 0 }])), 'lb4\'s bytes are conntrack\'s');
+    t.ok([...expected.keys()].every((id) => counted.has(id)), `every connection belongs to one of lb4's backends (${[...expected.keys()].join(', ')})`);
+    await closeLb(lb);
   });
 
   t.test('a one-address listener with no backend taking new connections does not hand its clients to an every-address listener with the same port', async (t) => {
