@@ -113,7 +113,7 @@ interface Group {
   readonly counters: Map<string, ReturnType<typeof counterNamesOf>>;
 }
 
-function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>): string[] {
+function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>): { sets: string[]; rules: string[] } {
   const groups = new Map<string, Group>();
   for (const { l, b } of all) {
     const family = familyOf(b.ip);
@@ -136,6 +136,7 @@ function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>):
   const sameKind = (g: Group) => `${g.family} ${g.protocol}`;
   const kinds = [...new Set([...groups.values()].map(sameKind))];
   const ordered = [...groups.values()].sort((a, b) => kinds.indexOf(sameKind(a)) - kinds.indexOf(sameKind(b)) || Number(a.anyAddress) - Number(b.anyAddress));
+  const sets: string[] = [];
   const rules: string[] = [];
   for (const g of ordered) {
     const ip = ipWord(g.family);
@@ -144,10 +145,16 @@ function countRules(all: ReadonlyArray<{ l: NatListenerRules; b: NatBackend }>):
     const head = `ct status dnat meta nfproto ${g.family} meta l4proto ${g.protocol}`;
     rules.push(`    ${head} counter name ct direction . ${listener} . ct reply ${ip} saddr . ct reply proto-src map { ${elements.join(', ')} }`);
     if (!g.anyAddress && ordered.some((o) => o.anyAddress && sameKind(o) === sameKind(g))) {
-      rules.push(`    ${head} ${listener} { ${[...g.listeners].join(', ')} } return`);
+      // A named set with its type spelled out, not an anonymous one: nft 1.0.6 lists an
+      // anonymous `ct original ip daddr . ct original proto-dst { 10.0.0.1 . 80 }` as
+      // `{ 10.0.0.1 }`, which no longer loads (nor says what the rule does).
+      const name = `one_address_${g.family}_${g.protocol}`;
+      const type = g.family === 'ipv4' ? 'ipv4_addr' : 'ipv6_addr';
+      sets.push(`  set ${name} {`, `    type ${type} . inet_service`, `    elements = { ${[...g.listeners].join(', ')} }`, '  }');
+      rules.push(`    ${head} ${listener} @${name} return`);
     }
   }
-  return rules;
+  return { sets, rules };
 }
 
 /** The picks that can choose something: a family without a backend gets no rule (the held socket answers). */
@@ -191,7 +198,9 @@ function tableBody(listeners: readonly NatListenerRules[]): string[] {
     }
   }
   out.push('  }');
-  out.push('  chain count {', ...countRules(all), '  }');
+  const counting = countRules(all);
+  out.push(...counting.sets);
+  out.push('  chain count {', ...counting.rules, '  }');
   out.push('  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;', '    jump listeners', '  }');
   out.push('  chain output {', '    type nat hook output priority -100; policy accept;', '    jump listeners', '  }');
   out.push('  chain postrouting {', '    type nat hook postrouting priority srcnat; policy accept;');

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { addon } from '../../lib/engine/addon.js';
 import { buildDist } from '../helpers/cli.js';
-import { deleteOrphans, isRoot, notRootMessage } from '../helpers/netns.js';
+import { deleteOrphans, isRoot, makeNamespaces, notRootMessage } from '../helpers/netns.js';
 import { until } from '../helpers/sockets.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,8 +13,9 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseConntrack } from '../../lib/nat/conntrack.js';
 import { NftRunner } from '../../lib/nat/nft.js';
-import { renderRuleset } from '../../lib/nat/render.js';
+import { renderRuleset, type NatListenerRules, type NatPick } from '../../lib/nat/render.js';
 import { backendIps, backendIps6, clientIp, clientIp6, vip6, hasTable, launchLb, listingRefusal, lbInside, makeTopology, peer, run, shaExchanges, startBackends, startLb, vip, type JsonChild, type Topology } from './topology.js';
 
 const b1 = `${backendIps.b1}:8080`;
@@ -331,6 +332,74 @@ if (!isRoot) {
     t.ok(toEvery.every((r) => r.ok && r.remote === lbInside), `the every-address listener's backend sees lb4's address (${toEvery.map((r) => r.remote).join(', ')})`);
     // Counting, masquerade and the one-address returns: all of it lists in a form nft loads again.
     t.equal(await listingRefusal(topo.lb), '', 'the listed table loads again');
+    await closeLb(lb);
+  });
+
+  t.test('every shape of lb4\'s table lists in a form nft loads again: alone, and in the whole rule set', async (t) => {
+    const { natlist: ns } = await makeNamespaces(t, 'natlist');
+    const family = (ip: string) => (ip.includes(':') ? 'ipv6' as const : 'ipv4' as const);
+    let slot = 0;
+    // A listener of the rule set's input, its picks made from its backends as the driver does.
+    const listener = (protocol: 'tcp' | 'udp', ip: string | null, port: number, snat: 'none' | 'masquerade', kind: 'roundrobin' | 'maglev', backends: Array<[number, string, number, number?]>): NatListenerRules => {
+      const all = backends.map(([key, bip, bport, weight = 1]) => ({ key, ip: bip, port: bport, weight }));
+      const picks = (['ipv4', 'ipv6'] as const).flatMap((f): NatPick[] => {
+        const mine = all.filter((b) => family(b.ip) === f);
+        if (mine.length === 0) return [];
+        if (kind === 'roundrobin') return [{ family: f, kind, backends: mine }];
+        const live = mine.filter((b) => b.weight > 0);
+        return [{ family: f, kind, backends: mine, table: Array.from({ length: 7 }, (_, i) => (live.length ? mine.indexOf(live[i % live.length]) : 0)) }];
+      });
+      return { slot: slot++, name: `l${slot}`, protocol, ip, port, snat, backends: all, picks };
+    };
+    const shapes: NatListenerRules[] = [
+      // Every address, both families, masquerading; UDP beside TCP on the same port.
+      listener('tcp', null, 80, 'masquerade', 'roundrobin', [[0, '10.0.0.1', 8080], [1, '10.0.0.2', 8080, 0], [2, 'fd00::1', 8080]]),
+      listener('udp', null, 80, 'masquerade', 'roundrobin', [[3, '10.0.0.1', 8053], [4, 'fd00::1', 8053]]),
+      // One address beside every address on the same port, each family, masquerade on one side only.
+      listener('tcp', '192.0.2.1', 80, 'none', 'roundrobin', [[5, '10.0.0.1', 8080], [6, '10.0.0.3', 8080]]),
+      listener('tcp', '2001:db8::1', 80, 'masquerade', 'roundrobin', [[7, 'fd00::2', 8080]]),
+      // No backend taking new connections: the accept that keeps its clients from the twin.
+      listener('udp', '192.0.2.1', 80, 'none', 'roundrobin', [[8, '10.0.0.4', 8053, 0]]),
+      // Maglev in both families, masquerading, with a weight-0 backend; an old and a new entry on one address.
+      listener('tcp', null, 443, 'masquerade', 'maglev', [[9, '10.0.0.1', 8443], [10, '10.0.0.2', 8443, 0], [11, 'fd00::1', 8443]]),
+      listener('udp', '2001:db8::1', 53, 'masquerade', 'maglev', [[12, 'fd00::5', 53, 0], [13, 'fd00::5', 53]]),
+    ];
+    const dir = mkdtempSync(join(tmpdir(), 'lb4-shapes-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'rules.nft'), renderRuleset('lb4', shapes));
+    await run(ns, ['nft', '-f', join(dir, 'rules.nft')]);
+    t.equal(await listingRefusal(ns), '', 'the listed table loads again');
+    t.equal(await listingRefusal(ns, 'lb4', 'ruleset'), '', 'the listed rule set loads again');
+  });
+
+  t.test('bytes each way equal conntrack\'s own accounting, per listener and backend: routed, local and hairpin clients, masquerade beside a one-address listener', async (t) => {
+    const topo = await makeTopology(t);
+    await startBackends(t, topo);
+    // Conntrack counts each packet once, where it first sees it (prerouting or output): the
+    // truth lb4's filter-hook counters must equal, byte for byte.
+    await run(topo.lb, ['sysctl', '-qw', 'net.netfilter.nf_conntrack_acct=1']);
+    const lb = await startLb(t, topo.lb, { listeners: [{ name: 'every', listen: '[::]:80', snat: 'masquerade', backends: [b1, b2] }, { name: 'one', listen: `${vip}:80`, backends: [b1] }], forward: 'nat', workers: 1 });
+    const served = [
+      ...(await shaExchanges(t, topo.client, 3, 50_000, 70_000, vip)),
+      ...(await shaExchanges(t, topo.client, 4, 30_000, 90_000, lbInside)),
+      // A client on the lb4 host (the output chain), and a backend that is a client of the
+      // masquerading listener and is sent to itself or to the other backend (hairpin).
+      ...(await shaExchanges(t, topo.lb, 2, 20_000, 10_000, vip)),
+      ...(await shaExchanges(t, topo.b1, 4, 40_000, 20_000, lbInside)),
+    ];
+    t.equal(served.filter((r) => r.ok).length, 13, 'every exchange intact');
+    const expected = new Map<string, { toBackend: number; toClient: number }>();
+    for (const e of parseConntrack(await run(topo.lb, ['conntrack', '-L', '-f', 'ipv4', '-o', 'extended']))) {
+      if (e.listener.port !== 80) continue;
+      const id = `${e.listener.ip === vip ? 'one' : 'every'} ${e.backend.ip}:${e.backend.port}`;
+      const sum = expected.get(id) ?? { toBackend: 0, toClient: 0 };
+      expected.set(id, { toBackend: sum.toBackend + e.bytesToBackend, toClient: sum.toClient + e.bytesToClient });
+    }
+    lb.send({ op: 'stats' });
+    const stats = await lb.next<{ backends: Array<{ id: string; listener: string; counters: Record<string, number> }> }>('stats');
+    const counted = new Map(stats.backends.map((b) => [`${b.listener} ${b.id}`, { toBackend: b.counters.bytes_to_backend, toClient: b.counters.bytes_to_client }]));
+    t.same(Object.fromEntries(counted), Object.fromEntries([...counted.keys()].map((id) => [id, expected.get(id) ?? { toBackend: 0, toClient: 0 }])), 'lb4\'s bytes are conntrack\'s');
+    t.ok([...expected.keys()].every((id) => counted.has(id)), `every connection belongs to one of lb4's backends (${[...expected.keys()].join(', ')})`);
     await closeLb(lb);
   });
 

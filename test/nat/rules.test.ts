@@ -125,3 +125,13 @@ t.test('options: forward, snat and natTable, per listener and at the top', async
   await t.rejects(validateOptions({ listen: ':80', backends: ['127.0.0.1:9001'], natTable: 'lb4; flush ruleset' }), { code: 'LB4_INVALID_OPTION', field: 'natTable' });
   await t.rejects(validateOptions({ listen: ':80', backends: ['127.0.0.1:9001'], forward: 'nat', algorithm: 'leastconn' }), { field: 'algorithm', message: /leastconn needs forward: proxy/ });
 });
+
+t.test('a one-address listener beside an every-address one: its return looks up a named set with its type spelled out', async (t) => {
+  // nft 1.0.6 lists an anonymous `ct original ip daddr . ct original proto-dst { ... }` with the
+  // port left out of every element: a listing that does not load again (nat.test.ts loads it).
+  const one = { ...listeners[0], slot: 2, ip: '192.0.2.1', snat: 'none' as const };
+  const text = renderRuleset('lb4', [listeners[0], one]);
+  t.match(text, /  set one_address_ipv4_tcp \{\n    type ipv4_addr \. inet_service\n    elements = \{ 192\.0\.2\.1 \. 80 \}\n  \}/);
+  t.match(text, /ct original ip daddr \. ct original proto-dst @one_address_ipv4_tcp return/);
+  t.notMatch(text, /proto-dst \{/, 'no anonymous set keyed by the listener');
+});

@@ -172,13 +172,15 @@ export async function hasTable(lb: Netns, table = 'lb4'): Promise<boolean> {
  * Whether lb4's table, as `nft list` prints it, loads again (checked with `nft -c` under another
  * name): an operator saves rule sets that way, and an nft that prints a rule without a match it
  * depends on writes a file that no longer loads. Resolves to nft's refusal, or '' when it loads.
+ * `ruleset`: the whole rule set as `nft list ruleset` prints it, after a `flush ruleset`, as a
+ * saved /etc/nftables.conf would load it.
  */
-export async function listingRefusal(lb: Netns, table = 'lb4'): Promise<string> {
-  const listed = await run(lb, ['nft', 'list', 'table', 'inet', table]);
+export async function listingRefusal(lb: Netns, table = 'lb4', what: 'table' | 'ruleset' = 'table'): Promise<string> {
+  const listed = what === 'table' ? await run(lb, ['nft', 'list', 'table', 'inet', table]) : await run(lb, ['nft', 'list', 'ruleset']);
   const dir = mkdtempSync(join(tmpdir(), 'lb4-relist-'));
   try {
     const file = join(dir, 'table.nft');
-    writeFileSync(file, listed.replace(`table inet ${table} {`, `table inet ${table}_relisted {`));
+    writeFileSync(file, what === 'table' ? listed.replace(`table inet ${table} {`, `table inet ${table}_relisted {`) : `flush ruleset\n${listed}`);
     await run(lb, ['nft', '-c', '-f', file]);
     return '';
   } catch (e) {
