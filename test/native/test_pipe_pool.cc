@@ -260,3 +260,32 @@ TEST(pipe_pool, a_fixed_pipe_size_turns_large_pipes_off) {
   CHECK(!p.valid());
   CHECK_EQ(pool.largeOpen(), 0u);
 }
+
+// An unprivileged user's pipes share fs.pipe-user-pages-soft (16384 pages by default); past it
+// the kernel gives every new pipe of the user 2 pages. lb4's large pipes keep to half of it.
+TEST(pipe_pool, large_pipes_per_worker_keep_to_half_of_an_unprivileged_users_budget) {
+  CHECK_EQ(PipePool::largePipesPerWorker(16384, false, 1, 4096), 32u);  // 32 x 256 pages = 8192
+  CHECK_EQ(PipePool::largePipesPerWorker(16384, false, 2, 4096), 16u);
+  CHECK_EQ(PipePool::largePipesPerWorker(16384, false, 8, 4096), 4u);
+  CHECK_EQ(PipePool::largePipesPerWorker(16384, false, 64, 4096), 0u);
+  CHECK_EQ(PipePool::largePipesPerWorker(1 << 20, false, 1, 4096), PipePool::kMaxLargePipes);
+  CHECK_EQ(PipePool::largePipesPerWorker(16384, true, 64, 4096), PipePool::kMaxLargePipes);
+  CHECK_EQ(PipePool::largePipesPerWorker(0, false, 64, 4096), PipePool::kMaxLargePipes);  // no budget
+  CHECK_EQ(PipePool::largePipesPerWorker(16384, false, 2, 65536), 32u);                  // 16-page large pipes
+}
+
+TEST(pipe_pool, get_large_stops_at_the_pools_large_pipe_budget) {
+  PipePool pool(4, 0, 2);
+  Pipe a, b, c;
+  REQUIRE(pool.getLarge(a));
+  REQUIRE(a.large);  // the tests run as root: the kernel grows the pipe
+  REQUIRE(pool.getLarge(b));
+  CHECK(!pool.getLarge(c));
+  CHECK(!c.valid());
+  CHECK_EQ(pool.largeOpen(), 2u);
+  pool.put(a);
+  CHECK(pool.getLarge(c));  // a spare large pipe is reused, within the budget
+  CHECK(c.large);
+  pool.put(b);
+  pool.put(c);
+}

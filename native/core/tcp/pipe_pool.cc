@@ -3,11 +3,39 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 #include <utility>
 
 namespace lb4 {
 
-PipePool::PipePool(size_t maxIdle, int pipeSize) : maxIdle_(maxIdle), requestedSize_(pipeSize) {}
+PipePool::PipePool(size_t maxIdle, int pipeSize, size_t maxLarge)
+    : maxIdle_(maxIdle), requestedSize_(pipeSize), maxLarge_(maxLarge) {}
+
+size_t PipePool::largePipesPerWorker(uint64_t softPages, bool privileged, uint32_t workers, long pageSize) {
+  if (privileged || softPages == 0 || pageSize <= 0) return kMaxLargePipes;
+  const uint64_t pagesPerLarge = std::max<uint64_t>(1, kLargePipeSize / static_cast<uint64_t>(pageSize));
+  const uint64_t perWorker = softPages / 2 / pagesPerLarge / std::max<uint32_t>(1, workers);
+  return static_cast<size_t>(std::min<uint64_t>(kMaxLargePipes, perWorker));
+}
+
+size_t PipePool::largePipesPerWorker(uint32_t workers) {
+  uint64_t softPages = 0;
+  std::ifstream sysctl("/proc/sys/fs/pipe-user-pages-soft");
+  if (!(sysctl >> softPages)) softPages = 0;  // no such sysctl: the kernel has no budget either
+  // The kernel exempts CAP_SYS_RESOURCE (bit 24) and CAP_SYS_ADMIN (bit 21).
+  bool privileged = false;
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    const uint64_t caps = std::strtoull(line.c_str() + 7, nullptr, 16);
+    privileged = (caps >> 24 & 1) || (caps >> 21 & 1);
+    break;
+  }
+  return largePipesPerWorker(softPages, privileged, workers, sysconf(_SC_PAGESIZE));
+}
 
 // A new pipe of `size` bytes (0: the kernel's default). Past the per-user pipe budget the
 // kernel refuses to grow a pipe (EPERM), and it makes new pipes smaller than the default, so the
@@ -43,7 +71,7 @@ bool PipePool::getLarge(Pipe& out) {
     ++inUse_;
     return true;
   }
-  if (largeRefused_ || largeOpen_ >= kMaxLargePipes) return false;
+  if (largeRefused_ || largeOpen_ >= maxLarge_) return false;
   if (!open(out, kLargePipeSize)) return false;
   if (out.capacity < kLargePipeSize) {
     // Refused (an unprivileged user past fs.pipe-user-pages-soft): this pipe serves as a

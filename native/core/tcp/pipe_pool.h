@@ -14,9 +14,12 @@
 // what the socket holds in one splice each way and so halves the wake-ups (and the context
 // switches of the peers it wakes) per byte. Large pipes are few: at most kMaxLargePipes per
 // worker, in use and spare together, so the bytes a worker can hold in pipes stay bounded
-// (32 MiB) however many bulk flows it carries; past that, flows keep standard pipes.
+// (32 MiB) however many bulk flows it carries; past that, flows keep standard pipes. An
+// unprivileged process gets fewer: its workers' large pipes together stay within half of the
+// user's pipe budget (largePipesPerWorker).
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "io/unique_fd.h"
@@ -39,9 +42,19 @@ class PipePool {
   static constexpr int kLargePipeSize = 1 << 20;
   static constexpr size_t kMaxLargePipes = 32;
 
-  // `pipeSize` 0: standard pipes at the kernel's default capacity, and large pipes for bulk
-  // directions. Otherwise F_SETPIPE_SZ asks every pipe for `pipeSize` and none is large.
-  PipePool(size_t maxIdle, int pipeSize);
+  // `pipeSize` 0: standard pipes at the kernel's default capacity, and at most `maxLarge` large
+  // pipes for bulk directions. Otherwise F_SETPIPE_SZ asks every pipe for `pipeSize` and none is
+  // large.
+  PipePool(size_t maxIdle, int pipeSize, size_t maxLarge = kMaxLargePipes);
+
+  // How many large pipes each of `workers` workers may hold so that all of them together take at
+  // most half of an unprivileged user's pipe budget (`softPages`: fs.pipe-user-pages-soft; 0: no
+  // budget). Past that budget the kernel gives every new pipe of the user 2 pages instead of 16:
+  // lb4's standard pipes and the user's other programs' alike. A process with CAP_SYS_RESOURCE
+  // or CAP_SYS_ADMIN (`privileged`) has no budget. At most kMaxLargePipes.
+  static size_t largePipesPerWorker(uint64_t softPages, bool privileged, uint32_t workers, long pageSize);
+  // The same for this process: reads the sysctl and the process's effective capabilities.
+  static size_t largePipesPerWorker(uint32_t workers);
   PipePool(const PipePool&) = delete;
   PipePool& operator=(const PipePool&) = delete;
 
@@ -69,6 +82,7 @@ class PipePool {
 
   size_t maxIdle_;
   int requestedSize_;
+  size_t maxLarge_;
   size_t inUse_ = 0;
   size_t largeOpen_ = 0;  // large pipes in use or spare
   bool largeRefused_ = false;  // the kernel refused to grow a pipe: stop asking

@@ -20,8 +20,8 @@ constexpr uint64_t kPumpBudget = 2 * PipePool::kLargePipeSize;
 
 }  // namespace
 
-SplicePump::SplicePump(size_t maxIdlePipes, int pipeSize)
-    : pipes_(maxIdlePipes, pipeSize), scratch_(new char[kScratchSize]) {}
+SplicePump::SplicePump(size_t maxIdlePipes, int pipeSize, size_t maxLargePipes)
+    : pipes_(maxIdlePipes, pipeSize, maxLargePipes), scratch_(new char[kScratchSize]) {}
 
 // Moves bytes from `src` to `dst` until neither side can go on.
 //

@@ -26,7 +26,7 @@ enum class PumpResult {
 
 class SplicePump {
  public:
-  SplicePump(size_t maxIdlePipes, int pipeSize);
+  SplicePump(size_t maxIdlePipes, int pipeSize, size_t maxLargePipes = PipePool::kMaxLargePipes);
   SplicePump(const SplicePump&) = delete;
   SplicePump& operator=(const SplicePump&) = delete;
 
