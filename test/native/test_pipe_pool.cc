@@ -1,7 +1,10 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -288,4 +291,66 @@ TEST(pipe_pool, get_large_stops_at_the_pools_large_pipe_budget) {
   CHECK(c.large);
   pool.put(b);
   pool.put(c);
+}
+
+// The kernel asks capable(), in the initial user namespace, whether a pipe's user is exempt from
+// the pipe budget: a process with every capability inside a user namespace of its own (a rootless
+// container, `unshare -U -r`) still has the budget, and its large pipes must keep to half of it.
+TEST(pipe_pool, capabilities_inside_a_user_namespace_do_not_lift_the_pipe_budget) {
+  const uint32_t workers = 2;
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // Exit codes: 0 right, 1 wrong count, 2 the kernel still exempts (premise), 3 no userns here.
+    if (unshare(CLONE_NEWUSER) != 0) _exit(3);
+    // The premise: the kernel refuses what only CAP_SYS_RESOURCE may do, a pipe past
+    // fs.pipe-max-size, though CapEff now lists every capability.
+    int fds[2];
+    if (pipe(fds) != 0) _exit(3);
+    long maxSize = 0;
+    std::ifstream("/proc/sys/fs/pipe-max-size") >> maxSize;
+    if (maxSize <= 0 || fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(maxSize) * 2) >= 0 || errno != EPERM) _exit(2);
+    std::ifstream soft("/proc/sys/fs/pipe-user-pages-soft");
+    uint64_t softPages = 0;
+    soft >> softPages;
+    const size_t want = PipePool::largePipesPerWorker(softPages, false, workers, sysconf(_SC_PAGESIZE));
+    _exit(PipePool::largePipesPerWorker(workers) == want ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 3) {
+    lb4test::note("no user namespaces here: nothing to check");
+    return;
+  }
+  CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(pipe_pool, the_pipe_budget_reads_both_sysctls_and_survives_garbage) {
+  CHECK_EQ(PipePool::pipeBudgetPages("16384\n", "0\n"), 16384u);
+  CHECK_EQ(PipePool::pipeBudgetPages("16384\n", "4096\n"), 4096u);  // a hard limit below the soft one
+  CHECK_EQ(PipePool::pipeBudgetPages("16384\n", "65536\n"), 16384u);
+  CHECK_EQ(PipePool::pipeBudgetPages("0\n", "0\n"), 0u);  // no budget at all
+  CHECK_EQ(PipePool::pipeBudgetPages("0\n", "8192\n"), 8192u);
+  // Unreadable or garbage: the kernel's default soft limit, never "no budget".
+  CHECK_EQ(PipePool::pipeBudgetPages("", ""), 16384u);
+  CHECK_EQ(PipePool::pipeBudgetPages(nullptr, nullptr), 16384u);
+  CHECK_EQ(PipePool::pipeBudgetPages("lots\n", "x"), 16384u);
+  CHECK_EQ(PipePool::pipeBudgetPages("-1\n", "12abc"), 16384u);
+  CHECK_EQ(PipePool::pipeBudgetPages("99999999999999999999999\n", "0"), 16384u);  // out of range
+}
+
+TEST(pipe_pool, only_caps_in_the_initial_user_namespace_exempt_from_the_pipe_budget) {
+  const char* root = "Name:\tlb4\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n";
+  CHECK(PipePool::exemptFromPipeBudget(root, true));
+  CHECK(!PipePool::exemptFromPipeBudget(root, false));  // a user namespace of its own
+  CHECK(PipePool::exemptFromPipeBudget("Name:\tx\nCapEff:\t0000000001000000\n", true));   // CAP_SYS_RESOURCE
+  CHECK(PipePool::exemptFromPipeBudget("Name:\tx\nCapEff:\t0000000000200000\n", true));   // CAP_SYS_ADMIN
+  CHECK(!PipePool::exemptFromPipeBudget("Name:\tx\nCapEff:\t0000000000000400\n", true));  // NET_BIND_SERVICE only
+  // CapBnd or CapPrm holding the bits is not enough: only the effective set counts.
+  CHECK(!PipePool::exemptFromPipeBudget("Name:\tx\nCapPrm:\t000001ffffffffff\nCapEff:\t0000000000000000\n", true));
+  CHECK(!PipePool::exemptFromPipeBudget("Name:\tx\nCapEff:\tzz\n", true));
+  CHECK(!PipePool::exemptFromPipeBudget("Name:\tx\n", true));
+  CHECK(!PipePool::exemptFromPipeBudget("", true));
+  CHECK(!PipePool::exemptFromPipeBudget(nullptr, true));
 }

@@ -1,11 +1,16 @@
 #include "tcp/pipe_pool.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <utility>
 
@@ -21,20 +26,65 @@ size_t PipePool::largePipesPerWorker(uint64_t softPages, bool privileged, uint32
   return static_cast<size_t>(std::min<uint64_t>(kMaxLargePipes, perWorker));
 }
 
-size_t PipePool::largePipesPerWorker(uint32_t workers) {
-  uint64_t softPages = 0;
-  std::ifstream sysctl("/proc/sys/fs/pipe-user-pages-soft");
-  if (!(sysctl >> softPages)) softPages = 0;  // no such sysctl: the kernel has no budget either
+namespace {
+
+constexpr uint64_t kDefaultPipeUserPagesSoft = 16384;  // PIPE_DEF_BUFFERS * INR_OPEN_CUR
+constexpr ino_t kInitialUserNamespaceInode = 0xEFFFFFFDU;  // PROC_USER_INIT_INO
+
+// A sysctl's text as a number: digits, then at most white space.
+bool parsePages(const char* text, uint64_t& out) {
+  if (text == nullptr || !std::isdigit(static_cast<unsigned char>(*text))) return false;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(text, &end, 10);
+  if (errno != 0) return false;
+  while (std::isspace(static_cast<unsigned char>(*end))) ++end;
+  if (*end != '\0') return false;
+  out = v;
+  return true;
+}
+
+// A small file's whole text ("" when it cannot be read).
+std::string readText(const char* path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+uint64_t PipePool::pipeBudgetPages(const char* softText, const char* hardText) {
+  uint64_t soft = kDefaultPipeUserPagesSoft, hard = 0;
+  if (!parsePages(softText, soft)) soft = kDefaultPipeUserPagesSoft;
+  if (!parsePages(hardText, hard)) hard = 0;
+  if (soft == 0) return hard;
+  if (hard == 0) return soft;
+  return std::min(soft, hard);
+}
+
+bool PipePool::exemptFromPipeBudget(const char* procStatus, bool initialUserNamespace) {
+  if (!initialUserNamespace || procStatus == nullptr) return false;
+  const char* line = std::strstr(procStatus, "\nCapEff:");
+  if (line == nullptr) return false;
+  line += std::strlen("\nCapEff:");
+  while (*line == ' ' || *line == '\t') ++line;
+  if (!std::isxdigit(static_cast<unsigned char>(*line))) return false;
+  const uint64_t caps = std::strtoull(line, nullptr, 16);
   // The kernel exempts CAP_SYS_RESOURCE (bit 24) and CAP_SYS_ADMIN (bit 21).
-  bool privileged = false;
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("CapEff:", 0) != 0) continue;
-    const uint64_t caps = std::strtoull(line.c_str() + 7, nullptr, 16);
-    privileged = (caps >> 24 & 1) || (caps >> 21 & 1);
-    break;
-  }
-  return largePipesPerWorker(softPages, privileged, workers, sysconf(_SC_PAGESIZE));
+  return (caps >> 24 & 1) || (caps >> 21 & 1);
+}
+
+size_t PipePool::largePipesPerWorker(uint32_t workers) {
+  const std::string soft = readText("/proc/sys/fs/pipe-user-pages-soft");
+  const std::string hard = readText("/proc/sys/fs/pipe-user-pages-hard");
+  const std::string status = readText("/proc/self/status");
+  struct stat ns {};
+  const bool initialUserNamespace =
+      stat("/proc/self/ns/user", &ns) != 0 ? errno == ENOENT : ns.st_ino == kInitialUserNamespaceInode;
+  return largePipesPerWorker(pipeBudgetPages(soft.c_str(), hard.c_str()),
+                             exemptFromPipeBudget(status.c_str(), initialUserNamespace), workers,
+                             sysconf(_SC_PAGESIZE));
 }
 
 // A new pipe of `size` bytes (0: the kernel's default). Past the per-user pipe budget the

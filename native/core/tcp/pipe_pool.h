@@ -53,8 +53,17 @@ class PipePool {
   // lb4's standard pipes and the user's other programs' alike. A process with CAP_SYS_RESOURCE
   // or CAP_SYS_ADMIN (`privileged`) has no budget. At most kMaxLargePipes.
   static size_t largePipesPerWorker(uint64_t softPages, bool privileged, uint32_t workers, long pageSize);
-  // The same for this process: reads the sysctl and the process's effective capabilities.
+  // The same for this process: reads the sysctls and the process's effective capabilities.
   static size_t largePipesPerWorker(uint32_t workers);
+  // The user's pipe budget in pages from the texts of fs.pipe-user-pages-soft and -hard: the
+  // smaller limit that is set (0: neither). Unreadable or garbage text counts as the kernel's
+  // default (16384 soft, 0 hard): not knowing the budget is no reason to assume there is none.
+  static uint64_t pipeBudgetPages(const char* softText, const char* hardText);
+  // Whether the kernel exempts a process from that budget, from /proc/self/status: CapEff holds
+  // CAP_SYS_RESOURCE or CAP_SYS_ADMIN, and the process is in the initial user namespace, the one
+  // the kernel's capable() asks; capabilities held inside a user namespace (a rootless
+  // container, `unshare -U -r`) do not exempt. No readable CapEff: not exempt.
+  static bool exemptFromPipeBudget(const char* procStatus, bool initialUserNamespace);
   PipePool(const PipePool&) = delete;
   PipePool& operator=(const PipePool&) = delete;
 
