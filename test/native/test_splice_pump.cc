@@ -1,6 +1,7 @@
 // The splice pump's pipe sizing, driven by hand on real loopback TCP sockets: which pipe a
 // direction holds depends only on what the pump was given, not on timing.
 
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
@@ -289,4 +290,26 @@ TEST(splice_pump, many_bulk_directions_keep_to_the_large_pipe_cap_and_deliver_in
   }
   CHECK_EQ(pump.pipes().inUse(), 0u);
   CHECK_LE(pump.pipes().largeOpen(), kCap);
+}
+
+// A flow reset while its large pipe holds bytes: the pipe is closed, not pooled (the next flow
+// would read the bytes), and its place under the large-pipe cap is free again.
+TEST(splice_pump, a_large_pipe_holding_bytes_at_a_reset_is_closed_and_frees_its_place) {
+  PumpRig rig(1 << 20, 0, false);
+  REQUIRE(rig.ready);
+  CHECK(rig.run() == PumpResult::Idle);
+  std::vector<char> out(rig.data.size());
+  REQUIRE(rig.takeFromPipe(out, 0));
+  CHECK(rig.run() == PumpResult::Idle);
+  REQUIRE(rig.d.pipe.large);
+  REQUIRE(rig.d.pipeBytes > 0u);
+  const int readEnd = rig.d.pipe.readFd(), writeEnd = rig.d.pipe.writeFd();
+  rig.pump.release(rig.d);
+  CHECK(!rig.d.pipe.valid());
+  CHECK_EQ(rig.d.pipeBytes, 0u);
+  CHECK_EQ(lb4test::descriptorError(readEnd), EBADF);
+  CHECK_EQ(lb4test::descriptorError(writeEnd), EBADF);
+  CHECK_EQ(rig.pump.pipes().largeOpen(), 0u);
+  CHECK_EQ(rig.pump.pipes().inUse(), 0u);
+  CHECK_EQ(rig.pump.pipes().idle(), 1u);  // only the standard pipe it gave back before
 }
