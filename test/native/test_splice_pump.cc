@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <sys/socket.h>
@@ -312,4 +313,45 @@ TEST(splice_pump, a_large_pipe_holding_bytes_at_a_reset_is_closed_and_frees_its_
   CHECK_EQ(rig.pump.pipes().largeOpen(), 0u);
   CHECK_EQ(rig.pump.pipes().inUse(), 0u);
   CHECK_EQ(rig.pump.pipes().idle(), 1u);  // only the standard pipe it gave back before
+}
+
+// While a large pipe still holds bulk bytes the destination has not taken, the source sends an
+// urgent byte, more bytes and its FIN: the bytes in the pipe go out first, then everything after
+// the mark (the urgent byte itself is out of band), then the FIN, and nothing in between.
+TEST(splice_pump, urgent_data_and_a_fin_behind_a_full_large_pipe_keep_their_order) {
+  PumpRig rig(1 << 20, 0, false);
+  REQUIRE(rig.ready);
+  CHECK(rig.run() == PumpResult::Idle);
+  std::vector<char> head(rig.data.size());
+  REQUIRE(rig.takeFromPipe(head, 0));
+  const uint32_t byHand = 65536;
+  CHECK(rig.run() == PumpResult::Idle);
+  REQUIRE(rig.d.pipe.large);
+  REQUIRE(rig.d.pipeBytes > 0u);
+
+  std::vector<char> tail(100000);
+  lb4test::fillPattern(9, 0, tail.data(), tail.size());
+  REQUIRE(send(rig.source.sender.get(), "U", 1, MSG_OOB) == 1);
+  REQUIRE(lb4test::sendAll(rig.source.sender.get(), tail.data(), tail.size(), 2000));
+  REQUIRE(shutdown(rig.source.sender.get(), SHUT_WR) == 0);
+  rig.src.readable = rig.src.urgent = rig.src.peerClosed = true;
+  rig.run();  // the destination still full: nothing may overtake the pipe's bytes
+  rig.dst.writable = true;
+  for (int i = 0; i < 200 && !rig.d.shutdownSent; ++i) {
+    if (rig.run() != PumpResult::Idle && rig.d.shutdownSent) break;
+    rig.dst.writable = rig.src.readable = true;  // a wake-up for each, as epoll would report
+  }
+  CHECK(rig.d.eof);
+  CHECK(rig.d.shutdownSent);
+  CHECK(!rig.d.pipe.valid());
+  CHECK_EQ(rig.pump.pipes().largeOpen(), 1u);  // spare, not closed
+
+  std::vector<char> want(rig.data.begin() + byHand, rig.data.end());
+  want.insert(want.end(), tail.begin(), tail.end());
+  std::vector<char> got(want.size());
+  CHECK(lb4test::recvExactly(rig.destination.receiver.get(), got.data(), got.size(), 2000));
+  CHECK(got == want);
+  char extra = 0;
+  CHECK(lb4test::waitFor(rig.destination.receiver.get(), POLLIN, 2000));
+  CHECK_EQ(recv(rig.destination.receiver.get(), &extra, 1, MSG_DONTWAIT), 0);  // the FIN, right after
 }
