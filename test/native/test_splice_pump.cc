@@ -279,7 +279,8 @@ TEST(splice_pump, many_bulk_directions_keep_to_the_large_pipe_cap_and_deliver_in
       if (l.got < l.out.size()) allDone = false;
     }
   }
-  lb4test::note("most large pipes open: " + std::to_string(mostLarge) + ", most pipes in use: " + std::to_string(mostInUse));
+  lb4test::note("most large pipes open: " + std::to_string(mostLarge) +
+                ", most pipes in use: " + std::to_string(mostInUse));
   CHECK(allDone);
   CHECK_LE(mostLarge, kCap);
   CHECK_EQ(mostLarge, kCap);  // the rule fired for more directions than the cap allows
