@@ -301,7 +301,7 @@ TEST(pipe_pool, capabilities_inside_a_user_namespace_do_not_lift_the_pipe_budget
   const pid_t child = fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    // Exit codes: 0 right, 1 wrong count, 2 the kernel still exempts (premise), 3 no userns here.
+    // Exit codes: 0 right, 1 wrong count, 2 the kernel still exempts (premise), 3 cannot check here.
     if (unshare(CLONE_NEWUSER) != 0) _exit(3);
     // The premise: the kernel refuses what only CAP_SYS_RESOURCE may do, a pipe past
     // fs.pipe-max-size, though CapEff now lists every capability.
@@ -309,7 +309,8 @@ TEST(pipe_pool, capabilities_inside_a_user_namespace_do_not_lift_the_pipe_budget
     if (pipe(fds) != 0) _exit(3);
     long maxSize = 0;
     std::ifstream("/proc/sys/fs/pipe-max-size") >> maxSize;
-    if (maxSize <= 0 || fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(maxSize) * 2) >= 0 || errno != EPERM) _exit(2);
+    if (maxSize <= 0 || maxSize > (1L << 29)) _exit(3);  // no size past it to ask for
+    if (fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(maxSize) * 2) >= 0 || errno != EPERM) _exit(2);
     std::ifstream soft("/proc/sys/fs/pipe-user-pages-soft");
     uint64_t softPages = 0;
     soft >> softPages;
@@ -320,7 +321,7 @@ TEST(pipe_pool, capabilities_inside_a_user_namespace_do_not_lift_the_pipe_budget
   REQUIRE(waitpid(child, &status, 0) == child);
   REQUIRE(WIFEXITED(status));
   if (WEXITSTATUS(status) == 3) {
-    lb4test::note("no user namespaces here: nothing to check");
+    lb4test::note("no user namespace (or no checkable fs.pipe-max-size) here: nothing to check");
     return;
   }
   CHECK_EQ(WEXITSTATUS(status), 0);
