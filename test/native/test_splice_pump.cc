@@ -100,6 +100,13 @@ struct PumpRig {
     return true;
   }
 
+  // With the destination full: one read fills a standard pipe, its 64 KiB are taken by hand
+  // into `out`, and the next read takes a large pipe and leaves bytes in it. True when it did.
+  bool bytesInALargePipe(std::vector<char>& out) {
+    if (run() != PumpResult::Idle || !takeFromPipe(out, 0) || run() != PumpResult::Idle) return false;
+    return d.pipe.large && d.pipeBytes > 0;
+  }
+
   // Lets the destination take everything; true when what arrived from `at` on is the rest of
   // the pattern, in order.
   bool drainAndCheck(std::vector<char>& out, size_t at) {
@@ -299,12 +306,8 @@ TEST(splice_pump, many_bulk_directions_keep_to_the_large_pipe_cap_and_deliver_in
 TEST(splice_pump, a_large_pipe_holding_bytes_at_a_reset_is_closed_and_frees_its_place) {
   PumpRig rig(1 << 20, 0, false);
   REQUIRE(rig.ready);
-  CHECK(rig.run() == PumpResult::Idle);
   std::vector<char> out(rig.data.size());
-  REQUIRE(rig.takeFromPipe(out, 0));
-  CHECK(rig.run() == PumpResult::Idle);
-  REQUIRE(rig.d.pipe.large);
-  REQUIRE(rig.d.pipeBytes > 0u);
+  REQUIRE(rig.bytesInALargePipe(out));
   const int readEnd = rig.d.pipe.readFd(), writeEnd = rig.d.pipe.writeFd();
   rig.pump.release(rig.d);
   CHECK(!rig.d.pipe.valid());
@@ -322,13 +325,9 @@ TEST(splice_pump, a_large_pipe_holding_bytes_at_a_reset_is_closed_and_frees_its_
 TEST(splice_pump, urgent_data_and_a_fin_behind_a_full_large_pipe_keep_their_order) {
   PumpRig rig(1 << 20, 0, false);
   REQUIRE(rig.ready);
-  CHECK(rig.run() == PumpResult::Idle);
   std::vector<char> head(rig.data.size());
-  REQUIRE(rig.takeFromPipe(head, 0));
   const uint32_t byHand = 65536;
-  CHECK(rig.run() == PumpResult::Idle);
-  REQUIRE(rig.d.pipe.large);
-  REQUIRE(rig.d.pipeBytes > 0u);
+  REQUIRE(rig.bytesInALargePipe(head));
 
   std::vector<char> tail(100000);
   lb4test::fillPattern(9, 0, tail.data(), tail.size());
