@@ -81,6 +81,7 @@ bool Engine::start(std::vector<std::vector<BackendSpec>> tables, SocketError& er
   }
   std::vector<std::shared_ptr<const BackendTable>> initial = buildTables(tables);
   config_.worker.workerCount = static_cast<uint32_t>(workerCount);
+  config_.worker.maxLargePipes = PipePool::largePipesPerWorker(config_.worker.workerCount);
   for (uint32_t w = 0; w < workerCount; ++w) {
     std::vector<ListenerSlot> mine(config_.listeners.size());
     for (uint32_t l = 0; l < config_.listeners.size(); ++l) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "enums.h"
+#include "tcp/pipe_pool.h"
 
 namespace lb4 {
 
@@ -89,6 +90,9 @@ struct WorkerOptions {
   // How many workers share the process's descriptors (set by the engine, not an option): each
   // worker's share bounds what it may hold for later, such as warm UDP sockets.
   uint32_t workerCount = 1;
+  // Large pipes each worker may hold (set by the engine, once for the process, from the user's
+  // pipe budget: PipePool::largePipesPerWorker).
+  size_t maxLargePipes = PipePool::kMaxLargePipes;
   int64_t sniTimeoutMs = optionDefault(EngineOption::sniTimeoutMs);
 };
 

@@ -63,7 +63,7 @@ TcpProxy::TcpProxy(uint32_t workerIndex, const WorkerOptions& options, const Loo
       events_(events),
       flowLogEvery_(flowLogEvery),
       reserveFd_(open("/dev/null", O_RDONLY | O_CLOEXEC)),
-      pump_(options.maxIdlePipes, options.pipeSize, PipePool::largePipesPerWorker(options.workerCount)),
+      pump_(options.maxIdlePipes, options.pipeSize, options.maxLargePipes),
       flows_(workerIndex) {}
 
 // --- listeners --------------------------------------------------------------------------------
