@@ -6,7 +6,7 @@
 //     computed and shown, never asserted.
 // Pure functions of run.mjs's summary, so they are tested without running anything.
 
-import { best, metrics, verdict } from './metrics.mjs';
+import { best, median, metrics, verdict } from './metrics.mjs';
 
 /**
  * The better of the candidates for a metric (higher for rates, lower for CPU, latency, memory),
@@ -22,7 +22,41 @@ export function bestOf(metric, candidates) {
   return winner ? { system: winner.system, value: b } : null;
 }
 
-/** @typedef {Record<string, Record<string, Record<string, {median: number | null}>>>} Summary per workers, system, metric */
+/**
+ * Per workers, system and metric: the median, and (from summarise) the per-round values with the
+ * round each came from.
+ * @typedef {Record<string, Record<string, Record<string, {median: number | null, values?: Array<number | null>, rounds?: number[]}>>>} Summary
+ */
+
+/**
+ * The same ratio taken round by round: in each round where `subject` has a value, it over the
+ * best of `references` in that round (every system ran once per round, seconds apart). Slow drift
+ * of the machine then moves both sides of a ratio together, which the medians' ratio cannot
+ * tell: the spread of these ratios is what a comparison of two systems can show on this machine.
+ * @param {Record<string, Record<string, {values?: Array<number | null>, rounds?: number[]}>>} bySystem one worker count
+ * @param {string} subject
+ * @param {string[]} references
+ * @param {import('./metrics.mjs').Metric} metric
+ * @returns {{perRound: number[], min: number, max: number, median: number} | null} null without two rounds
+ */
+export function roundRatios(bySystem, subject, references, metric) {
+  const mine = bySystem[subject]?.[metric.key];
+  if (!mine?.values || !mine.rounds) return null;
+  /** @type {number[]} */
+  const perRound = [];
+  mine.rounds.forEach((round, i) => {
+    const value = mine.values?.[i];
+    const refs = references.map((r) => {
+      const cell = bySystem[r]?.[metric.key];
+      const j = cell?.rounds?.indexOf(round) ?? -1;
+      return j >= 0 ? cell?.values?.[j] : null;
+    });
+    const b = best(metric, refs);
+    if (typeof value === 'number' && Number.isFinite(value) && b !== null && b !== 0) perRound.push(value / b);
+  });
+  if (perRound.length < 2) return null;
+  return { perRound, min: Math.min(...perRound), max: Math.max(...perRound), median: /** @type {number} */ (median(perRound)) };
+}
 
 /**
  * Per worker count and metric, the better of the given systems' medians.
@@ -61,7 +95,7 @@ export function ratiosToBest(summary, anchors, subject = 'lb4') {
       const b = bests[w][m.key];
       if (typeof mine !== 'number' || !b || b.value === 0) continue;
       const ratio = mine / b.value;
-      out[w][m.key] = { ratio, against: b.system, verdict: verdict(m, ratio) };
+      out[w][m.key] = { ratio, against: b.system, verdict: verdict(m, ratio), rounds: roundRatios(bySystem, subject, anchors, m) };
     }
   }
   return out;
@@ -120,7 +154,10 @@ export function natTargets(summary, anchors, subject = 'lb4-nat') {
       const ref = t.against === 'best anchor' ? bests[w][t.metric] : { system: t.against, value: bySystem[t.against]?.[t.metric]?.median };
       if (typeof value !== 'number' || !ref || typeof ref.value !== 'number' || ref.value === 0) continue;
       const ratio = value / ref.value;
-      out[w].push({ metric: t.metric, against: t.against, reference: ref.system, value, referenceValue: ref.value, ratio, atLeast: t.atLeast, met: ratio >= t.atLeast });
+      const metric = metrics.find((m) => m.key === t.metric);
+      const rounds = metric ? roundRatios(bySystem, subject, t.against === 'best anchor' ? anchors : [t.against], metric) : null;
+      const roundsMet = rounds ? rounds.perRound.filter((r) => r >= t.atLeast).length : null;
+      out[w].push({ metric: t.metric, against: t.against, reference: ref.system, value, referenceValue: ref.value, ratio, atLeast: t.atLeast, met: ratio >= t.atLeast, rounds, roundsMet });
     }
   }
   return out;

@@ -162,7 +162,7 @@ export function medianTable(w, summary, ratioTable, systemNames, anchors, buildT
   const natColumn = anchors.length > 0 && extra.natRatios ? [`lb4-nat / ${best}`] : [];
   const head = ['metric', 'unit', ...systemNames, ...bestHaproxy, ...anchorColumn, ...natColumn, ...builds.map((b) => `lb4 / ${b}`)];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i < 2 ? ' --- ' : ' ---: ')).join('|')}|`];
-  const ratioCell = (r, who) => (r ? `${fmt(r.ratio, 2)} vs ${r.against.replace(/^haproxy-splice-/, 'haproxy ')} (${r.verdict === 'tie' ? 'tie' : `${who} ${r.verdict}`})` : '–');
+  const ratioCell = (r, who) => (r ? `${fmt(r.ratio, 2)}${roundRange(r.rounds)} vs ${r.against.replace(/^haproxy-splice-/, 'haproxy ')} (${r.verdict === 'tie' ? 'tie' : `${who} ${r.verdict}`})` : '–');
   for (const m of present) {
     const cells = systemNames.map((s) => fmt(bySystem[s]?.[m.key]?.median, m.digits));
     if (bestHaproxy.length) {
@@ -189,6 +189,14 @@ export function medianTable(w, summary, ratioTable, systemNames, anchors, buildT
 }
 
 /**
+ * ` [min..max]` of a ratio taken round by round, or nothing with fewer than two rounds.
+ * @param {{min: number, max: number} | null | undefined} rounds
+ */
+export function roundRange(rounds) {
+  return rounds ? ` [${fmt(rounds.min, 2)}..${fmt(rounds.max, 2)}]` : '';
+}
+
+/**
  * The NAT targets for one worker count: lb4-nat's median against direct's or the best anchor's,
  * the ratio, the target and whether it is met (computed from this run; nothing asserts it).
  * @param {import('./anchors.mjs').TargetRow[]} rows
@@ -196,11 +204,13 @@ export function medianTable(w, summary, ratioTable, systemNames, anchors, buildT
 export function natTargetTable(rows) {
   if (rows.length === 0) return 'No NAT target could be computed (lb4-nat, direct or the anchors did not measure these metrics).';
   const byKey = new Map(metrics.map((m) => [m.key, m]));
-  const lines = ['| metric | lb4-nat | reference | ratio | target | met |', '| --- | ---: | ---: | ---: | ---: | --- |'];
+  const lines = ['| metric | lb4-nat | reference | ratio | round by round: median [min..max] | target | met | rounds met |', '| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |'];
   for (const r of rows) {
     const m = byKey.get(r.metric);
     const digits = m?.digits ?? 2;
-    lines.push(`| ${m?.label ?? r.metric} (${m?.unit ?? ''}) | ${fmt(r.value, digits)} | ${fmt(r.referenceValue, digits)} (${r.against === 'best anchor' ? `best anchor: ${r.reference}` : r.against}) | ${fmt(r.ratio, 2)} | >= ${r.atLeast} x ${r.against} | ${r.met ? 'yes' : '**no**'} |`);
+    const byRound = r.rounds ? `${fmt(r.rounds.median, 2)}${roundRange(r.rounds)}` : '–';
+    const roundsMet = r.rounds && r.roundsMet !== null ? `${r.roundsMet} of ${r.rounds.perRound.length}` : '–';
+    lines.push(`| ${m?.label ?? r.metric} (${m?.unit ?? ''}) | ${fmt(r.value, digits)} | ${fmt(r.referenceValue, digits)} (${r.against === 'best anchor' ? `best anchor: ${r.reference}` : r.against}) | ${fmt(r.ratio, 2)} | ${byRound} | >= ${r.atLeast} x ${r.against} | ${r.met ? 'yes' : '**no**'} | ${roundsMet} |`);
   }
   return lines.join('\n');
 }

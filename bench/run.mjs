@@ -315,7 +315,7 @@ async function main() {
   md.push('');
   if (usedAnchors.length) {
     md.push(
-      `The ratio columns are lb4's (and lb4-nat's) median divided by the best median of ${usedAnchors.join(', ')}: "best" is the higher one for throughput and rates, the lower one for CPU per GB, latency and memory. So for a rate a ratio above 1 is lb4 ahead, for CPU/latency/memory a ratio below 1 is.` +
+      `The ratio columns are lb4's (and lb4-nat's) median divided by the best median of ${usedAnchors.join(', ')}: "best" is the higher one for throughput and rates, the lower one for CPU per GB, latency and memory. So for a rate a ratio above 1 is lb4 ahead, for CPU/latency/memory a ratio below 1 is. In brackets, with two rounds or more, the lowest and highest of the same ratio taken round by round (each round against that round's best anchor, measured seconds apart): a ratio whose bracket holds 1 is not a difference this run can show.` +
         (bestHaproxy ? ' "best HAProxy" is the better of the two HAProxy settings for each metric on its own (in brackets, which one): HAProxy is judged by its better setting, metric by metric.' : ''),
     );
   } else {
@@ -335,7 +335,7 @@ async function main() {
     md.push(medianTable(w, summary, ratioTable, systemNames, usedAnchors, buildTable, { bestHaproxy, natRatios }));
     if (targets) {
       md.push('');
-      md.push(`### NAT targets, workers = ${w} (issue 10 item 5: lb4-nat >= 0.9x direct and >= 1.3x best(${anchorLabel(usedAnchors)}) on throughput and keep-alive requests/s, >= 0.8x direct on new connections/s; computed from this run's medians, not asserted)`);
+      md.push(`### NAT targets, workers = ${w} (issue 10 item 5: lb4-nat >= 0.9x direct and >= 1.3x best(${anchorLabel(usedAnchors)}) on throughput and keep-alive requests/s, >= 0.8x direct on new connections/s; computed from this run's medians, not asserted; "round by round" takes the ratio within each round, and "rounds met" counts the rounds whose own ratio met the target)`);
       md.push('');
       md.push(natTargetTable(targets[w] ?? []));
     }

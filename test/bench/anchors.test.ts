@@ -3,7 +3,7 @@
 // NAT targets are computed from the medians, met or not, never assumed.
 
 import t from 'tap';
-import { bestOf, bestTable, NAT_TARGETS, natTargets, ratiosToBest, type Summary } from '../../bench/anchors.mjs';
+import { bestOf, bestTable, NAT_TARGETS, natTargets, ratiosToBest, roundRatios, type Summary } from '../../bench/anchors.mjs';
 
 const higher = { better: 'higher' as const };
 const lower = { better: 'lower' as const };
@@ -68,4 +68,41 @@ t.test('NAT targets: computed against direct and the best anchor, met or not', a
   t.notOk(row('tput_down_1', 'direct'), 'a metric nobody measured gives no row');
   t.equal(NAT_TARGETS.filter((x) => x.against === 'best anchor').every((x) => x.atLeast === 1.3), true);
   t.same(natTargets({ 1: { direct: { tput_up_1: cell(20) } } }, anchors)[1], [], 'no lb4-nat: no rows');
+});
+
+// Three rounds; the machine slowed down in round 2 for every system alike.
+const rounds = (...values: number[]) => ({ median: [...values].sort((a, b) => a - b)[1], values, rounds: [1, 2, 3] });
+const drifting: Summary = {
+  1: {
+    direct: { rr16_rps: rounds(100, 50, 110), conn_rate: rounds(10, 10, 10) },
+    'lb4-nat': { rr16_rps: rounds(95, 48, 80), conn_rate: { median: 9, values: [9], rounds: [2] } },
+    lb4: { rr16_rps: rounds(60, 35, 70), cpu_up_1: rounds(1, 2, 1) },
+    'haproxy-splice-auto': { rr16_rps: rounds(70, 30, 60), cpu_up_1: rounds(2, 1, 2) },
+    nginx: { rr16_rps: rounds(50, 40, 65), cpu_up_1: { median: 1.5, values: [1.5, null, 1.5], rounds: [1, 2, 3] } },
+  },
+};
+
+t.test('ratios round by round: each round against that round\'s best, min and max and median', async (t) => {
+  const r = roundRatios(drifting[1], 'lb4', ['haproxy-splice-auto', 'nginx'], { key: 'rr16_rps', better: 'higher' });
+  t.same(r?.perRound, [60 / 70, 35 / 40, 70 / 65], 'the best anchor is chosen per round (HAProxy, then nginx twice)');
+  t.equal(r?.min, 60 / 70);
+  t.equal(r?.max, 70 / 65);
+  t.equal(r?.median, 35 / 40);
+  const cpu = roundRatios(drifting[1], 'lb4', ['haproxy-splice-auto', 'nginx'], { key: 'cpu_up_1', better: 'lower' });
+  t.same(cpu?.perRound, [1 / 1.5, 2 / 1, 1 / 1.5], 'lower is best for CPU; a round without a value skips that anchor');
+  t.equal(roundRatios(drifting[1], 'lb4-nat', ['direct'], { key: 'conn_rate', better: 'higher' }), null, 'one round: nothing to compare round by round');
+  t.equal(roundRatios(drifting[1], 'nobody', ['direct'], { key: 'rr16_rps', better: 'higher' }), null);
+  t.equal(ratiosToBest(drifting, ['haproxy-splice-auto', 'nginx'])[1].rr16_rps.rounds?.median, 35 / 40, 'the anchor ratios carry them');
+});
+
+t.test('NAT targets say in how many rounds the round\'s own ratio met the target', async (t) => {
+  const rows = natTargets(drifting, ['haproxy-splice-auto', 'nginx'])[1];
+  const rr = rows.find((r) => r.metric === 'rr16_rps' && r.against === 'direct');
+  t.equal(rr?.ratio, 80 / 100, "the medians' ratio misses 0.9 ...");
+  t.equal(rr?.met, false);
+  t.same(rr?.rounds?.perRound, [0.95, 0.96, 80 / 110]);
+  t.equal(rr?.roundsMet, 2, '... and two of the three rounds met it on their own');
+  const conn = rows.find((r) => r.metric === 'conn_rate' && r.against === 'direct');
+  t.equal(conn?.rounds, null);
+  t.equal(conn?.roundsMet, null);
 });
