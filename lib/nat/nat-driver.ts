@@ -53,6 +53,8 @@ interface Slot {
 }
 
 const families: readonly NatFamily[] = ['ipv4', 'ipv6'];
+/** Event overflows are logged at once, then at most once in this long, with how many there were. */
+export const overflowWarnEveryMs = 10_000;
 const emptyCounter: NftCounter = { packets: 0, bytes: 0 };
 
 export class NatDriver {
@@ -74,6 +76,11 @@ export class NatDriver {
   #flowLog = 0;
   #ended = 0;
   #emit: ((event: NativeEvent) => void) | null = null;
+  /** Event overflows not logged yet, when the last warning was, and the timer that logs the rest. */
+  #overflows = 0;
+  #overflowsSeen = 0;
+  #overflowWarnedAt = -Infinity;
+  #overflowTimer: NodeJS.Timeout | null = null;
   #checked = false;
   #applied = false;
   #closed = false;
@@ -126,7 +133,31 @@ export class NatDriver {
     this.#events.start(
       (end) => this.#onEnd(end),
       (message) => this.#log.warn({ err: message }, 'nat: the access log lost its conntrack event stream'),
+      () => this.#onOverflow(),
     );
+  }
+
+  /** How many times the kernel reported access-log events dropped, since start. */
+  get eventOverflows(): number {
+    return this.#overflowsSeen;
+  }
+
+  /** The kernel dropped access-log events: said at once, then at most every `overflowWarnEveryMs`. */
+  #onOverflow(): void {
+    this.#overflowsSeen++;
+    this.#overflows++;
+    const wait = this.#overflowWarnedAt + overflowWarnEveryMs - Date.now();
+    if (wait <= 0) return this.#warnOverflows();
+    this.#overflowTimer ??= setTimeout(() => this.#warnOverflows(), wait).unref();
+  }
+
+  #warnOverflows(): void {
+    if (this.#overflowTimer) clearTimeout(this.#overflowTimer);
+    this.#overflowTimer = null;
+    if (this.#overflows === 0) return;
+    this.#log.warn({ overflows: this.#overflows }, 'nat: the kernel dropped conntrack events the access log could not read in time: some ended connections are missing from it');
+    this.#overflows = 0;
+    this.#overflowWarnedAt = Date.now();
   }
 
   #onEnd({ entry, durationMs }: ConntrackEnd): void {
@@ -287,6 +318,7 @@ export class NatDriver {
     if (this.#closed) return;
     this.#closed = true;
     this.#events.stop();
+    this.#warnOverflows();
     if (!this.#applied) return;
     try {
       this.#nft.applySync(renderRemoval(this.table));
