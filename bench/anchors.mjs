@@ -33,6 +33,9 @@ export function bestOf(metric, candidates) {
  * best of `references` in that round (every system ran once per round, seconds apart). Slow drift
  * of the machine then moves both sides of a ratio together, which the medians' ratio cannot
  * tell: the spread of these ratios is what a comparison of two systems can show on this machine.
+ * The tables pass one reference, the system the medians' ratio is against: the best of several
+ * noisy values in each round would be biased upwards, and a round missing the best anchor would
+ * be judged against a weaker one.
  * @param {Record<string, Record<string, {values?: Array<number | null>, rounds?: number[]}>>} bySystem one worker count
  * @param {string} subject
  * @param {string[]} references
@@ -95,7 +98,7 @@ export function ratiosToBest(summary, anchors, subject = 'lb4') {
       const b = bests[w][m.key];
       if (typeof mine !== 'number' || !b || b.value === 0) continue;
       const ratio = mine / b.value;
-      out[w][m.key] = { ratio, against: b.system, verdict: verdict(m, ratio), rounds: roundRatios(bySystem, subject, anchors, m) };
+      out[w][m.key] = { ratio, against: b.system, verdict: verdict(m, ratio), rounds: roundRatios(bySystem, subject, [b.system], m) };
     }
   }
   return out;
@@ -155,7 +158,7 @@ export function natTargets(summary, anchors, subject = 'lb4-nat') {
       if (typeof value !== 'number' || !ref || typeof ref.value !== 'number' || ref.value === 0) continue;
       const ratio = value / ref.value;
       const metric = metrics.find((m) => m.key === t.metric);
-      const rounds = metric ? roundRatios(bySystem, subject, t.against === 'best anchor' ? anchors : [t.against], metric) : null;
+      const rounds = metric && ref.system ? roundRatios(bySystem, subject, [ref.system], metric) : null;
       const roundsMet = rounds ? rounds.perRound.filter((r) => r >= t.atLeast).length : null;
       out[w].push({ metric: t.metric, against: t.against, reference: ref.system, value, referenceValue: ref.value, ratio, atLeast: t.atLeast, met: ratio >= t.atLeast, rounds, roundsMet });
     }
