@@ -2,24 +2,16 @@
 // `conntrack`: the events it reads, the kernel's overflow warnings it counts, and what it says
 // when the tool ends. And the NAT driver's warning when events were dropped.
 
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { ConntrackEvents, maxLineBytes, type ConntrackEnd } from '../../lib/nat/conntrack-events.js';
 import { NatDriver } from '../../lib/nat/nat-driver.js';
 import { NativeAlgorithm, NativeBackendState } from '../../lib/engine/native-types.js';
 import { captureLogger } from '../helpers/fake-balancer.js';
 import type { LogLine } from '../helpers/cli.js';
+import { fakeTools } from '../helpers/fake-tools.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'lb4-ctevents-'));
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const file = (name: string) => join(dir, name);
-function script(name: string, body: string): string {
-  writeFileSync(file(name), `#!/bin/sh\n${body}\n`);
-  chmodSync(file(name), 0o755);
-  return file(name);
-}
+const { file, script } = fakeTools(t, 'lb4-ctevents-');
 
 // The event stream never keeps a process alive (its child and pipes are unref'd): while a test
 // waits for it, this timer does.

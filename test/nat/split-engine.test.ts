@@ -2,24 +2,16 @@
 // conntrack stand for the kernel. What a NAT listener sends where, and how its counters and
 // conntrack entries come back through the engine's verbs.
 
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import { counterNames, NativeAlgorithm, NativeBackendState, NativeProtocol, type NativeBackend, type NativeListenerOptions } from '../../lib/engine/native-types.js';
 import { silentLogger } from '../../lib/log.js';
 import { NatDriver } from '../../lib/nat/nat-driver.js';
 import { SplitEngine } from '../../lib/nat/split-engine.js';
 import { FakeEngines } from '../helpers/fake-engine.js';
+import { fakeTools } from '../helpers/fake-tools.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'lb4-split-'));
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const file = (name: string) => join(dir, name);
-function script(name: string, body: string): string {
-  writeFileSync(file(name), `#!/bin/sh\n${body}\n`);
-  chmodSync(file(name), 0o755);
-  return file(name);
-}
+const { file, script } = fakeTools(t, 'lb4-split-');
 // nft: `-f -` keeps the file it was given; `-j list counters` answers from counters.json.
 const nft = script('nft', `if [ "$1" = "-f" ]; then cat > ${file('applied.nft')}; exit 0; fi\nif [ "$1" = "-j" ]; then cat ${file('counters.json')}; exit 0; fi\nexit 0`);
 // conntrack: -L answers from entries.txt; -D records its arguments and says how many it deleted.
