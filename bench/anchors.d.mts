@@ -36,6 +36,12 @@ export interface TargetRow {
 
 export function bestOf(metric: { better: 'higher' | 'lower' }, candidates: Array<{ system: string; value: number | null | undefined }>): Best | null;
 export function bestTable(summary: Summary, systems: string[]): Record<string, Record<string, Best>>;
+export function ratiosByRound(
+  bySystem: Summary[string],
+  subject: string,
+  references: string[],
+  metric: { key: string; better: 'higher' | 'lower' },
+): Array<{ round: number; ratio: number }>;
 export function roundRatios(
   bySystem: Summary[string],
   subject: string,

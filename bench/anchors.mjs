@@ -40,23 +40,32 @@ export function bestOf(metric, candidates) {
  * @param {string} subject
  * @param {string[]} references
  * @param {import('./metrics.mjs').Metric} metric
- * @returns {{perRound: number[], min: number, max: number, median: number} | null} null without two rounds
+ * @returns {Array<{round: number, ratio: number}>} the rounds where both sides have a number
  */
-export function roundRatios(bySystem, subject, references, metric) {
+export function ratiosByRound(bySystem, subject, references, metric) {
   const mine = bySystem[subject]?.[metric.key];
-  if (!mine?.values || !mine.rounds) return null;
-  /** @type {number[]} */
-  const perRound = [];
-  mine.rounds.forEach((round, i) => {
-    const value = mine.values?.[i];
+  /** @type {Array<{round: number, ratio: number}>} */
+  const out = [];
+  (mine?.rounds ?? []).forEach((round, i) => {
+    const value = mine?.values?.[i];
     const refs = references.map((r) => {
       const cell = bySystem[r]?.[metric.key];
       const j = cell?.rounds?.indexOf(round) ?? -1;
       return j >= 0 ? cell?.values?.[j] : null;
     });
     const b = best(metric, refs);
-    if (typeof value === 'number' && Number.isFinite(value) && b !== null && b !== 0) perRound.push(value / b);
+    if (typeof value === 'number' && Number.isFinite(value) && b !== null && b !== 0) out.push({ round, ratio: value / b });
   });
+  return out;
+}
+
+/**
+ * `ratiosByRound` summed up: the ratios, their lowest, highest and median.
+ * @param {Parameters<typeof ratiosByRound>} args
+ * @returns {{perRound: number[], min: number, max: number, median: number} | null} null without two rounds
+ */
+export function roundRatios(...args) {
+  const perRound = ratiosByRound(...args).map((r) => r.ratio);
   if (perRound.length < 2) return null;
   return { perRound, min: Math.min(...perRound), max: Math.max(...perRound), median: /** @type {number} */ (median(perRound)) };
 }

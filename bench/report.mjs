@@ -1,7 +1,7 @@
 // Turns the per-round results into medians, ratios, markdown tables and an SVG bar chart.
 // Nothing here measures; it only summarises what run.mjs collected.
 
-import { ratiosToBest } from './anchors.mjs';
+import { ratiosByRound, ratiosToBest } from './anchors.mjs';
 import { median, metrics, verdict } from './metrics.mjs';
 
 /**
@@ -113,13 +113,7 @@ export function ratiosToBuilds(summary, builds) {
         const before = bySystem[build]?.[m.key];
         if (typeof after?.median !== 'number' || typeof before?.median !== 'number' || before.median === 0) continue;
         const ratio = after.median / before.median;
-        const perRound = [];
-        after.rounds.forEach((round, i) => {
-          const j = before.rounds.indexOf(round);
-          const a = after.values[i];
-          const b = j >= 0 ? before.values[j] : null;
-          if (typeof a === 'number' && typeof b === 'number' && b !== 0) perRound.push({ round, ratio: a / b });
-        });
+        const perRound = ratiosByRound(bySystem, 'lb4', [build], m);
         const rs = perRound.map((r) => r.ratio);
         const sa = spread(after);
         const sb = spread(before);
@@ -177,7 +171,7 @@ export function medianTable(w, summary, ratioTable, systemNames, anchors, buildT
         cells.push('–');
         continue;
       }
-      const range = c.perRound.length > 1 ? ` [${fmt(c.min, 2)}..${fmt(c.max, 2)}]` : '';
+      const range = roundRange(c.perRound.length > 1 ? c : null);
       // Bold only where it matters: worse for lb4 by more than the rounds varied.
       const beyond = c.verdict === 'worse' ? '**beyond**' : 'beyond';
       const judged = c.spread === null ? '' : `, ${c.beyondSpread ? beyond : 'within'} ${fmt(c.spread * 100, 1)} % spread`;

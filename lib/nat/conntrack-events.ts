@@ -11,6 +11,7 @@
 // shows the subscribed socket keeping `net.core.rmem_default`, which therefore sets its size).
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { parseConntrack, type ConntrackEntry } from './conntrack.js';
 
@@ -94,20 +95,19 @@ export class ConntrackEvents {
     const child = spawn(this.#binary, ['-E', '-e', 'DESTROY', '-o', 'extended,id'], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     child.unref();
-    const stdout = child.stdout!;
-    const stderr = child.stderr!;
-    (stdout as Readable & { unref?: () => void }).unref?.();
-    (stderr as Readable & { unref?: () => void }).unref?.();
+    (child.stdout as Socket).unref();
+    (child.stderr as Socket).unref();
     let tail = '';
     let failed = false;
     const current = () => this.#child === child;
+    // stop() removes these readers, so they only ever hear the current child.
     const stopReading = [
-      eachLine(stdout, (line) => {
-        const end = current() ? parseDestroyEvent(line) : undefined;
+      eachLine(child.stdout!, (line) => {
+        const end = parseDestroyEvent(line);
         if (end) onEnd(end);
       }),
-      eachLine(stderr, (line) => {
-        if (current() && overflowWarning.test(line)) onOverflow();
+      eachLine(child.stderr!, (line) => {
+        if (overflowWarning.test(line)) onOverflow();
         tail = `${tail}${line}\n`.slice(-stderrTailBytes);
       }),
     ];
